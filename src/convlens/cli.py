@@ -1,0 +1,217 @@
+"""The ``convlens`` command. Thin: parse, call the library, print, exit code.
+
+Exit codes: 0 success; 1 a check failed (``explain --expect`` mismatch); 2 bad input (message on
+stderr, no traceback).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from typing import Any
+
+import click
+
+from convlens import __version__
+from convlens.errors import ConvlensError
+
+
+class _Group(click.Group):
+    """Turns :class:`ConvlensError` into ``convlens: error: ...`` on stderr and exit code 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ConvlensError as exc:
+            click.echo(f"convlens: error: {exc}", err=True)
+            ctx.exit(2)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="convlens")
+def cli() -> None:
+    """See exactly what a convolutional layer computes, and measure what a CNN learns."""
+
+
+def _ints(text: str, name: str) -> int | tuple[int, ...]:
+    parts = [p for p in re.split(r"[,x\s]+", text.strip()) if p]
+    try:
+        values = tuple(int(p) for p in parts)
+    except ValueError:
+        raise ConvlensError(f"{name} must be an integer or two integers like '2,1', got {text!r}") from None
+    if not values:
+        raise ConvlensError(f"{name} is empty")
+    return values[0] if len(values) == 1 else values
+
+
+def _padding(text: str) -> Any:
+    t = text.strip().lower()
+    if t in ("valid", "same", "full"):
+        return t
+    try:
+        return _ints(t, "padding")
+    except ConvlensError:
+        raise ConvlensError(
+            f"padding must be valid, same, full, an integer or two integers like '1,2', got {text!r}"
+        ) from None
+
+
+def _kernel_matrix(text: str) -> Any:
+    """A bank kernel name (``sobel_x``, ``gabor:angle=45``) or a matrix."""
+    from convlens.explain import parse_matrix
+    from convlens.kernels import list_kernels, parse_kernel_spec
+
+    name = text.strip().split(":", 1)[0]
+    if name in list_kernels():
+        return parse_kernel_spec(text).weights
+    return parse_matrix(text, "kernel")
+
+
+@cli.command()
+@click.option("--kernel", "-k", required=True,
+              help='Kernel: "1 2 3; 4 5 6; 7 8 9", JSON [[1,2],[3,4]], @file (.npy/.csv/.txt/.json), '
+                   "or a bank name such as sobel_x.")
+@click.option("--input", "-i", "input_", required=True, help="Input matrix, same forms as --kernel.")
+@click.option("--stride", default="1", show_default=True, help="Stride: n or 'rows,cols'.")
+@click.option("--padding", default="valid", show_default=True,
+              help="valid | same | full | n | 'rows,cols' (zeros).")
+@click.option("--dilation", default="1", show_default=True, help="Dilation: n or 'rows,cols'.")
+@click.option("--convolve", is_flag=True, help="True convolution (flip the kernel) instead of cross-correlation.")
+@click.option("--format", "fmt_name", type=click.Choice(["text", "markdown", "latex", "json"]),
+              default="text", show_default=True)
+@click.option("--expect", default=None,
+              help="Claimed feature map to check; exit code 1 and one line per wrong cell if it differs.")
+@click.option("--max-cells", type=click.IntRange(min=0), default=None,
+              help="Work out at most this many cells (the feature map is always complete).")
+def explain(kernel: str, input_: str, stride: str, padding: str, dilation: str, convolve: bool,
+            fmt_name: str, expect: str | None, max_cells: int | None) -> None:
+    """Show every output cell of a 2-D cross-correlation as its products and sum.
+
+    \b
+    Example (the seed's worked example; the top-left cell is 154, not 146):
+      convlens explain --kernel "1 2 3; 4 5 6; 7 8 9" \\
+                       --input "9 8 7 6; 5 4 3 2; 1 2 3 4; 5 6 7 8" --expect "146 157; 200 233"
+    """
+    from convlens.explain import explain as do_explain
+    from convlens.explain import parse_matrix
+
+    ex = do_explain(
+        _kernel_matrix(kernel),
+        parse_matrix(input_, "input"),
+        stride=_ints(stride, "stride"),
+        padding=_padding(padding),
+        dilation=_ints(dilation, "dilation"),
+        convolve=convolve,
+    )
+    expected = parse_matrix(expect, "expect") if expect is not None else None
+    result = ex.check(expected) if expected is not None else None
+    if fmt_name == "json":
+        doc = json.loads(ex.render("json", max_cells=max_cells))
+        if result is not None:
+            doc["check"] = result.to_dict()
+        click.echo(json.dumps(doc, indent=2))
+    else:
+        click.echo(ex.render(fmt_name, max_cells=max_cells), nl=False)
+        if result is not None:
+            click.echo("")
+            for line in result.lines():
+                click.echo(line)
+    if result is not None and not result.ok:
+        sys.exit(1)
+
+
+@cli.group(invoke_without_command=True)
+@click.pass_context
+def kernels(ctx: click.Context) -> None:
+    """List the classical kernel bank (`convlens kernels show NAME` for one)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from convlens.kernels import get_kernel, kernel_summary, list_kernels
+
+    rows = []
+    for name in list_kernels():
+        family, summary = kernel_summary(name)
+        shape = "x".join(map(str, get_kernel(name).shape))
+        rows.append((name, shape, family, summary))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    click.echo(f"{'name'.ljust(widths[0])}  {'size'.ljust(widths[1])}  {'family'.ljust(widths[2])}  description")
+    for r in rows:
+        click.echo(f"{r[0].ljust(widths[0])}  {r[1].ljust(widths[1])}  {r[2].ljust(widths[2])}  {r[3]}")
+    click.echo(f"\n{len(rows)} kernels. Parameters: convlens kernels show NAME (e.g. gabor:angle=45,size=9).")
+
+
+@kernels.command("show")
+@click.argument("spec")
+@click.option("--format", "fmt_name", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def kernels_show(spec: str, fmt_name: str) -> None:
+    """Print one kernel: weights (as the correlation kernel Conv2d applies) and provenance.
+
+    SPEC is a name, optionally with parameters: sobel_x, sobel_x:size=5, gabor:angle=45,frequency=0.2
+    """
+    from convlens.explain.numbers import fmt
+    from convlens.kernels import kernel_parameters, parse_kernel_spec
+
+    k = parse_kernel_spec(spec)
+    if fmt_name == "json":
+        click.echo(json.dumps(k.to_dict(), indent=2))
+        return
+    floats = k.weights.dtype.kind == "f"
+    cells = [[f"{v:.6g}" if floats else fmt(v) for v in row] for row in k.weights.tolist()]
+    width = max(len(c) for row in cells for c in row)
+    click.echo(f"{k.name} ({'x'.join(map(str, k.shape))}, {k.family}): {k.description}")
+    for row in cells:
+        click.echo("  " + " ".join(c.rjust(width) for c in row))
+    if floats:
+        click.echo("  (6 significant digits shown; --format json gives full precision)")
+    click.echo(f"source:        {k.source}")
+    click.echo(f"normalisation: {k.normalisation}")
+    if k.skimage:
+        click.echo(f"scikit-image:  {k.skimage}")
+    params = kernel_parameters(k.name)
+    if params:
+        click.echo("parameters:    " + ", ".join(f"{p}={k.params.get(p, d)}" for p, d in params.items()))
+    click.echo("applied as:    cross-correlation (copy into a torch.nn.Conv2d weight as is)")
+
+
+DEFAULT_FILTER_KERNELS = ("sobel_x", "sobel_y", "laplacian_4", "log", "gabor")
+
+
+@cli.command("filter")
+@click.argument("image")
+@click.option("--kernel", "-k", "kernel_specs", multiple=True,
+              help=f"Bank kernel spec, repeatable (default: {', '.join(DEFAULT_FILTER_KERNELS)}).")
+@click.option("--out", "-o", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Folder for the feature-map PNGs, .npy arrays and summary.json.")
+@click.option("--padding", default="same", show_default=True, type=click.Choice(["same", "valid", "full"]))
+@click.option("--max-pixels", default=16_777_216, show_default=True, type=click.IntRange(min=1),
+              help="Refuse images with more pixels than this.")
+def filter_cmd(image: str, kernel_specs: tuple[str, ...], out_dir: str, padding: str, max_pixels: int) -> None:
+    """Apply classical kernels to IMAGE (a file, a .npy array, or sample:camera, sample:astronaut, ...)."""
+    from convlens.data.images import load_image
+    from convlens.filtering import apply_kernels, write_feature_maps
+    from convlens.kernels import parse_kernel_spec
+
+    specs = kernel_specs or DEFAULT_FILTER_KERNELS
+    kernels_ = [(s, parse_kernel_spec(s)) for s in specs]
+    loaded = load_image(image, max_pixels=max_pixels)
+    maps = apply_kernels(loaded, kernels_, padding=padding)
+    try:
+        summary = write_feature_maps(out_dir, loaded, maps, padding)
+    except OSError as exc:
+        raise ConvlensError(f"cannot write to {out_dir!r}: {exc.strerror or exc}") from None
+    h, w = loaded.pixels.shape
+    click.echo(f"{loaded.source}: {h}x{w} grey ({loaded.conversion})")
+    for e in summary["feature_maps"]:
+        s = e["stats"]
+        click.echo(f"  {e['kernel']:<28} -> {e['png']:<28} min {s['min']:+.4g}  max {s['max']:+.4g}  "
+                   f"mean|.| {s['mean_abs']:.4g}")
+    click.echo(f"wrote {len(maps)} feature maps and summary.json to {out_dir}")
+
+
+def main() -> None:
+    cli(prog_name="convlens")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
