@@ -9,12 +9,15 @@ from __future__ import annotations
 import json
 import re
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import click
 
 from convlens import __version__
 from convlens.errors import ConvlensError
+
+if TYPE_CHECKING:
+    from convlens.ops.geometry import PaddingMode
 
 
 class _Group(click.Group):
@@ -39,7 +42,9 @@ def _ints(text: str, name: str) -> int | tuple[int, ...]:
     try:
         values = tuple(int(p) for p in parts)
     except ValueError:
-        raise ConvlensError(f"{name} must be an integer or two integers like '2,1', got {text!r}") from None
+        raise ConvlensError(
+            f"{name} must be an integer or two integers like '2,1', got {text!r}"
+        ) from None
     if not values:
         raise ConvlensError(f"{name} is empty")
     return values[0] if len(values) == 1 else values
@@ -69,23 +74,58 @@ def _kernel_matrix(text: str) -> Any:
 
 
 @cli.command()
-@click.option("--kernel", "-k", required=True,
-              help='Kernel: "1 2 3; 4 5 6; 7 8 9", JSON [[1,2],[3,4]], @file (.npy/.csv/.txt/.json), '
-                   "or a bank name such as sobel_x.")
-@click.option("--input", "-i", "input_", required=True, help="Input matrix, same forms as --kernel.")
+@click.option(
+    "--kernel",
+    "-k",
+    required=True,
+    help='Kernel: "1 2 3; 4 5 6; 7 8 9", JSON [[1,2],[3,4]], @file (.npy/.csv/.txt/.json), '
+    "or a bank name such as sobel_x.",
+)
+@click.option(
+    "--input", "-i", "input_", required=True, help="Input matrix, same forms as --kernel."
+)
 @click.option("--stride", default="1", show_default=True, help="Stride: n or 'rows,cols'.")
-@click.option("--padding", default="valid", show_default=True,
-              help="valid | same | full | n | 'rows,cols' (zeros).")
+@click.option(
+    "--padding",
+    default="valid",
+    show_default=True,
+    help="valid | same | full | n | 'rows,cols' (zeros).",
+)
 @click.option("--dilation", default="1", show_default=True, help="Dilation: n or 'rows,cols'.")
-@click.option("--convolve", is_flag=True, help="True convolution (flip the kernel) instead of cross-correlation.")
-@click.option("--format", "fmt_name", type=click.Choice(["text", "markdown", "latex", "json"]),
-              default="text", show_default=True)
-@click.option("--expect", default=None,
-              help="Claimed feature map to check; exit code 1 and one line per wrong cell if it differs.")
-@click.option("--max-cells", type=click.IntRange(min=0), default=None,
-              help="Work out at most this many cells (the feature map is always complete).")
-def explain(kernel: str, input_: str, stride: str, padding: str, dilation: str, convolve: bool,
-            fmt_name: str, expect: str | None, max_cells: int | None) -> None:
+@click.option(
+    "--convolve",
+    is_flag=True,
+    help="True convolution (flip the kernel) instead of cross-correlation.",
+)
+@click.option(
+    "--format",
+    "fmt_name",
+    type=click.Choice(["text", "markdown", "latex", "json"]),
+    default="text",
+    show_default=True,
+)
+@click.option(
+    "--expect",
+    default=None,
+    help="Claimed feature map to check; exit code 1 and one line per wrong cell if it differs.",
+)
+@click.option(
+    "--max-cells",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Work out at most this many cells (the feature map is always complete).",
+)
+def explain(
+    kernel: str,
+    input_: str,
+    stride: str,
+    padding: str,
+    dilation: str,
+    convolve: bool,
+    fmt_name: str,
+    expect: str | None,
+    max_cells: int | None,
+) -> None:
     """Show every output cell of a 2-D cross-correlation as its products and sum.
 
     \b
@@ -135,15 +175,23 @@ def kernels(ctx: click.Context) -> None:
         shape = "x".join(map(str, get_kernel(name).shape))
         rows.append((name, shape, family, summary))
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
-    click.echo(f"{'name'.ljust(widths[0])}  {'size'.ljust(widths[1])}  {'family'.ljust(widths[2])}  description")
+    click.echo(
+        f"{'name'.ljust(widths[0])}  {'size'.ljust(widths[1])}  {'family'.ljust(widths[2])}  description"
+    )
     for r in rows:
-        click.echo(f"{r[0].ljust(widths[0])}  {r[1].ljust(widths[1])}  {r[2].ljust(widths[2])}  {r[3]}")
-    click.echo(f"\n{len(rows)} kernels. Parameters: convlens kernels show NAME (e.g. gabor:angle=45,size=9).")
+        click.echo(
+            f"{r[0].ljust(widths[0])}  {r[1].ljust(widths[1])}  {r[2].ljust(widths[2])}  {r[3]}"
+        )
+    click.echo(
+        f"\n{len(rows)} kernels. Parameters: convlens kernels show NAME (e.g. gabor:angle=45,size=9)."
+    )
 
 
 @kernels.command("show")
 @click.argument("spec")
-@click.option("--format", "fmt_name", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option(
+    "--format", "fmt_name", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
 def kernels_show(spec: str, fmt_name: str) -> None:
     """Print one kernel: weights (as the correlation kernel Conv2d applies) and provenance.
 
@@ -170,7 +218,9 @@ def kernels_show(spec: str, fmt_name: str) -> None:
         click.echo(f"scikit-image:  {k.skimage}")
     params = kernel_parameters(k.name)
     if params:
-        click.echo("parameters:    " + ", ".join(f"{p}={k.params.get(p, d)}" for p, d in params.items()))
+        click.echo(
+            "parameters:    " + ", ".join(f"{p}={k.params.get(p, d)}" for p, d in params.items())
+        )
     click.echo("applied as:    cross-correlation (copy into a torch.nn.Conv2d weight as is)")
 
 
@@ -179,14 +229,34 @@ DEFAULT_FILTER_KERNELS = ("sobel_x", "sobel_y", "laplacian_4", "log", "gabor")
 
 @cli.command("filter")
 @click.argument("image")
-@click.option("--kernel", "-k", "kernel_specs", multiple=True,
-              help=f"Bank kernel spec, repeatable (default: {', '.join(DEFAULT_FILTER_KERNELS)}).")
-@click.option("--out", "-o", "out_dir", required=True, type=click.Path(file_okay=False),
-              help="Folder for the feature-map PNGs, .npy arrays and summary.json.")
-@click.option("--padding", default="same", show_default=True, type=click.Choice(["same", "valid", "full"]))
-@click.option("--max-pixels", default=16_777_216, show_default=True, type=click.IntRange(min=1),
-              help="Refuse images with more pixels than this.")
-def filter_cmd(image: str, kernel_specs: tuple[str, ...], out_dir: str, padding: str, max_pixels: int) -> None:
+@click.option(
+    "--kernel",
+    "-k",
+    "kernel_specs",
+    multiple=True,
+    help=f"Bank kernel spec, repeatable (default: {', '.join(DEFAULT_FILTER_KERNELS)}).",
+)
+@click.option(
+    "--out",
+    "-o",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Folder for the feature-map PNGs, .npy arrays and summary.json.",
+)
+@click.option(
+    "--padding", default="same", show_default=True, type=click.Choice(["same", "valid", "full"])
+)
+@click.option(
+    "--max-pixels",
+    default=16_777_216,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Refuse images with more pixels than this.",
+)
+def filter_cmd(
+    image: str, kernel_specs: tuple[str, ...], out_dir: str, padding: str, max_pixels: int
+) -> None:
     """Apply classical kernels to IMAGE (a file, a .npy array, or sample:camera, sample:astronaut, ...)."""
     from convlens.data.images import load_image
     from convlens.filtering import apply_kernels, write_feature_maps
@@ -195,17 +265,20 @@ def filter_cmd(image: str, kernel_specs: tuple[str, ...], out_dir: str, padding:
     specs = kernel_specs or DEFAULT_FILTER_KERNELS
     kernels_ = [(s, parse_kernel_spec(s)) for s in specs]
     loaded = load_image(image, max_pixels=max_pixels)
-    maps = apply_kernels(loaded, kernels_, padding=padding)
+    mode = cast("PaddingMode", padding)
+    maps = apply_kernels(loaded, kernels_, padding=mode)
     try:
-        summary = write_feature_maps(out_dir, loaded, maps, padding)
+        summary = write_feature_maps(out_dir, loaded, maps, mode)
     except OSError as exc:
         raise ConvlensError(f"cannot write to {out_dir!r}: {exc.strerror or exc}") from None
     h, w = loaded.pixels.shape
     click.echo(f"{loaded.source}: {h}x{w} grey ({loaded.conversion})")
     for e in summary["feature_maps"]:
         s = e["stats"]
-        click.echo(f"  {e['kernel']:<28} -> {e['png']:<28} min {s['min']:+.4g}  max {s['max']:+.4g}  "
-                   f"mean|.| {s['mean_abs']:.4g}")
+        click.echo(
+            f"  {e['kernel']:<28} -> {e['png']:<28} min {s['min']:+.4g}  max {s['max']:+.4g}  "
+            f"mean|.| {s['mean_abs']:.4g}"
+        )
     click.echo(f"wrote {len(maps)} feature maps and summary.json to {out_dir}")
 
 

@@ -31,8 +31,13 @@ class FeatureMap:
 
     def stats(self) -> dict[str, float]:
         v = self.values
-        return {"min": float(v.min()), "max": float(v.max()), "mean": float(v.mean()),
-                "std": float(v.std()), "mean_abs": float(np.abs(v).mean())}
+        return {
+            "min": float(v.min()),
+            "max": float(v.max()),
+            "mean": float(v.mean()),
+            "std": float(v.std()),
+            "mean_abs": float(np.abs(v).mean()),
+        }
 
 
 def apply_kernels(
@@ -40,7 +45,9 @@ def apply_kernels(
 ) -> list[FeatureMap]:
     """Cross-correlate the image with each kernel (as ``Conv2d`` would)."""
     return [
-        FeatureMap(spec, k, correlate2d(image.pixels, k.weights.astype(np.float64), padding=padding))
+        FeatureMap(
+            spec, k, correlate2d(image.pixels, k.weights.astype(np.float64), padding=padding)
+        )
         for spec, k in kernels
     ]
 
@@ -55,12 +62,25 @@ def _save_png(path: Path, values: NDArray[np.float64], signed: bool) -> None:
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
+    lo, hi = display_range(values, signed)
+    cmap = "RdBu_r" if signed else "gray"
+    write_with(path, lambda tmp: plt.imsave(tmp, values, format="png", cmap=cmap, vmin=lo, vmax=hi))
+
+
+DISPLAY_PERCENTILE = 99.5
+
+
+def display_range(values: NDArray[np.float64], signed: bool) -> tuple[float, float]:
+    """Colour range for a PNG: symmetric ``±p`` for signed maps, ``[min, p]`` otherwise, where ``p`` is
+    the 99.5th percentile of ``|values|`` (so a few strong border responses do not wash out the map).
+    The raw values are always saved unclipped in the ``.npy`` file."""
+    top = float(np.percentile(np.abs(values), DISPLAY_PERCENTILE))
+    if top == 0.0:
+        top = float(np.abs(values).max()) or 1.0
     if signed:
-        m = float(np.abs(values).max()) or 1.0
-        kwargs: dict[str, Any] = {"cmap": "RdBu_r", "vmin": -m, "vmax": m}
-    else:
-        kwargs = {"cmap": "gray", "vmin": float(values.min()), "vmax": float(values.max()) or 1.0}
-    write_with(path, lambda tmp: plt.imsave(tmp, values, format="png", **kwargs))
+        return -top, top
+    low = float(values.min())
+    return low, max(top, low + 1e-12)
 
 
 def _save_npy(path: Path, values: NDArray[Any]) -> None:
@@ -71,8 +91,9 @@ def _save_npy(path: Path, values: NDArray[Any]) -> None:
     write_with(path, writer)
 
 
-def write_feature_maps(out_dir: str | Path, image: LoadedImage, maps: list[FeatureMap],
-                       padding: PaddingSpec) -> dict[str, Any]:
+def write_feature_maps(
+    out_dir: str | Path, image: LoadedImage, maps: list[FeatureMap], padding: PaddingSpec
+) -> dict[str, Any]:
     """Write ``input.png``, one ``NAME.png`` + ``NAME.npy`` per map, then ``summary.json``."""
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -89,21 +110,25 @@ def write_feature_maps(out_dir: str | Path, image: LoadedImage, maps: list[Featu
         signed = bool(fm.values.min() < 0)
         _save_png(out / f"{stem}.png", fm.values, signed)
         _save_npy(out / f"{stem}.npy", fm.values)
-        entries.append({
-            "kernel": fm.spec,
-            "name": fm.kernel.name,
-            "params": fm.kernel.params,
-            "weights": fm.kernel.weights.tolist(),
-            "png": f"{stem}.png",
-            "npy": f"{stem}.npy",
-            "colormap": "RdBu_r, symmetric about 0" if signed else "gray, min to max",
-            "shape": list(fm.values.shape),
-            "stats": fm.stats(),
-        })
+        entries.append(
+            {
+                "kernel": fm.spec,
+                "name": fm.kernel.name,
+                "params": fm.kernel.params,
+                "weights": fm.kernel.weights.tolist(),
+                "png": f"{stem}.png",
+                "npy": f"{stem}.npy",
+                "colormap": "RdBu_r, symmetric about 0" if signed else "gray",
+                "display_range": list(display_range(fm.values, signed)),
+                "display_rule": f"clipped at the {DISPLAY_PERCENTILE}th percentile of |value| (npy is raw)",
+                "shape": list(fm.values.shape),
+                "stats": fm.stats(),
+            }
+        )
     summary = {
         "convlens_version": __version__,
         "operation": "cross-correlation (torch.nn.Conv2d semantics), zero padding",
-        "padding": padding if isinstance(padding, str | int) else list(padding),  # type: ignore[arg-type]
+        "padding": padding if isinstance(padding, str | int) else list(padding),
         "image": image.to_dict(),
         "input_png": "input.png",
         "feature_maps": entries,

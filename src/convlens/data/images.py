@@ -23,8 +23,21 @@ from convlens.errors import ConvlensError
 
 # Images that ship inside the scikit-image wheel (others are downloaded by pooch: not allowed here).
 SAMPLE_IMAGES = (
-    "astronaut", "brick", "camera", "cell", "chelsea", "coffee", "coins", "grass", "gravel",
-    "horse", "moon", "page", "rocket", "stereo_motorcycle", "text",
+    "astronaut",
+    "brick",
+    "camera",
+    "cell",
+    "chelsea",
+    "coffee",
+    "coins",
+    "grass",
+    "gravel",
+    "horse",
+    "moon",
+    "page",
+    "rocket",
+    "stereo_motorcycle",
+    "text",
 )
 DEFAULT_MAX_PIXELS = 16_777_216  # 4096 x 4096
 
@@ -54,10 +67,14 @@ def load_image(spec: str, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImag
     if max_pixels < 1:
         raise ConvlensError(f"max_pixels must be >= 1, got {max_pixels}")
     if spec.startswith("sample:"):
-        return _sample(spec[len("sample:"):], max_pixels)
+        return _sample(spec[len("sample:") :], max_pixels)
     path = Path(spec)
     if not path.exists():
-        hint = " (bundled images are named sample:camera, sample:astronaut, ...)" if ":" not in spec else ""
+        hint = (
+            " (bundled images are named sample:camera, sample:astronaut, ...)"
+            if ":" not in spec
+            else ""
+        )
         raise ConvlensError(f"image {spec!r} does not exist{hint}")
     if not path.is_file():
         raise ConvlensError(f"image {spec!r} is not a file")
@@ -98,16 +115,22 @@ def _npy(path: Path, max_pixels: int) -> LoadedImage:
             f"{str(path)!r}: expected a non-empty 2-D numeric array, got shape {arr.shape} dtype {arr.dtype}"
         )
     _check_pixels(arr.shape, str(path), max_pixels)
-    return LoadedImage(arr.astype(np.float64), str(path), arr.shape, str(arr.dtype),
-                       "none (.npy used as is, cast to float64)")
+    return LoadedImage(
+        arr.astype(np.float64),
+        str(path),
+        arr.shape,
+        str(arr.dtype),
+        "none (.npy used as is, cast to float64)",
+    )
 
 
 def _file(path: Path, max_pixels: int) -> LoadedImage:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as img:
-            _check_pixels((img.height, img.width), str(path), max_pixels)
+        with Image.open(path) as opened:
+            _check_pixels((opened.height, opened.width), str(path), max_pixels)
+            img: Image.Image = opened
             if img.mode == "P":
                 img = img.convert("RGBA")
             elif img.mode == "CMYK":
@@ -124,7 +147,9 @@ def _file(path: Path, max_pixels: int) -> LoadedImage:
 
 def _to_grey(arr: NDArray[Any], source: str, max_pixels: int) -> LoadedImage:
     if arr.ndim not in (2, 3) or arr.size == 0:
-        raise ConvlensError(f"image {source!r}: expected a 2-D or colour image, got shape {arr.shape}")
+        raise ConvlensError(
+            f"image {source!r}: expected a 2-D or colour image, got shape {arr.shape}"
+        )
     _check_pixels(arr.shape, source, max_pixels)
     steps = []
     shape, dtype = tuple(arr.shape), str(arr.dtype)
@@ -156,4 +181,6 @@ def _to_grey(arr: NDArray[Any], source: str, max_pixels: int) -> LoadedImage:
             raise ConvlensError(f"image {source!r}: {channels} channels, expected 1-4")
     if not np.all(np.isfinite(x)):
         raise ConvlensError(f"image {source!r} contains NaN or Inf pixels")
-    return LoadedImage(np.ascontiguousarray(x, dtype=np.float64), source, shape, dtype, "; ".join(steps))
+    return LoadedImage(
+        np.ascontiguousarray(x, dtype=np.float64), source, shape, dtype, "; ".join(steps)
+    )

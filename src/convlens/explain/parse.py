@@ -62,7 +62,9 @@ def _load_file(path_text: str, name: str) -> NDArray[Any]:
         try:
             arr = np.load(path, allow_pickle=False)
         except (ValueError, OSError, EOFError) as exc:
-            raise ConvlensError(f"{name}: cannot read {str(path)!r} as a .npy array: {exc}") from None
+            raise ConvlensError(
+                f"{name}: cannot read {str(path)!r} as a .npy array: {exc}"
+            ) from None
         if arr.dtype.kind not in "biuf":
             raise ConvlensError(f"{name}: {str(path)!r} holds dtype {arr.dtype}, expected numbers")
         if arr.ndim == 1:
@@ -78,7 +80,9 @@ def _load_file(path_text: str, name: str) -> NDArray[Any]:
         except json.JSONDecodeError as exc:
             raise ConvlensError(f"{name}: {str(path)!r} is not valid JSON: {exc.msg}") from None
     if suffix in (".csv", ".tsv"):
-        rows = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+        rows = [
+            line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")
+        ]
         sep = "\t" if suffix == ".tsv" else ","
         return _from_tokens([[c.strip() for c in r.split(sep)] for r in rows], name)
     return parse_matrix(text, name)
@@ -125,12 +129,17 @@ def _from_tokens(cells: list[list[str]], name: str) -> NDArray[Any]:
     widths = {len(r) for r in cells}
     if len(widths) != 1:
         lengths = ", ".join(f"row {i}: {len(r)}" for i, r in enumerate(cells))
-        raise ConvlensError(f"{name}: ragged rows, every row needs the same number of cells ({lengths})")
+        raise ConvlensError(
+            f"{name}: ragged rows, every row needs the same number of cells ({lengths})"
+        )
     if len(cells) * len(cells[0]) > _MAX_CELLS:
-        raise ConvlensError(f"{name}: {len(cells)}x{len(cells[0])} cells is over the limit of {_MAX_CELLS}")
+        raise ConvlensError(
+            f"{name}: {len(cells)}x{len(cells[0])} cells is over the limit of {_MAX_CELLS}"
+        )
     values = [[_parse_token(t, i, j, name) for j, t in enumerate(r)] for i, r in enumerate(cells)]
     flat = [v for r in values for v in r]
     if any(isinstance(v, Fraction) for v in flat):
+
         def exact(v: int | float | Fraction, tok: str) -> Fraction:
             if isinstance(v, float):
                 if not math.isfinite(v):
@@ -144,7 +153,7 @@ def _from_tokens(cells: list[list[str]], name: str) -> NDArray[Any]:
                 arr[i, j] = exact(v, cells[i][j])
         return arr
     if all(isinstance(v, int) for v in flat):
-        if all(-(2**63) <= v < 2**63 for v in flat):  # type: ignore[operator]
+        if all(-(2**63) <= v < 2**63 for v in flat):
             return np.array(values, dtype=np.int64)
         return np.array(values, dtype=object)
     return np.array(values, dtype=np.float64)

@@ -26,7 +26,9 @@ def render(ex: Explanation, fmt_name: str = "text", *, max_cells: int | None = N
     try:
         fn = renderers[fmt_name]
     except KeyError:
-        raise ConvlensError(f"unknown format {fmt_name!r}; expected one of {', '.join(FORMATS)}") from None
+        raise ConvlensError(
+            f"unknown format {fmt_name!r}; expected one of {', '.join(FORMATS)}"
+        ) from None
     if max_cells is not None and max_cells < 0:
         raise ConvlensError(f"max_cells must be >= 0, got {max_cells}")
     return fn(ex, max_cells)
@@ -34,8 +36,12 @@ def render(ex: Explanation, fmt_name: str = "text", *, max_cells: int | None = N
 
 def _header(ex: Explanation) -> str:
     pads = ex.padding
-    pad_text = "none (valid)" if all(p == (0, 0) for p in pads) else (
-        f"rows {pads[0][0]}/{pads[0][1]}, cols {pads[1][0]}/{pads[1][1]} zeros (top/bottom, left/right)"
+    pad_text = (
+        "none (valid)"
+        if all(p == (0, 0) for p in pads)
+        else (
+            f"rows {pads[0][0]}/{pads[0][1]}, cols {pads[1][0]}/{pads[1][1]} zeros (top/bottom, left/right)"
+        )
     )
     return (
         f"{ex.operation.capitalize()} of a {describe_shape(ex.input.shape)} input with a "
@@ -76,8 +82,18 @@ def _window_text(cell: Cell) -> str:
 
 
 def _text(ex: Explanation, max_cells: int | None) -> str:
-    out = [_header(ex), "", f"input ({describe_shape(ex.input.shape)}):", _matrix_text(ex.input), ""]
-    out += [f"kernel ({describe_shape(ex.kernel.shape)}): " + _kernel_note(ex), _matrix_text(ex.applied_kernel), ""]
+    out = [
+        _header(ex),
+        "",
+        f"input ({describe_shape(ex.input.shape)}):",
+        _matrix_text(ex.input),
+        "",
+    ]
+    out += [
+        f"kernel ({describe_shape(ex.kernel.shape)}): " + _kernel_note(ex),
+        _matrix_text(ex.applied_kernel),
+        "",
+    ]
     shown, hidden = _cells(ex, max_cells)
     for cell in shown:
         out.append(f"out[{cell.index[0]}, {cell.index[1]}]  {_window_text(cell)}")
@@ -96,8 +112,20 @@ def _markdown(ex: Explanation, max_cells: int | None) -> str:
     def block(a: NDArray[Any]) -> str:
         return "```\n" + _matrix_text(a, indent="") + "\n```"
 
-    out = [f"**{_header(ex)}**", "", f"Input ({describe_shape(ex.input.shape)}):", "", block(ex.input), ""]
-    out += [f"Kernel ({describe_shape(ex.kernel.shape)}): {_kernel_note(ex)}", "", block(ex.applied_kernel), ""]
+    out = [
+        f"**{_header(ex)}**",
+        "",
+        f"Input ({describe_shape(ex.input.shape)}):",
+        "",
+        block(ex.input),
+        "",
+    ]
+    out += [
+        f"Kernel ({describe_shape(ex.kernel.shape)}): {_kernel_note(ex)}",
+        "",
+        block(ex.applied_kernel),
+        "",
+    ]
     shown, hidden = _cells(ex, max_cells)
     for cell in shown:
         out.append(
@@ -140,7 +168,9 @@ def _latex(ex: Explanation, max_cells: int | None) -> str:
             f"{_latex_factor(k)} \\cdot {_latex_factor(x)}"
             for k, x in zip(cell.kernel.flat, cell.window.flat, strict=True)
         )
-        lines.append(f"(I {op} K)_{{{cell.index[0]},{cell.index[1]}}} &= {terms} = {fmt_latex(cell.total)}")
+        lines.append(
+            f"(I {op} K)_{{{cell.index[0]},{cell.index[1]}}} &= {terms} = {fmt_latex(cell.total)}"
+        )
     out.append(" \\\\\n".join(lines))
     out.append("\\end{align*}")
     if hidden:

@@ -100,8 +100,12 @@ class CheckResult:
             "expected_shape": list(self.expected_shape),
             "actual_shape": list(self.actual_shape),
             "mismatches": [
-                {"index": list(m.index), "expected": json_number(m.expected),
-                 "actual": json_number(m.actual), "expression": m.expression}
+                {
+                    "index": list(m.index),
+                    "expected": json_number(m.expected),
+                    "actual": json_number(m.actual),
+                    "expression": m.expression,
+                }
                 for m in self.mismatches
             ],
         }
@@ -179,7 +183,9 @@ def _as_matrix(a: ArrayLike, name: str) -> NDArray[Any]:
     if arr.ndim == 1:
         arr = arr[None, :]
     if arr.ndim != 2:
-        raise ConvlensError(f"{name}: expected a 2-D matrix, got {arr.ndim} dimensions with shape {arr.shape}")
+        raise ConvlensError(
+            f"{name}: expected a 2-D matrix, got {arr.ndim} dimensions with shape {arr.shape}"
+        )
     if arr.size == 0:
         raise ConvlensError(f"{name}: empty matrix (shape {arr.shape})")
     return arr
@@ -261,7 +267,9 @@ def _non_finite_warnings(
                 out.append(f"{name} has {len(bad) - 20} more non-finite values")
     bad_cells = [c for c in cells if not np.isfinite(complex(to_python(c.total)))]
     for c in bad_cells[:20]:
-        out.append(f"output {c.index} is {fmt(c.total)}: its window or the kernel holds a non-finite value")
+        out.append(
+            f"output {c.index} is {fmt(c.total)}: its window or the kernel holds a non-finite value"
+        )
     if len(bad_cells) > 20:
         out.append(f"{len(bad_cells) - 20} more output cells are not finite")
     return out

@@ -67,7 +67,9 @@ class _Entry:
 _REGISTRY: dict[str, _Entry] = {}
 
 
-def register(name: str, family: str, summary: str) -> Callable[[Callable[..., Kernel]], Callable[..., Kernel]]:
+def register(
+    name: str, family: str, summary: str
+) -> Callable[[Callable[..., Kernel]], Callable[..., Kernel]]:
     """Decorator: register ``factory(**params) -> Kernel`` under ``name``."""
     if family not in FAMILIES:  # pragma: no cover - programming error
         raise ValueError(f"unknown family {family!r}")
@@ -162,7 +164,9 @@ def _parse_value(raw: str, spec: str) -> int | float:
     return value
 
 
-def check_size(size: Any, name: str, *, odd: bool = True, minimum: int = 1, maximum: int = 99) -> int:
+def check_size(
+    size: Any, name: str, *, odd: bool = True, minimum: int = 1, maximum: int = 99
+) -> int:
     """Validate a kernel size parameter."""
     if isinstance(size, bool) or not isinstance(size, int | np.integer):
         raise ConvlensError(f"{name}: size must be an integer, got {size!r}")

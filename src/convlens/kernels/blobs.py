@@ -156,7 +156,9 @@ def dog(sigma1: float = 1.0, sigma2: float = 1.6, size: int = 7) -> Kernel:
     sigma1 = check_positive(sigma1, "dog: sigma1")
     sigma2 = check_positive(sigma2, "dog: sigma2")
     if sigma2 <= sigma1:
-        raise ConvlensError(f"dog: sigma2 must be larger than sigma1, got sigma1={sigma1}, sigma2={sigma2}")
+        raise ConvlensError(
+            f"dog: sigma2 must be larger than sigma1, got sigma1={sigma1}, sigma2={sigma2}"
+        )
     size = check_size(size, "dog", minimum=3)
     r = size // 2
     g1, g2 = gaussian_1d(sigma1, r), gaussian_1d(sigma2, r)

@@ -32,7 +32,9 @@ def binomial(n: int) -> NDArray[np.int64]:
     return row
 
 
-def _oriented(name: str, axis: str, smooth: NDArray[np.int64], deriv: NDArray[np.int64]) -> NDArray[np.int64]:
+def _oriented(
+    name: str, axis: str, smooth: NDArray[np.int64], deriv: NDArray[np.int64]
+) -> NDArray[np.int64]:
     if axis == "x":
         return np.outer(smooth, deriv)
     if axis == "y":
@@ -154,15 +156,23 @@ def roberts_neg_diag() -> Kernel:
 
 
 # Farid & Simoncelli (2004), Table 1, 5-tap: the same digits scikit-image uses.
-FARID_SMOOTH = np.array([0.0376593171958126, 0.249153396177344, 0.426374573253687,
-                         0.249153396177344, 0.0376593171958126])
-FARID_DERIV = np.array([-0.109603762960254, -0.276690988455557, 0.0,
-                        0.276690988455557, 0.109603762960254])
+FARID_SMOOTH = np.array(
+    [
+        0.0376593171958126,
+        0.249153396177344,
+        0.426374573253687,
+        0.249153396177344,
+        0.0376593171958126,
+    ]
+)
+FARID_DERIV = np.array(
+    [-0.109603762960254, -0.276690988455557, 0.0, 0.276690988455557, 0.109603762960254]
+)
 
 
 def _farid(axis: str) -> Kernel:
     name = f"farid_{axis}"
-    w = _oriented(name, axis, FARID_SMOOTH, FARID_DERIV)  # type: ignore[arg-type]
+    w = _oriented(name, axis, FARID_SMOOTH, FARID_DERIV)
     other = "farid_v" if axis == "x" else "farid_h"
     return Kernel(
         name=name,
@@ -212,7 +222,9 @@ def _make_kirsch(direction: str) -> None:
         return _kirsch(direction)
 
     factory.__name__ = f"kirsch_{direction}"
-    register(f"kirsch_{direction}", "edge", f"Kirsch compass, bright side {direction.upper()}")(factory)
+    register(f"kirsch_{direction}", "edge", f"Kirsch compass, bright side {direction.upper()}")(
+        factory
+    )
 
 
 for _d in _COMPASS:

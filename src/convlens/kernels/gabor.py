@@ -64,8 +64,14 @@ def gabor(
         f"sigma {sigma:g}, gamma {gamma:g}, {size}x{size}",
         source="Gabor (1946); Daugman (1985), 2-D Gabor model of simple cells",
         normalisation="envelope / (2 pi sigma_x sigma_y), as skimage.filters.gabor_kernel (real part)",
-        params={"angle": float(angle), "frequency": frequency, "phase": float(phase), "sigma": sigma,
-                "gamma": gamma, "size": size},
+        params={
+            "angle": float(angle),
+            "frequency": frequency,
+            "phase": float(phase),
+            "sigma": sigma,
+            "gamma": gamma,
+            "size": size,
+        },
         skimage="skimage.filters.gabor_kernel(frequency, radians(angle), sigma_x=sigma, "
         "sigma_y=sigma/gamma, offset=radians(phase)).real (centre size x size crop) == K",
     )

@@ -22,9 +22,9 @@ array([[154, 157],
        [200, 233]])
 >>> int((I[:3, :3] * K).sum())        # 1*9 + 2*8 + 3*7 + 4*5 + 5*4 + 6*3 + 7*1 + 8*2 + 9*3
 154
->>> convolve2d(I, K)                  # true convolution: the kernel is flipped first
-array([[146, 143],
-       [ 90,  67]])
+>>> convolve2d(I, K)                  # true convolution flips the kernel first (146 is neither)
+array([[266, 233],
+       [160, 157]])
 """
 
 from __future__ import annotations
@@ -109,7 +109,9 @@ def _abs_max(a: NDArray[Any]) -> float:
     return float(np.max(np.abs(a.astype(np.float64))))
 
 
-def compute_dtype(x: NDArray[Any], w: NDArray[Any], bias: NDArray[Any] | None = None) -> np.dtype[Any]:
+def compute_dtype(
+    x: NDArray[Any], w: NDArray[Any], bias: NDArray[Any] | None = None
+) -> np.dtype[Any]:
     """The dtype :func:`correlate` computes in: :func:`result_dtype`, with int64 promoted to object
     (Python ints) when the largest possible output could overflow int64."""
     dtype = result_dtype(*(a for a in (x, w, bias) if a is not None))
@@ -120,7 +122,9 @@ def compute_dtype(x: NDArray[Any], w: NDArray[Any], bias: NDArray[Any] | None = 
 
 def _integer_dtype(x: NDArray[Any], w: NDArray[Any], bias: NDArray[Any] | None) -> np.dtype[Any]:
     """int64 when the largest possible |output| fits with headroom, else object (Python ints)."""
-    w_abs = np.abs(w.astype(np.float64)).reshape(w.shape[0], -1).sum(axis=1) if w.size else np.zeros(1)
+    w_abs = (
+        np.abs(w.astype(np.float64)).reshape(w.shape[0], -1).sum(axis=1) if w.size else np.zeros(1)
+    )
     bound = _abs_max(x) * float(np.max(w_abs)) + (_abs_max(bias) if bias is not None else 0.0)
     for a in (x, w) + ((bias,) if bias is not None else ()):
         if a.dtype.kind == "u" and a.size and _abs_max(a) >= _INT64_SAFE:
@@ -130,12 +134,10 @@ def _integer_dtype(x: NDArray[Any], w: NDArray[Any], bias: NDArray[Any] | None) 
 
 def cast_exact(a: NDArray[Any], dtype: np.dtype[Any]) -> NDArray[Any]:
     """Cast to ``dtype``; to object via Python numbers (ints stay exact, arbitrary precision)."""
-    if dtype == object and a.dtype != object:
+    if dtype.kind == "O" and a.dtype.kind != "O":
         # Python ints / floats: exact arbitrary-precision integer arithmetic.
         return np.array(a.tolist(), dtype=object).reshape(a.shape)
     return a.astype(dtype, copy=False)
-
-
 
 
 def correlate(
@@ -183,7 +185,7 @@ def correlate(
     if isinstance(groups, bool) or not isinstance(groups, int | np.integer) or groups < 1:
         raise ConvlensError(f"groups must be a positive integer, got {groups!r}")
     groups = int(groups)
-    n, c = xa.shape[:2]
+    c = xa.shape[1]
     o, cg = wa.shape[:2]
     if c % groups or o % groups:
         raise ConvlensError(
@@ -207,7 +209,9 @@ def correlate(
     pads = resolve_padding(padding, xa.shape[2:], ksize, strides, dilations)
     out_sp = []
     for axis in range(nd):
-        length = output_length(xa.shape[2 + axis], ksize[axis], strides[axis], pads[axis], dilations[axis])
+        length = output_length(
+            xa.shape[2 + axis], ksize[axis], strides[axis], pads[axis], dilations[axis]
+        )
         if length <= 0:
             raise ConvlensError(
                 f"kernel larger than input along spatial axis {axis}: input {xa.shape[2 + axis]} "
@@ -221,8 +225,15 @@ def correlate(
     wa = cast_exact(wa, dtype)
     if any(lo or hi for lo, hi in pads):
         xa = np.pad(xa, ((0, 0), (0, 0), *pads), mode="constant", constant_values=0)
-    return _correlate_padded(xa, wa, None if ba is None else cast_exact(ba, dtype), strides, dilations,
-                             groups, tuple(out_sp))
+    return _correlate_padded(
+        xa,
+        wa,
+        None if ba is None else cast_exact(ba, dtype),
+        strides,
+        dilations,
+        groups,
+        tuple(out_sp),
+    )
 
 
 def _correlate_padded(
@@ -239,7 +250,7 @@ def _correlate_padded(
     For one channel this is the classic shift-and-add (a scaled copy of the shifted input per tap);
     for many channels each tap is a matrix product (BLAS for floats, exact loops for ints/objects).
     """
-    n, c = xp.shape[:2]
+    n = xp.shape[0]
     o, cg = w.shape[:2]
     og = o // groups
     npos = int(np.prod(out_sp)) if out_sp else 1
@@ -252,8 +263,9 @@ def _correlate_padded(
             slice(t * d, t * d + s * (m - 1) + 1, s)
             for t, d, s, m in zip(tap, dilations, strides, out_sp, strict=True)
         )
-        xs = xg[(slice(None), slice(None), slice(None), *window)].reshape(n, groups, cg, npos)
-        wt = wg[(slice(None), slice(None), slice(None), *tap)]  # (groups, og, cg)
+        lead: tuple[slice, ...] = (slice(None),) * 3
+        xs = xg[lead + window].reshape(n, groups, cg, npos)
+        wt = wg[lead + tap]  # (groups, og, cg)
         if single:
             acc += wt.reshape(1, groups, 1, 1) * xs
         else:
@@ -286,14 +298,23 @@ def convolve(
         raise ConvlensError(
             f"w: expected (O, C/groups, *kernel) with at least one spatial axis, got shape {wa.shape}"
         )
-    return correlate(x, flip(wa, wa.ndim - 2), bias=bias, stride=stride, padding=padding,
-                     dilation=dilation, groups=groups)
+    return correlate(
+        x,
+        flip(wa, wa.ndim - 2),
+        bias=bias,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+    )
 
 
 def _matrix(a: ArrayLike, name: str) -> NDArray[Any]:
     arr = _as_numeric(a, name)
     if arr.ndim != 2:
-        raise ConvlensError(f"{name}: expected a 2-D matrix, got {arr.ndim} dimensions with shape {arr.shape}")
+        raise ConvlensError(
+            f"{name}: expected a 2-D matrix, got {arr.ndim} dimensions with shape {arr.shape}"
+        )
     if arr.size == 0:
         raise ConvlensError(f"{name}: expected a non-empty matrix, got shape {arr.shape}")
     return arr
@@ -315,8 +336,9 @@ def correlate2d(
     """
     img = _matrix(image, "image")
     ker = _matrix(kernel, "kernel")
-    return correlate(img[None, None], ker[None, None], stride=stride, padding=padding,
-                     dilation=dilation)[0, 0]
+    return correlate(
+        img[None, None], ker[None, None], stride=stride, padding=padding, dilation=dilation
+    )[0, 0]
 
 
 def convolve2d(

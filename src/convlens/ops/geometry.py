@@ -28,12 +28,16 @@ PaddingMode = Literal["valid", "same", "full"]
 PaddingSpec = PaddingMode | int | Sequence[int] | Sequence[Sequence[int]]
 
 
-def as_tuple(value: int | Sequence[int], ndim: int, name: str, *, minimum: int = 1) -> tuple[int, ...]:
+def as_tuple(
+    value: int | Sequence[int], ndim: int, name: str, *, minimum: int = 1
+) -> tuple[int, ...]:
     """Broadcast an int (or check a sequence) to ``ndim`` ints, each ``>= minimum``."""
     if isinstance(value, bool):
-        raise ConvlensError(f"{name} must be an integer or a tuple of {ndim} integers, got {value!r}")
+        raise ConvlensError(
+            f"{name} must be an integer or a tuple of {ndim} integers, got {value!r}"
+        )
     if isinstance(value, int) or (hasattr(value, "__index__") and not isinstance(value, Sequence)):
-        values: tuple[int, ...] = (int(value),) * ndim  # type: ignore[arg-type]
+        values: tuple[int, ...] = (int(value),) * ndim
     else:
         try:
             values = tuple(int(v) for v in value)
@@ -96,7 +100,9 @@ def resolve_padding(
             f"padding must be 'valid', 'same', 'full', an int or a tuple, got {padding!r}"
         )
     if isinstance(padding, bool):
-        raise ConvlensError(f"padding must be 'valid', 'same', 'full', an int or a tuple, got {padding!r}")
+        raise ConvlensError(
+            f"padding must be 'valid', 'same', 'full', an int or a tuple, got {padding!r}"
+        )
     if isinstance(padding, int):
         if padding < 0:
             raise ConvlensError(f"padding must be >= 0, got {padding}")
@@ -117,7 +123,8 @@ def resolve_padding(
             pair = (item, item)
         else:
             try:
-                lo, hi = item  # type: ignore[misc]
+                lo_hi: Sequence[int] = item  # type: ignore[assignment]
+                lo, hi = lo_hi
                 pair = (int(lo), int(hi))
             except (TypeError, ValueError):
                 raise ConvlensError(
@@ -268,8 +275,16 @@ def receptive_fields(
         if layer.kind == "dense" or dense_seen:
             dense_seen = True
             out.append(
-                ReceptiveField(layer.name, layer.kind, shape, jump, tuple((s - 1) / 2 for s in shape),
-                               (1,) * ndim, True, shape)
+                ReceptiveField(
+                    layer.name,
+                    layer.kind,
+                    shape,
+                    jump,
+                    tuple((s - 1) / 2 for s in shape),
+                    (1,) * ndim,
+                    True,
+                    shape,
+                )
             )
             continue
         kernel = _broadcast(layer.kernel, ndim)
@@ -279,14 +294,17 @@ def receptive_fields(
         spans = tuple(effective_kernel(k, d) for k, d in zip(kernel, dil, strict=True))
         new_current = output_shape(current, kernel, stride, [(p, p) for p in pad], dil)
         start = tuple(
-            st + ((sp - 1) / 2 - p) * j for st, sp, p, j in zip(start, spans, pad, jump, strict=True)
+            st + ((sp - 1) / 2 - p) * j
+            for st, sp, p, j in zip(start, spans, pad, jump, strict=True)
         )
         size = tuple(sz + (sp - 1) * j for sz, sp, j in zip(size, spans, jump, strict=True))
         jump = tuple(j * s for j, s in zip(jump, stride, strict=True))
         is_global = all(sz >= n for sz, n in zip(size, shape, strict=True)) and all(
             n == 1 for n in new_current
         )
-        out.append(ReceptiveField(layer.name, layer.kind, size, jump, start, new_current, is_global, shape))
+        out.append(
+            ReceptiveField(layer.name, layer.kind, size, jump, start, new_current, is_global, shape)
+        )
         current = new_current
     return out
 

@@ -76,15 +76,21 @@ def conv_matrix(
     dtype = result_dtype(wa)
     m = np.zeros((rows, cols), dtype=dtype)
     og = o // groups
-    out_strides = np.array([int(np.prod(out_sp[i + 1:])) for i in range(nd)], dtype=np.int64)
-    in_strides = np.array([int(np.prod(spatial[i + 1:])) for i in range(nd)], dtype=np.int64)
-    pos = np.stack(np.meshgrid(*(np.arange(n) for n in out_sp), indexing="ij"), axis=-1).reshape(-1, nd)
+    out_strides = np.array([int(np.prod(out_sp[i + 1 :])) for i in range(nd)], dtype=np.int64)
+    in_strides = np.array([int(np.prod(spatial[i + 1 :])) for i in range(nd)], dtype=np.int64)
+    pos = np.stack(np.meshgrid(*(np.arange(n) for n in out_sp), indexing="ij"), axis=-1).reshape(
+        -1, nd
+    )
     for oc in range(o):
         g = oc // og
         for ci in range(cg):
             cin = g * cg + ci
             for tap in itertools.product(*(range(k) for k in ksize)):
-                src = pos * np.array(strides) + np.array(tap) * np.array(dils) - np.array([p[0] for p in pads])
+                src = (
+                    pos * np.array(strides)
+                    + np.array(tap) * np.array(dils)
+                    - np.array([p[0] for p in pads])
+                )
                 ok = np.all((src >= 0) & (src < np.array(spatial)), axis=1)
                 r = oc * int(np.prod(out_sp)) + pos[ok] @ out_strides
                 col = cin * int(np.prod(spatial)) + src[ok] @ in_strides

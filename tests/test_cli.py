@@ -1,0 +1,215 @@
+"""The convlens command: output, exit codes, no tracebacks for user errors, no torch on --help."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from convlens import __version__
+from convlens.cli import cli
+
+SEED = ["--kernel", "1 2 3; 4 5 6; 7 8 9", "--input", "9 8 7 6; 5 4 3 2; 1 2 3 4; 5 6 7 8"]
+
+
+def run(*args):
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def test_explain_seed_prints_154():
+    r = run("explain", *SEED)
+    assert r.exit_code == 0, r.output
+    assert "154 157" in r.output and "200 233" in r.output
+    assert "1·9 + 2·8 + 3·7 + 4·5 + 5·4 + 6·3 + 7·1 + 8·2 + 9·3" in r.output
+
+
+def test_explain_expect_flags_146():
+    r = run("explain", *SEED, "--expect", "146 157; 200 233")
+    assert r.exit_code == 1
+    assert "cell (0, 0): expected 146, actual 154" in r.output
+    ok = run("explain", *SEED, "--expect", "[[154, 157], [200, 233]]")
+    assert ok.exit_code == 0 and "every cell matches" in ok.output
+
+
+def test_explain_json_includes_check():
+    r = run("explain", *SEED, "--format", "json", "--expect", "146 157; 200 233")
+    assert r.exit_code == 1
+    d = json.loads(r.output)
+    assert d["output"] == [[154, 157], [200, 233]]
+    assert d["check"]["mismatches"][0] == {
+        "index": [0, 0],
+        "expected": 146,
+        "actual": 154,
+        "expression": "1·9 + 2·8 + 3·7 + 4·5 + 5·4 + 6·3 + 7·1 + 8·2 + 9·3",
+    }
+
+
+@pytest.mark.parametrize("fmt", ["markdown", "latex"])
+def test_explain_formats(fmt):
+    r = run("explain", *SEED, "--format", fmt)
+    assert r.exit_code == 0 and "154" in r.output
+
+
+def test_explain_options_and_bank_kernel(tmp_path):
+    r = run(
+        "explain",
+        "--kernel",
+        "1 1",
+        "--input",
+        "1 2 3 4 5",
+        "--stride",
+        "2",
+        "--padding",
+        "1",
+        "--dilation",
+        "2",
+        "--convolve",
+    )
+    assert r.exit_code == 0, r.output
+    assert "Convolution" in r.output
+    np.save(tmp_path / "img.npy", np.arange(25).reshape(5, 5))
+    r = run(
+        "explain", "--kernel", "sobel_x", "--input", f"@{tmp_path / 'img.npy'}", "--max-cells", "1"
+    )
+    assert r.exit_code == 0, r.output
+    assert "8 more cells not shown" in r.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--kernel", "1 2; 3", "--input", "1 2"], "ragged rows"),
+        (["--kernel", "1 a", "--input", "1 2"], "not a number"),
+        (["--kernel", "", "--input", "1 2"], "empty matrix"),
+        (["--kernel", "1 2 3", "--input", "1 2"], "kernel larger than input"),
+        (["--kernel", "1", "--input", "1 2", "--stride", "0"], "stride must be >= 1"),
+        (["--kernel", "1", "--input", "1 2", "--dilation", "-1"], "dilation must be >= 1"),
+        (["--kernel", "1", "--input", "1 2", "--padding", "circular"], "padding must be"),
+        (["--kernel", "1", "--input", "@missing.npy"], "does not exist"),
+    ],
+)
+def test_explain_user_errors_exit_2_without_traceback(args, message):
+    r = CliRunner().invoke(cli, ["explain", *args])
+    assert r.exit_code == 2, r.output
+    assert message in r.output
+    assert "Traceback" not in r.output
+    assert r.exception is None or isinstance(r.exception, SystemExit)
+
+
+def test_kernels_list_and_show():
+    r = run("kernels")
+    assert r.exit_code == 0
+    for name in (
+        "sobel_x",
+        "prewitt_y",
+        "scharr_x",
+        "roberts_pos_diag",
+        "farid_x",
+        "laplacian_4",
+        "laplacian_8",
+        "log",
+        "gaussian",
+        "box",
+        "sharpen",
+        "emboss",
+        "kirsch_nw",
+        "line_diag_45",
+        "dog",
+        "gabor",
+    ):
+        assert name in r.output
+    r = run("kernels", "show", "sobel_x")
+    assert r.exit_code == 0
+    assert "-1  0  1" in r.output and "-2  0  2" in r.output and "sobel_v" in r.output
+    d = json.loads(run("kernels", "show", "gabor:angle=45", "--format", "json").output)
+    assert d["params"]["angle"] == 45.0 and len(d["weights"]) == 7
+    bad = CliRunner().invoke(cli, ["kernels", "show", "sobl_x"])
+    assert bad.exit_code == 2 and "did you mean sobel_x" in bad.output
+
+
+def test_filter_sample_writes_pngs_and_summary(tmp_path):
+    out = tmp_path / "maps"
+    r = run(
+        "filter",
+        "sample:camera",
+        "--kernel",
+        "sobel_x",
+        "--kernel",
+        "gabor:angle=90",
+        "--out",
+        str(out),
+    )
+    assert r.exit_code == 0, r.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert [e["kernel"] for e in summary["feature_maps"]] == ["sobel_x", "gabor:angle=90"]
+    assert summary["image"]["conversion"].startswith("uint8 / 255")
+    from PIL import Image
+
+    for e in summary["feature_maps"]:
+        with Image.open(out / e["png"]) as im:
+            assert im.size == (512, 512)
+        arr = np.load(out / e["npy"])
+        assert arr.shape == (512, 512)
+    assert not list(out.glob("*.tmp")) and not list(out.glob(".*"))
+
+
+@pytest.mark.parametrize(
+    ("make", "args", "message"),
+    [
+        (None, ["sample:nope"], "unknown sample image"),
+        (None, ["/no/such/file.png"], "does not exist"),
+        ("text", [], "not an image file"),
+        ("big", ["--max-pixels", "100"], "over the cap of 100"),
+        (None, ["sample:camera", "--kernel", "nope"], "unknown kernel"),
+    ],
+)
+def test_filter_bad_input(tmp_path, make, args, message):
+    target = tmp_path / "in.png"
+    if make == "text":
+        target.write_text("this is not a png")
+        args = [str(target), *args]
+    elif make == "big":
+        from PIL import Image
+
+        Image.new("L", (20, 20)).save(target)
+        args = [str(target), *args]
+    out = tmp_path / "out"
+    r = CliRunner().invoke(cli, ["filter", *args, "--out", str(out)])
+    assert r.exit_code == 2, r.output
+    assert message in r.output
+    assert "Traceback" not in r.output
+    assert not out.exists()  # nothing written on bad input
+
+
+def test_version():
+    r = run("--version")
+    assert r.exit_code == 0 and __version__ in r.output
+
+
+def test_help_does_not_import_torch():
+    code = (
+        "import sys\nfrom click.testing import CliRunner\nfrom convlens.cli import cli\n"
+        "r = CliRunner().invoke(cli, ['--help'])\nassert r.exit_code == 0\n"
+        "r = CliRunner().invoke(cli, ['explain', '--kernel', '1 2', '--input', '1 2 3'])\n"
+        "assert r.exit_code == 0, r.output\n"
+        "print('torch' in sys.modules, 'matplotlib' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False False"
+
+
+def test_console_script_exit_codes():
+    exe = [sys.executable, "-m", "convlens.cli"]
+    ok = subprocess.run([*exe, "explain", *SEED], capture_output=True, text=True)
+    assert ok.returncode == 0 and "154" in ok.stdout
+    bad = subprocess.run(
+        [*exe, "explain", "--kernel", "1 2; 3", "--input", "1"], capture_output=True, text=True
+    )
+    assert bad.returncode == 2
+    assert bad.stderr.startswith("convlens: error:") and "Traceback" not in bad.stderr
+    check = subprocess.run(
+        [*exe, "explain", *SEED, "--expect", "146 157; 200 233"], capture_output=True, text=True
+    )
+    assert check.returncode == 1

@@ -1,0 +1,179 @@
+"""Exact arithmetic: integers compare with ==, Fractions stay Fractions, dtypes are kept."""
+
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from convlens.errors import ConvlensError
+from convlens.ops import (
+    convolve,
+    convolve2d,
+    correlate,
+    correlate2d,
+    flip,
+    output_shape,
+    resolve_padding,
+)
+from tests.oracles import loop_correlate
+
+SEED_K = np.array([[1, 2, 3], [4, 5, 6], [7, 8, 9]])
+SEED_I = np.array([[9, 8, 7, 6], [5, 4, 3, 2], [1, 2, 3, 4], [5, 6, 7, 8]])
+
+
+def test_seed_example_is_154_not_146():
+    out = correlate2d(SEED_I, SEED_K)
+    assert out.dtype == np.int64
+    assert out.tolist() == [[154, 157], [200, 233]]
+    assert out[0, 0] != 146
+
+
+def test_seed_example_convolution_flips():
+    assert convolve2d(SEED_I, SEED_K).tolist() == correlate2d(SEED_I, SEED_K[::-1, ::-1]).tolist()
+    assert convolve2d(SEED_I, SEED_K).tolist() == [[266, 233], [160, 157]]  # 146 is neither
+
+
+@pytest.mark.parametrize("padding", ["valid", "same", "full", 1, (2, 0), ((1, 2), (0, 3))])
+@pytest.mark.parametrize("stride", [1, 2, (1, 3)])
+@pytest.mark.parametrize("dilation", [1, 2])
+def test_integer_2d_matches_loop_exactly(padding, stride, dilation):
+    rng = np.random.default_rng(0)
+    x = rng.integers(-50, 50, size=(2, 4, 9, 11))
+    w = rng.integers(-9, 9, size=(6, 2, 3, 2))
+    b = rng.integers(-5, 5, size=6)
+    pads = resolve_padding(padding, x.shape[2:], w.shape[2:], stride, dilation)
+    got = correlate(x, w, bias=b, stride=stride, padding=padding, dilation=dilation, groups=2)
+    want = loop_correlate(
+        x, w, bias=b, stride=stride, pads=pads, dilation=dilation, groups=2, dtype=object
+    )
+    assert got.dtype == np.int64
+    assert got.shape == want.shape
+    assert (got == want).all()
+
+
+@pytest.mark.parametrize("nd", [1, 2, 3])
+def test_integer_nd_matches_loop(nd):
+    rng = np.random.default_rng(nd)
+    x = rng.integers(-20, 20, size=(2, 3) + (6,) * nd)
+    w = rng.integers(-5, 5, size=(4, 3) + (3,) * nd)
+    got = correlate(x, w, padding="same")
+    pads = resolve_padding("same", x.shape[2:], w.shape[2:])
+    assert (got == loop_correlate(x, w, pads=pads, dtype=object)).all()
+    assert (convolve(x, w) == correlate(x, flip(w, nd))).all()
+
+
+def test_fractions_stay_exact():
+    x = np.array(
+        [[Fraction(1, 3), Fraction(1, 6), 1], [2, Fraction(-1, 2), Fraction(5, 7)]], dtype=object
+    )
+    k = np.array([[Fraction(1, 2), 3]], dtype=object)
+    out = correlate2d(x, k)
+    assert out.dtype == object
+    assert out[0, 0] == Fraction(1, 6) + Fraction(1, 2)
+    assert out[1, 1] == Fraction(-1, 4) + Fraction(15, 7)
+    assert all(isinstance(v, Fraction | int) for v in out.flat)
+
+
+def test_overflowing_ints_fall_back_to_python_ints():
+    big = 2**62
+    x = np.array([[big, big, big]], dtype=np.int64)
+    out = correlate2d(x, np.array([[1, 1, 1]]))
+    assert out.dtype == object
+    assert out[0, 0] == 3 * big  # would wrap around in int64
+
+
+def test_uint8_image_does_not_wrap():
+    x = np.full((3, 3), 255, dtype=np.uint8)
+    assert correlate2d(x, np.ones((3, 3), dtype=np.uint8))[0, 0] == 9 * 255
+
+
+@pytest.mark.parametrize(
+    ("xd", "wd", "want"),
+    [
+        (np.float32, np.float32, np.float32),
+        (np.float32, np.int64, np.float32),
+        (np.float64, np.float32, np.float64),
+        (np.int32, np.int8, np.int64),
+        (np.float16, np.float16, np.float16),
+        (np.complex64, np.float32, np.complex64),
+    ],
+)
+def test_dtypes(xd, wd, want):
+    x = np.ones((1, 1, 5, 5), dtype=xd)
+    w = np.ones((1, 1, 3, 3), dtype=wd)
+    assert correlate(x, w).dtype == want
+
+
+def test_bias_and_groups_depthwise():
+    x = np.arange(2 * 3 * 4 * 4).reshape(2, 3, 4, 4)
+    w = np.ones((6, 1, 2, 2), dtype=int)
+    b = np.arange(6)
+    out = correlate(x, w, bias=b, groups=3)
+    assert out.shape == (2, 6, 3, 3)
+    # output channel 2 sees input channel 1 only (depthwise multiplier 2)
+    assert out[0, 2, 0, 0] == x[0, 1, :2, :2].sum() + 2
+
+
+def test_output_shape_formula_agrees():
+    x = np.zeros((1, 1, 17, 10))
+    w = np.zeros((1, 1, 4, 3))
+    for s in (1, 2, 3):
+        for d in (1, 2):
+            for p in ("valid", "same", "full", 2):
+                assert correlate(x, w, stride=s, dilation=d, padding=p).shape[2:] == output_shape(
+                    (17, 10), (4, 3), s, p, d
+                )
+
+
+def test_same_padding_keeps_size_and_matches_torch_split():
+    # even kernel: total padding 3, lo = 1, hi = 2 (PyTorch's rule for padding='same')
+    assert resolve_padding("same", (10,), (4,)) == ((1, 2),)
+    assert correlate(np.zeros((1, 1, 10)), np.zeros((1, 1, 4)), padding="same").shape == (1, 1, 10)
+    assert output_shape((10,), (3,), stride=2, padding="same") == (5,)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"stride": 0}, "stride must be >= 1"),
+        ({"stride": -1}, "stride must be >= 1"),
+        ({"dilation": 0}, "dilation must be >= 1"),
+        ({"padding": -1}, "padding must be >= 0"),
+        ({"padding": "circular"}, "padding must be 'valid'"),
+        ({"groups": 2}, "groups=2 must divide"),
+        ({"groups": 0}, "groups must be a positive integer"),
+        ({"stride": (1, 2, 3)}, "stride must have 2 value"),
+    ],
+)
+def test_bad_arguments_raise(kwargs, message):
+    with pytest.raises(ConvlensError, match=message):
+        correlate(np.zeros((1, 3, 5, 5)), np.zeros((3, 3, 3, 3)), **kwargs)
+
+
+def test_kernel_larger_than_input_without_padding():
+    with pytest.raises(ConvlensError, match="kernel larger than input"):
+        correlate2d(np.zeros((2, 2)), np.zeros((3, 3)))
+    assert correlate2d(np.zeros((2, 2)), np.zeros((3, 3)), padding="full").shape == (4, 4)
+
+
+def test_shape_errors_name_the_shapes():
+    with pytest.raises(
+        ConvlensError, match=r"expected 4 dimensions .* got 3 dimensions with shape \(1, 5, 5\)"
+    ):
+        correlate(np.zeros((1, 5, 5)), np.zeros((1, 1, 3, 3)))
+    with pytest.raises(ConvlensError, match="input channels per group"):
+        correlate(np.zeros((1, 4, 5, 5)), np.zeros((2, 3, 3, 3)))
+    with pytest.raises(ConvlensError, match="bias: expected shape"):
+        correlate(np.zeros((1, 1, 5, 5)), np.zeros((2, 1, 3, 3)), bias=np.zeros(3))
+    with pytest.raises(ConvlensError, match="non-empty"):
+        correlate2d(np.zeros((0, 3)), np.zeros((1, 1)))
+    with pytest.raises(ConvlensError, match="numeric"):
+        correlate2d(np.array([["a", "b"]]), np.ones((1, 1)))
+    with pytest.raises(ConvlensError, match="hold numbers"):
+        correlate2d(np.array([[1, "b"]], dtype=object), np.ones((1, 1)))
+
+
+def test_nan_and_inf_propagate_for_floats():
+    x = np.array([[1.0, np.nan, 2.0, np.inf]])
+    out = correlate2d(x, np.array([[1.0, 1.0]]))
+    assert np.isnan(out[0, 0]) and np.isnan(out[0, 1]) and np.isinf(out[0, 2])
