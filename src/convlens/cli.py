@@ -282,6 +282,95 @@ def filter_cmd(
     click.echo(f"wrote {len(maps)} feature maps and summary.json to {out_dir}")
 
 
+@cli.command()
+@click.option(
+    "--data",
+    default="faces",
+    show_default=True,
+    help="faces | digits | PATH (class sub-folders) | idx:DIR | cifar:DIR | npz:FILE",
+)
+@click.option(
+    "--model",
+    default=None,
+    help="Reference CNN (default: per dataset; faces-cnn, digits-cnn, small-cnn, wide-cnn).",
+)
+@click.option("--epochs", default=30, show_default=True, type=click.IntRange(min=1))
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
+@click.option("--lr", default=3e-3, show_default=True, type=float)
+@click.option("--weight-decay", default=0.0, show_default=True, type=float)
+@click.option(
+    "--optimizer", default="adam", show_default=True, type=click.Choice(["adam", "adamw", "sgd"])
+)
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option(
+    "--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"])
+)
+@click.option(
+    "--out", "out_dir", default=None, help="Run directory (default: runs/<data>-seed<seed>)."
+)
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
+@click.option("--force", is_flag=True, help="Overwrite --out if it already exists.")
+@click.option(
+    "--no-snapshots", is_flag=True, help="Skip per-epoch kernel snapshots and probe feature maps."
+)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def train(
+    data: str,
+    model: str | None,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    weight_decay: float,
+    optimizer: str,
+    seed: int,
+    device: str,
+    out_dir: str | None,
+    resume: bool,
+    force: bool,
+    no_snapshots: bool,
+    quiet: bool,
+) -> None:
+    """Train a reference CNN offline, snapshotting kernels and feature maps every epoch."""
+    from convlens.data.loaders import load_dataset
+    from convlens.train import RunDir, TrainConfig, Trainer
+
+    out = out_dir or f"runs/{re.sub(r'[^A-Za-z0-9_.-]+', '_', data)}-seed{seed}"
+    if resume:
+        run = RunDir(out)
+        cfg_dict = run.read_run().get("config")
+        if not isinstance(cfg_dict, dict):
+            raise ConvlensError(f"{out!r}: run.json has no config to resume")
+        try:
+            cfg = TrainConfig(**cfg_dict)
+        except TypeError as exc:
+            raise ConvlensError(f"{out!r}: run.json config is not understood: {exc}") from None
+        cfg.epochs = max(cfg.epochs, epochs) if epochs != 30 else cfg.epochs
+    else:
+        cfg = TrainConfig(
+            data=data,
+            model=model,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            weight_decay=weight_decay,
+            optimizer=optimizer,
+            seed=seed,
+            device=device,
+            snapshots=not no_snapshots,
+            probes=not no_snapshots,
+        )
+    dataset = load_dataset(cfg.data, cfg.seed)
+    trainer = Trainer(cfg, dataset, out, progress=not quiet)
+    result = trainer.resume() if resume else trainer.train(force=force)
+    last = result.metrics[-1] if result.metrics else {}
+    click.echo(
+        f"{dataset.name}: {result.epochs} epochs in {result.seconds:.2f} s on {trainer.device}; "
+        f"val acc {last.get('val_acc', float('nan')):.4f}, test acc {result.test_accuracy:.4f} "
+        f"(n={len(dataset.splits['test'])})"
+    )
+    click.echo(f"run directory: {out}")
+
+
 def main() -> None:
     cli(prog_name="convlens")
 

@@ -1,0 +1,141 @@
+"""A small configurable reference CNN and its registry.
+
+``SmallCNN`` = conv blocks (conv -> ReLU -> optional max-pool) -> flatten -> dense hidden -> dense
+output. Every conv uses ``padding = kernel // 2`` (odd kernels keep the spatial size), so the first
+layer's kernels are directly comparable with classical kernels of the same size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from convlens.errors import ConvlensError
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything needed to rebuild the network (saved in ``run.json``)."""
+
+    name: str
+    in_channels: int
+    input_hw: tuple[int, int]
+    n_classes: int
+    channels: tuple[int, ...] = (8, 16)
+    kernels: tuple[int, ...] = (5, 3)
+    pool: tuple[int, ...] = (2, 2)
+    hidden: int = 32
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["input_hw"] = list(self.input_hw)
+        for k in ("channels", "kernels", "pool"):
+            d[k] = list(d[k])
+        return d
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> ModelSpec:
+        try:
+            return ModelSpec(
+                name=str(d["name"]),
+                in_channels=int(d["in_channels"]),
+                input_hw=(int(d["input_hw"][0]), int(d["input_hw"][1])),
+                n_classes=int(d["n_classes"]),
+                channels=tuple(int(v) for v in d["channels"]),
+                kernels=tuple(int(v) for v in d["kernels"]),
+                pool=tuple(int(v) for v in d["pool"]),
+                hidden=int(d["hidden"]),
+                extra=dict(d.get("extra", {})),
+            )
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise ConvlensError(f"invalid model spec {d!r:.200}: {exc}") from None
+
+
+class SmallCNN(nn.Module):
+    """Conv blocks named ``conv1, conv2, ...`` then ``fc1`` (hidden) and ``fc2`` (logits)."""
+
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__()
+        if not (len(spec.channels) == len(spec.kernels) == len(spec.pool)) or not spec.channels:
+            raise ConvlensError(
+                f"model {spec.name!r}: channels, kernels and pool need one entry per conv block, got "
+                f"{spec.channels}, {spec.kernels}, {spec.pool}"
+            )
+        self.spec = spec
+        h, w = spec.input_hw
+        c_in = spec.in_channels
+        self.convs = nn.ModuleList()
+        self.pools: list[int] = []
+        for i, (c_out, k, p) in enumerate(zip(spec.channels, spec.kernels, spec.pool, strict=True)):
+            if k < 1 or k % 2 == 0:
+                raise ConvlensError(f"model {spec.name!r}: conv{i + 1} kernel must be odd, got {k}")
+            self.convs.append(nn.Conv2d(c_in, c_out, k, padding=k // 2))
+            self.pools.append(p)
+            if p > 1:
+                h, w = h // p, w // p
+            if h < 1 or w < 1:
+                raise ConvlensError(
+                    f"model {spec.name!r}: input {spec.input_hw} is too small for {i + 1} pooling stages"
+                )
+            c_in = c_out
+        self.flat = c_in * h * w
+        self.fc1 = nn.Linear(self.flat, spec.hidden)
+        self.fc2 = nn.Linear(spec.hidden, spec.n_classes)
+
+    def conv_names(self) -> list[str]:
+        return [f"conv{i + 1}" for i in range(len(self.convs))]
+
+    def named_convs(self) -> list[tuple[str, nn.Conv2d]]:
+        return [(f"conv{i + 1}", c) for i, c in enumerate(self.convs) if isinstance(c, nn.Conv2d)]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for conv, p in zip(self.convs, self.pools, strict=True):
+            x = torch.relu(conv(x))
+            if p > 1:
+                x = nn.functional.max_pool2d(x, p)
+        x = torch.relu(self.fc1(x.flatten(1)))
+        return self.fc2(x)
+
+    def forward_with_convs(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Logits and every conv layer's output (pre-activation: the cross-correlation plus bias)."""
+        maps: dict[str, torch.Tensor] = {}
+        for i, (conv, p) in enumerate(zip(self.convs, self.pools, strict=True)):
+            z = conv(x)
+            maps[f"conv{i + 1}"] = z
+            x = torch.relu(z)
+            if p > 1:
+                x = nn.functional.max_pool2d(x, p)
+        x = torch.relu(self.fc1(x.flatten(1)))
+        return self.fc2(x), maps
+
+
+# Defaults per dataset: a 5x5 first layer for faces (big enough to compare with classical kernels),
+# 3x3 for the tiny 8x8 digits.
+PRESETS: dict[str, dict[str, Any]] = {
+    "faces-cnn": {"channels": (8, 16), "kernels": (5, 3), "pool": (2, 2), "hidden": 32},
+    "digits-cnn": {"channels": (16, 32), "kernels": (3, 3), "pool": (2, 2), "hidden": 64},
+    "small-cnn": {"channels": (8, 16), "kernels": (3, 3), "pool": (2, 2), "hidden": 32},
+    "wide-cnn": {"channels": (32, 32), "kernels": (5, 3), "pool": (2, 2), "hidden": 64},
+}
+DEFAULT_MODEL = {"faces": "faces-cnn", "digits": "digits-cnn"}
+
+
+def model_names() -> list[str]:
+    return list(PRESETS)
+
+
+def make_spec(name: str, in_channels: int, input_hw: tuple[int, int], n_classes: int) -> ModelSpec:
+    if name not in PRESETS:
+        raise ConvlensError(f"unknown model {name!r}; expected one of {', '.join(PRESETS)}")
+    p = PRESETS[name]
+    return ModelSpec(
+        name, in_channels, input_hw, n_classes, p["channels"], p["kernels"], p["pool"], p["hidden"]
+    )
+
+
+def build_model(spec: ModelSpec) -> SmallCNN:
+    return SmallCNN(spec)

@@ -1,0 +1,364 @@
+"""Train a reference CNN on in-memory tensors, snapshotting conv kernels and probe feature maps.
+
+Deterministic on CPU: the model is initialised from ``torch.manual_seed(seed)``, batches are drawn
+from a ``torch.Generator`` seeded with ``seed`` whose state is checkpointed every epoch, so a run
+killed at any point and resumed ends with bit-identical weights.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from convlens import __version__
+from convlens.data.datasets import Dataset
+from convlens.data.ood import OODSet, default_ood_names, make_ood
+from convlens.errors import ConvlensError
+from convlens.models import DEFAULT_MODEL, ModelSpec, build_model, make_spec
+from convlens.train.rundir import RunDir
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+
+
+class TrainingError(ConvlensError):
+    """Training cannot go on (e.g. the loss became non-finite)."""
+
+
+@dataclass
+class TrainConfig:
+    data: str = "faces"
+    model: str | None = None  # None: the dataset's default
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float = 3e-3
+    weight_decay: float = 0.0
+    optimizer: str = "adam"
+    seed: int = 0
+    device: str = "auto"
+    ood: list[str] | None = None  # None: every bundled OOD set except the dataset itself
+    ood_size: int = 100
+    probes_per_set: int = 4
+    snapshots: bool = True
+    probes: bool = True
+
+    def validate(self) -> None:
+        if self.epochs < 1:
+            raise ConvlensError(f"epochs must be >= 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise ConvlensError(f"batch size must be >= 1, got {self.batch_size}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ConvlensError(f"learning rate must be a positive number, got {self.lr}")
+        if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
+            raise ConvlensError(f"weight decay must be >= 0, got {self.weight_decay}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ConvlensError(
+                f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}"
+            )
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ConvlensError(f"device must be auto, cpu or cuda, got {self.device!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConvlensError("--device cuda was requested but CUDA is not available on this machine")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def versions() -> dict[str, str]:
+    import scipy
+    import skimage
+    import sklearn
+
+    return {
+        "convlens": __version__,
+        "python": platform.python_version(),
+        "torch": str(getattr(torch, "__version__", "?")),
+        "numpy": np.__version__,
+        "scipy": str(getattr(scipy, "__version__", "?")),
+        "scikit-image": str(getattr(skimage, "__version__", "?")),
+        "scikit-learn": str(getattr(sklearn, "__version__", "?")),
+        "platform": platform.platform(),
+    }
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    test_accuracy: float
+    test_loss: float
+    epochs: int
+    seconds: float
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    params = model.parameters()
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
+
+
+def conv_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Weights and biases of every conv layer, keyed ``conv1.weight``, ``conv1.bias``, ..."""
+    out: dict[str, torch.Tensor] = {}
+    for name, conv in model.named_convs():  # type: ignore[operator]
+        out[f"{name}.weight"] = conv.weight.detach().clone()
+        if conv.bias is not None:
+            out[f"{name}.bias"] = conv.bias.detach().clone()
+    return out
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 512
+) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy over ``x``."""
+    was_training = model.training
+    model.eval()
+    try:
+        loss_sum, correct = 0.0, 0
+        for i in range(0, len(x), batch):
+            logits = model(x[i : i + batch])
+            loss_sum += float(
+                nn.functional.cross_entropy(logits, y[i : i + batch], reduction="sum")
+            )
+            correct += int((logits.argmax(1) == y[i : i + batch]).sum())
+        return loss_sum / len(x), correct / len(x)
+    finally:
+        model.train(was_training)
+
+
+class Trainer:
+    """Runs one training job into a run directory (``train()``), or resumes one (``resume()``)."""
+
+    def __init__(
+        self, cfg: TrainConfig, dataset: Dataset, out: str | Path, *, progress: bool = True
+    ) -> None:
+        cfg.validate()
+        self.cfg = cfg
+        self.dataset = dataset
+        self.run = RunDir(out)
+        self.progress = progress
+        self.device = resolve_device(cfg.device)
+        model_name = cfg.model or DEFAULT_MODEL.get(dataset.name, "small-cnn")
+        c, h, w = dataset.shape
+        self.spec: ModelSpec = make_spec(model_name, c, (h, w), len(dataset.classes))
+        names = cfg.ood if cfg.ood is not None else default_ood_names(dataset)
+        self.ood_sets: list[OODSet] = [make_ood(n, dataset, cfg.ood_size, cfg.seed) for n in names]
+
+    # -- set-up ---------------------------------------------------------------------------------
+    def _tensors(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        out = {}
+        for split in ("train", "val", "test"):
+            x, y = self.dataset.split(split)
+            out[split] = (torch.from_numpy(x).to(self.device), torch.from_numpy(y).to(self.device))
+        return out
+
+    def _probe_inputs(self) -> tuple[torch.Tensor, list[dict[str, Any]]]:
+        k = self.cfg.probes_per_set
+        x_train, y_train = self.dataset.split("train")
+        pick: list[int] = []
+        per_class = max(1, k // len(self.dataset.classes))
+        for cls in range(len(self.dataset.classes)):
+            pick += np.flatnonzero(y_train == cls)[:per_class].tolist()
+        xs = [x_train[pick]]
+        meta = [
+            {"set": "train", "index": int(i), "label": self.dataset.classes[int(y_train[i])]}
+            for i in pick
+        ]
+        for s in self.ood_sets:
+            xs.append(s.x[:k])
+            meta += [{"set": s.name, "index": i, "label": None} for i in range(min(k, len(s.x)))]
+        return torch.from_numpy(np.concatenate(xs)), meta
+
+    def _run_record(self, status: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        rec = {
+            "format": "convlens-run/1",
+            "status": status,
+            "config": self.cfg.to_dict(),
+            "dataset": self.dataset.to_dict(),
+            "model": self.spec.to_dict(),
+            "ood": [s.to_dict() for s in self.ood_sets],
+            "seed": self.cfg.seed,
+            "device": str(self.device),
+            "versions": versions(),
+            "conv_layers": [f"conv{i + 1}" for i in range(len(self.spec.channels))],
+            "probes": self._probe_meta,
+            "feature_maps": "probes/epoch-NNN.safetensors hold each conv layer's output before ReLU "
+            "(cross-correlation + bias), float32, keyed by layer name",
+        }
+        if extra:
+            rec.update(extra)
+        return rec
+
+    # -- snapshots -----------------------------------------------------------------------------
+    def _snapshot(self, model: nn.Module, epoch: int, probe_x: torch.Tensor) -> None:
+        if self.cfg.snapshots:
+            self.run.save_tensors(
+                self.run.snapshot(epoch), conv_state(model), {"epoch": str(epoch)}
+            )
+        if self.cfg.probes:
+            was = model.training
+            model.eval()
+            with torch.no_grad():
+                _, maps = model.forward_with_convs(probe_x.to(self.device))  # type: ignore[operator]
+            model.train(was)
+            self.run.save_tensors(self.run.probe(epoch), maps, {"epoch": str(epoch)})
+
+    # -- the loop ------------------------------------------------------------------------------
+    def train(self, *, force: bool = False) -> TrainResult:
+        self.run.prepare_new(force)
+        torch.manual_seed(self.cfg.seed)
+        model = build_model(self.spec).to(self.device)
+        opt = _make_optimizer(self.cfg, model)
+        gen = torch.Generator().manual_seed(self.cfg.seed)
+        probe_x, self._probe_meta = self._probe_inputs()
+        self.run.write_run(self._run_record("running"))
+        if self.cfg.probes:
+            self.run.save_tensors(self.run.probe_inputs, {"x": probe_x})
+        self._snapshot(model, 0, probe_x)
+        self.run.save_checkpoint(self._state(model, opt, gen, 0, 0.0))
+        return self._loop(model, opt, gen, start_epoch=1, metrics=[], probe_x=probe_x, elapsed=0.0)
+
+    def resume(self) -> TrainResult:
+        state = self.run.load_checkpoint()
+        torch.manual_seed(self.cfg.seed)
+        model = build_model(self.spec).to(self.device)
+        opt = _make_optimizer(self.cfg, model)
+        try:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            gen = torch.Generator()
+            gen.set_state(state["generator"])
+            epoch = int(state["epoch"])
+            elapsed = float(state.get("seconds", 0.0))
+        except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+            raise ConvlensError(
+                f"checkpoint in {str(self.run.root)!r} does not match this run: {exc}"
+            ) from None
+        probe_x, self._probe_meta = self._probe_inputs()
+        metrics = [m for m in self.run.read_metrics() if int(m["epoch"]) <= epoch]
+        self.run.write_metrics(metrics)
+        return self._loop(
+            model,
+            opt,
+            gen,
+            start_epoch=epoch + 1,
+            metrics=metrics,
+            probe_x=probe_x,
+            elapsed=elapsed,
+        )
+
+    def _state(
+        self,
+        model: nn.Module,
+        opt: torch.optim.Optimizer,
+        gen: torch.Generator,
+        epoch: int,
+        seconds: float,
+    ) -> dict[str, Any]:
+        return {
+            "model": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "generator": gen.get_state(),
+            "epoch": epoch,
+            "seconds": seconds,
+        }
+
+    def _loop(
+        self,
+        model: nn.Module,
+        opt: torch.optim.Optimizer,
+        gen: torch.Generator,
+        *,
+        start_epoch: int,
+        metrics: list[dict[str, Any]],
+        probe_x: torch.Tensor,
+        elapsed: float,
+    ) -> TrainResult:
+        from tqdm import tqdm
+
+        data = self._tensors()
+        x_tr, y_tr = data["train"]
+        n = len(x_tr)
+        bs = self.cfg.batch_size
+        epochs = range(start_epoch, self.cfg.epochs + 1)
+        bar = tqdm(
+            epochs,
+            desc=f"train {self.dataset.name}",
+            unit="epoch",
+            disable=not self.progress,
+            initial=start_epoch - 1,
+            total=self.cfg.epochs,
+            leave=False,
+        )
+        model.train()
+        for epoch in bar:
+            t0 = time.perf_counter()
+            perm = torch.randperm(n, generator=gen).to(self.device)
+            loss_sum, correct = 0.0, 0
+            for b, i in enumerate(range(0, n, bs)):
+                idx = perm[i : i + bs]
+                logits = model(x_tr[idx])
+                loss = nn.functional.cross_entropy(logits, y_tr[idx])
+                if not torch.isfinite(loss):
+                    raise TrainingError(
+                        f"the training loss became {float(loss)} at epoch {epoch}, batch {b} "
+                        f"(learning rate {self.cfg.lr}); stopped. The last good checkpoint (epoch {epoch - 1}) "
+                        f"is in {str(self.run.checkpoint)!r}"
+                    )
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                loss_sum += float(loss.detach()) * len(idx)
+                correct += int((logits.argmax(1) == y_tr[idx]).sum())
+            val_loss, val_acc = evaluate(model, *data["val"])
+            seconds = time.perf_counter() - t0
+            elapsed += seconds
+            row = {
+                "epoch": epoch,
+                "train_loss": loss_sum / n,
+                "train_acc": correct / n,
+                "val_loss": val_loss,
+                "val_acc": val_acc,
+                "seconds": round(seconds, 4),
+            }
+            if not all(math.isfinite(v) for v in (row["train_loss"], val_loss)):
+                raise TrainingError(
+                    f"the loss became non-finite at epoch {epoch}; the last good checkpoint "
+                    f"(epoch {epoch - 1}) is in {str(self.run.checkpoint)!r}"
+                )
+            metrics.append(row)
+            self._snapshot(model, epoch, probe_x)
+            self.run.write_metrics(metrics)
+            self.run.save_checkpoint(self._state(model, opt, gen, epoch, elapsed))
+            bar.set_postfix(loss=f"{row['train_loss']:.3f}", val_acc=f"{val_acc:.3f}")
+        bar.close()
+        test_loss, test_acc = evaluate(model, *data["test"])
+        self.run.save_tensors(
+            self.run.model, model.state_dict(), {"format": "convlens SmallCNN state dict"}
+        )
+        result = {
+            "test_loss": test_loss,
+            "test_accuracy": test_acc,
+            "epochs_completed": self.cfg.epochs,
+            "train_seconds": round(elapsed, 3),
+            "final_val_accuracy": metrics[-1]["val_acc"] if metrics else None,
+        }
+        self.run.write_run(self._run_record("complete", {"result": result}))
+        return TrainResult(self.run.root, test_acc, test_loss, self.cfg.epochs, elapsed, metrics)
