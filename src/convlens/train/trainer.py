@@ -7,6 +7,7 @@ killed at any point and resumed ends with bit-identical weights.
 
 from __future__ import annotations
 
+import copy
 import math
 import platform
 import time
@@ -24,6 +25,7 @@ from convlens.data.ood import OODSet, default_ood_names, make_ood
 from convlens.errors import ConvlensError
 from convlens.models import DEFAULT_MODEL, ModelSpec, build_model, make_spec
 from convlens.train.rundir import RunDir
+from convlens.train.writer import OrderedWriter
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 
@@ -207,10 +209,16 @@ class Trainer:
         return rec
 
     # -- snapshots -----------------------------------------------------------------------------
-    def _snapshot(self, model: nn.Module, epoch: int, probe_x: torch.Tensor) -> None:
+    def _snapshot(
+        self, model: nn.Module, epoch: int, probe_x: torch.Tensor, writer: OrderedWriter
+    ) -> None:
+        """Copy the conv weights and probe feature maps now; write them on the writer thread."""
         if self.cfg.snapshots:
-            self.run.save_tensors(
-                self.run.snapshot(epoch), conv_state(model), {"epoch": str(epoch)}
+            writer.submit(
+                self.run.save_tensors,
+                self.run.snapshot(epoch),
+                conv_state(model),
+                {"epoch": str(epoch)},
             )
         if self.cfg.probes:
             was = model.training
@@ -218,7 +226,24 @@ class Trainer:
             with torch.no_grad():
                 _, maps = model.forward_with_convs(probe_x.to(self.device))  # type: ignore[operator]
             model.train(was)
-            self.run.save_tensors(self.run.probe(epoch), maps, {"epoch": str(epoch)})
+            writer.submit(self.run.save_tensors, self.run.probe(epoch), maps, {"epoch": str(epoch)})
+
+    def _state(
+        self,
+        model: nn.Module,
+        opt: torch.optim.Optimizer,
+        gen: torch.Generator,
+        epoch: int,
+        seconds: float,
+    ) -> dict[str, Any]:
+        """A detached copy of everything resume needs (safe to write later from another thread)."""
+        return {
+            "model": {k: v.detach().clone() for k, v in model.state_dict().items()},
+            "optimizer": copy.deepcopy(opt.state_dict()),
+            "generator": gen.get_state(),
+            "epoch": epoch,
+            "seconds": seconds,
+        }
 
     # -- the loop ------------------------------------------------------------------------------
     def train(self, *, force: bool = False) -> TrainResult:
@@ -231,9 +256,7 @@ class Trainer:
         self.run.write_run(self._run_record("running"))
         if self.cfg.probes:
             self.run.save_tensors(self.run.probe_inputs, {"x": probe_x})
-        self._snapshot(model, 0, probe_x)
-        self.run.save_checkpoint(self._state(model, opt, gen, 0, 0.0))
-        return self._loop(model, opt, gen, start_epoch=1, metrics=[], probe_x=probe_x, elapsed=0.0)
+        return self._loop(model, opt, gen, start_epoch=0, metrics=[], probe_x=probe_x, elapsed=0.0)
 
     def resume(self) -> TrainResult:
         state = self.run.load_checkpoint()
@@ -264,22 +287,6 @@ class Trainer:
             elapsed=elapsed,
         )
 
-    def _state(
-        self,
-        model: nn.Module,
-        opt: torch.optim.Optimizer,
-        gen: torch.Generator,
-        epoch: int,
-        seconds: float,
-    ) -> dict[str, Any]:
-        return {
-            "model": model.state_dict(),
-            "optimizer": opt.state_dict(),
-            "generator": gen.get_state(),
-            "epoch": epoch,
-            "seconds": seconds,
-        }
-
     def _loop(
         self,
         model: nn.Module,
@@ -291,64 +298,92 @@ class Trainer:
         probe_x: torch.Tensor,
         elapsed: float,
     ) -> TrainResult:
+        """Epochs ``start_epoch..epochs`` (epoch 0 = snapshot of the initialisation only)."""
         from tqdm import tqdm
 
         data = self._tensors()
-        x_tr, y_tr = data["train"]
-        n = len(x_tr)
-        bs = self.cfg.batch_size
-        epochs = range(start_epoch, self.cfg.epochs + 1)
+        writer = OrderedWriter()
         bar = tqdm(
-            epochs,
+            total=self.cfg.epochs,
+            initial=max(start_epoch - 1, 0),
             desc=f"train {self.dataset.name}",
             unit="epoch",
             disable=not self.progress,
-            initial=start_epoch - 1,
-            total=self.cfg.epochs,
             leave=False,
         )
         model.train()
-        for epoch in bar:
-            t0 = time.perf_counter()
-            perm = torch.randperm(n, generator=gen).to(self.device)
-            loss_sum, correct = 0.0, 0
-            for b, i in enumerate(range(0, n, bs)):
-                idx = perm[i : i + bs]
-                logits = model(x_tr[idx])
-                loss = nn.functional.cross_entropy(logits, y_tr[idx])
-                if not torch.isfinite(loss):
-                    raise TrainingError(
-                        f"the training loss became {float(loss)} at epoch {epoch}, batch {b} "
-                        f"(learning rate {self.cfg.lr}); stopped. The last good checkpoint (epoch {epoch - 1}) "
-                        f"is in {str(self.run.checkpoint)!r}"
-                    )
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                loss_sum += float(loss.detach()) * len(idx)
-                correct += int((logits.argmax(1) == y_tr[idx]).sum())
-            val_loss, val_acc = evaluate(model, *data["val"])
-            seconds = time.perf_counter() - t0
-            elapsed += seconds
-            row = {
-                "epoch": epoch,
-                "train_loss": loss_sum / n,
-                "train_acc": correct / n,
-                "val_loss": val_loss,
-                "val_acc": val_acc,
-                "seconds": round(seconds, 4),
-            }
-            if not all(math.isfinite(v) for v in (row["train_loss"], val_loss)):
-                raise TrainingError(
-                    f"the loss became non-finite at epoch {epoch}; the last good checkpoint "
-                    f"(epoch {epoch - 1}) is in {str(self.run.checkpoint)!r}"
+        try:
+            if start_epoch == 0:
+                self._snapshot(model, 0, probe_x, writer)
+                writer.submit(self.run.save_checkpoint, self._state(model, opt, gen, 0, 0.0))
+                start_epoch = 1
+            for epoch in range(start_epoch, self.cfg.epochs + 1):
+                row = self._epoch(model, opt, gen, data, epoch)
+                elapsed += row["seconds"]
+                metrics.append(row)
+                # Copies are taken now; the writes happen in order on the writer thread.
+                self._snapshot(model, epoch, probe_x, writer)
+                writer.submit(self.run.write_metrics, list(metrics))
+                writer.submit(
+                    self.run.save_checkpoint, self._state(model, opt, gen, epoch, elapsed)
                 )
-            metrics.append(row)
-            self._snapshot(model, epoch, probe_x)
-            self.run.write_metrics(metrics)
-            self.run.save_checkpoint(self._state(model, opt, gen, epoch, elapsed))
-            bar.set_postfix(loss=f"{row['train_loss']:.3f}", val_acc=f"{val_acc:.3f}")
-        bar.close()
+                bar.update(1)
+                bar.set_postfix(loss=f"{row['train_loss']:.3f}", val_acc=f"{row['val_acc']:.3f}")
+        finally:
+            bar.close()
+            writer.close()  # everything submitted so far reaches the disk, also on an error
+        return self._finish(model, data, metrics, elapsed)
+
+    def _epoch(
+        self,
+        model: nn.Module,
+        opt: torch.optim.Optimizer,
+        gen: torch.Generator,
+        data: dict[str, tuple[torch.Tensor, torch.Tensor]],
+        epoch: int,
+    ) -> dict[str, Any]:
+        x_tr, y_tr = data["train"]
+        n, bs = len(x_tr), self.cfg.batch_size
+        t0 = time.perf_counter()
+        perm = torch.randperm(n, generator=gen).to(self.device)
+        loss_sum, correct = 0.0, 0
+        for b, i in enumerate(range(0, n, bs)):
+            idx = perm[i : i + bs]
+            logits = model(x_tr[idx])
+            loss = nn.functional.cross_entropy(logits, y_tr[idx])
+            if not torch.isfinite(loss):
+                raise TrainingError(
+                    f"the training loss became {float(loss.detach())} at epoch {epoch}, batch {b} "
+                    f"(learning rate {self.cfg.lr}); stopped. The last good checkpoint (epoch {epoch - 1}) "
+                    f"is in {str(self.run.checkpoint)!r}"
+                )
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            loss_sum += float(loss.detach()) * len(idx)
+            correct += int((logits.argmax(1) == y_tr[idx]).sum())
+        val_loss, val_acc = evaluate(model, *data["val"])
+        if not (math.isfinite(loss_sum) and math.isfinite(val_loss)):
+            raise TrainingError(
+                f"the loss became non-finite at epoch {epoch}; the last good checkpoint "
+                f"(epoch {epoch - 1}) is in {str(self.run.checkpoint)!r}"
+            )
+        return {
+            "epoch": epoch,
+            "train_loss": loss_sum / n,
+            "train_acc": correct / n,
+            "val_loss": val_loss,
+            "val_acc": val_acc,
+            "seconds": round(time.perf_counter() - t0, 4),
+        }
+
+    def _finish(
+        self,
+        model: nn.Module,
+        data: dict[str, tuple[torch.Tensor, torch.Tensor]],
+        metrics: list[dict[str, Any]],
+        elapsed: float,
+    ) -> TrainResult:
         test_loss, test_acc = evaluate(model, *data["test"])
         self.run.save_tensors(
             self.run.model, model.state_dict(), {"format": "convlens SmallCNN state dict"}

@@ -1,0 +1,1 @@
+"""convlens benchmarks: ratios against references measured in the same run (`make bench`)."""

@@ -1,0 +1,93 @@
+"""P3: trainer with snapshots + probes vs the same trainer with both off (same model, data, epochs).
+
+Also times a bare PyTorch loop (no convlens trainer at all) for the same model/data/batch/epochs.
+Run: python -m bench.train_overhead [--reps 5] [--data faces]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from typing import Any
+
+import torch
+from torch import nn
+
+from convlens.data.datasets import load_bundled
+from convlens.models import DEFAULT_MODEL, build_model, make_spec
+from convlens.train import TrainConfig, Trainer
+
+
+def bare_loop(data: str, epochs: int, seed: int = 0, batch: int = 32, lr: float = 3e-3) -> float:
+    ds = load_bundled(data, seed)
+    c, h, w = ds.shape
+    torch.manual_seed(seed)
+    model = build_model(make_spec(DEFAULT_MODEL[data], c, (h, w), len(ds.classes)))
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    x, y = (torch.from_numpy(a) for a in ds.split("train"))
+    xv, yv = (torch.from_numpy(a) for a in ds.split("val"))
+    gen = torch.Generator().manual_seed(seed)
+    t0 = time.perf_counter()
+    for _ in range(epochs):
+        perm = torch.randperm(len(x), generator=gen)
+        for i in range(0, len(x), batch):
+            idx = perm[i : i + batch]
+            loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            model.eval()
+            model(xv).argmax(1)
+            model.train()
+    return time.perf_counter() - t0
+
+
+def trainer_loop_seconds(data: str, epochs: int, snapshots: bool, seed: int = 0) -> float:
+    ds = load_bundled(data, seed)
+    cfg = TrainConfig(data=data, epochs=epochs, seed=seed, snapshots=snapshots, probes=snapshots,
+                      ood=["motorcycle"], ood_size=8)
+    with tempfile.TemporaryDirectory() as tmp:
+        tr = Trainer(cfg, ds, tmp + "/run", progress=False)
+        t0 = time.perf_counter()
+        tr.train()
+        return time.perf_counter() - t0
+
+
+def summarize(values: list[float]) -> dict[str, float]:
+    return {"min": min(values), "median": statistics.median(values), "max": max(values), "n": len(values)}
+
+
+def run(data: str, epochs: int, reps: int) -> dict[str, Any]:
+    trainer_loop_seconds(data, 2, True)  # warm-up
+    with_s, without_s, bare = [], [], []
+    for _ in range(reps):
+        with_s.append(trainer_loop_seconds(data, epochs, True))
+        without_s.append(trainer_loop_seconds(data, epochs, False))
+        bare.append(bare_loop(data, epochs))
+    w, wo, b = (statistics.median(v) for v in (with_s, without_s, bare))
+    return {
+        "data": data,
+        "epochs": epochs,
+        "with_snapshots_s": summarize(with_s),
+        "without_snapshots_s": summarize(without_s),
+        "bare_pytorch_s": summarize(bare),
+        "snapshot_overhead": w / wo - 1.0,
+        "overhead_vs_bare": w / b - 1.0,
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--reps", type=int, default=5)
+    p.add_argument("--data", default="faces")
+    p.add_argument("--epochs", type=int, default=30)
+    a = p.parse_args()
+    print(json.dumps(run(a.data, a.epochs, a.reps), indent=2))
+
+
+if __name__ == "__main__":
+    main()
