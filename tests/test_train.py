@@ -51,7 +51,7 @@ def test_run_directory_layout(tmp_path):
     assert inputs.shape[0] == len(rec["probes"])
     assert {p["set"] for p in rec["probes"]} == {"train", "motorcycle", "noise"}
     model = load_file(str(run.model))
-    assert torch.equal(model["convs.0.weight"], load_file(str(run.snapshot(3)))["conv1.weight"])
+    assert torch.equal(model["conv1.weight"], load_file(str(run.snapshot(3)))["conv1.weight"])
     assert 0.0 <= res.test_accuracy <= 1.0
     assert not list(Path(tmp_path / "run").rglob("*.tmp"))
 

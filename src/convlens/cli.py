@@ -371,6 +371,99 @@ def train(
     click.echo(f"run directory: {out}")
 
 
+@cli.command()
+@click.argument("target")
+@click.option(
+    "--out",
+    "out_file",
+    default=None,
+    help="Where to write the JSON (default: RUN/analysis.json, or MODEL.analysis.json beside a model file).",
+)
+@click.option(
+    "--null-size",
+    default=2000,
+    show_default=True,
+    type=click.IntRange(min=100),
+    help="Random kernels in the null baseline.",
+)
+@click.option(
+    "--seed",
+    default=0,
+    show_default=True,
+    type=int,
+    help="Seed of the null baseline and bootstraps.",
+)
+@click.option(
+    "--factory",
+    default=None,
+    help="package.module:function building the model (for a weights file).",
+)
+@click.option(
+    "--data",
+    default=None,
+    help="Dataset for activations with --factory (same forms as `train --data`).",
+)
+@click.option("--ood", default=None, help="Comma-separated OOD sets (default: all bundled ones).")
+def analyze(
+    target: str,
+    out_file: str | None,
+    null_size: int,
+    seed: int,
+    factory: str | None,
+    data: str | None,
+    ood: str | None,
+) -> None:
+    """Measure what a trained CNN learned: TARGET is a run directory or a model file.
+
+    \b
+    Model files: .safetensors, .pt/.pth (weights_only=True), .onnx (conv initializers).
+    Writes analysis.json; prints the headline figures.
+    """
+    from pathlib import Path
+
+    from convlens._atomic import write_json
+    from convlens.analysis import analyze_model_file, analyze_run
+
+    path = Path(target)
+    if path.is_dir():
+        result = analyze_run(path, n_null=null_size, seed=seed)
+        dest = Path(out_file) if out_file else path / "analysis.json"
+    elif path.is_file():
+        ood_list = [o.strip() for o in ood.split(",") if o.strip()] if ood else None
+        result = analyze_model_file(
+            path, factory=factory, data=data, ood=ood_list, n_null=null_size, seed=seed
+        )
+        dest = Path(out_file) if out_file else path.with_name(path.name + ".analysis.json")
+    else:
+        raise ConvlensError(f"{target!r} is neither a run directory nor a model file")
+    try:
+        write_json(dest, result)
+    except OSError as exc:
+        raise ConvlensError(f"cannot write {str(dest)!r}: {exc.strerror or exc}") from None
+    h = result.get("headline", {})
+    for layer in result.get("matching", []):
+        if layer.get("skipped"):
+            click.echo(
+                f"{layer['layer']}: {layer['n_kernels']} kernels, matching skipped: {layer['skipped']}"
+            )
+        else:
+            init = layer.get("init_fraction_above_null95")
+            init_text = f", epoch-000 kernels {init:.0%}" if init is not None else ""
+            click.echo(
+                f"{layer['layer']}: {layer['n_kernels']} kernels {layer['kernel_size']}x{layer['kernel_size']}, "
+                f"{layer['fraction_above_null95']:.0%} above the random null's 95th percentile "
+                f"({(layer.get('null') or {}).get('p95', float('nan')):.3f}; chance 5%{init_text})"
+            )
+    if "all_layers_cross_correlation" in h:
+        click.echo(
+            f"layer == cross-correlation: max |diff| {h['max_abs_diff_correlate']:.2e} "
+            f"(vs true convolution: {h['min_abs_diff_convolve']:.2e})"
+        )
+    for layer, per in (h.get("auroc") or {}).items():
+        click.echo(f"{layer} ID-vs-OOD AUROC: " + ", ".join(f"{o} {v:.2f}" for o, v in per.items()))
+    click.echo(f"wrote {dest}")
+
+
 def main() -> None:
     cli(prog_name="convlens")
 

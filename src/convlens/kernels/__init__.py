@@ -9,6 +9,7 @@ True
 """
 
 from convlens.kernels import blobs, edges, gabor  # noqa: F401  (registers the kernels)
+from convlens.kernels.bank import BankEntry, bank_matrix, matching_bank
 from convlens.kernels.base import (
     FAMILIES,
     Kernel,
@@ -23,12 +24,15 @@ from convlens.kernels.edges import binomial
 
 __all__ = [
     "FAMILIES",
+    "BankEntry",
     "Kernel",
+    "bank_matrix",
     "binomial",
     "gaussian_1d",
     "get_kernel",
     "kernel_parameters",
     "kernel_summary",
     "list_kernels",
+    "matching_bank",
     "parse_kernel_spec",
 ]

@@ -68,12 +68,14 @@ class SmallCNN(nn.Module):
         self.spec = spec
         h, w = spec.input_hw
         c_in = spec.in_channels
-        self.convs = nn.ModuleList()
         self.pools: list[int] = []
+        convs: list[nn.Conv2d] = []
         for i, (c_out, k, p) in enumerate(zip(spec.channels, spec.kernels, spec.pool, strict=True)):
             if k < 1 or k % 2 == 0:
                 raise ConvlensError(f"model {spec.name!r}: conv{i + 1} kernel must be odd, got {k}")
-            self.convs.append(nn.Conv2d(c_in, c_out, k, padding=k // 2))
+            conv = nn.Conv2d(c_in, c_out, k, padding=k // 2)
+            self.add_module(f"conv{i + 1}", conv)  # state-dict keys conv1.weight, conv2.weight, ...
+            convs.append(conv)
             self.pools.append(p)
             if p > 1:
                 h, w = h // p, w // p
@@ -82,6 +84,7 @@ class SmallCNN(nn.Module):
                     f"model {spec.name!r}: input {spec.input_hw} is too small for {i + 1} pooling stages"
                 )
             c_in = c_out
+        self.convs = convs  # a plain list: the modules are registered above under their names
         self.flat = c_in * h * w
         self.fc1 = nn.Linear(self.flat, spec.hidden)
         self.fc2 = nn.Linear(spec.hidden, spec.n_classes)
@@ -90,7 +93,7 @@ class SmallCNN(nn.Module):
         return [f"conv{i + 1}" for i in range(len(self.convs))]
 
     def named_convs(self) -> list[tuple[str, nn.Conv2d]]:
-        return [(f"conv{i + 1}", c) for i, c in enumerate(self.convs) if isinstance(c, nn.Conv2d)]
+        return [(f"conv{i + 1}", c) for i, c in enumerate(self.convs)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for conv, p in zip(self.convs, self.pools, strict=True):

@@ -1,0 +1,179 @@
+"""Distribution dependence: do conv layers respond more weakly to out-of-distribution inputs?
+
+For every conv layer a forward hook reads the layer's output ``z``; the **activation** is
+``relu(z)`` (what a ReLU network passes on). Per image and channel we take the spatial mean of
+``relu(z)`` ("mean activation") and the spatial max ("max activation"). Per layer:
+
+- streaming per-channel statistics (:class:`~convlens.analysis.stats.RunningStats`, one pass, float64);
+- a per-image **activation strength score** = the mean over channels of the per-image mean activation;
+  its mean with a bootstrap 95% CI for the in-distribution set (ID) and for each OOD set; the ratio
+  OOD / ID with a bootstrap CI;
+- AUROC (``sklearn.metrics.roc_auc_score``) of that score separating ID (positive) from OOD: above 0.5
+  means ID inputs activate the layer more;
+- the standard output-level baselines on the same data: max-softmax probability and energy
+  (``logsumexp`` of the logits), as AUROCs.
+
+Verdict per layer and OOD set on the seed's claim ("a face-trained net's convolutions will not register
+strong activations on bicycles"): **holds** when AUROC >= 0.7 and the bootstrap CI of
+``mean(ID) - mean(OOD)`` lies above 0; **reversed** when AUROC <= 0.3 and the CI lies below 0;
+otherwise **not supported**.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from torch import nn
+
+from convlens.analysis.stats import (
+    RunningStats,
+    bootstrap_ci,
+    bootstrap_diff_ci,
+    bootstrap_ratio_ci,
+)
+from convlens.analysis.verify import conv_layers
+
+AUROC_HOLDS = 0.7
+AUROC_REVERSED = 0.3
+
+
+@dataclass
+class SetActivations:
+    """Per-layer per-image scores (kept: needed for AUROC) and streaming per-channel stats."""
+
+    name: str
+    n: int = 0
+    layer_scores: dict[str, list[NDArray[np.float64]]] = field(default_factory=dict)
+    layer_max: dict[str, list[NDArray[np.float64]]] = field(default_factory=dict)
+    channel_stats: dict[str, RunningStats] = field(default_factory=dict)
+    msp: list[NDArray[np.float64]] = field(default_factory=list)
+    energy: list[NDArray[np.float64]] = field(default_factory=list)
+
+    def scores(self, layer: str) -> NDArray[np.float64]:
+        return np.concatenate(self.layer_scores[layer])
+
+    def maxes(self, layer: str) -> NDArray[np.float64]:
+        return np.concatenate(self.layer_max[layer])
+
+
+@torch.no_grad()
+def collect(model: nn.Module, batches: Iterable[torch.Tensor], name: str) -> SetActivations:
+    """One pass over ``batches``: hooks on every conv layer; hooks removed and mode restored after."""
+    layers = conv_layers(model)
+    out = SetActivations(name)
+    captured: dict[str, torch.Tensor] = {}
+    handles = []
+
+    def hook(layer_name: str) -> Any:
+        def fn(_m: nn.Module, _inp: Any, output: torch.Tensor) -> None:
+            captured[layer_name] = output.detach()
+
+        return fn
+
+    was_training = model.training
+    model.eval()
+    try:
+        for lname, module in layers:
+            handles.append(module.register_forward_hook(hook(lname)))
+        for xb in batches:
+            logits = model(xb)
+            probs = torch.softmax(logits.double(), dim=1)
+            out.msp.append(probs.max(dim=1).values.cpu().numpy())
+            out.energy.append(torch.logsumexp(logits.double(), dim=1).cpu().numpy())
+            out.n += len(xb)
+            for lname, _ in layers:
+                z = captured[lname].double()
+                act = torch.relu(z).flatten(2)
+                per_channel = act.mean(dim=2).cpu().numpy()  # (B, C)
+                out.channel_stats.setdefault(lname, RunningStats(per_channel.shape[1])).update(
+                    per_channel
+                )
+                out.layer_scores.setdefault(lname, []).append(per_channel.mean(axis=1))
+                out.layer_max.setdefault(lname, []).append(
+                    z.flatten(2).max(dim=2).values.mean(dim=1).cpu().numpy()
+                )
+            captured.clear()
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return out
+
+
+def batches_of(
+    x: NDArray[Any] | torch.Tensor, batch: int = 256, device: torch.device | str = "cpu"
+) -> Iterable[torch.Tensor]:
+    t = torch.as_tensor(x)
+    for i in range(0, len(t), batch):
+        yield t[i : i + batch].to(device)
+
+
+def _auroc(id_scores: NDArray[Any], ood_scores: NDArray[Any]) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    y = np.r_[np.ones(len(id_scores)), np.zeros(len(ood_scores))]
+    return float(roc_auc_score(y, np.r_[id_scores, ood_scores]))
+
+
+def verdict(auroc: float, diff_ci: tuple[float, float]) -> str:
+    if auroc >= AUROC_HOLDS and diff_ci[0] > 0:
+        return "holds"
+    if auroc <= AUROC_REVERSED and diff_ci[1] < 0:
+        return "reversed"
+    return "not supported"
+
+
+def compare(
+    id_set: SetActivations, ood_sets: list[SetActivations], *, seed: int = 0
+) -> dict[str, Any]:
+    """Per layer: ID vs each OOD set, with CIs, AUROC, ratio and verdict; plus output baselines."""
+    layers = list(id_set.layer_scores)
+    result: dict[str, Any] = {
+        "id": {"name": id_set.name, "n": id_set.n},
+        "layers": {},
+        "baselines": {},
+        "rule": f"holds: AUROC >= {AUROC_HOLDS} and 95% CI of mean(ID) - mean(OOD) > 0; "
+        f"reversed: AUROC <= {AUROC_REVERSED} and CI < 0; else not supported",
+    }
+    for layer in layers:
+        ids = id_set.scores(layer)
+        idm = id_set.maxes(layer)
+        entry: dict[str, Any] = {
+            "id_mean": float(ids.mean()),
+            "id_mean_ci": bootstrap_ci(ids, seed=seed),
+            "id_max": float(idm.mean()),
+            "id_max_ci": bootstrap_ci(idm, seed=seed),
+            "id_channel_stats": id_set.channel_stats[layer].to_dict(),
+            "ood": {},
+        }
+        for s in ood_sets:
+            oo = s.scores(layer)
+            om = s.maxes(layer)
+            auroc = _auroc(ids, oo)
+            dci = bootstrap_diff_ci(ids, oo, seed=seed)
+            entry["ood"][s.name] = {
+                "n": s.n,
+                "mean": float(oo.mean()),
+                "mean_ci": bootstrap_ci(oo, seed=seed),
+                "max": float(om.mean()),
+                "max_ci": bootstrap_ci(om, seed=seed),
+                "ratio": float(oo.mean() / ids.mean()) if ids.mean() > 0 else None,
+                "ratio_ci": bootstrap_ratio_ci(oo, ids, seed=seed),
+                "diff_ci": dci,
+                "auroc": auroc,
+                "verdict": verdict(auroc, dci),
+                "channel_stats": s.channel_stats[layer].to_dict(),
+            }
+        result["layers"][layer] = entry
+    id_msp, id_energy = np.concatenate(id_set.msp), np.concatenate(id_set.energy)
+    for s in ood_sets:
+        result["baselines"][s.name] = {
+            "max_softmax_auroc": _auroc(id_msp, np.concatenate(s.msp)),
+            "energy_auroc": _auroc(id_energy, np.concatenate(s.energy)),
+        }
+    return result

@@ -1,0 +1,96 @@
+"""Feature maps of the probe images: per-channel statistics per epoch, channel correlations, NCC view.
+
+Two different "correlations", both shown, because the seed's question mixes them up:
+- a kernel measures the **cross-correlation between one input patch and the kernel** (raw: what
+  the layer computes; normalized, NCC: the Pearson r of patch and kernel, in [-1, 1]);
+- the **channel Gram (correlation) matrix** of a layer is the Pearson correlation between its
+  channels' feature maps across positions and probe images — a correlation between signals, which
+  a single kernel does not compute.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from convlens.ops import correlate2d, normalized_cross_correlation
+
+
+def load_probes(
+    folder: Path,
+) -> tuple[NDArray[np.float32] | None, dict[int, dict[str, NDArray[np.float32]]]]:
+    from safetensors.numpy import load_file
+
+    inputs = folder / "inputs.safetensors"
+    x = load_file(str(inputs))["x"] if inputs.is_file() else None
+    maps = {
+        int(f.stem.split("-")[1]): load_file(str(f))
+        for f in sorted(folder.glob("epoch-*.safetensors"))
+    }
+    return x, maps
+
+
+def channel_correlation(maps: NDArray[Any]) -> NDArray[np.float64]:
+    """Pearson correlation between channels of ``maps`` ``(P, C, H, W)`` over probes and positions."""
+    c = maps.shape[1]
+    flat = np.moveaxis(np.asarray(maps, dtype=np.float64), 1, 0).reshape(c, -1)
+    flat = flat - flat.mean(axis=1, keepdims=True)
+    norms = np.linalg.norm(flat, axis=1)
+    ok = norms > 0
+    flat[ok] /= norms[ok, None]
+    corr = flat @ flat.T
+    corr[~ok, :] = 0.0
+    corr[:, ~ok] = 0.0
+    return np.clip(corr, -1.0, 1.0)
+
+
+def per_channel_stats(maps: NDArray[Any], probe_sets: list[str]) -> dict[str, Any]:
+    """Mean of relu(map) per channel for each probe set."""
+    act = np.maximum(np.asarray(maps, dtype=np.float64), 0.0).mean(axis=(2, 3))  # (P, C)
+    out = {}
+    for s in sorted(set(probe_sets)):
+        idx = [i for i, p in enumerate(probe_sets) if p == s]
+        out[s] = act[idx].mean(axis=0).tolist()
+    return out
+
+
+def ncc_view(image: NDArray[Any], kernel: NDArray[Any], bias: float = 0.0) -> dict[str, Any]:
+    """Raw correlation (+bias) and NCC of one probe image with one first-layer kernel ('same' size)."""
+    img = np.asarray(image, dtype=np.float64)
+    ker = np.asarray(kernel, dtype=np.float64)
+    raw = correlate2d(img, ker, padding="same") + bias
+    try:
+        ncc = normalized_cross_correlation(img, ker, padding="same")
+    except ValueError:  # constant kernel: correlation undefined
+        ncc = np.zeros_like(raw)
+    r = (
+        float(np.corrcoef(raw.ravel(), ncc.ravel())[0, 1])
+        if raw.std() > 0 and ncc.std() > 0
+        else float("nan")
+    )
+    return {"raw": raw, "ncc": ncc, "pearson_raw_vs_ncc": r}
+
+
+def feature_map_summary(
+    inputs: NDArray[Any] | None,
+    maps: dict[int, dict[str, NDArray[Any]]],
+    probe_meta: list[dict[str, Any]],
+) -> dict[str, Any]:
+    if not maps:
+        return {"epochs": []}
+    sets = [p["set"] for p in probe_meta]
+    epochs = sorted(maps)
+    out: dict[str, Any] = {"epochs": epochs, "probe_sets": sets, "layers": {}}
+    for layer in maps[epochs[0]]:
+        entry: dict[str, Any] = {"shape": list(maps[epochs[0]][layer].shape[1:]), "per_epoch": []}
+        for e in epochs:
+            m = maps[e][layer]
+            entry["per_epoch"].append({"epoch": e, "mean_activation": per_channel_stats(m, sets)})
+        final = maps[epochs[-1]][layer]
+        entry["channel_correlation_final"] = channel_correlation(final).tolist()
+        entry["channel_correlation_init"] = channel_correlation(maps[epochs[0]][layer]).tolist()
+        out["layers"][layer] = entry
+    return out

@@ -1,0 +1,110 @@
+"""Best-fit Gabor for small kernels, by grid search with a closed-form phase and amplitude.
+
+For each (angle, frequency, sigma) on a grid the model ``a * even + b * odd + c`` (even/odd = the
+cosine/sine Gabor of that angle, frequency and sigma; c = a constant) is linear in ``(a, b, c)``, so the
+least-squares fit is a projection onto a 3-D subspace. Its explained variance is
+``|Q^T w|^2`` for an orthonormal basis ``Q``; the grid point with the highest R^2 wins, and the phase is
+``atan2(-b, a)`` (since ``cos(x + phi) = cos(phi) cos x - sin(phi) sin x``).
+
+``R^2 = 1 - SS_res / SS_tot`` with ``SS_tot = sum((w - mean w)^2)``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+ANGLES = tuple(float(a) for a in np.arange(0.0, 180.0, 11.25))
+
+
+@dataclass(frozen=True)
+class GaborFit:
+    angle: float  # degrees
+    frequency: float  # cycles / pixel
+    phase: float  # degrees
+    sigma: float
+    r2: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "angle": self.angle,
+            "frequency": self.frequency,
+            "phase": self.phase,
+            "sigma": self.sigma,
+            "r2": self.r2,
+        }
+
+
+def _grid(k: int) -> list[tuple[float, float, float]]:
+    freqs = np.linspace(max(0.5 / k, 0.05), 0.45, 6)
+    sigmas = sorted({round(k / 6, 3), round(k / 4, 3), round(k / 3, 3)})
+    return [(a, float(f), s) for a in ANGLES for f in freqs for s in sigmas]
+
+
+@lru_cache(maxsize=8)
+def _bases(k: int) -> tuple[NDArray[np.float64], list[tuple[float, float, float]]]:
+    """Orthonormal bases ``(J, n, 3)`` and the raw (even, odd, const) coordinates transform."""
+    r = k // 2
+    y, x = np.meshgrid(np.arange(k) - r, np.arange(k) - r, indexing="ij")
+    grid = _grid(k)
+    qs = []
+    for angle, f, sigma in grid:
+        t = math.radians(angle)
+        xr = x * math.cos(t) + y * math.sin(t)
+        yr = -x * math.sin(t) + y * math.cos(t)
+        env = np.exp(-0.5 * (xr**2 + yr**2) / sigma**2)
+        b = np.stack(
+            [
+                (env * np.cos(2 * np.pi * f * xr)).ravel(),
+                (env * np.sin(2 * np.pi * f * xr)).ravel(),
+                np.ones(k * k),
+            ],
+            axis=1,
+        )
+        q, _ = np.linalg.qr(b)
+        qs.append(q)
+    return np.stack(qs), grid
+
+
+def fit_gabor(kernels: NDArray[Any]) -> list[GaborFit]:
+    """Best-fit Gabor for each ``(k, k)`` kernel in ``kernels`` ``(K, k, k)`` (odd k >= 3)."""
+    w = np.asarray(kernels, dtype=np.float64)
+    k = w.shape[-1]
+    flat = w.reshape(len(w), -1)
+    qs, grid = _bases(k)
+    proj = np.einsum("kn,jnc->kjc", flat, qs)  # (K, J, 3)
+    explained = (proj**2).sum(axis=2)
+    total = (flat**2).sum(axis=1)
+    centred = ((flat - flat.mean(axis=1, keepdims=True)) ** 2).sum(axis=1)
+    best = explained.argmax(axis=1)
+    out = []
+    for i, j in enumerate(best):
+        angle, f, sigma = grid[j]
+        ss_res = max(total[i] - explained[i, j], 0.0)
+        r2 = 1.0 - ss_res / centred[i] if centred[i] > 0 else 0.0
+        # phase from the coefficients on the raw even/odd functions
+        r = k // 2
+        y, x = np.meshgrid(np.arange(k) - r, np.arange(k) - r, indexing="ij")
+        t = math.radians(angle)
+        xr = x * math.cos(t) + y * math.sin(t)
+        yr = -x * math.sin(t) + y * math.cos(t)
+        env = np.exp(-0.5 * (xr**2 + yr**2) / sigma**2)
+        basis = np.stack(
+            [
+                (env * np.cos(2 * np.pi * f * xr)).ravel(),
+                (env * np.sin(2 * np.pi * f * xr)).ravel(),
+                np.ones(k * k),
+            ],
+            axis=1,
+        )
+        coef, *_ = np.linalg.lstsq(basis, flat[i], rcond=None)
+        phase = math.degrees(math.atan2(-coef[1], coef[0]))
+        out.append(
+            GaborFit(angle, round(f, 4), round(phase, 2), sigma, float(np.clip(r2, 0.0, 1.0)))
+        )
+    return out

@@ -1,0 +1,132 @@
+"""Load a user's model or weights safely: nothing from a file is ever executed.
+
+- ``.safetensors``: tensors only, by construction.
+- ``.pt`` / ``.pth`` / ``.bin``: ``torch.load(weights_only=True)``, which refuses any pickle that would
+  build something other than tensors and plain containers (a malicious ``__reduce__`` is rejected).
+- ``.onnx``: the ``onnx`` package (optional extra); only the initializers feeding ``Conv`` nodes are read;
+  models with external data files are refused.
+- activations need an architecture: ``--factory package.module:function`` (your own code, imported by
+  name, returning an ``nn.Module``) plus a weights file for it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from torch import nn
+
+from convlens.errors import ConvlensError
+
+WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".onnx")
+
+
+def _flatten(obj: Any, prefix: str = "") -> dict[str, torch.Tensor]:
+    out: dict[str, torch.Tensor] = {}
+    if isinstance(obj, torch.Tensor):
+        out[prefix.rstrip(".")] = obj
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            out.update(_flatten(v, f"{prefix}{k}."))
+    return out
+
+
+def load_weights(path: str | Path) -> dict[str, NDArray[Any]]:
+    """All tensors in a weights file, as float NumPy arrays keyed by name."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConvlensError(f"model file {str(p)!r} does not exist")
+    suffix = p.suffix.lower()
+    if suffix == ".safetensors":
+        try:
+            from safetensors.torch import load_file
+
+            tensors = load_file(str(p))
+        except Exception as exc:  # safetensors raises its own error type for bad headers/lengths
+            raise ConvlensError(
+                f"{str(p)!r} is not a valid safetensors file (truncated or corrupt): {exc}"
+            ) from None
+        return {k: v.detach().float().numpy() for k, v in tensors.items()}
+    if suffix in (".pt", ".pth", ".bin"):
+        try:
+            obj = torch.load(p, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise ConvlensError(
+                f"refused to load {str(p)!r}: not a plain weights file (loaded with weights_only=True, "
+                f"which never runs code from the file): {str(exc).splitlines()[0]}"
+            ) from None
+        tensors = _flatten(obj)
+        if not tensors:
+            raise ConvlensError(f"{str(p)!r} holds no tensors (expected a state dict)")
+        return {k: v.detach().float().numpy() for k, v in tensors.items()}
+    if suffix == ".onnx":
+        return _onnx_conv_weights(p)
+    raise ConvlensError(
+        f"unsupported model file type {suffix or '(none)'!r} for {str(p)!r}; expected one of "
+        f"{', '.join(WEIGHT_SUFFIXES)} or a run directory"
+    )
+
+
+def _onnx_conv_weights(p: Path) -> dict[str, NDArray[Any]]:
+    try:
+        import onnx
+        from onnx import numpy_helper
+    except ImportError:
+        raise ConvlensError(
+            "reading .onnx needs the optional 'onnx' package: pip install 'convlens[onnx]'"
+        ) from None
+    try:
+        model = onnx.load(str(p), load_external_data=False)
+    except Exception as exc:
+        raise ConvlensError(f"{str(p)!r} is not a valid ONNX model: {exc}") from None
+    inits = {i.name: i for i in model.graph.initializer}
+    for init in inits.values():
+        if init.data_location == onnx.TensorProto.EXTERNAL:
+            raise ConvlensError(
+                f"{str(p)!r} keeps tensor {init.name!r} in an external data file; refusing to read files "
+                "named inside a model (save it with all tensors inside)"
+            )
+    out: dict[str, NDArray[Any]] = {}
+    for node in model.graph.node:
+        if node.op_type == "Conv" and len(node.input) > 1 and node.input[1] in inits:
+            name = node.name or node.input[1]
+            out[f"{name}.weight"] = numpy_helper.to_array(inits[node.input[1]]).astype(np.float32)
+    return out
+
+
+def conv_weights(weights: dict[str, NDArray[Any]]) -> dict[str, NDArray[Any]]:
+    """Tensors that look like conv kernels: ``(O, C/g, *k)`` with 1-3 spatial axes, named ``*weight``."""
+    return {
+        k[: -len(".weight")] if k.endswith(".weight") else k: v
+        for k, v in weights.items()
+        if v.ndim in (3, 4, 5) and (k.endswith("weight") or k.endswith("kernel"))
+    }
+
+
+def build_from_factory(factory: str, weights: str | Path | None) -> nn.Module:
+    """Import ``package.module:function`` (user code, by name), call it, load ``weights`` strictly."""
+    mod_name, sep, fn_name = factory.partition(":")
+    if not sep or not mod_name or not fn_name:
+        raise ConvlensError(f"--factory must look like package.module:function, got {factory!r}")
+    try:
+        fn = getattr(importlib.import_module(mod_name), fn_name)
+    except (ImportError, AttributeError) as exc:
+        raise ConvlensError(f"cannot import factory {factory!r}: {exc}") from None
+    model = fn()
+    if not isinstance(model, nn.Module):
+        raise ConvlensError(
+            f"factory {factory!r} returned {type(model).__name__}, expected a torch.nn.Module"
+        )
+    if weights is not None:
+        tensors = {k: torch.from_numpy(np.asarray(v)) for k, v in load_weights(weights).items()}
+        try:
+            model.load_state_dict(tensors, strict=True)
+        except RuntimeError as exc:
+            raise ConvlensError(
+                f"weights do not fit the factory's model: {str(exc).splitlines()[0]}"
+            ) from None
+    return model

@@ -1,0 +1,94 @@
+"""Receptive fields: theoretical (arithmetic) and effective (measured by gradients).
+
+Theoretical: :func:`convlens.ops.receptive_fields` over the model's layer stack (conv, pool, dense).
+Effective: the gradient of one unit with respect to the input, ``|d unit / d input|``, averaged over
+probe images. For a conv layer the unit is the centre position of each channel (summed over channels);
+for the dense hidden layer it is the hidden unit with the largest mean activation. We report the
+share of input pixels with a non-zero gradient (support), and the side of the smallest centred square
+holding 95% of the gradient mass: conv units see a local patch, dense units the whole input.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from convlens.models.cnn import SmallCNN
+from convlens.ops import LayerGeometry, receptive_fields
+
+
+def theoretical(model: SmallCNN) -> list[dict[str, Any]]:
+    spec = model.spec
+    stack: list[LayerGeometry] = []
+    for i, (k, p) in enumerate(zip(spec.kernels, spec.pool, strict=True)):
+        stack.append(LayerGeometry.make(f"conv{i + 1}", kernel=k, padding=k // 2))
+        if p > 1:
+            stack.append(LayerGeometry.make(f"pool{i + 1}", "pool", kernel=p, stride=p))
+    stack.append(LayerGeometry.make("fc1", "dense"))
+    return [rf.to_dict() for rf in receptive_fields(stack, spec.input_hw)]
+
+
+def _mass_square(g: np.ndarray, frac: float = 0.95) -> int:
+    """Side of the smallest square centred on the gradient's peak holding ``frac`` of its mass."""
+    total = g.sum()
+    if total <= 0:
+        return 0
+    cy, cx = np.unravel_index(np.argmax(g), g.shape)
+    h, w = g.shape
+    for r in range(max(h, w)):
+        box = g[max(cy - r, 0) : cy + r + 1, max(cx - r, 0) : cx + r + 1]
+        if box.sum() >= frac * total:
+            return min(2 * r + 1, max(h, w))
+    return max(h, w)
+
+
+def effective(model: SmallCNN, probes: torch.Tensor) -> list[dict[str, Any]]:
+    """Mean ``|gradient|`` maps of one unit per layer over the probes; support and 95%-mass square."""
+    was = model.training
+    model.eval()
+    out = []
+    try:
+        x = probes.detach().clone().double().requires_grad_(True)
+        m = _double_copy(model)
+        logits_maps: dict[str, torch.Tensor] = {}
+        h = x
+        for i, (conv, p) in enumerate(zip(m.convs, m.pools, strict=True)):
+            z = conv(h)
+            logits_maps[f"conv{i + 1}"] = z
+            h = torch.relu(z)
+            if p > 1:
+                h = nn.functional.max_pool2d(h, p)
+        hidden = torch.relu(m.fc1(h.flatten(1)))
+        targets: dict[str, torch.Tensor] = {}
+        for name, z in logits_maps.items():
+            cy, cx = z.shape[2] // 2, z.shape[3] // 2
+            targets[name] = z[:, :, cy, cx].sum()
+        unit = int(hidden.mean(dim=0).argmax())
+        targets["fc1"] = hidden[:, unit].sum()
+        for name, t in targets.items():
+            (g,) = torch.autograd.grad(t, x, retain_graph=True)
+            gm = g.abs().mean(dim=(0, 1)).numpy()
+            peak = float(gm.max())
+            support = float((gm > 1e-12 * max(peak, 1e-300)).mean()) if peak > 0 else 0.0
+            out.append(
+                {
+                    "layer": name,
+                    "kind": "dense" if name.startswith("fc") else "conv",
+                    "support_fraction": support,
+                    "mass95_side": _mass_square(gm),
+                    "input_shape": list(gm.shape),
+                    "gradient_map": gm.tolist(),
+                }
+            )
+    finally:
+        model.train(was)
+    return out
+
+
+def _double_copy(model: SmallCNN) -> SmallCNN:
+    import copy
+
+    return copy.deepcopy(model).to(dtype=torch.float64, device="cpu")

@@ -1,0 +1,104 @@
+"""Streaming statistics and bootstrap intervals.
+
+:class:`RunningStats` is Welford's algorithm with Chan et al.'s batch merge: one pass, float64
+accumulators, memory independent of how many samples stream through.
+
+>>> import numpy as np
+>>> rs = RunningStats(2)
+>>> rs.update(np.array([[1.0, 10.0], [3.0, 10.0]])); rs.update(np.array([[5.0, 13.0]]))
+>>> rs.mean.tolist(), rs.var.tolist()
+([3.0, 11.0], [4.0, 3.0])
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+
+class RunningStats:
+    """Per-feature count, mean, (sample) variance, min and max over streamed rows ``(B, F)``."""
+
+    def __init__(self, n_features: int) -> None:
+        self.n = 0
+        self.mean = np.zeros(n_features, dtype=np.float64)
+        self._m2 = np.zeros(n_features, dtype=np.float64)
+        self.min = np.full(n_features, np.inf)
+        self.max = np.full(n_features, -np.inf)
+
+    def update(self, rows: NDArray[Any]) -> None:
+        x = np.asarray(rows, dtype=np.float64)
+        if x.ndim == 1:
+            x = x[None]
+        nb = x.shape[0]
+        if nb == 0:
+            return
+        mb = x.mean(axis=0)
+        m2b = ((x - mb) ** 2).sum(axis=0)
+        n = self.n + nb
+        delta = mb - self.mean
+        self.mean = self.mean + delta * (nb / n)
+        self._m2 = self._m2 + m2b + delta**2 * (self.n * nb / n)
+        self.n = n
+        self.min = np.minimum(self.min, x.min(axis=0))
+        self.max = np.maximum(self.max, x.max(axis=0))
+
+    @property
+    def var(self) -> NDArray[np.float64]:
+        """Sample variance (ddof=1); 0 for fewer than two samples."""
+        return self._m2 / (self.n - 1) if self.n > 1 else np.zeros_like(self._m2)
+
+    @property
+    def std(self) -> NDArray[np.float64]:
+        return np.sqrt(self.var)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "n": self.n,
+            "mean": self.mean.tolist(),
+            "std": self.std.tolist(),
+            "min": self.min.tolist(),
+            "max": self.max.tolist(),
+        }
+
+
+def bootstrap_ci(
+    values: NDArray[Any], *, n_boot: int = 2000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of ``values``."""
+    v = np.asarray(values, dtype=np.float64)
+    if len(v) == 0:
+        return (float("nan"), float("nan"))
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(v), size=(n_boot, len(v)))
+    means = v[idx].mean(axis=1)
+    a = (1 - level) / 2
+    return float(np.quantile(means, a)), float(np.quantile(means, 1 - a))
+
+
+def bootstrap_diff_ci(
+    a: NDArray[Any], b: NDArray[Any], *, n_boot: int = 2000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of ``mean(a) - mean(b)`` (independent resampling)."""
+    x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    ma = x[rng.integers(0, len(x), size=(n_boot, len(x)))].mean(axis=1)
+    mb = y[rng.integers(0, len(y), size=(n_boot, len(y)))].mean(axis=1)
+    d = ma - mb
+    q = (1 - level) / 2
+    return float(np.quantile(d, q)), float(np.quantile(d, 1 - q))
+
+
+def bootstrap_ratio_ci(
+    a: NDArray[Any], b: NDArray[Any], *, n_boot: int = 2000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of ``mean(a) / mean(b)``."""
+    x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    rng = np.random.default_rng(seed + 1)
+    ma = x[rng.integers(0, len(x), size=(n_boot, len(x)))].mean(axis=1)
+    mb = y[rng.integers(0, len(y), size=(n_boot, len(y)))].mean(axis=1)
+    r = ma / np.where(mb == 0, np.nan, mb)
+    q = (1 - level) / 2
+    return float(np.nanquantile(r, q)), float(np.nanquantile(r, 1 - q))
