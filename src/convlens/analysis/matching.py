@@ -137,23 +137,42 @@ def _summary(source: str, scores: NDArray[np.float64]) -> NullSummary:
     )
 
 
+def categorize_many(
+    vecs: NDArray[Any],
+    score: NDArray[Any],
+    families: NDArray[Any],
+    p95: float,
+    opponency: NDArray[Any] | None = None,
+) -> NDArray[np.str_]:
+    """The taxonomy rule of this module, vectorised over kernels ``vecs`` ``(K, k*k)``."""
+    v = np.asarray(vecs, dtype=np.float64)
+    n = v.shape[1]
+    energy = np.einsum("ij,ij->i", v, v)
+    dc = v.sum(axis=1) ** 2 / n
+    safe = np.where(energy > 0, energy, 1.0)
+    uniq, inverse = np.unique(np.asarray(families), return_inverse=True)
+    out = np.array([CATEGORY.get(str(f), "unclear") for f in uniq], dtype="<U24")[inverse.ravel()]
+    out = np.where(score >= p95, out, "unclear")
+    if opponency is not None:
+        out = np.where((score >= p95) & (opponency >= COLOUR_THRESHOLD), "colour-contrast", out)
+    out = np.where(dc / safe >= DC_THRESHOLD, "smoothing/DC", out)
+    out = np.where(energy == 0, "unclear", out)
+    if n == 1:
+        out[:] = "unclear"
+    return out.astype("<U24")
+
+
 def categorize(
     w: NDArray[Any], score: float, family: str | None, p95: float, colour_opponency: float | None
 ) -> str:
-    """The taxonomy rule of this module, for one ``(k, k)`` kernel."""
-    if w.shape[-1] == 1:
-        return "unclear"
-    flat = np.asarray(w, dtype=np.float64).ravel()
-    energy = float(flat @ flat)
-    if energy == 0.0:
-        return "unclear"
-    if (flat.mean() ** 2 * flat.size) / energy >= DC_THRESHOLD:
-        return "smoothing/DC"
-    if family is None or score < p95:
-        return "unclear"
-    if colour_opponency is not None and colour_opponency >= COLOUR_THRESHOLD:
-        return "colour-contrast"
-    return CATEGORY.get(family, "unclear")
+    """The taxonomy rule for one ``(k, k)`` kernel (see the module docstring)."""
+    fam = np.array([family if family is not None else "none"])
+    opp = None if colour_opponency is None else np.array([colour_opponency])
+    return str(
+        categorize_many(
+            np.asarray(w).reshape(1, -1), np.array([score if family else -np.inf]), fam, p95, opp
+        )[0]
+    )
 
 
 def match_layer(
@@ -168,7 +187,9 @@ def match_layer(
     detail_limit: int = DETAIL_LIMIT,
 ) -> LayerMatch:
     """Match every ``k x k`` kernel of a conv weight ``(O, C, k, k)`` against the bank, with nulls."""
-    w = np.asarray(weight, dtype=np.float64)
+    w = np.asarray(weight)
+    if w.dtype.kind != "f":
+        w = w.astype(np.float64)
     res = LayerMatch(name, list(w.shape), None)
     if w.ndim != 4:
         res.skipped = f"{w.ndim - 2}-D convolution: the classical bank is 2-D"
@@ -199,9 +220,9 @@ def match_layer(
     above = score > p95
     res.fraction_above_null95 = float(above.mean())
     res.median_score = float(np.median(score))
-    fams = [entries[i].family for i in best]
+    fams = np.array([e.family for e in entries])[best]
     res.best_families = {
-        f: int(n) for f, n in zip(*np.unique(fams, return_counts=True), strict=True)
+        str(f): int(n) for f, n in zip(*np.unique(fams, return_counts=True), strict=True)
     }
     if init_weight is not None:
         iw = np.asarray(init_weight, dtype=np.float64).reshape(-1, k * k)
@@ -219,11 +240,12 @@ def match_layer(
         opponency = np.where(
             denom > 0, 1.0 - (summed**2).sum(axis=(1, 2)) / np.where(denom > 0, denom, 1), 0.0
         )
-    cats = []
-    for i in range(len(vecs)):
-        op = None if opponency is None else float(opponency[i // c])
-        cats.append(categorize(vecs[i].reshape(k, k), float(score[i]), fams[i], p95, op))
-    res.categories = {cat: cats.count(cat) for cat in sorted(set(cats))}
+    cats = categorize_many(
+        vecs, score, fams, p95, None if opponency is None else np.repeat(opponency, c)
+    )
+    res.categories = {
+        str(cat): int(n) for cat, n in zip(*np.unique(cats, return_counts=True), strict=True)
+    }
     if len(vecs) <= detail_limit:
         fits: list[GaborFit | None] = (
             list(fit_gabor(vecs.reshape(-1, k, k))) if gabor and k >= 5 else [None] * len(vecs)
@@ -234,13 +256,13 @@ def match_layer(
                     "out_channel": i // c,
                     "in_channel": i % c,
                     "best_match": entries[best[i]].label,
-                    "family": fams[i],
+                    "family": str(fams[i]),
                     "score": float(score[i]),
                     "sign": int(sign[i]),
                     "percentile": float(pct[i]),
                     "p_value": float(pvals[i]),
                     "above_null95": bool(above[i]),
-                    "category": cats[i],
+                    "category": str(cats[i]),
                     "gabor_fit": None if (fit := fits[i]) is None else fit.to_dict(),
                 }
             )

@@ -1,0 +1,261 @@
+"""Analysis ground truth: planted kernels, nulls, Welford, receptive fields, safe loading, bad input."""
+
+import json
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+from skimage import data as skdata
+from torch import nn
+
+from convlens.analysis import analyze_model_file, analyze_run, analyze_weights
+from convlens.analysis.activations import verdict
+from convlens.analysis.gaborfit import fit_gabor
+from convlens.analysis.loading import load_weights
+from convlens.analysis.matching import match_layer, random_null
+from convlens.analysis.stats import RunningStats, bootstrap_ci
+from convlens.analysis.verify import verify_model
+from convlens.errors import ConvlensError
+from convlens.kernels import get_kernel
+from convlens.ops import correlate
+
+
+def _train_planted(target: np.ndarray, steps: int = 600) -> np.ndarray:
+    """A one-layer conv net trained to reproduce ``correlate(img, target)`` on bundled images."""
+    imgs = [skdata.camera(), skdata.brick(), skdata.grass(), skdata.coins()]
+    rng = np.random.default_rng(0)
+    patches = []
+    for _ in range(64):
+        im = imgs[rng.integers(len(imgs))]
+        r, c = rng.integers(0, im.shape[0] - 32), rng.integers(0, im.shape[1] - 32)
+        patches.append(im[r : r + 32, c : c + 32] / 255.0)
+    x = np.stack(patches)[:, None]
+    k = target.shape[0]
+    target = target / np.abs(target).max()  # the cosine is scale-free; unit scale trains faster
+    y = correlate(x, target[None, None].astype(np.float64))
+    torch.manual_seed(0)
+    layer = nn.Conv2d(1, 1, k, bias=False).double()
+    opt = torch.optim.Adam(layer.parameters(), lr=0.05)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    for _ in range(steps):
+        loss = ((layer(xt) - yt) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return layer.weight.detach().numpy()
+
+
+@pytest.mark.parametrize(("name", "params"), [("sobel_x", {"size": 5}), ("gabor", {"angle": 45, "frequency": 0.3, "size": 5, "sigma": 1.25})])
+def test_planted_kernel_is_recovered_and_named(name, params):
+    target = get_kernel(name, **params).weights.astype(np.float64)
+    learned = _train_planted(target)
+    t, lw = target.ravel(), learned.ravel()
+    cos = float(t @ lw / np.linalg.norm(t) / np.linalg.norm(lw))
+    assert cos >= 0.99
+    res = match_layer("planted", learned, n_null=1000)
+    rec = res.kernels[0]
+    assert rec["score"] >= 0.99
+    expected = "sobel_x" if name == "sobel_x" else "gabor(angle=45,f=0.3,phase=0)"
+    assert rec["best_match"] == expected
+    assert rec["above_null95"] and rec["p_value"] < 0.01
+
+
+def test_bank_kernel_scores_one_and_random_kernels_sit_at_the_null_median():
+    sob = get_kernel("sobel_x").weights[None, None].astype(float)
+    assert match_layer("s", sob).kernels[0]["score"] == pytest.approx(1.0)
+    rng = np.random.default_rng(123)
+    rand = rng.uniform(-1, 1, size=(500, 1, 5, 5))
+    res = match_layer("r", rand, n_null=2000, seed=7)
+    assert abs(res.median_score - res.null.median) < 0.02
+    assert 0.02 < res.fraction_above_null95 < 0.09
+    pcts = [k["percentile"] for k in res.kernels]
+    assert 40 < np.median(pcts) < 60
+
+
+def test_null_is_deterministic_and_sorted():
+    a, b = random_null(5, 500, seed=3), random_null(5, 500, seed=3)
+    assert np.array_equal(a, b) and np.all(np.diff(a) >= 0)
+
+
+def test_gabor_fit_recovers_parameters():
+    k = get_kernel("gabor", angle=67.5, frequency=0.3, phase=90, sigma=1.75, size=7).weights
+    fit = fit_gabor(k[None])[0]
+    assert fit.r2 > 0.99
+    assert fit.angle == pytest.approx(67.5)
+    assert abs(abs(fit.phase) - 90) < 5
+
+
+def test_skipped_layers_say_why():
+    assert "1x1" in match_layer("p", np.ones((4, 3, 1, 1))).skipped
+    assert "1-D" in match_layer("c1", np.ones((4, 3, 5))).skipped
+    assert "3-D" in match_layer("c3", np.ones((4, 3, 3, 3, 3))).skipped
+    assert "even" in match_layer("e", np.ones((4, 3, 4, 4))).skipped
+
+
+def test_welford_equals_two_pass_float64():
+    rng = np.random.default_rng(0)
+    data = rng.normal(1e6, 3.0, size=(5000, 7))  # large offset: naive sum-of-squares loses digits
+    rs = RunningStats(7)
+    for i in range(0, 5000, 333):
+        rs.update(data[i : i + 333])
+    np.testing.assert_allclose(rs.mean, data.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(rs.var, data.var(axis=0, ddof=1), rtol=1e-9)
+    assert (rs.max == data.max(axis=0)).all() and rs.n == 5000
+
+
+def test_bootstrap_ci_covers_the_mean():
+    v = np.random.default_rng(0).normal(2.0, 1.0, 400)
+    lo, hi = bootstrap_ci(v)
+    assert lo < v.mean() < hi and hi - lo < 0.3
+
+
+def test_verdict_rule():
+    assert verdict(0.9, (0.1, 0.3)) == "holds"
+    assert verdict(0.2, (-0.3, -0.1)) == "reversed"
+    assert verdict(0.6, (0.1, 0.3)) == "not supported"
+    assert verdict(0.9, (-0.1, 0.3)) == "not supported"
+
+
+def test_verify_grouped_dilated_depthwise_1d_3d():
+    model = nn.Sequential(
+        nn.Conv2d(4, 8, 3, groups=4, dilation=2, stride=2, padding=1),
+        nn.Conv2d(8, 8, 3, groups=8, padding="same", padding_mode="replicate"),
+        nn.Conv1d(2, 3, 5) if False else nn.Identity(),
+    )
+    checks = verify_model(model)
+    assert all(c.is_cross_correlation and c.max_abs_diff_correlate < 1e-12 for c in checks)
+    assert all(c.max_abs_diff_convolve > 1e-3 for c in checks)
+    checks = verify_model(nn.Sequential(nn.Conv1d(2, 3, 5), nn.Conv3d(3, 2, 3)))
+    assert [c.kind for c in checks] == ["Conv1d", "Conv3d"] and all(c.is_cross_correlation for c in checks)
+
+
+def test_analyze_weights_on_state_dict_files(tmp_path):
+    net = nn.Sequential(nn.Conv2d(3, 16, 7), nn.Conv2d(16, 8, 1), nn.Conv2d(8, 8, 3, groups=8),
+                        nn.Conv1d(2, 2, 3) if False else nn.Identity())
+    sd = net.state_dict()
+    save_file(dict(sd), str(tmp_path / "m.safetensors"))
+    torch.save(sd, tmp_path / "m.pt")
+    for f in ("m.safetensors", "m.pt"):
+        a = analyze_model_file(tmp_path / f, n_null=200)
+        layers = {m["layer"]: m for m in a["matching"]}
+        assert layers["0"]["n_kernels"] == 48 and layers["0"]["kernel_size"] == 7
+        assert "1x1" in layers["1"]["skipped"]
+        assert layers["2"]["weight_shape"] == [8, 1, 3, 3]
+        json.dumps(a)
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
+def test_malicious_pickle_is_refused(tmp_path):
+    marker = tmp_path / "marker"
+
+    class Evil:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    with open(tmp_path / "evil.pt", "wb") as fh:
+        pickle.dump({"w": Evil()}, fh)
+    with pytest.raises(ConvlensError, match="refused"):
+        load_weights(tmp_path / "evil.pt")
+    assert not marker.exists()
+
+
+def test_bad_model_files(tmp_path):
+    save_file({"w": torch.zeros(4, 3, 3, 3)}, str(tmp_path / "ok.safetensors"))
+    raw = (tmp_path / "ok.safetensors").read_bytes()
+    (tmp_path / "trunc.safetensors").write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(ConvlensError, match="truncated or corrupt"):
+        load_weights(tmp_path / "trunc.safetensors")
+    (tmp_path / "model.h5").write_bytes(b"x")
+    with pytest.raises(ConvlensError, match="unsupported model file type"):
+        load_weights(tmp_path / "model.h5")
+    save_file({"fc.weight": torch.zeros(4, 3)}, str(tmp_path / "dense.safetensors"))
+    with pytest.raises(ConvlensError, match="no conv layers"):
+        analyze_model_file(tmp_path / "dense.safetensors")
+
+
+def test_onnx_conv_initializers_and_external_data_refused(tmp_path):
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = np.random.default_rng(0).standard_normal((4, 1, 3, 3)).astype(np.float32)
+    init = numpy_helper.from_array(w, "W")
+    node = helper.make_node("Conv", ["X", "W"], ["Y"], name="conv0")
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("X", TensorProto.FLOAT, [1, 1, 8, 8])],
+                              [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)], [init])
+    onnx.save(helper.make_model(graph), str(tmp_path / "m.onnx"))
+    weights = load_weights(tmp_path / "m.onnx")
+    assert np.array_equal(weights["conv0.weight"], w)
+    ext = graph.initializer[0]  # make_graph copied the initializer
+    ext.data_location = TensorProto.EXTERNAL
+    ext.ClearField("raw_data")
+    entry = ext.external_data.add()
+    entry.key, entry.value = "location", "/etc/passwd"
+    onnx.save(helper.make_model(graph), str(tmp_path / "ext.onnx"))
+    with pytest.raises(ConvlensError, match="external data"):
+        load_weights(tmp_path / "ext.onnx")
+
+
+def _faces_run(tmp_path, **kw):
+    from convlens.data.datasets import load_bundled
+    from convlens.train import TrainConfig, Trainer
+
+    cfg = TrainConfig(epochs=3, ood=["motorcycle", "noise"], ood_size=20, **kw)
+    Trainer(cfg, load_bundled("faces", 0), tmp_path / "run", progress=False).train()
+    return tmp_path / "run"
+
+
+def test_analyze_run_end_to_end(tmp_path):
+    run = _faces_run(tmp_path)
+    a = analyze_run(run, n_null=300)
+    json.dumps(a, allow_nan=False)
+    assert a["headline"]["all_layers_cross_correlation"]
+    assert a["headline"]["max_abs_diff_correlate"] < 1e-12
+    assert [m["layer"] for m in a["matching"]] == ["conv1", "conv2"]
+    assert a["matching"][0]["init_null"]["n"] == 8
+    assert len(a["evolution"]["epochs"]) == 4
+    assert set(a["distribution"]["layers"]) == {"conv1", "conv2"}
+    ood = a["distribution"]["layers"]["conv1"]["ood"]["motorcycle"]
+    assert 0 <= ood["auroc"] <= 1 and ood["verdict"] in ("holds", "reversed", "not supported")
+    rf = {r["layer"]: r for r in a["receptive_fields"]["effective"]}
+    assert rf["conv1"]["support_fraction"] < 0.1 < rf["fc1"]["support_fraction"]
+    assert rf["fc1"]["support_fraction"] > 0.9
+    theo = {r["name"]: r for r in a["receptive_fields"]["theoretical"]}
+    assert theo["conv1"]["size"] == [5, 5] and theo["conv2"]["size"] == [10, 10] and theo["fc1"]["is_global"]
+
+
+def test_analyze_run_bad_input(tmp_path):
+    with pytest.raises(ConvlensError, match="not a run directory"):
+        analyze_run(tmp_path)
+    run = _faces_run(tmp_path, snapshots=False, probes=False)
+    a = analyze_run(run, n_null=200)
+    assert a["evolution"]["skipped"] == "no snapshots in this run"
+    assert "no snapshots" in a["matching_note"]
+    (run / "model.safetensors").unlink()
+    with pytest.raises(ConvlensError, match="partial run"):
+        analyze_run(run)
+
+
+def test_analyze_weights_resnet_shaped_smoke():
+    rng = np.random.default_rng(0)
+    w = {"conv1.weight": rng.standard_normal((64, 3, 7, 7)).astype(np.float32),
+         "layer1.0.conv2.weight": rng.standard_normal((64, 64, 3, 3)).astype(np.float32),
+         "layer1.0.conv1.weight": rng.standard_normal((64, 64, 1, 1)).astype(np.float32)}
+    out = analyze_weights(w, n_null=500)
+    assert out[1]["n_kernels"] == 4096 and out[2]["skipped"]
+    assert out[0]["channel_summed"] and len(out[0]["channel_summed"]) == 64
+
+
+def test_cli_analyze(tmp_path):
+    from click.testing import CliRunner
+
+    from convlens.cli import cli
+
+    run = _faces_run(tmp_path)
+    r = CliRunner().invoke(cli, ["analyze", str(run), "--null-size", "200"])
+    assert r.exit_code == 0, r.output
+    assert "above the random null" in r.output and "AUROC" in r.output
+    assert json.loads((run / "analysis.json").read_text())["format"] == "convlens-analysis/1"
+    r = CliRunner().invoke(cli, ["analyze", str(tmp_path / "nothing")])
+    assert r.exit_code == 2 and "neither a run directory nor a model file" in r.output
