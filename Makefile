@@ -14,13 +14,8 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install $(PIP_FLAGS) -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
-# Until `convlens demo` (train + analyse + report) lands: the seed's worked example, checked, and
-# classical kernels applied to a bundled image.
 demo: $(STAMP)
-	$(BIN)/convlens explain --kernel "1 2 3; 4 5 6; 7 8 9" --input "9 8 7 6; 5 4 3 2; 1 2 3 4; 5 6 7 8"
-	-$(BIN)/convlens explain --kernel "1 2 3; 4 5 6; 7 8 9" --input "9 8 7 6; 5 4 3 2; 1 2 3 4; 5 6 7 8" \
-	    --expect "146 157; 200 233" --max-cells 0
-	$(BIN)/convlens filter sample:camera --out runs/demo/filters
+	$(BIN)/convlens demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -51,7 +51,12 @@ def run(reps: int) -> dict[str, Any]:
         "conv_layers": len(sd),
         "conv_weights": int(n_weights),
         "kernels_matched": int(sum(m["n_kernels"] for m in out if not m["skipped"])),
-        "seconds": {"min": min(times), "median": statistics.median(times), "max": max(times), "n": reps},
+        "seconds": {
+            "min": min(times),
+            "median": statistics.median(times),
+            "max": max(times),
+            "n": reps,
+        },
         "target_s": 2.0,
     }
 

@@ -41,15 +41,22 @@ def bare_loop(data: str, epochs: int, seed: int = 0, batch: int = 32, lr: float 
             opt.step()
         with torch.no_grad():
             model.eval()
-            model(xv).argmax(1)
+            (model(xv).argmax(1) == yv).float().mean()
             model.train()
     return time.perf_counter() - t0
 
 
 def trainer_loop_seconds(data: str, epochs: int, snapshots: bool, seed: int = 0) -> float:
     ds = load_bundled(data, seed)
-    cfg = TrainConfig(data=data, epochs=epochs, seed=seed, snapshots=snapshots, probes=snapshots,
-                      ood=["motorcycle"], ood_size=8)
+    cfg = TrainConfig(
+        data=data,
+        epochs=epochs,
+        seed=seed,
+        snapshots=snapshots,
+        probes=snapshots,
+        ood=["motorcycle"],
+        ood_size=8,
+    )
     with tempfile.TemporaryDirectory() as tmp:
         tr = Trainer(cfg, ds, tmp + "/run", progress=False)
         t0 = time.perf_counter()
@@ -58,7 +65,12 @@ def trainer_loop_seconds(data: str, epochs: int, snapshots: bool, seed: int = 0)
 
 
 def summarize(values: list[float]) -> dict[str, float]:
-    return {"min": min(values), "median": statistics.median(values), "max": max(values), "n": len(values)}
+    return {
+        "min": min(values),
+        "median": statistics.median(values),
+        "max": max(values),
+        "n": len(values),
+    }
 
 
 def run(data: str, epochs: int, reps: int) -> dict[str, Any]:

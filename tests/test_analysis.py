@@ -47,7 +47,13 @@ def _train_planted(target: np.ndarray, steps: int = 600) -> np.ndarray:
     return layer.weight.detach().numpy()
 
 
-@pytest.mark.parametrize(("name", "params"), [("sobel_x", {"size": 5}), ("gabor", {"angle": 45, "frequency": 0.3, "size": 5, "sigma": 1.25})])
+@pytest.mark.parametrize(
+    ("name", "params"),
+    [
+        ("sobel_x", {"size": 5}),
+        ("gabor", {"angle": 45, "frequency": 0.3, "size": 5, "sigma": 1.25}),
+    ],
+)
 def test_planted_kernel_is_recovered_and_named(name, params):
     target = get_kernel(name, **params).weights.astype(np.float64)
     learned = _train_planted(target)
@@ -128,12 +134,18 @@ def test_verify_grouped_dilated_depthwise_1d_3d():
     assert all(c.is_cross_correlation and c.max_abs_diff_correlate < 1e-12 for c in checks)
     assert all(c.max_abs_diff_convolve > 1e-3 for c in checks)
     checks = verify_model(nn.Sequential(nn.Conv1d(2, 3, 5), nn.Conv3d(3, 2, 3)))
-    assert [c.kind for c in checks] == ["Conv1d", "Conv3d"] and all(c.is_cross_correlation for c in checks)
+    assert [c.kind for c in checks] == ["Conv1d", "Conv3d"] and all(
+        c.is_cross_correlation for c in checks
+    )
 
 
 def test_analyze_weights_on_state_dict_files(tmp_path):
-    net = nn.Sequential(nn.Conv2d(3, 16, 7), nn.Conv2d(16, 8, 1), nn.Conv2d(8, 8, 3, groups=8),
-                        nn.Conv1d(2, 2, 3) if False else nn.Identity())
+    net = nn.Sequential(
+        nn.Conv2d(3, 16, 7),
+        nn.Conv2d(16, 8, 1),
+        nn.Conv2d(8, 8, 3, groups=8),
+        nn.Conv1d(2, 2, 3) if False else nn.Identity(),
+    )
     sd = net.state_dict()
     save_file(dict(sd), str(tmp_path / "m.safetensors"))
     torch.save(sd, tmp_path / "m.pt")
@@ -182,8 +194,13 @@ def test_onnx_conv_initializers_and_external_data_refused(tmp_path):
     w = np.random.default_rng(0).standard_normal((4, 1, 3, 3)).astype(np.float32)
     init = numpy_helper.from_array(w, "W")
     node = helper.make_node("Conv", ["X", "W"], ["Y"], name="conv0")
-    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("X", TensorProto.FLOAT, [1, 1, 8, 8])],
-                              [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)], [init])
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [1, 1, 8, 8])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)],
+        [init],
+    )
     onnx.save(helper.make_model(graph), str(tmp_path / "m.onnx"))
     weights = load_weights(tmp_path / "m.onnx")
     assert np.array_equal(weights["conv0.weight"], w)
@@ -222,7 +239,11 @@ def test_analyze_run_end_to_end(tmp_path):
     assert rf["conv1"]["support_fraction"] < 0.1 < rf["fc1"]["support_fraction"]
     assert rf["fc1"]["support_fraction"] > 0.9
     theo = {r["name"]: r for r in a["receptive_fields"]["theoretical"]}
-    assert theo["conv1"]["size"] == [5, 5] and theo["conv2"]["size"] == [10, 10] and theo["fc1"]["is_global"]
+    assert (
+        theo["conv1"]["size"] == [5, 5]
+        and theo["conv2"]["size"] == [10, 10]
+        and theo["fc1"]["is_global"]
+    )
 
 
 def test_analyze_run_bad_input(tmp_path):
@@ -239,9 +260,11 @@ def test_analyze_run_bad_input(tmp_path):
 
 def test_analyze_weights_resnet_shaped_smoke():
     rng = np.random.default_rng(0)
-    w = {"conv1.weight": rng.standard_normal((64, 3, 7, 7)).astype(np.float32),
-         "layer1.0.conv2.weight": rng.standard_normal((64, 64, 3, 3)).astype(np.float32),
-         "layer1.0.conv1.weight": rng.standard_normal((64, 64, 1, 1)).astype(np.float32)}
+    w = {
+        "conv1.weight": rng.standard_normal((64, 3, 7, 7)).astype(np.float32),
+        "layer1.0.conv2.weight": rng.standard_normal((64, 64, 3, 3)).astype(np.float32),
+        "layer1.0.conv1.weight": rng.standard_normal((64, 64, 1, 1)).astype(np.float32),
+    }
     out = analyze_weights(w, n_null=500)
     assert out[1]["n_kernels"] == 4096 and out[2]["skipped"]
     assert out[0]["channel_summed"] and len(out[0]["channel_summed"]) == 64

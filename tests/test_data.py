@@ -63,12 +63,15 @@ def test_image_folder(tmp_path):
     assert d.classes == ["cats", "dogs"] and d.x.shape == (10, 1, 6, 6)
 
 
-@pytest.mark.parametrize(("setup", "message"), [
-    ("empty", "no images found"),
-    ("one_class", "only one class"),
-    ("mixed", "different sizes"),
-    ("corrupt", "not an image file"),
-])
+@pytest.mark.parametrize(
+    ("setup", "message"),
+    [
+        ("empty", "no images found"),
+        ("one_class", "only one class"),
+        ("mixed", "different sizes"),
+        ("corrupt", "not an image file"),
+    ],
+)
 def test_image_folder_bad(tmp_path, setup, message):
     root = tmp_path / "data"
     (root / "a").mkdir(parents=True)
@@ -89,7 +92,9 @@ def test_image_folder_bad(tmp_path, setup, message):
 
 
 def _idx(path, arr, code=0x08, gz=False, magic_ok=True):
-    header = bytes([0, 0, code if magic_ok else 0x42, arr.ndim]) + struct.pack(f">{arr.ndim}I", *arr.shape)
+    header = bytes([0, 0, code if magic_ok else 0x42, arr.ndim]) + struct.pack(
+        f">{arr.ndim}I", *arr.shape
+    )
     data = header + arr.astype(">u1").tobytes()
     path.write_bytes(gzip.compress(data) if gz else data)
 
@@ -108,11 +113,14 @@ def test_idx_files(tmp_path):
     assert (read_idx(tmp_path / "train-images-idx3-ubyte.gz") == x).all()
 
 
-@pytest.mark.parametrize(("problem", "message"), [
-    ("magic", "wrong magic number"),
-    ("truncated", "truncated"),
-    ("count", "30 train images but 29 labels"),
-])
+@pytest.mark.parametrize(
+    ("problem", "message"),
+    [
+        ("magic", "wrong magic number"),
+        ("truncated", "truncated"),
+        ("count", "30 train images but 29 labels"),
+    ],
+)
 def test_idx_bad(tmp_path, problem, message):
     x = np.zeros((30, 5, 5), dtype=np.uint8)
     y = np.zeros(30 if problem != "count" else 29, dtype=np.uint8)
@@ -128,7 +136,10 @@ def test_idx_bad(tmp_path, problem, message):
 def test_cifar_batches_and_malicious_pickle(tmp_path):
     rng = np.random.default_rng(0)
     for i in (1, 2):
-        batch = {b"data": rng.integers(0, 256, size=(20, 3072)).astype(np.uint8), b"labels": [0, 1] * 10}
+        batch = {
+            b"data": rng.integers(0, 256, size=(20, 3072)).astype(np.uint8),
+            b"labels": [0, 1] * 10,
+        }
         (tmp_path / f"data_batch_{i}").write_bytes(pickle.dumps(batch))
     d = load_dataset(f"cifar:{tmp_path}")
     assert d.x.shape == (40, 3, 32, 32)

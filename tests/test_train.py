@@ -45,8 +45,10 @@ def test_run_directory_layout(tmp_path):
         assert snap["conv1.weight"].shape == (8, 1, 5, 5)
         probe = load_file(str(run.probe(e)))
         assert probe["conv1"].shape[1:] == (8, 25, 25) and probe["conv2"].shape[1:] == (16, 12, 12)
-    assert not torch.equal(load_file(str(run.snapshot(0)))["conv1.weight"],
-                           load_file(str(run.snapshot(3)))["conv1.weight"])
+    assert not torch.equal(
+        load_file(str(run.snapshot(0)))["conv1.weight"],
+        load_file(str(run.snapshot(3)))["conv1.weight"],
+    )
     inputs = load_file(str(run.probe_inputs))["x"]
     assert inputs.shape[0] == len(rec["probes"])
     assert {p["set"] for p in rec["probes"]} == {"train", "motorcycle", "noise"}
@@ -76,18 +78,38 @@ def test_resume_in_process_is_bit_identical(tmp_path):
     Trainer(cfg, load_bundled("faces", 0), tmp_path / "part", progress=False).train()
     cfg4 = small_cfg(epochs=4)
     Trainer(cfg4, load_bundled("faces", 0), tmp_path / "part", progress=False).resume()
-    assert (tmp_path / "full" / "model.safetensors").read_bytes() == (tmp_path / "part" / "model.safetensors").read_bytes()
-    assert _numbers(RunDir(tmp_path / "full").read_metrics()) == _numbers(RunDir(tmp_path / "part").read_metrics())
+    assert (tmp_path / "full" / "model.safetensors").read_bytes() == (
+        tmp_path / "part" / "model.safetensors"
+    ).read_bytes()
+    assert _numbers(RunDir(tmp_path / "full").read_metrics()) == _numbers(
+        RunDir(tmp_path / "part").read_metrics()
+    )
 
 
 @pytest.mark.slow
 def test_resume_after_sigkill_is_bit_identical(tmp_path):
     """A real process killed with SIGKILL mid-run, then resumed, ends bit-identical."""
-    args = [sys.executable, "-m", "convlens.cli", "train", "--data", "faces", "--epochs", "40", "--seed", "1", "-q"]
+    args = [
+        sys.executable,
+        "-m",
+        "convlens.cli",
+        "train",
+        "--data",
+        "faces",
+        "--epochs",
+        "40",
+        "--seed",
+        "1",
+        "-q",
+    ]
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
-    subprocess.run([*args, "--out", str(tmp_path / "ref")], check=True, env=env, capture_output=True)
+    subprocess.run(
+        [*args, "--out", str(tmp_path / "ref")], check=True, env=env, capture_output=True
+    )
     killed = tmp_path / "killed"
-    proc = subprocess.Popen([*args, "--out", str(killed)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [*args, "--out", str(killed)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 120
     metrics = killed / "metrics.jsonl"
     while time.time() < deadline:
@@ -99,12 +121,21 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path):
     done = len(RunDir(killed).read_metrics())
     assert 5 <= done < 40, f"kill landed after {done} epochs; the test needs a mid-run kill"
     assert RunDir(killed).read_run()["status"] == "running"
-    r = subprocess.run([*args, "--out", str(killed), "--resume"], env=env, capture_output=True, text=True)
+    r = subprocess.run(
+        [*args, "--out", str(killed), "--resume"], env=env, capture_output=True, text=True
+    )
     assert r.returncode == 0, r.stderr
-    assert (tmp_path / "ref" / "model.safetensors").read_bytes() == (killed / "model.safetensors").read_bytes()
-    assert _numbers(RunDir(tmp_path / "ref").read_metrics()) == _numbers(RunDir(killed).read_metrics())
+    assert (tmp_path / "ref" / "model.safetensors").read_bytes() == (
+        killed / "model.safetensors"
+    ).read_bytes()
+    assert _numbers(RunDir(tmp_path / "ref").read_metrics()) == _numbers(
+        RunDir(killed).read_metrics()
+    )
     for e in range(41):
-        assert RunDir(killed).snapshot(e).read_bytes() == RunDir(tmp_path / "ref").snapshot(e).read_bytes()
+        assert (
+            RunDir(killed).snapshot(e).read_bytes()
+            == RunDir(tmp_path / "ref").snapshot(e).read_bytes()
+        )
 
 
 def test_out_exists_and_is_not_a_run(tmp_path):
@@ -114,7 +145,7 @@ def test_out_exists_and_is_not_a_run(tmp_path):
     with pytest.raises(ConvlensError, match="exists and is not a run; use --force"):
         run_small(other)
     run_small(tmp_path / "run")
-    with pytest.raises(ConvlensError, match="previous run .*--resume"):
+    with pytest.raises(ConvlensError, match=r"previous run .*--resume"):
         run_small(tmp_path / "run")
     cfg = small_cfg()
     Trainer(cfg, load_bundled("faces", 0), other, progress=False).train(force=True)
@@ -138,14 +169,17 @@ def test_cuda_requested_without_cuda():
         Trainer(small_cfg(device="cuda"), load_bundled("faces", 0), "unused", progress=False)
 
 
-@pytest.mark.parametrize(("kw", "message"), [
-    ({"epochs": 0}, "epochs must be >= 1"),
-    ({"lr": -1.0}, "learning rate"),
-    ({"optimizer": "lbfgs"}, "optimizer must be"),
-    ({"ood": ["unicorns"]}, "unknown OOD set"),
-    ({"ood": ["faces"]}, "training set itself"),
-    ({"model": "resnet"}, "unknown model"),
-])
+@pytest.mark.parametrize(
+    ("kw", "message"),
+    [
+        ({"epochs": 0}, "epochs must be >= 1"),
+        ({"lr": -1.0}, "learning rate"),
+        ({"optimizer": "lbfgs"}, "optimizer must be"),
+        ({"ood": ["unicorns"]}, "unknown OOD set"),
+        ({"ood": ["faces"]}, "training set itself"),
+        ({"model": "resnet"}, "unknown model"),
+    ],
+)
 def test_bad_config(kw, message):
     with pytest.raises(ConvlensError, match=message):
         Trainer(small_cfg(**kw), load_bundled("faces", 0), "unused", progress=False)
@@ -177,4 +211,6 @@ def test_cli_train_and_errors(tmp_path):
     assert r.exit_code == 2 and "expected faces, digits" in r.output
     r = CliRunner().invoke(cli, ["train", "--resume", "--out", str(tmp_path / "none")])
     assert r.exit_code == 2 and "not a run directory" in r.output
-    assert np.isfinite(json.loads((tmp_path / "r" / "run.json").read_text())["result"]["test_accuracy"])
+    assert np.isfinite(
+        json.loads((tmp_path / "r" / "run.json").read_text())["result"]["test_accuracy"]
+    )

@@ -464,6 +464,65 @@ def analyze(
     click.echo(f"wrote {dest}")
 
 
+@cli.command()
+@click.argument("run_dir")
+@click.option(
+    "--out", "out_file", default=None, help="HTML file to write (default: RUN/report.html)."
+)
+def report(run_dir: str, out_file: str | None) -> None:
+    """Render RUN/report.html from a run directory and its analysis.json (self-contained, offline)."""
+    from convlens.report import build_report
+
+    path = build_report(run_dir, out_file)
+    click.echo(f"wrote {path}")
+
+
+@cli.command()
+@click.option("--out", "out_dir", default="runs/demo", show_default=True, help="Run directory.")
+@click.option(
+    "--data", default="faces", show_default=True, help="Dataset (bundled faces by default)."
+)
+@click.option(
+    "--epochs", default=None, type=click.IntRange(min=1), help="Override the recipe's epochs."
+)
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--null-size", default=2000, show_default=True, type=click.IntRange(min=100))
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+def demo(
+    out_dir: str, data: str, epochs: int | None, seed: int, null_size: int, quiet: bool
+) -> None:
+    """Train on bundled data, analyse, and write a self-contained HTML report; print its path."""
+    import time
+
+    from convlens._atomic import write_json
+    from convlens.analysis import analyze_run
+    from convlens.data.loaders import load_dataset
+    from convlens.report import build_report
+    from convlens.train import TrainConfig, Trainer
+
+    t0 = time.perf_counter()
+    cfg = TrainConfig(data=data, seed=seed, epochs=epochs or 30)
+    dataset = load_dataset(data, seed)
+    click.echo(
+        f"[1/3] training {cfg.epochs} epochs on {dataset.name} ({len(dataset.y)} images) ...",
+        err=True,
+    )
+    trainer = Trainer(cfg, dataset, out_dir, progress=not quiet)
+    result = trainer.train(force=True)
+    t1 = time.perf_counter()
+    click.echo(f"      test accuracy {result.test_accuracy:.3f} ({t1 - t0:.1f} s)", err=True)
+    click.echo("[2/3] analysing ...", err=True)
+    analysis = analyze_run(out_dir, n_null=null_size, seed=seed)
+    write_json(f"{out_dir}/analysis.json", analysis)
+    t2 = time.perf_counter()
+    click.echo(f"      done ({t2 - t1:.1f} s)", err=True)
+    click.echo("[3/3] writing the report ...", err=True)
+    path = build_report(out_dir)
+    t3 = time.perf_counter()
+    click.echo(f"      done ({t3 - t2:.1f} s); total {t3 - t0:.1f} s", err=True)
+    click.echo(str(path))
+
+
 def main() -> None:
     cli(prog_name="convlens")
 

@@ -16,6 +16,7 @@ import torch
 
 from convlens.analysis import activations, evolution, featuremaps, matching, receptive, verify
 from convlens.analysis.loading import build_from_factory, conv_weights, load_weights
+from convlens.analysis.verdicts import verdicts
 from convlens.errors import ConvlensError
 
 FORMAT = "convlens-analysis/1"
@@ -179,6 +180,7 @@ def analyze_run(run_dir: str | Path, *, n_null: int = 2000, seed: int = 0) -> di
             "effective": receptive.effective(model, train_probes),
         }
     out["headline"] = headline(out)
+    out["verdicts"] = verdicts(out)
     out["timings_s"] = timer.times
     return clean(out)
 
@@ -255,5 +257,6 @@ def analyze_model_file(
                 ]
                 out["distribution"] = activations.compare(id_set, sets, seed=seed)
     out["headline"] = headline(out)
+    out["verdicts"] = verdicts(out)
     out["timings_s"] = timer.times
     return clean(out)
