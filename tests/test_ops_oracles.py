@@ -117,3 +117,23 @@ def test_torch_same_padding_even_kernel(nd):
     fn = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[nd]
     want = fn(torch.from_numpy(x), torch.from_numpy(w), padding="same").numpy()
     np.testing.assert_allclose(correlate(x, w, padding="same"), want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("groups", [1, 2])
+def test_every_strategy_agrees_with_the_loop(monkeypatch, groups):
+    from convlens.ops import strategies
+
+    monkeypatch.setattr(strategies, "IM2COL_BUDGET", 1)  # force one batch item per chunk
+    monkeypatch.setattr(strategies, "THREAD_MIN_POSITIONS", 1)  # force threaded bands
+    rng = np.random.default_rng(groups)
+    x = rng.standard_normal((3, 2 * groups, 11, 9))
+    w_dw = rng.standard_normal((2 * groups, 1, 3, 2))
+    w_full = rng.standard_normal((4, 2, 3, 2))
+    for w, g in ((w_dw, 2 * groups), (w_full, groups)):
+        pads = ((1, 1), (0, 2))
+        xp = np.pad(x, ((0, 0), (0, 0), *pads))
+        want = loop_correlate(x, w, stride=(2, 1), pads=pads, dilation=(1, 2), groups=g)
+        out_sp = want.shape[2:]
+        for name in ("taps", "im2col") + (("shift_add",) if w.shape[1] == 1 else ()):
+            got = strategies.compute(xp, w, (2, 1), (1, 2), g, out_sp, strategy=name)
+            np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12, err_msg=name)

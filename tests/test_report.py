@@ -44,7 +44,9 @@ def demo_run(tmp_path_factory):
     from convlens.cli import cli
 
     out = tmp_path_factory.mktemp("demo") / "run"
-    r = CliRunner().invoke(cli, ["demo", "--out", str(out), "-q", "--null-size", "500"])
+    r = CliRunner().invoke(
+        cli, ["demo", "--out", str(out), "-q", "--null-size", "500", "--seeds", "2"]
+    )
     assert r.exit_code == 0, r.output
     assert r.output.strip().endswith("report.html")
     return out
@@ -64,6 +66,10 @@ def test_report_has_every_section_filled_with_measured_values(demo_run):
         for name, v in e["ood"].items():
             assert f"{v['auroc']:.2f}" in html, (layer, name)
     assert html.count("<img ") >= 10
+    seeds = json.loads((demo_run / "seeds.json").read_text())
+    assert seeds["n"] == 2 and '<section id="seeds">' in html
+    assert f"{seeds['rows'][0]['mean']:.3f}" in html
+    assert a["verdicts"]["classical_kernels_spectrum_null"]["verdict"] in html
     assert html.count("data:image/png;base64,") == html.count("<img ")
 
 

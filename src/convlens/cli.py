@@ -479,47 +479,80 @@ def report(run_dir: str, out_file: str | None) -> None:
 
 @cli.command()
 @click.option("--out", "out_dir", default="runs/demo", show_default=True, help="Run directory.")
-@click.option(
-    "--data", default="faces", show_default=True, help="Dataset (bundled faces by default)."
-)
+@click.option("--data", default=None, help="Dataset (default: the recipe's, bundled faces).")
 @click.option(
     "--epochs", default=None, type=click.IntRange(min=1), help="Override the recipe's epochs."
 )
-@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the main run.")
+@click.option(
+    "--seeds",
+    "n_seeds",
+    default=3,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Training runs (seed, seed+1, ...) for the across-seeds table.",
+)
 @click.option("--null-size", default=2000, show_default=True, type=click.IntRange(min=100))
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 def demo(
-    out_dir: str, data: str, epochs: int | None, seed: int, null_size: int, quiet: bool
+    out_dir: str,
+    data: str | None,
+    epochs: int | None,
+    seed: int,
+    n_seeds: int,
+    null_size: int,
+    quiet: bool,
 ) -> None:
-    """Train on bundled data, analyse, and write a self-contained HTML report; print its path."""
+    """Train on bundled data, analyse, and write a self-contained HTML report; print its path.
+
+    The recipe (convlens.train.recipes.DEMO_RECIPE): faces, faces-cnn (5x5 first layer), AdamW,
+    weight decay 4, 100 epochs. The first run gets the full report; the others feed the seeds table.
+    """
+    import shutil
     import time
+    from pathlib import Path
 
     from convlens._atomic import write_json
     from convlens.analysis import analyze_run
+    from convlens.analysis.seeds import aggregate
     from convlens.data.loaders import load_dataset
     from convlens.report import build_report
     from convlens.train import TrainConfig, Trainer
+    from convlens.train.recipes import DEMO_RECIPE
 
+    recipe = dict(DEMO_RECIPE)
+    if data is not None and data != recipe["data"]:
+        recipe = {"data": data}  # another dataset: its own default model and the generic settings
+    if epochs is not None:
+        recipe["epochs"] = epochs
     t0 = time.perf_counter()
-    cfg = TrainConfig(data=data, seed=seed, epochs=epochs or 30)
-    dataset = load_dataset(data, seed)
-    click.echo(
-        f"[1/3] training {cfg.epochs} epochs on {dataset.name} ({len(dataset.y)} images) ...",
-        err=True,
-    )
-    trainer = Trainer(cfg, dataset, out_dir, progress=not quiet)
-    result = trainer.train(force=True)
-    t1 = time.perf_counter()
-    click.echo(f"      test accuracy {result.test_accuracy:.3f} ({t1 - t0:.1f} s)", err=True)
-    click.echo("[2/3] analysing ...", err=True)
-    analysis = analyze_run(out_dir, n_null=null_size, seed=seed)
-    write_json(f"{out_dir}/analysis.json", analysis)
-    t2 = time.perf_counter()
-    click.echo(f"      done ({t2 - t1:.1f} s)", err=True)
-    click.echo("[3/3] writing the report ...", err=True)
-    path = build_report(out_dir)
-    t3 = time.perf_counter()
-    click.echo(f"      done ({t3 - t2:.1f} s); total {t3 - t0:.1f} s", err=True)
+    root = Path(out_dir)
+    seeds = [seed + i for i in range(n_seeds)]
+    shutil.rmtree(root / "seeds", ignore_errors=True)
+    analyses = []
+    for i, s in enumerate(seeds):
+        run_dir = root if i == 0 else root / "seeds" / f"seed-{s}"
+        cfg = TrainConfig(seed=s, **recipe)
+        if i > 0:
+            cfg.snapshots = cfg.probes = False
+        dataset = load_dataset(cfg.data, s)
+        click.echo(
+            f"[train {i + 1}/{len(seeds)}] {dataset.name}, seed {s}, {cfg.epochs} epochs ...",
+            err=True,
+        )
+        result = Trainer(cfg, dataset, run_dir, progress=not quiet).train(force=True)
+        analysis = analyze_run(run_dir, n_null=null_size, seed=0)
+        write_json(run_dir / "analysis.json", analysis)
+        analyses.append(analysis)
+        first = analysis["matching"][0] if analysis.get("matching") else {}
+        click.echo(
+            f"      test accuracy {result.test_accuracy:.3f}; first layer above null "
+            f"{first.get('fraction_above_null95') or 0:.0%} ({time.perf_counter() - t0:.1f} s so far)",
+            err=True,
+        )
+    write_json(root / "seeds.json", aggregate(analyses, seeds))
+    path = build_report(root)
+    click.echo(f"[report] done; total {time.perf_counter() - t0:.1f} s", err=True)
     click.echo(str(path))
 
 

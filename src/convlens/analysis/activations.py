@@ -87,15 +87,16 @@ def collect(model: nn.Module, batches: Iterable[torch.Tensor], name: str) -> Set
             out.energy.append(torch.logsumexp(logits.double(), dim=1).cpu().numpy())
             out.n += len(xb)
             for lname, _ in layers:
-                z = captured[lname].double()
-                act = torch.relu(z).flatten(2)
-                per_channel = act.mean(dim=2).cpu().numpy()  # (B, C)
+                z = captured[lname].flatten(2)  # per-image reductions in the layer's dtype ...
+                per_channel = (
+                    torch.relu(z).mean(dim=2).double().cpu().numpy()
+                )  # ... accumulated in float64
                 out.channel_stats.setdefault(lname, RunningStats(per_channel.shape[1])).update(
                     per_channel
                 )
                 out.layer_scores.setdefault(lname, []).append(per_channel.mean(axis=1))
                 out.layer_max.setdefault(lname, []).append(
-                    z.flatten(2).max(dim=2).values.mean(dim=1).cpu().numpy()
+                    z.amax(dim=2).double().mean(dim=1).cpu().numpy()
                 )
             captured.clear()
     finally:

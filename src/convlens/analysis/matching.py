@@ -11,6 +11,10 @@ Null baselines (the same statistic on kernels that learned nothing):
 (b) ``n_null`` random kernels drawn i.i.d. uniform, which is PyTorch's default ``Conv2d`` init
     (``kaiming_uniform_(a=sqrt(5))`` = ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``; the statistic is
     scale-invariant, so the bound does not matter).
+(c) a stricter, **spectrum-matched** null: random kernels with the layer's own mean power spectrum
+    (Gaussian noise filtered by the square root of the learned kernels' mean ``|FFT|^2``, DC removed).
+    Smooth kernels match smooth classical kernels better than white noise does; beating (c) means the
+    kernels' *arrangement* (orientation, phase), not just their smoothness, is classical-like.
 Each kernel gets its percentile in (b) and a one-sided p-value ``(1 + #{null >= s}) / (n_null + 1)``;
 the layer gets the fraction of kernels above the null's 95th percentile (5% by chance).
 
@@ -82,6 +86,19 @@ def random_null(k: int, n: int, seed: int = 0) -> NDArray[np.float64]:
     return np.sort(dc_cosine_scores(vecs, bank)[1])
 
 
+def spectrum_null(kernels: NDArray[Any], n: int, seed: int = 0) -> NDArray[np.float64]:
+    """Scores of ``n`` random kernels with the mean power spectrum of ``kernels`` ``(K, k, k)``."""
+    w = np.asarray(kernels, dtype=np.float64)
+    k = w.shape[-1]
+    w = w - w.mean(axis=(-2, -1), keepdims=True)
+    power = (np.abs(np.fft.fft2(w)) ** 2).mean(axis=0)
+    rng = np.random.default_rng(seed + 7919)
+    noise = rng.standard_normal((n, k, k))
+    shaped = np.real(np.fft.ifft2(np.fft.fft2(noise) * np.sqrt(power)))
+    bank, _ = bank_matrix(k)
+    return np.sort(dc_cosine_scores(shaped.reshape(n, k * k), bank)[1])
+
+
 @dataclass
 class NullSummary:
     source: str
@@ -104,7 +121,9 @@ class LayerMatch:
     n_kernels: int = 0
     null: NullSummary | None = None
     init_null: NullSummary | None = None
+    spectrum_null: NullSummary | None = None
     fraction_above_null95: float | None = None
+    fraction_above_spectrum_null95: float | None = None
     init_fraction_above_null95: float | None = None
     median_score: float | None = None
     categories: dict[str, int] = field(default_factory=dict)
@@ -121,7 +140,9 @@ class LayerMatch:
             "n_kernels": self.n_kernels,
             "null": self.null.to_dict() if self.null else None,
             "init_null": self.init_null.to_dict() if self.init_null else None,
+            "spectrum_null": self.spectrum_null.to_dict() if self.spectrum_null else None,
             "fraction_above_null95": self.fraction_above_null95,
+            "fraction_above_spectrum_null95": self.fraction_above_spectrum_null95,
             "init_fraction_above_null95": self.init_fraction_above_null95,
             "median_score": self.median_score,
             "categories": self.categories,
@@ -219,6 +240,13 @@ def match_layer(
     res.n_kernels = len(vecs)
     above = score > p95
     res.fraction_above_null95 = float(above.mean())
+    snull = spectrum_null(
+        vecs.reshape(-1, k, k), min(n_null, len(null)) if len(null) else n_null, seed
+    )
+    res.spectrum_null = _summary(
+        "random kernels with this layer's mean power spectrum (phase-randomised)", snull
+    )
+    res.fraction_above_spectrum_null95 = float((score > res.spectrum_null.p95).mean())
     res.median_score = float(np.median(score))
     fams = np.array([e.family for e in entries])[best]
     res.best_families = {

@@ -70,6 +70,10 @@ def verdicts(a: dict[str, Any]) -> dict[str, Any]:
             "layer": m["layer"],
             **kernel_verdict(m["fraction_above_null95"], m["n_kernels"]),
         }
+        out["classical_kernels_spectrum_null"] = {
+            "layer": m["layer"],
+            **kernel_verdict(m.get("fraction_above_spectrum_null95"), m["n_kernels"]),
+        }
     dist = a.get("distribution")
     if dist:
         out["ood_activation"] = {

@@ -131,12 +131,26 @@ def model_names() -> list[str]:
     return list(PRESETS)
 
 
-def make_spec(name: str, in_channels: int, input_hw: tuple[int, int], n_classes: int) -> ModelSpec:
+def make_spec(
+    name: str,
+    in_channels: int,
+    input_hw: tuple[int, int],
+    n_classes: int,
+    first_kernel: int | None = None,
+) -> ModelSpec:
+    """The preset ``name``; ``first_kernel`` overrides the first conv layer's kernel size."""
     if name not in PRESETS:
         raise ConvlensError(f"unknown model {name!r}; expected one of {', '.join(PRESETS)}")
     p = PRESETS[name]
+    kernels = tuple(p["kernels"])
+    if first_kernel is not None:
+        if first_kernel < 1 or first_kernel % 2 == 0:
+            raise ConvlensError(
+                f"first-layer kernel size must be a positive odd integer, got {first_kernel}"
+            )
+        kernels = (first_kernel, *kernels[1:])
     return ModelSpec(
-        name, in_channels, input_hw, n_classes, p["channels"], p["kernels"], p["pool"], p["hidden"]
+        name, in_channels, input_hw, n_classes, p["channels"], kernels, p["pool"], p["hidden"]
     )
 
 

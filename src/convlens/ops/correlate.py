@@ -29,7 +29,6 @@ array([[266, 233],
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
 from typing import Any
 
@@ -37,6 +36,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from convlens.errors import ConvlensError
+from convlens.ops import strategies
 from convlens.ops.geometry import (
     PaddingSpec,
     as_tuple,
@@ -245,34 +245,10 @@ def _correlate_padded(
     groups: int,
     out_sp: tuple[int, ...],
 ) -> NDArray[Any]:
-    """Shift-and-add over kernel taps; each tap is one (O/g x C/g) @ (C/g x P) product per group.
-
-    For one channel this is the classic shift-and-add (a scaled copy of the shifted input per tap);
-    for many channels each tap is a matrix product (BLAS for floats, exact loops for ints/objects).
-    """
-    n = xp.shape[0]
-    o, cg = w.shape[:2]
-    og = o // groups
-    npos = int(np.prod(out_sp)) if out_sp else 1
-    xg = xp.reshape(n, groups, cg, *xp.shape[2:])
-    wg = w.reshape(groups, og, cg, *w.shape[2:])
-    acc = np.zeros((n, groups, og, npos), dtype=w.dtype)  # object zeros are the int 0: exact
-    single = cg == 1 and og == 1
-    for tap in itertools.product(*(range(k) for k in w.shape[2:])):
-        window = tuple(
-            slice(t * d, t * d + s * (m - 1) + 1, s)
-            for t, d, s, m in zip(tap, dilations, strides, out_sp, strict=True)
-        )
-        lead: tuple[slice, ...] = (slice(None),) * 3
-        xs = xg[lead + window].reshape(n, groups, cg, npos)
-        wt = wg[lead + tap]  # (groups, og, cg)
-        if single:
-            acc += wt.reshape(1, groups, 1, 1) * xs
-        else:
-            acc += np.matmul(wt, xs)
-    out = acc.reshape(n, o, *out_sp)
+    """Correlate an already zero-padded input; the strategy is picked by dtype and shape."""
+    out = strategies.compute(xp, w, strides, dilations, groups, out_sp)
     if bias is not None:
-        out = out + bias.reshape((1, o) + (1,) * len(out_sp))
+        out = out + bias.reshape((1, w.shape[0]) + (1,) * len(out_sp))
     return out
 
 

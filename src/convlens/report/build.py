@@ -134,7 +134,8 @@ def build_context(run_dir: Path) -> dict[str, Any]:
         k = m0["kernel_size"]
         learned, matched, labels = [], [], []
         for rec_k in m0["kernels"]:
-            learned.append(final_w[rec_k["out_channel"], rec_k["in_channel"]])
+            kern = final_w[rec_k["out_channel"], rec_k["in_channel"]]
+            learned.append(kern - kern.mean())  # the match is made after removing the mean
             matched.append(rec_k["sign"] * _bank_kernel(rec_k["best_match"], k))
             labels.append(f"{rec_k['best_match'].split('(')[0]} {rec_k['score']:.2f}")
         ctx["learned_fig"] = figures.learned_vs_bank(learned, matched, labels)

@@ -50,6 +50,7 @@ class TrainConfig:
     probes_per_set: int = 4
     snapshots: bool = True
     probes: bool = True
+    first_kernel: int | None = None  # None: the model preset's first-layer kernel size
 
     def validate(self) -> None:
         if self.epochs < 1:
@@ -159,7 +160,9 @@ class Trainer:
         self.device = resolve_device(cfg.device)
         model_name = cfg.model or DEFAULT_MODEL.get(dataset.name, "small-cnn")
         c, h, w = dataset.shape
-        self.spec: ModelSpec = make_spec(model_name, c, (h, w), len(dataset.classes))
+        self.spec: ModelSpec = make_spec(
+            model_name, c, (h, w), len(dataset.classes), cfg.first_kernel
+        )
         names = cfg.ood if cfg.ood is not None else default_ood_names(dataset)
         self.ood_sets: list[OODSet] = [make_ood(n, dataset, cfg.ood_size, cfg.seed) for n in names]
 

@@ -1,0 +1,332 @@
+"""`make bench`: every benchmark of the suite, as ratios against references measured in the same run.
+
+Writes bench/results.json and bench/results.md. `python -m bench --smoke` runs tiny sizes (tested).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.common import machine, timeit
+
+HERE = Path(__file__).resolve().parent
+
+
+def p1(smoke: bool, reps: int) -> list[dict[str, Any]]:
+    import scipy.ndimage as ndi
+    import scipy.signal as sig
+    import torch
+
+    from convlens.ops import correlate2d
+
+    try:
+        import cv2
+    except ImportError:
+        cv2 = None
+    rows = []
+    sizes = [64] if smoke else [256, 1024]
+    for n in sizes:
+        for k in (3, 7):
+            rng = np.random.default_rng(0)
+            img = rng.standard_normal((n, n)).astype(np.float32)
+            ker = rng.standard_normal((k, k)).astype(np.float32)
+            timg = torch.from_numpy(img)[None, None]
+            tker = torch.from_numpy(ker)[None, None]
+            row: dict[str, Any] = {"id": "P1", "case": f"{n}x{n}, {k}x{k}, float32"}
+            row["convlens"] = timeit(lambda: correlate2d(img, ker, padding="same"), reps)
+            row["scipy.signal.correlate2d"] = timeit(
+                lambda: sig.correlate2d(img, ker, mode="same"), reps
+            )
+            row["scipy.ndimage.correlate"] = timeit(
+                lambda: ndi.correlate(img, ker, mode="constant"), reps
+            )
+            row["torch.conv2d"] = timeit(
+                lambda: torch.nn.functional.conv2d(timg, tker, padding=k // 2), reps
+            )
+            if cv2 is not None:
+                row["cv2.filter2D"] = timeit(
+                    lambda: cv2.filter2D(img, -1, ker, borderType=cv2.BORDER_CONSTANT), reps
+                )
+            ours = row["convlens"]["median"]
+            row["speedup_vs_scipy_correlate2d"] = row["scipy.signal.correlate2d"]["median"] / ours
+            if cv2 is not None:
+                row["slowdown_vs_cv2"] = ours / row["cv2.filter2D"]["median"]
+            row["targets"] = (
+                ">= 5x faster than scipy.signal.correlate2d; within 10x of cv2.filter2D"
+            )
+            rows.append(row)
+    return rows
+
+
+def p2(smoke: bool, reps: int) -> list[dict[str, Any]]:
+    import torch
+
+    from convlens.ops import correlate
+
+    cases = (
+        [((8, 4, 16, 16), (8, 4, 3, 3), 1, 1)]
+        if smoke
+        else [
+            ((64, 16, 32, 32), (32, 16, 3, 3), 1, 1),
+            ((64, 3, 64, 64), (32, 3, 7, 7), 2, 3),
+        ]
+    )
+    rows = []
+    for xs, ws, stride, pad in cases:
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal(xs).astype(np.float32)
+        w = rng.standard_normal(ws).astype(np.float32)
+        tx, tw = torch.from_numpy(x), torch.from_numpy(w)
+        row: dict[str, Any] = {
+            "id": "P2",
+            "case": f"x{xs} w{ws} stride {stride} pad {pad}, float32",
+        }
+        row["convlens"] = timeit(lambda: correlate(x, w, stride=stride, padding=pad), reps)
+        row["torch.conv2d"] = timeit(
+            lambda: torch.nn.functional.conv2d(tx, tw, stride=stride, padding=pad), reps
+        )
+        row["ratio_vs_torch"] = row["convlens"]["median"] / row["torch.conv2d"]["median"]
+        row["target"] = "<= 1.3x torch's time"
+        rows.append(row)
+    return rows
+
+
+def p3(smoke: bool, reps: int) -> list[dict[str, Any]]:
+    from bench.train_overhead import run
+
+    if smoke:
+        return [{"id": "P3", **run("faces", 2, 1)}]
+    return [
+        {"id": "P3", **run("faces", 100, reps)},
+        {"id": "P3", **run("digits", 10, max(3, reps // 2))},
+    ]
+
+
+def p4(smoke: bool, reps: int) -> list[dict[str, Any]]:
+    def measure(n: int, mode: str) -> dict[str, Any]:
+        r = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "bench.stream_stats",
+                "--n",
+                str(n),
+                "--mode",
+                mode,
+                "--reps",
+                str(1 if smoke else max(3, reps)),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        return json.loads(r.stdout)
+
+    sizes = [500, 2000] if smoke else [5000, 50000]
+    rows = []
+    for n in sizes:
+        plain, stream = measure(n, "plain"), measure(n, "stream")
+        rows.append(
+            {
+                "id": "P4",
+                "case": f"{n} inputs 1x25x25, faces-cnn, batch 256",
+                "plain_forward": plain,
+                "streaming_stats": stream,
+                "throughput_ratio": plain["seconds"] / stream["seconds"],
+                "target": ">= 0.9x throughput; peak memory flat from 5k to 50k",
+            }
+        )
+    rows[-1]["peak_rss_ratio_largest_vs_smallest"] = (
+        rows[-1]["streaming_stats"]["peak_rss_kib"] / rows[0]["streaming_stats"]["peak_rss_kib"]
+    )
+    return rows
+
+
+def p5(smoke: bool, reps: int) -> list[dict[str, Any]]:
+    from bench.kernel_analysis import run
+
+    if smoke:
+        from convlens.analysis import analyze_weights
+
+        w = {"c.weight": np.random.default_rng(0).standard_normal((16, 3, 5, 5)).astype(np.float32)}
+        return [
+            {
+                "id": "P5",
+                "case": "smoke",
+                "seconds": timeit(lambda: analyze_weights(w, n_null=200), 1),
+            }
+        ]
+    return [run(reps)]
+
+
+def p6(smoke: bool, reps: int) -> list[dict[str, Any]]:
+    rows = []
+    n = 1 if smoke else max(2, reps // 2)
+    times = []
+    for _ in range(n):
+        with tempfile.TemporaryDirectory() as tmp:
+            args = [sys.executable, "-m", "convlens.cli", "demo", "--out", tmp + "/demo", "-q"]
+            if smoke:
+                args += ["--epochs", "2", "--seeds", "1", "--null-size", "200"]
+            t0 = time.perf_counter()
+            subprocess.run(args, check=True, capture_output=True)
+            times.append(time.perf_counter() - t0)
+    rows.append(
+        {
+            "id": "P6",
+            "case": "convlens demo end-to-end (subprocess)" + (" [smoke]" if smoke else ""),
+            "seconds": {
+                "min": min(times),
+                "median": float(np.median(times)),
+                "max": max(times),
+                "n": n,
+            },
+            "target_s": 30,
+        }
+    )
+    return rows
+
+
+def p7(smoke: bool, reps: int) -> list[dict[str, Any]]:
+    def run(args: list[str]) -> None:
+        subprocess.run([sys.executable, *args], check=True, capture_output=True)
+
+    r = 2 if smoke else reps
+    helpt = timeit(lambda: run(["-m", "convlens.cli", "--help"]), r)
+    torcht = timeit(lambda: run(["-c", "import torch"]), r)
+    return [
+        {
+            "id": "P7",
+            "case": "convlens --help process",
+            "convlens_help": helpt,
+            "python_import_torch": torcht,
+            "target_s": 0.3,
+        }
+    ]
+
+
+def exact(smoke: bool, reps: int) -> list[dict[str, Any]]:
+    from convlens.ops import correlate2d
+
+    n = 16 if smoke else 64
+    rng = np.random.default_rng(0)
+    ints = rng.integers(-100, 100, size=(n, n))
+    ker = rng.integers(-5, 5, size=(3, 3))
+    fr = np.array(
+        [[Fraction(int(v), 7) for v in row] for row in ints[: n // 2, : n // 2]], dtype=object
+    )
+    return [
+        {
+            "id": "exact",
+            "case": f"int64 {n}x{n} 3x3",
+            "convlens": timeit(lambda: correlate2d(ints, ker), reps),
+        },
+        {
+            "id": "exact",
+            "case": f"Fraction {n // 2}x{n // 2} 3x3",
+            "convlens": timeit(lambda: correlate2d(fr, ker), reps),
+        },
+    ]
+
+
+def markdown(results: dict[str, Any]) -> str:
+    lines = [
+        "| id | case | measured (median) | reference(s) (median) | ratio | target |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in results["rows"]:
+        rid, case = r["id"], r.get("case", "")
+        if rid == "P1":
+            refs = ", ".join(
+                f"{k} {r[k]['median'] * 1e3:.2f} ms"
+                for k in (
+                    "scipy.signal.correlate2d",
+                    "scipy.ndimage.correlate",
+                    "torch.conv2d",
+                    "cv2.filter2D",
+                )
+                if k in r
+            )
+            ratio = f"{r['speedup_vs_scipy_correlate2d']:.1f}x faster than correlate2d"
+            if "slowdown_vs_cv2" in r:
+                ratio += f"; {r['slowdown_vs_cv2']:.1f}x cv2's time"
+            lines.append(
+                f"| P1 | {case} | {r['convlens']['median'] * 1e3:.2f} ms | {refs} | {ratio} | {r['targets']} |"
+            )
+        elif rid == "P2":
+            lines.append(
+                f"| P2 | {case} | {r['convlens']['median'] * 1e3:.2f} ms | torch {r['torch.conv2d']['median'] * 1e3:.2f} ms | "
+                f"{r['ratio_vs_torch']:.2f}x torch | {r['target']} |"
+            )
+        elif rid == "P3":
+            lines.append(
+                f"| P3 | {r['data']}, {r['epochs']} epochs | with snapshots {r['with_snapshots_s']['median']:.3f} s | "
+                f"without {r['without_snapshots_s']['median']:.3f} s; bare loop {r['bare_pytorch_s']['median']:.3f} s | "
+                f"overhead {r['snapshot_overhead']:+.1%} (vs bare {r['overhead_vs_bare']:+.1%}) | <= 5% |"
+            )
+        elif rid == "P4":
+            lines.append(
+                f"| P4 | {case} | streaming {r['streaming_stats']['seconds']:.3f} s, peak RSS "
+                f"{r['streaming_stats']['peak_rss_kib'] / 1024:.0f} MiB | plain {r['plain_forward']['seconds']:.3f} s, "
+                f"peak RSS {r['plain_forward']['peak_rss_kib'] / 1024:.0f} MiB | "
+                f"{r['throughput_ratio']:.2f}x throughput | {r['target']} |"
+            )
+        elif rid == "P5":
+            lines.append(
+                f"| P5 | {r.get('conv_weights', '')} conv weights ({r.get('kernels_matched', '')} kernels matched) | "
+                f"{r['seconds']['median']:.2f} s | - | - | <= 2 s |"
+            )
+        elif rid == "P6":
+            lines.append(f"| P6 | {case} | {r['seconds']['median']:.1f} s | - | - | <= 30 s |")
+        elif rid == "P7":
+            lines.append(
+                f"| P7 | {case} | {r['convlens_help']['median']:.3f} s | python -c 'import torch' "
+                f"{r['python_import_torch']['median']:.3f} s | - | <= 0.3 s |"
+            )
+        elif rid == "exact":
+            lines.append(
+                f"| exact | {case} | {r['convlens']['median'] * 1e3:.2f} ms | - | - | (no target) |"
+            )
+    m = results["machine"]
+    lines.append("")
+    lines.append(
+        f"Machine: {m['cpu']}, {m['cores']} cores; Python {m['python']}, numpy {m['numpy']}, "
+        f"torch {m['torch']} ({m['torch_threads']} threads); BLAS: {m['blas']}."
+    )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--smoke", action="store_true", help="tiny sizes (used by the test suite)")
+    p.add_argument("--reps", type=int, default=5)
+    p.add_argument("--only", default=None, help="comma-separated ids, e.g. P1,P2")
+    p.add_argument("--out", default=str(HERE), help="folder for results.json / results.md")
+    a = p.parse_args()
+    benches = {"P1": p1, "P2": p2, "P3": p3, "P4": p4, "P5": p5, "P6": p6, "P7": p7, "exact": exact}
+    chosen = a.only.split(",") if a.only else list(benches)
+    rows = []
+    for name in chosen:
+        print(f"== {name}", file=sys.stderr, flush=True)
+        rows += benches[name](a.smoke, a.reps)
+    results = {"machine": machine(), "smoke": a.smoke, "rows": rows}
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    md = markdown(results)
+    (out / "results.md").write_text(md)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+"""P4 worker: one process per measurement so peak memory (ru_maxrss) belongs to that run alone.
+
+python -m bench.stream_stats --n 50000 --mode stream|plain  -> prints JSON {seconds, peak_rss_kib}
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import time
+
+import torch
+
+from convlens.analysis import activations
+from convlens.models import build_model, make_spec
+
+
+def batches(n: int, batch: int = 256):  # type: ignore[no-untyped-def]
+    g = torch.Generator().manual_seed(0)
+    for i in range(0, n, batch):
+        yield torch.randn(min(batch, n - i), 1, 25, 25, generator=g)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--n", type=int, required=True)
+    p.add_argument("--mode", choices=["plain", "stream"], required=True)
+    p.add_argument("--reps", type=int, default=3)
+    a = p.parse_args()
+    torch.manual_seed(0)
+    model = build_model(make_spec("faces-cnn", 1, (25, 25), 2)).eval()
+
+    def plain() -> None:
+        with torch.no_grad():
+            for xb in batches(a.n):
+                model(xb)
+
+    def stream() -> None:
+        activations.collect(model, batches(a.n), "bench")
+
+    fn = plain if a.mode == "plain" else stream
+    fn()  # warm-up
+    times = []
+    for _ in range(a.reps):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    times.sort()
+    print(
+        json.dumps(
+            {
+                "seconds": times[len(times) // 2],
+                "peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

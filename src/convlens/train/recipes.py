@@ -1,0 +1,27 @@
+"""The demo's training recipe, and why.
+
+Measured with ``python -m bench.recipes`` (faces, 5x5 first layer, 3 seeds per cell; table in the
+README): with Adam and no weight decay the first-layer kernels stay close to their random
+initialisation in shape (about 12% above the random null's 95th percentile after 30-100 epochs,
+chance 5%), while decoupled weight decay (AdamW) removes the components the data does not support and
+leaves smooth, oriented derivative- and Gabor-like kernels: 54% at weight decay 2 and about 90% at 4
+after 100 epochs, with test accuracy unchanged (about 99%). The demo therefore trains the face
+classifier itself with AdamW, weight decay 4, 100 epochs; one network serves both the first-layer
+story and the in- vs out-of-distribution story. The report also shows a stricter null (random
+kernels with the learned kernels' own power spectrum), because weight decay makes kernels smooth and
+smooth random kernels also match smooth classical kernels better.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+DEMO_RECIPE: dict[str, Any] = {
+    "data": "faces",
+    "model": "faces-cnn",
+    "epochs": 100,
+    "batch_size": 32,
+    "lr": 3e-3,
+    "optimizer": "adamw",
+    "weight_decay": 4.0,
+}

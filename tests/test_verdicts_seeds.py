@@ -1,0 +1,108 @@
+"""Verdict thresholds, binomial tails, seed aggregation and the spectrum-matched null."""
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from convlens.analysis.matching import match_layer, random_null, spectrum_null
+from convlens.analysis.seeds import aggregate, t_interval
+from convlens.analysis.verdicts import binomial_tail, kernel_verdict, verdicts
+from convlens.kernels import get_kernel
+
+
+def test_binomial_tail_matches_scipy():
+    for x, n in [(0, 8), (1, 8), (3, 8), (7, 8), (12, 24), (40, 40)]:
+        assert binomial_tail(x, n) == pytest.approx(stats.binom.sf(x - 1, n, 0.05), rel=1e-12)
+
+
+def test_kernel_verdict_rule():
+    assert kernel_verdict(7 / 8, 8)["verdict"] == "yes"
+    assert kernel_verdict(1 / 8, 8)["verdict"] == "no evidence"  # 1 of 8 is chance level
+    assert kernel_verdict(2 / 8, 8)["verdict"] == "weak"  # p = 0.057 ... not < 0.05
+    assert kernel_verdict(0.12, 100)["verdict"] == "weak"
+    assert kernel_verdict(None, 0)["verdict"] == "not measured"
+
+
+def test_t_interval_matches_formula():
+    v = [0.9, 0.95, 1.0]
+    lo, hi = t_interval(v)
+    half = stats.t.ppf(0.975, 2) * np.std(v, ddof=1) / math.sqrt(3)
+    assert lo == pytest.approx(np.mean(v) - half) and hi == pytest.approx(np.mean(v) + half)
+    assert t_interval([1.0]) == (None, None)
+
+
+def _fake_analysis(acc, frac, sfrac, auroc, verdict):
+    layer = {"ood": {"noise": {"auroc": auroc, "ratio": 0.5, "verdict": verdict}}}
+    return {
+        "headline": {"test_accuracy": acc},
+        "matching": [
+            {
+                "layer": "conv1",
+                "n_kernels": 8,
+                "fraction_above_null95": frac,
+                "fraction_above_spectrum_null95": sfrac,
+                "skipped": None,
+            }
+        ],
+        "distribution": {"layers": {"conv1": layer}},
+    }
+
+
+def test_aggregate_pools_counts_and_counts_holding_seeds():
+    agg = aggregate(
+        [
+            _fake_analysis(0.95, 0.875, 0.25, 0.9, "holds"),
+            _fake_analysis(1.0, 1.0, 0.0, 0.6, "not supported"),
+        ],
+        [0, 1],
+    )
+    names = [r["name"] for r in agg["rows"]]
+    assert "test accuracy" in names and "conv1 vs noise: AUROC" in names
+    assert (
+        agg["classical_kernels_pooled"]["above"] == 15
+        and agg["classical_kernels_pooled"]["n"] == 16
+    )
+    assert agg["classical_kernels_pooled_spectrum_null"]["above"] == 2
+    assert agg["ood_holds_in_seeds"] == {"conv1": {"noise": 1}}
+
+
+def test_verdicts_from_analysis_dict():
+    a = _fake_analysis(0.9, 0.875, 0.0, 0.9, "holds")
+    a["verify"] = [
+        {
+            "is_cross_correlation": True,
+            "max_abs_diff_convolve": 1.0,
+            "output_scale": 1.0,
+            "max_abs_diff_correlate": 1e-15,
+        }
+    ]
+    a["distribution"]["rule"] = "r"
+    v = verdicts(a)
+    assert v["cross_correlation"]["verdict"] == "exact"
+    assert v["classical_kernels"]["verdict"] == "yes"
+    assert v["classical_kernels_spectrum_null"]["verdict"] == "no evidence"
+    assert v["ood_activation"] == {"conv1": {"noise": "holds"}}
+
+
+def test_spectrum_null_is_stricter_for_smooth_kernels():
+    rng = np.random.default_rng(0)
+    from scipy.ndimage import gaussian_filter
+
+    smooth = np.stack(
+        [gaussian_filter(rng.standard_normal((9, 9)), 1.0)[2:7, 2:7] for _ in range(64)]
+    )
+    white = random_null(5, 1000)
+    matched = spectrum_null(smooth, 1000)
+    assert np.percentile(matched, 95) > np.percentile(white, 95) + 0.1
+    res = match_layer("s", smooth[:, None])
+    # smooth random kernels beat the white-noise null often but the spectrum-matched null only by chance
+    assert res.fraction_above_null95 > 0.3
+    assert res.fraction_above_spectrum_null95 < 0.15
+
+
+def test_bank_kernel_beats_both_nulls():
+    k = get_kernel("gabor", angle=45, frequency=0.3, size=5, sigma=1.25).weights
+    res = match_layer("g", np.stack([k, k * 2])[:, None])
+    assert res.fraction_above_null95 == 1.0 and res.fraction_above_spectrum_null95 == 1.0
