@@ -282,3 +282,27 @@ def test_cli_analyze(tmp_path):
     assert json.loads((run / "analysis.json").read_text())["format"] == "convlens-analysis/1"
     r = CliRunner().invoke(cli, ["analyze", str(tmp_path / "nothing")])
     assert r.exit_code == 2 and "neither a run directory nor a model file" in r.output
+
+
+def test_bring_your_own_model_with_factory_and_data(tmp_path):
+    from tests.factory_model import build
+
+    torch.manual_seed(0)
+    save_file(dict(build().state_dict()), str(tmp_path / "mine.safetensors"))
+    a = analyze_model_file(
+        tmp_path / "mine.safetensors",
+        factory="tests.factory_model:build",
+        data="digits",
+        ood=["noise", "faces"],
+        n_null=200,
+    )
+    assert a["headline"]["all_layers_cross_correlation"]
+    assert set(a["distribution"]["layers"]) == {"0", "3"}
+    assert set(a["distribution"]["layers"]["0"]["ood"]) == {"noise", "faces"}
+    with pytest.raises(ConvlensError, match=r"package\.module:function"):
+        analyze_model_file(tmp_path / "mine.safetensors", factory="nocolon")
+    with pytest.raises(ConvlensError, match="cannot import factory"):
+        analyze_model_file(tmp_path / "mine.safetensors", factory="no.such.module:build")
+    torch.save({"0.weight": torch.zeros(2, 1, 3, 3)}, tmp_path / "wrong.pt")
+    with pytest.raises(ConvlensError, match="do not fit"):
+        analyze_model_file(tmp_path / "wrong.pt", factory="tests.factory_model:build")

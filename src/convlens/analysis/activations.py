@@ -31,6 +31,7 @@ from numpy.typing import NDArray
 from torch import nn
 
 from convlens.analysis.stats import (
+    GrowingArray,
     RunningStats,
     bootstrap_ci,
     bootstrap_diff_ci,
@@ -48,17 +49,17 @@ class SetActivations:
 
     name: str
     n: int = 0
-    layer_scores: dict[str, list[NDArray[np.float64]]] = field(default_factory=dict)
-    layer_max: dict[str, list[NDArray[np.float64]]] = field(default_factory=dict)
+    layer_scores: dict[str, GrowingArray] = field(default_factory=dict)
+    layer_max: dict[str, GrowingArray] = field(default_factory=dict)
     channel_stats: dict[str, RunningStats] = field(default_factory=dict)
-    msp: list[NDArray[np.float64]] = field(default_factory=list)
-    energy: list[NDArray[np.float64]] = field(default_factory=list)
+    msp: GrowingArray = field(default_factory=GrowingArray)
+    energy: GrowingArray = field(default_factory=GrowingArray)
 
     def scores(self, layer: str) -> NDArray[np.float64]:
-        return np.concatenate(self.layer_scores[layer])
+        return self.layer_scores[layer].values
 
     def maxes(self, layer: str) -> NDArray[np.float64]:
-        return np.concatenate(self.layer_max[layer])
+        return self.layer_max[layer].values
 
 
 @torch.no_grad()
@@ -83,8 +84,8 @@ def collect(model: nn.Module, batches: Iterable[torch.Tensor], name: str) -> Set
         for xb in batches:
             logits = model(xb)
             probs = torch.softmax(logits.double(), dim=1)
-            out.msp.append(probs.max(dim=1).values.cpu().numpy())
-            out.energy.append(torch.logsumexp(logits.double(), dim=1).cpu().numpy())
+            out.msp.extend(probs.max(dim=1).values.cpu().numpy())
+            out.energy.extend(torch.logsumexp(logits.double(), dim=1).cpu().numpy())
             out.n += len(xb)
             for lname, _ in layers:
                 z = captured[lname].flatten(2)  # per-image reductions in the layer's dtype ...
@@ -94,8 +95,8 @@ def collect(model: nn.Module, batches: Iterable[torch.Tensor], name: str) -> Set
                 out.channel_stats.setdefault(lname, RunningStats(per_channel.shape[1])).update(
                     per_channel
                 )
-                out.layer_scores.setdefault(lname, []).append(per_channel.mean(axis=1))
-                out.layer_max.setdefault(lname, []).append(
+                out.layer_scores.setdefault(lname, GrowingArray()).extend(per_channel.mean(axis=1))
+                out.layer_max.setdefault(lname, GrowingArray()).extend(
                     z.amax(dim=2).double().mean(dim=1).cpu().numpy()
                 )
             captured.clear()
@@ -171,10 +172,10 @@ def compare(
                 "channel_stats": s.channel_stats[layer].to_dict(),
             }
         result["layers"][layer] = entry
-    id_msp, id_energy = np.concatenate(id_set.msp), np.concatenate(id_set.energy)
+    id_msp, id_energy = id_set.msp.values, id_set.energy.values
     for s in ood_sets:
         result["baselines"][s.name] = {
-            "max_softmax_auroc": _auroc(id_msp, np.concatenate(s.msp)),
-            "energy_auroc": _auroc(id_energy, np.concatenate(s.energy)),
+            "max_softmax_auroc": _auroc(id_msp, s.msp.values),
+            "energy_auroc": _auroc(id_energy, s.energy.values),
         }
     return result

@@ -64,6 +64,29 @@ class RunningStats:
         }
 
 
+class GrowingArray:
+    """A float64 vector that grows by doubling: per-image scores without keeping one small array per
+    batch alive (many small live blocks fragment the heap and make peak memory grow with the data)."""
+
+    def __init__(self, capacity: int = 4096) -> None:
+        self._data = np.empty(capacity, dtype=np.float64)
+        self.n = 0
+
+    def extend(self, values: NDArray[Any]) -> None:
+        v = np.asarray(values, dtype=np.float64).ravel()
+        need = self.n + len(v)
+        if need > len(self._data):
+            grown = np.empty(max(need, 2 * len(self._data)), dtype=np.float64)
+            grown[: self.n] = self._data[: self.n]
+            self._data = grown
+        self._data[self.n : need] = v
+        self.n = need
+
+    @property
+    def values(self) -> NDArray[np.float64]:
+        return self._data[: self.n]
+
+
 def bootstrap_ci(
     values: NDArray[Any], *, n_boot: int = 2000, seed: int = 0, level: float = 0.95
 ) -> tuple[float, float]:
