@@ -28,6 +28,7 @@ def main() -> None:
     p.add_argument("--mode", choices=["plain", "stream"], required=True)
     p.add_argument("--reps", type=int, default=3)
     a = p.parse_args()
+    reset_peak_rss()
     torch.manual_seed(0)
     model = build_model(make_spec("faces-cnn", 1, (25, 25), 2)).eval()
 
@@ -47,14 +48,28 @@ def main() -> None:
         fn()
         times.append(time.perf_counter() - t0)
     times.sort()
-    print(
-        json.dumps(
-            {
-                "seconds": times[len(times) // 2],
-                "peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-            }
-        )
-    )
+    print(json.dumps({"seconds": times[len(times) // 2], "peak_rss_kib": peak_rss_kib()}))
+
+
+def reset_peak_rss() -> None:
+    """Start the peak (VmHWM) from the current RSS: a forked child inherits its parent's peak."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+    except OSError:
+        pass
+
+
+def peak_rss_kib() -> int:
+    """This process's peak resident set since :func:`reset_peak_rss` (VmHWM)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 
 if __name__ == "__main__":
