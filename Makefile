@@ -28,6 +28,7 @@ lint: $(STAMP)
 check: lint test
 
 bench: $(STAMP)
+	$(BIN)/pip install $(PIP_FLAGS) -c constraints.txt -e '.[bench]'
 	$(BIN)/python -m bench
 
 clean:
