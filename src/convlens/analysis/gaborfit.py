@@ -46,27 +46,26 @@ def _grid(k: int) -> list[tuple[float, float, float]]:
     return [(a, float(f), s) for a in ANGLES for f in freqs for s in sigmas]
 
 
+def _raw_basis(k: int, angle: float, f: float, sigma: float) -> NDArray[np.float64]:
+    """Columns: the even (cosine) and odd (sine) Gabor of these parameters, and a constant."""
+    r = k // 2
+    y, x = np.meshgrid(np.arange(k) - r, np.arange(k) - r, indexing="ij")
+    t = math.radians(angle)
+    xr = x * math.cos(t) + y * math.sin(t)
+    yr = -x * math.sin(t) + y * math.cos(t)
+    env = np.exp(-0.5 * (xr**2 + yr**2) / sigma**2)
+    even = (env * np.cos(2 * np.pi * f * xr)).ravel()
+    odd = (env * np.sin(2 * np.pi * f * xr)).ravel()
+    return np.stack([even, odd, np.ones(k * k)], axis=1)
+
+
 @lru_cache(maxsize=8)
 def _bases(k: int) -> tuple[NDArray[np.float64], list[tuple[float, float, float]]]:
     """Orthonormal bases ``(J, n, 3)`` and the raw (even, odd, const) coordinates transform."""
-    r = k // 2
-    y, x = np.meshgrid(np.arange(k) - r, np.arange(k) - r, indexing="ij")
     grid = _grid(k)
     qs = []
     for angle, f, sigma in grid:
-        t = math.radians(angle)
-        xr = x * math.cos(t) + y * math.sin(t)
-        yr = -x * math.sin(t) + y * math.cos(t)
-        env = np.exp(-0.5 * (xr**2 + yr**2) / sigma**2)
-        b = np.stack(
-            [
-                (env * np.cos(2 * np.pi * f * xr)).ravel(),
-                (env * np.sin(2 * np.pi * f * xr)).ravel(),
-                np.ones(k * k),
-            ],
-            axis=1,
-        )
-        q, _ = np.linalg.qr(b)
+        q, _ = np.linalg.qr(_raw_basis(k, angle, f, sigma))
         qs.append(q)
     return np.stack(qs), grid
 
@@ -87,21 +86,7 @@ def fit_gabor(kernels: NDArray[Any]) -> list[GaborFit]:
         angle, f, sigma = grid[j]
         ss_res = max(total[i] - explained[i, j], 0.0)
         r2 = 1.0 - ss_res / centred[i] if centred[i] > 0 else 0.0
-        # phase from the coefficients on the raw even/odd functions
-        r = k // 2
-        y, x = np.meshgrid(np.arange(k) - r, np.arange(k) - r, indexing="ij")
-        t = math.radians(angle)
-        xr = x * math.cos(t) + y * math.sin(t)
-        yr = -x * math.sin(t) + y * math.cos(t)
-        env = np.exp(-0.5 * (xr**2 + yr**2) / sigma**2)
-        basis = np.stack(
-            [
-                (env * np.cos(2 * np.pi * f * xr)).ravel(),
-                (env * np.sin(2 * np.pi * f * xr)).ravel(),
-                np.ones(k * k),
-            ],
-            axis=1,
-        )
+        basis = _raw_basis(k, angle, f, sigma)  # phase from the raw even/odd coefficients
         coef, *_ = np.linalg.lstsq(basis, flat[i], rcond=None)
         phase = math.degrees(math.atan2(-coef[1], coef[0]))
         out.append(

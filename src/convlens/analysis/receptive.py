@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from convlens.models.cnn import SmallCNN
 from convlens.ops import LayerGeometry, receptive_fields
@@ -53,15 +52,7 @@ def effective(model: SmallCNN, probes: torch.Tensor) -> list[dict[str, Any]]:
     try:
         x = probes.detach().clone().double().requires_grad_(True)
         m = _double_copy(model)
-        logits_maps: dict[str, torch.Tensor] = {}
-        h = x
-        for i, (conv, p) in enumerate(zip(m.convs, m.pools, strict=True)):
-            z = conv(h)
-            logits_maps[f"conv{i + 1}"] = z
-            h = torch.relu(z)
-            if p > 1:
-                h = nn.functional.max_pool2d(h, p)
-        hidden = torch.relu(m.fc1(h.flatten(1)))
+        hidden, logits_maps = m.features(x)
         targets: dict[str, torch.Tensor] = {}
         for name, z in logits_maps.items():
             cy, cx = z.shape[2] // 2, z.shape[3] // 2

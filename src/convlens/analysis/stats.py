@@ -101,27 +101,30 @@ def bootstrap_ci(
     return float(np.quantile(means, a)), float(np.quantile(means, 1 - a))
 
 
-def bootstrap_diff_ci(
-    a: NDArray[Any], b: NDArray[Any], *, n_boot: int = 2000, seed: int = 0, level: float = 0.95
-) -> tuple[float, float]:
-    """Percentile bootstrap interval of ``mean(a) - mean(b)`` (independent resampling)."""
+def _resampled_means(
+    a: NDArray[Any], b: NDArray[Any], n_boot: int, seed: int
+) -> tuple[NDArray[Any], NDArray[Any]]:
     x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     rng = np.random.default_rng(seed)
     ma = x[rng.integers(0, len(x), size=(n_boot, len(x)))].mean(axis=1)
     mb = y[rng.integers(0, len(y), size=(n_boot, len(y)))].mean(axis=1)
-    d = ma - mb
+    return ma, mb
+
+
+def bootstrap_diff_ci(
+    a: NDArray[Any], b: NDArray[Any], *, n_boot: int = 2000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of ``mean(a) - mean(b)`` (independent resampling)."""
+    ma, mb = _resampled_means(a, b, n_boot, seed)
     q = (1 - level) / 2
-    return float(np.quantile(d, q)), float(np.quantile(d, 1 - q))
+    return float(np.quantile(ma - mb, q)), float(np.quantile(ma - mb, 1 - q))
 
 
 def bootstrap_ratio_ci(
     a: NDArray[Any], b: NDArray[Any], *, n_boot: int = 2000, seed: int = 0, level: float = 0.95
 ) -> tuple[float, float]:
     """Percentile bootstrap interval of ``mean(a) / mean(b)``."""
-    x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    rng = np.random.default_rng(seed + 1)
-    ma = x[rng.integers(0, len(x), size=(n_boot, len(x)))].mean(axis=1)
-    mb = y[rng.integers(0, len(y), size=(n_boot, len(y)))].mean(axis=1)
+    ma, mb = _resampled_means(a, b, n_boot, seed + 1)
     r = ma / np.where(mb == 0, np.nan, mb)
     q = (1 - level) / 2
     return float(np.nanquantile(r, q)), float(np.nanquantile(r, 1 - q))

@@ -95,16 +95,9 @@ class SmallCNN(nn.Module):
     def named_convs(self) -> list[tuple[str, nn.Conv2d]]:
         return [(f"conv{i + 1}", c) for i, c in enumerate(self.convs)]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for conv, p in zip(self.convs, self.pools, strict=True):
-            x = torch.relu(conv(x))
-            if p > 1:
-                x = nn.functional.max_pool2d(x, p)
-        x = torch.relu(self.fc1(x.flatten(1)))
-        return self.fc2(x)
-
-    def forward_with_convs(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Logits and every conv layer's output (pre-activation: the cross-correlation plus bias)."""
+    def features(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The dense hidden layer (after ReLU) and every conv layer's output (pre-activation: the
+        cross-correlation plus bias)."""
         maps: dict[str, torch.Tensor] = {}
         for i, (conv, p) in enumerate(zip(self.convs, self.pools, strict=True)):
             z = conv(x)
@@ -112,8 +105,15 @@ class SmallCNN(nn.Module):
             x = torch.relu(z)
             if p > 1:
                 x = nn.functional.max_pool2d(x, p)
-        x = torch.relu(self.fc1(x.flatten(1)))
-        return self.fc2(x), maps
+        return torch.relu(self.fc1(x.flatten(1))), maps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.features(x)[0])
+
+    def forward_with_convs(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Logits and every conv layer's output (pre-activation)."""
+        hidden, maps = self.features(x)
+        return self.fc2(hidden), maps
 
 
 # Defaults per dataset: a 5x5 first layer for faces (big enough to compare with classical kernels),
