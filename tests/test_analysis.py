@@ -306,3 +306,73 @@ def test_bring_your_own_model_with_factory_and_data(tmp_path):
     torch.save({"0.weight": torch.zeros(2, 1, 3, 3)}, tmp_path / "wrong.pt")
     with pytest.raises(ConvlensError, match="do not fit"):
         analyze_model_file(tmp_path / "wrong.pt", factory="tests.factory_model:build")
+
+
+def _onnx_digits_model(path):
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w1 = rng.standard_normal((4, 1, 3, 3)).astype(np.float32)
+    b1 = rng.standard_normal(4).astype(np.float32)
+    w2 = rng.standard_normal((4, 2, 3, 3)).astype(np.float32)  # grouped, strided, dilated
+    fc = rng.standard_normal((4 * 3 * 4, 10)).astype(np.float32) * 0.1  # conv2 output 4x3x4
+    inits = [
+        numpy_helper.from_array(a, n)
+        for a, n in (
+            (w1, "W1"),
+            (b1, "B1"),
+            (w2, "W2"),
+            (fc, "FC"),
+            (np.array([0, -1], dtype=np.int64), "shape"),
+        )
+    ]
+    nodes = [
+        helper.make_node("Conv", ["X", "W1", "B1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"]),
+        helper.make_node(
+            "Conv",
+            ["r1", "W2"],
+            ["c2"],
+            name="conv2",
+            strides=[2, 2],
+            dilations=[2, 1],
+            pads=[1, 0, 1, 1],
+            group=2,
+        ),
+        helper.make_node("Relu", ["c2"], ["r2"]),
+        helper.make_node("Reshape", ["r2", "shape"], ["flat"]),
+        helper.make_node("MatMul", ["flat", "FC"], ["logits"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["N", 1, 8, 8])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+
+
+def test_onnx_model_activations_and_verification(tmp_path):
+    _onnx_digits_model(tmp_path / "m.onnx")
+    a = analyze_model_file(tmp_path / "m.onnx", data="digits", ood=["noise"], n_null=200)
+    checks = {c["layer"]: c for c in a["verify"]}
+    assert set(checks) == {"conv1", "conv2"}
+    assert all(c["is_cross_correlation"] for c in checks.values())
+    assert all(
+        c["max_abs_diff_correlate"] < 1e-4 * max(c["output_scale"], 1) for c in checks.values()
+    )
+    assert all(c["max_abs_diff_convolve"] > 1e-2 for c in checks.values())
+    assert set(a["distribution"]["layers"]) == {"conv1", "conv2"}
+    assert "noise" in a["distribution"]["baselines"]
+    json.dumps(a, allow_nan=False)
+
+
+def test_pt2_is_refused(tmp_path):
+    (tmp_path / "m.pt2").write_bytes(b"PK\x03\x04")
+    with pytest.raises(ConvlensError, match="unrestricted pickle"):
+        load_weights(tmp_path / "m.pt2")

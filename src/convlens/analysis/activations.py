@@ -83,28 +83,29 @@ def collect(model: nn.Module, batches: Iterable[torch.Tensor], name: str) -> Set
             handles.append(module.register_forward_hook(hook(lname)))
         for xb in batches:
             logits = model(xb)
-            probs = torch.softmax(logits.double(), dim=1)
-            out.msp.extend(probs.max(dim=1).values.cpu().numpy())
-            out.energy.extend(torch.logsumexp(logits.double(), dim=1).cpu().numpy())
-            out.n += len(xb)
-            for lname, _ in layers:
-                z = captured[lname].flatten(2)  # per-image reductions in the layer's dtype ...
-                per_channel = (
-                    torch.relu(z).mean(dim=2).double().cpu().numpy()
-                )  # ... accumulated in float64
-                out.channel_stats.setdefault(lname, RunningStats(per_channel.shape[1])).update(
-                    per_channel
-                )
-                out.layer_scores.setdefault(lname, GrowingArray()).extend(per_channel.mean(axis=1))
-                out.layer_max.setdefault(lname, GrowingArray()).extend(
-                    z.amax(dim=2).double().mean(dim=1).cpu().numpy()
-                )
+            accumulate(out, logits, {lname: captured[lname] for lname, _ in layers})
             captured.clear()
     finally:
         for h in handles:
             h.remove()
         model.train(was_training)
     return out
+
+
+def accumulate(out: SetActivations, logits: torch.Tensor, maps: dict[str, torch.Tensor]) -> None:
+    """Add one batch: output-level scores from ``logits`` and per-layer scores from conv ``maps``."""
+    probs = torch.softmax(logits.double(), dim=1)
+    out.msp.extend(probs.max(dim=1).values.cpu().numpy())
+    out.energy.extend(torch.logsumexp(logits.double(), dim=1).cpu().numpy())
+    out.n += len(logits)
+    for lname, zmap in maps.items():
+        z = zmap.flatten(2)  # per-image reductions in the layer's dtype, accumulated in float64
+        per_channel = torch.relu(z).mean(dim=2).double().cpu().numpy()
+        out.channel_stats.setdefault(lname, RunningStats(per_channel.shape[1])).update(per_channel)
+        out.layer_scores.setdefault(lname, GrowingArray()).extend(per_channel.mean(axis=1))
+        out.layer_max.setdefault(lname, GrowingArray()).extend(
+            z.amax(dim=2).double().mean(dim=1).cpu().numpy()
+        )
 
 
 def batches_of(

@@ -23,6 +23,11 @@ from torch import nn
 from convlens.errors import ConvlensError
 
 WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".onnx")
+REFUSED_SUFFIXES = {
+    ".pt2": "torch.export.load can fall back to unrestricted pickle (weights_only=False) for parts of a "
+    ".pt2 archive, which would run code from the file; export the weights with safetensors or "
+    "torch.save(model.state_dict()) instead",
+}
 
 
 def _flatten(obj: Any, prefix: str = "") -> dict[str, torch.Tensor]:
@@ -41,6 +46,8 @@ def load_weights(path: str | Path) -> dict[str, NDArray[Any]]:
     if not p.is_file():
         raise ConvlensError(f"model file {str(p)!r} does not exist")
     suffix = p.suffix.lower()
+    if suffix in REFUSED_SUFFIXES:
+        raise ConvlensError(f"refusing {str(p)!r}: {REFUSED_SUFFIXES[suffix]}")
     if suffix == ".safetensors":
         try:
             from safetensors.torch import load_file

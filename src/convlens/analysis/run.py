@@ -233,17 +233,32 @@ def analyze_model_file(
     }
     with timer("matching"):
         out["matching"] = analyze_weights(weights, n_null=n_null, seed=seed)
+    if Path(path).suffix.lower() == ".onnx" and data is not None:
+        from convlens.analysis.onnxrun import OnnxModel
+
+        onnx_model = OnnxModel(path)
+        ds, names = _dataset_and_ood(data, ood, seed)
+        x_test, _ = ds.split("test")
+        with timer("verify"):
+            out["verify"] = [c for c in onnx_model.verify(x_test[:8]) if "skipped" not in c]
+        with timer("distribution"):
+            from convlens.data.ood import make_ood
+
+            id_set = onnx_model.collect(activations.batches_of(x_test), f"{ds.name} (test split)")
+            sets = [
+                onnx_model.collect(activations.batches_of(make_ood(n, ds, 100, seed).x), n)
+                for n in names
+            ]
+            out["distribution"] = activations.compare(id_set, sets, seed=seed)
     if factory is not None:
         model = build_from_factory(factory, path)
         model.eval()
         with timer("verify"):
             out["verify"] = [c.to_dict() for c in verify.verify_model(model, seed=seed)]
         if data is not None:
-            from convlens.data.loaders import load_dataset
-            from convlens.data.ood import default_ood_names, make_ood
+            from convlens.data.ood import make_ood
 
-            ds = load_dataset(data, seed)
-            names = ood if ood is not None else default_ood_names(ds)
+            ds, names = _dataset_and_ood(data, ood, seed)
             with timer("distribution"):
                 x_test, _ = ds.split("test")
                 id_set = activations.collect(
@@ -260,3 +275,11 @@ def analyze_model_file(
     out["verdicts"] = verdicts(out)
     out["timings_s"] = timer.times
     return clean(out)
+
+
+def _dataset_and_ood(data: str, ood: list[str] | None, seed: int) -> tuple[Any, list[str]]:
+    from convlens.data.loaders import load_dataset
+    from convlens.data.ood import default_ood_names
+
+    ds = load_dataset(data, seed)
+    return ds, (ood if ood is not None else default_ood_names(ds))
