@@ -224,7 +224,7 @@ def correlate(
     xa = cast_exact(xa, dtype)
     wa = cast_exact(wa, dtype)
     if any(lo or hi for lo, hi in pads):
-        xa = np.pad(xa, ((0, 0), (0, 0), *pads), mode="constant", constant_values=0)
+        xa = _zero_pad(xa, pads)
     return _correlate_padded(
         xa,
         wa,
@@ -234,6 +234,15 @@ def correlate(
         groups,
         tuple(out_sp),
     )
+
+
+def _zero_pad(x: NDArray[Any], pads: tuple[tuple[int, int], ...]) -> NDArray[Any]:
+    """Zero padding of the spatial axes (a zero array with the input copied in; faster than np.pad)."""
+    shape = x.shape[:2] + tuple(n + lo + hi for n, (lo, hi) in zip(x.shape[2:], pads, strict=True))
+    out = np.zeros(shape, dtype=x.dtype)  # object zeros are the int 0
+    inner = tuple(slice(lo, lo + n) for n, (lo, _) in zip(x.shape[2:], pads, strict=True))
+    out[(slice(None), slice(None), *inner)] = x
+    return out
 
 
 def _correlate_padded(

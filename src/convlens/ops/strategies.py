@@ -85,13 +85,17 @@ def shift_add(
     wshape = (1, groups) + (1,) * len(out_sp)
     lead = (slice(None), slice(None))
 
+    # one group: multiply by a NumPy scalar (keeps the array's dtype, skips broadcasting)
+    index: list[tuple[Any, ...]] = [(slice(None), *tap) for tap in tap_list]
+    per_group = [weights[ix].reshape(wshape) for ix in index]
+    scalars = [g.ravel()[0] for g in per_group] if groups == 1 else None
+
     def band(r0: int, r1: int) -> None:
         acc = out[:, :, r0:r1]
         tmp = np.empty_like(acc)
         for i, tap in enumerate(tap_list):
             view = planes[lead + _window(tap, dilations, strides, out_sp, r0, r1 - r0)]
-            index: tuple[Any, ...] = (slice(None), *tap)
-            wt = weights[index].reshape(wshape)
+            wt: Any = scalars[i] if scalars is not None else per_group[i]
             if i == 0:
                 np.multiply(view, wt, out=acc)
             else:
