@@ -62,17 +62,27 @@ class SetActivations:
         return self.layer_max[layer].values
 
 
+def reduce_map(zmap: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image, per-channel mean of relu(z) ``(B, C)`` and per-image mean over channels of the
+    spatial max of z ``(B,)``, reduced in the layer's dtype (accumulated later in float64)."""
+    z = zmap.detach().flatten(2)
+    return z.clamp(min=0).sum(dim=2) / z.shape[2], z.amax(dim=2).mean(dim=1)
+
+
 @torch.no_grad()
 def collect(model: nn.Module, batches: Iterable[torch.Tensor], name: str) -> SetActivations:
-    """One pass over ``batches``: hooks on every conv layer; hooks removed and mode restored after."""
+    """One pass over ``batches``: hooks on every conv layer; hooks removed and mode restored after.
+
+    The hooks reduce each conv output as soon as it is computed (while it is in cache) and keep only
+    the small per-image results, so no feature map outlives the layer that made it."""
     layers = conv_layers(model)
     out = SetActivations(name)
-    captured: dict[str, torch.Tensor] = {}
+    reduced: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
     handles = []
 
     def hook(layer_name: str) -> Any:
         def fn(_m: nn.Module, _inp: Any, output: torch.Tensor) -> None:
-            captured[layer_name] = output.detach()
+            reduced[layer_name] = reduce_map(output)
 
         return fn
 
@@ -83,8 +93,8 @@ def collect(model: nn.Module, batches: Iterable[torch.Tensor], name: str) -> Set
             handles.append(module.register_forward_hook(hook(lname)))
         for xb in batches:
             logits = model(xb)
-            accumulate(out, logits, {lname: captured[lname] for lname, _ in layers})
-            captured.clear()
+            accumulate(out, logits, {lname: reduced[lname] for lname, _ in layers})
+            reduced.clear()
     finally:
         for h in handles:
             h.remove()
@@ -92,20 +102,19 @@ def collect(model: nn.Module, batches: Iterable[torch.Tensor], name: str) -> Set
     return out
 
 
-def accumulate(out: SetActivations, logits: torch.Tensor, maps: dict[str, torch.Tensor]) -> None:
-    """Add one batch: output-level scores from ``logits`` and per-layer scores from conv ``maps``."""
+def accumulate(
+    out: SetActivations, logits: torch.Tensor, stats: dict[str, tuple[torch.Tensor, torch.Tensor]]
+) -> None:
+    """Add one batch: output-level scores from ``logits``, per-layer scores from :func:`reduce_map`."""
     probs = torch.softmax(logits.double(), dim=1)
     out.msp.extend(probs.max(dim=1).values.cpu().numpy())
     out.energy.extend(torch.logsumexp(logits.double(), dim=1).cpu().numpy())
     out.n += len(logits)
-    for lname, zmap in maps.items():
-        z = zmap.flatten(2)  # per-image reductions in the layer's dtype, accumulated in float64
-        per_channel = torch.relu(z).mean(dim=2).double().cpu().numpy()
+    for lname, (mean_relu, max_z) in stats.items():
+        per_channel = mean_relu.double().cpu().numpy()
         out.channel_stats.setdefault(lname, RunningStats(per_channel.shape[1])).update(per_channel)
         out.layer_scores.setdefault(lname, GrowingArray()).extend(per_channel.mean(axis=1))
-        out.layer_max.setdefault(lname, GrowingArray()).extend(
-            z.amax(dim=2).double().mean(dim=1).cpu().numpy()
-        )
+        out.layer_max.setdefault(lname, GrowingArray()).extend(max_z.double().cpu().numpy())
 
 
 def batches_of(

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from convlens.analysis.activations import SetActivations, accumulate
+from convlens.analysis.activations import SetActivations, accumulate, reduce_map
 from convlens.errors import ConvlensError
 from convlens.ops import convolve, correlate
 
@@ -84,7 +84,7 @@ class OnnxModel:
         out = SetActivations(name)
         for xb in batches:
             res = self.run(np.asarray(xb))
-            maps = {c["name"]: torch.from_numpy(res[c["output"]]) for c in self.convs}
+            maps = {c["name"]: reduce_map(torch.from_numpy(res[c["output"]])) for c in self.convs}
             accumulate(out, torch.from_numpy(res[self.logits_name]), maps)
         return out
 
