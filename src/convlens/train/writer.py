@@ -7,6 +7,8 @@ metrics of every epoch up to ``e``. Errors in a job are re-raised on the next ``
 
 from __future__ import annotations
 
+import contextlib
+import os
 import queue
 import threading
 from collections.abc import Callable
@@ -21,6 +23,9 @@ class OrderedWriter:
         self._thread.start()
 
     def _work(self) -> None:
+        # Best effort: let the training threads win the CPU; the writes only need to finish eventually.
+        with contextlib.suppress(AttributeError, OSError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
         while True:
             job = self._q.get()
             try:
