@@ -31,6 +31,7 @@ Taxonomy (a coarse version of Olah et al. 2020's first-layer families), applied 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -78,12 +79,18 @@ def dc_cosine_scores(
     return best, score, sign
 
 
+@lru_cache(maxsize=32)
 def random_null(k: int, n: int, seed: int = 0) -> NDArray[np.float64]:
-    """Scores of ``n`` i.i.d. uniform random ``k x k`` kernels (PyTorch's init distribution)."""
+    """Scores of ``n`` i.i.d. uniform random ``k x k`` kernels (PyTorch's init distribution), sorted.
+
+    Deterministic in ``(k, n, seed)`` and cached: matching, evolution and the report share one draw.
+    The returned array is read-only."""
     bank, _ = bank_matrix(k)
     rng = np.random.default_rng(seed)
     vecs = rng.uniform(-1.0, 1.0, size=(n, k * k))
-    return np.sort(dc_cosine_scores(vecs, bank)[1])
+    scores = np.sort(dc_cosine_scores(vecs, bank)[1])
+    scores.flags.writeable = False
+    return scores
 
 
 def spectrum_null(kernels: NDArray[Any], n: int, seed: int = 0) -> NDArray[np.float64]:

@@ -63,7 +63,6 @@ def analyze_weights(
     first_only_gabor: bool = True,
 ) -> list[dict[str, Any]]:
     """Kernel matching for every conv weight (no architecture needed). One null per kernel size."""
-    nulls: dict[int, np.ndarray] = {}
     out = []
     convs = conv_weights(weights)
     if not convs:
@@ -72,11 +71,7 @@ def analyze_weights(
         )
     for i, (name, w) in enumerate(convs.items()):
         k = w.shape[-1] if w.ndim == 4 and w.shape[-1] == w.shape[-2] else None
-        null = None
-        if k is not None and k > 1:
-            if k not in nulls:
-                nulls[k] = matching.random_null(k, n_null, seed)
-            null = nulls[k]
+        null = matching.random_null(k, n_null, seed) if k is not None and k > 1 else None
         init_w = None if init is None else init.get(f"{name}.weight", init.get(name))
         res = matching.match_layer(
             name,

@@ -89,9 +89,6 @@ class SmallCNN(nn.Module):
         self.fc1 = nn.Linear(self.flat, spec.hidden)
         self.fc2 = nn.Linear(spec.hidden, spec.n_classes)
 
-    def conv_names(self) -> list[str]:
-        return [f"conv{i + 1}" for i in range(len(self.convs))]
-
     def named_convs(self) -> list[tuple[str, nn.Conv2d]]:
         return [(f"conv{i + 1}", c) for i, c in enumerate(self.convs)]
 

@@ -129,7 +129,8 @@ def build_context(run_dir: Path) -> dict[str, Any]:
     m0 = (a.get("matching") or [None])[0]
     ctx["m0"] = m0
     snaps = sorted((run.root / "snapshots").glob("epoch-*.safetensors"))
-    final_w = _load_tensors(run.model)["conv1.weight"] if run.model.is_file() else None
+    final = _load_tensors(run.model) if run.model.is_file() else {}
+    final_w = final.get("conv1.weight")
     if m0 and not m0.get("skipped") and final_w is not None:
         k = m0["kernel_size"]
         learned, matched, labels = [], [], []
@@ -191,11 +192,7 @@ def build_context(run_dir: Path) -> dict[str, Any]:
         if m0 and m0.get("kernels") and final_w is not None and image is not None:
             best = max(m0["kernels"], key=lambda r: r["score"])
             kern = final_w[best["out_channel"], best["in_channel"]]
-            bias = float(
-                _load_tensors(run.model).get("conv1.bias", np.zeros(final_w.shape[0]))[
-                    best["out_channel"]
-                ]
-            )
+            bias = float(final.get("conv1.bias", np.zeros(final_w.shape[0]))[best["out_channel"]])
             view = featuremaps.ncc_view(image, kern, bias)
             ctx["ncc_fig"] = figures.ncc_figure(image, kern, view["raw"], view["ncc"])
             ctx["ncc_r"] = view["pearson_raw_vs_ncc"]
