@@ -119,8 +119,9 @@ def test_torch_same_padding_even_kernel(nd):
     np.testing.assert_allclose(correlate(x, w, padding="same"), want, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("stride", [(2, 1), (1, 1)])
 @pytest.mark.parametrize("groups", [1, 2])
-def test_every_strategy_agrees_with_the_loop(monkeypatch, groups):
+def test_every_strategy_agrees_with_the_loop(monkeypatch, groups, stride):
     from convlens.ops import strategies
 
     monkeypatch.setattr(strategies, "IM2COL_BUDGET", 1)  # force one batch item per chunk
@@ -132,8 +133,34 @@ def test_every_strategy_agrees_with_the_loop(monkeypatch, groups):
     for w, g in ((w_dw, 2 * groups), (w_full, groups)):
         pads = ((1, 1), (0, 2))
         xp = np.pad(x, ((0, 0), (0, 0), *pads))
-        want = loop_correlate(x, w, stride=(2, 1), pads=pads, dilation=(1, 2), groups=g)
+        want = loop_correlate(x, w, stride=stride, pads=pads, dilation=(1, 2), groups=g)
         out_sp = want.shape[2:]
         for name in ("taps", "im2col") + (("shift_add",) if w.shape[1] == 1 else ()):
-            got = strategies.compute(xp, w, (2, 1), (1, 2), g, out_sp, strategy=name)
+            got = strategies.compute(xp, w, stride, (1, 2), g, out_sp, strategy=name)
             np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12, err_msg=name)
+
+
+@pytest.mark.parametrize("threaded", [False, True])
+@pytest.mark.parametrize("groups", [1, 3])
+@pytest.mark.parametrize("nd", [1, 2, 3])
+def test_flat_shift_add_stride_one_matches_the_loop(monkeypatch, nd, groups, threaded):
+    """Stride 1 reads the padded planes as one flat array: batch, groups, dilation, every rank."""
+    from convlens.ops import strategies
+
+    if threaded:
+        monkeypatch.setattr(strategies, "THREAD_MIN_POSITIONS", 1)
+    rng = np.random.default_rng(10 * nd + groups)
+    x = rng.standard_normal((2, groups, *(7, 6, 5)[:nd]))
+    w = rng.standard_normal((groups, 1, *(3, 2, 3)[:nd]))
+    pads = ((1, 2), (0, 1), (2, 0))[:nd]
+    dil = (2, 1, 1)[:nd]
+    want = loop_correlate(x, w, stride=1, pads=pads, dilation=dil, groups=groups)
+    got = correlate(x, w, padding=pads, dilation=dil, groups=groups)
+    assert got.shape == want.shape and got.flags.c_contiguous
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    # float32 keeps its dtype on the flat path
+    got32 = correlate(
+        x.astype(np.float32), w.astype(np.float32), padding=pads, dilation=dil, groups=groups
+    )
+    assert got32.dtype == np.float32
+    np.testing.assert_allclose(got32, want, rtol=1e-4, atol=1e-4)

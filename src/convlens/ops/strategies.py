@@ -3,9 +3,12 @@
 - ``taps``: loop over kernel taps; per tap one ``(O/g x C/g) @ (C/g x P)`` product. Exact for integer
   and object (Fraction, Python int) arrays: the only path they take.
 - ``shift_add``: floats with one input and one output channel per group (a plain image, depthwise
-  convs): per tap ``acc += w_t * shifted view``, with a preallocated temporary (no per-tap allocation)
-  and, for large planes, the output split into row bands computed on separate threads (NumPy releases
-  the GIL inside its loops).
+  convs): per tap ``acc += w_t * shifted input``, with a preallocated temporary (no per-tap
+  allocation). With stride 1 the padded planes are read as one flat array and every tap is a single
+  contiguous 1-D slice of it (the outputs are computed on the padded grid, whose extra columns are
+  dropped at the end), which runs NumPy's fastest loops; strided convolutions use 2-D row bands.
+  Large problems are split into ranges computed on separate threads (NumPy releases the GIL inside
+  its loops).
 - ``im2col``: floats with channels: the patches are gathered once into a ``(C/g * prod(K), P)`` matrix
   and multiplied by the ``(O/g, C/g * prod(K))`` weight matrix in one BLAS GEMM (chunked over the
   batch to bound memory).
@@ -16,6 +19,7 @@ All three are checked against the same oracles (plain loops in float64, scipy, t
 from __future__ import annotations
 
 import itertools
+import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -68,6 +72,23 @@ def taps(
     return acc.reshape(n, o, *out_sp)
 
 
+def _workers(positions: int, limit: int) -> int:
+    """How many threads to split ``positions`` outputs over (1 below THREAD_MIN_POSITIONS)."""
+    if positions < THREAD_MIN_POSITIONS:
+        return 1
+    return max(1, min(os.cpu_count() or 1, 4, limit))
+
+
+def _run_split(fn: Any, stop: int, workers: int) -> None:
+    """Call ``fn(a, b)`` on ``workers`` consecutive ranges covering ``[0, stop)``."""
+    if workers <= 1:
+        fn(0, stop)
+        return
+    edges = np.linspace(0, stop, workers + 1).astype(int)
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(lambda ab: fn(int(ab[0]), int(ab[1])), itertools.pairwise(edges)))
+
+
 def shift_add(
     xp: NDArray[Any],
     w: NDArray[Any],
@@ -77,6 +98,8 @@ def shift_add(
     out_sp: tuple[int, ...],
 ) -> NDArray[Any]:
     """Floats, one input and one output channel per group (``w.shape[:2] == (groups, 1)``)."""
+    if all(s == 1 for s in strides):
+        return _flat_shift_add(xp, w, dilations, groups, out_sp)
     n = xp.shape[0]
     planes = xp.reshape(n, groups, *xp.shape[2:])  # (N, G, *Sp)
     weights = w.reshape(groups, *w.shape[2:])
@@ -103,14 +126,61 @@ def shift_add(
                 acc += tmp
 
     rows = out_sp[0]
-    workers = min(os.cpu_count() or 1, 4, rows)
-    if n * groups * int(np.prod(out_sp)) >= THREAD_MIN_POSITIONS and workers > 1:
-        edges = np.linspace(0, rows, workers + 1).astype(int)
-        with ThreadPoolExecutor(workers) as pool:
-            list(pool.map(lambda ab: band(int(ab[0]), int(ab[1])), itertools.pairwise(edges)))
-    else:
-        band(0, rows)
+    _run_split(band, rows, _workers(n * groups * math.prod(out_sp), rows))
     return out.reshape(n, groups, *out_sp)
+
+
+def _flat_shift_add(
+    xp: NDArray[Any],
+    w: NDArray[Any],
+    dilations: tuple[int, ...],
+    groups: int,
+    out_sp: tuple[int, ...],
+) -> NDArray[Any]:
+    """Stride 1: ``acc[q] += w_t * x[q + offset_t]`` over the flattened padded planes.
+
+    Output ``q`` (a flat index into a padded plane) is valid where its coordinates are below
+    ``out_sp``; a valid output only reads inside its own plane, so computing every ``q`` up to the
+    last valid one never reads out of bounds. With one group, all N planes share the weights and
+    are one stream; with several, the planes of each group get their own weight per tap.
+    """
+    n = xp.shape[0]
+    sp = xp.shape[2:]
+    plane = math.prod(sp)
+    steps = [math.prod(sp[a + 1 :]) for a in range(len(sp))]  # element strides inside one plane
+    taps = list(itertools.product(*(range(k) for k in w.shape[2:])))
+    offsets = [
+        sum(t * d * s for t, d, s in zip(tap, dilations, steps, strict=True)) for tap in taps
+    ]
+    last = sum((m - 1) * s for m, s in zip(out_sp, steps, strict=True))
+    weights = w.reshape(groups, len(taps))
+    src = np.ascontiguousarray(xp)
+    wt: list[Any]
+    if groups == 1:
+        src = src.reshape(1, 1, n * plane)
+        span = (n - 1) * plane + last + 1
+        wt = [weights[0, i] for i in range(len(taps))]  # NumPy scalars keep the dtype
+    else:
+        src = src.reshape(n, groups, plane)
+        span = last + 1
+        wt = [weights[:, i].reshape(1, groups, 1) for i in range(len(taps))]
+    acc = np.empty(src.shape, dtype=w.dtype)
+
+    def run(a: int, b: int) -> None:
+        dst = acc[:, :, a:b]
+        tmp = np.empty_like(dst)
+        for i, off in enumerate(offsets):
+            view = src[:, :, a + off : b + off]
+            if i == 0:
+                np.multiply(view, wt[i], out=dst)
+            else:
+                np.multiply(view, wt[i], out=tmp)
+                np.add(dst, tmp, out=dst)
+
+    rows = src.shape[0] * src.shape[1]
+    _run_split(run, span, _workers(rows * span, span))
+    full = acc.reshape(n, groups, *sp)
+    return np.ascontiguousarray(full[(slice(None), slice(None), *(slice(0, m) for m in out_sp))])
 
 
 def im2col(
