@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import machine, timeit
+from bench.common import compare, machine, timeit
 
 HERE = Path(__file__).resolve().parent
 
@@ -43,25 +43,33 @@ def p1(smoke: bool, reps: int) -> list[dict[str, Any]]:
             ker = rng.standard_normal((k, k)).astype(np.float32)
             timg = torch.from_numpy(img)[None, None]
             tker = torch.from_numpy(ker)[None, None]
-            row: dict[str, Any] = {"id": "P1", "case": f"{n}x{n}, {k}x{k}, float32"}
-            row["convlens"] = timeit(partial(correlate2d, img, ker, padding="same"), reps)
-            row["scipy.signal.correlate2d"] = timeit(
-                partial(sig.correlate2d, img, ker, mode="same"), reps
-            )
-            row["scipy.ndimage.correlate"] = timeit(
-                partial(ndi.correlate, img, ker, mode="constant"), reps
-            )
-            row["torch.conv2d"] = timeit(
-                partial(torch.nn.functional.conv2d, timg, tker, padding=k // 2), reps
-            )
+            fns = {
+                "convlens": partial(correlate2d, img, ker, padding="same"),
+                "scipy.signal.correlate2d": partial(sig.correlate2d, img, ker, mode="same"),
+                "scipy.ndimage.correlate": partial(ndi.correlate, img, ker, mode="constant"),
+                "torch.conv2d": partial(torch.nn.functional.conv2d, timg, tker, padding=k // 2),
+            }
             if cv2 is not None:
-                row["cv2.filter2D"] = timeit(
-                    partial(cv2.filter2D, img, -1, ker, borderType=cv2.BORDER_CONSTANT), reps
+                fns["cv2.filter2D"] = partial(
+                    cv2.filter2D, img, -1, ker, borderType=cv2.BORDER_CONSTANT
                 )
-            ours = row["convlens"]["median"]
-            row["speedup_vs_scipy_correlate2d"] = row["scipy.signal.correlate2d"]["median"] / ours
+            res = compare(fns, reps, reference="convlens", settle=True)
+            row: dict[str, Any] = {"id": "P1", "case": f"{n}x{n}, {k}x{k}, float32"}
+            row.update({name: res[name] for name in fns})
+            # per-round ratios: reference time / ours = how many times faster we are
+            row["speedup_vs_scipy_correlate2d"] = res["ratios"]["scipy.signal.correlate2d"][
+                "median"
+            ]
+            row["speedup_vs_scipy_correlate2d_range"] = [
+                res["ratios"]["scipy.signal.correlate2d"]["min"],
+                res["ratios"]["scipy.signal.correlate2d"]["max"],
+            ]
             if cv2 is not None:
-                row["slowdown_vs_cv2"] = ours / row["cv2.filter2D"]["median"]
+                row["slowdown_vs_cv2"] = 1.0 / res["ratios"]["cv2.filter2D"]["median"]
+                row["slowdown_vs_cv2_range"] = [
+                    1.0 / res["ratios"]["cv2.filter2D"]["max"],
+                    1.0 / res["ratios"]["cv2.filter2D"]["min"],
+                ]
             row["targets"] = (
                 ">= 5x faster than scipy.signal.correlate2d; within 10x of cv2.filter2D"
             )
@@ -88,17 +96,31 @@ def p2(smoke: bool, reps: int) -> list[dict[str, Any]]:
         x = rng.standard_normal(xs).astype(np.float32)
         w = rng.standard_normal(ws).astype(np.float32)
         tx, tw = torch.from_numpy(x), torch.from_numpy(w)
-        row: dict[str, Any] = {
-            "id": "P2",
-            "case": f"x{xs} w{ws} stride {stride} pad {pad}, float32",
-        }
-        row["convlens"] = timeit(partial(correlate, x, w, stride=stride, padding=pad), reps)
-        row["torch.conv2d"] = timeit(
-            partial(torch.nn.functional.conv2d, tx, tw, stride=stride, padding=pad), reps
+        res = compare(
+            {
+                "convlens": partial(correlate, x, w, stride=stride, padding=pad),
+                "torch.conv2d": partial(
+                    torch.nn.functional.conv2d, tx, tw, stride=stride, padding=pad
+                ),
+            },
+            reps,
+            reference="torch.conv2d",
+            settle=True,
         )
-        row["ratio_vs_torch"] = row["convlens"]["median"] / row["torch.conv2d"]["median"]
-        row["target"] = "<= 1.3x torch's time"
-        rows.append(row)
+        rows.append(
+            {
+                "id": "P2",
+                "case": f"x{xs} w{ws} stride {stride} pad {pad}, float32",
+                "convlens": res["convlens"],
+                "torch.conv2d": res["torch.conv2d"],
+                "ratio_vs_torch": res["ratios"]["convlens"]["median"],
+                "ratio_vs_torch_range": [
+                    res["ratios"]["convlens"]["min"],
+                    res["ratios"]["convlens"]["max"],
+                ],
+                "target": "<= 1.3x torch's time",
+            }
+        )
     return rows
 
 
@@ -203,8 +225,14 @@ def p7(smoke: bool, reps: int) -> list[dict[str, Any]]:
         subprocess.run([sys.executable, *args], check=True, capture_output=True)
 
     r = 2 if smoke else reps
-    helpt = timeit(lambda: run(["-m", "convlens.cli", "--help"]), r)
-    torcht = timeit(lambda: run(["-c", "import torch"]), r)
+    res = compare(
+        {
+            "help": lambda: run(["-m", "convlens.cli", "--help"]),
+            "torch": lambda: run(["-c", "import torch"]),
+        },
+        r,
+    )
+    helpt, torcht = res["help"], res["torch"]
     return [
         {
             "id": "P7",

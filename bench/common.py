@@ -1,4 +1,5 @@
-"""Timing helpers: medians of >= 5 repetitions after a warm-up; machine description."""
+"""Timing helpers: medians of >= 5 repetitions after a warm-up, interleaved side-by-side comparisons,
+machine description."""
 
 from __future__ import annotations
 
@@ -18,7 +19,56 @@ def timeit(fn: Callable[[], Any], reps: int = 5, warmup: int = 1) -> dict[str, f
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-    return {"min": min(times), "median": statistics.median(times), "max": max(times), "n": reps}
+    return summarize(times)
+
+
+def compare(
+    fns: dict[str, Callable[[], Any]],
+    reps: int = 5,
+    *,
+    reference: str | None = None,
+    warmup: int = 1,
+    settle: bool = False,
+) -> dict[str, Any]:
+    """Time every function ``reps`` times in interleaved rounds, measured side by side.
+
+    Each round runs every function once, in an order that rotates from round to round, so a slow
+    drift of a shared machine (other tenants, clock changes) hits all of them alike. With ``settle``
+    each timed call follows an untimed call of the same function (so one library's idle worker
+    threads, still spinning from the previous call, do not land on the next). With ``reference``,
+    the ratio ``time / reference time`` is taken within each round and summarised too: that is the
+    figure to compare with a target.
+    """
+    names = list(fns)
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[float]] = {k: [] for k in names}
+    for r in range(reps):
+        for k in names[r % len(names) :] + names[: r % len(names)]:
+            if settle:
+                fns[k]()
+            t0 = time.perf_counter()
+            fns[k]()
+            times[k].append(time.perf_counter() - t0)
+    out: dict[str, Any] = {k: summarize(v) for k, v in times.items()}
+    if reference is not None:
+        ref = times[reference]
+        out["ratios"] = {
+            k: summarize([a / b for a, b in zip(times[k], ref, strict=True)])
+            for k in names
+            if k != reference
+        }
+    return out
+
+
+def summarize(values: list[float]) -> dict[str, float]:
+    return {
+        "min": min(values),
+        "median": statistics.median(values),
+        "max": max(values),
+        "n": len(values),
+    }
 
 
 def machine() -> dict[str, Any]:

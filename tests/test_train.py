@@ -214,3 +214,26 @@ def test_cli_train_and_errors(tmp_path):
     assert np.isfinite(
         json.loads((tmp_path / "r" / "run.json").read_text())["result"]["test_accuracy"]
     )
+
+
+def test_detached_copy_of_an_optimizer_state_is_independent():
+    import copy
+
+    import torch
+
+    from convlens.train.trainer import _detached_copy
+
+    model = torch.nn.Linear(3, 2)
+    opt = torch.optim.Adam(model.parameters(), lr=0.1)
+    model(torch.ones(4, 3)).sum().backward()
+    opt.step()
+    state = opt.state_dict()
+    got, want = _detached_copy(state), copy.deepcopy(state)
+    assert got.keys() == want.keys() and got["param_groups"] == want["param_groups"]
+    for k, v in want["state"].items():
+        for name, t in v.items():
+            assert torch.equal(got["state"][k][name], t)
+    opt.step()  # the live optimizer moves on; the copy must not
+    for k, v in want["state"].items():
+        for name, t in v.items():
+            assert torch.equal(got["state"][k][name], t)

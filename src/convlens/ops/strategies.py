@@ -9,9 +9,10 @@
   dropped at the end), which runs NumPy's fastest loops; strided convolutions use 2-D row bands.
   Large problems are split into ranges computed on separate threads (NumPy releases the GIL inside
   its loops).
-- ``im2col``: floats with channels: the patches are gathered once into a ``(C/g * prod(K), P)`` matrix
-  and multiplied by the ``(O/g, C/g * prod(K))`` weight matrix in one BLAS GEMM (chunked over the
-  batch to bound memory).
+- ``im2col``: floats with channels: the patches are gathered into a ``(C/g * prod(K), P)`` matrix
+  and multiplied by the ``(O/g, C/g * prod(K))`` weight matrix in one BLAS GEMM per chunk of the
+  batch (one reused buffer of at most IM2COL_BUDGET bytes). Strided convolutions gather from the
+  polyphase components of the input, so every copied row is contiguous.
 
 All three are checked against the same oracles (plain loops in float64, scipy, torch float64).
 """
@@ -28,7 +29,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from numpy.typing import NDArray
 
-IM2COL_BUDGET = 256 * 1024 * 1024  # bytes of gathered patches per chunk
+IM2COL_BUDGET = 16 * 1024 * 1024  # bytes of gathered patches per chunk (one reused buffer)
 THREAD_MIN_POSITIONS = 1 << 17  # split a plane across threads above this many outputs
 
 
@@ -183,6 +184,61 @@ def _flat_shift_add(
     return np.ascontiguousarray(full[(slice(None), slice(None), *(slice(0, m) for m in out_sp))])
 
 
+def _phase_windows(
+    xp: NDArray[Any],
+    ksize: tuple[int, ...],
+    strides: tuple[int, ...],
+    dilations: tuple[int, ...],
+    out_sp: tuple[int, ...],
+) -> list[tuple[NDArray[Any], NDArray[np.intp]]]:
+    """Sliding-window views ``(N, C, *out_sp, *window)`` that together hold every kernel tap.
+
+    With stride 1 that is one view of ``xp``. With stride ``s > 1`` the input is first split into
+    its polyphase components (``xp[..., r::s]``, copied once): the taps whose offset ``t * d`` is
+    ``r`` modulo ``s`` read phase ``r`` at unit stride, so the gathered rows are contiguous instead
+    of every ``s``-th element. Each view comes with the row-major kernel indices of its taps.
+    """
+    per_axis = []
+    for k, d, s in zip(ksize, dilations, strides, strict=True):
+        by_residue: dict[int, list[int]] = {}
+        for t in range(k):
+            by_residue.setdefault(t * d % s, []).append(t)
+        entries = []
+        for r, taps_ in sorted(by_residue.items()):
+            offs = [t * d // s for t in taps_]  # an arithmetic progression in phase coordinates
+            step = offs[1] - offs[0] if len(offs) > 1 else 1
+            entries.append((r, taps_, offs[0], step))
+        per_axis.append(entries)
+    nd = len(ksize)
+    strided = any(s > 1 for s in strides)
+    pieces = []
+    for combo in itertools.product(*per_axis):
+        phase = xp[
+            (
+                slice(None),
+                slice(None),
+                *(slice(e[0], None, s) for e, s in zip(combo, strides, strict=True)),
+            )
+        ]
+        if strided:
+            phase = np.ascontiguousarray(phase)
+        phase = phase[(slice(None), slice(None), *(slice(e[2], None) for e in combo))]
+        spans = tuple((len(e[1]) - 1) * e[3] + 1 for e in combo)
+        v = sliding_window_view(phase, spans, axis=tuple(range(2, 2 + nd)))
+        v = v[
+            (
+                slice(None),
+                slice(None),
+                *(slice(0, m) for m in out_sp),
+                *(slice(None, None, e[3]) for e in combo),
+            )
+        ]
+        taps = itertools.product(*(e[1] for e in combo))
+        index = np.array([np.ravel_multi_index(t, ksize) for t in taps], dtype=np.intp)
+        pieces.append((v, index))
+    return pieces
+
+
 def im2col(
     xp: NDArray[Any],
     w: NDArray[Any],
@@ -195,23 +251,30 @@ def im2col(
     o, cg = w.shape[:2]
     og = o // groups
     nd = len(out_sp)
-    ks = w.shape[2:]
-    spans = tuple(d * (k - 1) + 1 for k, d in zip(ks, dilations, strict=True))
-    v = sliding_window_view(xp, spans, axis=tuple(range(2, 2 + nd)))  # (N, C, *full, *spans)
-    sl = tuple(slice(0, s * (m - 1) + 1, s) for s, m in zip(strides, out_sp, strict=True))
-    sl += tuple(slice(None, None, d) for d in dilations)
-    v = v[(slice(None), slice(None), *sl)]  # (N, C, *out, *K)
-    order = (0, 1, *range(2 + nd, 2 + 2 * nd), *range(2, 2 + nd))
-    kdim = cg * int(np.prod(ks))
-    npos = int(np.prod(out_sp))
-    wmat = w.reshape(groups, og, kdim)
+    pieces = _phase_windows(xp, w.shape[2:], strides, dilations, out_sp)
+    order = np.concatenate([index for _, index in pieces])
+    ntaps = len(order)
+    kdim = cg * ntaps
+    npos = math.prod(out_sp)
+    # the weight columns follow the order in which the taps are gathered
+    wmat = w.reshape(groups, og, cg, ntaps)[..., order].reshape(groups, og, kdim)
     out = np.empty((n, groups, og, npos), dtype=w.dtype)
     per_item = groups * kdim * npos * w.dtype.itemsize
     step = max(1, IM2COL_BUDGET // max(per_item, 1))
+    # one buffer, reused for every chunk (a fresh multi-MB array per chunk costs page faults)
+    cols = np.empty((min(step, n), groups, cg, ntaps, npos), dtype=w.dtype)
+    perm = (0, 1, 2, *range(3 + nd, 3 + 2 * nd), *range(3, 3 + nd))
     for b0 in range(0, n, step):
         b1 = min(n, b0 + step)
-        cols = np.ascontiguousarray(v[b0:b1].transpose(order)).reshape(b1 - b0, groups, kdim, npos)
-        np.matmul(wmat, cols, out=out[b0:b1])
+        nb = b1 - b0
+        row = 0
+        for v, index in pieces:
+            win = v.shape[2 + nd :]
+            src = v[b0:b1].reshape(nb, groups, cg, *v.shape[2:]).transpose(perm)
+            dst = cols[:nb, :, :, row : row + len(index)].reshape(nb, groups, cg, *win, *out_sp)
+            np.copyto(dst, src)
+            row += len(index)
+        np.matmul(wmat, cols[:nb].reshape(nb, groups, kdim, npos), out=out[b0:b1])
     return out.reshape(n, o, *out_sp)
 
 

@@ -12,6 +12,7 @@ RUN/
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 from pathlib import Path
@@ -98,8 +99,12 @@ class RunDir:
             save_file(clean, str(tmp), metadata=meta)
 
     def save_checkpoint(self, state: dict[str, Any]) -> None:
+        # serialise in memory first: one write of the finished bytes is cheaper than torch.save's
+        # many small writes to a file
+        buf = io.BytesIO()
+        torch.save(state, buf)
         with atomic_path(self.checkpoint) as tmp:
-            torch.save(state, tmp)
+            tmp.write_bytes(buf.getbuffer())
 
     def load_checkpoint(self) -> dict[str, Any]:
         if not self.checkpoint.is_file():

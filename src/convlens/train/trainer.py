@@ -34,6 +34,21 @@ class TrainingError(ConvlensError):
     """Training cannot go on (e.g. the loss became non-finite)."""
 
 
+def _detached_copy(obj: Any) -> Any:
+    """A copy of a (nested) state dict: tensors cloned, containers rebuilt, other leaves copied.
+
+    Like ``copy.deepcopy`` for what optimizers put in ``state_dict()`` (tensors, numbers, lists,
+    dicts), without deepcopy's per-object bookkeeping.
+    """
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().clone()
+    if isinstance(obj, dict):
+        return {k: _detached_copy(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return type(obj)(_detached_copy(v) for v in obj)
+    return copy.copy(obj)
+
+
 @dataclass
 class TrainConfig:
     data: str = "faces"
@@ -242,7 +257,7 @@ class Trainer:
         """A detached copy of everything resume needs (safe to write later from another thread)."""
         return {
             "model": {k: v.detach().clone() for k, v in model.state_dict().items()},
-            "optimizer": copy.deepcopy(opt.state_dict()),
+            "optimizer": _detached_copy(opt.state_dict()),
             "generator": gen.get_state(),
             "epoch": epoch,
             "seconds": seconds,
@@ -354,16 +369,19 @@ class Trainer:
             idx = perm[i : i + bs]
             logits = model(x_tr[idx])
             loss = nn.functional.cross_entropy(logits, y_tr[idx])
-            if not torch.isfinite(loss):
+            value = float(
+                loss.detach()
+            )  # one device sync per batch, used for the check and the sum
+            if not math.isfinite(value):
                 raise TrainingError(
-                    f"the training loss became {float(loss.detach())} at epoch {epoch}, batch {b} "
+                    f"the training loss became {value} at epoch {epoch}, batch {b} "
                     f"(learning rate {self.cfg.lr}); stopped. The last good checkpoint (epoch {epoch - 1}) "
                     f"is in {str(self.run.checkpoint)!r}"
                 )
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            loss_sum += float(loss.detach()) * len(idx)
+            loss_sum += value * len(idx)
             correct += int((logits.argmax(1) == y_tr[idx]).sum())
         val_loss, val_acc = evaluate(model, *data["val"])
         if not (math.isfinite(loss_sum) and math.isfinite(val_loss)):
