@@ -1,6 +1,8 @@
 """P4 worker: one process per measurement so peak memory (ru_maxrss) belongs to that run alone.
 
 python -m bench.stream_stats --n 50000 --mode stream|plain  -> prints JSON {seconds, peak_rss_kib}
+python -m bench.stream_stats --n 50000 --mode both          -> also the per-round throughput ratio
+(plain and streaming interleaved in one process, the order alternating each round)
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ def batches(n: int, batch: int = 256):  # type: ignore[no-untyped-def]
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--n", type=int, required=True)
-    p.add_argument("--mode", choices=["plain", "stream"], required=True)
+    p.add_argument("--mode", choices=["plain", "stream", "both"], required=True)
     p.add_argument("--reps", type=int, default=3)
     a = p.parse_args()
     reset_peak_rss()
@@ -40,6 +42,23 @@ def main() -> None:
     def stream() -> None:
         activations.collect(model, batches(a.n), "bench")
 
+    if a.mode == "both":
+        from bench.common import compare
+
+        res = compare({"plain": plain, "stream": stream}, a.reps, reference="plain")
+        # throughput ratio = plain time / streaming time, per round
+        ratios = res["ratios"]["stream"]
+        print(
+            json.dumps(
+                {
+                    "plain_seconds": res["plain"]["median"],
+                    "stream_seconds": res["stream"]["median"],
+                    "throughput_ratio": 1.0 / ratios["median"],
+                    "throughput_ratio_range": [1.0 / ratios["max"], 1.0 / ratios["min"]],
+                }
+            )
+        )
+        return
     fn = plain if a.mode == "plain" else stream
     fn()  # warm-up
     times = []

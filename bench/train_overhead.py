@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import tempfile
 import time
 from typing import Any
@@ -16,13 +15,16 @@ from typing import Any
 import torch
 from torch import nn
 
+from bench.common import compare
 from convlens.data.datasets import load_bundled
 from convlens.models import DEFAULT_MODEL, build_model, make_spec
 from convlens.train import TrainConfig, Trainer
 
 
-def bare_loop(data: str, epochs: int, seed: int = 0, batch: int = 32, lr: float = 3e-3) -> float:
-    ds = load_bundled(data, seed)
+def bare_loop(
+    data: str, epochs: int, seed: int = 0, batch: int = 32, lr: float = 3e-3, ds: Any = None
+) -> float:
+    ds = ds if ds is not None else load_bundled(data, seed)
     c, h, w = ds.shape
     torch.manual_seed(seed)
     model = build_model(make_spec(DEFAULT_MODEL[data], c, (h, w), len(ds.classes)))
@@ -46,17 +48,12 @@ def bare_loop(data: str, epochs: int, seed: int = 0, batch: int = 32, lr: float 
     return time.perf_counter() - t0
 
 
-def trainer_loop_seconds(data: str, epochs: int, snapshots: bool, seed: int = 0) -> float:
-    ds = load_bundled(data, seed)
-    cfg = TrainConfig(
-        data=data,
-        epochs=epochs,
-        seed=seed,
-        snapshots=snapshots,
-        probes=snapshots,
-        ood=["motorcycle"],
-        ood_size=8,
-    )
+def trainer_loop_seconds(
+    data: str, epochs: int, snapshots: bool, seed: int = 0, ds: Any = None
+) -> float:
+    ds = ds if ds is not None else load_bundled(data, seed)
+    # the defaults of `convlens train --data DATA` (every bundled OOD set, probes, snapshots)
+    cfg = TrainConfig(data=data, epochs=epochs, seed=seed, snapshots=snapshots, probes=snapshots)
     with tempfile.TemporaryDirectory() as tmp:
         tr = Trainer(cfg, ds, tmp + "/run", progress=False)
         t0 = time.perf_counter()
@@ -64,31 +61,37 @@ def trainer_loop_seconds(data: str, epochs: int, snapshots: bool, seed: int = 0)
         return time.perf_counter() - t0
 
 
-def summarize(values: list[float]) -> dict[str, float]:
-    return {
-        "min": min(values),
-        "median": statistics.median(values),
-        "max": max(values),
-        "n": len(values),
-    }
-
-
 def run(data: str, epochs: int, reps: int) -> dict[str, Any]:
-    trainer_loop_seconds(data, 2, True)  # warm-up
-    with_s, without_s, bare = [], [], []
-    for _ in range(reps):
-        with_s.append(trainer_loop_seconds(data, epochs, True))
-        without_s.append(trainer_loop_seconds(data, epochs, False))
-        bare.append(bare_loop(data, epochs))
-    w, wo, b = (statistics.median(v) for v in (with_s, without_s, bare))
+    """Interleaved rounds (order rotating) of: trainer with snapshots+probes, trainer without, and
+    the bare loop; the overheads are medians of the per-round ratios."""
+    ds = load_bundled(data, 0)  # loaded once: each timed call is training plus its own set-up
+    trainer_loop_seconds(data, 2, True, ds=ds)  # warm-up
+    bare_loop(data, 2, ds=ds)
+    res = compare(
+        {
+            "with": lambda: trainer_loop_seconds(data, epochs, True, ds=ds),
+            "without": lambda: trainer_loop_seconds(data, epochs, False, ds=ds),
+            "bare": lambda: bare_loop(data, epochs, ds=ds),
+        },
+        reps,
+        reference="bare",
+        warmup=0,
+    )
+    # whole calls are timed: for the trainer that includes creating the run directory and waiting
+    # for its last writes; for the bare loop, building the model and tensors
+    with_vs_without = res["ratios"]["with"]["median"] / res["ratios"]["without"]["median"]
     return {
         "data": data,
         "epochs": epochs,
-        "with_snapshots_s": summarize(with_s),
-        "without_snapshots_s": summarize(without_s),
-        "bare_pytorch_s": summarize(bare),
-        "snapshot_overhead": w / wo - 1.0,
-        "overhead_vs_bare": w / b - 1.0,
+        "with_snapshots_s": res["with"],
+        "without_snapshots_s": res["without"],
+        "bare_pytorch_s": res["bare"],
+        "snapshot_overhead": with_vs_without - 1.0,
+        "overhead_vs_bare": res["ratios"]["with"]["median"] - 1.0,
+        "overhead_vs_bare_range": [
+            res["ratios"]["with"]["min"] - 1.0,
+            res["ratios"]["with"]["max"] - 1.0,
+        ],
     }
 
 

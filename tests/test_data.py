@@ -10,7 +10,7 @@ from PIL import Image
 
 from convlens.data.datasets import load_bundled, stratified_splits
 from convlens.data.loaders import load_dataset, read_idx
-from convlens.data.ood import OOD_NAMES, make_ood
+from convlens.data.ood import OOD_NAMES, default_ood_names, make_ood
 from convlens.errors import ConvlensError
 
 
@@ -178,3 +178,15 @@ def test_npz(tmp_path):
 def test_stratified_split_needs_three_per_class():
     with pytest.raises(ConvlensError, match="at least 3"):
         stratified_splits(np.array([0, 0, 0, 1]), 0)
+
+
+@pytest.mark.parametrize("train_set", ["faces", "digits"])
+def test_make_ood_first_members_are_the_prefix_of_the_whole_set(train_set):
+    ds = load_bundled(train_set, 0)
+    for name in default_ood_names(ds):
+        whole = make_ood(name, ds, 12, seed=3)
+        part = make_ood(name, ds, 12, seed=3, first=5)
+        np.testing.assert_array_equal(part.x, whole.x[:5], err_msg=name)
+        assert part.to_dict() == whole.to_dict()  # records the recipe's size, 12
+        none = make_ood(name, ds, 12, seed=3, first=0)
+        assert none.x.shape == (0, *ds.shape) and none.to_dict()["n"] == 12

@@ -13,6 +13,7 @@ Each set has the training set's size, channel count and normalisation (its pixel
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,9 +31,11 @@ class OODSet:
     name: str
     x: NDArray[np.float32]
     description: str
+    size: int | None = None  # the recipe's size when only its first members were built
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "n": len(self.x), "description": self.description}
+        n = len(self.x) if self.size is None else self.size
+        return {"name": self.name, "n": n, "description": self.description}
 
 
 def _grey01(img: NDArray[Any]) -> NDArray[np.float64]:
@@ -44,18 +47,24 @@ def _grey01(img: NDArray[Any]) -> NDArray[np.float64]:
 
 
 def random_crops(
-    images: list[NDArray[np.float64]],
+    images: list[NDArray[np.float64]] | Callable[[], list[NDArray[np.float64]]],
     n: int,
     out_hw: tuple[int, int],
     crop_frac: tuple[float, float],
     rng: np.random.Generator,
 ) -> NDArray[np.float64]:
-    """``n`` square crops (side a random fraction of the shorter image side), resized to ``out_hw``."""
+    """``n`` square crops (side a random fraction of the shorter image side), resized to ``out_hw``.
+
+    Crop ``i`` depends only on the draws before it, so the first ``k`` of ``n`` crops are the ``k``
+    crops of the same seed. ``images`` may be a function that loads them (not called when n == 0).
+    """
     from skimage.transform import resize
 
     out = np.empty((n, *out_hw))
+    if n and callable(images):
+        images = images()
     for i in range(n):
-        img = images[i % len(images)]
+        img = images[i % len(images)]  # type: ignore[index, arg-type]
         short = min(img.shape)
         side = max(int(short * rng.uniform(*crop_frac)), 2)
         r = int(rng.integers(0, img.shape[0] - side + 1))
@@ -64,8 +73,14 @@ def random_crops(
     return np.clip(out, 0.0, 1.0)
 
 
-def make_ood(name: str, dataset: Dataset, n: int = 100, seed: int = 0) -> OODSet:
-    """Build one OOD set shaped and normalised like ``dataset``."""
+def make_ood(
+    name: str, dataset: Dataset, n: int = 100, seed: int = 0, *, first: int | None = None
+) -> OODSet:
+    """Build one OOD set shaped and normalised like ``dataset``.
+
+    ``first``: build only the first ``first`` members of the ``n``-member set (exactly the same
+    images as ``make_ood(name, dataset, n, seed).x[:first]``); the set records ``n`` as its size.
+    """
     from skimage import data
     from skimage.transform import resize
 
@@ -74,37 +89,50 @@ def make_ood(name: str, dataset: Dataset, n: int = 100, seed: int = 0) -> OODSet
     if name == dataset.name:
         raise ConvlensError(f"{name!r} is the training set itself, not out-of-distribution")
     c, h, w = dataset.shape
+    keep = n if first is None else max(0, min(first, n))
     rng = np.random.default_rng(seed + 1000 + OOD_NAMES.index(name))
     if name == "motorcycle":
-        raw = random_crops([_grey01(data.stereo_motorcycle()[0])], n, (h, w), (0.15, 0.5), rng)
+        raw = random_crops(
+            lambda: [_grey01(data.stereo_motorcycle()[0])], keep, (h, w), (0.15, 0.5), rng
+        )
         desc = "random square crops (15-50% of the short side) of stereo_motorcycle (left), grey, resized"
     elif name == "cat":
-        raw = random_crops([_grey01(data.chelsea())], n, (h, w), (0.3, 0.9), rng)
+        raw = random_crops(lambda: [_grey01(data.chelsea())], keep, (h, w), (0.3, 0.9), rng)
         desc = "random square crops (30-90% of the short side) of chelsea (a cat), grey, resized"
     elif name == "textures":
-        textures = [_grey01(getattr(data, t)()) for t in ("brick", "grass", "gravel")]
-        raw = random_crops(textures, n, (h, w), (0.05, 0.2), rng)
+        raw = random_crops(
+            lambda: [_grey01(getattr(data, t)()) for t in ("brick", "grass", "gravel")],
+            keep,
+            (h, w),
+            (0.05, 0.2),
+            rng,
+        )
         desc = "random square crops (5-20% of the short side) of brick, grass and gravel, resized"
     elif name == "digits":
         from sklearn.datasets import load_digits
 
         imgs = load_digits().images / 16.0
-        pick = rng.choice(len(imgs), size=n, replace=len(imgs) < n)
-        raw = np.stack([resize(imgs[i], (h, w), anti_aliasing=True) for i in pick])
+        pick = rng.choice(len(imgs), size=n, replace=len(imgs) < n)[:keep]
+        raw = np.array([resize(imgs[i], (h, w), anti_aliasing=True) for i in pick]).reshape(
+            -1, h, w
+        )
         desc = "sklearn load_digits images / 16, resized"
     elif name == "faces":
         imgs = np.asarray(data.lfw_subset()[:100])
-        pick = rng.choice(len(imgs), size=n, replace=len(imgs) < n)
-        raw = np.stack([resize(imgs[i], (h, w), anti_aliasing=True) for i in pick])
+        pick = rng.choice(len(imgs), size=n, replace=len(imgs) < n)[:keep]
+        raw = np.array([resize(imgs[i], (h, w), anti_aliasing=True) for i in pick]).reshape(
+            -1, h, w
+        )
         desc = "the 100 face crops of lfw_subset, resized"
     else:
-        raw = rng.uniform(0.0, 1.0, size=(n, h, w))
+        raw = rng.uniform(0.0, 1.0, size=(n, h, w))[:keep]
         desc = "i.i.d. uniform noise in [0, 1]"
     x = np.repeat(raw[:, None], c, axis=1)
     return OODSet(
         name,
         dataset.normalise(x),
         desc + f"; standardised with the {dataset.name} training mean/std",
+        size=None if keep == n else n,
     )
 
 

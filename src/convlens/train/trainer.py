@@ -179,7 +179,12 @@ class Trainer:
             model_name, c, (h, w), len(dataset.classes), cfg.first_kernel
         )
         names = cfg.ood if cfg.ood is not None else default_ood_names(dataset)
-        self.ood_sets: list[OODSet] = [make_ood(n, dataset, cfg.ood_size, cfg.seed) for n in names]
+        # training only needs the probe images (the first few of each set); the analysis rebuilds
+        # whole sets from the recorded recipe (name, size, seed)
+        first = cfg.probes_per_set if cfg.probes else 0
+        self.ood_sets: list[OODSet] = [
+            make_ood(n, dataset, cfg.ood_size, cfg.seed, first=first) for n in names
+        ]
 
     # -- set-up ---------------------------------------------------------------------------------
     def _tensors(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
