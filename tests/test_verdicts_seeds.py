@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from convlens.analysis.matching import match_layer, random_null, spectrum_null
+from convlens.analysis.matching import dc_cosine_scores, match_layer, random_null, spectrum_null
 from convlens.analysis.seeds import aggregate, t_interval
 from convlens.analysis.verdicts import binomial_tail, kernel_verdict, verdicts
 from convlens.kernels import get_kernel
@@ -117,3 +117,19 @@ def test_bank_kernel_beats_both_nulls():
     k = get_kernel("gabor", angle=45, frequency=0.3, size=5, sigma=1.25).weights
     res = match_layer("g", np.stack([k, k * 2])[:, None])
     assert res.fraction_above_null95 == 1.0 and res.fraction_above_spectrum_null95 == 1.0
+
+
+def test_spectrum_null_matches_an_fft2_oracle():
+    """The DFT-matrix power spectrum equals np.fft.fft2's (the straightforward formulation)."""
+    from convlens.kernels.bank import bank_matrix
+
+    rng = np.random.default_rng(4)
+    for k in (3, 5):
+        kernels = rng.standard_normal((40, k, k))
+        w = kernels - kernels.mean(axis=(-2, -1), keepdims=True)
+        power = (np.abs(np.fft.fft2(w)) ** 2).mean(axis=0)
+        noise = np.random.default_rng(11 + 7919).standard_normal((300, k, k))
+        shaped = np.real(np.fft.ifft2(np.fft.fft2(noise) * np.sqrt(power)))
+        bank, _ = bank_matrix(k)
+        want = np.sort(dc_cosine_scores(shaped.reshape(300, k * k), bank)[1])
+        np.testing.assert_allclose(spectrum_null(kernels, 300, seed=11), want, atol=1e-12)

@@ -97,8 +97,17 @@ def spectrum_null(kernels: NDArray[Any], n: int, seed: int = 0) -> NDArray[np.fl
     """Scores of ``n`` random kernels with the mean power spectrum of ``kernels`` ``(K, k, k)``."""
     w = np.asarray(kernels, dtype=np.float64)
     k = w.shape[-1]
-    w = w - w.mean(axis=(-2, -1), keepdims=True)
-    power = (np.abs(np.fft.fft2(w)) ** 2).mean(axis=0)
+    flat = w.reshape(-1, k * k)
+    flat = flat - flat.mean(axis=1, keepdims=True)
+    # |fft2|^2 of every kernel as two real GEMMs with the 2-D DFT matrix: one pass over (K, k*k)
+    # instead of K tiny FFTs (the same numbers as np.fft.fft2 up to rounding)
+    dft = np.fft.fft(np.eye(k))
+    dft2 = np.kron(dft, dft)  # vec(F) = dft2 @ vec(w) for row-major vec
+    power = (
+        ((flat @ dft2.real.T) ** 2 + (flat @ dft2.imag.T) ** 2).mean(axis=0).reshape(k, k)
+        if len(flat)
+        else np.zeros((k, k))
+    )
     rng = np.random.default_rng(seed + 7919)
     noise = rng.standard_normal((n, k, k))
     shaped = np.real(np.fft.ifft2(np.fft.fft2(noise) * np.sqrt(power)))
@@ -173,21 +182,43 @@ def categorize_many(
     opponency: NDArray[Any] | None = None,
 ) -> NDArray[np.str_]:
     """The taxonomy rule of this module, vectorised over kernels ``vecs`` ``(K, k*k)``."""
+    uniq, inverse = np.unique(np.asarray(families), return_inverse=True)
+    codes = _categorize_codes(vecs, score, inverse.ravel(), [str(f) for f in uniq], p95, opponency)
+    return np.array(CATEGORY_NAMES, dtype="<U24")[codes]
+
+
+CATEGORY_NAMES = sorted({*CATEGORY.values(), "unclear", "colour-contrast", "smoothing/DC"})
+
+
+def _categorize_codes(
+    vecs: NDArray[Any],
+    score: NDArray[Any],
+    family_codes: NDArray[np.integer[Any]],
+    family_names: list[str],
+    p95: float,
+    opponency: NDArray[Any] | None = None,
+) -> NDArray[np.intp]:
+    """:func:`categorize_many` on integer family codes, giving indices into ``CATEGORY_NAMES``
+    (no sorting of string arrays: this runs over every kernel of a model)."""
     v = np.asarray(vecs, dtype=np.float64)
     n = v.shape[1]
     energy = np.einsum("ij,ij->i", v, v)
     dc = v.sum(axis=1) ** 2 / n
     safe = np.where(energy > 0, energy, 1.0)
-    uniq, inverse = np.unique(np.asarray(families), return_inverse=True)
-    out = np.array([CATEGORY.get(str(f), "unclear") for f in uniq], dtype="<U24")[inverse.ravel()]
-    out = np.where(score >= p95, out, "unclear")
+    index = {name: i for i, name in enumerate(CATEGORY_NAMES)}
+    unclear = index["unclear"]
+    per_family = np.array([index[CATEGORY.get(f, "unclear")] for f in family_names], dtype=np.intp)
+    out = per_family[family_codes] if len(family_names) else np.full(len(v), unclear, np.intp)
+    out = np.where(score >= p95, out, unclear)
     if opponency is not None:
-        out = np.where((score >= p95) & (opponency >= COLOUR_THRESHOLD), "colour-contrast", out)
-    out = np.where(dc / safe >= DC_THRESHOLD, "smoothing/DC", out)
-    out = np.where(energy == 0, "unclear", out)
+        out = np.where(
+            (score >= p95) & (opponency >= COLOUR_THRESHOLD), index["colour-contrast"], out
+        )
+    out = np.where(dc / safe >= DC_THRESHOLD, index["smoothing/DC"], out)
+    out = np.where(energy == 0, unclear, out)
     if n == 1:
-        out[:] = "unclear"
-    return out.astype("<U24")
+        out[:] = unclear
+    return out.astype(np.intp)
 
 
 def categorize(
@@ -255,10 +286,11 @@ def match_layer(
     )
     res.fraction_above_spectrum_null95 = float((score > res.spectrum_null.p95).mean())
     res.median_score = float(np.median(score))
-    fams = np.array([e.family for e in entries])[best]
-    res.best_families = {
-        str(f): int(n) for f, n in zip(*np.unique(fams, return_counts=True), strict=True)
-    }
+    fam_names, fam_of_entry = np.unique([e.family for e in entries], return_inverse=True)
+    fam_codes = fam_of_entry.ravel()[best]
+    fams = fam_names[fam_codes]
+    fam_counts = np.bincount(fam_codes, minlength=len(fam_names))
+    res.best_families = {str(f): int(n) for f, n in zip(fam_names, fam_counts, strict=True) if n}
     if init_weight is not None:
         iw = np.asarray(init_weight, dtype=np.float64).reshape(-1, k * k)
         init_scores = dc_cosine_scores(iw, bank)[1]
@@ -275,12 +307,17 @@ def match_layer(
         opponency = np.where(
             denom > 0, 1.0 - (summed**2).sum(axis=(1, 2)) / np.where(denom > 0, denom, 1), 0.0
         )
-    cats = categorize_many(
-        vecs, score, fams, p95, None if opponency is None else np.repeat(opponency, c)
+    cat_codes = _categorize_codes(
+        vecs,
+        score,
+        fam_codes,
+        [str(f) for f in fam_names],
+        p95,
+        None if opponency is None else np.repeat(opponency, c),
     )
-    res.categories = {
-        str(cat): int(n) for cat, n in zip(*np.unique(cats, return_counts=True), strict=True)
-    }
+    cat_counts = np.bincount(cat_codes, minlength=len(CATEGORY_NAMES))
+    res.categories = {name: int(n) for name, n in zip(CATEGORY_NAMES, cat_counts, strict=True) if n}
+    cats = np.array(CATEGORY_NAMES)[cat_codes[: min(len(cat_codes), detail_limit)]]
     if len(vecs) <= detail_limit:
         fits: list[GaborFit | None] = (
             list(fit_gabor(vecs.reshape(-1, k, k))) if gabor and k >= 5 else [None] * len(vecs)
