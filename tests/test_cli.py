@@ -213,3 +213,19 @@ def test_console_script_exit_codes():
         [*exe, "explain", *SEED, "--expect", "146 157; 200 233"], capture_output=True, text=True
     )
     assert check.returncode == 1
+
+
+def test_train_resume_extends_only_with_an_explicit_epochs(tmp_path):
+    """`--resume` keeps the recorded epochs unless --epochs is given, also when it equals the
+    option's default (30)."""
+    import json
+
+    out = str(tmp_path / "run")
+    first = ["train", "--data", "digits", "--epochs", "2", "--no-snapshots", "-q", "--out", out]
+    assert run(*first).exit_code == 0
+    assert run("train", "--resume", "-q", "--out", out).exit_code == 0
+    metrics = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(m)["epoch"] for m in metrics] == [1, 2]
+    assert run("train", "--resume", "--epochs", "30", "-q", "--out", out).exit_code == 0
+    metrics = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(m)["epoch"] for m in metrics] == list(range(1, 31))

@@ -344,7 +344,10 @@ def train(
             cfg = TrainConfig(**cfg_dict)
         except TypeError as exc:
             raise ConvlensError(f"{out!r}: run.json config is not understood: {exc}") from None
-        cfg.epochs = max(cfg.epochs, epochs) if epochs != 30 else cfg.epochs
+        # --epochs extends a resumed run only when given on the command line (not its default)
+        source = click.get_current_context().get_parameter_source("epochs")
+        if source == click.core.ParameterSource.COMMANDLINE:
+            cfg.epochs = max(cfg.epochs, epochs)
     else:
         cfg = TrainConfig(
             data=data,
