@@ -37,7 +37,7 @@ def compare(
     each timed call follows an untimed call of the same function (so one library's idle worker
     threads, still spinning from the previous call, do not land on the next). With ``reference``,
     the ratio ``time / reference time`` is taken within each round and summarised too: that is the
-    figure to compare with a target.
+    figure to compare with a target. ``out["times"]`` keeps every round's times.
     """
     names = list(fns)
     for _ in range(warmup):
@@ -52,6 +52,7 @@ def compare(
             fns[k]()
             times[k].append(time.perf_counter() - t0)
     out: dict[str, Any] = {k: summarize(v) for k, v in times.items()}
+    out["times"] = times  # per round, for ratios between any two candidates
     if reference is not None:
         ref = times[reference]
         out["ratios"] = {

@@ -51,6 +51,7 @@ CATEGORY = {
 }
 DC_THRESHOLD = 0.6
 COLOUR_THRESHOLD = 0.9
+CATEGORY_NAMES = sorted({*CATEGORY.values(), "unclear", "colour-contrast", "smoothing/DC"})
 DETAIL_LIMIT = 4096  # per-kernel records are kept for layers with at most this many kernels
 CHUNK = 65536
 
@@ -187,9 +188,6 @@ def categorize_many(
     return np.array(CATEGORY_NAMES, dtype="<U24")[codes]
 
 
-CATEGORY_NAMES = sorted({*CATEGORY.values(), "unclear", "colour-contrast", "smoothing/DC"})
-
-
 def _categorize_codes(
     vecs: NDArray[Any],
     score: NDArray[Any],
@@ -317,8 +315,8 @@ def match_layer(
     )
     cat_counts = np.bincount(cat_codes, minlength=len(CATEGORY_NAMES))
     res.categories = {name: int(n) for name, n in zip(CATEGORY_NAMES, cat_counts, strict=True) if n}
-    cats = np.array(CATEGORY_NAMES)[cat_codes[: min(len(cat_codes), detail_limit)]]
     if len(vecs) <= detail_limit:
+        cats = np.array(CATEGORY_NAMES)[cat_codes]
         fits: list[GaborFit | None] = (
             list(fit_gabor(vecs.reshape(-1, k, k))) if gabor and k >= 5 else [None] * len(vecs)
         )

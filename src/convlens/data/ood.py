@@ -61,10 +61,11 @@ def random_crops(
     from skimage.transform import resize
 
     out = np.empty((n, *out_hw))
-    if n and callable(images):
-        images = images()
+    if n == 0:
+        return out
+    imgs = images() if callable(images) else images
     for i in range(n):
-        img = images[i % len(images)]  # type: ignore[index, arg-type]
+        img = imgs[i % len(imgs)]
         short = min(img.shape)
         side = max(int(short * rng.uniform(*crop_frac)), 2)
         r = int(rng.integers(0, img.shape[0] - side + 1))

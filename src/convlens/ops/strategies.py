@@ -90,6 +90,17 @@ def _run_split(fn: Any, stop: int, workers: int) -> None:
         list(pool.map(lambda ab: fn(int(ab[0]), int(ab[1])), itertools.pairwise(edges)))
 
 
+def _sum_of_taps(dst: NDArray[Any], terms: Any) -> None:
+    """``dst = sum(view * weight for view, weight in terms)`` with one temporary for all taps."""
+    tmp = np.empty_like(dst)
+    for i, (view, wt) in enumerate(terms):
+        if i == 0:
+            np.multiply(view, wt, out=dst)
+        else:
+            np.multiply(view, wt, out=tmp)
+            np.add(dst, tmp, out=dst)
+
+
 def shift_add(
     xp: NDArray[Any],
     w: NDArray[Any],
@@ -115,16 +126,16 @@ def shift_add(
     scalars = [g.ravel()[0] for g in per_group] if groups == 1 else None
 
     def band(r0: int, r1: int) -> None:
-        acc = out[:, :, r0:r1]
-        tmp = np.empty_like(acc)
-        for i, tap in enumerate(tap_list):
-            view = planes[lead + _window(tap, dilations, strides, out_sp, r0, r1 - r0)]
-            wt: Any = scalars[i] if scalars is not None else per_group[i]
-            if i == 0:
-                np.multiply(view, wt, out=acc)
-            else:
-                np.multiply(view, wt, out=tmp)
-                acc += tmp
+        _sum_of_taps(
+            out[:, :, r0:r1],
+            (
+                (
+                    planes[lead + _window(tap, dilations, strides, out_sp, r0, r1 - r0)],
+                    scalars[i] if scalars is not None else per_group[i],
+                )
+                for i, tap in enumerate(tap_list)
+            ),
+        )
 
     rows = out_sp[0]
     _run_split(band, rows, _workers(n * groups * math.prod(out_sp), rows))
@@ -168,15 +179,10 @@ def _flat_shift_add(
     acc = np.empty(src.shape, dtype=w.dtype)
 
     def run(a: int, b: int) -> None:
-        dst = acc[:, :, a:b]
-        tmp = np.empty_like(dst)
-        for i, off in enumerate(offsets):
-            view = src[:, :, a + off : b + off]
-            if i == 0:
-                np.multiply(view, wt[i], out=dst)
-            else:
-                np.multiply(view, wt[i], out=tmp)
-                np.add(dst, tmp, out=dst)
+        _sum_of_taps(
+            acc[:, :, a:b],
+            ((src[:, :, a + off : b + off], wt[i]) for i, off in enumerate(offsets)),
+        )
 
     rows = src.shape[0] * src.shape[1]
     _run_split(run, span, _workers(rows * span, span))

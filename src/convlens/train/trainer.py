@@ -261,7 +261,7 @@ class Trainer:
     ) -> dict[str, Any]:
         """A detached copy of everything resume needs (safe to write later from another thread)."""
         return {
-            "model": {k: v.detach().clone() for k, v in model.state_dict().items()},
+            "model": _detached_copy(model.state_dict()),
             "optimizer": _detached_copy(opt.state_dict()),
             "generator": gen.get_state(),
             "epoch": epoch,
@@ -374,9 +374,8 @@ class Trainer:
             idx = perm[i : i + bs]
             logits = model(x_tr[idx])
             loss = nn.functional.cross_entropy(logits, y_tr[idx])
-            value = float(
-                loss.detach()
-            )  # one device sync per batch, used for the check and the sum
+            # one device sync per batch, used for the check and for the sum
+            value = float(loss.detach())
             if not math.isfinite(value):
                 raise TrainingError(
                     f"the training loss became {value} at epoch {epoch}, batch {b} "
