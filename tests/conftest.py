@@ -1,5 +1,10 @@
+import hashlib
 import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 settings.register_profile(
@@ -13,3 +18,64 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow],
 )
 settings.load_profile("ci" if os.environ.get("CI") else "default")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--update-golden",
+        action="store_true",
+        default=False,
+        help="rewrite the files under tests/golden/ from the current output instead of comparing "
+        "(review the diff before committing; see tests/golden/README.md)",
+    )
+
+
+@pytest.fixture
+def update_golden(request: pytest.FixtureRequest) -> bool:
+    """True when pytest runs with ``--update-golden``: golden tests rewrite their files."""
+    return bool(request.config.getoption("--update-golden"))
+
+
+def _digest(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A small faces run trained once per session, for tests that only read a run directory.
+
+    3 epochs, snapshots and probes on, OOD sets motorcycle and noise (20 images each). Read only:
+    a test that writes into the run (analysis.json, deleting files) takes ``tiny_run_copy``. The
+    run is hashed when trained and checked at the end of the session, so a test that changes it
+    anyway shows up as an error naming this fixture.
+    """
+    from convlens.data.datasets import load_bundled
+    from convlens.train import TrainConfig, Trainer
+
+    run = tmp_path_factory.mktemp("tiny_run") / "run"
+    cfg = TrainConfig(epochs=3, ood=["motorcycle", "noise"], ood_size=20)
+    Trainer(cfg, load_bundled("faces", 0), run, progress=False).train()
+    before = _digest(run)
+    yield run
+    assert _digest(run) == before, (
+        "a test changed the shared tiny_run directory; tests that write into a run must use "
+        "tiny_run_copy"
+    )
+
+
+@pytest.fixture
+def tiny_run_copy(tiny_run: Path, tmp_path: Path) -> Path:
+    """A private copy of ``tiny_run`` at ``tmp_path / "run"``, free to modify."""
+    return Path(shutil.copytree(tiny_run, tmp_path / "run"))
+
+
+@pytest.fixture(scope="session")
+def tiny_run_analysis(tiny_run: Path):  # -> AnalysisResult
+    """``analyze_run(tiny_run, n_null=200)`` computed once per session (not written to disk)."""
+    from convlens.analysis import analyze_run
+
+    return analyze_run(tiny_run, n_null=200)

@@ -10,7 +10,13 @@ from safetensors.torch import save_file
 from skimage import data as skdata
 from torch import nn
 
-from convlens.analysis import analyze_model_file, analyze_run, analyze_weights
+from convlens.analysis import (
+    SCHEMA_VERSION,
+    AnalysisResult,
+    analyze_model_file,
+    analyze_run,
+    analyze_weights,
+)
 from convlens.analysis.activations import verdict
 from convlens.analysis.gaborfit import fit_gabor
 from convlens.analysis.loading import load_weights
@@ -62,21 +68,21 @@ def test_planted_kernel_is_recovered_and_named(name, params):
     assert cos >= 0.99
     res = match_layer("planted", learned, n_null=1000)
     rec = res.kernels[0]
-    assert rec["score"] >= 0.99
+    assert rec.score >= 0.99
     expected = "sobel_x" if name == "sobel_x" else "gabor(angle=45,f=0.3,phase=0)"
-    assert rec["best_match"] == expected
-    assert rec["above_null95"] and rec["p_value"] < 0.01
+    assert rec.best_match == expected
+    assert rec.above_null95 and rec.p_value < 0.01
 
 
 def test_bank_kernel_scores_one_and_random_kernels_sit_at_the_null_median():
     sob = get_kernel("sobel_x").weights[None, None].astype(float)
-    assert match_layer("s", sob).kernels[0]["score"] == pytest.approx(1.0)
+    assert match_layer("s", sob).kernels[0].score == pytest.approx(1.0)
     rng = np.random.default_rng(123)
     rand = rng.uniform(-1, 1, size=(500, 1, 5, 5))
     res = match_layer("r", rand, n_null=2000, seed=7)
     assert abs(res.median_score - res.null.median) < 0.02
     assert 0.02 < res.fraction_above_null95 < 0.09
-    pcts = [k["percentile"] for k in res.kernels]
+    pcts = [k.percentile for k in res.kernels]
     assert 40 < np.median(pcts) < 60
 
 
@@ -151,11 +157,12 @@ def test_analyze_weights_on_state_dict_files(tmp_path):
     torch.save(sd, tmp_path / "m.pt")
     for f in ("m.safetensors", "m.pt"):
         a = analyze_model_file(tmp_path / f, n_null=200)
-        layers = {m["layer"]: m for m in a["matching"]}
-        assert layers["0"]["n_kernels"] == 48 and layers["0"]["kernel_size"] == 7
-        assert "1x1" in layers["1"]["skipped"]
-        assert layers["2"]["weight_shape"] == [8, 1, 3, 3]
-        json.dumps(a)
+        layers = {r.name: r.matching for r in a.layers}
+        assert layers["0"].n_kernels == 48 and layers["0"].kernel_size == 7
+        assert "1x1" in layers["1"].skipped
+        assert layers["2"].weight_shape == [8, 1, 3, 3]
+        assert [r.identity.order for r in a.layers] == ["file"] * 3
+        assert AnalysisResult.from_json(a.to_json()) == a
 
 
 @pytest.mark.filterwarnings("ignore:Detected pickle protocol")
@@ -223,27 +230,34 @@ def _faces_run(tmp_path, **kw):
     return tmp_path / "run"
 
 
-def test_analyze_run_end_to_end(tmp_path):
-    run = _faces_run(tmp_path)
+def test_analyze_run_end_to_end(tiny_run):
+    run = tiny_run
     a = analyze_run(run, n_null=300)
-    json.dumps(a, allow_nan=False)
-    assert a["headline"]["all_layers_cross_correlation"]
-    assert a["headline"]["max_abs_diff_correlate"] < 1e-12
-    assert [m["layer"] for m in a["matching"]] == ["conv1", "conv2"]
-    assert a["matching"][0]["init_null"]["n"] == 8
-    assert len(a["evolution"]["epochs"]) == 4
-    assert set(a["distribution"]["layers"]) == {"conv1", "conv2"}
-    ood = a["distribution"]["layers"]["conv1"]["ood"]["motorcycle"]
-    assert 0 <= ood["auroc"] <= 1 and ood["verdict"] in ("holds", "reversed", "not supported")
-    rf = {r["layer"]: r for r in a["receptive_fields"]["effective"]}
-    assert rf["conv1"]["support_fraction"] < 0.1 < rf["fc1"]["support_fraction"]
-    assert rf["fc1"]["support_fraction"] > 0.9
-    theo = {r["name"]: r for r in a["receptive_fields"]["theoretical"]}
-    assert (
-        theo["conv1"]["size"] == [5, 5]
-        and theo["conv2"]["size"] == [10, 10]
-        and theo["fc1"]["is_global"]
+    assert AnalysisResult.from_json(a.to_json()) == a
+    assert a.headline.all_layers_cross_correlation
+    assert a.headline.max_abs_diff_correlate < 1e-12
+    assert [r.name for r in a.layers] == ["conv1", "conv2"]
+    assert [r.identity.index for r in a.layers] == [0, 1]
+    assert {r.identity.order for r in a.layers} == {"execution"}
+    ident = a.layers[0].identity
+    assert (ident.kernel_size, ident.padding, ident.stride, ident.groups) == (
+        [5, 5],
+        [2, 2],
+        [1, 1],
+        1,
     )
+    assert a.first_layer is a.layers[0] and a.headline.first_layer == "conv1"
+    assert a.layers[0].matching.init_null.n == 8
+    assert len(a.evolution.epochs) == 4
+    assert all(r.distribution is not None for r in a.layers)
+    ood = a.layers[0].distribution.ood["motorcycle"]
+    assert 0 <= ood.auroc <= 1 and ood.verdict in ("holds", "reversed", "not supported")
+    rf = {r.layer: r for r in a.receptive_fields.effective}
+    assert rf["conv1"].support_fraction < 0.1 < rf["fc1"].support_fraction
+    assert rf["fc1"].support_fraction > 0.9
+    theo = {r.name: r for r in a.receptive_fields.theoretical}
+    assert theo["conv1"].size == (5, 5) and theo["conv2"].size == (10, 10)
+    assert theo["fc1"].is_global
 
 
 def test_analyze_run_bad_input(tmp_path):
@@ -251,8 +265,8 @@ def test_analyze_run_bad_input(tmp_path):
         analyze_run(tmp_path)
     run = _faces_run(tmp_path, snapshots=False, probes=False)
     a = analyze_run(run, n_null=200)
-    assert a["evolution"]["skipped"] == "no snapshots in this run"
-    assert "no snapshots" in a["matching_note"]
+    assert a.evolution.skipped == "no snapshots in this run"
+    assert any("no snapshots" in n for n in a.notes)
     (run / "model.safetensors").unlink()
     with pytest.raises(ConvlensError, match="partial run"):
         analyze_run(run)
@@ -266,20 +280,20 @@ def test_analyze_weights_resnet_shaped_smoke():
         "layer1.0.conv1.weight": rng.standard_normal((64, 64, 1, 1)).astype(np.float32),
     }
     out = analyze_weights(w, n_null=500)
-    assert out[1]["n_kernels"] == 4096 and out[2]["skipped"]
-    assert out[0]["channel_summed"] and len(out[0]["channel_summed"]) == 64
+    assert out[1].matching.n_kernels == 4096 and out[2].matching.skipped
+    assert out[0].matching.channel_summed and len(out[0].matching.channel_summed) == 64
 
 
-def test_cli_analyze(tmp_path):
+def test_cli_analyze(tmp_path, tiny_run_copy):
     from click.testing import CliRunner
 
     from convlens.cli import cli
 
-    run = _faces_run(tmp_path)
+    run = tiny_run_copy  # analyze writes analysis.json into the run
     r = CliRunner().invoke(cli, ["analyze", str(run), "--null-size", "200"])
     assert r.exit_code == 0, r.output
     assert "above the random null" in r.output and "AUROC" in r.output
-    assert json.loads((run / "analysis.json").read_text())["format"] == "convlens-analysis/1"
+    assert json.loads((run / "analysis.json").read_text())["schema_version"] == SCHEMA_VERSION
     r = CliRunner().invoke(cli, ["analyze", str(tmp_path / "nothing")])
     assert r.exit_code == 2 and "neither a run directory nor a model file" in r.output
 
@@ -296,9 +310,10 @@ def test_bring_your_own_model_with_factory_and_data(tmp_path):
         ood=["noise", "faces"],
         n_null=200,
     )
-    assert a["headline"]["all_layers_cross_correlation"]
-    assert set(a["distribution"]["layers"]) == {"0", "3"}
-    assert set(a["distribution"]["layers"]["0"]["ood"]) == {"noise", "faces"}
+    assert a.headline.all_layers_cross_correlation
+    assert [r.name for r in a.layers if r.distribution] == ["0", "3"]
+    assert set(a.layer("0").distribution.ood) == {"noise", "faces"}
+    assert [r.identity.order for r in a.layers] == ["execution", "execution"]
     with pytest.raises(ConvlensError, match=r"package\.module:function"):
         analyze_model_file(tmp_path / "mine.safetensors", factory="nocolon")
     with pytest.raises(ConvlensError, match="cannot import factory"):
@@ -360,16 +375,15 @@ def _onnx_digits_model(path):
 def test_onnx_model_activations_and_verification(tmp_path):
     _onnx_digits_model(tmp_path / "m.onnx")
     a = analyze_model_file(tmp_path / "m.onnx", data="digits", ood=["noise"], n_null=200)
-    checks = {c["layer"]: c for c in a["verify"]}
+    checks = {r.name: r.check for r in a.layers if r.check is not None}
     assert set(checks) == {"conv1", "conv2"}
-    assert all(c["is_cross_correlation"] for c in checks.values())
-    assert all(
-        c["max_abs_diff_correlate"] < 1e-4 * max(c["output_scale"], 1) for c in checks.values()
-    )
-    assert all(c["max_abs_diff_convolve"] > 1e-2 for c in checks.values())
-    assert set(a["distribution"]["layers"]) == {"conv1", "conv2"}
-    assert "noise" in a["distribution"]["baselines"]
-    json.dumps(a, allow_nan=False)
+    assert all(c.is_cross_correlation for c in checks.values())
+    assert all(c.max_abs_diff_correlate < 1e-4 * max(c.output_scale, 1) for c in checks.values())
+    assert all(c.max_abs_diff_convolve > 1e-2 for c in checks.values())
+    assert all(r.distribution is not None for r in a.layers)
+    assert "noise" in a.distribution.baselines
+    assert a.layers[0].identity.padding == [1, 1, 1, 1]
+    assert AnalysisResult.from_json(a.to_json()) == a
 
 
 def test_pt2_is_refused(tmp_path):

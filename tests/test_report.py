@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from convlens.analysis.result import AnalysisResult, SeedsSummary
 from convlens.errors import ConvlensError
 from convlens.report import build_report
 
@@ -54,22 +55,22 @@ def demo_run(tmp_path_factory):
 
 def test_report_has_every_section_filled_with_measured_values(demo_run):
     html = (demo_run / "report.html").read_text()
-    a = json.loads((demo_run / "analysis.json").read_text())
+    a = AnalysisResult.read(demo_run / "analysis.json")
     for sid in SECTION_IDS:
         assert f'<section id="{sid}">' in html
     assert "cell (0, 0): expected 146, actual 154" in html
-    acc = a["headline"]["test_accuracy"]
+    acc = a.headline.test_accuracy
     assert f"{100 * acc:.0f}%" in html
-    m0 = a["matching"][0]
-    assert f"{m0['null']['p95']:.3f}" in html
-    for layer, e in a["distribution"]["layers"].items():
-        for name, v in e["ood"].items():
-            assert f"{v['auroc']:.2f}" in html, (layer, name)
+    m0 = a.first_layer.matching
+    assert f"{m0.null.p95:.3f}" in html
+    for layer in a.layers:
+        for name, v in layer.distribution.ood.items():
+            assert f"{v.auroc:.2f}" in html, (layer.name, name)
     assert html.count("<img ") >= 10
-    seeds = json.loads((demo_run / "seeds.json").read_text())
-    assert seeds["n"] == 2 and '<section id="seeds">' in html
-    assert f"{seeds['rows'][0]['mean']:.3f}" in html
-    assert a["verdicts"]["classical_kernels_spectrum_null"]["verdict"] in html
+    seeds = SeedsSummary.read(demo_run / "seeds.json")
+    assert seeds.n == 2 and '<section id="seeds">' in html
+    assert f"{seeds.rows[0].mean:.3f}" in html
+    assert a.verdicts.classical_kernels_spectrum_null.verdict in html
     assert html.count("data:image/png;base64,") == html.count("<img ")
 
 
@@ -83,9 +84,9 @@ def test_report_is_self_contained(demo_run):
 def test_report_escapes_text(tmp_path, demo_run):
     run = tmp_path / "run"
     shutil.copytree(demo_run, run)
-    rec = json.loads((run / "run.json").read_text())
-    rec["dataset"]["source"] = "<script>alert(1)</script>"
-    (run / "run.json").write_text(json.dumps(rec))
+    a = json.loads((run / "analysis.json").read_text())
+    a["run"]["dataset"]["source"] = "<script>alert(1)</script>"
+    (run / "analysis.json").write_text(json.dumps(a))
     html = build_report(run).read_text()
     assert "<script>alert(1)</script>" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
@@ -95,10 +96,43 @@ def test_report_needs_analysis(tmp_path, demo_run):
     run = tmp_path / "run"
     shutil.copytree(demo_run, run)
     (run / "analysis.json").unlink()
-    with pytest.raises(ConvlensError, match="convlens analyze"):
+    with pytest.raises(ConvlensError, match=r"no analysis\.json") as info:
         build_report(run)
-    with pytest.raises(ConvlensError, match="not a run directory"):
+    assert info.value.hint_key == "no_analysis"
+    from click.testing import CliRunner
+
+    from convlens.cli import cli
+
+    r = CliRunner().invoke(cli, ["report", str(run)])
+    assert r.exit_code == 2 and "convlens analyze RUN" in r.output
+    with pytest.raises(ConvlensError, match=r"no analysis\.json"):
         build_report(tmp_path)
+
+
+def test_report_template_is_strict(demo_run):
+    """A field the template names but a section does not provide fails, never renders blank."""
+    from jinja2 import UndefinedError
+
+    from convlens.report.build import build_context, load_inputs, render_html
+
+    ctx = build_context(load_inputs(demo_run))
+    assert render_html(ctx)
+    del ctx["header"]["device"]
+    with pytest.raises(UndefinedError):
+        render_html(ctx)
+
+
+def test_report_refuses_an_old_or_foreign_analysis(tmp_path, demo_run):
+    run = tmp_path / "run"
+    shutil.copytree(demo_run, run)
+    (run / "analysis.json").write_text(json.dumps({"format": "convlens-analysis/1"}))
+    with pytest.raises(ConvlensError, match="older convlens"):
+        build_report(run)
+    a = json.loads((demo_run / "analysis.json").read_text())
+    a["layers"][0]["identity"]["index"] = "first"
+    (run / "analysis.json").write_text(json.dumps(a))
+    with pytest.raises(ConvlensError, match=r"layers\[0\]\.identity\.index: expected integer"):
+        build_report(run)
 
 
 def _browser():
@@ -139,10 +173,12 @@ def _check_page(url: str, shot: Path) -> None:
         assert r.startswith(("file://", "data:", "http://127.0.0.1")), r
 
 
+@pytest.mark.slow  # a real headless Chromium per test
 def test_report_in_chromium_from_file(demo_run):
     _check_page((demo_run / "report.html").as_uri(), ARTIFACTS / "report-file.png")
 
 
+@pytest.mark.slow  # a real headless Chromium per test
 def test_report_in_chromium_over_loopback_http(demo_run):
     handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(demo_run))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)

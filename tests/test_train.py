@@ -142,11 +142,13 @@ def test_out_exists_and_is_not_a_run(tmp_path):
     other = tmp_path / "mine"
     other.mkdir()
     (other / "notes.txt").write_text("keep me")
-    with pytest.raises(ConvlensError, match="exists and is not a run; use --force"):
+    with pytest.raises(ConvlensError, match="is not empty and is not a run") as exc_info:
         run_small(other)
+    assert exc_info.value.hint_key == "folder_not_empty"
     run_small(tmp_path / "run")
-    with pytest.raises(ConvlensError, match=r"previous run .*--resume"):
+    with pytest.raises(ConvlensError, match="already holds a previous run") as exc_info:
         run_small(tmp_path / "run")
+    assert exc_info.value.hint_key == "run_exists"
     cfg = small_cfg()
     Trainer(cfg, load_bundled("faces", 0), other, progress=False).train(force=True)
     assert (other / "notes.txt").read_text() == "keep me"

@@ -7,6 +7,24 @@ import pytest
 from scipy import stats
 
 from convlens.analysis.matching import dc_cosine_scores, match_layer, random_null, spectrum_null
+from convlens.analysis.result import (
+    SCHEMA_VERSION,
+    AnalysisResult,
+    ChannelStats,
+    DataSet,
+    DistributionInfo,
+    Headline,
+    LayerCheck,
+    LayerDistribution,
+    LayerIdentity,
+    LayerMatch,
+    LayerResult,
+    OodComparison,
+    SeedsSummary,
+    Settings,
+    Source,
+    Verdicts,
+)
 from convlens.analysis.seeds import aggregate, t_interval
 from convlens.analysis.verdicts import binomial_tail, kernel_verdict, verdicts
 from convlens.kernels import get_kernel
@@ -18,11 +36,11 @@ def test_binomial_tail_matches_scipy():
 
 
 def test_kernel_verdict_rule():
-    assert kernel_verdict(7 / 8, 8)["verdict"] == "yes"
-    assert kernel_verdict(1 / 8, 8)["verdict"] == "no evidence"  # 1 of 8 is chance level
-    assert kernel_verdict(2 / 8, 8)["verdict"] == "no evidence"  # P(X >= 2 | 8, 0.05) = 0.057
-    assert kernel_verdict(0.12, 100)["verdict"] == "weak"
-    assert kernel_verdict(None, 0)["verdict"] == "not measured"
+    assert kernel_verdict(7 / 8, 8).verdict == "yes"
+    assert kernel_verdict(1 / 8, 8).verdict == "no evidence"  # 1 of 8 is chance level
+    assert kernel_verdict(2 / 8, 8).verdict == "no evidence"  # P(X >= 2 | 8, 0.05) = 0.057
+    assert kernel_verdict(0.12, 100).verdict == "weak"
+    assert kernel_verdict(None, 0).verdict == "not measured"
 
 
 def test_t_interval_matches_formula():
@@ -33,21 +51,44 @@ def test_t_interval_matches_formula():
     assert t_interval([1.0]) == (None, None)
 
 
+def _stats():
+    return ChannelStats(1, [0.0], [0.0], [0.0], [0.0])
+
+
 def _fake_analysis(acc, frac, sfrac, auroc, verdict):
-    layer = {"ood": {"noise": {"auroc": auroc, "ratio": 0.5, "verdict": verdict}}}
-    return {
-        "headline": {"test_accuracy": acc},
-        "matching": [
-            {
-                "layer": "conv1",
-                "n_kernels": 8,
-                "fraction_above_null95": frac,
-                "fraction_above_spectrum_null95": sfrac,
-                "skipped": None,
-            }
-        ],
-        "distribution": {"layers": {"conv1": layer}},
-    }
+    ood = OodComparison(
+        n=10,
+        mean=0.1,
+        mean_ci=(0.0, 0.2),
+        max=0.2,
+        max_ci=(0.1, 0.3),
+        ratio=0.5,
+        ratio_ci=(0.4, 0.6),
+        diff_ci=(0.1, 0.2),
+        auroc=auroc,
+        verdict=verdict,
+        channel_stats=_stats(),
+    )
+    dist = LayerDistribution(0.2, (0.1, 0.3), 0.3, (0.2, 0.4), _stats(), {"noise": ood})
+    match = LayerMatch(
+        "conv1",
+        [8, 1, 5, 5],
+        5,
+        n_kernels=8,
+        fraction_above_null95=frac,
+        fraction_above_spectrum_null95=sfrac,
+    )
+    ident = LayerIdentity("conv1", 0, "execution", 2, [8, 1, 5, 5], 1, 8, [5, 5])
+    layer = LayerResult(ident, 8, matching=match, distribution=dist)
+    return AnalysisResult(
+        schema_version=SCHEMA_VERSION,
+        source=Source("run", "x"),
+        settings=Settings(100, 0),
+        layers=[layer],
+        headline=Headline(test_accuracy=acc),
+        verdicts=Verdicts(),
+        distribution=DistributionInfo(DataSet("id", 10), [DataSet("noise", 10)], {}, "r"),
+    )
 
 
 def test_aggregate_pools_counts_and_counts_holding_seeds():
@@ -58,32 +99,34 @@ def test_aggregate_pools_counts_and_counts_holding_seeds():
         ],
         [0, 1],
     )
-    names = [r["name"] for r in agg["rows"]]
+    names = [r.name for r in agg.rows]
     assert "test accuracy" in names and "conv1 vs noise: AUROC" in names
-    assert (
-        agg["classical_kernels_pooled"]["above"] == 15
-        and agg["classical_kernels_pooled"]["n"] == 16
-    )
-    assert agg["classical_kernels_pooled_spectrum_null"]["above"] == 2
-    assert agg["ood_holds_in_seeds"] == {"conv1": {"noise": 1}}
+    assert agg.classical_kernels_pooled.above == 15 and agg.classical_kernels_pooled.n == 16
+    assert agg.classical_kernels_pooled_spectrum_null.above == 2
+    assert agg.ood_holds_in_seeds == {"conv1": {"noise": 1}}
+    assert SeedsSummary.from_json(agg.to_json()) == agg
 
 
-def test_verdicts_from_analysis_dict():
+def test_verdicts_from_typed_result():
     a = _fake_analysis(0.9, 0.875, 0.0, 0.9, "holds")
-    a["verify"] = [
-        {
-            "is_cross_correlation": True,
-            "max_abs_diff_convolve": 1.0,
-            "output_scale": 1.0,
-            "max_abs_diff_correlate": 1e-15,
-        }
-    ]
-    a["distribution"]["rule"] = "r"
+    a.layers[0].check = LayerCheck(
+        "conv1", "Conv2d", [8, 1, 5, 5], [2, 1, 12, 12], 1e-15, 1.0, 1.0, True
+    )
     v = verdicts(a)
-    assert v["cross_correlation"]["verdict"] == "exact"
-    assert v["classical_kernels"]["verdict"] == "yes"
-    assert v["classical_kernels_spectrum_null"]["verdict"] == "no evidence"
-    assert v["ood_activation"] == {"conv1": {"noise": "holds"}}
+    assert v.cross_correlation.verdict == "exact"
+    assert v.classical_kernels.verdict == "yes" and v.classical_kernels.layer == "conv1"
+    assert v.classical_kernels_spectrum_null.verdict == "no evidence"
+    assert v.ood_activation == {"conv1": {"noise": "holds"}}
+    assert v.ood_rule == "r"
+
+
+def test_first_layer_is_first_in_execution_order_not_by_name():
+    a = _fake_analysis(0.9, 0.875, 0.0, 0.9, "holds")
+    stem = LayerIdentity("conv_stem", 0, "execution", 2, [8, 3, 3, 3], 3, 8, [3, 3])
+    later = a.layers[0]
+    later.identity.index = 1
+    a.layers = [later, LayerResult(stem, 24)]
+    assert a.first_layer.name == "conv_stem"
 
 
 def test_spectrum_null_is_stricter_for_smooth_kernels():

@@ -30,6 +30,15 @@ import torch
 from numpy.typing import NDArray
 from torch import nn
 
+from convlens._serde import finite
+from convlens.analysis.result import (
+    ChannelStats,
+    DataSet,
+    DistributionInfo,
+    LayerDistribution,
+    OodComparison,
+    OutputBaseline,
+)
 from convlens.analysis.stats import (
     GrowingArray,
     RunningStats,
@@ -41,6 +50,10 @@ from convlens.analysis.verify import conv_layers
 
 AUROC_HOLDS = 0.7
 AUROC_REVERSED = 0.3
+RULE = (
+    f"holds: AUROC >= {AUROC_HOLDS} and 95% CI of mean(ID) - mean(OOD) > 0; "
+    f"reversed: AUROC <= {AUROC_REVERSED} and CI < 0; else not supported"
+)
 
 
 @dataclass
@@ -140,52 +153,72 @@ def verdict(auroc: float, diff_ci: tuple[float, float]) -> str:
     return "not supported"
 
 
+def _ci(ci: tuple[float, float]) -> tuple[float | None, float | None]:
+    return finite(ci[0]), finite(ci[1])
+
+
+def _channel_stats(stats: RunningStats) -> ChannelStats:
+    d = stats.to_dict()
+    return ChannelStats(
+        n=int(d["n"]),
+        **{k: [finite(v) for v in d[k]] for k in ("mean", "std", "min", "max")},
+    )
+
+
+def _compare_one(
+    ids: NDArray[np.float64], idm: NDArray[np.float64], s: SetActivations, layer: str, seed: int
+) -> OodComparison:
+    oo = s.scores(layer)
+    om = s.maxes(layer)
+    auroc = _auroc(ids, oo)
+    dci = bootstrap_diff_ci(ids, oo, seed=seed)
+    return OodComparison(
+        n=s.n,
+        mean=finite(oo.mean()),
+        mean_ci=_ci(bootstrap_ci(oo, seed=seed)),
+        max=finite(om.mean()),
+        max_ci=_ci(bootstrap_ci(om, seed=seed)),
+        ratio=finite(oo.mean() / ids.mean()) if ids.mean() > 0 else None,
+        ratio_ci=_ci(bootstrap_ratio_ci(oo, ids, seed=seed)),
+        diff_ci=_ci(dci),
+        auroc=finite(auroc),
+        verdict=verdict(auroc, dci),
+        channel_stats=_channel_stats(s.channel_stats[layer]),
+    )
+
+
 def compare(
-    id_set: SetActivations, ood_sets: list[SetActivations], *, seed: int = 0
-) -> dict[str, Any]:
+    id_set: SetActivations,
+    ood_sets: list[SetActivations],
+    *,
+    seed: int = 0,
+    descriptions: dict[str, str] | None = None,
+) -> tuple[DistributionInfo, dict[str, LayerDistribution]]:
     """Per layer: ID vs each OOD set, with CIs, AUROC, ratio and verdict; plus output baselines."""
-    layers = list(id_set.layer_scores)
-    result: dict[str, Any] = {
-        "id": {"name": id_set.name, "n": id_set.n},
-        "layers": {},
-        "baselines": {},
-        "rule": f"holds: AUROC >= {AUROC_HOLDS} and 95% CI of mean(ID) - mean(OOD) > 0; "
-        f"reversed: AUROC <= {AUROC_REVERSED} and CI < 0; else not supported",
-    }
-    for layer in layers:
+    desc = descriptions or {}
+    layers: dict[str, LayerDistribution] = {}
+    for layer in id_set.layer_scores:
         ids = id_set.scores(layer)
         idm = id_set.maxes(layer)
-        entry: dict[str, Any] = {
-            "id_mean": float(ids.mean()),
-            "id_mean_ci": bootstrap_ci(ids, seed=seed),
-            "id_max": float(idm.mean()),
-            "id_max_ci": bootstrap_ci(idm, seed=seed),
-            "id_channel_stats": id_set.channel_stats[layer].to_dict(),
-            "ood": {},
-        }
-        for s in ood_sets:
-            oo = s.scores(layer)
-            om = s.maxes(layer)
-            auroc = _auroc(ids, oo)
-            dci = bootstrap_diff_ci(ids, oo, seed=seed)
-            entry["ood"][s.name] = {
-                "n": s.n,
-                "mean": float(oo.mean()),
-                "mean_ci": bootstrap_ci(oo, seed=seed),
-                "max": float(om.mean()),
-                "max_ci": bootstrap_ci(om, seed=seed),
-                "ratio": float(oo.mean() / ids.mean()) if ids.mean() > 0 else None,
-                "ratio_ci": bootstrap_ratio_ci(oo, ids, seed=seed),
-                "diff_ci": dci,
-                "auroc": auroc,
-                "verdict": verdict(auroc, dci),
-                "channel_stats": s.channel_stats[layer].to_dict(),
-            }
-        result["layers"][layer] = entry
+        layers[layer] = LayerDistribution(
+            id_mean=finite(ids.mean()),
+            id_mean_ci=_ci(bootstrap_ci(ids, seed=seed)),
+            id_max=finite(idm.mean()),
+            id_max_ci=_ci(bootstrap_ci(idm, seed=seed)),
+            id_channel_stats=_channel_stats(id_set.channel_stats[layer]),
+            ood={s.name: _compare_one(ids, idm, s, layer, seed) for s in ood_sets},
+        )
     id_msp, id_energy = id_set.msp.values, id_set.energy.values
-    for s in ood_sets:
-        result["baselines"][s.name] = {
-            "max_softmax_auroc": _auroc(id_msp, s.msp.values),
-            "energy_auroc": _auroc(id_energy, s.energy.values),
-        }
-    return result
+    info = DistributionInfo(
+        id=DataSet(id_set.name, id_set.n),
+        ood=[DataSet(s.name, s.n, desc.get(s.name, "")) for s in ood_sets],
+        baselines={
+            s.name: OutputBaseline(
+                max_softmax_auroc=finite(_auroc(id_msp, s.msp.values)),
+                energy_auroc=finite(_auroc(id_energy, s.energy.values)),
+            )
+            for s in ood_sets
+        },
+        rule=RULE,
+    )
+    return info, layers

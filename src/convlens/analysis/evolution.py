@@ -14,7 +14,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from convlens._serde import finite
 from convlens.analysis.matching import dc_cosine_scores
+from convlens.analysis.result import Evolution, EvolutionEpoch
 from convlens.kernels import bank_matrix
 
 
@@ -28,14 +30,19 @@ def load_snapshots(folder: Path) -> dict[int, dict[str, NDArray[np.float32]]]:
 
 
 def evolution(
-    snapshots: dict[int, dict[str, NDArray[Any]]], first_layer: str, null: NDArray[np.float64]
-) -> dict[str, Any]:
+    snapshots: dict[int, dict[str, NDArray[Any]]],
+    layer_keys: dict[str, str],
+    first_layer: str,
+    null: NDArray[np.float64],
+) -> Evolution:
+    """Distances for every layer in ``layer_keys`` (name -> weight key in the snapshots) and the
+    first layer's match scores, at every snapshot epoch."""
     epochs = sorted(snapshots)
     if not epochs:
-        return {"epochs": []}
-    key = f"{first_layer}.weight"
+        return Evolution(first_layer, None, [], "no snapshots in this run")
+    key = layer_keys[first_layer]
     w0 = snapshots[epochs[0]]
-    layers = [k[: -len(".weight")] for k in w0 if k.endswith(".weight")]
+    layers = [(n, k) for n, k in layer_keys.items() if k in w0]
     k = w0[key].shape[-1] if key in w0 else 0
     bank, entries = bank_matrix(k) if k else (np.zeros((0, 0)), [])
     p95 = float(np.percentile(null, 95)) if len(null) else float("nan")
@@ -43,22 +50,20 @@ def evolution(
     prev: dict[str, NDArray[Any]] | None = None
     for e in epochs:
         snap = snapshots[e]
-        row: dict[str, Any] = {"epoch": e, "distance_from_init": {}, "step": {}}
-        for layer in layers:
-            w = snap[f"{layer}.weight"].astype(np.float64)
-            base = w0[f"{layer}.weight"].astype(np.float64)
+        row = EvolutionEpoch(epoch=e, distance_from_init={}, step={})
+        for layer, wkey in layers:
+            w = snap[wkey].astype(np.float64)
+            base = w0[wkey].astype(np.float64)
             norm0 = float(np.linalg.norm(base)) or 1.0
-            row["distance_from_init"][layer] = float(np.linalg.norm(w - base) / norm0)
-            row["step"][layer] = (
-                0.0 if prev is None else float(np.linalg.norm(w - prev[f"{layer}.weight"]) / norm0)
-            )
+            row.distance_from_init[layer] = float(np.linalg.norm(w - base) / norm0)
+            row.step[layer] = 0.0 if prev is None else float(np.linalg.norm(w - prev[wkey]) / norm0)
         if entries and key in snap:
             w = snap[key].astype(np.float64)
             vecs = w.reshape(-1, k * k)
             _, score, _ = dc_cosine_scores(vecs, bank)
-            row["first_layer_fraction_above_null95"] = float((score > p95).mean())
-            row["first_layer_median_score"] = float(np.median(score))
-            row["first_layer_scores"] = score.tolist()
+            row.first_layer_fraction_above_null95 = float((score > p95).mean())
+            row.first_layer_median_score = float(np.median(score))
+            row.first_layer_scores = score.tolist()
         rows.append(row)
         prev = snap
-    return {"first_layer": first_layer, "null_p95": p95, "epochs": rows}
+    return Evolution(first_layer, finite(p95), rows)

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from convlens.analysis.result import EpochActivation, FeatureMapInfo, LayerFeatureMaps
 from convlens.ops import correlate2d, normalized_cross_correlation
 
 
@@ -78,19 +79,20 @@ def feature_map_summary(
     inputs: NDArray[Any] | None,
     maps: dict[int, dict[str, NDArray[Any]]],
     probe_meta: list[dict[str, Any]],
-) -> dict[str, Any]:
-    if not maps:
-        return {"epochs": []}
+) -> tuple[FeatureMapInfo, dict[str, LayerFeatureMaps]]:
+    """Per layer (keyed as in the probe files): mean activation per probe set at every epoch, and
+    the channel correlation matrices at the first and last epoch."""
     sets = [p["set"] for p in probe_meta]
+    if not maps:
+        return FeatureMapInfo([], sets), {}
     epochs = sorted(maps)
-    out: dict[str, Any] = {"epochs": epochs, "probe_sets": sets, "layers": {}}
+    layers: dict[str, LayerFeatureMaps] = {}
     for layer in maps[epochs[0]]:
-        entry: dict[str, Any] = {"shape": list(maps[epochs[0]][layer].shape[1:]), "per_epoch": []}
-        for e in epochs:
-            m = maps[e][layer]
-            entry["per_epoch"].append({"epoch": e, "mean_activation": per_channel_stats(m, sets)})
-        final = maps[epochs[-1]][layer]
-        entry["channel_correlation_final"] = channel_correlation(final).tolist()
-        entry["channel_correlation_init"] = channel_correlation(maps[epochs[0]][layer]).tolist()
-        out["layers"][layer] = entry
-    return out
+        per_epoch = [EpochActivation(e, per_channel_stats(maps[e][layer], sets)) for e in epochs]
+        layers[layer] = LayerFeatureMaps(
+            shape=list(maps[epochs[0]][layer].shape[1:]),
+            per_epoch=per_epoch,
+            channel_correlation_final=channel_correlation(maps[epochs[-1]][layer]).tolist(),
+            channel_correlation_init=channel_correlation(maps[epochs[0]][layer]).tolist(),
+        )
+    return FeatureMapInfo(epochs, sets), layers

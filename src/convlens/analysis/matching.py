@@ -30,7 +30,7 @@ Taxonomy (a coarse version of Olah et al. 2020's first-layer families), applied 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -38,6 +38,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from convlens.analysis.gaborfit import GaborFit, fit_gabor
+from convlens.analysis.result import ChannelSummedMatch, KernelMatch, LayerMatch, NullSummary
 from convlens.kernels import bank_matrix
 
 CATEGORY = {
@@ -116,60 +117,9 @@ def spectrum_null(kernels: NDArray[Any], n: int, seed: int = 0) -> NDArray[np.fl
     return np.sort(dc_cosine_scores(shaped.reshape(n, k * k), bank)[1])
 
 
-@dataclass
-class NullSummary:
-    source: str
-    n: int
-    median: float
-    p95: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"source": self.source, "n": self.n, "median": self.median, "p95": self.p95}
-
-
-@dataclass
-class LayerMatch:
-    """Matching result of one conv layer."""
-
-    layer: str
-    weight_shape: list[int]
-    kernel_size: int | None
-    skipped: str | None = None
-    n_kernels: int = 0
-    null: NullSummary | None = None
-    init_null: NullSummary | None = None
-    spectrum_null: NullSummary | None = None
-    fraction_above_null95: float | None = None
-    fraction_above_spectrum_null95: float | None = None
-    init_fraction_above_null95: float | None = None
-    median_score: float | None = None
-    categories: dict[str, int] = field(default_factory=dict)
-    best_families: dict[str, int] = field(default_factory=dict)
-    kernels: list[dict[str, Any]] = field(default_factory=list)
-    channel_summed: list[dict[str, Any]] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "layer": self.layer,
-            "weight_shape": self.weight_shape,
-            "kernel_size": self.kernel_size,
-            "skipped": self.skipped,
-            "n_kernels": self.n_kernels,
-            "null": self.null.to_dict() if self.null else None,
-            "init_null": self.init_null.to_dict() if self.init_null else None,
-            "spectrum_null": self.spectrum_null.to_dict() if self.spectrum_null else None,
-            "fraction_above_null95": self.fraction_above_null95,
-            "fraction_above_spectrum_null95": self.fraction_above_spectrum_null95,
-            "init_fraction_above_null95": self.init_fraction_above_null95,
-            "median_score": self.median_score,
-            "categories": self.categories,
-            "best_families": self.best_families,
-            "kernels": self.kernels,
-            "channel_summed": self.channel_summed,
-        }
-
-
 def _summary(source: str, scores: NDArray[np.float64]) -> NullSummary:
+    if not len(scores):
+        return NullSummary(source, 0, None, None)
     return NullSummary(
         source, len(scores), float(np.median(scores)), float(np.percentile(scores, 95))
     )
@@ -219,19 +169,6 @@ def _categorize_codes(
     return out.astype(np.intp)
 
 
-def categorize(
-    w: NDArray[Any], score: float, family: str | None, p95: float, colour_opponency: float | None
-) -> str:
-    """The taxonomy rule for one ``(k, k)`` kernel (see the module docstring)."""
-    fam = np.array([family if family is not None else "none"])
-    opp = None if colour_opponency is None else np.array([colour_opponency])
-    return str(
-        categorize_many(
-            np.asarray(w).reshape(1, -1), np.array([score if family else -np.inf]), fam, p95, opp
-        )[0]
-    )
-
-
 def match_layer(
     name: str,
     weight: NDArray[Any],
@@ -248,29 +185,21 @@ def match_layer(
     if w.dtype.kind != "f":
         w = w.astype(np.float64)
     res = LayerMatch(name, list(w.shape), None)
-    if w.ndim != 4:
-        res.skipped = f"{w.ndim - 2}-D convolution: the classical bank is 2-D"
+    skipped = _skip_reason(w)
+    if skipped is not None:
+        res.skipped = skipped
+        if w.ndim == 4 and w.shape[2] == w.shape[3]:
+            res.kernel_size = w.shape[2]
+            res.n_kernels = w.shape[0] * w.shape[1]
         return res
-    o, c, kh, kw = w.shape
-    if kh != kw:
-        res.skipped = f"non-square kernel {kh}x{kw}: the bank is square"
-        return res
-    k = kh
+    o, c, k, _ = w.shape
     res.kernel_size = k
-    if k == 1:
-        res.skipped = "1x1 kernels have no spatial structure to compare (they only mix channels)"
-        res.n_kernels = o * c
-        return res
     bank, entries = bank_matrix(k)
-    if not entries:
-        res.skipped = f"no classical kernels exist at size {k}x{k} (even size)"
-        res.n_kernels = o * c
-        return res
     null = null_scores if null_scores is not None else random_null(k, n_null, seed)
     res.null = _summary(
         f"{len(null)} i.i.d. uniform random kernels (PyTorch default init), seed {seed}", null
     )
-    p95 = res.null.p95
+    p95 = float(np.percentile(null, 95))
     vecs = w.reshape(o * c, k * k)
     best, score, sign = dc_cosine_scores(vecs, bank)
     res.n_kernels = len(vecs)
@@ -282,11 +211,10 @@ def match_layer(
     res.spectrum_null = _summary(
         "random kernels with this layer's mean power spectrum (phase-randomised)", snull
     )
-    res.fraction_above_spectrum_null95 = float((score > res.spectrum_null.p95).mean())
+    res.fraction_above_spectrum_null95 = float((score > np.percentile(snull, 95)).mean())
     res.median_score = float(np.median(score))
     fam_names, fam_of_entry = np.unique([e.family for e in entries], return_inverse=True)
     fam_codes = fam_of_entry.ravel()[best]
-    fams = fam_names[fam_codes]
     fam_counts = np.bincount(fam_codes, minlength=len(fam_names))
     res.best_families = {str(f): int(n) for f, n in zip(fam_names, fam_counts, strict=True) if n}
     if init_weight is not None:
@@ -294,17 +222,7 @@ def match_layer(
         init_scores = dc_cosine_scores(iw, bank)[1]
         res.init_null = _summary("epoch-000 initial kernels of this layer", init_scores)
         res.init_fraction_above_null95 = float((init_scores > p95).mean())
-    # percentile / p-value against the random null
-    ge = len(null) - np.searchsorted(null, score, side="left")
-    pvals = (1 + ge) / (len(null) + 1)
-    pct = 100.0 * np.searchsorted(null, score, side="right") / len(null)
-    opponency = None
-    if c > 1:
-        summed = w.sum(axis=1)
-        denom = c * (w**2).sum(axis=(1, 2, 3))
-        opponency = np.where(
-            denom > 0, 1.0 - (summed**2).sum(axis=(1, 2)) / np.where(denom > 0, denom, 1), 0.0
-        )
+    opponency = _opponency(w)
     cat_codes = _categorize_codes(
         vecs,
         score,
@@ -316,39 +234,99 @@ def match_layer(
     cat_counts = np.bincount(cat_codes, minlength=len(CATEGORY_NAMES))
     res.categories = {name: int(n) for name, n in zip(CATEGORY_NAMES, cat_counts, strict=True) if n}
     if len(vecs) <= detail_limit:
-        cats = np.array(CATEGORY_NAMES)[cat_codes]
-        fits: list[GaborFit | None] = (
-            list(fit_gabor(vecs.reshape(-1, k, k))) if gabor and k >= 5 else [None] * len(vecs)
-        )
-        for i in range(len(vecs)):
-            res.kernels.append(
-                {
-                    "out_channel": i // c,
-                    "in_channel": i % c,
-                    "best_match": entries[best[i]].label,
-                    "family": str(fams[i]),
-                    "score": float(score[i]),
-                    "sign": int(sign[i]),
-                    "percentile": float(pct[i]),
-                    "p_value": float(pvals[i]),
-                    "above_null95": bool(above[i]),
-                    "category": str(cats[i]),
-                    "gabor_fit": None if (fit := fits[i]) is None else fit.to_dict(),
-                }
-            )
+        scored = _Scored(best, score, sign, above, fam_names[fam_codes], cat_codes, null)
+        res.kernels = _kernel_records(vecs, c, k, scored, entries, gabor)
         if c > 1:
-            sv = w.sum(axis=1).reshape(o, k * k)
-            sb, ss, sg = dc_cosine_scores(sv, bank)
-            for i in range(o):
-                res.channel_summed.append(
-                    {
-                        "out_channel": i,
-                        "best_match": entries[sb[i]].label,
-                        "family": entries[sb[i]].family,
-                        "score": float(ss[i]),
-                        "sign": int(sg[i]),
-                        "above_null95": bool(ss[i] > p95),
-                        "colour_opponency": float(opponency[i]) if opponency is not None else None,
-                    }
-                )
+            res.channel_summed = _channel_summed(w, bank, entries, p95, opponency)
     return res
+
+
+def _skip_reason(w: NDArray[Any]) -> str | None:
+    """Why a weight cannot be matched against the square 2-D bank (``None`` when it can)."""
+    if w.ndim != 4:
+        return f"{w.ndim - 2}-D convolution: the classical bank is 2-D"
+    kh, kw = w.shape[2:]
+    if kh != kw:
+        return f"non-square kernel {kh}x{kw}: the bank is square"
+    if kh == 1:
+        return "1x1 kernels have no spatial structure to compare (they only mix channels)"
+    if not bank_matrix(kh)[1]:
+        return f"no classical kernels exist at size {kh}x{kh} (even size)"
+    return None
+
+
+def _opponency(w: NDArray[Any]) -> NDArray[np.float64] | None:
+    """Colour opponency per output unit ``1 - |sum_c w_c|^2 / (C sum_c |w_c|^2)`` (C > 1 only)."""
+    c = w.shape[1]
+    if c <= 1:
+        return None
+    summed = w.sum(axis=1)
+    denom = c * (w**2).sum(axis=(1, 2, 3))
+    return np.where(
+        denom > 0, 1.0 - (summed**2).sum(axis=(1, 2)) / np.where(denom > 0, denom, 1), 0.0
+    )
+
+
+@dataclass
+class _Scored:
+    """Per-kernel match figures of one layer, as computed by :func:`match_layer`."""
+
+    best: NDArray[np.int64]
+    score: NDArray[np.float64]
+    sign: NDArray[np.int8]
+    above: NDArray[np.bool_]
+    families: NDArray[Any]
+    categories: NDArray[np.intp]
+    null: NDArray[np.float64]
+
+
+def _kernel_records(
+    vecs: NDArray[Any], c: int, k: int, s: _Scored, entries: list[Any], gabor: bool
+) -> list[KernelMatch]:
+    # percentile and one-sided p-value of each score in the random null
+    ge = len(s.null) - np.searchsorted(s.null, s.score, side="left")
+    pvals = (1 + ge) / (len(s.null) + 1)
+    pct = 100.0 * np.searchsorted(s.null, s.score, side="right") / len(s.null)
+    cats = np.array(CATEGORY_NAMES)[s.categories]
+    fits: list[GaborFit | None] = (
+        list(fit_gabor(vecs.reshape(-1, k, k))) if gabor and k >= 5 else [None] * len(vecs)
+    )
+    return [
+        KernelMatch(
+            out_channel=i // c,
+            in_channel=i % c,
+            best_match=entries[s.best[i]].label,
+            family=str(s.families[i]),
+            score=float(s.score[i]),
+            sign=int(s.sign[i]),
+            percentile=float(pct[i]),
+            p_value=float(pvals[i]),
+            above_null95=bool(s.above[i]),
+            category=str(cats[i]),
+            gabor_fit=fits[i],
+        )
+        for i in range(len(vecs))
+    ]
+
+
+def _channel_summed(
+    w: NDArray[Any],
+    bank: NDArray[np.float64],
+    entries: list[Any],
+    p95: float,
+    opponency: NDArray[np.float64] | None,
+) -> list[ChannelSummedMatch]:
+    o, _, k, _ = w.shape
+    sb, ss, sg = dc_cosine_scores(w.sum(axis=1).reshape(o, k * k), bank)
+    return [
+        ChannelSummedMatch(
+            out_channel=i,
+            best_match=entries[sb[i]].label,
+            family=entries[sb[i]].family,
+            score=float(ss[i]),
+            sign=int(sg[i]),
+            above_null95=bool(ss[i] > p95),
+            colour_opponency=float(opponency[i]) if opponency is not None else None,
+        )
+        for i in range(o)
+    ]

@@ -19,6 +19,7 @@ import torch
 from numpy.typing import NDArray
 
 from convlens.analysis.activations import SetActivations, accumulate, reduce_map
+from convlens.analysis.result import LayerCheck, LayerIdentity
 from convlens.errors import ConvlensError
 from convlens.ops import convolve, correlate
 
@@ -88,15 +89,45 @@ class OnnxModel:
             accumulate(out, torch.from_numpy(res[self.logits_name]), maps)
         return out
 
-    def verify(self, x: NDArray[Any]) -> list[dict[str, Any]]:
+    def identities(self) -> list[LayerIdentity]:
+        """The Conv nodes with weights, in graph (topological, i.e. execution) order."""
+        out = []
+        for i, c in enumerate(self.convs):
+            a, w = c["attrs"], c["weight"]
+            nd = w.ndim - 2
+            pads = [int(v) for v in a.get("pads", [0] * (2 * nd))]
+            auto_pad = a.get("auto_pad", b"NOTSET")
+            auto = auto_pad.decode() if isinstance(auto_pad, bytes) else str(auto_pad)
+            groups = int(a.get("group", 1))
+            out.append(
+                LayerIdentity(
+                    name=c["name"],
+                    index=i,
+                    order="execution",
+                    dims=nd,
+                    weight_shape=list(w.shape),
+                    in_channels=int(w.shape[1]) * groups,
+                    out_channels=int(w.shape[0]),
+                    kernel_size=[int(v) for v in w.shape[2:]],
+                    stride=[int(v) for v in a.get("strides", [1] * nd)],
+                    padding=pads if auto == "NOTSET" else auto,
+                    dilation=[int(v) for v in a.get("dilations", [1] * nd)],
+                    groups=groups,
+                    padding_mode="zeros",
+                    module_type="onnx Conv",
+                )
+            )
+        return out
+
+    def verify(self, x: NDArray[Any]) -> tuple[list[LayerCheck], list[str]]:
+        """Each Conv node vs ``ops.correlate`` on the input it received; and the nodes skipped."""
         res = self.run(x)
-        checks = []
+        checks: list[LayerCheck] = []
+        skipped: list[str] = []
         for c in self.convs:
             a = c["attrs"]
             if a.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
-                checks.append(
-                    {"layer": c["name"], "skipped": f"auto_pad {a['auto_pad']!r} not checked"}
-                )
+                skipped.append(f"{c['name']}: auto_pad {a['auto_pad']!r} not checked")
                 continue
             inp = res[c["input"]].astype(np.float64)
             w = c["weight"]
@@ -114,15 +145,15 @@ class OnnxModel:
             d_conv = float(np.max(np.abs(convolve(inp, w, **kwargs) - y)))
             scale = float(np.max(np.abs(y))) or 1.0
             checks.append(
-                {
-                    "layer": c["name"],
-                    "kind": "onnx Conv (onnxruntime, float32)",
-                    "weight_shape": list(w.shape),
-                    "input_shape": list(inp.shape),
-                    "max_abs_diff_correlate": d_corr,
-                    "max_abs_diff_convolve": d_conv,
-                    "output_scale": scale,
-                    "is_cross_correlation": d_corr <= RTOL_FLOAT32 * max(scale, 1.0),
-                }
+                LayerCheck(
+                    layer=c["name"],
+                    kind="onnx Conv (onnxruntime, float32)",
+                    weight_shape=list(w.shape),
+                    input_shape=list(inp.shape),
+                    max_abs_diff_correlate=d_corr,
+                    max_abs_diff_convolve=d_conv,
+                    output_scale=scale,
+                    is_cross_correlation=d_corr <= RTOL_FLOAT32 * max(scale, 1.0),
+                )
             )
-        return checks
+        return checks, skipped

@@ -10,24 +10,33 @@ holding 95% of the gradient mass: conv units see a local patch, dense units the 
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import torch
 
+from convlens.analysis.result import EffectiveField
 from convlens.models.cnn import SmallCNN
 from convlens.ops import LayerGeometry, receptive_fields
+from convlens.ops.geometry import ReceptiveField
 
 
-def theoretical(model: SmallCNN) -> list[dict[str, Any]]:
+def theoretical(model: SmallCNN) -> list[ReceptiveField]:
+    """Receptive fields after each conv, pool and the dense hidden layer of the reference CNN."""
     spec = model.spec
     stack: list[LayerGeometry] = []
-    for i, (k, p) in enumerate(zip(spec.kernels, spec.pool, strict=True)):
-        stack.append(LayerGeometry.make(f"conv{i + 1}", kernel=k, padding=k // 2))
+    for i, ((name, conv), p) in enumerate(zip(model.named_convs(), spec.pool, strict=True)):
+        stack.append(
+            LayerGeometry.make(
+                name,
+                kernel=tuple(conv.kernel_size),
+                stride=tuple(conv.stride),
+                padding=tuple(int(v) for v in conv.padding),
+                dilation=tuple(conv.dilation),
+            )
+        )
         if p > 1:
             stack.append(LayerGeometry.make(f"pool{i + 1}", "pool", kernel=p, stride=p))
     stack.append(LayerGeometry.make("fc1", "dense"))
-    return [rf.to_dict() for rf in receptive_fields(stack, spec.input_hw)]
+    return receptive_fields(stack, spec.input_hw)
 
 
 def _mass_square(g: np.ndarray, frac: float = 0.95) -> int:
@@ -44,7 +53,7 @@ def _mass_square(g: np.ndarray, frac: float = 0.95) -> int:
     return max(h, w)
 
 
-def effective(model: SmallCNN, probes: torch.Tensor) -> list[dict[str, Any]]:
+def effective(model: SmallCNN, probes: torch.Tensor) -> list[EffectiveField]:
     """Mean ``|gradient|`` maps of one unit per layer over the probes; support and 95%-mass square."""
     was = model.training
     model.eval()
@@ -65,14 +74,14 @@ def effective(model: SmallCNN, probes: torch.Tensor) -> list[dict[str, Any]]:
             peak = float(gm.max())
             support = float((gm > 1e-12 * max(peak, 1e-300)).mean()) if peak > 0 else 0.0
             out.append(
-                {
-                    "layer": name,
-                    "kind": "dense" if name.startswith("fc") else "conv",
-                    "support_fraction": support,
-                    "mass95_side": _mass_square(gm),
-                    "input_shape": list(gm.shape),
-                    "gradient_map": gm.tolist(),
-                }
+                EffectiveField(
+                    layer=name,
+                    kind="dense" if name == "fc1" else "conv",
+                    support_fraction=support,
+                    mass95_side=_mass_square(gm),
+                    input_shape=list(gm.shape),
+                    gradient_map=gm.tolist(),
+                )
             )
     finally:
         model.train(was)

@@ -1,57 +1,111 @@
-"""Analyse a training run (or a user's model file) and write ``analysis.json``.
+"""Analyse a training run (or a user's model file) into a typed :class:`AnalysisResult`.
 
 Every number in the report comes from here, and every step is reproducible with
-``convlens analyze RUN`` (same seed, same null).
+``convlens analyze RUN`` (same seed, same null). Each stage is one small function that fills its
+part of the result; layers are identified once (:mod:`convlens.analysis.layers`) and everything
+per layer is attached to that identity.
 """
 
 from __future__ import annotations
 
-import math
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from numpy.typing import NDArray
+from torch import nn
 
 from convlens.analysis import activations, evolution, featuremaps, matching, receptive, verify
+from convlens.analysis.layers import identify_modules, identify_weights
 from convlens.analysis.loading import build_from_factory, conv_weights, load_weights
-from convlens.analysis.verdicts import verdicts
+from convlens.analysis.result import (
+    SCHEMA_VERSION,
+    AnalysisResult,
+    Evolution,
+    Headline,
+    LayerCheck,
+    LayerIdentity,
+    LayerResult,
+    ReceptiveFields,
+    RunInfo,
+    Settings,
+    Source,
+    TrainOutcome,
+    Verdicts,
+)
+from convlens.analysis.verdicts import headline, verdicts
 from convlens.errors import ConvlensError
-
-FORMAT = "convlens-analysis/1"
-
-
-def clean(obj: Any) -> Any:
-    """JSON-safe copy: NaN/Inf -> None, numpy scalars/arrays -> Python, tuples -> lists."""
-    if isinstance(obj, dict):
-        return {str(k): clean(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [clean(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return clean(obj.tolist())
-    if isinstance(obj, np.generic):
-        return clean(obj.item())
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
 
 
 class _Timer:
+    """Wall time of each named stage, in seconds (``timings_s`` of the result)."""
+
     def __init__(self) -> None:
         self.times: dict[str, float] = {}
 
-    def __call__(self, name: str) -> Any:
-        timer = self
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.times[name] = round(time.perf_counter() - t0, 4)
 
-        class _Ctx:
-            def __enter__(self) -> None:
-                self.t0 = time.perf_counter()
 
-            def __exit__(self, *exc: Any) -> None:
-                timer.times[name] = round(time.perf_counter() - self.t0, 4)
+def _new_result(
+    source: Source, settings: Settings, identities: list[LayerIdentity]
+) -> AnalysisResult:
+    layers = [
+        LayerResult(identity=i, n_kernels=i.weight_shape[0] * i.weight_shape[1])
+        for i in sorted(identities, key=lambda i: i.index)
+    ]
+    return AnalysisResult(SCHEMA_VERSION, source, settings, layers, Headline(), Verdicts())
 
-        return _Ctx()
+
+def _finish(result: AnalysisResult, timer: _Timer) -> AnalysisResult:
+    result.headline = headline(result)
+    result.verdicts = verdicts(result)
+    result.timings_s = timer.times
+    return result
+
+
+def _by_name(result: AnalysisResult) -> dict[str, LayerResult]:
+    return {r.name: r for r in result.layers}
+
+
+def match_layers(
+    result: AnalysisResult,
+    weights: dict[str, NDArray[Any]],
+    *,
+    init: dict[str, NDArray[Any]] | None = None,
+    first_only_gabor: bool = True,
+) -> None:
+    """Kernel matching for every layer (weights looked up by the layer's weight key or name).
+
+    One random null per kernel size (cached); the Gabor fit for the first layer only unless
+    ``first_only_gabor`` is false."""
+    n_null, seed = result.settings.n_null, result.settings.seed
+    for pos, layer in enumerate(result.layers):
+        ident = layer.identity
+        w = weights.get(ident.weight_key, weights.get(ident.name))
+        if w is None:
+            continue
+        k = ident.kernel_size[-1] if ident.dims == 2 and len(set(ident.kernel_size)) == 1 else None
+        null = matching.random_null(k, n_null, seed) if k is not None and k > 1 else None
+        init_w = None if init is None else init.get(ident.weight_key, init.get(ident.name))
+        layer.matching = matching.match_layer(
+            ident.name,
+            w,
+            init_weight=init_w,
+            null_scores=null,
+            seed=seed,
+            gabor=(pos == 0) or not first_only_gabor,
+        )
 
 
 def analyze_weights(
@@ -61,31 +115,59 @@ def analyze_weights(
     seed: int = 0,
     init: dict[str, Any] | None = None,
     first_only_gabor: bool = True,
-) -> list[dict[str, Any]]:
-    """Kernel matching for every conv weight (no architecture needed). One null per kernel size."""
-    out = []
+) -> list[LayerResult]:
+    """Kernel matching for every conv weight (no architecture needed), layers in file order."""
     convs = conv_weights(weights)
     if not convs:
         raise ConvlensError(
             "no conv layers found (no tensors shaped (O, C, k), (O, C, k, k) or (O, C, k, k, k))"
         )
-    for i, (name, w) in enumerate(convs.items()):
-        k = w.shape[-1] if w.ndim == 4 and w.shape[-1] == w.shape[-2] else None
-        null = matching.random_null(k, n_null, seed) if k is not None and k > 1 else None
-        init_w = None if init is None else init.get(f"{name}.weight", init.get(name))
-        res = matching.match_layer(
-            name,
-            w,
-            init_weight=init_w,
-            null_scores=null,
-            seed=seed,
-            gabor=(i == 0) or not first_only_gabor,
-        )
-        out.append(res.to_dict())
-    return out
+    result = _new_result(Source("model_file", ""), Settings(n_null, seed), identify_weights(convs))
+    match_layers(result, convs, init=init, first_only_gabor=first_only_gabor)
+    return result.layers
 
 
-def analyze_run(run_dir: str | Path, *, n_null: int = 2000, seed: int = 0) -> dict[str, Any]:
+def attach_checks(result: AnalysisResult, checks: list[LayerCheck]) -> None:
+    layers = _by_name(result)
+    for c in checks:
+        if c.layer in layers:
+            layers[c.layer].check = c
+        else:
+            result.notes.append(f"verification of {c.layer!r}: no such conv layer in the result")
+
+
+def attach_distribution(
+    result: AnalysisResult,
+    id_set: activations.SetActivations,
+    ood_sets: list[activations.SetActivations],
+    descriptions: dict[str, str] | None = None,
+) -> None:
+    info, per_layer = activations.compare(
+        id_set, ood_sets, seed=result.settings.seed, descriptions=descriptions
+    )
+    result.distribution = info
+    layers = _by_name(result)
+    for name, dist in per_layer.items():
+        if name in layers:
+            layers[name].distribution = dist
+
+
+# ----------------------------------------------------------------------------- training runs
+@dataclass
+class _RunInputs:
+    """Everything :func:`analyze_run` reads from a run directory."""
+
+    root: Path
+    rec: dict[str, Any]
+    model: nn.Module
+    dataset: Any
+    oods: list[Any]
+    snaps: dict[int, dict[str, NDArray[np.float32]]]
+    probe_x: NDArray[np.float32] | None
+    probe_maps: dict[int, dict[str, NDArray[np.float32]]]
+
+
+def _load_run(run_dir: str | Path) -> _RunInputs:
     from safetensors.torch import load_file
 
     from convlens.data.loaders import load_dataset
@@ -93,120 +175,134 @@ def analyze_run(run_dir: str | Path, *, n_null: int = 2000, seed: int = 0) -> di
     from convlens.models import ModelSpec, build_model
     from convlens.train import RunDir
 
-    timer = _Timer()
     run = RunDir(run_dir)
     rec = run.read_run()
     if not run.model.is_file():
         raise ConvlensError(
-            f"{str(run.root)!r} is a partial run (status {rec.get('status')!r}, no model.safetensors); "
-            "finish it with `convlens train --resume --out RUN`"
+            f"{str(run.root)!r} is a partial run (status {rec.get('status')!r}, no "
+            "model.safetensors); finish the training before analysing it",
+            hint_key="partial_run",
         )
+    model = build_model(ModelSpec.from_dict(rec["model"]))
+    try:
+        model.load_state_dict(load_file(str(run.model)))
+    except Exception as exc:
+        raise ConvlensError(f"{str(run.model)!r} does not fit the run's model: {exc}") from None
+    model.eval()
+    cfg = rec["config"]
+    dataset = load_dataset(cfg["data"], int(cfg["seed"]))
+    oods = [
+        make_ood(o["name"], dataset, int(cfg["ood_size"]), int(cfg["seed"]))
+        for o in rec.get("ood", [])
+    ]
+    snaps = evolution.load_snapshots(run.root / "snapshots")
+    probe_x, probe_maps = featuremaps.load_probes(run.root / "probes")
+    return _RunInputs(run.root, rec, model, dataset, oods, snaps, probe_x, probe_maps)
+
+
+def _run_info(rec: dict[str, Any]) -> RunInfo:
+    res = rec.get("result") or None
+    outcome = None
+    if isinstance(res, dict):
+        known = TrainOutcome.__dataclass_fields__
+        outcome = TrainOutcome(**{k: v for k, v in res.items() if k in known})
+    return RunInfo(
+        config=dict(rec.get("config") or {}),
+        dataset=dict(rec.get("dataset") or {}),
+        model=dict(rec.get("model") or {}),
+        result=outcome,
+        versions={str(k): str(v) for k, v in (rec.get("versions") or {}).items()},
+        device=None if rec.get("device") is None else str(rec.get("device")),
+    )
+
+
+def _example_input(inp: _RunInputs) -> torch.Tensor:
+    x_train, _ = inp.dataset.split("train")
+    return torch.from_numpy(np.asarray(x_train[:2]))
+
+
+def _evolution_stage(result: AnalysisResult, inp: _RunInputs) -> None:
+    first = result.first_layer
+    if first is None:
+        return
+    if not inp.snaps:
+        result.evolution = Evolution(first.name, None, [], "no snapshots in this run")
+        return
+    ident = first.identity
+    k = ident.kernel_size[-1] if ident.dims == 2 else 1
+    s = result.settings
+    null = matching.random_null(k, s.n_null, s.seed) if k > 1 else np.zeros(0)
+    keys = {r.name: r.identity.weight_key for r in result.layers}
+    result.evolution = evolution.evolution(inp.snaps, keys, first.name, null)
+
+
+def _feature_map_stage(result: AnalysisResult, inp: _RunInputs) -> None:
+    info, per_layer = featuremaps.feature_map_summary(
+        inp.probe_x, inp.probe_maps, inp.rec.get("probes", [])
+    )
+    result.feature_maps = info
+    layers = _by_name(result)
+    for name, fm in per_layer.items():
+        if name in layers:
+            layers[name].feature_maps = fm
+
+
+def _distribution_stage(result: AnalysisResult, inp: _RunInputs) -> None:
+    x_test, _ = inp.dataset.split("test")
+    id_set = activations.collect(
+        inp.model, activations.batches_of(x_test), f"{inp.dataset.name} (test split)"
+    )
+    ood_sets = [
+        activations.collect(inp.model, activations.batches_of(o.x), o.name) for o in inp.oods
+    ]
+    attach_distribution(result, id_set, ood_sets, {o.name: o.description for o in inp.oods})
+
+
+def _receptive_stage(result: AnalysisResult, inp: _RunInputs) -> None:
+    train_probes = None
+    if inp.probe_x is not None:
+        idx = [i for i, p in enumerate(inp.rec.get("probes", [])) if p["set"] == "train"]
+        train_probes = torch.from_numpy(inp.probe_x[idx]) if idx else None
+    if train_probes is None:
+        train_probes = torch.from_numpy(inp.dataset.split("train")[0][:8])
+    model: Any = inp.model
+    result.receptive_fields = ReceptiveFields(
+        theoretical=receptive.theoretical(model),
+        effective=receptive.effective(model, train_probes),
+    )
+
+
+def analyze_run(run_dir: str | Path, *, n_null: int = 2000, seed: int = 0) -> AnalysisResult:
+    """Every analysis of a training run directory, with its nulls (see the module docstring)."""
+    timer = _Timer()
     with timer("load"):
-        spec = ModelSpec.from_dict(rec["model"])
-        model = build_model(spec)
-        try:
-            model.load_state_dict(load_file(str(run.model)))
-        except Exception as exc:
-            raise ConvlensError(f"{str(run.model)!r} does not fit the run's model: {exc}") from None
-        model.eval()
-        cfg = rec["config"]
-        dataset = load_dataset(cfg["data"], int(cfg["seed"]))
-        oods = [
-            make_ood(o["name"], dataset, int(cfg["ood_size"]), int(cfg["seed"]))
-            for o in rec.get("ood", [])
-        ]
-        snaps = evolution.load_snapshots(run.root / "snapshots")
-        probe_x, probe_maps = featuremaps.load_probes(run.root / "probes")
-    out: dict[str, Any] = {
-        "format": FORMAT,
-        "source": {"kind": "run", "path": str(run.root)},
-        "settings": {"n_null": n_null, "seed": seed},
-        "run": {
-            "dataset": rec.get("dataset"),
-            "model": rec.get("model"),
-            "result": rec.get("result"),
-            "config": cfg,
-            "versions": rec.get("versions"),
-        },
-    }
+        inp = _load_run(run_dir)
+        modules = identify_modules(inp.model, _example_input(inp))
+    result = _new_result(
+        Source("run", str(inp.root)), Settings(n_null, seed), [i for i, _ in modules]
+    )
+    result.run = _run_info(inp.rec)
     with timer("verify"):
-        out["verify"] = [c.to_dict() for c in verify.verify_model(model, seed=seed)]
-    weights = {k: v.detach().numpy() for k, v in model.state_dict().items()}
-    named = {
-        f"conv{i + 1}.weight": weights[f"conv{i + 1}.weight"] for i in range(len(spec.channels))
-    }
+        attach_checks(result, [verify.check_layer(i.name, m, seed=seed) for i, m in modules])
     with timer("matching"):
-        init = snaps.get(0)
-        out["matching"] = analyze_weights(named, n_null=n_null, seed=seed, init=init)
-        if not snaps:
-            out["matching_note"] = (
-                "no snapshots in this run (trained with --no-snapshots): no epoch-000 null"
+        weights = {k: v.detach().numpy() for k, v in inp.model.state_dict().items()}
+        match_layers(result, weights, init=inp.snaps.get(0))
+        if not inp.snaps:
+            result.notes.append(
+                "no snapshots in this run (trained without snapshots): no epoch-000 null"
             )
     with timer("evolution"):
-        first = "conv1"
-        k = spec.kernels[0]
-        null = matching.random_null(k, n_null, seed) if k > 1 else np.zeros(0)
-        out["evolution"] = (
-            evolution.evolution(snaps, first, null)
-            if snaps
-            else {"epochs": [], "skipped": "no snapshots in this run"}
-        )
+        _evolution_stage(result, inp)
     with timer("feature_maps"):
-        out["feature_maps"] = featuremaps.feature_map_summary(
-            probe_x, probe_maps, rec.get("probes", [])
-        )
+        _feature_map_stage(result, inp)
     with timer("distribution"):
-        x_test, _ = dataset.split("test")
-        id_set = activations.collect(
-            model, activations.batches_of(x_test), f"{dataset.name} (test split)"
-        )
-        ood_sets = [activations.collect(model, activations.batches_of(o.x), o.name) for o in oods]
-        out["distribution"] = activations.compare(id_set, ood_sets, seed=seed)
-        out["distribution"]["ood_descriptions"] = {o.name: o.description for o in oods}
+        _distribution_stage(result, inp)
     with timer("receptive_fields"):
-        train_probes = None
-        if probe_x is not None:
-            idx = [i for i, p in enumerate(rec.get("probes", [])) if p["set"] == "train"]
-            train_probes = torch.from_numpy(probe_x[idx]) if idx else None
-        if train_probes is None:
-            train_probes = torch.from_numpy(dataset.split("train")[0][:8])
-        out["receptive_fields"] = {
-            "theoretical": receptive.theoretical(model),
-            "effective": receptive.effective(model, train_probes),
-        }
-    out["headline"] = headline(out)
-    out["verdicts"] = verdicts(out)
-    out["timings_s"] = timer.times
-    return clean(out)
+        _receptive_stage(result, inp)
+    return _finish(result, timer)
 
 
-def headline(a: dict[str, Any]) -> dict[str, Any]:
-    h: dict[str, Any] = {}
-    res = (a.get("run") or {}).get("result") or {}
-    h["test_accuracy"] = res.get("test_accuracy")
-    if a.get("matching"):
-        first = a["matching"][0]
-        h["first_layer"] = first["layer"]
-        h["first_layer_fraction_above_null95"] = first["fraction_above_null95"]
-        h["first_layer_init_fraction_above_null95"] = first.get("init_fraction_above_null95")
-        h["null_p95"] = (first.get("null") or {}).get("p95")
-    if a.get("verify"):
-        h["max_abs_diff_correlate"] = max(c["max_abs_diff_correlate"] for c in a["verify"])
-        h["min_abs_diff_convolve"] = min(c["max_abs_diff_convolve"] for c in a["verify"])
-        h["all_layers_cross_correlation"] = all(c["is_cross_correlation"] for c in a["verify"])
-    dist = a.get("distribution")
-    if dist:
-        h["auroc"] = {
-            layer: {o: v["auroc"] for o, v in e["ood"].items()}
-            for layer, e in dist["layers"].items()
-        }
-        h["verdicts"] = {
-            layer: {o: v["verdict"] for o, v in e["ood"].items()}
-            for layer, e in dist["layers"].items()
-        }
-    return h
-
-
+# ----------------------------------------------------------------------------- model files
 def analyze_model_file(
     path: str | Path,
     *,
@@ -215,66 +311,97 @@ def analyze_model_file(
     ood: list[str] | None = None,
     n_null: int = 2000,
     seed: int = 0,
-) -> dict[str, Any]:
+) -> AnalysisResult:
     """Kernel analysis of every conv weight in a file; with ``factory`` also verification, and with
-    ``data`` the ID-vs-OOD activations."""
+    ``data`` the ID-vs-OOD activations (``.onnx`` files run with onnxruntime)."""
     timer = _Timer()
+    source = Source("model_file", str(path), factory, data)
+    settings = Settings(n_null, seed)
     with timer("load"):
         weights = load_weights(path)
-    out: dict[str, Any] = {
-        "format": FORMAT,
-        "source": {"kind": "model_file", "path": str(path), "factory": factory, "data": data},
-        "settings": {"n_null": n_null, "seed": seed},
-    }
-    with timer("matching"):
-        out["matching"] = analyze_weights(weights, n_null=n_null, seed=seed)
+        convs = conv_weights(weights)
+    if not convs:
+        raise ConvlensError(
+            "no conv layers found (no tensors shaped (O, C, k), (O, C, k, k) or (O, C, k, k, k))"
+        )
     if Path(path).suffix.lower() == ".onnx" and data is not None:
-        from convlens.analysis.onnxrun import OnnxModel
+        result = _analyze_onnx(path, data, ood, source, settings, timer)
+    elif factory is not None:
+        result = _analyze_factory(path, factory, data, ood, source, settings, timer)
+    else:
+        result = _new_result(source, settings, identify_weights(convs))
+        with timer("matching"):
+            match_layers(result, convs)
+    return _finish(result, timer)
 
-        onnx_model = OnnxModel(path)
-        ds, names = _dataset_and_ood(data, ood, seed)
-        x_test, _ = ds.split("test")
-        with timer("verify"):
-            out["verify"] = [c for c in onnx_model.verify(x_test[:8]) if "skipped" not in c]
+
+def _analyze_onnx(
+    path: str | Path,
+    data: str,
+    ood: list[str] | None,
+    source: Source,
+    settings: Settings,
+    timer: _Timer,
+) -> AnalysisResult:
+    from convlens.analysis.onnxrun import OnnxModel
+
+    onnx_model = OnnxModel(path)
+    result = _new_result(source, settings, onnx_model.identities())
+    with timer("matching"):
+        match_layers(result, {c["name"]: c["weight"] for c in onnx_model.convs})
+    ds, sets = _dataset_and_ood(data, ood, settings.seed)
+    x_test, _ = ds.split("test")
+    with timer("verify"):
+        checks, skipped = onnx_model.verify(x_test[:8])
+        attach_checks(result, checks)
+        result.notes.extend(f"verification skipped for {s}" for s in skipped)
+    with timer("distribution"):
+        id_set = onnx_model.collect(activations.batches_of(x_test), f"{ds.name} (test split)")
+        ood_sets = [onnx_model.collect(activations.batches_of(o.x), o.name) for o in sets]
+        attach_distribution(result, id_set, ood_sets, {o.name: o.description for o in sets})
+    return result
+
+
+def _analyze_factory(
+    path: str | Path,
+    factory: str,
+    data: str | None,
+    ood: list[str] | None,
+    source: Source,
+    settings: Settings,
+    timer: _Timer,
+) -> AnalysisResult:
+    model = build_from_factory(factory, path)
+    model.eval()
+    ds, sets = _dataset_and_ood(data, ood, settings.seed) if data is not None else (None, [])
+    example = None
+    if ds is not None:
+        example = torch.from_numpy(np.asarray(ds.split("test")[0][:2]))
+    modules = identify_modules(model, example)
+    result = _new_result(source, settings, [i for i, _ in modules])
+    with timer("matching"):
+        state = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
+        match_layers(result, state)
+    with timer("verify"):
+        checks = [verify.check_layer(i.name, m, seed=settings.seed) for i, m in modules]
+        attach_checks(result, checks)
+    if ds is not None:
         with timer("distribution"):
-            from convlens.data.ood import make_ood
-
-            id_set = onnx_model.collect(activations.batches_of(x_test), f"{ds.name} (test split)")
-            sets = [
-                onnx_model.collect(activations.batches_of(make_ood(n, ds, 100, seed).x), n)
-                for n in names
+            x_test, _ = ds.split("test")
+            id_set = activations.collect(
+                model, activations.batches_of(x_test), f"{ds.name} (test split)"
+            )
+            ood_sets = [
+                activations.collect(model, activations.batches_of(o.x), o.name) for o in sets
             ]
-            out["distribution"] = activations.compare(id_set, sets, seed=seed)
-    if factory is not None:
-        model = build_from_factory(factory, path)
-        model.eval()
-        with timer("verify"):
-            out["verify"] = [c.to_dict() for c in verify.verify_model(model, seed=seed)]
-        if data is not None:
-            from convlens.data.ood import make_ood
-
-            ds, names = _dataset_and_ood(data, ood, seed)
-            with timer("distribution"):
-                x_test, _ = ds.split("test")
-                id_set = activations.collect(
-                    model, activations.batches_of(x_test), f"{ds.name} (test split)"
-                )
-                sets = [
-                    activations.collect(
-                        model, activations.batches_of(make_ood(n, ds, 100, seed).x), n
-                    )
-                    for n in names
-                ]
-                out["distribution"] = activations.compare(id_set, sets, seed=seed)
-    out["headline"] = headline(out)
-    out["verdicts"] = verdicts(out)
-    out["timings_s"] = timer.times
-    return clean(out)
+            attach_distribution(result, id_set, ood_sets, {o.name: o.description for o in sets})
+    return result
 
 
-def _dataset_and_ood(data: str, ood: list[str] | None, seed: int) -> tuple[Any, list[str]]:
+def _dataset_and_ood(data: str, ood: list[str] | None, seed: int) -> tuple[Any, list[Any]]:
     from convlens.data.loaders import load_dataset
-    from convlens.data.ood import default_ood_names
+    from convlens.data.ood import default_ood_names, make_ood
 
     ds = load_dataset(data, seed)
-    return ds, (ood if ood is not None else default_ood_names(ds))
+    names = ood if ood is not None else default_ood_names(ds)
+    return ds, [make_ood(n, ds, 100, seed) for n in names]

@@ -8,12 +8,21 @@
    **weak** when the tail < 0.05; otherwise **no evidence**.
 3. "A face-trained net barely reacts to bicycles": per layer and OOD set, from
    :func:`convlens.analysis.activations.verdict` (AUROC and bootstrap CI rule).
+
+"First layer" is the first conv layer in execution order (``AnalysisResult.first_layer``).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+
+from convlens.analysis.result import (
+    AnalysisResult,
+    CrossCorrelationVerdict,
+    Headline,
+    KernelVerdict,
+    Verdicts,
+)
 
 KERNEL_MIN_FRACTION = 0.2
 KERNEL_P_STRONG = 0.01
@@ -28,9 +37,9 @@ def binomial_tail(x: int, n: int, p: float = CHANCE) -> float:
     return float(sum(math.comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(x, n + 1)))
 
 
-def kernel_verdict(fraction: float | None, n: int) -> dict[str, Any]:
+def kernel_verdict(fraction: float | None, n: int, layer: str | None = None) -> KernelVerdict:
     if fraction is None or n == 0:
-        return {"verdict": "not measured", "p_value": None, "above": None, "n": n}
+        return KernelVerdict(verdict="not measured", n=n, layer=layer)
     x = round(fraction * n)
     p = binomial_tail(x, n)
     if fraction >= KERNEL_MIN_FRACTION and p < KERNEL_P_STRONG:
@@ -39,46 +48,67 @@ def kernel_verdict(fraction: float | None, n: int) -> dict[str, Any]:
         v = "weak"
     else:
         v = "no evidence"
-    return {
-        "verdict": v,
-        "p_value": p,
-        "above": x,
-        "n": n,
-        "fraction": fraction,
-        "chance": CHANCE,
-        "rule": f"yes: fraction >= {KERNEL_MIN_FRACTION:.0%} and binomial tail vs {CHANCE:.0%} chance "
+    return KernelVerdict(
+        verdict=v,
+        n=n,
+        p_value=p,
+        above=x,
+        fraction=fraction,
+        chance=CHANCE,
+        rule=f"yes: fraction >= {KERNEL_MIN_FRACTION:.0%} and binomial tail vs {CHANCE:.0%} chance "
         f"< {KERNEL_P_STRONG}; weak: tail < {KERNEL_P_WEAK}; else no evidence",
-    }
+        layer=layer,
+    )
 
 
-def verdicts(a: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    checks = a.get("verify") or []
+def verdicts(a: AnalysisResult) -> Verdicts:
+    out = Verdicts()
+    checks = [r.check for r in a.layers if r.check is not None]
     if checks:
-        exact = all(c["is_cross_correlation"] for c in checks)
-        flips = all(c["max_abs_diff_convolve"] > 1e-6 * max(c["output_scale"], 1.0) for c in checks)
-        out["cross_correlation"] = {
-            "verdict": "exact" if exact else "not exact",
-            "differs_from_convolution": flips,
-            "max_abs_diff": max(c["max_abs_diff_correlate"] for c in checks),
-            "rule": "exact: every conv layer equals convlens.ops.correlate within 1e-9 (relative, float64)",
+        exact = all(c.is_cross_correlation for c in checks)
+        flips = all(c.max_abs_diff_convolve > 1e-6 * max(c.output_scale, 1.0) for c in checks)
+        out.cross_correlation = CrossCorrelationVerdict(
+            verdict="exact" if exact else "not exact",
+            differs_from_convolution=flips,
+            max_abs_diff=max(c.max_abs_diff_correlate for c in checks),
+            rule="exact: every conv layer equals convlens.ops.correlate within 1e-9 (relative, float64)",
+        )
+    first = a.first_layer
+    m = first.matching if first is not None else None
+    if m is not None and not m.skipped:
+        out.classical_kernels = kernel_verdict(m.fraction_above_null95, m.n_kernels, m.layer)
+        out.classical_kernels_spectrum_null = kernel_verdict(
+            m.fraction_above_spectrum_null95, m.n_kernels, m.layer
+        )
+    if a.distribution is not None:
+        out.ood_activation = {
+            r.name: {o: v.verdict for o, v in r.distribution.ood.items()}
+            for r in a.layers
+            if r.distribution is not None
         }
-    matching = a.get("matching") or []
-    if matching and not matching[0].get("skipped"):
-        m = matching[0]
-        out["classical_kernels"] = {
-            "layer": m["layer"],
-            **kernel_verdict(m["fraction_above_null95"], m["n_kernels"]),
-        }
-        out["classical_kernels_spectrum_null"] = {
-            "layer": m["layer"],
-            **kernel_verdict(m.get("fraction_above_spectrum_null95"), m["n_kernels"]),
-        }
-    dist = a.get("distribution")
-    if dist:
-        out["ood_activation"] = {
-            layer: {o: v["verdict"] for o, v in e["ood"].items()}
-            for layer, e in dist["layers"].items()
-        }
-        out["ood_rule"] = dist.get("rule")
+        out.ood_rule = a.distribution.rule
     return out
+
+
+def headline(a: AnalysisResult) -> Headline:
+    """The few figures printed first (from the layers and the run, nothing recomputed)."""
+    h = Headline()
+    if a.run is not None and a.run.result is not None:
+        h.test_accuracy = a.run.result.test_accuracy
+    first = a.first_layer
+    m = first.matching if first is not None else None
+    if first is not None and m is not None:
+        h.first_layer = first.name
+        h.first_layer_fraction_above_null95 = m.fraction_above_null95
+        h.first_layer_init_fraction_above_null95 = m.init_fraction_above_null95
+        h.null_p95 = m.null.p95 if m.null is not None else None
+    checks = [r.check for r in a.layers if r.check is not None]
+    if checks:
+        h.max_abs_diff_correlate = max(c.max_abs_diff_correlate for c in checks)
+        h.min_abs_diff_convolve = min(c.max_abs_diff_convolve for c in checks)
+        h.all_layers_cross_correlation = all(c.is_cross_correlation for c in checks)
+    for r in a.layers:
+        if r.distribution is not None:
+            h.auroc[r.name] = {o: v.auroc for o, v in r.distribution.ood.items()}
+            h.ood_verdicts[r.name] = {o: v.verdict for o, v in r.distribution.ood.items()}
+    return h

@@ -9,31 +9,16 @@ first and the comparison made on the padded input.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from convlens.analysis.result import LayerCheck
 from convlens.ops import convolve, correlate
 
 CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
-
-
-@dataclass
-class LayerCheck:
-    layer: str
-    kind: str
-    weight_shape: list[int]
-    input_shape: list[int]
-    max_abs_diff_correlate: float
-    max_abs_diff_convolve: float
-    output_scale: float
-    is_cross_correlation: bool
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _spatial_input(conv: Any, size: int) -> tuple[int, ...]:

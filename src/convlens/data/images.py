@@ -87,8 +87,8 @@ def _check_pixels(shape: tuple[int, ...], source: str, max_pixels: int) -> None:
     n = int(np.prod(shape[:2]))
     if n > max_pixels:
         raise ConvlensError(
-            f"image {source!r} has {shape[0]}x{shape[1]} = {n} pixels, over the cap of {max_pixels} "
-            "(raise it with --max-pixels)"
+            f"image {source!r} has {shape[0]}x{shape[1]} = {n} pixels, over the cap of {max_pixels}",
+            hint_key="pixel_cap",
         )
 
 

@@ -52,7 +52,8 @@ def load_dataset(spec: str, seed: int = 0) -> Dataset:
     if path.is_dir():
         return load_image_folder(path, seed)
     raise ConvlensError(
-        f"--data {spec!r}: expected faces, digits, a folder of class sub-folders, idx:DIR, cifar:DIR or npz:FILE"
+        f"dataset {spec!r}: expected faces, digits, a folder of class sub-folders, idx:DIR, cifar:DIR or npz:FILE",
+        hint_key="unknown_dataset",
     )
 
 

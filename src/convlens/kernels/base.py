@@ -106,9 +106,7 @@ def _lookup(name: str) -> _Entry:
 
         close = difflib.get_close_matches(name, _REGISTRY, n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise ConvlensError(
-            f"unknown kernel {name!r}{hint} (run `convlens kernels` for the list)"
-        ) from None
+        raise ConvlensError(f"unknown kernel {name!r}{hint}", hint_key="unknown_kernel") from None
 
 
 def get_kernel(name: str, **params: Any) -> Kernel:

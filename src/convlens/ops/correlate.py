@@ -171,6 +171,35 @@ def correlate(
     xa = _as_numeric(x, "x")
     wa = _as_numeric(w, "w")
     ba = None if bias is None else _as_numeric(bias, "bias")
+    groups = _check_operands(xa, wa, ba, groups)
+    nd = wa.ndim - 2
+    ksize = wa.shape[2:]
+    strides = as_tuple(stride, nd, "stride")
+    dilations = as_tuple(dilation, nd, "dilation")
+    pads = resolve_padding(padding, xa.shape[2:], ksize, strides, dilations)
+    out_sp = _spatial_output(xa.shape[2:], ksize, strides, pads, dilations)
+
+    dtype = compute_dtype(xa, wa, ba)
+    xa = cast_exact(xa, dtype)
+    wa = cast_exact(wa, dtype)
+    if any(lo or hi for lo, hi in pads):
+        xa = _zero_pad(xa, pads)
+    return _correlate_padded(
+        xa,
+        wa,
+        None if ba is None else cast_exact(ba, dtype),
+        strides,
+        dilations,
+        groups,
+        out_sp,
+    )
+
+
+def _check_operands(
+    xa: NDArray[Any], wa: NDArray[Any], ba: NDArray[Any] | None, groups: int
+) -> int:
+    """Check the shapes of ``x``, ``w`` and ``bias`` against each other and ``groups``; return
+    ``groups`` as a Python int."""
     if wa.ndim < 3:
         raise ConvlensError(
             f"w: expected (O, C/groups, *kernel) with at least one spatial axis, got shape {wa.shape}; "
@@ -202,38 +231,28 @@ def correlate(
         raise ConvlensError(f"w: kernel sizes must be >= 1, got shape {wa.shape}")
     if any(s < 1 for s in xa.shape[2:]):
         raise ConvlensError(f"x: spatial sizes must be >= 1, got shape {xa.shape}")
+    return groups
 
-    ksize = wa.shape[2:]
-    strides = as_tuple(stride, nd, "stride")
-    dilations = as_tuple(dilation, nd, "dilation")
-    pads = resolve_padding(padding, xa.shape[2:], ksize, strides, dilations)
+
+def _spatial_output(
+    in_sp: tuple[int, ...],
+    ksize: tuple[int, ...],
+    strides: tuple[int, ...],
+    pads: tuple[tuple[int, int], ...],
+    dilations: tuple[int, ...],
+) -> tuple[int, ...]:
+    """The output's spatial shape; refuses an axis where the dilated kernel does not fit."""
     out_sp = []
-    for axis in range(nd):
-        length = output_length(
-            xa.shape[2 + axis], ksize[axis], strides[axis], pads[axis], dilations[axis]
-        )
+    for axis in range(len(ksize)):
+        length = output_length(in_sp[axis], ksize[axis], strides[axis], pads[axis], dilations[axis])
         if length <= 0:
             raise ConvlensError(
-                f"kernel larger than input along spatial axis {axis}: input {xa.shape[2 + axis]} "
+                f"kernel larger than input along spatial axis {axis}: input {in_sp[axis]} "
                 f"(padding {pads[axis]}) < dilated kernel span "
                 f"{effective_kernel(ksize[axis], dilations[axis])}; use padding='same' or 'full'"
             )
         out_sp.append(length)
-
-    dtype = compute_dtype(xa, wa, ba)
-    xa = cast_exact(xa, dtype)
-    wa = cast_exact(wa, dtype)
-    if any(lo or hi for lo, hi in pads):
-        xa = _zero_pad(xa, pads)
-    return _correlate_padded(
-        xa,
-        wa,
-        None if ba is None else cast_exact(ba, dtype),
-        strides,
-        dilations,
-        groups,
-        tuple(out_sp),
-    )
+    return tuple(out_sp)
 
 
 def _zero_pad(x: NDArray[Any], pads: tuple[tuple[int, int], ...]) -> NDArray[Any]:

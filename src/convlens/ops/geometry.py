@@ -258,8 +258,8 @@ def receptive_fields(
 
     A dense layer sees the whole input: its size is the input shape and ``is_global`` is True.
 
-    >>> stack = [LayerGeometry.make("conv1", kernel=3), LayerGeometry.make("pool1", "pool", 2, 2),
-    ...          LayerGeometry.make("conv2", kernel=3)]
+    >>> stack = [LayerGeometry.make("stem", kernel=3), LayerGeometry.make("pool1", "pool", 2, 2),
+    ...          LayerGeometry.make("block", kernel=3)]
     >>> [rf.size for rf in receptive_fields(stack, (28, 28))]
     [(3, 3), (4, 4), (8, 8)]
     """

@@ -23,7 +23,7 @@ import itertools
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -190,13 +190,29 @@ def _flat_shift_add(
     return np.ascontiguousarray(full[(slice(None), slice(None), *(slice(0, m) for m in out_sp))])
 
 
+class _Residue(NamedTuple):
+    """The taps of one kernel axis whose offset ``t * d`` is ``residue`` modulo the stride."""
+
+    residue: int  # which polyphase component they read
+    taps: list[int]  # their kernel indices along the axis
+    start: int  # the first tap's offset in phase coordinates (``t * d // s``)
+    step: int  # the spacing of their offsets in phase coordinates
+
+
+class _PhaseWindow(NamedTuple):
+    """One sliding-window view of :func:`_phase_windows` and the taps it holds."""
+
+    view: NDArray[Any]  # ``(N, C, *out_sp, *window)``
+    taps: NDArray[np.intp]  # the row-major kernel index of each window position, in order
+
+
 def _phase_windows(
     xp: NDArray[Any],
     ksize: tuple[int, ...],
     strides: tuple[int, ...],
     dilations: tuple[int, ...],
     out_sp: tuple[int, ...],
-) -> list[tuple[NDArray[Any], NDArray[np.intp]]]:
+) -> list[_PhaseWindow]:
     """Sliding-window views ``(N, C, *out_sp, *window)`` that together hold every kernel tap.
 
     With stride 1 that is one view of ``xp``. With stride ``s > 1`` the input is first split into
@@ -204,44 +220,44 @@ def _phase_windows(
     ``r`` modulo ``s`` read phase ``r`` at unit stride, so the gathered rows are contiguous instead
     of every ``s``-th element. Each view comes with the row-major kernel indices of its taps.
     """
-    per_axis = []
+    per_axis: list[list[_Residue]] = []
     for k, d, s in zip(ksize, dilations, strides, strict=True):
         by_residue: dict[int, list[int]] = {}
         for t in range(k):
             by_residue.setdefault(t * d % s, []).append(t)
-        entries = []
+        entries: list[_Residue] = []
         for r, taps_ in sorted(by_residue.items()):
             offs = [t * d // s for t in taps_]  # an arithmetic progression in phase coordinates
             step = offs[1] - offs[0] if len(offs) > 1 else 1
-            entries.append((r, taps_, offs[0], step))
+            entries.append(_Residue(r, taps_, offs[0], step))
         per_axis.append(entries)
     nd = len(ksize)
     strided = any(s > 1 for s in strides)
-    pieces = []
+    pieces: list[_PhaseWindow] = []
     for combo in itertools.product(*per_axis):
         phase = xp[
             (
                 slice(None),
                 slice(None),
-                *(slice(e[0], None, s) for e, s in zip(combo, strides, strict=True)),
+                *(slice(e.residue, None, s) for e, s in zip(combo, strides, strict=True)),
             )
         ]
         if strided:
             phase = np.ascontiguousarray(phase)
-        phase = phase[(slice(None), slice(None), *(slice(e[2], None) for e in combo))]
-        spans = tuple((len(e[1]) - 1) * e[3] + 1 for e in combo)
+        phase = phase[(slice(None), slice(None), *(slice(e.start, None) for e in combo))]
+        spans = tuple((len(e.taps) - 1) * e.step + 1 for e in combo)
         v = sliding_window_view(phase, spans, axis=tuple(range(2, 2 + nd)))
         v = v[
             (
                 slice(None),
                 slice(None),
                 *(slice(0, m) for m in out_sp),
-                *(slice(None, None, e[3]) for e in combo),
+                *(slice(None, None, e.step) for e in combo),
             )
         ]
-        taps = itertools.product(*(e[1] for e in combo))
+        taps = itertools.product(*(e.taps for e in combo))
         index = np.array([np.ravel_multi_index(t, ksize) for t in taps], dtype=np.intp)
-        pieces.append((v, index))
+        pieces.append(_PhaseWindow(v, index))
     return pieces
 
 
@@ -258,7 +274,7 @@ def im2col(
     og = o // groups
     nd = len(out_sp)
     pieces = _phase_windows(xp, w.shape[2:], strides, dilations, out_sp)
-    order = np.concatenate([index for _, index in pieces])
+    order = np.concatenate([piece.taps for piece in pieces])
     ntaps = len(order)
     kdim = cg * ntaps
     npos = math.prod(out_sp)
@@ -274,12 +290,15 @@ def im2col(
         b1 = min(n, b0 + step)
         nb = b1 - b0
         row = 0
-        for v, index in pieces:
+        for piece in pieces:
+            v = piece.view
             win = v.shape[2 + nd :]
             src = v[b0:b1].reshape(nb, groups, cg, *v.shape[2:]).transpose(perm)
-            dst = cols[:nb, :, :, row : row + len(index)].reshape(nb, groups, cg, *win, *out_sp)
+            dst = cols[:nb, :, :, row : row + len(piece.taps)].reshape(
+                nb, groups, cg, *win, *out_sp
+            )
             np.copyto(dst, src)
-            row += len(index)
+            row += len(piece.taps)
         np.matmul(wmat, cols[:nb].reshape(nb, groups, kdim, npos), out=out[b0:b1])
     return out.reshape(n, o, *out_sp)
 

@@ -9,7 +9,15 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from convlens.analysis.result import EffectiveField, LayerDistribution
+from convlens.ops.geometry import ReceptiveField
+
 DPI = 90
+
+
+def _num(v: float | None) -> float:
+    """A figure's value for plotting: ``None`` (undefined) becomes NaN, which matplotlib skips."""
+    return float("nan") if v is None else float(v)
 
 
 def _plt() -> Any:
@@ -197,16 +205,18 @@ def correlation_matrices(mats: dict[str, NDArray[Any]]) -> str:
     return to_data_uri(fig)
 
 
-def activation_bars(layers: dict[str, Any]) -> str:
+def activation_bars(layers: dict[str, LayerDistribution]) -> str:
     """Mean activation per layer: ID and each OOD set with bootstrap 95% CIs."""
     plt = _plt()
     names = list(layers)
     fig, axes = plt.subplots(1, len(names), figsize=(3.6 * len(names), 2.6), squeeze=False)
     for ax, layer in zip(axes[0], names, strict=True):
         e = layers[layer]
-        labels = ["ID", *e["ood"]]
-        means = [e["id_mean"]] + [v["mean"] for v in e["ood"].values()]
-        cis = [e["id_mean_ci"]] + [v["mean_ci"] for v in e["ood"].values()]
+        labels = ["ID", *e.ood]
+        means = [_num(e.id_mean)] + [_num(v.mean) for v in e.ood.values()]
+        cis = [
+            (_num(c[0]), _num(c[1])) for c in [e.id_mean_ci] + [v.mean_ci for v in e.ood.values()]
+        ]
         err = np.array(
             [
                 [m - lo for m, (lo, _) in zip(means, cis, strict=True)],
@@ -215,11 +225,11 @@ def activation_bars(layers: dict[str, Any]) -> str:
         )
         colors = ["#2e86c1"] + [
             "#c0392b"
-            if v["verdict"] == "holds"
+            if v.verdict == "holds"
             else "#999999"
-            if v["verdict"] == "not supported"
+            if v.verdict == "not supported"
             else "#27ae60"
-            for v in e["ood"].values()
+            for v in e.ood.values()
         ]
         ax.bar(range(len(labels)), means, yerr=np.maximum(err, 0), color=colors, capsize=3)
         ax.set_xticks(range(len(labels)))
@@ -228,17 +238,18 @@ def activation_bars(layers: dict[str, Any]) -> str:
     return to_data_uri(fig)
 
 
-def receptive_figure(effective: list[dict[str, Any]], theoretical: dict[str, Any]) -> str:
+def receptive_figure(
+    effective: list[EffectiveField], theoretical: dict[str, ReceptiveField]
+) -> str:
     plt = _plt()
     fig, axes = plt.subplots(1, len(effective), figsize=(2.4 * len(effective), 2.5), squeeze=False)
     for ax, e in zip(axes[0], effective, strict=True):
-        g = np.asarray(e["gradient_map"])
+        g = np.asarray(e.gradient_map)
         ax.imshow(g, cmap="magma", interpolation="nearest")
-        t = theoretical.get(e["layer"])
-        size = t["size"][0] if t else None
+        t = theoretical.get(e.layer)
+        size = t.size[0] if t else None
         ax.set_title(
-            f"{e['layer']}: support {e['support_fraction']:.0%}"
-            + (f", theory {size}px" if size else "")
+            f"{e.layer}: support {e.support_fraction:.0%}" + (f", theory {size}px" if size else "")
         )
         ax.set_xticks([])
         ax.set_yticks([])

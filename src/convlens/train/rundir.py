@@ -120,14 +120,22 @@ class RunDir:
     def prepare_new(self, force: bool) -> None:
         """Create the folder for a new run; refuse an existing non-empty folder unless ``force``."""
         if self.root.exists() and not self.root.is_dir():
-            raise ConvlensError(f"--out {str(self.root)!r} exists and is not a folder")
+            raise ConvlensError(
+                f"run directory {str(self.root)!r} exists and is not a folder",
+                hint_key="not_a_folder",
+            )
         if self.root.is_dir() and any(self.root.iterdir()):
             if not force:
-                what = (
-                    "a previous run (use --resume to continue it)" if self.is_run() else "not a run"
-                )
+                if self.is_run():
+                    raise ConvlensError(
+                        f"{str(self.root)!r} already holds a previous run; resume it, choose "
+                        "another directory or overwrite it",
+                        hint_key="run_exists",
+                    )
                 raise ConvlensError(
-                    f"--out {str(self.root)!r} exists and is {what}; use --force to overwrite"
+                    f"{str(self.root)!r} exists, is not empty and is not a run; choose another "
+                    "directory or overwrite it",
+                    hint_key="folder_not_empty",
                 )
             if self.is_run():
                 for sub in ("snapshots", "probes", "checkpoint", "figures"):

@@ -89,7 +89,10 @@ class TrainConfig:
 
 def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
-        raise ConvlensError("--device cuda was requested but CUDA is not available on this machine")
+        raise ConvlensError(
+            "device 'cuda' was requested but CUDA is not available on this machine",
+            hint_key="cuda_unavailable",
+        )
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
@@ -246,9 +249,11 @@ class Trainer:
         if self.cfg.probes:
             was = model.training
             model.eval()
-            with torch.no_grad():
-                _, maps = model.forward_with_convs(probe_x.to(self.device))  # type: ignore[operator]
-            model.train(was)
+            try:
+                with torch.no_grad():
+                    _, maps = model.forward_with_convs(probe_x.to(self.device))  # type: ignore[operator]
+            finally:
+                model.train(was)
             writer.submit(self.run.save_tensors, self.run.probe(epoch), maps, {"epoch": str(epoch)})
 
     def _state(

@@ -2,7 +2,7 @@
 
 Jobs run strictly in submission order, so whatever a kill leaves on disk is a prefix of the
 submitted writes: a checkpoint for epoch ``e`` is only ever written after the snapshots, probes and
-metrics of every epoch up to ``e``. Errors in a job are re-raised on the next ``submit``/``flush``.
+metrics of every epoch up to ``e``. Errors in a job are re-raised on the next ``submit``/``close``.
 """
 
 from __future__ import annotations
@@ -47,11 +47,6 @@ class OrderedWriter:
     def submit(self, fn: Callable[..., Any], *args: Any) -> None:
         self._raise()
         self._q.put((fn, args))
-
-    def flush(self) -> None:
-        """Wait until every submitted write is on disk."""
-        self._q.join()
-        self._raise()
 
     def close(self) -> None:
         self._q.join()

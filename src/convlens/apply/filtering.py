@@ -97,7 +97,9 @@ def write_feature_maps(
     """Write ``input.png``, one ``NAME.png`` + ``NAME.npy`` per map, then ``summary.json``."""
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
-        raise ConvlensError(f"--out {str(out)!r} exists and is not a folder")
+        raise ConvlensError(
+            f"output directory {str(out)!r} exists and is not a folder", hint_key="not_a_folder"
+        )
     out.mkdir(parents=True, exist_ok=True)
     names: dict[str, int] = {}
     entries = []

@@ -1,0 +1,581 @@
+"""The typed, versioned result of an analysis: what ``analysis.json`` and ``seeds.json`` hold.
+
+These dataclasses are the contract between the analyses, the report, the CLI and any other
+program: :meth:`AnalysisResult.to_json` / :meth:`AnalysisResult.from_json` write and read them
+(every field checked against its type), and ``schema.json`` beside this module is generated from
+them (:func:`analysis_schema`; a test keeps it in sync) for consumers in other languages.
+
+A conv layer is identified by :class:`LayerIdentity` (qualified name, execution index, geometry),
+never by a conventional name: "the first layer" is ``layers[0]``, the first in execution order.
+
+Undefined figures (an empty null, a CI of an empty set) are ``None``, written as JSON ``null``.
+This module imports neither torch nor the analyses, so the report can read results without them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from convlens._serde import SchemaError, from_jsonable, json_schema, to_jsonable
+from convlens.analysis.gaborfit import GaborFit
+from convlens.errors import ConvlensError
+from convlens.ops.geometry import ReceptiveField
+
+SCHEMA_VERSION = 2
+"""Version of the ``analysis.json`` layout. 1 was wave 1's untyped ``"format": "convlens-analysis/1"``."""
+
+SEEDS_SCHEMA_VERSION = 1
+
+CI = tuple[float | None, float | None]
+
+
+# ----------------------------------------------------------------------------- layer identity
+@dataclass
+class LayerIdentity:
+    """Who a conv layer is: qualified name, position in execution order, and geometry.
+
+    ``order`` says how ``index`` was found: ``"execution"`` (hooks fired while the model ran),
+    ``"definition"`` (module registration order, model not run) or ``"file"`` (order of the weights
+    in a file, no architecture known). Geometry fields are ``None`` when the source does not say
+    (a bare weights file knows the kernel shape but not the stride)."""
+
+    name: str
+    index: int
+    order: Literal["execution", "definition", "file"]
+    dims: int
+    weight_shape: list[int]
+    in_channels: int
+    out_channels: int
+    kernel_size: list[int]
+    stride: list[int] | None = None
+    padding: list[int] | str | None = None
+    dilation: list[int] | None = None
+    groups: int | None = None
+    padding_mode: str | None = None
+    module_type: str | None = None
+
+    @property
+    def weight_key(self) -> str:
+        """The state-dict key of this layer's weight (``<name>.weight`` for torch modules)."""
+        return self.name if self.name.endswith(".weight") else f"{self.name}.weight"
+
+    @property
+    def geometry_text(self) -> str:
+        k = "x".join(map(str, self.kernel_size))
+        return f"{self.dims}-D, {self.out_channels} kernels of {self.in_channels} x {k}"
+
+
+# ----------------------------------------------------------------------------- kernel matching
+@dataclass
+class NullSummary:
+    """A null distribution of the match score: where it came from, its size, median and 95th pct."""
+
+    source: str
+    n: int
+    median: float | None
+    p95: float | None
+
+
+@dataclass
+class KernelMatch:
+    """One ``k x k`` kernel (one input channel of one output channel) against the classical bank."""
+
+    out_channel: int
+    in_channel: int
+    best_match: str
+    family: str
+    score: float
+    sign: int
+    percentile: float
+    p_value: float
+    above_null95: bool
+    category: str
+    gabor_fit: GaborFit | None
+
+
+@dataclass
+class ChannelSummedMatch:
+    """An output unit's kernel summed over its input channels, against the bank."""
+
+    out_channel: int
+    best_match: str
+    family: str
+    score: float
+    sign: int
+    above_null95: bool
+    colour_opponency: float | None
+
+
+@dataclass
+class LayerMatch:
+    """Matching of one conv layer's kernels against the classical bank, with its nulls."""
+
+    layer: str
+    weight_shape: list[int]
+    kernel_size: int | None
+    skipped: str | None = None
+    n_kernels: int = 0
+    null: NullSummary | None = None
+    init_null: NullSummary | None = None
+    spectrum_null: NullSummary | None = None
+    fraction_above_null95: float | None = None
+    fraction_above_spectrum_null95: float | None = None
+    init_fraction_above_null95: float | None = None
+    median_score: float | None = None
+    categories: dict[str, int] = field(default_factory=dict)
+    best_families: dict[str, int] = field(default_factory=dict)
+    kernels: list[KernelMatch] = field(default_factory=list)
+    channel_summed: list[ChannelSummedMatch] = field(default_factory=list)
+
+
+# ----------------------------------------------------------------------------- verification
+@dataclass
+class LayerCheck:
+    """One conv layer run in float64 vs ``ops.correlate`` (and vs true convolution)."""
+
+    layer: str
+    kind: str
+    weight_shape: list[int]
+    input_shape: list[int]
+    max_abs_diff_correlate: float
+    max_abs_diff_convolve: float
+    output_scale: float
+    is_cross_correlation: bool
+
+
+# ----------------------------------------------------------------------------- activations
+@dataclass
+class ChannelStats:
+    """Per-channel streaming statistics (Welford, float64) of the mean activation per image."""
+
+    n: int
+    mean: list[float | None]
+    std: list[float | None]
+    min: list[float | None]
+    max: list[float | None]
+
+
+@dataclass
+class OodComparison:
+    """One OOD set vs the ID set at one layer: activation strength, CIs, AUROC and verdict."""
+
+    n: int
+    mean: float | None
+    mean_ci: CI
+    max: float | None
+    max_ci: CI
+    ratio: float | None
+    ratio_ci: CI
+    diff_ci: CI
+    auroc: float | None
+    verdict: str
+    channel_stats: ChannelStats
+
+
+@dataclass
+class LayerDistribution:
+    """ID activation strength of one layer and its comparison with every OOD set."""
+
+    id_mean: float | None
+    id_mean_ci: CI
+    id_max: float | None
+    id_max_ci: CI
+    id_channel_stats: ChannelStats
+    ood: dict[str, OodComparison]
+
+
+@dataclass
+class OutputBaseline:
+    """Output-level OOD baselines on the same data: max-softmax probability and energy AUROCs."""
+
+    max_softmax_auroc: float | None
+    energy_auroc: float | None
+
+
+@dataclass
+class DataSet:
+    """A named set of inputs: its size and how it was made."""
+
+    name: str
+    n: int
+    description: str = ""
+
+
+@dataclass
+class DistributionInfo:
+    """What the activation comparison ran on, its output baselines and its verdict rule."""
+
+    id: DataSet
+    ood: list[DataSet]
+    baselines: dict[str, OutputBaseline]
+    rule: str
+
+
+# ----------------------------------------------------------------------------- feature maps
+@dataclass
+class EpochActivation:
+    """Mean of relu(feature map) per channel, per probe set, at one epoch."""
+
+    epoch: int
+    mean_activation: dict[str, list[float]]
+
+
+@dataclass
+class LayerFeatureMaps:
+    """One layer's probe feature maps over training and its channel correlation matrices."""
+
+    shape: list[int]
+    per_epoch: list[EpochActivation]
+    channel_correlation_final: list[list[float]]
+    channel_correlation_init: list[list[float]]
+
+
+@dataclass
+class FeatureMapInfo:
+    """Which snapshot epochs and probe images the feature-map figures come from."""
+
+    epochs: list[int]
+    probe_sets: list[str]
+
+
+# ----------------------------------------------------------------------------- evolution
+@dataclass
+class EvolutionEpoch:
+    """One snapshot epoch: every layer's distance from init and step; the first layer's scores."""
+
+    epoch: int
+    distance_from_init: dict[str, float]
+    step: dict[str, float]
+    first_layer_fraction_above_null95: float | None = None
+    first_layer_median_score: float | None = None
+    first_layer_scores: list[float] | None = None
+
+
+@dataclass
+class Evolution:
+    """Kernels over training, from the per-epoch snapshots (empty with a reason when none)."""
+
+    first_layer: str | None
+    null_p95: float | None
+    epochs: list[EvolutionEpoch]
+    skipped: str | None = None
+
+
+# ----------------------------------------------------------------------------- receptive fields
+@dataclass
+class EffectiveField:
+    """Mean |d unit / d input| of one unit per layer over probe images; support and 95%-mass side."""
+
+    layer: str
+    kind: str
+    support_fraction: float
+    mass95_side: int
+    input_shape: list[int]
+    gradient_map: list[list[float]]
+
+
+@dataclass
+class ReceptiveFields:
+    """Theoretical (arithmetic over the traced geometry) and effective (gradient) receptive fields."""
+
+    theoretical: list[ReceptiveField]
+    effective: list[EffectiveField]
+
+
+# ----------------------------------------------------------------------------- per layer
+@dataclass
+class LayerResult:
+    """Everything measured about one conv layer, keyed by its identity."""
+
+    identity: LayerIdentity
+    n_kernels: int
+    matching: LayerMatch | None = None
+    check: LayerCheck | None = None
+    distribution: LayerDistribution | None = None
+    feature_maps: LayerFeatureMaps | None = None
+
+    @property
+    def name(self) -> str:
+        return self.identity.name
+
+
+# ----------------------------------------------------------------------------- verdicts
+@dataclass
+class KernelVerdict:
+    """Binomial test of "x of n kernels above the null's 95th percentile" vs 5% chance."""
+
+    verdict: str
+    n: int
+    p_value: float | None = None
+    above: int | None = None
+    fraction: float | None = None
+    chance: float | None = None
+    rule: str | None = None
+    layer: str | None = None
+
+
+@dataclass
+class CrossCorrelationVerdict:
+    """Does every conv layer compute cross-correlation (and not true convolution)?"""
+
+    verdict: str
+    differs_from_convolution: bool
+    max_abs_diff: float
+    rule: str
+
+
+@dataclass
+class Verdicts:
+    """Verdicts on the seed's claims, each with its rule."""
+
+    cross_correlation: CrossCorrelationVerdict | None = None
+    classical_kernels: KernelVerdict | None = None
+    classical_kernels_spectrum_null: KernelVerdict | None = None
+    ood_activation: dict[str, dict[str, str]] = field(default_factory=dict)
+    ood_rule: str | None = None
+
+
+@dataclass
+class Headline:
+    """The few figures the CLI prints and the report leads with."""
+
+    test_accuracy: float | None = None
+    first_layer: str | None = None
+    first_layer_fraction_above_null95: float | None = None
+    first_layer_init_fraction_above_null95: float | None = None
+    null_p95: float | None = None
+    max_abs_diff_correlate: float | None = None
+    min_abs_diff_convolve: float | None = None
+    all_layers_cross_correlation: bool | None = None
+    auroc: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    ood_verdicts: dict[str, dict[str, str]] = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------- the whole result
+@dataclass
+class Source:
+    """What was analysed: a training run directory or a model file (with its factory and data)."""
+
+    kind: Literal["run", "model_file"]
+    path: str
+    factory: str | None = None
+    data: str | None = None
+
+
+@dataclass
+class Settings:
+    """Settings of the analysis itself: null size and the seed of nulls and bootstraps."""
+
+    n_null: int
+    seed: int
+
+
+@dataclass
+class TrainOutcome:
+    """How the training run ended (from ``run.json``)."""
+
+    test_accuracy: float | None = None
+    test_loss: float | None = None
+    epochs_completed: int | None = None
+    train_seconds: float | None = None
+    final_val_accuracy: float | None = None
+
+
+@dataclass
+class RunInfo:
+    """The training run behind the analysis (copied from its ``run.json``)."""
+
+    config: dict[str, Any]
+    dataset: dict[str, Any]
+    model: dict[str, Any]
+    result: TrainOutcome | None
+    versions: dict[str, str]
+    device: str | None = None
+
+
+@dataclass
+class Control:
+    """A control analysis (untrained, random labels, input statistics) computed like the claims."""
+
+    name: str
+    description: str
+    figures: dict[str, float | None] = field(default_factory=dict)
+
+
+@dataclass
+class AnalysisError:
+    """A part of the analysis that could not be done, and why; the rest of the result stands."""
+
+    stage: str
+    message: str
+
+
+@dataclass
+class AnalysisResult:
+    """The result of ``convlens analyze`` (``analysis.json``)."""
+
+    schema_version: int
+    source: Source
+    settings: Settings
+    layers: list[LayerResult]
+    headline: Headline
+    verdicts: Verdicts
+    run: RunInfo | None = None
+    evolution: Evolution | None = None
+    distribution: DistributionInfo | None = None
+    feature_maps: FeatureMapInfo | None = None
+    receptive_fields: ReceptiveFields | None = None
+    controls: list[Control] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    errors: list[AnalysisError] = field(default_factory=list)
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def first_layer(self) -> LayerResult | None:
+        """The first conv layer in execution order (``None`` when there is none)."""
+        return min(self.layers, key=lambda r: r.identity.index) if self.layers else None
+
+    def layer(self, name: str) -> LayerResult:
+        for r in self.layers:
+            if r.identity.name == name:
+                return r
+        raise KeyError(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(to_jsonable(self))
+
+    def to_json(self, indent: int | None = 1) -> str:
+        return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
+
+    @staticmethod
+    def from_dict(data: Any, where: str = "analysis") -> AnalysisResult:
+        _check_version(data, where, "schema_version", SCHEMA_VERSION, "an analysis")
+        try:
+            return from_jsonable(AnalysisResult, data, "")
+        except SchemaError as exc:
+            raise ConvlensError(f"{where}: not a valid convlens analysis: {exc}") from None
+
+    @staticmethod
+    def from_json(text: str, where: str = "analysis") -> AnalysisResult:
+        return AnalysisResult.from_dict(_loads(text, where), where)
+
+    @staticmethod
+    def read(path: str | Path) -> AnalysisResult:
+        p = Path(path)
+        return AnalysisResult.from_json(_read_text(p), repr(str(p)))
+
+
+# ----------------------------------------------------------------------------- seeds.json
+@dataclass
+class SeedRow:
+    """One figure across training seeds: per-seed values, mean and a 95% t-interval."""
+
+    name: str
+    values: list[float]
+    mean: float | None
+    ci: CI
+
+
+@dataclass
+class SeedsSummary:
+    """Headline figures across training seeds (``seeds.json``)."""
+
+    schema_version: int
+    n: int
+    seeds: list[int]
+    rows: list[SeedRow]
+    classical_kernels_pooled: KernelVerdict
+    classical_kernels_pooled_spectrum_null: KernelVerdict
+    ood_holds_in_seeds: dict[str, dict[str, int]]
+    interval: str
+
+    def to_json(self, indent: int | None = 1) -> str:
+        return json.dumps(to_jsonable(self), indent=indent, allow_nan=False)
+
+    @staticmethod
+    def from_json(text: str, where: str = "seeds summary") -> SeedsSummary:
+        data = _loads(text, where)
+        _check_version(data, where, "schema_version", SEEDS_SCHEMA_VERSION, "a seeds summary")
+        try:
+            return from_jsonable(SeedsSummary, data, "")
+        except SchemaError as exc:
+            raise ConvlensError(f"{where}: not a valid convlens seeds summary: {exc}") from None
+
+    @staticmethod
+    def read(path: str | Path) -> SeedsSummary:
+        p = Path(path)
+        return SeedsSummary.from_json(_read_text(p), repr(str(p)))
+
+
+# ----------------------------------------------------------------------------- helpers
+def _read_text(p: Path) -> str:
+    try:
+        return p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConvlensError(f"{str(p)!r} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConvlensError(f"cannot read {str(p)!r}: {exc}") from None
+
+
+def _loads(text: str, where: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConvlensError(f"{where} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ConvlensError(f"{where} is nested too deeply to be a convlens result") from None
+
+
+def _check_version(data: Any, where: str, key: str, expected: int, what: str) -> None:
+    if not isinstance(data, dict):
+        raise ConvlensError(f"{where} is not {what}: expected a JSON object")
+    version = data.get(key)
+    if version is None:
+        old = data.get("format")
+        if isinstance(old, str) and old.startswith("convlens-analysis/"):
+            raise ConvlensError(
+                f"{where} was written by an older convlens ({old}); this version reads "
+                f"{key} {expected}: analyse the run again"
+            )
+        raise ConvlensError(f"{where} is not {what} (no {key}; expected {expected})")
+    if version != expected:
+        raise ConvlensError(
+            f"{where} has {key} {version!r}; this version of convlens reads {expected}"
+        )
+
+
+def analysis_schema() -> dict[str, Any]:
+    """The JSON Schema of ``analysis.json`` (what ``schema.json`` holds)."""
+    schema = json_schema(
+        AnalysisResult,
+        title="convlens analysis result",
+        schema_id=f"https://convlens.invalid/schema/analysis-{SCHEMA_VERSION}.json",
+    )
+    schema["$defs"]["AnalysisResult"]["properties"]["schema_version"] = {"const": SCHEMA_VERSION}
+    return schema
+
+
+def seeds_schema() -> dict[str, Any]:
+    schema = json_schema(SeedsSummary, title="convlens seeds summary")
+    schema["$defs"]["SeedsSummary"]["properties"]["schema_version"] = {
+        "const": SEEDS_SCHEMA_VERSION
+    }
+    return schema
+
+
+SCHEMA_PATH = Path(__file__).with_name("schema.json")
+
+
+def schema_text() -> str:
+    """The exact text of ``schema.json``."""
+    return json.dumps(analysis_schema(), indent=2) + "\n"
+
+
+def write_schema() -> Path:
+    """Regenerate ``schema.json`` after changing the types above (a test checks it is in sync):
+    ``python -c "from convlens.analysis.result import write_schema; write_schema()"``."""
+    SCHEMA_PATH.write_text(schema_text(), encoding="utf-8")
+    return SCHEMA_PATH

@@ -1,0 +1,231 @@
+"""The library functions behind the ``convlens`` commands: train a run, analyse a target, the demo.
+
+Each command of :mod:`convlens.cli` parses its options and calls exactly one function here; every
+step that decides something (rebuilding a config for a resumed run, where results go, the multi-seed
+demo, the lines printed as a summary) lives here, where it is tested without click.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from convlens._atomic import write_text
+from convlens.errors import ConvlensError
+
+if TYPE_CHECKING:
+    from convlens.analysis.result import AnalysisResult
+    from convlens.train import TrainConfig, TrainResult
+
+
+def default_run_dir(data: str, seed: int) -> str:
+    """``runs/<data>-seed<seed>`` with anything but ``[A-Za-z0-9_.-]`` replaced by ``_``."""
+    return f"runs/{re.sub(r'[^A-Za-z0-9_.-]+', '_', data)}-seed{seed}"
+
+
+def resume_config(out: str | Path, epochs: int | None = None) -> TrainConfig:
+    """The config of the run in ``out`` (from its ``run.json``); ``epochs`` extends it."""
+    from convlens.train import RunDir, TrainConfig
+
+    cfg_dict = RunDir(out).read_run().get("config")
+    if not isinstance(cfg_dict, dict):
+        raise ConvlensError(f"{str(out)!r}: run.json has no config to resume")
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(cfg_dict) - known)
+    if unknown:
+        raise ConvlensError(f"{str(out)!r}: run.json config has unknown field {unknown[0]!r}")
+    try:
+        cfg = TrainConfig(**cfg_dict)
+    except TypeError as exc:
+        raise ConvlensError(f"{str(out)!r}: run.json config is not understood: {exc}") from None
+    if epochs is not None:
+        cfg.epochs = max(cfg.epochs, epochs)
+    return cfg
+
+
+@dataclass
+class TrainedRun:
+    """What :func:`train_run` did: the result, where, on which device, on which data."""
+
+    result: TrainResult
+    out: str
+    device: str
+    dataset_name: str
+    n_test: int
+
+    def summary(self) -> list[str]:
+        last = self.result.metrics[-1] if self.result.metrics else {}
+        val = last.get("val_acc", float("nan"))
+        return [
+            f"{self.dataset_name}: {self.result.epochs} epochs in {self.result.seconds:.2f} s on "
+            f"{self.device}; val acc {val:.4f}, test acc {self.result.test_accuracy:.4f} "
+            f"(n={self.n_test})",
+            f"run directory: {self.out}",
+        ]
+
+
+def train_run(
+    cfg: TrainConfig | None,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    force: bool = False,
+    extend_epochs: int | None = None,
+    progress: bool = True,
+) -> TrainedRun:
+    """Train a new run from ``cfg`` into ``out``, or resume the run there (``cfg`` ignored; its
+    own config, extended to ``extend_epochs`` when given)."""
+    from convlens.data.loaders import load_dataset
+    from convlens.train import Trainer
+
+    if resume:
+        cfg = resume_config(out, extend_epochs)
+    if cfg is None:
+        raise ConvlensError("a new run needs a training config")
+    dataset = load_dataset(cfg.data, cfg.seed)
+    trainer = Trainer(cfg, dataset, out, progress=progress)
+    result = trainer.resume() if resume else trainer.train(force=force)
+    return TrainedRun(
+        result, str(out), str(trainer.device), dataset.name, len(dataset.splits["test"])
+    )
+
+
+def write_result(result: AnalysisResult, dest: str | Path) -> Path:
+    """Write ``analysis.json`` atomically (indented JSON, trailing newline)."""
+    try:
+        return write_text(dest, result.to_json(indent=2) + "\n")
+    except OSError as exc:
+        raise ConvlensError(f"cannot write {str(dest)!r}: {exc.strerror or exc}") from None
+
+
+def analyze_target(
+    target: str | Path,
+    *,
+    out: str | Path | None = None,
+    n_null: int = 2000,
+    seed: int = 0,
+    factory: str | None = None,
+    data: str | None = None,
+    ood: list[str] | None = None,
+) -> tuple[AnalysisResult, Path]:
+    """Analyse a run directory or a model file and write the result; return it and its path.
+
+    Default destination: ``RUN/analysis.json``, or ``MODEL.analysis.json`` beside a model file."""
+    from convlens.analysis import analyze_model_file, analyze_run
+
+    path = Path(target)
+    if path.is_dir():
+        result = analyze_run(path, n_null=n_null, seed=seed)
+        dest = Path(out) if out else path / "analysis.json"
+    elif path.is_file():
+        result = analyze_model_file(
+            path, factory=factory, data=data, ood=ood, n_null=n_null, seed=seed
+        )
+        dest = Path(out) if out else path.with_name(path.name + ".analysis.json")
+    else:
+        raise ConvlensError(f"{str(target)!r} is neither a run directory nor a model file")
+    return result, write_result(result, dest)
+
+
+def analysis_summary(result: AnalysisResult) -> list[str]:
+    """The lines ``convlens analyze`` prints: per layer matching, verification, AUROCs."""
+    lines = []
+    for layer in result.layers:
+        m = layer.matching
+        if m is None:
+            continue
+        if m.skipped:
+            lines.append(f"{m.layer}: {m.n_kernels} kernels, matching skipped: {m.skipped}")
+            continue
+        init = m.init_fraction_above_null95
+        init_text = f", epoch-000 kernels {init:.0%}" if init is not None else ""
+        p95 = m.null.p95 if m.null is not None and m.null.p95 is not None else float("nan")
+        lines.append(
+            f"{m.layer}: {m.n_kernels} kernels {m.kernel_size}x{m.kernel_size}, "
+            f"{m.fraction_above_null95 or 0:.0%} above the random null's 95th percentile "
+            f"({p95:.3f}; chance 5%{init_text})"
+        )
+    h = result.headline
+    if h.all_layers_cross_correlation is not None:
+        lines.append(
+            f"layer == cross-correlation: max |diff| {h.max_abs_diff_correlate:.2e} "
+            f"(vs true convolution: {h.min_abs_diff_convolve:.2e})"
+        )
+    for name, per in h.auroc.items():
+        values = ", ".join(f"{o} {_f2(v)}" for o, v in per.items())
+        lines.append(f"{name} ID-vs-OOD AUROC: {values}")
+    lines.extend(f"note: {n}" for n in result.notes)
+    lines.extend(f"error in {e.stage}: {e.message}" for e in result.errors)
+    return lines
+
+
+def _f2(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.2f}"
+
+
+def demo_recipe(data: str | None, epochs: int | None) -> dict[str, Any]:
+    """The demo's training recipe (:data:`convlens.train.recipes.DEMO_RECIPE`); another dataset
+    gets its own default model and the generic settings."""
+    from convlens.train.recipes import DEMO_RECIPE
+
+    recipe = dict(DEMO_RECIPE)
+    if data is not None and data != recipe["data"]:
+        recipe = {"data": data}
+    if epochs is not None:
+        recipe["epochs"] = epochs
+    return recipe
+
+
+def run_demo(
+    out_dir: str | Path,
+    *,
+    data: str | None = None,
+    epochs: int | None = None,
+    seed: int = 0,
+    n_seeds: int = 3,
+    n_null: int = 2000,
+    progress: bool = True,
+    log: Callable[[str], None] = lambda _line: None,
+) -> Path:
+    """Train ``n_seeds`` runs of the demo recipe (seeds ``seed, seed+1, ...``), analyse each, write
+    the across-seeds summary and the report of the first run; return the report's path.
+
+    The first run is ``out_dir`` itself (with snapshots and probes); the others go to
+    ``out_dir/seeds/seed-N`` without snapshots."""
+    import shutil
+
+    from convlens.analysis import analyze_run
+    from convlens.analysis.seeds import aggregate
+    from convlens.report import build_report
+    from convlens.train import TrainConfig
+
+    recipe = demo_recipe(data, epochs)
+    t0 = time.perf_counter()
+    root = Path(out_dir)
+    seeds = [seed + i for i in range(n_seeds)]
+    shutil.rmtree(root / "seeds", ignore_errors=True)
+    analyses = []
+    for i, s in enumerate(seeds):
+        run_dir = root if i == 0 else root / "seeds" / f"seed-{s}"
+        cfg = TrainConfig(seed=s, **recipe)
+        if i > 0:
+            cfg.snapshots = cfg.probes = False
+        log(f"[train {i + 1}/{len(seeds)}] {cfg.data}, seed {s}, {cfg.epochs} epochs ...")
+        outcome = train_run(cfg, run_dir, force=True, progress=progress)
+        analysis = analyze_run(run_dir, n_null=n_null, seed=0)
+        write_result(analysis, run_dir / "analysis.json")
+        analyses.append(analysis)
+        first = analysis.first_layer
+        frac = first.matching.fraction_above_null95 if first and first.matching else None
+        log(
+            f"      test accuracy {outcome.result.test_accuracy:.3f}; first layer above null "
+            f"{frac or 0:.0%} ({time.perf_counter() - t0:.1f} s so far)"
+        )
+    write_text(root / "seeds.json", aggregate(analyses, seeds).to_json(indent=2) + "\n")
+    path = build_report(root)
+    log(f"[report] done; total {time.perf_counter() - t0:.1f} s")
+    return path
