@@ -50,7 +50,9 @@ def run(reps: int) -> dict[str, Any]:
         "id": "P5",
         "conv_layers": len(sd),
         "conv_weights": int(n_weights),
-        "kernels_matched": int(sum(m["n_kernels"] for m in out if not m["skipped"])),
+        "kernels_matched": int(
+            sum(r.matching.n_kernels for r in out if r.matching and not r.matching.skipped)
+        ),
         "seconds": {
             "min": min(times),
             "median": statistics.median(times),

@@ -26,6 +26,11 @@ from convlens.analysis.result import LayerIdentity
 CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
+def conv_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """``(qualified name, module)`` of every ``Conv1d/2d/3d`` in ``model``, in definition order."""
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, CONV_TYPES)]
+
+
 def module_identity(name: str, conv: Any, index: int, order: str) -> LayerIdentity:
     """Identity of one torch conv module (``Conv1d/2d/3d`` or anything with their attributes)."""
     w = conv.weight
@@ -53,9 +58,7 @@ def identify_modules(
 ) -> list[tuple[LayerIdentity, nn.Module]]:
     """Every conv module of ``model`` with its identity, in execution order when ``example`` is
     given (one forward pass, hooks removed and the training mode restored afterwards)."""
-    convs: list[tuple[str, nn.Module]] = [
-        (n, m) for n, m in model.named_modules() if isinstance(m, CONV_TYPES)
-    ]
+    convs = conv_modules(model)
     fired: list[str] = []
     if example is not None and convs:
         fired = _execution_order(model, convs, example)

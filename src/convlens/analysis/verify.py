@@ -15,10 +15,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from convlens.analysis.layers import conv_modules
 from convlens.analysis.result import LayerCheck
 from convlens.ops import convolve, correlate
-
-CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
 def _spatial_input(conv: Any, size: int) -> tuple[int, ...]:
@@ -81,7 +80,9 @@ def _float64_copy(conv: nn.Module) -> nn.Module:
 
 
 def conv_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    return [(n, m) for n, m in model.named_modules() if isinstance(m, CONV_TYPES)]
+    """Every conv module with its qualified name, in definition order (see
+    :func:`convlens.analysis.layers.identify_modules` for execution order and geometry)."""
+    return conv_modules(model)
 
 
 def verify_model(model: nn.Module, *, seed: int = 0) -> list[LayerCheck]:

@@ -1,0 +1,53 @@
+"""Layer identity: execution order from hooks, geometry from the module, never a name convention."""
+
+import numpy as np
+import torch
+from torch import nn
+
+from convlens.analysis.layers import identify_modules, identify_weights
+
+
+class _Reordered(nn.Module):
+    """Defines its convs in the opposite order to how it runs them, plus one that never runs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.head = nn.Conv2d(8, 4, 3, padding="same", dilation=2)
+        self.unused = nn.Conv1d(2, 2, 5)
+        self.stem = nn.Conv2d(3, 8, (3, 5), stride=2, padding=(1, 2), groups=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.relu(self.stem(x)))
+
+
+def test_execution_order_not_definition_order():
+    model = _Reordered().train()
+    out = identify_modules(model, torch.zeros(1, 3, 16, 16))
+    ids = [i for i, _ in out]
+    assert [i.name for i in ids] == ["stem", "head", "unused"]
+    assert [i.index for i in ids] == [0, 1, 2]
+    assert [i.order for i in ids] == ["execution", "execution", "definition"]
+    assert model.training  # mode restored
+    assert not any(m._forward_hooks for m in model.modules())  # hooks removed
+    stem, head, unused = ids
+    assert (stem.kernel_size, stem.stride, stem.padding, stem.groups) == ([3, 5], [2, 2], [1, 2], 1)
+    assert (stem.in_channels, stem.out_channels, stem.dims) == (3, 8, 2)
+    assert head.padding == "same" and head.dilation == [2, 2] and head.module_type == "Conv2d"
+    assert unused.dims == 1 and unused.weight_shape == [2, 2, 5]
+
+
+def test_without_input_definition_order_is_stated():
+    ids = [i for i, _ in identify_modules(_Reordered())]
+    assert [i.name for i in ids] == ["head", "unused", "stem"]
+    assert {i.order for i in ids} == {"definition"}
+
+
+def test_weights_only_keep_file_order_and_say_so():
+    ids = identify_weights(
+        {"blocks.0.conv_dw": np.zeros((8, 1, 3, 3)), "conv_stem": np.zeros((8, 3, 3, 3))}
+    )
+    assert [(i.name, i.index, i.order) for i in ids] == [
+        ("blocks.0.conv_dw", 0, "file"),
+        ("conv_stem", 1, "file"),
+    ]
+    assert ids[1].weight_key == "conv_stem.weight" and ids[1].stride is None
