@@ -269,7 +269,9 @@ def section_featuremaps(inp: ReportInputs) -> dict[str, Any] | None:
         (s, x[i, 0], [(e, maps[e][first.name][i]) for e in (epochs[0], epochs[-1])])
         for s, i in chosen
     ]
-    last_layer = list(maps[epochs[-1]])[-1]
+    # the deepest conv layer with probe maps: highest execution index among those recorded
+    recorded = [r.name for r in inp.a.layers if r.name in maps[epochs[-1]]]
+    last_layer = recorded[-1] if recorded else list(maps[epochs[-1]])[-1]
     rows2 = [(s, x[i, 0], [(epochs[-1], maps[epochs[-1]][last_layer][i])]) for s, i in chosen]
     out: dict[str, Any] = {
         "figure": figures.feature_maps_over_epochs(rows),
