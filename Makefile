@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PIP_FLAGS ?= --disable-pip-version-check -q
 
-.PHONY: venv demo test lint typecheck check bench clean
+.PHONY: venv demo test test-fast lint typecheck check bench clean
 
 venv: $(STAMP)
 
@@ -19,6 +19,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# The inner loop: everything not marked slow (Chromium, SIGKILL resume, bench smoke, the longer
+# train/resume and demo runs); under 60 s on 2 cores. `make test` runs everything.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests $(wildcard bench)

@@ -215,6 +215,7 @@ def test_console_script_exit_codes():
     assert check.returncode == 1
 
 
+@pytest.mark.slow  # trains 2 then 30 epochs through the CLI
 def test_train_resume_extends_only_with_an_explicit_epochs(tmp_path):
     """`--resume` keeps the recorded epochs unless --epochs is given, also when it equals the
     option's default (30)."""

@@ -46,7 +46,8 @@ def demo_run(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("demo") / "run"
     r = CliRunner().invoke(
-        cli, ["demo", "--out", str(out), "-q", "--null-size", "500", "--seeds", "2"]
+        cli,
+        ["demo", "--out", str(out), "-q", "--null-size", "500", "--seeds", "2", "--epochs", "20"],
     )
     assert r.exit_code == 0, r.output
     assert r.output.strip().endswith("report.html")
