@@ -62,7 +62,8 @@ def test_train_resume_and_analyze_on_cuda(tmp_path):
     res3 = Trainer(cfg3, ds, tmp_path / "run", progress=False).resume()
     assert [m["epoch"] for m in res3.metrics] == [1, 2, 3]
     a = analyze_run(tmp_path / "run", n_null=200)
-    assert a["verify"] and all(v["is_cross_correlation"] for v in a["verify"])
+    checks = [r.check for r in a.layers]
+    assert checks and all(c is not None and c.is_cross_correlation for c in checks)
 
 
 def test_streaming_stats_match_between_cuda_and_cpu(no_tf32):
