@@ -208,6 +208,25 @@ def test_sizes_and_integer_exactness():
         ("gabor:angle", "key=value"),
         ("dog:sigma1=2,sigma2=1", "larger than sigma1"),
         ("scharr_x:size=5", "no parameter 'size'"),
+        # issue 12: every parameter is bounded; the message names the limit
+        ("sobel_x:size=101", r"odd integer in \[3, 99\], got 101"),
+        ("sobel_x:size=41.0", "size must be an integer, got 41.0"),
+        ("box:size=100", r"in \[1, 99\]"),
+        (
+            "gaussian:sigma=1e-300",
+            r"sigma must be a positive number in \[0.001, 1e\+06\], got 1e-300",
+        ),
+        ("gaussian:sigma=1e300", r"\[0.001, 1e\+06\]"),
+        ("gaussian:sigma=0", r"\[0.001, 1e\+06\]"),
+        ("gaussian_dx:sigma=1e-4", "sigma must be"),
+        ("log:sigma=2e6", "sigma must be"),
+        ("dog:sigma1=1e-9,sigma2=1", "sigma1 must be"),
+        ("dog:sigma1=1,sigma2=1e7", "sigma2 must be"),
+        ("gabor:sigma=1e-300", "gabor: sigma must be"),
+        ("gabor:gamma=1e-9", r"gamma must be a positive number in \[0.001, 1000\]"),
+        ("gabor:gamma=1e9", "gamma must be"),
+        ("gabor:frequency=0", "positive"),
+        ("gaussian:sigma=inf", "not a finite number"),
     ],
 )
 def test_bad_specs(spec, message):
@@ -219,3 +238,161 @@ def test_spec_parsing_and_parameters():
     k = parse_kernel_spec("gabor:angle=45, frequency=0.125, size=11")
     assert k.shape == (11, 11) and k.params["angle"] == 45.0
     assert kernel_parameters("gaussian") == {"sigma": 1.0, "size": 5}
+
+
+# ---------------------------------------------------------------- issue 12: parameter limits
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from convlens.kernels import base as kbase  # noqa: E402
+from convlens.kernels.edges import binomial  # noqa: E402
+
+
+def sobel_oracle(axis, size):
+    """Python-int construction: binomial smoothing across x smoothed central difference along."""
+    smooth = [math.comb(size - 1, k) for k in range(size)]
+    row = [math.comb(size - 3, k) for k in range(size - 2)]
+    # correlation kernel of the smoothed difference: d[i] = row[i - 2] - row[i]
+    deriv = [
+        (row[i - 2] if 0 <= i - 2 < len(row) else 0) - (row[i] if i < len(row) else 0)
+        for i in range(size)
+    ]
+    if axis == "x":
+        return [[a * b for b in deriv] for a in smooth]
+    return [[b * a for a in smooth] for b in deriv]
+
+
+@pytest.mark.parametrize("size", [3, 5, 33, 35, 37, 39, 41, 63, 99])
+@pytest.mark.parametrize("axis", ["x", "y"])
+def test_sobel_exact_at_every_size(axis, size):
+    # issue 12: sobel_x:size=41 wrapped 386 of 1681 weights around (int64) and said "divide by 0"
+    k = get_kernel(f"sobel_{axis}", size=size)
+    assert k.weights.tolist() == sobel_oracle(axis, size)
+    assert k.weights.dtype == (np.int64 if size <= 37 else object)
+    assert all(type(v) is int for v in k.weights.ravel().tolist())
+    r = size // 2
+    ramp = [[j - r for j in range(size)] for _ in range(size)]
+    if axis == "y":
+        ramp = [list(c) for c in zip(*ramp, strict=True)]
+    scale = sum(
+        a * b
+        for wr, rr in zip(k.weights.tolist(), ramp, strict=True)
+        for a, b in zip(wr, rr, strict=True)
+    )
+    assert scale > 0 and f"a unit ramp gives {scale};" in k.normalisation
+    assert "divide by 0 " not in k.normalisation
+
+
+def test_binomial_exact_beyond_int64():
+    assert binomial(4).tolist() == [1, 4, 6, 4, 1] and binomial(4).dtype == np.int64
+    row = binomial(80)
+    assert row.tolist() == [math.comb(80, k) for k in range(81)]
+    assert sum(row.tolist()) == 2**80
+
+
+def test_large_sobel_filters_an_image_exactly():
+    k = get_kernel("sobel_x", size=41).weights
+    img = np.arange(45 * 45, dtype=np.int64).reshape(45, 45) % 7
+    out = correlate2d(img, k)
+    assert out.dtype == object
+    want = [
+        [
+            sum(int(img[i + a, j + b]) * int(k[a, b]) for a in range(41) for b in range(41))
+            for j in range(5)
+        ]
+        for i in range(5)
+    ]
+    assert out.tolist() == want
+
+
+ODD = st.integers(1, 49).map(lambda v: 2 * v + 1)  # 3..99
+SIGMA = st.one_of(
+    st.sampled_from([kbase.SIGMA_MIN, kbase.SIGMA_MAX, 0.5, 1.0]),
+    st.floats(kbase.SIGMA_MIN, kbase.SIGMA_MAX),
+    st.floats(-3, 6).map(lambda e: 10.0**e),
+)
+GAMMA = st.floats(kbase.GAMMA_MIN, kbase.GAMMA_MAX)
+FINITE = st.floats(-1e6, 1e6, allow_nan=False)
+
+
+@st.composite
+def kernel_params(draw):
+    name = draw(st.sampled_from(list_kernels()))
+    allowed = kernel_parameters(name)
+    p = {}
+    if "size" in allowed:
+        lo = (
+            3
+            if name
+            in {
+                "sobel_x",
+                "sobel_y",
+                "prewitt_x",
+                "prewitt_y",
+                "gaussian_dx",
+                "gaussian_dy",
+                "log",
+                "dog",
+            }
+            else 1
+        )
+        p["size"] = (
+            draw(st.integers(1, 99)) if name == "box" else draw(ODD.filter(lambda v: v >= lo))
+        )
+    if name == "dog":
+        s1 = draw(st.floats(kbase.SIGMA_MIN, kbase.SIGMA_MAX / 2))
+        p["sigma1"], p["sigma2"] = s1, draw(st.floats(s1 * 1.0001, kbase.SIGMA_MAX))
+    elif "sigma" in allowed:
+        s = draw(SIGMA)
+        p["sigma"] = min(max(s, kbase.SIGMA_MIN), kbase.SIGMA_MAX)
+    if name == "gabor":
+        p["gamma"] = draw(GAMMA)
+        p["frequency"] = draw(st.floats(1e-6, 0.5))
+        p["angle"], p["phase"] = draw(FINITE), draw(FINITE)
+    return name, p
+
+
+@settings(max_examples=300, deadline=None)
+@given(kernel_params())
+def test_every_kernel_finite_and_unwrapped_at_any_allowed_parameter(case):
+    name, params = case
+    k = get_kernel(name, **params)
+    w = k.weights
+    if w.dtype.kind in "iuO":
+        assert all(type(v) is int for v in w.ravel().tolist())
+        if name.startswith("sobel"):
+            axis = name[-1]
+            assert w.tolist() == sobel_oracle(axis, params.get("size", 3))
+    else:
+        assert np.isfinite(w).all()
+    assert np.isfinite(w.astype(np.float64)).all()  # (a derivative of a delta-thin Gaussian is 0)
+
+
+@pytest.mark.parametrize("sigma", [kbase.SIGMA_MIN, kbase.SIGMA_MAX])
+@pytest.mark.parametrize("name", ["gaussian", "gaussian_dx", "gaussian_dy", "log"])
+def test_sigma_limits_are_finite_at_the_largest_size(name, sigma):
+    w = get_kernel(name, sigma=sigma, size=99).weights
+    assert np.isfinite(w).all()
+    if name == "gaussian":
+        assert abs(w.sum() - 1.0) < 1e-12
+
+
+@pytest.mark.parametrize("bad", [True, "1", None, [1.0]])
+def test_parameters_must_be_numbers(bad):
+    with pytest.raises(ConvlensError, match="must be a number"):
+        get_kernel("gaussian", sigma=bad)
+    with pytest.raises(ConvlensError, match="must be a number"):
+        get_kernel("gabor", angle=bad)
+
+
+def test_matching_bank_size_limit():
+    from convlens.kernels import matching_bank
+
+    assert matching_bank(np.int64(3)) == matching_bank(3)
+    with pytest.raises(ConvlensError, match="<= 99"):
+        matching_bank(101)
+    with pytest.raises(ConvlensError, match="positive integer"):
+        matching_bank(True)
+    entries = matching_bank(41)
+    assert all(np.isfinite(e.weights).all() for e in entries)

@@ -96,6 +96,11 @@ def test_uint8_image_does_not_wrap():
         (np.int32, np.int8, np.int64),
         (np.float16, np.float16, np.float16),
         (np.complex64, np.float32, np.complex64),
+        # float16 cannot hold integers above 65504: an integer input with float16 gives float32
+        (np.int64, np.float16, np.float32),
+        (np.uint8, np.float16, np.float32),
+        (np.float16, np.int32, np.float32),
+        (np.float16, np.float32, np.float32),
     ],
 )
 def test_dtypes(xd, wd, want):
@@ -143,6 +148,24 @@ def test_same_padding_keeps_size_and_matches_torch_split():
         ({"groups": 2}, "groups=2 must divide"),
         ({"groups": 0}, "groups must be a positive integer"),
         ({"stride": (1, 2, 3)}, "stride must have 2 value"),
+        # issue 12: only Python/NumPy integers (as PyTorch), never bool, float or str
+        ({"stride": 1.5}, r"stride must be integers, got 1\.5"),
+        ({"stride": 2.0}, r"stride must be integers, got 2\.0"),
+        ({"stride": 2.9}, r"stride must be integers, got 2\.9"),
+        ({"stride": "2"}, r"stride must be integers, got '2'"),
+        ({"stride": True}, "stride must be integers, got True"),
+        ({"stride": (1, 1.5)}, r"stride must be integers, got \(1, 1\.5\)"),
+        ({"dilation": 1.5}, r"dilation must be integers, got 1\.5"),
+        ({"dilation": np.float64(2.0)}, r"dilation must be integers, got 2\.0"),
+        ({"dilation": False}, "dilation must be integers, got False"),
+        ({"padding": 1.5}, r"got 1\.5"),
+        ({"padding": True}, "got True"),
+        ({"padding": (1, 2.9)}, r"padding entry must be an integer .* got 2\.9"),
+        ({"padding": ((1.5, 2.5), (0, 0))}, "padding must be integers"),
+        ({"padding": ((1, 2), ("1", 0))}, "padding must be integers"),
+        ({"groups": 1.0}, "groups must be a positive integer, got 1.0"),
+        ({"groups": True}, "groups must be a positive integer, got True"),
+        ({"groups": "1"}, "groups must be a positive integer"),
     ],
 )
 def test_bad_arguments_raise(kwargs, message):
@@ -177,3 +200,78 @@ def test_nan_and_inf_propagate_for_floats():
     x = np.array([[1.0, np.nan, 2.0, np.inf]])
     out = correlate2d(x, np.array([[1.0, 1.0]]))
     assert np.isnan(out[0, 0]) and np.isnan(out[0, 1]) and np.isinf(out[0, 2])
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"padding": np.int64(1)},
+        {"stride": np.int64(2)},
+        {"dilation": np.int32(2)},
+        {"groups": np.int64(3)},
+        {"padding": (np.int64(1), np.uint8(0))},
+        {"padding": ((np.int64(0), np.int16(1)), (1, np.int64(2)))},
+        {"stride": np.array([1, 2])},
+        {"padding": np.array([[0, 1], [1, 0]])},
+    ],
+)
+def test_numpy_integers_accepted_everywhere(kwargs):
+    x = np.arange(3 * 6 * 6).reshape(1, 3, 6, 6)
+    w = np.ones((3, 1, 3, 3), dtype=np.int64)
+    plain = {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in kwargs.items()}
+    plain = {k: _py_ints(v) for k, v in plain.items()}
+    kw = {"groups": 3} | kwargs
+    want = {"groups": 3} | plain
+    assert (correlate(x, w, **kw) == correlate(x, w, **want)).all()
+
+
+def _py_ints(v):
+    if isinstance(v, tuple | list):
+        return tuple(_py_ints(e) for e in v)
+    return int(v)
+
+
+def test_object_arrays_of_numpy_int64_do_not_wrap():
+    # issue 12: 2**62 * 4 used to give 0 (np.int64 inside an object array wraps silently)
+    big = np.int64(2**62)
+    x = np.array([[big, np.int64(3), big], [np.int64(-(2**62)), big, np.int64(7)]], dtype=object)
+    k = np.array([[np.int64(4), np.int64(2**40)]], dtype=object)
+    out = correlate2d(x, k)
+    assert out.dtype == object
+    assert out[0, 0] == 2**62 * 4 + 3 * 2**40
+    assert all(type(v) is int for v in out.flat)
+    want = loop_correlate(x[None, None], k[None, None], dtype=object)[0, 0]
+    assert out.tolist() == want.tolist()
+
+
+@pytest.mark.parametrize("nd", [1, 2, 3])
+def test_object_int64_mixed_with_int64_arrays_against_python_loop(nd):
+    rng = np.random.default_rng(40 + nd)
+    xs = rng.integers(-(2**62), 2**62, size=(1, 2) + (4,) * nd, dtype=np.int64)
+    x = np.empty(xs.shape, dtype=object)
+    x.flat[:] = list(xs.flat)  # np.int64 elements, not Python ints
+    w = rng.integers(-(2**62), 2**62, size=(2, 2) + (2,) * nd, dtype=np.int64)
+    b = np.array([np.int64(2**62), np.int64(-(2**62))], dtype=object)
+    got = correlate(x, w, bias=b, padding=1, stride=2)
+    pads = ((1, 1),) * nd
+    want = loop_correlate(xs, w, bias=[2**62, -(2**62)], pads=pads, stride=2, dtype=object)
+    assert got.tolist() == want.tolist()
+    assert all(type(v) is int for v in got.flat)
+
+
+def test_conv_matrix_object_int64_is_exact():
+    from convlens.ops import conv_matrix
+
+    w = np.array([[[np.int64(2**62), np.int64(2**62)]]], dtype=object)
+    m = conv_matrix(w, (1, 3))
+    x = np.array([2**62, 4, 4], dtype=object)
+    assert (m @ x).tolist() == [2**124 + 2**64, 2**64 + 2**64]
+
+
+def test_int_with_float16_holds_large_pixels():
+    # issue 12: pixels above 65504 gave inf in float16 even when the result fits
+    img = np.full((3, 3), 70_000, dtype=np.int64)
+    k = np.full((2, 2), 0.5, dtype=np.float16)
+    out = correlate2d(img, k)
+    assert out.dtype == np.float32
+    assert np.all(out == 140_000.0)

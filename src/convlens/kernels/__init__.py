@@ -3,6 +3,13 @@
 Every kernel is stored as the correlation kernel that ``torch.nn.Conv2d`` applies, with its
 source, normalisation and (where scikit-image has the operator) the exact identity with scikit-image.
 
+Parameter limits (checked by every factory; the error names the limit): sizes are integers in
+``[1, 99]`` (odd where the operator needs a centre; at least 3 for derivatives); every Gaussian width
+(``sigma``, ``sigma1``, ``sigma2``, Gabor ``sigma``) is in ``[1e-3, 1e6]``; Gabor ``gamma`` is in
+``[1e-3, 1e3]`` and ``frequency`` in ``(0, 0.5]``; ``angle`` and ``phase`` are finite numbers. Inside
+them every kernel is finite, and integer kernels are exact: Sobel weights are int64 up to size 37 and
+Python ints (an object array) from size 39 on, where they no longer fit in int64.
+
 >>> from convlens.kernels import get_kernel, list_kernels
 >>> "sobel_x" in list_kernels() and "gabor" in list_kernels()
 True

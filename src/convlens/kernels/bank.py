@@ -26,7 +26,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from convlens.errors import ConvlensError
-from convlens.kernels.base import get_kernel
+from convlens.kernels.base import MAX_SIZE, get_kernel
 
 GABOR_ANGLES = tuple(float(a) for a in np.arange(0, 180, 22.5))
 GABOR_PHASES = (0.0, 90.0)
@@ -114,9 +114,11 @@ def _bank(k: int) -> tuple[BankEntry, ...]:
 
 def matching_bank(k: int) -> list[BankEntry]:
     """The bank at size ``k x k`` (empty for k == 1 and even k other than 2)."""
-    if not isinstance(k, int) or k < 1:
+    if isinstance(k, bool | np.bool_) or not isinstance(k, int | np.integer) or k < 1:
         raise ConvlensError(f"kernel size must be a positive integer, got {k!r}")
-    return list(_bank(k))
+    if k > MAX_SIZE:
+        raise ConvlensError(f"kernel size must be <= {MAX_SIZE} for the matching bank, got {k}")
+    return list(_bank(int(k)))
 
 
 def bank_matrix(k: int) -> tuple[NDArray[np.float64], list[BankEntry]]:

@@ -9,6 +9,7 @@ scikit-image define many of these operators by convolution, which flips the kern
 from __future__ import annotations
 
 import inspect
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +20,12 @@ from numpy.typing import NDArray
 from convlens.errors import ConvlensError
 
 FAMILIES = ("edge", "line", "blob", "smoothing", "gabor", "sharpen", "emboss")
+
+# Parameter limits (every bank kernel is finite, and integer kernels exact, inside them).
+MAX_SIZE = 99  # largest kernel side
+SIGMA_MIN = 1e-3  # below this every sampled Gaussian is already a delta (exp(-0.5 / 1e-6) == 0)
+SIGMA_MAX = 1e6  # above this a size-99 Gaussian is flat to 1e-9; sigma**4 stays finite
+GAMMA_MIN, GAMMA_MAX = 1e-3, 1e3  # Gabor aspect ratio (sigma_y = sigma / gamma)
 
 
 @dataclass(frozen=True)
@@ -125,7 +132,11 @@ def get_kernel(name: str, **params: Any) -> Kernel:
             f"kernel {name!r} has no parameter {', '.join(map(repr, unknown))}; "
             f"it takes: {', '.join(allowed) or 'no parameters'}"
         )
-    return entry.factory(**params)
+    kernel = entry.factory(**params)
+    weights = kernel.weights
+    if weights.dtype.kind in "fc" and not np.all(np.isfinite(weights)):  # pragma: no cover - guard
+        raise ConvlensError(f"kernel {name!r} with {params} has non-finite weights")
+    return kernel
 
 
 def parse_kernel_spec(spec: str) -> Kernel:
@@ -163,7 +174,7 @@ def _parse_value(raw: str, spec: str) -> int | float:
 
 
 def check_size(
-    size: Any, name: str, *, odd: bool = True, minimum: int = 1, maximum: int = 99
+    size: Any, name: str, *, odd: bool = True, minimum: int = 1, maximum: int = MAX_SIZE
 ) -> int:
     """Validate a kernel size parameter."""
     if isinstance(size, bool) or not isinstance(size, int | np.integer):
@@ -175,12 +186,32 @@ def check_size(
     return size
 
 
+def check_number(value: Any, name: str) -> float:
+    """A finite real number (Python or NumPy int/float; not bool, not a string) as a float."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
+        raise ConvlensError(f"{name} must be a number, got {value!r}")
+    v = float(value)
+    if not np.isfinite(v):
+        raise ConvlensError(f"{name} must be a finite number, got {value!r}")
+    return v
+
+
 def check_positive(value: Any, name: str) -> float:
     """Validate a strictly positive finite float parameter."""
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ConvlensError(f"{name} must be a positive number, got {value!r}") from None
-    if not np.isfinite(v) or v <= 0:
+    v = check_number(value, name)
+    if v <= 0:
         raise ConvlensError(f"{name} must be a positive finite number, got {value!r}")
     return v
+
+
+def check_range(value: Any, name: str, lo: float, hi: float) -> float:
+    """A finite number in ``[lo, hi]`` (``lo > 0``); the message names both limits."""
+    v = check_number(value, name)
+    if not lo <= v <= hi:
+        raise ConvlensError(f"{name} must be a positive number in [{lo:g}, {hi:g}], got {value!r}")
+    return v
+
+
+def check_sigma(value: Any, name: str) -> float:
+    """A Gaussian width in ``[SIGMA_MIN, SIGMA_MAX]`` (outside it the sampled kernels underflow)."""
+    return check_range(value, name, SIGMA_MIN, SIGMA_MAX)

@@ -19,7 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from convlens.errors import ConvlensError
-from convlens.kernels.base import Kernel, check_positive, check_size, register
+from convlens.kernels.base import Kernel, check_sigma, check_size, register
 
 
 def gaussian_1d(sigma: float, radius: int, order: int = 0) -> NDArray[np.float64]:
@@ -28,6 +28,9 @@ def gaussian_1d(sigma: float, radius: int, order: int = 0) -> NDArray[np.float64
     ``order=1`` is ``x / sigma**2 * g(x)`` (positive response to an increasing signal), ``order=2`` is
     ``(x**2 / sigma**4 - 1 / sigma**2) * g(x)``.
     """
+    sigma = check_sigma(sigma, "sigma")
+    if isinstance(radius, bool) or not isinstance(radius, int | np.integer) or radius < 0:
+        raise ConvlensError(f"radius must be a non-negative integer, got {radius!r}")
     x = np.arange(-radius, radius + 1, dtype=np.float64)
     g = np.exp(-0.5 * x * x / (sigma * sigma))
     g /= g.sum()
@@ -56,7 +59,7 @@ def box(size: int = 3) -> Kernel:
 
 @register("gaussian", "smoothing", "sampled Gaussian blur")
 def gaussian(sigma: float = 1.0, size: int = 5) -> Kernel:
-    sigma = check_positive(sigma, "gaussian: sigma")
+    sigma = check_sigma(sigma, "gaussian: sigma")
     size = check_size(size, "gaussian")
     g = gaussian_1d(sigma, size // 2)
     r = size // 2
@@ -75,7 +78,7 @@ def gaussian(sigma: float = 1.0, size: int = 5) -> Kernel:
 
 def _gauss_deriv(axis: str, sigma: float, size: int) -> Kernel:
     name = f"gaussian_d{axis}"
-    sigma = check_positive(sigma, f"{name}: sigma")
+    sigma = check_sigma(sigma, f"{name}: sigma")
     size = check_size(size, name, minimum=3)
     g0 = gaussian_1d(sigma, size // 2)
     g1 = gaussian_1d(sigma, size // 2, order=1)
@@ -133,7 +136,7 @@ def laplacian_8() -> Kernel:
 
 @register("log", "blob", "Laplacian of Gaussian (Marr-Hildreth)")
 def log(sigma: float = 1.0, size: int = 5) -> Kernel:
-    sigma = check_positive(sigma, "log: sigma")
+    sigma = check_sigma(sigma, "log: sigma")
     size = check_size(size, "log", minimum=3)
     r = size // 2
     g0, g2 = gaussian_1d(sigma, r), gaussian_1d(sigma, r, order=2)
@@ -153,8 +156,8 @@ def log(sigma: float = 1.0, size: int = 5) -> Kernel:
 
 @register("dog", "blob", "difference of Gaussians (centre-surround)")
 def dog(sigma1: float = 1.0, sigma2: float = 1.6, size: int = 7) -> Kernel:
-    sigma1 = check_positive(sigma1, "dog: sigma1")
-    sigma2 = check_positive(sigma2, "dog: sigma2")
+    sigma1 = check_sigma(sigma1, "dog: sigma1")
+    sigma2 = check_sigma(sigma2, "dog: sigma2")
     if sigma2 <= sigma1:
         raise ConvlensError(
             f"dog: sigma2 must be larger than sigma1, got sigma1={sigma1}, sigma2={sigma2}"

@@ -17,24 +17,44 @@ array([-1, -2,  0,  2,  1])
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import numpy as np
 from numpy.typing import NDArray
 
 from convlens.errors import ConvlensError
 from convlens.kernels.base import Kernel, check_size, register
 
-
-def binomial(n: int) -> NDArray[np.int64]:
-    """Row ``n`` of Pascal's triangle: ``binomial(2) == [1, 2, 1]``."""
-    row = np.array([1], dtype=np.int64)
-    for _ in range(n):
-        row = np.convolve(row, [1, 1])
-    return row
+_INT64_MAX = 2**63 - 1
 
 
-def _oriented(
-    name: str, axis: str, smooth: NDArray[np.int64], deriv: NDArray[np.int64]
-) -> NDArray[np.int64]:
+def binomial(n: int) -> NDArray[Any]:
+    """Row ``n`` of Pascal's triangle: ``binomial(2) == [1, 2, 1]``.
+
+    Exact at every ``n``: int64 while every entry fits, else an object array of Python ints.
+    """
+    return _exact_ints([math.comb(n, k) for k in range(n + 1)])
+
+
+def _exact_ints(values: Any) -> NDArray[Any]:
+    """An int64 array when every value fits in int64, else an object array of Python ints."""
+    arr = np.array(values, dtype=object)
+    if all(-_INT64_MAX - 1 <= int(v) <= _INT64_MAX for v in arr.flat):
+        return arr.astype(np.int64)
+    return arr
+
+
+def _py_convolve(a: list[int], b: list[int]) -> list[int]:
+    """Full 1-D convolution of two lists of Python ints (exact)."""
+    out = [0] * (len(a) + len(b) - 1)
+    for i, x in enumerate(a):
+        for j, y in enumerate(b):
+            out[i + j] += x * y
+    return out
+
+
+def _oriented(name: str, axis: str, smooth: NDArray[Any], deriv: NDArray[Any]) -> NDArray[Any]:
     if axis == "x":
         return np.outer(smooth, deriv)
     if axis == "y":
@@ -45,11 +65,14 @@ def _oriented(
 def _sobel(axis: str, size: int) -> Kernel:
     name = f"sobel_{axis}"
     size = check_size(size, name, minimum=3)
-    smooth = binomial(size - 1)
-    deriv = np.convolve(binomial(size - 3), [1, 0, -1])[::-1]  # correlation: increasing -> positive
-    w = _oriented(name, axis, smooth, deriv)
+    # Python ints throughout: the weights grow like 4**size and overflow int64 from size 39
+    smooth = [math.comb(size - 1, k) for k in range(size)]
+    row = [math.comb(size - 3, k) for k in range(size - 2)]
+    deriv = _py_convolve(row, [1, 0, -1])[::-1]  # correlation: increasing -> positive
+    pairs = [[a * b for b in deriv] for a in smooth]  # smooth across, derivative along
+    w = _exact_ints(pairs if axis == "x" else [list(c) for c in zip(*pairs, strict=True)])
     r = size // 2
-    scale = int(smooth.sum() * (deriv * np.arange(-r, r + 1)).sum())  # response to a unit ramp
+    scale = sum(smooth) * sum(d * (i - r) for i, d in enumerate(deriv))  # response to a unit ramp
     other = "sobel_v" if axis == "x" else "sobel_h"
     return Kernel(
         name=name,
@@ -59,7 +82,8 @@ def _sobel(axis: str, size: int) -> Kernel:
         f"{size}x{size}: binomial smoothing across, central difference along",
         source="Sobel & Feldman (1968), 'An isotropic 3x3 image gradient operator'; "
         "larger sizes: binomial smoothing x smoothed difference (as OpenCV getDerivKernels)",
-        normalisation=f"integer weights, unnormalised (a unit ramp gives {scale}; divide by {scale} for a unit-gain derivative)",
+        normalisation=f"integer weights, unnormalised (a unit ramp gives {scale}; divide by {scale} for a "
+        "unit-gain derivative); int64 up to size 37, Python ints (object array) above, exact at every size",
         params={"size": size},
         skimage=f"skimage.filters.{other}(img) == correlate2d(img, K) / 4" if size == 3 else None,
     )

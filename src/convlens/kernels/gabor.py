@@ -22,7 +22,17 @@ import math
 import numpy as np
 
 from convlens.errors import ConvlensError
-from convlens.kernels.base import Kernel, check_positive, check_size, register
+from convlens.kernels.base import (
+    GAMMA_MAX,
+    GAMMA_MIN,
+    Kernel,
+    check_number,
+    check_positive,
+    check_range,
+    check_sigma,
+    check_size,
+    register,
+)
 
 
 @register("gabor", "gabor", "Gabor filter (angle, frequency, phase, sigma, gamma, size)")
@@ -36,16 +46,15 @@ def gabor(
 ) -> Kernel:
     """Real Gabor kernel; ``angle`` and ``phase`` in degrees, ``frequency`` in cycles per pixel."""
     size = check_size(size, "gabor", minimum=1)
-    sigma = check_positive(sigma, "gabor: sigma")
-    gamma = check_positive(gamma, "gabor: gamma")
+    sigma = check_sigma(sigma, "gabor: sigma")
+    gamma = check_range(gamma, "gabor: gamma", GAMMA_MIN, GAMMA_MAX)
     frequency = check_positive(frequency, "gabor: frequency")
     if frequency > 0.5:
         raise ConvlensError(
             f"gabor: frequency must be <= 0.5 cycles/pixel (Nyquist), got {frequency}"
         )
-    for label, v in (("angle", angle), ("phase", phase)):
-        if not math.isfinite(float(v)):
-            raise ConvlensError(f"gabor: {label} must be finite, got {v!r}")
+    angle = check_number(angle, "gabor: angle")
+    phase = check_number(phase, "gabor: phase")
     theta = math.radians(float(angle))
     sigma_y = sigma / gamma
     r = size // 2

@@ -8,9 +8,21 @@ Shapes follow PyTorch: input ``x`` is ``(N, C, *S)``, weight ``w`` is ``(O, C //
 with ``g = o // (O / groups)``. This is what ``torch.nn.Conv{1,2,3}d`` computes: a cross-correlation.
 True convolution flips the kernel: ``convolve(x, w) == correlate(x, flip(w))`` exactly.
 
-Exactness: integer inputs give integer outputs (``int64``, or Python ints in an object array when the
-result could overflow ``int64``); ``fractions.Fraction`` / object arrays stay exact; floating inputs
-keep their dtype (the widest floating dtype among the inputs).
+Exactness and dtypes:
+
+- integer inputs give integer outputs (``int64``, or Python ints in an object array when the result
+  could overflow ``int64``);
+- object arrays are exact: every element is converted to a Python number first (NumPy integers such
+  as ``np.int64`` become Python ints, so ``2**62 * 4`` is ``2**64``, not a wrapped 0), and
+  ``fractions.Fraction`` stays ``Fraction``;
+- floating inputs keep their dtype (the widest floating dtype among the inputs; integer inputs do
+  not widen a float32 image to float64);
+- ``float16`` is a storage format: it is accumulated in float32 and the result is rounded to
+  float16 once. An integer input with a float16 one gives float32 (float16 cannot hold integers
+  above 65504);
+- complex inputs are multiplied, never conjugated: ``sum x * w``, as ``torch.nn.functional.conv2d``.
+  ``scipy.signal.correlate2d`` and ``numpy.correlate`` conjugate their second argument; pass
+  ``np.conj(w)`` to get theirs.
 
 The seed's worked example (the top-left cell is 154, not 146):
 
@@ -46,6 +58,7 @@ from convlens.ops.geometry import (
 )
 
 __all__ = [
+    "accumulate_dtype",
     "cast_exact",
     "compute_dtype",
     "convolve",
@@ -89,18 +102,31 @@ def _is_number(v: Any) -> bool:
 
 
 def result_dtype(*arrays: NDArray[Any]) -> np.dtype[Any]:
-    """The dtype ``correlate`` computes in, before the int64 overflow check.
+    """The dtype ``correlate`` returns, before the int64 overflow check.
 
     object if any input is object; else the widest inexact (float/complex) dtype among the inputs
-    (integers do not widen a float32 image to float64); else int64.
+    (integers do not widen a float32 image to float64), except that float16 with an integer input
+    gives float32 (float16 cannot hold integers above 65504); else int64.
+
+    >>> import numpy as np
+    >>> result_dtype(np.zeros(1, np.int64), np.zeros(1, np.float16))
+    dtype('float32')
     """
     kinds = {a.dtype.kind for a in arrays}
     if "O" in kinds:
         return np.dtype(object)
     inexact = [a.dtype for a in arrays if a.dtype.kind in "fc"]
     if inexact:
-        return np.result_type(*inexact)
+        dtype = np.result_type(*inexact)
+        if dtype == np.float16 and kinds & {"b", "i", "u"}:
+            return np.dtype(np.float32)
+        return dtype
     return np.dtype(np.int64)
+
+
+def accumulate_dtype(dtype: np.dtype[Any]) -> np.dtype[Any]:
+    """The dtype sums are accumulated in for a result of ``dtype``: float32 for float16, else itself."""
+    return np.dtype(np.float32) if dtype == np.float16 else dtype
 
 
 def _abs_max(a: NDArray[Any]) -> float:
@@ -133,10 +159,22 @@ def _integer_dtype(x: NDArray[Any], w: NDArray[Any], bias: NDArray[Any] | None) 
 
 
 def cast_exact(a: NDArray[Any], dtype: np.dtype[Any]) -> NDArray[Any]:
-    """Cast to ``dtype``; to object via Python numbers (ints stay exact, arbitrary precision)."""
-    if dtype.kind == "O" and a.dtype.kind != "O":
-        # Python ints / floats: exact arbitrary-precision integer arithmetic.
-        return np.array(a.tolist(), dtype=object).reshape(a.shape)
+    """Cast to ``dtype``; to object via Python numbers (ints stay exact, arbitrary precision).
+
+    Object arrays are rebuilt too: NumPy scalars inside them (``np.int64``, ``np.float32``, ...)
+    become Python numbers, so their arithmetic cannot wrap around.
+
+    >>> import numpy as np
+    >>> big = np.array([np.int64(2**62)], dtype=object)
+    >>> int(cast_exact(big, np.dtype(object))[0] * 4)
+    18446744073709551616
+    """
+    if dtype.kind == "O":
+        out = np.empty(a.shape, dtype=object)
+        flat = out.reshape(-1)
+        # Python ints / floats / Fractions: exact arbitrary-precision integer arithmetic.
+        flat[:] = [v.item() if isinstance(v, np.generic) else v for v in a.reshape(-1).tolist()]
+        return out
     return a.astype(dtype, copy=False)
 
 
@@ -151,6 +189,9 @@ def correlate(
     groups: int = 1,
 ) -> NDArray[Any]:
     """N-d cross-correlation with PyTorch's ``Conv{1,2,3}d`` semantics (zero padding).
+
+    Complex inputs are multiplied without conjugation (as PyTorch); see the module docstring for
+    dtypes (float16 is accumulated in float32; object arrays are exact).
 
     Parameters
     ----------
@@ -180,19 +221,21 @@ def correlate(
     out_sp = _spatial_output(xa.shape[2:], ksize, strides, pads, dilations)
 
     dtype = compute_dtype(xa, wa, ba)
-    xa = cast_exact(xa, dtype)
-    wa = cast_exact(wa, dtype)
+    work = accumulate_dtype(dtype)
+    xa = cast_exact(xa, work)
+    wa = cast_exact(wa, work)
     if any(lo or hi for lo, hi in pads):
         xa = _zero_pad(xa, pads)
-    return _correlate_padded(
+    out = _correlate_padded(
         xa,
         wa,
-        None if ba is None else cast_exact(ba, dtype),
+        None if ba is None else cast_exact(ba, work),
         strides,
         dilations,
         groups,
         out_sp,
     )
+    return out if work == dtype else out.astype(dtype)
 
 
 def _check_operands(
@@ -333,6 +376,10 @@ def correlate2d(
     dilation: int | Sequence[int] = 1,
 ) -> NDArray[Any]:
     """Cross-correlate one 2-D matrix with one 2-D kernel (what a single-channel ``Conv2d`` does).
+
+    Same rule as :func:`correlate`, complex inputs included: ``sum window * kernel`` with **no**
+    conjugation. ``scipy.signal.correlate2d(image, kernel, "valid")`` conjugates ``kernel``, so it
+    equals ``correlate2d(image, np.conj(kernel))``; for real inputs the two agree.
 
     >>> correlate2d([[1, 2, 3], [4, 5, 6]], [[1, -1]])
     array([[-1, -1],

@@ -1,4 +1,8 @@
-"""Output-size, padding and receptive-field arithmetic (pure Python, no arrays).
+"""Output-size, padding and receptive-field arithmetic (integer arithmetic, no arrays).
+
+Every size, stride, padding, dilation and group count must be a Python or NumPy integer, as in
+PyTorch: ``True``, ``1.5``, ``2.0``, ``"2"`` and pairs such as ``((1.5, 2.5),)`` are refused with a
+``ConvlensError`` naming the value; ``np.int64(1)`` is accepted everywhere.
 
 The output length of a cross-correlation along one axis, for input length ``L``, kernel length
 ``k``, stride ``s``, dilation ``d`` and padding ``(lo, hi)`` is::
@@ -17,10 +21,12 @@ The output length of a cross-correlation along one axis, for input length ``L``,
 
 from __future__ import annotations
 
-import math
+import operator
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
+
+import numpy as np
 
 from convlens.errors import ConvlensError
 
@@ -28,30 +34,101 @@ PaddingMode = Literal["valid", "same", "full"]
 PaddingSpec = PaddingMode | int | Sequence[int] | Sequence[Sequence[int]]
 
 
+def is_integer(value: Any) -> bool:
+    """True for a Python or NumPy integer; False for bools (``True`` is not a size) and floats."""
+    return isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
+
+
+def _index(value: Any) -> int:
+    """A value that :func:`is_integer` accepted, as a Python int."""
+    return operator.index(value)
+
+
+def _integers(value: Any, name: str) -> tuple[int, ...] | None:
+    """The elements of a (non-string) sequence as Python ints, or None when ``value`` is not one."""
+    if type(value) is tuple and all(type(v) is int for v in value):
+        return value  # the common case, checked cheaply
+    if isinstance(value, str | bytes) or not isinstance(value, Sequence | np.ndarray):
+        return None
+    items = (
+        list(np.asarray(value, dtype=object).ravel())
+        if isinstance(value, np.ndarray)
+        else list(value)
+    )
+    if not all(is_integer(v) for v in items):
+        raise ConvlensError(f"{name} must be integers, got {_show(value)}")
+    return tuple(int(v) for v in items)
+
+
+def _show(value: Any) -> str:
+    """``repr`` with NumPy scalars shown as plain numbers (``1.5``, not ``np.float64(1.5)``)."""
+    if isinstance(value, np.generic):
+        return repr(value.item())
+    if isinstance(value, tuple | list):
+        inner = ", ".join(_show(v) for v in value)
+        return (
+            f"({inner},)"
+            if isinstance(value, tuple) and len(value) == 1
+            else (f"({inner})" if isinstance(value, tuple) else f"[{inner}]")
+        )
+    if isinstance(value, np.ndarray):
+        return _show(value.tolist())
+    return repr(value)
+
+
+def check_int(value: Any, name: str, *, minimum: int | None = None) -> int:
+    """A Python or NumPy integer (not bool, not a float such as ``2.0``) as a Python int."""
+    if type(value) is int:
+        v = value
+    elif is_integer(value):
+        v = int(value)
+    else:
+        raise ConvlensError(f"{name} must be an integer, got {_show(value)}")
+    if minimum is not None and v < minimum:
+        raise ConvlensError(f"{name} must be >= {minimum}, got {v}")
+    return v
+
+
+def check_shape(shape: Any, name: str, *, minimum: int = 1) -> tuple[int, ...]:
+    """A sequence of integer sizes (Python or NumPy ints, each ``>= minimum``) as a tuple of ints."""
+    values = _integers(shape, name)
+    if values is None:
+        raise ConvlensError(f"{name} must be a sequence of integers, got {_show(shape)}")
+    for v in values:
+        if v < minimum:
+            raise ConvlensError(f"{name} must hold sizes >= {minimum}, got {_show(shape)}")
+    return values
+
+
 def as_tuple(
     value: int | Sequence[int], ndim: int, name: str, *, minimum: int = 1
 ) -> tuple[int, ...]:
-    """Broadcast an int (or check a sequence) to ``ndim`` ints, each ``>= minimum``."""
-    if isinstance(value, bool):
-        raise ConvlensError(
-            f"{name} must be an integer or a tuple of {ndim} integers, got {value!r}"
-        )
-    if isinstance(value, int) or (hasattr(value, "__index__") and not isinstance(value, Sequence)):
-        values: tuple[int, ...] = (int(value),) * ndim
+    """Broadcast an int (or check a sequence) to ``ndim`` ints, each ``>= minimum``.
+
+    Only Python and NumPy integers are accepted (as in PyTorch): ``True``, ``1.5`` and ``2.0`` and
+    ``"2"`` are refused.
+
+    >>> as_tuple(2, 2, "stride")
+    (2, 2)
+    >>> as_tuple(1.5, 2, "stride")
+    Traceback (most recent call last):
+    ...
+    convlens.errors.ConvlensError: stride must be integers, got 1.5
+    """
+    if is_integer(value):
+        values: tuple[int, ...] = (_index(value),) * ndim
     else:
-        try:
-            values = tuple(int(v) for v in value)
-        except (TypeError, ValueError):
-            raise ConvlensError(
-                f"{name} must be an integer or a tuple of {ndim} integers, got {value!r}"
-            ) from None
+        seq = _integers(value, name)
+        if seq is None:
+            raise ConvlensError(f"{name} must be integers, got {_show(value)}")
+        values = seq
         if len(values) != ndim:
             raise ConvlensError(
-                f"{name} must have {ndim} value(s), one per spatial axis, got {len(values)}: {value!r}"
+                f"{name} must have {ndim} value(s), one per spatial axis, got {len(values)}: {_show(value)}"
             )
     for v in values:
         if v < minimum:
-            raise ConvlensError(f"{name} must be >= {minimum}, got {value!r}")
+            raise ConvlensError(f"{name} must be >= {minimum}, got {_show(value)}")
     return values
 
 
@@ -78,6 +155,8 @@ def resolve_padding(
     - an int ``p``: ``(p, p)`` on every axis; a tuple of ints: one symmetric value per axis;
       a tuple of ``(lo, hi)`` pairs: explicit.
     """
+    kernel_shape = check_shape(kernel_shape, "kernel sizes")
+    input_shape = check_shape(input_shape, "input sizes", minimum=0)
     ndim = len(kernel_shape)
     strides = as_tuple(stride, ndim, "stride")
     dilations = as_tuple(dilation, ndim, "dilation")
@@ -90,50 +169,57 @@ def resolve_padding(
                 (d * (k - 1), d * (k - 1)) for k, d in zip(kernel_shape, dilations, strict=True)
             )
         if mode == "same":
+            if len(input_shape) != ndim:
+                raise ConvlensError(
+                    f"input has {len(input_shape)} spatial axes but the kernel has {ndim}: "
+                    f"input {tuple(input_shape)}, kernel {tuple(kernel_shape)}"
+                )
             pads = []
             for length, k, s, d in zip(input_shape, kernel_shape, strides, dilations, strict=True):
-                out = math.ceil(length / s)
+                out = -(-length // s)  # ceil(length / s) in exact integer arithmetic
                 total = max((out - 1) * s + effective_kernel(k, d) - length, 0)
                 pads.append((total // 2, total - total // 2))
             return tuple(pads)
         raise ConvlensError(
             f"padding must be 'valid', 'same', 'full', an int or a tuple, got {padding!r}"
         )
-    if isinstance(padding, bool):
+    if is_integer(padding):
+        p = _index(padding)
+        if p < 0:
+            raise ConvlensError(f"padding must be >= 0, got {p}")
+        return ((p, p),) * ndim
+    if isinstance(padding, bytes) or not isinstance(padding, Sequence | np.ndarray):
         raise ConvlensError(
-            f"padding must be 'valid', 'same', 'full', an int or a tuple, got {padding!r}"
+            f"padding must be 'valid', 'same', 'full', an integer or a tuple of integers, "
+            f"got {_show(padding)}"
         )
-    if isinstance(padding, int):
-        if padding < 0:
-            raise ConvlensError(f"padding must be >= 0, got {padding}")
-        return ((padding, padding),) * ndim
-    try:
-        items = list(padding)
-    except TypeError:
-        raise ConvlensError(
-            f"padding must be 'valid', 'same', 'full', an int or a tuple, got {padding!r}"
-        ) from None
+    items = list(padding)
     if len(items) != ndim:
         raise ConvlensError(
-            f"padding must have {ndim} entries, one per spatial axis, got {len(items)}: {padding!r}"
+            f"padding must have {ndim} entries, one per spatial axis, got {len(items)}: {_show(padding)}"
         )
-    pads = []
-    for item in items:
-        if isinstance(item, int) and not isinstance(item, bool):
-            pair = (item, item)
-        else:
-            try:
-                lo_hi: Sequence[int] = item  # type: ignore[assignment]
-                lo, hi = lo_hi
-                pair = (int(lo), int(hi))
-            except (TypeError, ValueError):
-                raise ConvlensError(
-                    f"each padding entry must be an int or a (lo, hi) pair, got {item!r}"
-                ) from None
-        if pair[0] < 0 or pair[1] < 0:
-            raise ConvlensError(f"padding must be >= 0, got {padding!r}")
-        pads.append(pair)
-    return tuple(pads)
+    return tuple(_padding_pair(item, padding) for item in items)
+
+
+def _padding_pair(item: Any, padding: Any) -> tuple[int, int]:
+    """One axis of an explicit padding tuple: an integer ``p`` -> ``(p, p)``, or a ``(lo, hi)`` pair."""
+    if is_integer(item):
+        pair = (_index(item), _index(item))
+    else:
+        pair_values = None
+        if not isinstance(item, str | bytes) and isinstance(item, Sequence | np.ndarray):
+            pair_values = list(item)
+        if pair_values is None or len(pair_values) != 2:
+            raise ConvlensError(
+                f"each padding entry must be an integer or a (lo, hi) pair of integers, "
+                f"got {_show(item)}"
+            )
+        if not all(is_integer(v) for v in pair_values):
+            raise ConvlensError(f"padding must be integers, got {_show(padding)}")
+        pair = (int(pair_values[0]), int(pair_values[1]))
+    if pair[0] < 0 or pair[1] < 0:
+        raise ConvlensError(f"padding must be >= 0, got {_show(padding)}")
+    return pair
 
 
 def output_length(
@@ -144,8 +230,13 @@ def output_length(
     dilation: int = 1,
 ) -> int:
     """Output length along one axis; may be <= 0 when the kernel does not fit (callers check)."""
+    length = check_int(length, "input length", minimum=0)
+    kernel = check_int(kernel, "kernel size", minimum=1)
+    stride = check_int(stride, "stride", minimum=1)
+    dilation = check_int(dilation, "dilation", minimum=1)
+    lo, hi = (check_int(p, "padding", minimum=0) for p in padding)
     span = effective_kernel(kernel, dilation)
-    return (length + padding[0] + padding[1] - span) // stride + 1
+    return (length + lo + hi - span) // stride + 1
 
 
 def output_shape(
@@ -164,6 +255,8 @@ def output_shape(
     >>> output_shape((10,), (3,), stride=2, dilation=2, padding=1)
     (4,)
     """
+    kernel_shape = check_shape(kernel_shape, "kernel sizes")
+    input_shape = check_shape(input_shape, "input sizes", minimum=0)
     ndim = len(kernel_shape)
     if len(input_shape) != ndim:
         raise ConvlensError(
@@ -263,7 +356,7 @@ def receptive_fields(
     >>> [rf.size for rf in receptive_fields(stack, (28, 28))]
     [(3, 3), (4, 4), (8, 8)]
     """
-    shape = tuple(int(s) for s in input_shape)
+    shape = check_shape(input_shape, "input_shape")
     ndim = len(shape)
     size = (1,) * ndim
     jump = (1,) * ndim

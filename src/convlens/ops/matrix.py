@@ -23,8 +23,15 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from convlens.errors import ConvlensError
-from convlens.ops.correlate import result_dtype
-from convlens.ops.geometry import PaddingSpec, as_tuple, output_shape, resolve_padding
+from convlens.ops.correlate import cast_exact, result_dtype
+from convlens.ops.geometry import (
+    PaddingSpec,
+    as_tuple,
+    check_int,
+    check_shape,
+    output_shape,
+    resolve_padding,
+)
 
 _MAX_ENTRIES = 50_000_000
 
@@ -44,7 +51,9 @@ def conv_matrix(
     Built by index arithmetic (not by calling ``correlate``), so tests can use it as an oracle.
     """
     wa = np.asarray(w)
-    shape = tuple(int(s) for s in input_shape)
+    if wa.dtype.kind == "O":
+        wa = cast_exact(wa, wa.dtype)  # NumPy scalars -> Python numbers (exact)
+    shape = check_shape(input_shape, "input_shape")
     if wa.ndim == 2 and len(shape) == 2:
         wa = wa[None, None]
         shape = (1, *shape)
@@ -57,7 +66,8 @@ def conv_matrix(
         )
     c, spatial = shape[0], shape[1:]
     o, cg = wa.shape[:2]
-    if groups < 1 or c % groups or o % groups or cg != c // groups:
+    groups = check_int(groups, "groups", minimum=1)
+    if c % groups or o % groups or cg != c // groups:
         raise ConvlensError(
             f"groups={groups} does not fit input channels {c} and weight shape {wa.shape}"
         )
