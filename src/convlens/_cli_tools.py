@@ -11,14 +11,22 @@ import click
 
 MATRIX_HELP = (
     'Kernel: "1 2 3; 4 5 6; 7 8 9", JSON [[1,2],[3,4]], @file (.npy/.csv/.txt/.json), '
-    "or a bank name such as sobel_x."
+    'or a bank name such as sobel_x. Channels: "1 0; 0 1 | 2 2; 2 2" (| between channel '
+    "matrices, || between output channels), JSON nested lists or a .npy of shape (C, kh, kw) "
+    "or (O, C, kh, kw)."
 )
 
 
 @click.command()
 @click.option("--kernel", "-k", required=True, help=MATRIX_HELP)
 @click.option(
-    "--input", "-i", "input_", required=True, help="Input matrix, same forms as --kernel."
+    "--input",
+    "-i",
+    "input_",
+    required=True,
+    help="Input, same forms as --kernel: (H, W), or channels first (C, H, W) with | between "
+    "the channel matrices; with --dims 1 one row per channel, with --dims 3 (D, H, W) or "
+    "(C, D, H, W).",
 )
 @click.option("--stride", default="1", show_default=True, help="Stride: n or 'rows,cols'.")
 @click.option(
@@ -28,6 +36,13 @@ MATRIX_HELP = (
     help="valid | same | full | n | 'rows,cols' (zeros).",
 )
 @click.option("--dilation", default="1", show_default=True, help="Dilation: n or 'rows,cols'.")
+@click.option(
+    "--dims",
+    type=click.IntRange(1, 3),
+    default=2,
+    show_default=True,
+    help="Spatial axes: 1 (signal), 2 (matrix) or 3 (volume). 1 and 3 need --format json.",
+)
 @click.option(
     "--convolve",
     is_flag=True,
@@ -49,21 +64,30 @@ MATRIX_HELP = (
     "--max-cells",
     type=click.IntRange(min=0),
     default=None,
-    help="Work out at most this many cells (the feature map is always complete).",
+    help="Work out at most this many cells (default: all). Cells are built one at a time as "
+    "they are printed. Matrices over 10000 values are not printed (a line says so).",
 )
 def explain(**options: Any) -> None:
-    """Show every output cell of a 2-D cross-correlation as its products and sum.
+    """Show every output cell of a cross-correlation as its products and sum.
+
+    With channels (input (C, H, W), kernel (C, kh, kw) or (O, C, kh, kw)) each cell shows the
+    products and sum per input channel and their total. Refused up front, from the shapes: an
+    input over 4096x4096 values, a kernel over 256x256, padding, stride or dilation over 4096,
+    a feature map over 1048576 cells, over 2**30 multiply-adds (2**22 with fractions).
 
     \b
     Example (the seed's worked example; the top-left cell is 154, not 146):
       convlens explain --kernel "1 2 3; 4 5 6; 7 8 9" \\
                        --input "9 8 7 6; 5 4 3 2; 1 2 3 4; 5 6 7 8" --expect "146 157; 200 233"
+    Two channels:
+      convlens explain --kernel "1 0; 0 1 | 1 1; 1 1" --input "1 2 3; 4 5 6 | 1 0 1; 0 1 0"
     """
-    from convlens.commands import ExplainArgs, explain_text
+    from convlens.commands import ExplainArgs, explain_chunks
 
     options["input"] = options.pop("input_")
-    text, ok = explain_text(ExplainArgs(**options))
-    click.echo(text, nl=False)
+    chunks, ok = explain_chunks(ExplainArgs(**options))
+    for chunk in chunks:
+        click.echo(chunk, nl=False)
     if not ok:
         sys.exit(1)
 

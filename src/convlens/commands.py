@@ -3,8 +3,10 @@ text arguments, compute, and return the exact text to print (tested without clic
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,14 +43,16 @@ def parse_padding(text: str) -> Any:
 
 
 def kernel_or_matrix(text: str) -> Any:
-    """A bank kernel spec (``sobel_x``, ``gabor:angle=45``) or a matrix in any accepted form."""
-    from convlens.explain import parse_matrix
+    """A bank kernel spec (``sobel_x``, ``gabor:angle=45``) or an array in any accepted form:
+    a matrix, ``|``-separated channel matrices, JSON nested lists, or ``@file.npy`` (any shape)."""
+    from convlens.explain.limits import MAX_KERNEL_ELEMENTS
+    from convlens.explain.parse import parse_array
     from convlens.kernels import list_kernels, parse_kernel_spec
 
     name = text.strip().split(":", 1)[0]
     if name in list_kernels():
         return parse_kernel_spec(text).weights
-    return parse_matrix(text, "kernel")
+    return parse_array(text, "kernel", max_elements=MAX_KERNEL_ELEMENTS)
 
 
 @dataclass
@@ -64,33 +68,45 @@ class ExplainArgs:
     fmt: str = "text"
     expect: str | None = None
     max_cells: int | None = None
+    dims: int = 2
+
+
+def explain_chunks(args: ExplainArgs) -> tuple[Iterator[str], bool]:
+    """The worked explanation (and the check of a claimed result) as pieces of text to print in
+    order, and ``ok`` (False when a claimed result differs). Every error is raised before the
+    first piece; the cells are built as the pieces are consumed, so memory stays bounded by one
+    cell whatever ``max_cells`` is."""
+    from convlens.explain import explain
+    from convlens.explain.parse import parse_array
+    from convlens.explain.render import render_chunks
+
+    ex = explain(
+        kernel_or_matrix(args.kernel),
+        parse_array(args.input, "input"),
+        stride=parse_ints(args.stride, "stride"),
+        padding=parse_padding(args.padding),
+        dilation=parse_ints(args.dilation, "dilation"),
+        convolve=args.convolve,
+        dims=args.dims,
+    )
+    expected = parse_array(args.expect, "expect") if args.expect is not None else None
+    result = ex.check(expected) if expected is not None else None
+    ok = result is None or result.ok
+    if args.fmt == "json":
+        extra = {"check": result.to_dict()} if result is not None else None
+        return render_chunks(ex, "json", max_cells=args.max_cells, extra=extra), ok
+    chunks = render_chunks(ex, args.fmt, max_cells=args.max_cells)
+    if result is None:
+        return chunks, ok
+    check = "\n" + "".join(line + "\n" for line in result.lines())
+    return itertools.chain(chunks, [check]), ok
 
 
 def explain_text(args: ExplainArgs) -> tuple[str, bool]:
     """The worked explanation (and the check of a claimed result) as printed; ``ok`` is False when
     a claimed result differs."""
-    from convlens.explain import explain, parse_matrix
-
-    ex = explain(
-        kernel_or_matrix(args.kernel),
-        parse_matrix(args.input, "input"),
-        stride=parse_ints(args.stride, "stride"),
-        padding=parse_padding(args.padding),
-        dilation=parse_ints(args.dilation, "dilation"),
-        convolve=args.convolve,
-    )
-    expected = parse_matrix(args.expect, "expect") if args.expect is not None else None
-    result = ex.check(expected) if expected is not None else None
-    ok = result is None or result.ok
-    if args.fmt == "json":
-        doc = json.loads(ex.render("json", max_cells=args.max_cells))
-        if result is not None:
-            doc["check"] = result.to_dict()
-        return json.dumps(doc, indent=2) + "\n", ok
-    text = ex.render(args.fmt, max_cells=args.max_cells)
-    if result is not None:
-        text += "\n" + "".join(line + "\n" for line in result.lines())
-    return text, ok
+    chunks, ok = explain_chunks(args)
+    return "".join(chunks), ok
 
 
 def kernel_table() -> str:
