@@ -17,16 +17,51 @@ from numpy.typing import NDArray
 from convlens._serde import finite
 from convlens.analysis.matching import dc_cosine_scores
 from convlens.analysis.result import Evolution, EvolutionEpoch
+from convlens.errors import ConvlensError
 from convlens.kernels import bank_matrix
 
 
-def load_snapshots(folder: Path) -> dict[int, dict[str, NDArray[np.float32]]]:
+def epoch_of(f: Path) -> int:
+    """The epoch of ``epoch-NNN.safetensors`` (a clear error for any other name)."""
+    _, _, num = f.stem.partition("-")
+    if not num.isdigit():
+        raise ConvlensError(f"{str(f)!r}: expected a file named epoch-NNN.safetensors")
+    return int(num)
+
+
+def read_tensors(f: Path) -> dict[str, NDArray[Any]]:
+    """Every tensor of a safetensors file in a run directory; a corrupt file is a clear error."""
     from safetensors.numpy import load_file
 
-    out = {}
+    try:
+        return dict(load_file(str(f)))
+    except Exception as exc:  # safetensors raises its own error type for bad headers/lengths
+        raise ConvlensError(
+            f"{str(f)!r} is not a valid safetensors file (truncated or corrupt): {exc}"
+        ) from None
+
+
+def load_snapshots(folder: Path) -> dict[int, dict[str, NDArray[np.float32]]]:
+    """Every ``epoch-NNN.safetensors`` of a run's ``snapshots/``; every file must hold the tensors
+    of the first one, with the same shapes."""
+    out: dict[int, dict[str, NDArray[np.float32]]] = {}
+    first: dict[str, tuple[int, ...]] | None = None
     for f in sorted(folder.glob("epoch-*.safetensors")):
-        out[int(f.stem.split("-")[1])] = load_file(str(f))
+        tensors = read_tensors(f)
+        shapes = {k: tuple(v.shape) for k, v in tensors.items()}
+        if first is None:
+            first = shapes
+        elif shapes != first:
+            raise ConvlensError(
+                f"{str(f)!r}: holds tensors {_describe(shapes)}, but the first snapshot holds "
+                f"{_describe(first)}"
+            )
+        out[epoch_of(f)] = tensors
     return out
+
+
+def _describe(shapes: dict[str, tuple[int, ...]]) -> str:
+    return ", ".join(f"{k} {'x'.join(map(str, v))}" for k, v in sorted(shapes.items())) or "none"
 
 
 def evolution(

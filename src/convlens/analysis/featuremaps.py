@@ -16,21 +16,43 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from convlens.analysis.evolution import epoch_of, read_tensors
 from convlens.analysis.result import EpochActivation, FeatureMapInfo, LayerFeatureMaps
+from convlens.errors import ConvlensError
 from convlens.ops import correlate2d, normalized_cross_correlation
 
 
 def load_probes(
     folder: Path,
 ) -> tuple[NDArray[np.float32] | None, dict[int, dict[str, NDArray[np.float32]]]]:
-    from safetensors.numpy import load_file
-
+    """The probe images (``inputs.safetensors``: ``x`` ``(P, C, H, W)``) and, per epoch, each
+    layer's feature maps ``(P, C', H', W')`` for them; a corrupt or misshapen file is a clear error."""
     inputs = folder / "inputs.safetensors"
-    x = load_file(str(inputs))["x"] if inputs.is_file() else None
-    maps = {
-        int(f.stem.split("-")[1]): load_file(str(f))
-        for f in sorted(folder.glob("epoch-*.safetensors"))
-    }
+    x = None
+    if inputs.is_file():
+        held = read_tensors(inputs)
+        if "x" not in held or held["x"].ndim != 4:
+            raise ConvlensError(
+                f"{str(inputs)!r}: expected a tensor 'x' shaped (P, C, H, W), found "
+                f"{', '.join(f'{k} {v.shape}' for k, v in held.items()) or 'none'}"
+            )
+        x = held["x"]
+    maps: dict[int, dict[str, NDArray[np.float32]]] = {}
+    for f in sorted(folder.glob("epoch-*.safetensors")):
+        epoch = epoch_of(f)
+        held = read_tensors(f)
+        for name, m in held.items():
+            if m.ndim != 4 or (x is not None and m.shape[0] != x.shape[0]):
+                want = "(P, C, H, W)" if x is None else f"({x.shape[0]}, C, H, W)"
+                raise ConvlensError(
+                    f"{str(f)!r}: feature maps {name!r} have shape {m.shape}, expected {want}"
+                )
+        if maps and set(held) != set(next(iter(maps.values()))):
+            raise ConvlensError(
+                f"{str(f)!r}: holds layers {sorted(held)}, but the first probe file holds "
+                f"{sorted(next(iter(maps.values())))}"
+            )
+        maps[epoch] = held
     return x, maps
 
 

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import importlib
+import math
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,11 @@ REFUSED_SUFFIXES = {
     ".pt2 archive, which would run code from the file; export the weights with safetensors or "
     "torch.save(model.state_dict()) instead",
 }
+MAX_WEIGHT_VALUES = 1 << 28
+"""Most values one weight tensor of an ONNX model may declare (268,435,456: 1 GiB of float32),
+checked from its declared dims before the tensor is decoded."""
+# ONNX TensorProto element types read as weights: FLOAT, FLOAT16, DOUBLE, BFLOAT16
+_ONNX_FLOAT_TYPES = {1: "FLOAT", 10: "FLOAT16", 11: "DOUBLE", 16: "BFLOAT16"}
 
 
 def _flatten(obj: Any, prefix: str = "") -> dict[str, torch.Tensor]:
@@ -81,7 +87,6 @@ def load_weights(path: str | Path) -> dict[str, NDArray[Any]]:
 def _onnx_conv_weights(p: Path) -> dict[str, NDArray[Any]]:
     try:
         import onnx
-        from onnx import numpy_helper
     except ImportError:
         raise ConvlensError(
             "reading .onnx needs the optional 'onnx' package: pip install 'convlens[onnx]'"
@@ -101,8 +106,37 @@ def _onnx_conv_weights(p: Path) -> dict[str, NDArray[Any]]:
     for node in model.graph.node:
         if node.op_type == "Conv" and len(node.input) > 1 and node.input[1] in inits:
             name = node.name or node.input[1]
-            out[f"{name}.weight"] = numpy_helper.to_array(inits[node.input[1]]).astype(np.float32)
+            out[f"{name}.weight"] = onnx_tensor(inits[node.input[1]], p).astype(np.float32)
     return out
+
+
+def onnx_tensor(init: Any, path: str | Path) -> NDArray[Any]:
+    """One ONNX initializer as an array, after checking its element type (a float type) and its
+    declared size (at most ``MAX_WEIGHT_VALUES`` values, all present) before decoding it."""
+    from onnx import numpy_helper
+
+    where = f"{str(path)!r}: tensor {init.name!r}"
+    if init.data_type not in _ONNX_FLOAT_TYPES:
+        raise ConvlensError(
+            f"{where} has element type {init.data_type}; expected a float tensor "
+            f"({', '.join(_ONNX_FLOAT_TYPES.values())})"
+        )
+    dims = [int(d) for d in init.dims]
+    if any(d < 0 for d in dims):
+        raise ConvlensError(f"{where} declares negative dims {dims}")
+    count = math.prod(dims)
+    if count > MAX_WEIGHT_VALUES:
+        raise ConvlensError(
+            f"{where} declares dims {dims} ({count} values), over the limit of {MAX_WEIGHT_VALUES} "
+            "(MAX_WEIGHT_VALUES in convlens.analysis.loading)"
+        )
+    try:
+        arr = np.asarray(numpy_helper.to_array(init))
+    except Exception as exc:
+        raise ConvlensError(f"{where} cannot be decoded (dims {dims}): {exc}") from None
+    if arr.size != count or arr.dtype.kind != "f":
+        raise ConvlensError(f"{where} declares dims {dims} but holds {arr.size} {arr.dtype} values")
+    return arr
 
 
 def conv_weights(weights: dict[str, NDArray[Any]]) -> dict[str, NDArray[Any]]:

@@ -39,6 +39,7 @@ from numpy.typing import NDArray
 
 from convlens.analysis.gaborfit import GaborFit, fit_gabor
 from convlens.analysis.result import ChannelSummedMatch, KernelMatch, LayerMatch, NullSummary
+from convlens.errors import ConvlensError
 from convlens.kernels import bank_matrix
 
 CATEGORY = {
@@ -55,6 +56,36 @@ COLOUR_THRESHOLD = 0.9
 CATEGORY_NAMES = sorted({*CATEGORY.values(), "unclear", "colour-contrast", "smoothing/DC"})
 DETAIL_LIMIT = 4096  # per-kernel records are kept for layers with at most this many kernels
 CHUNK = 65536
+MAX_NULL_SIZE = 200_000
+"""Most random kernels in a null baseline (``n_null``): 200,000 kernels of 11x11 are 194 MB of
+float64, and the spectrum-matched null needs about twice that."""
+
+
+def check_null_size(n: int) -> None:
+    """Refuse a null size outside ``1..MAX_NULL_SIZE`` (before anything is drawn)."""
+    if isinstance(n, bool) or not isinstance(n, int | np.integer):
+        raise ConvlensError(f"null size must be an integer, got {n!r}")
+    if not 1 <= n <= MAX_NULL_SIZE:
+        raise ConvlensError(
+            f"null size {n} is outside 1..{MAX_NULL_SIZE} (MAX_NULL_SIZE in "
+            "convlens.analysis.matching)"
+        )
+
+
+def has_bank(k: int) -> bool:
+    """Whether the classical bank has kernels of size ``k x k`` (odd sizes >= 3)."""
+    return k > 1 and bool(bank_matrix(k)[1])
+
+
+def nonfinite_message(name: str, weight: NDArray[Any]) -> str | None:
+    """``"layer X: 12 of 400 weights are NaN or Inf; not analysed"``, or ``None`` if all are finite."""
+    w = np.asarray(weight)
+    if w.dtype.kind not in "fc":
+        return None
+    bad = int(np.count_nonzero(~np.isfinite(w)))
+    if not bad:
+        return None
+    return f"layer {name}: {bad} of {w.size} weights are NaN or Inf; not analysed"
 
 
 def dc_cosine_scores(
@@ -86,7 +117,11 @@ def random_null(k: int, n: int, seed: int = 0) -> NDArray[np.float64]:
     """Scores of ``n`` i.i.d. uniform random ``k x k`` kernels (PyTorch's init distribution), sorted.
 
     Deterministic in ``(k, n, seed)`` and cached: matching, evolution and the report share one draw.
-    The returned array is read-only."""
+    The returned array is read-only. ``n`` is at most ``MAX_NULL_SIZE``; ``k`` must be a size the
+    bank has (:func:`has_bank`)."""
+    check_null_size(n)
+    if not has_bank(k):
+        raise ConvlensError(f"no classical kernels exist at size {k}x{k}; no null to draw")
     bank, _ = bank_matrix(k)
     rng = np.random.default_rng(seed)
     vecs = rng.uniform(-1.0, 1.0, size=(n, k * k))
@@ -184,8 +219,11 @@ def match_layer(
     w = np.asarray(weight)
     if w.dtype.kind != "f":
         w = w.astype(np.float64)
+    bad = nonfinite_message(name, w)
+    if bad is not None:
+        raise ConvlensError(bad)
     res = LayerMatch(name, list(w.shape), None)
-    skipped = _skip_reason(w)
+    skipped = skip_reason(w)
     if skipped is not None:
         res.skipped = skipped
         if w.ndim == 4 and w.shape[2] == w.shape[3]:
@@ -241,8 +279,10 @@ def match_layer(
     return res
 
 
-def _skip_reason(w: NDArray[Any]) -> str | None:
+def skip_reason(w: NDArray[Any]) -> str | None:
     """Why a weight cannot be matched against the square 2-D bank (``None`` when it can)."""
+    if w.ndim >= 2 and 0 in w.shape:
+        return f"no kernels: weight shape {'x'.join(map(str, w.shape))} has a zero dimension"
     if w.ndim != 4:
         return f"{w.ndim - 2}-D convolution: the classical bank is 2-D"
     kh, kw = w.shape[2:]
@@ -250,7 +290,7 @@ def _skip_reason(w: NDArray[Any]) -> str | None:
         return f"non-square kernel {kh}x{kw}: the bank is square"
     if kh == 1:
         return "1x1 kernels have no spatial structure to compare (they only mix channels)"
-    if not bank_matrix(kh)[1]:
+    if not has_bank(kh):
         return f"no classical kernels exist at size {kh}x{kh} (even size)"
     return None
 

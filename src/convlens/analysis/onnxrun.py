@@ -31,16 +31,15 @@ class OnnxModel:
         try:
             import onnx
             import onnxruntime as ort
-            from onnx import numpy_helper
         except ImportError:
             raise ConvlensError(
                 "running .onnx models needs the optional packages onnx and onnxruntime: pip install 'convlens[onnx]'"
             ) from None
-        from convlens.analysis.loading import load_weights
+        from convlens.analysis.loading import load_weights, onnx_tensor
 
         load_weights(path)  # validates the file and refuses external data
         model = onnx.load(str(path), load_external_data=False)
-        inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+        inits = {i.name: i for i in model.graph.initializer}
         self.convs: list[dict[str, Any]] = []
         existing = {o.name for o in model.graph.output}
         self.logits_name = model.graph.output[0].name
@@ -48,14 +47,21 @@ class OnnxModel:
             if node.op_type != "Conv" or len(node.input) < 2 or node.input[1] not in inits:
                 continue
             attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+            weight = onnx_tensor(inits[node.input[1]], path).astype(np.float64)
+            if weight.ndim not in (3, 4, 5):
+                raise ConvlensError(
+                    f"{str(path)!r}: Conv node {node.name or idx!r} has a weight of shape "
+                    f"{list(weight.shape)}; expected (O, C/groups, *kernel) with 1-3 spatial axes"
+                )
+            has_bias = len(node.input) > 2 and node.input[2] in inits
             self.convs.append(
                 {
                     "name": node.name or f"conv{idx}",
                     "input": node.input[0],
                     "output": node.output[0],
-                    "weight": inits[node.input[1]].astype(np.float64),
-                    "bias": inits[node.input[2]].astype(np.float64)
-                    if len(node.input) > 2 and node.input[2] in inits
+                    "weight": weight,
+                    "bias": onnx_tensor(inits[node.input[2]], path).astype(np.float64)
+                    if has_bias
                     else None,
                     "attrs": attrs,
                 }
@@ -70,15 +76,27 @@ class OnnxModel:
         if len(inputs) != 1:
             raise ConvlensError(f"{str(path)!r}: expected one graph input, found {inputs}")
         self.input_name = inputs[0]
-        self.session = ort.InferenceSession(
-            model.SerializeToString(), providers=["CPUExecutionProvider"]
-        )
+        self.path = str(path)
+        try:
+            self.session = ort.InferenceSession(
+                model.SerializeToString(), providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnxruntime's own error types for invalid graphs
+            raise ConvlensError(
+                f"{str(path)!r}: onnxruntime cannot load the model: {str(exc).splitlines()[0]}"
+            ) from None
         self.output_names = [o.name for o in self.session.get_outputs()]
 
     def run(self, x: NDArray[Any]) -> dict[str, NDArray[Any]]:
-        values = self.session.run(
-            None, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)}
-        )
+        try:
+            values = self.session.run(
+                None, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)}
+            )
+        except Exception as exc:  # e.g. the data's shape does not fit the model's input
+            raise ConvlensError(
+                f"{self.path!r}: onnxruntime failed on input of shape {list(np.shape(x))}: "
+                f"{str(exc).splitlines()[0]}"
+            ) from None
         return dict(zip(self.output_names, values, strict=True))
 
     def collect(self, batches: Iterable[NDArray[Any] | torch.Tensor], name: str) -> SetActivations:

@@ -511,7 +511,23 @@ class SeedsSummary:
 
 
 # ----------------------------------------------------------------------------- helpers
+MAX_RESULT_BYTES = 1 << 29
+"""Largest ``analysis.json`` / ``seeds.json`` read (512 MiB), checked from the file size before
+reading; JSON nested too deeply to parse is refused too (a result is at most about 8 levels deep)."""
+
+
 def _read_text(p: Path) -> str:
+    try:
+        size = p.stat().st_size
+    except FileNotFoundError:
+        raise ConvlensError(f"{str(p)!r} does not exist") from None
+    except OSError as exc:
+        raise ConvlensError(f"cannot read {str(p)!r}: {exc}") from None
+    if size > MAX_RESULT_BYTES:
+        raise ConvlensError(
+            f"{str(p)!r} is {size} bytes, over the limit of {MAX_RESULT_BYTES} for a convlens result "
+            "(MAX_RESULT_BYTES in convlens.analysis.result)"
+        )
     try:
         return p.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -521,12 +537,19 @@ def _read_text(p: Path) -> str:
 
 
 def _loads(text: str, where: str) -> Any:
+    def no_constant(name: str) -> Any:  # convlens writes undefined numbers as null, never NaN
+        raise ConvlensError(f"{where} holds {name}, which is not JSON; undefined numbers are null")
+
     try:
-        return json.loads(text)
+        return json.loads(text, parse_constant=no_constant)
+    except ConvlensError:
+        raise
     except json.JSONDecodeError as exc:
         raise ConvlensError(f"{where} is not valid JSON: {exc}") from None
     except RecursionError:
         raise ConvlensError(f"{where} is nested too deeply to be a convlens result") from None
+    except ValueError as exc:  # e.g. an integer longer than Python's int-from-text limit
+        raise ConvlensError(f"{where} is not valid JSON: {exc}") from None
 
 
 def _check_version(data: Any, where: str, key: str, expected: int, what: str) -> None:

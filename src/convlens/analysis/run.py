@@ -25,6 +25,7 @@ from convlens.analysis.layers import identify_modules, identify_weights
 from convlens.analysis.loading import build_from_factory, conv_weights, load_weights
 from convlens.analysis.result import (
     SCHEMA_VERSION,
+    AnalysisError,
     AnalysisResult,
     Evolution,
     Headline,
@@ -78,6 +79,12 @@ def _by_name(result: AnalysisResult) -> dict[str, LayerResult]:
     return {r.name: r for r in result.layers}
 
 
+def _check_settings(n_null: int, seed: int) -> None:
+    matching.check_null_size(n_null)
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+        raise ConvlensError(f"seed must be an integer in 0..2**63-1, got {seed!r}")
+
+
 def match_layers(
     result: AnalysisResult,
     weights: dict[str, NDArray[Any]],
@@ -88,16 +95,32 @@ def match_layers(
     """Kernel matching for every layer (weights looked up by the layer's weight key or name).
 
     One random null per kernel size (cached); the Gabor fit for the first layer only unless
-    ``first_only_gabor`` is false."""
+    ``first_only_gabor`` is false. A layer whose weights hold NaN or Inf is not matched: its
+    ``matching`` stays ``None`` and ``result.errors`` says why; when that is every layer with
+    weights, a :class:`ConvlensError` is raised instead (nothing would be left to analyse)."""
     n_null, seed = result.settings.n_null, result.settings.seed
+    _check_settings(n_null, seed)
+    bad = nonfinite_layers(result, weights)
     for pos, layer in enumerate(result.layers):
         ident = layer.identity
         w = weights.get(ident.weight_key, weights.get(ident.name))
         if w is None:
             continue
-        k = ident.kernel_size[-1] if ident.dims == 2 and len(set(ident.kernel_size)) == 1 else None
-        null = matching.random_null(k, n_null, seed) if k is not None and k > 1 else None
+        w = np.asarray(w)
+        if ident.name in bad:
+            layer.matching = None
+            message = matching.nonfinite_message(ident.name, w) or ident.name
+            result.errors.append(AnalysisError(stage="matching", message=message))
+            continue
+        skipped = matching.skip_reason(w)
+        null = matching.random_null(int(w.shape[-1]), n_null, seed) if skipped is None else None
         init_w = None if init is None else init.get(ident.weight_key, init.get(ident.name))
+        if init_w is not None and np.shape(init_w) != w.shape:
+            result.notes.append(
+                f"layer {ident.name}: epoch-000 weights have shape {list(np.shape(init_w))}, "
+                f"not {list(w.shape)}; no epoch-000 null"
+            )
+            init_w = None
         layer.matching = matching.match_layer(
             ident.name,
             w,
@@ -106,6 +129,60 @@ def match_layers(
             seed=seed,
             gabor=(pos == 0) or not first_only_gabor,
         )
+
+
+def nonfinite_layers(result: AnalysisResult, weights: dict[str, Any]) -> list[str]:
+    """Names of the layers whose weights hold NaN or Inf. Raises :class:`ConvlensError` when that is
+    every layer with weights: there is nothing real to analyse."""
+    found, bad, messages = 0, [], []
+    for layer in result.layers:
+        ident = layer.identity
+        w = weights.get(ident.weight_key, weights.get(ident.name))
+        if w is None:
+            continue
+        found += 1
+        msg = matching.nonfinite_message(ident.name, np.asarray(w))
+        if msg is not None:
+            bad.append(ident.name)
+            messages.append(msg)
+    if found and len(bad) == found:
+        raise ConvlensError(
+            f"every conv layer's weights hold NaN or Inf; nothing to analyse ({'; '.join(messages)})"
+        )
+    return bad
+
+
+def _skip_for_nonfinite(result: AnalysisResult, stage: str, bad: list[str]) -> bool:
+    """Record that ``stage`` is not run because layers ``bad`` hold NaN/Inf weights (True if so)."""
+    if not bad:
+        return False
+    result.errors.append(
+        AnalysisError(
+            stage=stage,
+            message=f"not run: layer(s) {', '.join(bad)} hold NaN or Inf weights, so the "
+            "activations from them on are undefined",
+        )
+    )
+    return True
+
+
+def _checks(
+    result: AnalysisResult,
+    modules: list[tuple[LayerIdentity, nn.Module]],
+    bad: list[str],
+    seed: int,
+) -> None:
+    for ident, _ in modules:
+        if ident.name in bad:
+            result.errors.append(
+                AnalysisError(
+                    stage="verify",
+                    message=f"layer {ident.name}: weights hold NaN or Inf; not verified",
+                )
+            )
+    attach_checks(
+        result, [verify.check_layer(i.name, m, seed=seed) for i, m in modules if i.name not in bad]
+    )
 
 
 def analyze_weights(
@@ -117,6 +194,7 @@ def analyze_weights(
     first_only_gabor: bool = True,
 ) -> list[LayerResult]:
     """Kernel matching for every conv weight (no architecture needed), layers in file order."""
+    _check_settings(n_null, seed)
     convs = conv_weights(weights)
     if not convs:
         raise ConvlensError(
@@ -177,6 +255,9 @@ def _load_run(run_dir: str | Path) -> _RunInputs:
 
     run = RunDir(run_dir)
     rec = run.read_run()
+    for key in ("model", "config"):
+        if not isinstance(rec.get(key), dict):
+            raise ConvlensError(f"{str(run.run_json)!r}: {key!r} must be a JSON object")
     if not run.model.is_file():
         raise ConvlensError(
             f"{str(run.root)!r} is a partial run (status {rec.get('status')!r}, no "
@@ -185,7 +266,13 @@ def _load_run(run_dir: str | Path) -> _RunInputs:
         )
     model = build_model(ModelSpec.from_dict(rec["model"]))
     try:
-        model.load_state_dict(load_file(str(run.model)))
+        state = load_file(str(run.model))
+    except Exception as exc:  # safetensors raises its own error type for bad headers/lengths
+        raise ConvlensError(
+            f"{str(run.model)!r} is not a valid safetensors file (truncated or corrupt): {exc}"
+        ) from None
+    try:
+        model.load_state_dict(state)
     except Exception as exc:
         raise ConvlensError(f"{str(run.model)!r} does not fit the run's model: {exc}") from None
     model.eval()
@@ -231,7 +318,7 @@ def _evolution_stage(result: AnalysisResult, inp: _RunInputs) -> None:
     ident = first.identity
     k = ident.kernel_size[-1] if ident.dims == 2 else 1
     s = result.settings
-    null = matching.random_null(k, s.n_null, s.seed) if k > 1 else np.zeros(0)
+    null = matching.random_null(k, s.n_null, s.seed) if matching.has_bank(k) else np.zeros(0)
     keys = {r.name: r.identity.weight_key for r in result.layers}
     result.evolution = evolution.evolution(inp.snaps, keys, first.name, null)
 
@@ -274,6 +361,7 @@ def _receptive_stage(result: AnalysisResult, inp: _RunInputs) -> None:
 
 def analyze_run(run_dir: str | Path, *, n_null: int = 2000, seed: int = 0) -> AnalysisResult:
     """Every analysis of a training run directory, with its nulls (see the module docstring)."""
+    _check_settings(n_null, seed)
     timer = _Timer()
     with timer("load"):
         inp = _load_run(run_dir)
@@ -282,10 +370,11 @@ def analyze_run(run_dir: str | Path, *, n_null: int = 2000, seed: int = 0) -> An
         Source("run", str(inp.root)), Settings(n_null, seed), [i for i, _ in modules]
     )
     result.run = _run_info(inp.rec)
+    weights = {k: v.detach().numpy() for k, v in inp.model.state_dict().items()}
+    bad = nonfinite_layers(result, weights)
     with timer("verify"):
-        attach_checks(result, [verify.check_layer(i.name, m, seed=seed) for i, m in modules])
+        _checks(result, modules, bad, seed)
     with timer("matching"):
-        weights = {k: v.detach().numpy() for k, v in inp.model.state_dict().items()}
         match_layers(result, weights, init=inp.snaps.get(0))
         if not inp.snaps:
             result.notes.append(
@@ -296,9 +385,11 @@ def analyze_run(run_dir: str | Path, *, n_null: int = 2000, seed: int = 0) -> An
     with timer("feature_maps"):
         _feature_map_stage(result, inp)
     with timer("distribution"):
-        _distribution_stage(result, inp)
+        if not _skip_for_nonfinite(result, "distribution", bad):
+            _distribution_stage(result, inp)
     with timer("receptive_fields"):
-        _receptive_stage(result, inp)
+        if not _skip_for_nonfinite(result, "receptive_fields", bad):
+            _receptive_stage(result, inp)
     return _finish(result, timer)
 
 
@@ -314,6 +405,7 @@ def analyze_model_file(
 ) -> AnalysisResult:
     """Kernel analysis of every conv weight in a file; with ``factory`` also verification, and with
     ``data`` the ID-vs-OOD activations (``.onnx`` files run with onnxruntime)."""
+    _check_settings(n_null, seed)
     timer = _Timer()
     source = Source("model_file", str(path), factory, data)
     settings = Settings(n_null, seed)
@@ -347,8 +439,14 @@ def _analyze_onnx(
 
     onnx_model = OnnxModel(path)
     result = _new_result(source, settings, onnx_model.identities())
+    weights = {c["name"]: c["weight"] for c in onnx_model.convs}
+    bad = nonfinite_layers(result, weights)
     with timer("matching"):
-        match_layers(result, {c["name"]: c["weight"] for c in onnx_model.convs})
+        match_layers(result, weights)
+    if bad:  # the model cannot be run meaningfully: nothing from onnxruntime is used
+        _skip_for_nonfinite(result, "verify", bad)
+        _skip_for_nonfinite(result, "distribution", bad)
+        return result
     ds, sets = _dataset_and_ood(data, ood, settings.seed)
     x_test, _ = ds.split("test")
     with timer("verify"):
@@ -379,13 +477,13 @@ def _analyze_factory(
         example = torch.from_numpy(np.asarray(ds.split("test")[0][:2]))
     modules = identify_modules(model, example)
     result = _new_result(source, settings, [i for i, _ in modules])
+    state = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
+    bad = nonfinite_layers(result, state)
     with timer("matching"):
-        state = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
         match_layers(result, state)
     with timer("verify"):
-        checks = [verify.check_layer(i.name, m, seed=settings.seed) for i, m in modules]
-        attach_checks(result, checks)
-    if ds is not None:
+        _checks(result, modules, bad, settings.seed)
+    if ds is not None and not _skip_for_nonfinite(result, "distribution", bad):
         with timer("distribution"):
             x_test, _ = ds.split("test")
             id_set = activations.collect(

@@ -17,6 +17,41 @@ from convlens.errors import ConvlensError
 
 BUNDLED = ("faces", "digits")
 
+# Resource limits, checked before anything of that size is allocated (each error names its limit).
+MAX_CLASSES = 10_000
+"""Most classes a dataset may have: labels must be ``0..n-1`` with ``n <= MAX_CLASSES``."""
+MAX_DATASET_VALUES = 1 << 28
+"""Most pixel values (N x C x H x W) one dataset may hold: 268,435,456 (CIFAR-10 is 184,320,000);
+held as float64 while it is standardised, that is 2 GiB."""
+
+
+def check_labels(y: NDArray[Any], what: str) -> int:
+    """The number of classes ``n`` of integer labels ``y``, which must lie in ``0..n-1`` with
+    ``n <= MAX_CLASSES`` (checked before any per-class structure is built)."""
+    labels = np.asarray(y)
+    if labels.dtype.kind not in "iu":
+        raise ConvlensError(f"{what}: labels must be integers, got dtype {labels.dtype}")
+    if labels.size == 0:
+        raise ConvlensError(f"{what}: no labels (0 images); expected at least one per class")
+    lo, hi = int(labels.min()), int(labels.max())
+    if lo < 0:
+        raise ConvlensError(f"{what}: labels must be 0..n-1, found a negative label {lo}")
+    if hi >= MAX_CLASSES:
+        raise ConvlensError(
+            f"{what}: label {hi} would mean {hi + 1} classes, over the limit of {MAX_CLASSES} "
+            "(MAX_CLASSES in convlens.data.datasets); labels must be 0..n-1"
+        )
+    return hi + 1
+
+
+def check_dataset_size(n_values: int, what: str) -> None:
+    """Refuse a dataset of more than ``MAX_DATASET_VALUES`` pixel values (before reading it)."""
+    if n_values > MAX_DATASET_VALUES:
+        raise ConvlensError(
+            f"{what}: {n_values} pixel values, over the limit of {MAX_DATASET_VALUES} "
+            "(MAX_DATASET_VALUES in convlens.data.datasets)"
+        )
+
 
 @dataclass
 class Dataset:
@@ -105,17 +140,37 @@ def from_unit_range(
         raise ConvlensError(
             f"{name}: expected images (N, H, W) or (N, C, H, W), got shape {x.shape}"
         )
-    if not np.all(np.isfinite(x)):
-        raise ConvlensError(f"{name}: images contain NaN or Inf")
-    labels = np.asarray(y, dtype=np.int64)
+    if x.shape[0] == 0:
+        raise ConvlensError(f"{name}: 0 images; expected at least three per class")
+    check_dataset_size(x.size, name)
+    bad = int(np.count_nonzero(~np.isfinite(x)))
+    if bad:
+        raise ConvlensError(f"{name}: {bad} of {x.size} pixel values are NaN or Inf")
+    labels = np.asarray(y)
     if labels.shape != (x.shape[0],):
-        raise ConvlensError(f"{name}: {x.shape[0]} images but {labels.shape[0]} labels")
+        raise ConvlensError(f"{name}: {x.shape[0]} images but labels of shape {labels.shape}")
+    n_classes = check_labels(labels, name)
+    labels = labels.astype(np.int64)
+    if len(classes) > MAX_CLASSES:
+        raise ConvlensError(
+            f"{name}: {len(classes)} classes, over the limit of {MAX_CLASSES} "
+            "(MAX_CLASSES in convlens.data.datasets)"
+        )
+    if n_classes > len(classes):
+        raise ConvlensError(
+            f"{name}: labels must be 0..{len(classes) - 1} for its {len(classes)} classes, "
+            f"found label {n_classes - 1}"
+        )
     if len(np.unique(labels)) < 2:
         raise ConvlensError(f"{name}: need at least two classes, found {len(np.unique(labels))}")
     sp = splits if splits is not None else stratified_splits(labels, seed)
     train = x[sp["train"]]
     mean = float(train.mean())
     std = float(train.std())
+    if not (np.isfinite(mean) and np.isfinite(std)):
+        raise ConvlensError(
+            f"{name}: the training images' mean/std overflow ({mean}, {std}); pixel values too large"
+        )
     if std == 0.0:
         raise ConvlensError(f"{name}: training images are constant (std 0); nothing to learn")
     norm = {

@@ -87,7 +87,8 @@ def _check_pixels(shape: tuple[int, ...], source: str, max_pixels: int) -> None:
     n = int(np.prod(shape[:2]))
     if n > max_pixels:
         raise ConvlensError(
-            f"image {source!r} has {shape[0]}x{shape[1]} = {n} pixels, over the cap of {max_pixels}",
+            f"image {source!r} has {shape[0]}x{shape[1]} = {n} pixels, over the cap of {max_pixels} "
+            f"(max_pixels; default DEFAULT_MAX_PIXELS = {DEFAULT_MAX_PIXELS} in convlens.data.images)",
             hint_key="pixel_cap",
         )
 
@@ -115,8 +116,12 @@ def _npy(path: Path, max_pixels: int) -> LoadedImage:
             f"{str(path)!r}: expected a non-empty 2-D numeric array, got shape {arr.shape} dtype {arr.dtype}"
         )
     _check_pixels(arr.shape, str(path), max_pixels)
+    x = arr.astype(np.float64)
+    bad = int(np.count_nonzero(~np.isfinite(x)))
+    if bad:
+        raise ConvlensError(f"image {str(path)!r} contains NaN or Inf pixels ({bad} of {x.size})")
     return LoadedImage(
-        arr.astype(np.float64),
+        x,
         str(path),
         arr.shape,
         str(arr.dtype),
@@ -136,6 +141,8 @@ def _file(path: Path, max_pixels: int) -> LoadedImage:
             elif img.mode == "CMYK":
                 img = img.convert("RGB")
             arr = np.asarray(img)
+    except ConvlensError:
+        raise
     except UnidentifiedImageError:
         raise ConvlensError(f"{str(path)!r} is not an image file Pillow can read") from None
     except Image.DecompressionBombError as exc:

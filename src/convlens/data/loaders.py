@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import gzip
 import io
+import math
 import pickle
 import struct
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -27,6 +30,8 @@ from numpy.typing import NDArray
 from convlens.data.datasets import (
     BUNDLED,
     Dataset,
+    check_dataset_size,
+    check_labels,
     from_unit_range,
     load_bundled,
     stratified_splits,
@@ -35,6 +40,18 @@ from convlens.data.images import load_image
 from convlens.errors import ConvlensError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
+
+MAX_DATA_BYTES = 1 << 30
+"""Most bytes read from one data file (an IDX file after gzip decompression, a CIFAR batch, one
+array of an ``.npz``): 1 GiB. Checked against the sizes a file declares before reading them, and
+gzip data is decompressed as a stream that never goes past what the header declares."""
+
+
+def _over_data_limit(what: str, n_bytes: int) -> ConvlensError:
+    return ConvlensError(
+        f"{what}: {n_bytes} bytes of data, over the limit of {MAX_DATA_BYTES} bytes "
+        "(MAX_DATA_BYTES in convlens.data.loaders)"
+    )
 
 
 def load_dataset(spec: str, seed: int = 0) -> Dataset:
@@ -89,8 +106,13 @@ def load_image_folder(root: Path, seed: int) -> Dataset:
         )
     images, labels = [], []
     sizes: dict[tuple[int, int], list[str]] = {}
+    total = 0
     for f, ci in files:
+        # each image under the per-image pixel cap (checked from its header, before decoding), and
+        # all of them together under the dataset's limit
         img = load_image(str(f))  # raises a clear error for corrupt files
+        total += img.pixels.size
+        check_dataset_size(total, f"{str(root)!r} (at {f.name})")
         images.append(img.pixels)
         labels.append(ci)
         sizes.setdefault(img.pixels.shape, []).append(f.name)
@@ -111,40 +133,61 @@ def load_image_folder(root: Path, seed: int) -> Dataset:
     )
 
 
-def _open_maybe_gz(path: Path) -> bytes:
-    raw = path.read_bytes()
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            return gzip.decompress(raw)
-        except (OSError, EOFError) as exc:
-            raise ConvlensError(f"{str(path)!r}: corrupt gzip data: {exc}") from None
-    return raw
+def _read_exact(stream: Any, n: int, path: Path, what: str) -> bytes:
+    try:
+        data = stream.read(n)
+    except (OSError, EOFError, zlib.error) as exc:
+        kind = "corrupt gzip data" if isinstance(stream, gzip.GzipFile) else "cannot read"
+        raise ConvlensError(f"{str(path)!r}: {kind}: {exc}") from None
+    if len(data) < n:
+        raise ConvlensError(f"{str(path)!r}: truncated {what}: need {n} bytes, found {len(data)}")
+    return bytes(data)
 
 
 def read_idx(path: Path) -> NDArray[Any]:
-    """Parse one IDX file (magic 0x0000TTDD: type TT, DD dimensions; big-endian sizes)."""
-    data = _open_maybe_gz(path)
-    if len(data) < 4 or data[0] != 0 or data[1] != 0:
-        raise ConvlensError(f"{str(path)!r}: not an IDX file (wrong magic number {data[:4].hex()})")
-    dtypes = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
-    code, ndim = data[2], data[3]
-    if code not in dtypes or ndim < 1:
-        raise ConvlensError(f"{str(path)!r}: not an IDX file (wrong magic number {data[:4].hex()})")
-    header = 4 + 4 * ndim
-    if len(data) < header:
-        raise ConvlensError(f"{str(path)!r}: truncated IDX header")
-    dims = struct.unpack(f">{ndim}I", data[4:header])
-    dtype = np.dtype(dtypes[code])
-    need = int(np.prod(dims)) * dtype.itemsize
-    if len(data) - header < need:
-        raise ConvlensError(
-            f"{str(path)!r}: truncated: dims {dims} need {need} bytes, found {len(data) - header}"
-        )
-    return (
-        np.frombuffer(data, dtype=dtype, count=int(np.prod(dims)), offset=header)
-        .reshape(dims)
-        .astype(dtype.newbyteorder("="))
-    )
+    """Parse one IDX file (magic 0x0000TTDD: type TT, DD dimensions; big-endian sizes).
+
+    The declared size is checked against the file (plain files) and against ``MAX_DATA_BYTES`` and
+    ``MAX_DATASET_VALUES`` before anything is allocated; gzip data is decompressed as a stream, and
+    never past the declared size."""
+    with path.open("rb") as raw:
+        gz = raw.read(2) == b"\x1f\x8b"
+        raw.seek(0)
+        size = path.stat().st_size
+        stream: Any = gzip.GzipFile(fileobj=raw, mode="rb") if gz else raw
+        try:
+            magic = stream.read(4)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise ConvlensError(f"{str(path)!r}: corrupt gzip data: {exc}") from None
+        if len(magic) < 4 or magic[0] != 0 or magic[1] != 0:
+            raise ConvlensError(
+                f"{str(path)!r}: not an IDX file (wrong magic number {magic[:4].hex()})"
+            )
+        dtypes = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+        code, ndim = magic[2], magic[3]
+        if code not in dtypes or ndim < 1:
+            raise ConvlensError(
+                f"{str(path)!r}: not an IDX file (wrong magic number {magic[:4].hex()})"
+            )
+        header = 4 + 4 * ndim
+        dims = struct.unpack(f">{ndim}I", _read_exact(stream, 4 * ndim, path, "IDX header"))
+        dtype = np.dtype(dtypes[code])
+        count = math.prod(dims)
+        need = count * dtype.itemsize
+        if not gz and size - header < need:
+            raise ConvlensError(
+                f"{str(path)!r}: truncated: dims {dims} need {need} bytes, found {size - header}"
+            )
+        if need > MAX_DATA_BYTES:
+            raise _over_data_limit(f"{str(path)!r} (dims {dims})", need)
+        check_dataset_size(count, f"{str(path)!r} (dims {dims})")
+        data = _read_exact(stream, need, path, f"IDX data (dims {dims})")
+    arr = np.frombuffer(data, dtype=dtype, count=count).reshape(dims)
+    if dtype.kind == "f":
+        bad = int(np.count_nonzero(~np.isfinite(arr)))
+        if bad:
+            raise ConvlensError(f"{str(path)!r}: {bad} of {count} values are NaN or Inf")
+    return arr.astype(dtype.newbyteorder("="))
 
 
 def _find(root: Path, stem: str) -> Path | None:
@@ -182,6 +225,9 @@ def load_idx(folder: str, seed: int) -> Dataset:
             )
         if len(x) != len(y):
             raise ConvlensError(f"idx:{folder!r}: {len(x)} {prefix} images but {len(y)} labels")
+        if y.dtype.kind == "f":
+            raise ConvlensError(f"{str(lp)!r}: labels must be integers, got {y.dtype}")
+        check_labels(y, str(lp))
         parts[split] = (x, y.astype(np.int64))
     return _with_optional_test(f"idx:{root.name}", parts, f"IDX files in {str(root)!r}", seed)
 
@@ -202,8 +248,10 @@ def _with_optional_test(
         }
     else:
         x, y, splits = x_tr, y_tr, None
+    n_classes = check_labels(y, name)
+    if len(x) == 0:
+        raise ConvlensError(f"{name}: 0 images; expected at least three per class")
     x01, rule = _to_unit(x, name)
-    n_classes = int(y.max()) + 1
     return from_unit_range(
         name, x01, y, [str(i) for i in range(n_classes)], source, rule, seed, splits
     )
@@ -231,6 +279,8 @@ class _SafeUnpickler(pickle.Unpickler):
 
 
 def _read_cifar_batch(path: Path) -> tuple[NDArray[np.uint8], NDArray[np.int64]]:
+    if path.stat().st_size > MAX_DATA_BYTES:
+        raise _over_data_limit(str(path), path.stat().st_size)
     try:
         d = _SafeUnpickler(io.BytesIO(path.read_bytes()), encoding="bytes").load()
     except ConvlensError:
@@ -242,11 +292,16 @@ def _read_cifar_batch(path: Path) -> tuple[NDArray[np.uint8], NDArray[np.int64]]
             f"{str(path)!r}: not a CIFAR python batch (expected keys b'data' and b'labels')"
         )
     x = np.asarray(d[b"data"])
-    y = np.asarray(d[b"labels"], dtype=np.int64)
+    try:
+        y = np.asarray(d[b"labels"], dtype=np.int64)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ConvlensError(f"{str(path)!r}: labels must be a list of integers: {exc}") from None
     if x.ndim != 2 or x.shape[1] != 3072 or len(x) != len(y):
         raise ConvlensError(
             f"{str(path)!r}: expected data (N, 3072) and N labels, got {x.shape} and {y.shape}"
         )
+    if len(y):
+        check_labels(y, str(path))
     return x.reshape(-1, 3, 32, 32).astype(np.uint8), y
 
 
@@ -266,29 +321,68 @@ def load_cifar(folder: str, seed: int) -> Dataset:
     )
 
 
+def _npz_member_header(zf: zipfile.ZipFile, key: str, where: str) -> None:
+    """Check array ``key`` of an ``.npz`` from its ``.npy`` header, before numpy allocates it: the
+    declared shape x itemsize must fit in the member and under the limits."""
+    try:
+        info = zf.getinfo(f"{key}.npy")
+    except KeyError:
+        return  # reported by the caller as a missing array
+    if info.file_size > MAX_DATA_BYTES:
+        raise _over_data_limit(f"{where}: array {key!r}", info.file_size)
+    fmt = np.lib.format
+    with zf.open(info) as f:
+        version = fmt.read_magic(f)
+        if version == (1, 0):
+            shape, _, dtype = fmt.read_array_header_1_0(f)
+        elif version == (2, 0):
+            shape, _, dtype = fmt.read_array_header_2_0(f)
+        else:
+            raise ConvlensError(f"{where}: array {key!r} has .npy format version {version}")
+        held = info.file_size - f.tell()
+    if dtype.hasobject:
+        raise ConvlensError(f"{where}: array {key!r} holds Python objects; expected numbers")
+    count = math.prod(shape)
+    need = count * dtype.itemsize
+    if need > held:
+        raise ConvlensError(
+            f"{where}: array {key!r} declares shape {shape} of {dtype} ({need} bytes) but holds "
+            f"only {held} bytes"
+        )
+    check_dataset_size(count, f"{where}: array {key!r}")
+
+
 def load_npz(file: str, seed: int) -> Dataset:
     path = Path(file)
+    where = f"npz:{file!r}"
     if not path.is_file():
-        raise ConvlensError(f"npz:{file!r} does not exist")
+        raise ConvlensError(f"{where} does not exist")
     try:
+        with zipfile.ZipFile(path) as zf:
+            for key in ("x", "y"):
+                _npz_member_header(zf, key, where)
         with np.load(path, allow_pickle=False) as z:
             if "x" not in z or "y" not in z:
                 raise ConvlensError(
-                    f"npz:{file!r}: needs arrays 'x' and 'y', found {', '.join(z.files) or 'none'}"
+                    f"{where}: needs arrays 'x' and 'y', found {', '.join(z.files) or 'none'}"
                 )
             x, y = z["x"], z["y"]
-    except (ValueError, OSError) as exc:
-        raise ConvlensError(f"npz:{file!r}: cannot read: {exc}") from None
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        if isinstance(exc, ConvlensError):
+            raise
+        raise ConvlensError(f"{where}: cannot read: {exc}") from None
     if y.ndim != 1 or y.dtype.kind not in "iu":
         raise ConvlensError(
-            f"npz:{file!r}: y must be a 1-D integer array, got shape {y.shape} dtype {y.dtype}"
+            f"{where}: y must be a 1-D integer array, got shape {y.shape} dtype {y.dtype}"
         )
+    if x.ndim not in (3, 4):
+        raise ConvlensError(f"{where}: x must be (N, H, W) or (N, C, H, W), got shape {x.shape}")
     if len(x) != len(y):
-        raise ConvlensError(f"npz:{file!r}: {len(x)} images but {len(y)} labels")
-    if y.min() < 0:
-        raise ConvlensError(f"npz:{file!r}: labels must be >= 0, found {int(y.min())}")
-    x01, rule = _to_unit(x, f"npz:{file!r}")
-    n_classes = int(y.max()) + 1
+        raise ConvlensError(f"{where}: {len(x)} images but {len(y)} labels")
+    if len(x) == 0:
+        raise ConvlensError(f"{where}: 0 images; expected at least three per class")
+    n_classes = check_labels(y, where)
+    x01, rule = _to_unit(x, where)
     return from_unit_range(
         f"npz:{path.stem}",
         x01,

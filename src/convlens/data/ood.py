@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from convlens.data.datasets import Dataset
+from convlens.data.datasets import Dataset, check_dataset_size
 from convlens.errors import ConvlensError
 
 OOD_NAMES = ("motorcycle", "cat", "textures", "digits", "faces", "noise")
@@ -90,6 +90,9 @@ def make_ood(
     if name == dataset.name:
         raise ConvlensError(f"{name!r} is the training set itself, not out-of-distribution")
     c, h, w = dataset.shape
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ConvlensError(f"OOD set {name!r}: size must be an integer >= 0, got {n!r}")
+    check_dataset_size(n * c * h * w, f"OOD set {name!r} of {n} images {c}x{h}x{w}")
     keep = n if first is None else max(0, min(first, n))
     rng = np.random.default_rng(seed + 1000 + OOD_NAMES.index(name))
     if name == "motorcycle":
