@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 from convlens import __version__
 from convlens.cli import cli
+from convlens.errors import ConvlensError
 
 SEED = ["--kernel", "1 2 3; 4 5 6; 7 8 9", "--input", "9 8 7 6; 5 4 3 2; 1 2 3 4; 5 6 7 8"]
 
@@ -230,3 +231,127 @@ def test_train_resume_extends_only_with_an_explicit_epochs(tmp_path):
     assert run("train", "--resume", "--epochs", "30", "-q", "--out", out).exit_code == 0
     metrics = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(m)["epoch"] for m in metrics] == list(range(1, 31))
+
+
+# --- the error contract (issue 12) ------------------------------------------------------------
+
+
+def _report_raising(monkeypatch, exc):
+    def fake(run_dir, out_file):
+        raise exc
+
+    monkeypatch.setattr("convlens.report.build_report", fake)
+    return CliRunner().invoke(cli, ["report", "RUN"])
+
+
+def test_usage_errors_are_one_line():
+    r = CliRunner().invoke(cli, ["train", "--bogus"])
+    assert r.exit_code == 2
+    assert r.stderr.splitlines() == [
+        "convlens: error: No such option '--bogus'. Did you mean '--out'? "
+        "(see `convlens train --help`)"
+    ]
+    r = CliRunner().invoke(cli, ["kernels", "show"])
+    assert r.exit_code == 2 and r.stderr.splitlines() == [
+        "convlens: error: Missing argument 'SPEC'. (see `convlens kernels show --help`)"
+    ]
+
+
+@pytest.mark.parametrize("cmd", [["train"], ["analyze", "x"], ["demo"]])
+def test_seeds_must_be_non_negative(cmd):
+    r = CliRunner().invoke(cli, [*cmd, "--seed", "-1"])
+    assert r.exit_code == 2 and "not in the range 0<=x<=4294967295" in r.stderr
+    assert len(r.stderr.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("exc", "line"),
+    [
+        (
+            PermissionError(13, "Permission denied", "/data/run/report.html"),
+            "convlens: error: '/data/run/report.html': Permission denied (check its permissions "
+            "or use another path)",
+        ),
+        (
+            OSError(28, "No space left on device", "/data/x"),
+            "convlens: error: '/data/x': No space left on device (free some disk space or write "
+            "somewhere else)",
+        ),
+        (
+            IsADirectoryError(
+                21, "Is a directory", "/data/.r.html.abcd1234.tmp", None, "/data/r.html"
+            ),
+            "convlens: error: '/data/r.html': Is a directory (it is a folder; give a file path)",
+        ),
+        (
+            OSError(40, "Too many levels of symbolic links", "/data/loop"),
+            "convlens: error: '/data/loop': Too many levels of symbolic links (it is a symbolic "
+            "link loop; fix the link or use another path)",
+        ),
+        (
+            MemoryError("Unable to allocate 8.00 TiB for an array"),
+            "convlens: error: not enough memory for this command (Unable to allocate 8.00 TiB "
+            "for an array); use smaller sizes (fewer images, null kernels, pixels or a smaller "
+            "batch)",
+        ),
+        (
+            ConvlensError("line one\n  line two", hint_key="no_analysis"),
+            "convlens: error: line one line two (run `convlens analyze RUN` first)",
+        ),
+    ],
+)
+def test_environment_errors_exit_2_with_one_line(monkeypatch, exc, line):
+    r = _report_raising(monkeypatch, exc)
+    assert r.exit_code == 2
+    assert r.stderr.splitlines() == [line]
+
+
+def test_a_bug_exits_1_with_one_line_and_debug_shows_the_traceback(monkeypatch):
+    r = _report_raising(monkeypatch, KeyError("boom"))
+    assert r.exit_code == 1
+    assert r.stderr.splitlines() == [
+        "convlens: internal error: KeyError: 'boom' (rerun with --debug for the traceback)"
+    ]
+    r = CliRunner().invoke(cli, ["--debug", "report", "RUN"])
+    assert r.exit_code == 1
+    assert r.stderr.startswith("Traceback") and "KeyError: 'boom'" in r.stderr
+    assert r.stderr.splitlines()[-1].startswith("convlens: internal error: KeyError")
+
+
+def test_keyboard_interrupt_exits_130(monkeypatch):
+    r = _report_raising(monkeypatch, KeyboardInterrupt())
+    assert r.exit_code == 130 and r.stderr.splitlines() == ["convlens: interrupted"]
+
+
+def test_warnings_become_one_line_each_and_harmless_ones_are_dropped(monkeypatch):
+    import warnings
+
+    def fake(run_dir, out_file):
+        np.log(np.zeros(2))  # numpy RuntimeWarning: divide by zero
+        warnings.warn("line one\nline two", UserWarning, stacklevel=1)
+        warnings.warn("The given NumPy array is not writable, ...", UserWarning, stacklevel=1)
+        return "out.html"
+
+    monkeypatch.setattr("convlens.report.build_report", fake)
+    r = CliRunner().invoke(cli, ["report", "RUN"])
+    assert r.exit_code == 0 and r.stdout == "wrote out.html\n"
+    assert r.stderr.splitlines() == [
+        "convlens: warning: divide by zero encountered in log (RuntimeWarning)",
+        "convlens: warning: line one line two (UserWarning)",
+    ]
+
+    def failing(run_dir, out_file):
+        warnings.warn("something odd", RuntimeWarning, stacklevel=1)
+        raise ConvlensError("bad run")
+
+    monkeypatch.setattr("convlens.report.build_report", failing)
+    r = CliRunner().invoke(cli, ["report", "RUN"])
+    assert r.exit_code == 2 and r.stderr.splitlines() == ["convlens: error: bad run"]
+
+
+def test_analyze_refuses_options_that_do_not_apply_to_a_run(tmp_path):
+    r = CliRunner().invoke(cli, ["analyze", str(tmp_path), "--ood", "noise"])
+    assert r.exit_code == 2 and "apply only to a model file" in r.stderr
+    r = CliRunner().invoke(cli, ["analyze", str(tmp_path), "--out", str(tmp_path)])
+    assert r.exit_code == 2 and "it is a folder" in r.stderr
+    assert list(tmp_path.iterdir()) == []

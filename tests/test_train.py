@@ -174,7 +174,7 @@ def test_cuda_requested_without_cuda():
 @pytest.mark.parametrize(
     ("kw", "message"),
     [
-        ({"epochs": 0}, "epochs must be >= 1"),
+        ({"epochs": 0}, "epochs must be an integer from 1"),
         ({"lr": -1.0}, "learning rate"),
         ({"optimizer": "lbfgs"}, "optimizer must be"),
         ({"ood": ["unicorns"]}, "unknown OOD set"),
@@ -239,3 +239,225 @@ def test_detached_copy_of_an_optimizer_state_is_independent():
     for k, v in want["state"].items():
         for name, t in v.items():
             assert torch.equal(got["state"][k][name], t)
+
+
+# --- issue 12: never lose or clobber data ------------------------------------------------------
+
+
+def test_seed_must_be_a_non_negative_32_bit_integer():
+    for bad in (-1, 2**32, 1.5, True):
+        with pytest.raises(ConvlensError, match="seed must be an integer from 0 to 4294967295"):
+            small_cfg(seed=bad).validate()
+    small_cfg(seed=2**32 - 1).validate()
+
+
+@pytest.mark.parametrize(
+    ("kw", "message"),
+    [
+        ({"epochs": "many"}, "epochs must be an integer"),
+        ({"batch_size": 2.5}, "batch size must be an integer"),
+        ({"lr": "fast"}, "learning rate must be a finite number"),
+        ({"lr": float("inf")}, "learning rate must be a finite number"),
+        ({"weight_decay": float("nan")}, "weight decay must be a finite number"),
+        ({"ood": "noise"}, "ood must be a list"),
+        ({"snapshots": "yes"}, "snapshots must be true or false"),
+        ({"first_kernel": 0}, "first-layer kernel size"),
+    ],
+)
+def test_config_from_a_hand_edited_run_json_is_checked(kw, message):
+    with pytest.raises(ConvlensError, match=message):
+        small_cfg(**kw).validate()
+
+
+def test_lock_is_exclusive_reentrant_and_leaves_nothing(tmp_path):
+    run = RunDir(tmp_path / "a" / "run")
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys\nfrom convlens.train.rundir import RunDir\n"
+            f"with RunDir({str(run.root)!r}).lock():\n"
+            "    print('ready', flush=True)\n    sys.stdin.read()\n",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        assert (run.root / ".lock").read_text().strip() == str(holder.pid)
+        held = rf"in use by another convlens process \(pid {holder.pid}\)"
+        with pytest.raises(ConvlensError, match=held), run.lock():
+            pass
+        with pytest.raises(ConvlensError, match="in use"):
+            run.check_unlocked()
+    finally:
+        holder.communicate("")
+    assert not (run.root / ".lock").exists()
+    with run.lock(), run.lock():  # re-entrant in one process
+        assert (run.root / ".lock").read_text().strip() == str(os.getpid())
+        run.check_unlocked()
+    assert not (tmp_path / "a").exists()  # created for the lock, removed again while empty
+
+
+def test_stale_lock_file_does_not_block(tmp_path):
+    run = RunDir(tmp_path / "run")
+    run.root.mkdir()
+    (run.root / ".lock").write_text("999999\n")  # left by a killed process: no flock held
+    run.check_unlocked()
+    with run.lock():
+        pass
+    assert not (run.root / ".lock").exists()
+
+
+def test_force_removes_only_convlens_files(tmp_path):
+    root = tmp_path / "run"
+    for rel in (
+        "run.json",
+        "metrics.jsonl",
+        "model.safetensors",
+        "analysis.json",
+        "report.html",
+        "seeds.json",
+        "demo.json",
+        "snapshots/epoch-000.safetensors",
+        "probes/inputs.safetensors",
+        "probes/epoch-001.safetensors",
+        "checkpoint/state.pt",
+        "seeds/seed-1/run.json",
+        "seeds/seed-1/checkpoint/state.pt",
+        ".run.json.abcd1234.tmp",
+        "snapshots/.epoch-002.safetensors.x_y9z0ab.tmp",
+    ):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text("x")
+    foreign = ["notes.txt", "snapshots/mine.txt", "seeds/thesis.tex", "seeds/seed-1/keep.md"]
+    for rel in foreign:
+        (root / rel).write_text("keep")
+    RunDir(root).remove_own()
+    left = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+    assert left == sorted(foreign)
+
+
+def test_umask_is_honoured(tmp_path):
+    code = (
+        "import os, sys\nfrom convlens._atomic import write_text\n"
+        "write_text(sys.argv[1], 'x')\nprint(oct(os.stat(sys.argv[1]).st_mode & 0o777))"
+    )
+    for umask, mode in ((0o022, "0o644"), (0o077, "0o600"), (0o002, "0o664")):
+        out = subprocess.run(
+            [sys.executable, "-c", code, str(tmp_path / f"f{umask}")],
+            preexec_fn=lambda u=umask: os.umask(u),
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert out.stdout.strip() == mode
+
+
+def test_resume_cleans_orphaned_temporary_files(tiny_run_copy):
+    from convlens.pipelines import train_run
+
+    orphans = [
+        tiny_run_copy / ".run.json.k2j4h5g6.tmp",
+        tiny_run_copy / "snapshots" / ".epoch-004.safetensors.abcdefgh.tmp",
+        tiny_run_copy / "checkpoint" / ".state.pt.a1b2c3d4.tmp",
+    ]
+    for p in orphans:
+        p.write_bytes(b"half written")
+    (tiny_run_copy / "notes.tmp").write_text("not ours")
+    train_run(None, tiny_run_copy, resume=True, progress=False)
+    assert not any(p.exists() for p in orphans)
+    assert (tiny_run_copy / "notes.tmp").read_text() == "not ours"
+    assert not (tiny_run_copy / ".lock").exists()
+
+
+def test_resume_of_a_run_killed_before_its_first_checkpoint_starts_again(tmp_path):
+    from convlens.pipelines import train_run
+
+    out = tmp_path / "run"
+    cfg = small_cfg(epochs=1, snapshots=False, probes=False)
+    train_run(cfg, out, progress=False)
+    # as if killed right after writing run.json: status running, no checkpoint, no metrics
+    rec = RunDir(out).read_run()
+    rec["status"] = "running"
+    rec.pop("result")
+    (out / "run.json").write_text(json.dumps(rec))
+    for rel in ("checkpoint/state.pt", "model.safetensors", "metrics.jsonl"):
+        (out / rel).unlink()
+    (out / "notes.txt").write_text("mine")
+    lines: list[str] = []
+    again = train_run(None, out, resume=True, progress=False, log=lines.append)
+    assert again.result.epochs == 1
+    assert lines and "starting it again from epoch 0" in lines[0]
+    assert RunDir(out).status() == "complete"
+    assert (out / "notes.txt").read_text() == "mine"
+    (out / "checkpoint" / "state.pt").unlink()  # a complete run without checkpoint: no restart
+    with pytest.raises(ConvlensError, match="no checkpoint to resume from"):
+        train_run(None, out, resume=True, progress=False)
+
+
+def test_demo_refuses_foreign_folders_and_train_runs(tmp_path, tiny_run_copy):
+    from convlens.pipelines import run_demo
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    (mine / "seeds").mkdir()
+    (mine / "seeds" / "paper.tex").write_text("keep")
+    for out, message in ((mine, "files that are not a demo run"), (tiny_run_copy, "not a demo")):
+        before = sorted(p for p in out.rglob("*"))
+        with pytest.raises(ConvlensError, match=message) as info:
+            run_demo(out, epochs=1, n_seeds=1, n_null=100, progress=False)
+        assert info.value.hint_key == "folder_not_empty"
+        assert sorted(p for p in out.rglob("*")) == before
+    with pytest.raises(ConvlensError, match="seed must be"):
+        run_demo(tmp_path / "neg", seed=-1, progress=False)
+    assert not (tmp_path / "neg").exists()
+    assert RunDir(tmp_path / "x").is_demo() is False
+
+
+@pytest.mark.slow  # two 1-epoch demos
+def test_demo_is_marked_rewrites_itself_and_force_keeps_foreign_files(tmp_path):
+    from convlens.pipelines import run_demo
+
+    out = tmp_path / "demo"
+    run_demo(out, epochs=1, n_seeds=2, n_null=100, progress=False)
+    assert json.loads((out / "demo.json").read_text())["seeds"] == [0, 1]
+    assert RunDir(out).is_demo()
+    run_demo(out, epochs=1, n_seeds=1, n_null=100, progress=False)  # a previous demo: rewritten
+    assert not (out / "seeds").exists()  # the old seed-1 run is gone with it
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    run_demo(mine, epochs=1, n_seeds=1, n_null=100, progress=False, force=True)
+    assert (mine / "notes.txt").read_text() == "keep" and (mine / "report.html").is_file()
+    assert not list(tmp_path.rglob(".lock")) and not list(tmp_path.rglob(".*.tmp"))
+
+
+def test_run_record_reading_failures_are_one_clear_error(tmp_path, monkeypatch):
+    from convlens.train import rundir as rundir_mod
+
+    run = tmp_path / "run"
+    run.mkdir()
+    rd = rundir_mod.RunDir(run)
+    (run / "run.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ConvlensError, match="nested too deeply"):
+        rd.read_run()
+    (run / "run.json").write_text('{"n": ' + "9" * 5000 + "}")
+    with pytest.raises(ConvlensError, match="not a valid run record"):
+        rd.read_run()
+    (run / "run.json").write_bytes(b"\xff\xfe{}")
+    with pytest.raises(ConvlensError, match="not UTF-8"):
+        rd.read_run()
+    (run / "run.json").write_text("{}")
+    monkeypatch.setattr(rundir_mod, "MAX_RECORD_BYTES", 1)
+    with pytest.raises(ConvlensError, match="over the limit of 1 bytes"):
+        rd.read_run()
+    monkeypatch.setattr(rundir_mod, "MAX_RECORD_BYTES", 2**20)
+    (run / "metrics.jsonl").write_text('{"epoch": 1}\n[1]\n')
+    with pytest.raises(ConvlensError, match="not a JSON object"):
+        rd.read_metrics()
+    (run / "metrics.jsonl").write_text('{"epoch": 1}\n{"epoch"\n')
+    with pytest.raises(ConvlensError, match="not valid JSON"):
+        rd.read_metrics()

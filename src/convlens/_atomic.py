@@ -1,14 +1,40 @@
-"""Atomic file writes: write to a temporary name in the same folder, then rename."""
+"""Atomic file writes: write to a temporary name in the same folder, then rename.
+
+The temporary file is ``.NAME.XXXXXXXX.tmp`` beside ``NAME`` (``mkstemp``, so 0600 while it is
+written); before the rename it gets the mode an ordinary ``open()`` would have given it
+(``0o666 & ~umask``). A process killed mid-write leaves such a file behind; :data:`TMP_PATTERN`
+matches them so their owner can clean them up (see ``RunDir.clean_tmp``).
+"""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import re
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
+
+#: the names ``atomic_path`` gives its temporary files (mkstemp: 8 characters of [a-z0-9_])
+TMP_PATTERN = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
+
+
+def _read_umask() -> int:
+    """The process umask, read once: from /proc (no side effect) or by setting and restoring it."""
+    with contextlib.suppress(OSError, ValueError), open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    old = os.umask(0)
+    os.umask(old)
+    return old
+
+
+_UMASK = _read_umask()
+FILE_MODE = 0o666 & ~_UMASK
 
 
 @contextlib.contextmanager
@@ -18,12 +44,15 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     On any exception the temporary file is removed and ``path`` is left untouched.
     """
     target = Path(path)
+    if target.is_dir():  # os.replace would fail only after all the work
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(target))
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, FILE_MODE)
         os.replace(tmp_path, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

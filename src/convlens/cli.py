@@ -1,8 +1,21 @@
 """The ``convlens`` command. Thin: parse options, call one library function, print, exit code.
 
-Exit codes: 0 success; 1 a check failed (``explain --expect`` mismatch); 2 bad input (message on
-stderr, no traceback). Library errors speak in library terms; where a flag of this command fixes
-the problem, :data:`HINTS` adds it (see :mod:`convlens.errors`).
+The error contract (:class:`convlens._cli_contract.ConvlensGroup`), for every command:
+
+- 0: success. Warnings raised on the way (numpy, torch) are printed at the end as one line each,
+  ``convlens: warning: ...``; known harmless ones are dropped.
+- 1: ``explain --expect`` found a wrong cell; or a bug: one line
+  ``convlens: internal error: <Type>: <message> (rerun with --debug for the traceback)``.
+- 2: bad input or environment: one line ``convlens: error: <message>`` on stderr naming the value
+  or file and what to do. This covers :class:`ConvlensError` (plus the flag hint of
+  :data:`HINTS`), :class:`OSError` (file, reason, advice), :class:`MemoryError` and click's usage
+  errors (``... (see `convlens CMD --help`)``).
+- 130: interrupted (Ctrl-C), one line ``convlens: interrupted``.
+- 141: the reader of stdout went away (``convlens kernels | head``); nothing printed.
+
+``convlens --debug CMD`` (or ``CONVLENS_DEBUG=1``) also prints the traceback and every warning.
+Library errors speak in library terms; where a flag of this command fixes the problem,
+:data:`HINTS` adds it (see :mod:`convlens.errors`).
 """
 
 from __future__ import annotations
@@ -12,36 +25,24 @@ from typing import Any
 import click
 
 from convlens import __version__
-from convlens.errors import ConvlensError
+from convlens._cli_contract import HINTS, ConvlensGroup
 
-HINTS = {
-    "run_exists": "use --resume to continue it or --force to overwrite it",
-    "folder_not_empty": "use --force to overwrite it",
-    "not_a_folder": "choose another --out",
-    "pixel_cap": "raise it with --max-pixels",
-    "unknown_kernel": "run `convlens kernels` for the list",
-    "unknown_dataset": "see `convlens train --help` for --data",
-    "cuda_unavailable": "use --device cpu or auto",
-    "partial_run": "finish it with `convlens train --resume --out RUN`",
-    "no_analysis": "run `convlens analyze RUN` first",
-}
+__all__ = ["HINTS", "cli", "main"]
+
+#: seeds reach torch.manual_seed and numpy, which take 0 .. 2**32 - 1
+SEED = click.IntRange(min=0, max=2**32 - 1)
+#: the largest null baseline (random kernels) analyze/demo accept
+MAX_NULL_SIZE = 200_000  # = convlens.analysis.matching.MAX_NULL_SIZE
 
 
-class _Group(click.Group):
-    """Turns :class:`ConvlensError` into ``convlens: error: ...`` on stderr and exit code 2."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except ConvlensError as exc:
-            hint = HINTS.get(exc.hint_key or "")
-            click.echo(f"convlens: error: {exc}" + (f" ({hint})" if hint else ""), err=True)
-            ctx.exit(2)
-
-
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=ConvlensGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="convlens")
-def cli() -> None:
+@click.option(
+    "--debug",
+    is_flag=True,
+    help="On an error, also print the Python traceback (and every warning as it happens).",
+)
+def cli(debug: bool) -> None:
     """See exactly what a convolutional layer computes, and measure what a CNN learns."""
 
 
@@ -64,7 +65,7 @@ def cli() -> None:
 @click.option(
     "--optimizer", default="adam", show_default=True, type=click.Choice(["adam", "adamw", "sgd"])
 )
-@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--seed", default=0, show_default=True, type=SEED)
 @click.option(
     "--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"])
 )
@@ -72,7 +73,11 @@ def cli() -> None:
     "--out", "out_dir", default=None, help="Run directory (default: runs/<data>-seed<seed>)."
 )
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
-@click.option("--force", is_flag=True, help="Overwrite --out if it already exists.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Overwrite --out if it already exists (removes only convlens's own files there).",
+)
 @click.option(
     "--no-snapshots", is_flag=True, help="Skip per-epoch kernel snapshots and probe feature maps."
 )
@@ -90,7 +95,13 @@ def train(
     extend = cfg["epochs"] if given == click.core.ParameterSource.COMMANDLINE else None
     config = TrainConfig(**cfg, snapshots=not no_snapshots, probes=not no_snapshots)
     run = train_run(
-        config, out, resume=resume, force=force, extend_epochs=extend, progress=not quiet
+        config,
+        out,
+        resume=resume,
+        force=force,
+        extend_epochs=extend,
+        progress=not quiet,
+        log=lambda line: click.echo(line, err=True),
     )
     click.echo("\n".join(run.summary()))
 
@@ -107,14 +118,14 @@ def train(
     "--null-size",
     default=2000,
     show_default=True,
-    type=click.IntRange(min=100),
+    type=click.IntRange(min=100, max=MAX_NULL_SIZE),
     help="Random kernels in the null baseline.",
 )
 @click.option(
     "--seed",
     default=0,
     show_default=True,
-    type=int,
+    type=SEED,
     help="Seed of the null baseline and bootstraps.",
 )
 @click.option(
@@ -172,16 +183,27 @@ def report(run_dir: str, out_file: str | None) -> None:
 @click.option(
     "--epochs", default=None, type=click.IntRange(min=1), help="Override the recipe's epochs."
 )
-@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the main run.")
+@click.option("--seed", default=0, show_default=True, type=SEED, help="Seed of the main run.")
 @click.option(
     "--seeds",
     "n_seeds",
     default=3,
     show_default=True,
-    type=click.IntRange(min=1),
+    type=click.IntRange(min=1, max=1000),
     help="Training runs (seed, seed+1, ...) for the across-seeds table.",
 )
-@click.option("--null-size", default=2000, show_default=True, type=click.IntRange(min=100))
+@click.option(
+    "--null-size",
+    default=2000,
+    show_default=True,
+    type=click.IntRange(min=100, max=MAX_NULL_SIZE),
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Write into a folder that is not empty and not a previous demo (removes only "
+    "convlens's own files there).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 def demo(
     out_dir: str,
@@ -190,10 +212,12 @@ def demo(
     seed: int,
     n_seeds: int,
     null_size: int,
+    force: bool,
     quiet: bool,
 ) -> None:
     """Train on bundled data, analyse, and write a self-contained HTML report; print its path.
 
+    --out must be missing, empty or a previous demo (or give --force).
     The recipe (convlens.train.recipes.DEMO_RECIPE): faces, faces-cnn (5x5 first layer), AdamW,
     weight decay 4, 100 epochs. The first run gets the full report; the others feed the seeds table.
     """
@@ -206,6 +230,7 @@ def demo(
         seed=seed,
         n_seeds=n_seeds,
         n_null=null_size,
+        force=force,
         progress=not quiet,
         log=lambda line: click.echo(line, err=True),
     )

@@ -16,10 +16,17 @@ CLI adds its own hint for it:
 - ``"cuda_unavailable"``: CUDA was requested and is not available;
 - ``"partial_run"``: a run directory has no final model yet (training did not finish);
 - ``"no_analysis"``: a run directory has no ``analysis.json`` yet.
+
+Errors from the environment (:class:`OSError`: missing/unreadable files, permission denied, disk
+full, symlink loops, ...) and :class:`MemoryError` are user errors too; :func:`describe_os_error`
+and :func:`describe_memory_error` turn them into the same kind of one-line message.
 """
 
 from __future__ import annotations
 
+import errno
+import os
+import re
 from typing import Literal
 
 HintKey = Literal[
@@ -50,3 +57,57 @@ class ConvlensError(ValueError):
 def describe_shape(shape: tuple[int, ...]) -> str:
     """``(2, 3)`` -> ``'2x3'``; ``()`` -> ``'scalar'``."""
     return "x".join(str(s) for s in shape) if shape else "scalar"
+
+
+# convlens._atomic's temporary files (``.NAME.XXXXXXXX.tmp``)
+_TMP_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
+
+# What to do about an OSError, by errno (the message already names the file and the reason).
+_OS_ADVICE = {
+    errno.ENOSPC: "free some disk space or write somewhere else",
+    errno.EDQUOT: "free some disk space or write somewhere else",
+    errno.EACCES: "check its permissions or use another path",
+    errno.EPERM: "check its permissions or use another path",
+    errno.EROFS: "the file system is read-only; use another path",
+    errno.ENOENT: "check the path",
+    errno.ENOTDIR: "a part of the path is not a folder; check the path",
+    errno.EISDIR: "it is a folder; give a file path",
+    errno.ELOOP: "it is a symbolic link loop; fix the link or use another path",
+    errno.ENAMETOOLONG: "use a shorter path",
+    errno.EEXIST: "remove it or use another path",
+    errno.ENOTEMPTY: "remove its contents or use another path",
+    errno.EXDEV: "use a path on the same file system",
+    errno.EMFILE: "too many open files; raise the limit (ulimit -n)",
+    errno.EIO: "the device reported an I/O error; check the disk",
+}
+
+
+def describe_os_error(exc: OSError) -> str:
+    """One line for an :class:`OSError`: the file(s), the reason and what to do.
+
+    >>> describe_os_error(FileNotFoundError(2, "No such file or directory", "/x/y"))
+    "'/x/y': No such file or directory (check the path)"
+    """
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    names = [str(f) for f in (exc.filename, exc.filename2) if f is not None]
+    if len(names) == 2 and _TMP_NAME.match(os.path.basename(names[0])):
+        names = names[1:]  # an atomic write's temporary file: name the real target only
+    where = " -> ".join(repr(n) for n in names)
+    advice = _OS_ADVICE.get(exc.errno or -1)
+    text = f"{where}: {reason}" if where else f"{reason}"
+    return one_line(text + (f" ({advice})" if advice else ""))
+
+
+def describe_memory_error(exc: BaseException) -> str:
+    """One line for running out of memory on a size the user chose."""
+    detail = one_line(str(exc))
+    return (
+        "not enough memory for this command"
+        + (f" ({detail})" if detail else "")
+        + "; use smaller sizes (fewer images, null kernels, pixels or a smaller batch)"
+    )
+
+
+def one_line(text: str) -> str:
+    """``text`` with its line breaks (and the blanks around them) replaced by single spaces."""
+    return " ".join(part.strip() for part in text.strip().splitlines() if part.strip())

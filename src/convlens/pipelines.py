@@ -7,6 +7,7 @@ demo, the lines printed as a summary) lives here, where it is tested without cli
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Callable
@@ -76,19 +77,44 @@ def train_run(
     force: bool = False,
     extend_epochs: int | None = None,
     progress: bool = True,
+    log: Callable[[str], None] = lambda _line: None,
+    keep: tuple[str, ...] = (),
 ) -> TrainedRun:
     """Train a new run from ``cfg`` into ``out``, or resume the run there (``cfg`` ignored; its
-    own config, extended to ``extend_epochs`` when given)."""
-    from convlens.data.loaders import load_dataset
-    from convlens.train import Trainer
+    own config, extended to ``extend_epochs`` when given).
 
-    if resume:
-        cfg = resume_config(out, extend_epochs)
-    if cfg is None:
-        raise ConvlensError("a new run needs a training config")
-    dataset = load_dataset(cfg.data, cfg.seed)
-    trainer = Trainer(cfg, dataset, out, progress=progress)
-    result = trainer.resume() if resume else trainer.train(force=force)
+    Holds the run directory's lock throughout. A run killed before its first checkpoint (its
+    ``run.json`` says ``running``, no checkpoint) is started again from epoch 0 with its recorded
+    config, and ``log`` says so. ``keep``: top-level names ``force`` leaves in place."""
+    from convlens.data.loaders import load_dataset
+    from convlens.train import RunDir, Trainer
+
+    run = RunDir(out)
+    if cfg is not None and not resume:
+        cfg.validate()
+        # refuse before the (slow) data loading; checked again under the lock
+        run.prepare_check(force)
+    with run.lock():
+        restart = False
+        if resume:
+            cfg = resume_config(out, extend_epochs)
+            restart = not run.checkpoint.is_file() and run.status() == "running"
+            if restart:
+                log(
+                    f"convlens: note: {str(out)!r} was stopped before its first checkpoint; "
+                    "starting it again from epoch 0 with its recorded config"
+                )
+        if cfg is None:
+            raise ConvlensError("a new run needs a training config")
+        cfg.validate()
+        dataset = load_dataset(cfg.data, cfg.seed)
+        trainer = Trainer(cfg, dataset, out, progress=progress)
+        if restart:
+            result = trainer.train(force=True)
+        elif resume:
+            result = trainer.resume()
+        else:
+            result = trainer.train(force=force, keep=keep)
     return TrainedRun(
         result, str(out), str(trainer.device), dataset.name, len(dataset.splits["test"])
     )
@@ -118,7 +144,15 @@ def analyze_target(
     from convlens.analysis import analyze_model_file, analyze_run
 
     path = Path(target)
+    if out is not None:
+        _check_destination(Path(out))
     if path.is_dir():
+        given = [n for n, v in (("factory", factory), ("data", data), ("ood", ood)) if v]
+        if given:
+            raise ConvlensError(
+                f"{str(target)!r} is a run directory: its model, data and OOD sets are the ones "
+                f"recorded in its run.json; {', '.join(given)} apply only to a model file"
+            )
         result = analyze_run(path, n_null=n_null, seed=seed)
         dest = Path(out) if out else path / "analysis.json"
     elif path.is_file():
@@ -129,6 +163,15 @@ def analyze_target(
     else:
         raise ConvlensError(f"{str(target)!r} is neither a run directory nor a model file")
     return result, write_result(result, dest)
+
+
+def _check_destination(dest: Path) -> None:
+    """Refuse an output file path that cannot be written, before any long computation."""
+    if dest.is_dir():
+        raise ConvlensError(f"cannot write {str(dest)!r}: it is a folder; give a file path")
+    if not dest.parent.is_dir():
+        state = "is not a folder" if dest.parent.exists() else "does not exist"
+        raise ConvlensError(f"cannot write {str(dest)!r}: {str(dest.parent)!r} {state}")
 
 
 def analysis_summary(result: AnalysisResult) -> list[str]:
@@ -188,6 +231,7 @@ def run_demo(
     seed: int = 0,
     n_seeds: int = 3,
     n_null: int = 2000,
+    force: bool = False,
     progress: bool = True,
     log: Callable[[str], None] = lambda _line: None,
 ) -> Path:
@@ -195,37 +239,71 @@ def run_demo(
     the across-seeds summary and the report of the first run; return the report's path.
 
     The first run is ``out_dir`` itself (with snapshots and probes); the others go to
-    ``out_dir/seeds/seed-N`` without snapshots."""
-    import shutil
-
+    ``out_dir/seeds/seed-N`` without snapshots. ``out_dir`` must be missing, empty or a previous
+    demo (marked by ``demo.json``); ``force`` also takes any other folder, and removes only the
+    files convlens writes there (see :meth:`convlens.train.RunDir.remove_own`)."""
     from convlens.analysis import analyze_run
     from convlens.analysis.seeds import aggregate
     from convlens.report import build_report
-    from convlens.train import TrainConfig
+    from convlens.train import RunDir, TrainConfig
+    from convlens.train.rundir import DEMO_FILE
 
     recipe = demo_recipe(data, epochs)
-    t0 = time.perf_counter()
-    root = Path(out_dir)
     seeds = [seed + i for i in range(n_seeds)]
-    shutil.rmtree(root / "seeds", ignore_errors=True)
-    analyses = []
+    configs = []
     for i, s in enumerate(seeds):
-        run_dir = root if i == 0 else root / "seeds" / f"seed-{s}"
         cfg = TrainConfig(seed=s, **recipe)
         if i > 0:
             cfg.snapshots = cfg.probes = False
-        log(f"[train {i + 1}/{len(seeds)}] {cfg.data}, seed {s}, {cfg.epochs} epochs ...")
-        outcome = train_run(cfg, run_dir, force=True, progress=progress)
-        analysis = analyze_run(run_dir, n_null=n_null, seed=0)
-        write_result(analysis, run_dir / "analysis.json")
-        analyses.append(analysis)
-        first = analysis.first_layer
-        frac = first.matching.fraction_above_null95 if first and first.matching else None
-        log(
-            f"      test accuracy {outcome.result.test_accuracy:.3f}; first layer above null "
-            f"{frac or 0:.0%} ({time.perf_counter() - t0:.1f} s so far)"
+        cfg.validate()
+        configs.append(cfg)
+    root = Path(out_dir)
+    run = RunDir(root)
+    _demo_check(run, force)
+    t0 = time.perf_counter()
+    with run.lock():
+        _demo_check(run, force)
+        run.remove_own()
+        write_text(
+            root / DEMO_FILE,
+            json.dumps({"format": "convlens-demo/1", "seeds": seeds, "recipe": recipe}) + "\n",
         )
-    write_text(root / "seeds.json", aggregate(analyses, seeds).to_json(indent=2) + "\n")
-    path = build_report(root)
+        analyses = []
+        for i, (s, cfg) in enumerate(zip(seeds, configs, strict=True)):
+            run_dir = root if i == 0 else root / "seeds" / f"seed-{s}"
+            log(f"[train {i + 1}/{len(seeds)}] {cfg.data}, seed {s}, {cfg.epochs} epochs ...")
+            outcome = train_run(
+                cfg, run_dir, force=True, progress=progress, keep=(DEMO_FILE,) if i == 0 else ()
+            )
+            analysis = analyze_run(run_dir, n_null=n_null, seed=0)
+            write_result(analysis, run_dir / "analysis.json")
+            analyses.append(analysis)
+            first = analysis.first_layer
+            frac = first.matching.fraction_above_null95 if first and first.matching else None
+            log(
+                f"      test accuracy {outcome.result.test_accuracy:.3f}; first layer above null "
+                f"{frac or 0:.0%} ({time.perf_counter() - t0:.1f} s so far)"
+            )
+        write_text(root / "seeds.json", aggregate(analyses, seeds).to_json(indent=2) + "\n")
+        path = build_report(root)
     log(f"[report] done; total {time.perf_counter() - t0:.1f} s")
     return path
+
+
+def _demo_check(run: Any, force: bool) -> None:
+    """Refuse an output folder the demo may not write: anything but missing, empty or a previous
+    demo, unless ``force``."""
+    run.check_unlocked()
+    if run.root.exists() and not run.root.is_dir():
+        raise ConvlensError(
+            f"demo directory {str(run.root)!r} exists and is not a folder",
+            hint_key="not_a_folder",
+        )
+    if force or not run.has_content() or run.is_demo():
+        return
+    what = "a training run that is not a demo" if run.is_run() else "files that are not a demo run"
+    raise ConvlensError(
+        f"{str(run.root)!r} holds {what}; choose another directory or overwrite it (only "
+        "convlens's own files are removed)",
+        hint_key="folder_not_empty",
+    )

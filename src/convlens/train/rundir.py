@@ -7,23 +7,125 @@ RUN/
   snapshots/epoch-NNN.safetensors   conv weights (epoch 000 = initialisation)
   probes/epoch-NNN.safetensors      conv outputs for the fixed probe images; probes/inputs.safetensors
   model.safetensors   final weights;  checkpoint/state.pt  resumable state
+  .lock               held (flock) by the process writing the run; holds its pid
 ```
+
+A run directory may also hold files that are not convlens's: ``--force`` removes only the names
+in :data:`OWN_FILES` / :data:`OWN_FOLDERS` (and the demo's ``seeds/seed-N`` runs), never anything
+else.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import io
 import json
-import shutil
+import os
+import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from convlens._atomic import atomic_path, write_json, write_text
+from convlens._atomic import TMP_PATTERN, atomic_path, write_json, write_text
 from convlens.errors import ConvlensError
 
 RUN_FILE = "run.json"
+MAX_RECORD_BYTES = 64 * 2**20
+"""``run.json`` and ``metrics.jsonl`` larger than this are refused before reading (64 MiB; a real
+run's are a few kB)."""
+
+
+def _read_json(path: Path, *, lines: bool = False) -> Any:
+    """A run record (or, with ``lines``, a JSON-lines file) with every failure as one clear error:
+    size cap, undecodable text, invalid JSON, nesting too deep, numbers too long."""
+    size = path.stat().st_size
+    if size > MAX_RECORD_BYTES:
+        raise ConvlensError(
+            f"{str(path)!r} is {size} bytes, over the limit of {MAX_RECORD_BYTES} bytes for a run record"
+        )
+    try:
+        text = path.read_text(encoding="utf-8")
+        if lines:
+            return [json.loads(line) for line in text.splitlines() if line.strip()]
+        return json.loads(text)
+    except UnicodeDecodeError as exc:
+        raise ConvlensError(f"{str(path)!r} is not UTF-8 text: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise ConvlensError(f"{str(path)!r} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ConvlensError(f"{str(path)!r} is nested too deeply to be a run record") from None
+    except ValueError as exc:  # e.g. integers over the int-to-str digit limit
+        raise ConvlensError(f"{str(path)!r} is not a valid run record: {exc}") from None
+
+
+LOCK_FILE = ".lock"
+DEMO_FILE = "demo.json"
+#: files convlens writes at the top of a run directory (train, analyze, report, demo)
+OWN_FILES = (
+    RUN_FILE,
+    "metrics.jsonl",
+    "model.safetensors",
+    "analysis.json",
+    "report.html",
+    "seeds.json",
+    DEMO_FILE,
+)
+#: folders convlens writes, with the names it writes inside them
+OWN_FOLDERS = {
+    "snapshots": re.compile(r"^epoch-\d{3,}\.safetensors$"),
+    "probes": re.compile(r"^(epoch-\d{3,}|inputs)\.safetensors$"),
+    "checkpoint": re.compile(r"^state\.pt$"),
+    "figures": re.compile(r"^[A-Za-z0-9_.-]+\.png$"),
+}
+SEEDS_FOLDER = "seeds"
+SEED_RUN = re.compile(r"^seed-\d+$")
+
+# run directories this process holds the lock of (the lock is re-entrant within a process)
+_HELD: dict[str, int] = {}
+
+
+def _remove_own(root: Path, keep: tuple[str, ...] = ()) -> None:
+    """Remove what convlens wrote in ``root`` (see :data:`OWN_FILES`) but ``keep``; leave
+    everything else."""
+    if not root.is_dir():
+        return
+    for name in (n for n in OWN_FILES if n not in keep):
+        path = root / name
+        if path.is_file() or path.is_symlink():
+            path.unlink()
+    _remove_tmp(root)
+    for sub, pattern in OWN_FOLDERS.items():
+        folder = root / sub
+        if not folder.is_dir() or folder.is_symlink():
+            continue
+        for p in folder.iterdir():
+            if (pattern.match(p.name) or TMP_PATTERN.match(p.name)) and not p.is_dir():
+                p.unlink()
+        with contextlib.suppress(OSError):
+            folder.rmdir()  # only when nothing foreign is left in it
+    seeds = root / SEEDS_FOLDER
+    if seeds.is_dir() and not seeds.is_symlink():
+        for p in seeds.iterdir():
+            if SEED_RUN.match(p.name) and p.is_dir() and not p.is_symlink():
+                _remove_own(p)
+                with contextlib.suppress(OSError):
+                    p.rmdir()
+        with contextlib.suppress(OSError):
+            seeds.rmdir()
+
+
+def _remove_tmp(folder: Path) -> None:
+    for p in folder.iterdir():
+        if TMP_PATTERN.match(p.name) and (p.is_file() or p.is_symlink()):
+            p.unlink(missing_ok=True)
+
+
+def _is_own_leftover(name: str) -> bool:
+    """The lock file or an orphaned temporary file: not content of a folder."""
+    return name == LOCK_FILE or bool(TMP_PATTERN.match(name))
 
 
 class RunDir:
@@ -61,15 +163,138 @@ class RunDir:
     def is_run(self) -> bool:
         return self.run_json.is_file()
 
-    def read_run(self) -> dict[str, Any]:
+    def is_demo(self) -> bool:
+        """A run written by ``convlens demo`` (a ``demo.json`` marker; older demos: ``seeds.json``
+        beside ``run.json``)."""
+        return (self.root / DEMO_FILE).is_file() or (
+            self.is_run() and (self.root / "seeds.json").is_file()
+        )
+
+    def has_content(self) -> bool:
+        """``root`` is a folder holding anything besides the lock and orphaned temporary files."""
+        if not self.root.is_dir():
+            return False
+        return any(not _is_own_leftover(p.name) for p in self.root.iterdir())
+
+    def status(self) -> str | None:
+        """The ``status`` recorded in ``run.json``; ``None`` without a readable one."""
         try:
             data = json.loads(self.run_json.read_text(encoding="utf-8"))
-        except FileNotFoundError:
+        except (OSError, ValueError):
+            return None
+        status = data.get("status") if isinstance(data, dict) else None
+        return status if isinstance(status, str) else None
+
+    def remove_own(self, keep: tuple[str, ...] = ()) -> None:
+        """Remove every file and folder convlens writes here (run, analysis, report, demo seeds),
+        and orphaned temporary files; foreign files and folders stay, and so do the top-level
+        names in ``keep``."""
+        _remove_own(self.root, keep)
+
+    def clean_tmp(self) -> None:
+        """Remove the temporary files (``.NAME.XXXXXXXX.tmp``) a killed writer left in the run
+        directory and its own sub-folders."""
+        folders = [self.root, *(self.root / sub for sub in OWN_FOLDERS)]
+        seeds = self.root / SEEDS_FOLDER
+        if seeds.is_dir():
+            for p in seeds.iterdir():
+                if SEED_RUN.match(p.name) and p.is_dir():
+                    folders += [p, *(p / sub for sub in OWN_FOLDERS)]
+        for folder in folders:
+            if folder.is_dir() and not folder.is_symlink():
+                _remove_tmp(folder)
+
+    def check_unlocked(self) -> None:
+        """Raise the :meth:`lock` error if another process holds the lock now; touches nothing."""
+        import fcntl
+
+        path = self.root / LOCK_FILE
+        if os.path.realpath(self.root) in _HELD:
+            return
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            return  # no lock file (or none we can read): lock() itself decides
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except OSError as exc:
+                if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    raise
+                raise self._locked_error(fd) from None
+        finally:
+            os.close(fd)
+
+    def _locked_error(self, fd: int) -> ConvlensError:
+        holder = os.read(fd, 64).decode("ascii", "replace").strip() or "unknown"
+        return ConvlensError(
+            f"run directory {str(self.root)!r} is in use by another convlens process "
+            f"(pid {holder}); wait for it to finish or choose another directory"
+        )
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold an exclusive advisory lock (``flock`` on ``RUN/.lock``, holding our pid) while
+        writing the run; a second writer gets a :class:`ConvlensError` naming the holder.
+
+        Creates ``root`` (and its missing parents) when needed and removes those again if they
+        are still empty at the end. Re-entrant within one process. A lock file left by a killed
+        process does not block: the kernel drops its lock with the process.
+        """
+        import fcntl
+
+        if self.root.exists() and not self.root.is_dir():
             raise ConvlensError(
-                f"{str(self.root)!r} is not a run directory (no run.json)"
-            ) from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ConvlensError(f"{str(self.run_json)!r} is not valid JSON: {exc}") from None
+                f"run directory {str(self.root)!r} exists and is not a folder",
+                hint_key="not_a_folder",
+            )
+        created = [p for p in (self.root, *self.root.parents) if not p.exists()]
+        self.root.mkdir(parents=True, exist_ok=True)
+        key = os.path.realpath(self.root)
+        if key in _HELD:
+            yield
+            return
+        path = self.root / LOCK_FILE
+        fd = -1
+        try:
+            while True:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError as exc:
+                    if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                        raise
+                    err = self._locked_error(fd)
+                    os.close(fd)
+                    fd = -1
+                    raise err from None
+                # the holder before us may have removed the file between our open and our lock
+                try:
+                    same = os.path.samestat(os.fstat(fd), os.stat(path, follow_symlinks=False))
+                except FileNotFoundError:
+                    same = False
+                if same:
+                    break
+                os.close(fd)
+                fd = -1
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+            _HELD[key] = fd
+            yield
+        finally:
+            if fd >= 0:
+                _HELD.pop(key, None)
+                with contextlib.suppress(OSError):
+                    path.unlink()  # while still locked: the next writer re-checks the inode
+                os.close(fd)
+            for p in created:  # deepest first
+                with contextlib.suppress(OSError):
+                    p.rmdir()
+
+    def read_run(self) -> dict[str, Any]:
+        if not self.run_json.exists():
+            raise ConvlensError(f"{str(self.root)!r} is not a run directory (no run.json)")
+        data = _read_json(self.run_json)
         if not isinstance(data, dict):
             raise ConvlensError(f"{str(self.run_json)!r} does not hold a JSON object")
         return data
@@ -80,11 +305,10 @@ class RunDir:
     def read_metrics(self) -> list[dict[str, Any]]:
         if not self.metrics.is_file():
             return []
-        lines = self.metrics.read_text(encoding="utf-8").splitlines()
-        try:
-            return [json.loads(line) for line in lines if line.strip()]
-        except json.JSONDecodeError as exc:
-            raise ConvlensError(f"{str(self.metrics)!r} has an invalid line: {exc}") from None
+        rows = _read_json(self.metrics, lines=True)
+        if not all(isinstance(r, dict) for r in rows):
+            raise ConvlensError(f"{str(self.metrics)!r} has a line that is not a JSON object")
+        return list(rows)
 
     def write_metrics(self, rows: list[dict[str, Any]]) -> None:
         write_text(self.metrics, "".join(json.dumps(r) + "\n" for r in rows))
@@ -108,7 +332,9 @@ class RunDir:
 
     def load_checkpoint(self) -> dict[str, Any]:
         if not self.checkpoint.is_file():
-            raise ConvlensError(f"{str(self.root)!r} has no checkpoint to resume from")
+            raise ConvlensError(
+                f"{str(self.root)!r} has no checkpoint to resume from (its run is {self.status()})"
+            )
         try:
             state = torch.load(self.checkpoint, map_location="cpu", weights_only=True)
         except Exception as exc:  # torch raises many types for corrupt files
@@ -117,35 +343,32 @@ class RunDir:
             raise ConvlensError(f"checkpoint {str(self.checkpoint)!r} does not hold a state dict")
         return state
 
-    def prepare_new(self, force: bool) -> None:
-        """Create the folder for a new run; refuse an existing non-empty folder unless ``force``."""
+    def prepare_new(self, force: bool, keep: tuple[str, ...] = ()) -> None:
+        """Create the folder for a new run; refuse an existing non-empty folder unless ``force``,
+        which removes only convlens's own files (:meth:`remove_own`, but ``keep``), never
+        foreign ones."""
+        self.prepare_check(force)
+        if self.root.is_dir():
+            self.remove_own(keep)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def prepare_check(self, force: bool) -> None:
+        """What :meth:`prepare_new` refuses, without touching anything."""
+        self.check_unlocked()
         if self.root.exists() and not self.root.is_dir():
             raise ConvlensError(
                 f"run directory {str(self.root)!r} exists and is not a folder",
                 hint_key="not_a_folder",
             )
-        if self.root.is_dir() and any(self.root.iterdir()):
-            if not force:
-                if self.is_run():
-                    raise ConvlensError(
-                        f"{str(self.root)!r} already holds a previous run; resume it, choose "
-                        "another directory or overwrite it",
-                        hint_key="run_exists",
-                    )
-                raise ConvlensError(
-                    f"{str(self.root)!r} exists, is not empty and is not a run; choose another "
-                    "directory or overwrite it",
-                    hint_key="folder_not_empty",
-                )
+        if self.has_content() and not force:
             if self.is_run():
-                for sub in ("snapshots", "probes", "checkpoint", "figures"):
-                    shutil.rmtree(self.root / sub, ignore_errors=True)
-                for f in (
-                    "metrics.jsonl",
-                    "model.safetensors",
-                    "analysis.json",
-                    "report.html",
-                    RUN_FILE,
-                ):
-                    (self.root / f).unlink(missing_ok=True)
-        self.root.mkdir(parents=True, exist_ok=True)
+                raise ConvlensError(
+                    f"{str(self.root)!r} already holds a previous run; resume it, choose "
+                    "another directory or overwrite it",
+                    hint_key="run_exists",
+                )
+            raise ConvlensError(
+                f"{str(self.root)!r} exists, is not empty and is not a run; choose another "
+                "directory or overwrite it",
+                hint_key="folder_not_empty",
+            )

@@ -28,6 +28,25 @@ from convlens.train.rundir import RunDir
 from convlens.train.writer import OrderedWriter
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
+#: seeds go to torch.manual_seed, torch.Generator and numpy, which all take 0 .. 2**32 - 1
+MAX_SEED = 2**32 - 1
+# integer fields of TrainConfig: (smallest, name in messages); largest in _INT_MAX
+_INT_FIELDS = {
+    "epochs": (1, "epochs"),
+    "batch_size": (1, "batch size"),
+    "seed": (0, "seed"),
+    "ood_size": (1, "OOD set size"),
+    "probes_per_set": (1, "probes per set"),
+    "first_kernel": (1, "first-layer kernel size"),
+}
+_INT_MAX = {
+    "epochs": 1_000_000,
+    "batch_size": 2**31 - 1,
+    "seed": MAX_SEED,
+    "ood_size": 1_000_000,
+    "probes_per_set": 100_000,
+    "first_kernel": 1_000,
+}
 
 
 class TrainingError(ConvlensError):
@@ -68,13 +87,23 @@ class TrainConfig:
     first_kernel: int | None = None  # None: the model preset's first-layer kernel size
 
     def validate(self) -> None:
-        if self.epochs < 1:
-            raise ConvlensError(f"epochs must be >= 1, got {self.epochs}")
-        if self.batch_size < 1:
-            raise ConvlensError(f"batch size must be >= 1, got {self.batch_size}")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
+        """Raise :class:`ConvlensError` naming the first field with a bad type or value (a config
+        can come from a hand-edited ``run.json``)."""
+        for name, (lo, what) in _INT_FIELDS.items():
+            v = getattr(self, name)
+            if v is None and name == "first_kernel":
+                continue
+            if isinstance(v, bool) or not isinstance(v, int) or not (lo <= v <= _INT_MAX[name]):
+                raise ConvlensError(
+                    f"{what} must be an integer from {lo} to {_INT_MAX[name]}, got {v!r}"
+                )
+        for name, what in (("lr", "learning rate"), ("weight_decay", "weight decay")):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+                raise ConvlensError(f"{what} must be a finite number, got {v!r}")
+        if not self.lr > 0:
             raise ConvlensError(f"learning rate must be a positive number, got {self.lr}")
-        if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
+        if not self.weight_decay >= 0:
             raise ConvlensError(f"weight decay must be >= 0, got {self.weight_decay}")
         if self.optimizer not in OPTIMIZERS:
             raise ConvlensError(
@@ -82,6 +111,17 @@ class TrainConfig:
             )
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConvlensError(f"device must be auto, cpu or cuda, got {self.device!r}")
+        if not isinstance(self.data, str) or (
+            self.model is not None and not isinstance(self.model, str)
+        ):
+            raise ConvlensError(f"data and model must be text, got {self.data!r}, {self.model!r}")
+        if self.ood is not None and not (
+            isinstance(self.ood, list) and all(isinstance(o, str) for o in self.ood)
+        ):
+            raise ConvlensError(f"ood must be a list of set names, got {self.ood!r}")
+        for name in ("snapshots", "probes"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConvlensError(f"{name} must be true or false, got {getattr(self, name)!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -274,8 +314,14 @@ class Trainer:
         }
 
     # -- the loop ------------------------------------------------------------------------------
-    def train(self, *, force: bool = False) -> TrainResult:
-        self.run.prepare_new(force)
+    def train(self, *, force: bool = False, keep: tuple[str, ...] = ()) -> TrainResult:
+        """A new run in the run directory (holding its lock); ``force`` replaces a previous run's
+        files but the names in ``keep`` (foreign files always stay)."""
+        with self.run.lock():
+            self.run.prepare_new(force, keep)
+            return self._train()
+
+    def _train(self) -> TrainResult:
         torch.manual_seed(self.cfg.seed)
         model = build_model(self.spec).to(self.device)
         opt = _make_optimizer(self.cfg, model)
@@ -287,6 +333,13 @@ class Trainer:
         return self._loop(model, opt, gen, start_epoch=0, metrics=[], probe_x=probe_x, elapsed=0.0)
 
     def resume(self) -> TrainResult:
+        """Continue the run from its checkpoint (holding its lock); temporary files a killed
+        writer left behind are removed first."""
+        with self.run.lock():
+            self.run.clean_tmp()
+            return self._resume()
+
+    def _resume(self) -> TrainResult:
         state = self.run.load_checkpoint()
         torch.manual_seed(self.cfg.seed)
         model = build_model(self.spec).to(self.device)
