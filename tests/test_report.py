@@ -82,7 +82,19 @@ def test_report_is_self_contained(demo_run):
     assert "<script" not in html
 
 
-def test_report_escapes_text(tmp_path, demo_run):
+@pytest.fixture
+def no_figures(monkeypatch):
+    """Every figure as an empty data URI: for tests of the text and template only (fast)."""
+    from convlens.report import figures
+
+    for name in dir(figures):
+        fn = getattr(figures, name)
+        if callable(fn) and getattr(fn, "__module__", "") == figures.__name__:
+            if not name.startswith("_") and name != "to_data_uri":
+                monkeypatch.setattr(figures, name, lambda *_a, **_k: "data:image/png;base64,")
+
+
+def test_report_escapes_text(tmp_path, demo_run, no_figures):
     run = tmp_path / "run"
     shutil.copytree(demo_run, run)
     a = json.loads((run / "analysis.json").read_text())
@@ -110,7 +122,7 @@ def test_report_needs_analysis(tmp_path, demo_run):
         build_report(tmp_path)
 
 
-def test_report_template_is_strict(demo_run):
+def test_report_template_is_strict(demo_run, no_figures):
     """A field the template names but a section does not provide fails, never renders blank."""
     from jinja2 import UndefinedError
 
