@@ -89,9 +89,9 @@ def no_figures(monkeypatch):
 
     for name in dir(figures):
         fn = getattr(figures, name)
-        if callable(fn) and getattr(fn, "__module__", "") == figures.__name__:
-            if not name.startswith("_") and name != "to_data_uri":
-                monkeypatch.setattr(figures, name, lambda *_a, **_k: "data:image/png;base64,")
+        ours = callable(fn) and getattr(fn, "__module__", "") == figures.__name__
+        if ours and not name.startswith("_") and name != "to_data_uri":
+            monkeypatch.setattr(figures, name, lambda *_a, **_k: "data:image/png;base64,")
 
 
 def test_report_escapes_text(tmp_path, demo_run, no_figures):
