@@ -43,11 +43,12 @@ def test_without_input_definition_order_is_stated():
 
 
 def test_weights_only_keep_file_order_and_say_so():
+    # the stem-like layer (layers.STEM_RULE) comes first; the rest keep file order
     ids = identify_weights(
         {"blocks.0.conv_dw": np.zeros((8, 1, 3, 3)), "conv_stem": np.zeros((8, 3, 3, 3))}
     )
     assert [(i.name, i.index, i.order) for i in ids] == [
-        ("blocks.0.conv_dw", 0, "file"),
-        ("conv_stem", 1, "file"),
+        ("conv_stem", 0, "file"),
+        ("blocks.0.conv_dw", 1, "file"),
     ]
-    assert ids[1].weight_key == "conv_stem.weight" and ids[1].stride is None
+    assert ids[0].weight_key == "conv_stem.weight" and ids[0].stride is None

@@ -175,8 +175,10 @@ def _check_destination(dest: Path) -> None:
 
 
 def analysis_summary(result: AnalysisResult) -> list[str]:
-    """The lines ``convlens analyze`` prints: per layer matching, verification, AUROCs."""
+    """The lines ``convlens analyze`` prints: per layer matching (verdict on the first layer,
+    categories), verification, AUROCs."""
     lines = []
+    first = result.first_layer
     for layer in result.layers:
         m = layer.matching
         if m is None:
@@ -187,22 +189,48 @@ def analysis_summary(result: AnalysisResult) -> list[str]:
         init = m.init_fraction_above_null95
         init_text = f", epoch-000 kernels {init:.0%}" if init is not None else ""
         p95 = m.null.p95 if m.null is not None and m.null.p95 is not None else float("nan")
+        cats = sorted(m.categories.items(), key=lambda kv: (-kv[1], kv[0]))
+        cat_text = ", ".join(f"{c} {n}" for c, n in cats) or "none"
+        verdict = ""
+        if first is not None and layer.name == first.name:
+            v = result.verdicts.classical_kernels
+            if v is not None:
+                p_text = "" if v.p_value is None else f", binomial p {v.p_value:.2g}"
+                verdict = f"; first layer, classical kernels: {v.verdict}{p_text}"
         lines.append(
             f"{m.layer}: {m.n_kernels} kernels {m.kernel_size}x{m.kernel_size}, "
             f"{m.fraction_above_null95 or 0:.0%} above the random null's 95th percentile "
-            f"({p95:.3f}; chance 5%{init_text})"
+            f"({p95:.3f}; chance 5%{init_text}){verdict}; categories {cat_text}"
         )
-    h = result.headline
-    if h.all_layers_cross_correlation is not None:
-        lines.append(
-            f"layer == cross-correlation: max |diff| {h.max_abs_diff_correlate:.2e} "
-            f"(vs true convolution: {h.min_abs_diff_convolve:.2e})"
-        )
-    for name, per in h.auroc.items():
+    lines.extend(_verify_lines(result))
+    for name, per in result.headline.auroc.items():
         values = ", ".join(f"{o} {_f2(v)}" for o, v in per.items())
         lines.append(f"{name} ID-vs-OOD AUROC: {values}")
     lines.extend(f"note: {n}" for n in result.notes)
     lines.extend(f"error in {e.stage}: {e.message}" for e in result.errors)
+    return lines
+
+
+def _verify_lines(result: AnalysisResult) -> list[str]:
+    h, v = result.headline, result.verdicts.cross_correlation
+    if h.all_layers_cross_correlation is None or v is None:
+        return []
+    tol = "; ".join(f"{b}: tolerance {t:g}" for b, t in v.tolerances.items())
+    rel = "n/a" if h.max_rel_diff_correlate is None else f"{h.max_rel_diff_correlate:.2e}"
+    line = (
+        f"layer == cross-correlation ({v.verdict}): max relative |diff| {rel} over "
+        f"{h.n_layers_checked} layer(s) ({tol})"
+    )
+    if h.min_rel_diff_convolve is None:
+        conv = "vs true convolution: not measurable, every checked layer is flip-invariant"
+    else:
+        conv = f"vs true convolution: min relative |diff| {h.min_rel_diff_convolve:.2e}"
+    conv += f" ({h.n_flip_invariant} flip-invariant layer(s), e.g. 1x1, excluded)"
+    lines = [f"{line}; {conv}"]
+    for layer in result.layers:
+        c = layer.check
+        if c is not None and c.status != "checked":
+            lines.append(f"{c.layer}: {c.status}" + (f" ({c.message})" if c.message else ""))
     return lines
 
 

@@ -8,7 +8,8 @@ execution order; no code assumes a layer is called ``conv1``.
   ``Conv1d/2d/3d``, and the order the hooks fire is the execution order (modules that never ran come
   last, in definition order, and are marked by ``order="definition"``); without an input the
   definition order of ``named_modules()`` is used and stated;
-- weight files without an architecture: file order, geometry limited to what the weight shape says;
+- weight files without an architecture: file order, except that the stem-like layer (fewest input
+  channels, see :data:`STEM_RULE`) gets index 0; geometry limited to what the weight shape says;
 - ONNX graphs: node order (ONNX requires topological order), attributes from the node.
 """
 
@@ -92,11 +93,16 @@ def _execution_order(
 
 
 def identify_weights(convs: dict[str, NDArray[Any]]) -> list[LayerIdentity]:
-    """Identities of conv weights ``(O, C/g, *k)`` read from a file, in file order (no geometry
-    beyond the shape: stride, padding, dilation and groups are unknown)."""
+    """Identities of conv weights ``(O, C/g, *k)`` read from a file (no geometry beyond the shape:
+    stride, padding, dilation and groups are unknown). The stem chosen by :func:`stem_index` gets
+    index 0; the other layers follow in file order (``order="file"`` for all)."""
+    shapes = {name: [int(v) for v in np.shape(w)] for name, w in convs.items()}
+    names = list(shapes)
+    stem = stem_index(list(shapes.items()))
+    ordered = [names[stem]] + [n for i, n in enumerate(names) if i != stem] if names else []
     out = []
-    for i, (name, w) in enumerate(convs.items()):
-        shape = [int(v) for v in np.shape(w)]
+    for i, name in enumerate(ordered):
+        shape = shapes[name]
         out.append(
             LayerIdentity(
                 name=name,
@@ -110,3 +116,49 @@ def identify_weights(convs: dict[str, NDArray[Any]]) -> list[LayerIdentity]:
             )
         )
     return out
+
+
+STEM_RULE = (
+    "among layers of the dimensionality most layers have (1-, 2- or 3-D; ties: the file's first "
+    "layer's), fewest input channels per group (weight shape[1]); when some layer reads exactly "
+    "3 channels (an RGB image), depthwise-looking layers (shape[1] == 1 while another layer has "
+    "the same number of output channels) are left out; ties: a name containing 'stem', then file "
+    "order"
+)
+"""How the first layer of a weights-only file is chosen (there is no architecture to run)."""
+
+
+def stem_index(shapes: list[tuple[str, list[int]]]) -> int:
+    """Position in ``shapes`` (``(name, weight shape)`` in file order) of the layer most likely to be
+    the network's first, by :data:`STEM_RULE`. File order alone is not enough: safetensors sorts its
+    keys, so ``blocks.0.0.conv_dw`` comes before ``conv_stem``."""
+    if not shapes:
+        return 0
+    n = len(shapes)
+    outs = [s[0] for _, s in shapes]
+    ins = [s[1] for _, s in shapes]
+    dims = [len(s) - 2 for _, s in shapes]
+    counts = {d: dims.count(d) for d in dims}
+    main = max(counts, key=lambda d: (counts[d], d == dims[0]))
+    same_dims = [i for i in range(n) if dims[i] == main]
+    image_like = any(ins[i] == 3 for i in same_dims)
+
+    def depthwise_looking(i: int) -> bool:
+        return ins[i] == 1 and outs[i] > 1 and any(outs[j] == outs[i] for j in range(n) if j != i)
+
+    candidates = [i for i in same_dims if not (image_like and depthwise_looking(i))]
+    return min(
+        candidates or same_dims, key=lambda i: (ins[i], "stem" not in shapes[i][0].lower(), i)
+    )
+
+
+def stem_note(identities: list[LayerIdentity]) -> str | None:
+    """The note that says how the first layer of a weights-only file was chosen (``None`` for one
+    layer or none)."""
+    if len(identities) < 2:
+        return None
+    first = min(identities, key=lambda i: i.index)
+    return (
+        f"first layer chosen by heuristic (no architecture in the file): {first.name} with "
+        f"{first.weight_shape[1]} input channel(s) per group; rule: {STEM_RULE}"
+    )

@@ -3,8 +3,8 @@
 - ``.safetensors``: tensors only, by construction.
 - ``.pt`` / ``.pth`` / ``.bin``: ``torch.load(weights_only=True)``, which refuses any pickle that would
   build something other than tensors and plain containers (a malicious ``__reduce__`` is rejected).
-- ``.onnx``: the ``onnx`` package (optional extra); only the initializers feeding ``Conv`` nodes are read;
-  models with external data files are refused.
+- ``.onnx``: the ``onnx`` package (optional extra); only the constant weights of conv nodes are decoded
+  (:mod:`convlens.analysis.onnxgraph`); models with external data files are refused.
 - activations need an architecture: ``--factory package.module:function`` (your own code, imported by
   name, returning an ``nn.Module``) plus a weights file for it.
 """
@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import importlib
-import math
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ import torch
 from numpy.typing import NDArray
 from torch import nn
 
+from convlens.analysis.onnxgraph import MAX_WEIGHT_VALUES as _MAX_ONNX_VALUES
 from convlens.errors import ConvlensError
 
 WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".onnx")
@@ -29,11 +29,10 @@ REFUSED_SUFFIXES = {
     ".pt2 archive, which would run code from the file; export the weights with safetensors or "
     "torch.save(model.state_dict()) instead",
 }
-MAX_WEIGHT_VALUES = 1 << 28
+MAX_WEIGHT_VALUES = _MAX_ONNX_VALUES
 """Most values one weight tensor of an ONNX model may declare (268,435,456: 1 GiB of float32),
-checked from its declared dims before the tensor is decoded."""
-# ONNX TensorProto element types read as weights: FLOAT, FLOAT16, DOUBLE, BFLOAT16
-_ONNX_FLOAT_TYPES = {1: "FLOAT", 10: "FLOAT16", 11: "DOUBLE", 16: "BFLOAT16"}
+checked from its declared dims before the tensor is decoded (enforced in
+:mod:`convlens.analysis.onnxgraph`)."""
 
 
 def _flatten(obj: Any, prefix: str = "") -> dict[str, torch.Tensor]:
@@ -85,58 +84,24 @@ def load_weights(path: str | Path) -> dict[str, NDArray[Any]]:
 
 
 def _onnx_conv_weights(p: Path) -> dict[str, NDArray[Any]]:
-    try:
-        import onnx
-    except ImportError:
-        raise ConvlensError(
-            "reading .onnx needs the optional 'onnx' package: pip install 'convlens[onnx]'"
-        ) from None
-    try:
-        model = onnx.load(str(p), load_external_data=False)
-    except Exception as exc:
-        raise ConvlensError(f"{str(p)!r} is not a valid ONNX model: {exc}") from None
-    inits = {i.name: i for i in model.graph.initializer}
-    for init in inits.values():
-        if init.data_location == onnx.TensorProto.EXTERNAL:
-            raise ConvlensError(
-                f"{str(p)!r} keeps tensor {init.name!r} in an external data file; refusing to read files "
-                "named inside a model (save it with all tensors inside)"
-            )
-    out: dict[str, NDArray[Any]] = {}
-    for node in model.graph.node:
-        if node.op_type == "Conv" and len(node.input) > 1 and node.input[1] in inits:
-            name = node.name or node.input[1]
-            out[f"{name}.weight"] = onnx_tensor(inits[node.input[1]], p).astype(np.float32)
-    return out
+    """Every conv layer's weight in an ONNX model, keyed ``<layer>.weight``, found by the same graph
+    walk as the runner (:func:`convlens.analysis.onnxgraph.read_graph`): initializers, ``Constant``
+    nodes, ``Identity``/``Cast``/``Reshape``/``DequantizeLinear`` of them, ``If``/``Loop``/``Scan``
+    subgraphs, ``ConvInteger``/``QLinearConv`` (dequantised)."""
+    from convlens.analysis.onnxgraph import read_graph
+
+    found = read_graph(p)
+    if not found.convs and found.unresolved:
+        raise ConvlensError(found.not_constant_message(str(p)))
+    return {f"{c.name}.weight": c.weight.astype(np.float32) for c in found.convs}
 
 
 def onnx_tensor(init: Any, path: str | Path) -> NDArray[Any]:
     """One ONNX initializer as an array, after checking its element type (a float type) and its
     declared size (at most ``MAX_WEIGHT_VALUES`` values, all present) before decoding it."""
-    from onnx import numpy_helper
+    from convlens.analysis.onnxgraph import decode_tensor
 
-    where = f"{str(path)!r}: tensor {init.name!r}"
-    if init.data_type not in _ONNX_FLOAT_TYPES:
-        raise ConvlensError(
-            f"{where} has element type {init.data_type}; expected a float tensor "
-            f"({', '.join(_ONNX_FLOAT_TYPES.values())})"
-        )
-    dims = [int(d) for d in init.dims]
-    if any(d < 0 for d in dims):
-        raise ConvlensError(f"{where} declares negative dims {dims}")
-    count = math.prod(dims)
-    if count > MAX_WEIGHT_VALUES:
-        raise ConvlensError(
-            f"{where} declares dims {dims} ({count} values), over the limit of {MAX_WEIGHT_VALUES} "
-            "(MAX_WEIGHT_VALUES in convlens.analysis.loading)"
-        )
-    try:
-        arr = np.asarray(numpy_helper.to_array(init))
-    except Exception as exc:
-        raise ConvlensError(f"{where} cannot be decoded (dims {dims}): {exc}") from None
-    if arr.size != count or arr.dtype.kind != "f":
-        raise ConvlensError(f"{where} declares dims {dims} but holds {arr.size} {arr.dtype} values")
-    return arr
+    return decode_tensor(init, path, integer_ok=False)
 
 
 def conv_weights(weights: dict[str, NDArray[Any]]) -> dict[str, NDArray[Any]]:

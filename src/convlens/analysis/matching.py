@@ -55,6 +55,9 @@ DC_THRESHOLD = 0.6
 COLOUR_THRESHOLD = 0.9
 CATEGORY_NAMES = sorted({*CATEGORY.values(), "unclear", "colour-contrast", "smoothing/DC"})
 DETAIL_LIMIT = 4096  # per-kernel records are kept for layers with at most this many kernels
+DETAIL_TOTAL = 20_000
+"""Most per-kernel records in one analysis (over all layers; see ``run.match_layers``): the JSON of
+a ResNet-50-shaped model stays a few MB instead of tens."""
 CHUNK = 65536
 MAX_NULL_SIZE = 200_000
 """Most random kernels in a null baseline (``n_null``): 200,000 kernels of 11x11 are 194 MB of

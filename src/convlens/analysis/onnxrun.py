@@ -1,16 +1,23 @@
 """ONNX models run with onnxruntime (optional extra ``convlens[onnx]``): activations and verification.
 
-Every ``Conv`` node's input and output are added to the graph's outputs, the model runs on CPU, and
-(1) the ID-vs-OOD statistics of :mod:`convlens.analysis.activations` are computed from the Conv outputs
-and the first original output (taken as the logits); (2) each Conv node is checked against
-:func:`convlens.ops.correlate` in float64 on the input the node actually received. onnxruntime computes
-in float32, so agreement is to float32 rounding (relative 1e-4), not 1e-12.
-Models with external data files are refused (see :mod:`convlens.analysis.loading`).
+The conv layers come from one graph walk (:mod:`convlens.analysis.onnxgraph`): weights in
+initializers or ``Constant`` nodes, behind ``Identity``/``Cast``/``Reshape``/``DequantizeLinear``,
+inside ``If``/``Loop``/``Scan`` subgraphs, and quantised ``ConvInteger``/``QLinearConv`` (dequantised).
+Every main-graph conv's input and output are added to the graph's outputs, the model runs on CPU, and
+(1) the ID-vs-OOD statistics of :mod:`convlens.analysis.activations` are computed from the conv outputs
+(for ``ConvInteger`` the rescaled float output, for ``QLinearConv`` the dequantised output) and the
+first original output (taken as the logits); (2) each ``Conv`` node is checked against
+:func:`convlens.ops.correlate` in float64 on the input the node actually received (onnxruntime computes
+in float32, so agreement is to float32 rounding, relative 1e-4, not 1e-12), and each ``ConvInteger``
+exactly, in integers. Convs inside subgraphs are matched from their weights only: onnxruntime cannot
+expose a subgraph's tensors as outputs. ``QLinearConv`` outputs are requantised and not checked.
+The data must fit the model's input: fixed dims (a fixed batch size is honoured), layout and dtype are
+checked first (:meth:`OnnxModel.check_data`). Models with external data files are refused.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +25,15 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from convlens.analysis.activations import SetActivations, accumulate, reduce_map
+from convlens.analysis.activations import SetActivations, accumulate, batches_of, reduce_map
+from convlens.analysis.onnxgraph import ConvGraph, ConvNode, InputSpec, load_model, read_graph
 from convlens.analysis.result import LayerCheck, LayerIdentity
+from convlens.analysis.verify import compare_call, make_check
 from convlens.errors import ConvlensError
-from convlens.ops import convolve, correlate
 
 RTOL_FLOAT32 = 1e-4
+DEFAULT_BATCH = 256
+_FEED_DTYPES = ("float32", "float16", "float64")
 
 
 class OnnxModel:
@@ -35,62 +45,97 @@ class OnnxModel:
             raise ConvlensError(
                 "running .onnx models needs the optional packages onnx and onnxruntime: pip install 'convlens[onnx]'"
             ) from None
-        from convlens.analysis.loading import load_weights, onnx_tensor
-
-        load_weights(path)  # validates the file and refuses external data
-        model = onnx.load(str(path), load_external_data=False)
-        inits = {i.name: i for i in model.graph.initializer}
-        self.convs: list[dict[str, Any]] = []
-        existing = {o.name for o in model.graph.output}
+        if not Path(path).is_file():
+            raise ConvlensError(f"model file {str(path)!r} does not exist")
+        self.path = str(path)
+        model = load_model(path)
+        graph = read_graph(path, model)
+        if not graph.convs:
+            if graph.unresolved:
+                raise ConvlensError(graph.not_constant_message(self.path))
+            raise ConvlensError(f"{self.path!r} has no Conv nodes with weights")
+        self.convs: list[ConvNode] = graph.convs
+        self.input_spec: InputSpec | None = graph.input_spec
+        if len(graph.inputs) != 1:
+            raise ConvlensError(f"{self.path!r}: expected one graph input, found {graph.inputs}")
+        self.input_name = graph.inputs[0]
         self.logits_name = model.graph.output[0].name
-        for idx, node in enumerate(model.graph.node):
-            if node.op_type != "Conv" or len(node.input) < 2 or node.input[1] not in inits:
-                continue
-            attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-            weight = onnx_tensor(inits[node.input[1]], path).astype(np.float64)
-            if weight.ndim not in (3, 4, 5):
-                raise ConvlensError(
-                    f"{str(path)!r}: Conv node {node.name or idx!r} has a weight of shape "
-                    f"{list(weight.shape)}; expected (O, C/groups, *kernel) with 1-3 spatial axes"
-                )
-            has_bias = len(node.input) > 2 and node.input[2] in inits
-            self.convs.append(
-                {
-                    "name": node.name or f"conv{idx}",
-                    "input": node.input[0],
-                    "output": node.output[0],
-                    "weight": weight,
-                    "bias": onnx_tensor(inits[node.input[2]], path).astype(np.float64)
-                    if has_bias
-                    else None,
-                    "attrs": attrs,
-                }
-            )
-            for name in (node.input[0], node.output[0]):
-                if name not in existing:
+        existing = {o.name for o in model.graph.output}
+        for c in self.running:
+            extra = [c.input, c.output]
+            if c.op_type == "ConvInteger":
+                extra += [c.integer_check["output"], c.integer_check["x_zero_point"]]
+            for name in extra:
+                if name and name not in existing:
                     model.graph.output.append(onnx.ValueInfoProto(name=name))
                     existing.add(name)
-        if not self.convs:
-            raise ConvlensError(f"{str(path)!r} has no Conv nodes with weights")
-        inputs = [i.name for i in model.graph.input if i.name not in inits]
-        if len(inputs) != 1:
-            raise ConvlensError(f"{str(path)!r}: expected one graph input, found {inputs}")
-        self.input_name = inputs[0]
-        self.path = str(path)
+        self.notes: list[str] = graph_notes(graph, running=True)
+        spec = self.input_spec
+        self.feed_dtype = "float32"
+        if spec is not None and spec.dtype in _FEED_DTYPES:
+            self.feed_dtype = spec.dtype
         try:
             self.session = ort.InferenceSession(
                 model.SerializeToString(), providers=["CPUExecutionProvider"]
             )
         except Exception as exc:  # onnxruntime's own error types for invalid graphs
             raise ConvlensError(
-                f"{str(path)!r}: onnxruntime cannot load the model: {str(exc).splitlines()[0]}"
+                f"{self.path!r}: onnxruntime cannot load the model: {str(exc).splitlines()[0]}"
             ) from None
         self.output_names = [o.name for o in self.session.get_outputs()]
+
+    @property
+    def running(self) -> list[ConvNode]:
+        """The conv layers of the main graph (the ones whose tensors onnxruntime can return)."""
+        return [c for c in self.convs if c.subgraph is None]
+
+    @property
+    def batch(self) -> int | None:
+        """The model's fixed batch size, or ``None`` when the batch dim is symbolic."""
+        return None if self.input_spec is None else self.input_spec.batch
+
+    def check_data(self, x: NDArray[Any], what: str, data_layout: str = "NCHW") -> None:
+        """Refuse data that does not fit the model's input (rank, fixed dims, layout, dtype) with one
+        clear line, instead of letting onnxruntime misread it or fail deep inside."""
+        spec = self.input_spec
+        if spec is None:
+            return
+        if spec.dtype not in _FEED_DTYPES:
+            raise ConvlensError(
+                f"{self.path!r}: model {spec.describe()}; convlens feeds float images "
+                f"({', '.join(_FEED_DTYPES)}), so it cannot run this model on {what}"
+            )
+        shape = list(np.shape(x))
+        data_dims = "[N, " + ", ".join(map(str, shape[1:])) + "]"
+        if spec.layout not in ("unknown", data_layout):
+            raise ConvlensError(
+                f"{self.path!r}: model {spec.describe()}, but the data {what} are {data_layout} "
+                f"{data_dims}; convlens does not transpose images to fit a model"
+            )
+        if spec.shape is None:
+            return
+        fixed = [(i, d) for i, d in enumerate(spec.shape) if i > 0 and d is not None]
+        if len(spec.shape) != len(shape) or any(shape[i] != d for i, d in fixed):
+            raise ConvlensError(
+                f"{self.path!r}: model {spec.describe()} does not fit the data {what} "
+                f"({data_layout} {data_dims})"
+            )
+
+    def batches(self, x: NDArray[Any]) -> tuple[Iterator[torch.Tensor], int]:
+        """Batches of ``x`` the model accepts (its fixed batch size, else ``DEFAULT_BATCH``), and how
+        many images at the end were left out because they do not fill a fixed-size batch."""
+        b = self.batch or DEFAULT_BATCH
+        n = len(x) if self.batch is None else len(x) // b * b
+        if n == 0:
+            raise ConvlensError(
+                f"{self.path!r} takes batches of exactly {b} images; the data hold only {len(x)}"
+            )
+        return iter(batches_of(x[:n], b)), len(x) - n
 
     def run(self, x: NDArray[Any]) -> dict[str, NDArray[Any]]:
         try:
             values = self.session.run(
-                None, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)}
+                None, {self.input_name: np.ascontiguousarray(x, dtype=self.feed_dtype)}
             )
         except Exception as exc:  # e.g. the data's shape does not fit the model's input
             raise ConvlensError(
@@ -99,79 +144,170 @@ class OnnxModel:
             ) from None
         return dict(zip(self.output_names, values, strict=True))
 
+    def _float_output(self, c: ConvNode, res: dict[str, NDArray[Any]]) -> NDArray[np.float32]:
+        y = res[c.output]
+        if c.output_affine is not None:
+            scale, zp = c.output_affine
+            return ((y.astype(np.float64) - zp) * scale).astype(np.float32)
+        return np.asarray(y, dtype=np.float32)
+
     def collect(self, batches: Iterable[NDArray[Any] | torch.Tensor], name: str) -> SetActivations:
+        """One pass over ``batches``. Small fixed-size batches (a model that takes one image at a time)
+        are run one by one and their outputs reduced together, up to ``DEFAULT_BATCH`` images at a
+        time, so the per-batch bookkeeping is paid per chunk, not per image."""
         out = SetActivations(name)
+        pending: list[dict[str, NDArray[Any]]] = []
+
+        def flush() -> None:
+            if not pending:
+                return
+            maps = {
+                c.name: reduce_map(
+                    torch.from_numpy(np.concatenate([self._float_output(c, r) for r in pending]))
+                )
+                for c in self.running
+            }
+            logits = np.concatenate([np.asarray(r[self.logits_name], np.float32) for r in pending])
+            accumulate(out, torch.from_numpy(logits), maps)
+            pending.clear()
+
+        held = 0
         for xb in batches:
             res = self.run(np.asarray(xb))
-            maps = {c["name"]: reduce_map(torch.from_numpy(res[c["output"]])) for c in self.convs}
-            accumulate(out, torch.from_numpy(res[self.logits_name]), maps)
+            pending.append(res)
+            held += len(xb)
+            if held >= DEFAULT_BATCH:
+                flush()
+                held = 0
+        flush()
         return out
 
     def identities(self) -> list[LayerIdentity]:
-        """The Conv nodes with weights, in graph (topological, i.e. execution) order."""
-        out = []
-        for i, c in enumerate(self.convs):
-            a, w = c["attrs"], c["weight"]
-            nd = w.ndim - 2
-            pads = [int(v) for v in a.get("pads", [0] * (2 * nd))]
-            auto_pad = a.get("auto_pad", b"NOTSET")
-            auto = auto_pad.decode() if isinstance(auto_pad, bytes) else str(auto_pad)
-            groups = int(a.get("group", 1))
-            out.append(
-                LayerIdentity(
-                    name=c["name"],
-                    index=i,
-                    order="execution",
-                    dims=nd,
-                    weight_shape=list(w.shape),
-                    in_channels=int(w.shape[1]) * groups,
-                    out_channels=int(w.shape[0]),
-                    kernel_size=[int(v) for v in w.shape[2:]],
-                    stride=[int(v) for v in a.get("strides", [1] * nd)],
-                    padding=pads if auto == "NOTSET" else auto,
-                    dilation=[int(v) for v in a.get("dilations", [1] * nd)],
-                    groups=groups,
-                    padding_mode="zeros",
-                    module_type="onnx Conv",
-                )
-            )
-        return out
+        """Every conv layer with constant weights, in graph (topological, i.e. execution) order;
+        layers inside a subgraph at their parent node's position."""
+        return conv_identities(self.convs)
 
     def verify(self, x: NDArray[Any]) -> tuple[list[LayerCheck], list[str]]:
-        """Each Conv node vs ``ops.correlate`` on the input it received; and the nodes skipped."""
+        """Each main-graph conv vs ``ops.correlate`` on the input it received; and the ones skipped."""
         res = self.run(x)
         checks: list[LayerCheck] = []
-        skipped: list[str] = []
-        for c in self.convs:
-            a = c["attrs"]
+        skipped: list[str] = []  # subgraph convs: said once in ``notes``
+        for c in self.running:
+            a = c.attrs
             if a.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
-                skipped.append(f"{c['name']}: auto_pad {a['auto_pad']!r} not checked")
+                skipped.append(f"{c.name}: auto_pad {a['auto_pad']!r} not checked")
                 continue
-            inp = res[c["input"]].astype(np.float64)
-            w = c["weight"]
+            if c.op_type == "QLinearConv":
+                skipped.append(f"{c.name}: QLinearConv output is requantised, not checked")
+                continue
+            w = c.weight
             nd = w.ndim - 2
             pads = a.get("pads", [0] * (2 * nd))
             kwargs: dict[str, Any] = {
-                "bias": c["bias"],
                 "stride": tuple(a.get("strides", [1] * nd)),
                 "dilation": tuple(a.get("dilations", [1] * nd)),
                 "groups": int(a.get("group", 1)),
                 "padding": tuple((int(pads[i]), int(pads[i + nd])) for i in range(nd)),
             }
-            y = res[c["output"]].astype(np.float64)
-            d_corr = float(np.max(np.abs(correlate(inp, w, **kwargs) - y)))
-            d_conv = float(np.max(np.abs(convolve(inp, w, **kwargs) - y)))
-            scale = float(np.max(np.abs(y))) or 1.0
+            if c.op_type == "ConvInteger":  # exact: (x - x_zp) * (w - w_zp) summed in integers
+                zp_name = c.integer_check["x_zero_point"]
+                zp = 0.0 if not zp_name else float(np.asarray(res[zp_name]).reshape(-1)[0])
+                inp = res[c.input].astype(np.float64) - zp
+                w = c.integer_check["weight"]
+                y = res[c.integer_check["output"]].astype(np.float64)
+                kind = "onnx ConvInteger (onnxruntime, int32, exact)"
+                backend, tol = "onnxruntime int32 (exact)", 0.0
+            else:
+                kwargs["bias"] = c.bias
+                inp = res[c.input].astype(np.float64)
+                y = res[c.output].astype(np.float64)
+                kind = f"{c.module_type} (onnxruntime, float32)"
+                backend, tol = "onnxruntime float32", RTOL_FLOAT32
+            figures = compare_call(inp, w, y, kwargs)
             checks.append(
-                LayerCheck(
-                    layer=c["name"],
-                    kind="onnx Conv (onnxruntime, float32)",
-                    weight_shape=list(w.shape),
-                    input_shape=list(inp.shape),
-                    max_abs_diff_correlate=d_corr,
-                    max_abs_diff_convolve=d_conv,
-                    output_scale=scale,
-                    is_cross_correlation=d_corr <= RTOL_FLOAT32 * max(scale, 1.0),
+                make_check(
+                    c.name,
+                    kind,
+                    list(w.shape),
+                    list(inp.shape),
+                    [figures],
+                    backend=backend,
+                    tolerance=tol,
                 )
             )
         return checks, skipped
+
+
+def conv_identities(convs: list[ConvNode]) -> list[LayerIdentity]:
+    """Identities of the conv layers :func:`~convlens.analysis.onnxgraph.read_graph` found, in graph
+    (topological, i.e. execution) order, geometry from the node attributes."""
+    out = []
+    for i, c in enumerate(convs):
+        a, w = c.attrs, c.weight
+        nd = w.ndim - 2
+        pads = [int(v) for v in a.get("pads", [0] * (2 * nd))]
+        auto_pad = a.get("auto_pad", b"NOTSET")
+        auto = auto_pad.decode() if isinstance(auto_pad, bytes) else str(auto_pad)
+        groups = int(a.get("group", 1))
+        out.append(
+            LayerIdentity(
+                name=c.name,
+                index=i,
+                order="execution",
+                dims=nd,
+                weight_shape=list(w.shape),
+                in_channels=int(w.shape[1]) * groups,
+                out_channels=int(w.shape[0]),
+                kernel_size=[int(v) for v in w.shape[2:]],
+                stride=[int(v) for v in a.get("strides", [1] * nd)],
+                padding=pads if auto == "NOTSET" else auto,
+                dilation=[int(v) for v in a.get("dilations", [1] * nd)],
+                groups=groups,
+                padding_mode="zeros",
+                module_type=c.module_type,
+            )
+        )
+    return out
+
+
+def graph_notes(graph: ConvGraph, *, running: bool) -> list[str]:
+    """What the analysis of this graph should say about it: subgraph convs, quantisation, convs
+    whose weights are not constant, and the data input."""
+    notes = []
+    inner = [c.name for c in graph.convs if c.subgraph is not None]
+    if inner and running:
+        notes.append(
+            f"{len(inner)} conv layer(s) inside If/Loop/Scan subgraphs ({_first(inner)}): "
+            "matched from their weights; activations and verification skipped (onnxruntime "
+            "cannot expose tensors inside a subgraph)"
+        )
+    elif inner:
+        notes.append(f"{len(inner)} conv layer(s) inside If/Loop/Scan subgraphs: {_first(inner)}")
+    quant = graph.quantised_note()
+    if quant:
+        notes.append(quant)
+    if graph.unresolved:
+        notes.append(
+            f"{len(graph.unresolved)} conv node(s) not analysed, weights not constant: "
+            + _first([f"{u.name} ({u.reason})" for u in graph.unresolved])
+        )
+    if graph.input_spec is not None:
+        notes.append(f"ONNX {graph.input_spec.describe()}")
+    return notes
+
+
+def onnx_layers(path: str | Path) -> tuple[list[LayerIdentity], dict[str, NDArray[Any]], list[str]]:
+    """The weights-only view of an ONNX file, without onnxruntime: identities in graph order with
+    the nodes' geometry, weights keyed by layer name, and the notes (quantised, subgraphs, ...)."""
+    graph = read_graph(path)
+    if not graph.convs:
+        if graph.unresolved:
+            raise ConvlensError(graph.not_constant_message(str(path)))
+        raise ConvlensError(f"{str(path)!r} has no Conv nodes with weights")
+    weights = {c.name: c.weight for c in graph.convs}
+    return conv_identities(graph.convs), weights, graph_notes(graph, running=False)
+
+
+def _first(items: list[str], n: int = 5) -> str:
+    more = len(items) - n
+    return ", ".join(items[:n]) + (f", and {more} more" if more > 0 else "")

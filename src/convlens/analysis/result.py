@@ -134,16 +134,31 @@ class LayerMatch:
 # ----------------------------------------------------------------------------- verification
 @dataclass
 class LayerCheck:
-    """One conv layer run in float64 vs ``ops.correlate`` (and vs true convolution)."""
+    """One conv layer's real conv call(s) vs ``ops.correlate`` (and vs true convolution).
+
+    Differences are maxima over the layer's calls; ``max_rel_diff_*`` divide by ``max |output|``.
+    ``is_cross_correlation`` means ``max_rel_diff_correlate <= tolerance`` for ``backend`` (torch
+    float64: 1e-9; onnxruntime float32: 1e-4). ``flip_invariant``: every kernel equals its flip (1x1 or
+    point-symmetric), so the layer cannot tell correlation from convolution. ``status`` is
+    ``"not executed"`` when the module's forward made no conv call and ``"failed"`` when it raised
+    (``message`` says why); the diffs are then ``None``."""
 
     layer: str
     kind: str
     weight_shape: list[int]
     input_shape: list[int]
-    max_abs_diff_correlate: float
-    max_abs_diff_convolve: float
+    max_abs_diff_correlate: float | None
+    max_abs_diff_convolve: float | None
     output_scale: float
     is_cross_correlation: bool
+    max_rel_diff_correlate: float | None = None
+    max_rel_diff_convolve: float | None = None
+    flip_invariant: bool | None = None
+    backend: str | None = None
+    tolerance: float | None = None
+    calls: int = 1
+    status: Literal["checked", "not executed", "failed"] = "checked"
+    message: str | None = None
 
 
 # ----------------------------------------------------------------------------- activations
@@ -322,9 +337,14 @@ class CrossCorrelationVerdict:
     """Does every conv layer compute cross-correlation (and not true convolution)?"""
 
     verdict: str
-    differs_from_convolution: bool
-    max_abs_diff: float
+    differs_from_convolution: bool | None
+    max_abs_diff: float | None
     rule: str
+    max_rel_diff: float | None = None
+    n_checked: int = 0
+    n_flip_invariant: int = 0
+    n_not_executed: int = 0
+    tolerances: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -350,6 +370,10 @@ class Headline:
     max_abs_diff_correlate: float | None = None
     min_abs_diff_convolve: float | None = None
     all_layers_cross_correlation: bool | None = None
+    max_rel_diff_correlate: float | None = None
+    min_rel_diff_convolve: float | None = None
+    n_layers_checked: int | None = None
+    n_flip_invariant: int | None = None
     auroc: dict[str, dict[str, float | None]] = field(default_factory=dict)
     ood_verdicts: dict[str, dict[str, str]] = field(default_factory=dict)
 

@@ -21,7 +21,7 @@ from numpy.typing import NDArray
 from torch import nn
 
 from convlens.analysis import activations, evolution, featuremaps, matching, receptive, verify
-from convlens.analysis.layers import identify_modules, identify_weights
+from convlens.analysis.layers import identify_modules, identify_weights, stem_note
 from convlens.analysis.loading import build_from_factory, conv_weights, load_weights
 from convlens.analysis.result import (
     SCHEMA_VERSION,
@@ -91,16 +91,28 @@ def match_layers(
     *,
     init: dict[str, NDArray[Any]] | None = None,
     first_only_gabor: bool = True,
+    detail_limit: int = matching.DETAIL_LIMIT,
+    detail_total: int = matching.DETAIL_TOTAL,
 ) -> None:
     """Kernel matching for every layer (weights looked up by the layer's weight key or name).
 
     One random null per kernel size (cached); the Gabor fit for the first layer only unless
     ``first_only_gabor`` is false. A layer whose weights hold NaN or Inf is not matched: its
     ``matching`` stays ``None`` and ``result.errors`` says why; when that is every layer with
-    weights, a :class:`ConvlensError` is raised instead (nothing would be left to analyse)."""
+    weights, a :class:`ConvlensError` is raised instead (nothing would be left to analyse).
+
+    Per-kernel records (``LayerMatch.kernels``, ``channel_summed``) are kept for a layer with at most
+    ``detail_limit`` kernels while the analysis holds at most ``detail_total`` such records in all
+    (layers taken in execution order, so the first layer comes first); the other layers keep their
+    summaries (fractions, nulls, categories) and a note names them."""
     n_null, seed = result.settings.n_null, result.settings.seed
     _check_settings(n_null, seed)
+    for what, v in (("detail_limit", detail_limit), ("detail_total", detail_total)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise ConvlensError(f"{what} must be a non-negative integer, got {v!r}")
     bad = nonfinite_layers(result, weights)
+    budget = detail_total
+    summary_only: list[str] = []
     for pos, layer in enumerate(result.layers):
         ident = layer.identity
         w = weights.get(ident.weight_key, weights.get(ident.name))
@@ -128,6 +140,19 @@ def match_layers(
             null_scores=null,
             seed=seed,
             gabor=(pos == 0) or not first_only_gabor,
+            detail_limit=min(detail_limit, budget),
+        )
+        m = layer.matching
+        if m.skipped is None:
+            if m.kernels:
+                budget -= len(m.kernels)
+            elif m.n_kernels:
+                summary_only.append(ident.name)
+    if summary_only:
+        result.notes.append(
+            f"per-kernel records kept only for layers with at most {detail_limit} kernels and "
+            f"{detail_total} kernels in all; summaries only for {len(summary_only)} layer(s): "
+            + ", ".join(summary_only)
         )
 
 
@@ -180,9 +205,13 @@ def _checks(
                     message=f"layer {ident.name}: weights hold NaN or Inf; not verified",
                 )
             )
-    attach_checks(
-        result, [verify.check_layer(i.name, m, seed=seed) for i, m in modules if i.name not in bad]
-    )
+    checks = [verify.check_layer(i.name, m, seed=seed) for i, m in modules if i.name not in bad]
+    for c in checks:
+        if c.status == "failed":
+            result.errors.append(
+                AnalysisError(stage="verify", message=f"layer {c.layer}: not verified: {c.message}")
+            )
+    attach_checks(result, checks)
 
 
 def analyze_weights(
@@ -192,8 +221,11 @@ def analyze_weights(
     seed: int = 0,
     init: dict[str, Any] | None = None,
     first_only_gabor: bool = True,
+    detail_limit: int = matching.DETAIL_LIMIT,
+    detail_total: int = matching.DETAIL_TOTAL,
 ) -> list[LayerResult]:
-    """Kernel matching for every conv weight (no architecture needed), layers in file order."""
+    """Kernel matching for every conv weight (no architecture needed): layers in file order, the
+    stem-like layer first (:data:`convlens.analysis.layers.STEM_RULE`)."""
     _check_settings(n_null, seed)
     convs = conv_weights(weights)
     if not convs:
@@ -201,7 +233,14 @@ def analyze_weights(
             "no conv layers found (no tensors shaped (O, C, k), (O, C, k, k) or (O, C, k, k, k))"
         )
     result = _new_result(Source("model_file", ""), Settings(n_null, seed), identify_weights(convs))
-    match_layers(result, convs, init=init, first_only_gabor=first_only_gabor)
+    match_layers(
+        result,
+        convs,
+        init=init,
+        first_only_gabor=first_only_gabor,
+        detail_limit=detail_limit,
+        detail_total=detail_total,
+    )
     return result.layers
 
 
@@ -359,8 +398,16 @@ def _receptive_stage(result: AnalysisResult, inp: _RunInputs) -> None:
     )
 
 
-def analyze_run(run_dir: str | Path, *, n_null: int = 2000, seed: int = 0) -> AnalysisResult:
-    """Every analysis of a training run directory, with its nulls (see the module docstring)."""
+def analyze_run(
+    run_dir: str | Path,
+    *,
+    n_null: int = 2000,
+    seed: int = 0,
+    detail_limit: int = matching.DETAIL_LIMIT,
+    detail_total: int = matching.DETAIL_TOTAL,
+) -> AnalysisResult:
+    """Every analysis of a training run directory, with its nulls (see the module docstring);
+    ``detail_limit``/``detail_total`` cap the per-kernel records (:func:`match_layers`)."""
     _check_settings(n_null, seed)
     timer = _Timer()
     with timer("load"):
@@ -375,7 +422,13 @@ def analyze_run(run_dir: str | Path, *, n_null: int = 2000, seed: int = 0) -> An
     with timer("verify"):
         _checks(result, modules, bad, seed)
     with timer("matching"):
-        match_layers(result, weights, init=inp.snaps.get(0))
+        match_layers(
+            result,
+            weights,
+            init=inp.snaps.get(0),
+            detail_limit=detail_limit,
+            detail_total=detail_total,
+        )
         if not inp.snaps:
             result.notes.append(
                 "no snapshots in this run (trained without snapshots): no epoch-000 null"
@@ -402,6 +455,8 @@ def analyze_model_file(
     ood: list[str] | None = None,
     n_null: int = 2000,
     seed: int = 0,
+    detail_limit: int = matching.DETAIL_LIMIT,
+    detail_total: int = matching.DETAIL_TOTAL,
 ) -> AnalysisResult:
     """Kernel analysis of every conv weight in a file; with ``factory`` also verification, and with
     ``data`` the ID-vs-OOD activations (``.onnx`` files run with onnxruntime)."""
@@ -420,10 +475,23 @@ def analyze_model_file(
         result = _analyze_onnx(path, data, ood, source, settings, timer)
     elif factory is not None:
         result = _analyze_factory(path, factory, data, ood, source, settings, timer)
-    else:
-        result = _new_result(source, settings, identify_weights(convs))
+    elif Path(path).suffix.lower() == ".onnx":
+        # graph order is execution order: no heuristic needed, and the nodes give the geometry
+        from convlens.analysis.onnxrun import onnx_layers
+
+        idents, onnx_weights, notes = onnx_layers(path)
+        result = _new_result(source, settings, idents)
+        result.notes.extend(notes)
         with timer("matching"):
-            match_layers(result, convs)
+            match_layers(result, onnx_weights, detail_limit=detail_limit, detail_total=detail_total)
+    else:
+        idents = identify_weights(convs)
+        result = _new_result(source, settings, idents)
+        note = stem_note(idents)
+        if note is not None:
+            result.notes.append(note)
+        with timer("matching"):
+            match_layers(result, convs, detail_limit=detail_limit, detail_total=detail_total)
     return _finish(result, timer)
 
 
@@ -439,7 +507,8 @@ def _analyze_onnx(
 
     onnx_model = OnnxModel(path)
     result = _new_result(source, settings, onnx_model.identities())
-    weights = {c["name"]: c["weight"] for c in onnx_model.convs}
+    result.notes.extend(onnx_model.notes)
+    weights = {c.name: c.weight for c in onnx_model.convs}
     bad = nonfinite_layers(result, weights)
     with timer("matching"):
         match_layers(result, weights)
@@ -449,15 +518,33 @@ def _analyze_onnx(
         return result
     ds, sets = _dataset_and_ood(data, ood, settings.seed)
     x_test, _ = ds.split("test")
+    onnx_model.check_data(x_test, repr(ds.name))
+    if onnx_model.batch is not None:
+        result.notes.append(
+            f"the ONNX model takes a fixed batch of {onnx_model.batch}: the data run in batches of "
+            "that size; images that do not fill the last batch are left out"
+        )
     with timer("verify"):
-        checks, skipped = onnx_model.verify(x_test[:8])
+        checks, skipped = onnx_model.verify(x_test[: onnx_model.batch or 8])
         attach_checks(result, checks)
         result.notes.extend(f"verification skipped for {s}" for s in skipped)
     with timer("distribution"):
-        id_set = onnx_model.collect(activations.batches_of(x_test), f"{ds.name} (test split)")
-        ood_sets = [onnx_model.collect(activations.batches_of(o.x), o.name) for o in sets]
+        id_set = _onnx_collect(result, onnx_model, x_test, f"{ds.name} (test split)")
+        ood_sets = [_onnx_collect(result, onnx_model, o.x, o.name) for o in sets]
         attach_distribution(result, id_set, ood_sets, {o.name: o.description for o in sets})
     return result
+
+
+def _onnx_collect(
+    result: AnalysisResult, onnx_model: Any, x: NDArray[Any], name: str
+) -> activations.SetActivations:
+    batches, left_out = onnx_model.batches(x)
+    if left_out:
+        result.notes.append(
+            f"{name}: last {left_out} image(s) left out (the model's fixed batch is {onnx_model.batch})"
+        )
+    out: activations.SetActivations = onnx_model.collect(batches, name)
+    return out
 
 
 def _analyze_factory(

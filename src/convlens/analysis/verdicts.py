@@ -1,7 +1,9 @@
 """Verdicts on the seed's claims, computed from measured figures by stated thresholds.
 
-1. "The layer computes cross-correlation": **exact** when every conv layer matches
-   :func:`convlens.ops.correlate` within ``1e-9`` relative (float64) and differs from true convolution.
+1. "The layer computes cross-correlation": **exact** when every conv call matches
+   :func:`convlens.ops.correlate` within its backend's relative tolerance (torch float64 ``1e-9``,
+   onnxruntime float32 ``1e-4``); separately, whether it differs from true convolution, judged only
+   on layers whose kernels change when flipped (1x1 kernels cannot tell the two apart).
 2. "A CNN learns approximations of classical kernels in its first layer": the number ``x`` of ``n``
    first-layer kernels above the random null's 95th percentile is compared with chance (5%) by a
    one-sided binomial tail ``P(X >= x | n, 0.05)``: **yes** when ``x/n >= 20%`` and the tail < 0.01;
@@ -14,13 +16,12 @@
 
 from __future__ import annotations
 
-import math
-
 from convlens.analysis.result import (
     AnalysisResult,
     CrossCorrelationVerdict,
     Headline,
     KernelVerdict,
+    LayerCheck,
     Verdicts,
 )
 
@@ -28,13 +29,21 @@ KERNEL_MIN_FRACTION = 0.2
 KERNEL_P_STRONG = 0.01
 KERNEL_P_WEAK = 0.05
 CHANCE = 0.05
+CONVOLUTION_RTOL = 1e-6
+"""A layer "differs from true convolution" when ``max |layer - convolve| / max |layer|`` exceeds this."""
+ONNX_RTOL = 1e-4
+"""Tolerance assumed for an ONNX check that does not state its own (onnxruntime runs float32)."""
+TORCH_RTOL = 1e-9
 
 
 def binomial_tail(x: int, n: int, p: float = CHANCE) -> float:
-    """``P(X >= x)`` for ``X ~ Binomial(n, p)``."""
+    """``P(X >= x)`` for ``X ~ Binomial(n, p)`` (``scipy.stats.binom.sf``: exact and overflow-free
+    for any ``n``)."""
     if x <= 0:
         return 1.0
-    return float(sum(math.comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(x, n + 1)))
+    from scipy.stats import binom
+
+    return float(binom.sf(x - 1, n, p))
 
 
 def kernel_verdict(fraction: float | None, n: int, layer: str | None = None) -> KernelVerdict:
@@ -65,14 +74,7 @@ def verdicts(a: AnalysisResult) -> Verdicts:
     out = Verdicts()
     checks = [r.check for r in a.layers if r.check is not None]
     if checks:
-        exact = all(c.is_cross_correlation for c in checks)
-        flips = all(c.max_abs_diff_convolve > 1e-6 * max(c.output_scale, 1.0) for c in checks)
-        out.cross_correlation = CrossCorrelationVerdict(
-            verdict="exact" if exact else "not exact",
-            differs_from_convolution=flips,
-            max_abs_diff=max(c.max_abs_diff_correlate for c in checks),
-            rule="exact: every conv layer equals convlens.ops.correlate within 1e-9 (relative, float64)",
-        )
+        out.cross_correlation = cross_correlation_verdict(checks)
     first = a.first_layer
     m = first.matching if first is not None else None
     if m is not None and not m.skipped:
@@ -104,11 +106,96 @@ def headline(a: AnalysisResult) -> Headline:
         h.null_p95 = m.null.p95 if m.null is not None else None
     checks = [r.check for r in a.layers if r.check is not None]
     if checks:
-        h.max_abs_diff_correlate = max(c.max_abs_diff_correlate for c in checks)
-        h.min_abs_diff_convolve = min(c.max_abs_diff_convolve for c in checks)
-        h.all_layers_cross_correlation = all(c.is_cross_correlation for c in checks)
+        ran = [c for c in checks if _checked(c)]
+        comparable = [c for c in ran if not _flip_invariant(c)]
+        h.n_layers_checked = len(ran)
+        h.n_flip_invariant = len(ran) - len(comparable)
+        h.all_layers_cross_correlation = bool(ran) and all(c.is_cross_correlation for c in ran)
+        if ran:
+            h.max_abs_diff_correlate = max(_f(c.max_abs_diff_correlate) for c in ran)
+            h.max_rel_diff_correlate = max(_rel_corr(c) for c in ran)
+        if comparable:
+            h.min_abs_diff_convolve = min(_f(c.max_abs_diff_convolve) for c in comparable)
+            h.min_rel_diff_convolve = min(_rel_conv(c) for c in comparable)
     for r in a.layers:
         if r.distribution is not None:
             h.auroc[r.name] = {o: v.auroc for o, v in r.distribution.ood.items()}
             h.ood_verdicts[r.name] = {o: v.verdict for o, v in r.distribution.ood.items()}
     return h
+
+
+def _checked(c: LayerCheck) -> bool:
+    return c.status == "checked" and c.max_abs_diff_correlate is not None
+
+
+def _f(v: float | None) -> float:
+    return 0.0 if v is None else float(v)
+
+
+def _rel(diff: float | None, scale: float) -> float:
+    d = _f(diff)
+    return d / scale if scale > 0 else d
+
+
+def _rel_corr(c: LayerCheck) -> float:
+    if c.max_rel_diff_correlate is not None:
+        return c.max_rel_diff_correlate
+    return _rel(c.max_abs_diff_correlate, c.output_scale)
+
+
+def _rel_conv(c: LayerCheck) -> float:
+    if c.max_rel_diff_convolve is not None:
+        return c.max_rel_diff_convolve
+    return _rel(c.max_abs_diff_convolve, c.output_scale)
+
+
+def _flip_invariant(c: LayerCheck) -> bool:
+    """Stated by the check; for a check that does not say, a kernel of one tap per axis."""
+    if c.flip_invariant is not None:
+        return c.flip_invariant
+    return all(k == 1 for k in c.weight_shape[2:])
+
+
+def _backend(c: LayerCheck) -> tuple[str, float]:
+    if c.backend is not None and c.tolerance is not None:
+        return c.backend, c.tolerance
+    if "onnx" in c.kind.lower():
+        return c.backend or "onnxruntime float32", c.tolerance or ONNX_RTOL
+    return c.backend or "torch float64", c.tolerance or TORCH_RTOL
+
+
+def cross_correlation_verdict(checks: list[LayerCheck]) -> CrossCorrelationVerdict:
+    """**exact** when every conv layer that made a conv call equals ``ops.correlate`` within its
+    backend's relative tolerance; ``differs_from_convolution`` over the layers whose kernels change
+    when flipped (``None`` when there is none: flip-invariant layers cannot tell the two apart)."""
+    ran = [c for c in checks if _checked(c)]
+    comparable = [c for c in ran if not _flip_invariant(c)]
+    tolerances = dict(sorted({_backend(c) for c in ran}))
+    not_run = [c for c in checks if not _checked(c)]
+    tol_text = "; ".join(f"{b} {t:g}" for b, t in tolerances.items()) or "none ran"
+    rule = (
+        "exact: every executed conv call equals convlens.ops.correlate within a relative tolerance "
+        f"(max |diff| / max |output|) of {tol_text}; differs from true convolution: relative "
+        f"difference from convlens.ops.convolve > {CONVOLUTION_RTOL:g} on every layer whose kernel "
+        f"changes when flipped ({len(ran) - len(comparable)} of {len(ran)} checked layers are "
+        "flip-invariant, e.g. 1x1, and excluded)"
+    )
+    if not_run:
+        rule += "; not checked: " + ", ".join(f"{c.layer} ({c.status})" for c in not_run)
+    if not ran:
+        verdict = "not measured"
+    else:
+        verdict = "exact" if all(c.is_cross_correlation for c in ran) else "not exact"
+    return CrossCorrelationVerdict(
+        verdict=verdict,
+        differs_from_convolution=(
+            all(_rel_conv(c) > CONVOLUTION_RTOL for c in comparable) if comparable else None
+        ),
+        max_abs_diff=max(_f(c.max_abs_diff_correlate) for c in ran) if ran else None,
+        rule=rule,
+        max_rel_diff=max(_rel_corr(c) for c in ran) if ran else None,
+        n_checked=len(ran),
+        n_flip_invariant=len(ran) - len(comparable),
+        n_not_executed=sum(c.status == "not executed" for c in checks),
+        tolerances=tolerances,
+    )

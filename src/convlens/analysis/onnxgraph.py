@@ -1,0 +1,636 @@
+"""One walk over an ONNX graph that finds every conv layer's weights, as ONNX files are found in the wild.
+
+Used by both the weights-only reader (:func:`convlens.analysis.loading.load_weights`) and the runner
+(:class:`convlens.analysis.onnxrun.OnnxModel`). Nothing from the file is executed: weights are
+decoded from tensors, never computed by running the model.
+
+- **Conv ops**: ``Conv``, ``ConvInteger`` and ``QLinearConv``. Quantised weights are dequantised to
+  float (``(w - w_zero_point) * w_scale``, per tensor or per output channel) and the layer is marked
+  (``module_type`` "onnx QLinearConv (dequantised)").
+- **Where a weight may come from**: an initializer, a ``Constant`` node (``value``, ``sparse_value``,
+  ``value_float(s)``, ``value_int(s)``), and through ``Identity``, ``Cast``, ``Reshape`` (constant
+  shape) and ``DequantizeLinear`` (per tensor or per axis) of such a constant; at most
+  ``MAX_PRODUCER_CHAIN`` steps.
+- **Subgraphs**: the bodies of ``If`` (``then_branch``/``else_branch``), ``Loop`` and ``Scan``
+  (``body``) are walked recursively (at most ``MAX_SUBGRAPH_DEPTH`` deep); a layer there is named by
+  where it sits (``If_0/then/conv1``) and ordered at its parent node's position in the main graph.
+  A subgraph sees the names of the graphs around it.
+- **The graph input**: name, dims (``None`` for symbolic), dtype and a stated layout guess.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+from convlens.errors import ConvlensError
+
+MAX_SUBGRAPH_DEPTH = 16
+"""How deeply nested ``If``/``Loop``/``Scan`` subgraphs are walked for conv layers."""
+MAX_PRODUCER_CHAIN = 32
+"""Most nodes (``Identity``, ``Cast``, ``Reshape``, ``DequantizeLinear``, ...) followed back from a
+conv's weight to the constant it is computed from."""
+MAX_WEIGHT_VALUES = 1 << 28
+"""Most values one tensor of an ONNX model may declare (268,435,456: 1 GiB of float32), checked from
+its declared dims before it is decoded (the same limit as ``loading.MAX_WEIGHT_VALUES``)."""
+UNRESOLVED_SHOWN = 5
+"""How many conv nodes with non-constant weights an error message names."""
+
+CONV_OPS = ("Conv", "ConvInteger", "QLinearConv")
+_SUBGRAPH_ATTRS = {"then_branch": "then", "else_branch": "else", "body": "body"}
+# TensorProto element types decoded here. Float ones are weights; integer ones are quantised weights,
+# zero points and shapes.
+_FLOAT_TYPES = {1: "FLOAT", 10: "FLOAT16", 11: "DOUBLE", 16: "BFLOAT16"}
+_INT_TYPES = {
+    2: "UINT8",
+    3: "INT8",
+    4: "UINT16",
+    5: "INT16",
+    6: "INT32",
+    7: "INT64",
+    12: "UINT32",
+    13: "UINT64",
+}
+_PASS_THROUGH = ("Identity", "Cast", "Reshape", "DequantizeLinear", "Squeeze", "Unsqueeze")
+
+Layout = Literal["NCHW", "NHWC", "unknown"]
+
+
+@dataclass
+class InputSpec:
+    """The model's (one) data input: dims (``None`` where symbolic), element type and layout guess."""
+
+    name: str
+    shape: list[int | None] | None
+    dtype: str
+    layout: Layout
+    layout_reason: str
+
+    @property
+    def batch(self) -> int | None:
+        """The fixed batch size, or ``None`` when the first dim is symbolic (or the rank unknown)."""
+        return self.shape[0] if self.shape else None
+
+    def describe(self) -> str:
+        dims = (
+            "?"
+            if self.shape is None
+            else "[" + ", ".join("N" if d is None else str(d) for d in self.shape) + "]"
+        )
+        return (
+            f"input {self.name!r}: {self.dtype} {dims}, layout {self.layout} ({self.layout_reason})"
+        )
+
+
+@dataclass
+class ConvNode:
+    """One conv layer found in the graph, with its weights decoded to float64."""
+
+    name: str
+    op_type: str
+    weight: NDArray[np.float64]
+    bias: NDArray[np.float64] | None
+    attrs: dict[str, Any]
+    input: str
+    output: str
+    """The tensor whose values are the layer's float output (for ``ConvInteger``: the end of the
+    ``Cast``/``Mul``/``Add`` chain that rescales it, when there is one)."""
+    subgraph: str | None = None
+    """``None`` for the main graph, else where it sits (``If_0/then``)."""
+    quantised: str | None = None
+    """How the weights were dequantised, or ``None`` for float weights."""
+    output_affine: tuple[float, float] | None = None
+    """``(scale, zero_point)`` turning a quantised output (``QLinearConv``) into float."""
+    integer_check: dict[str, Any] = field(default_factory=dict)
+    """For ``ConvInteger``: the integer weight and the runtime zero-point name, to check exactly."""
+
+    @property
+    def module_type(self) -> str:
+        base = f"onnx {self.op_type}"
+        return f"{base} (dequantised)" if self.quantised else base
+
+
+@dataclass
+class Unresolved:
+    name: str
+    reason: str
+
+
+@dataclass
+class ConvGraph:
+    convs: list[ConvNode]
+    unresolved: list[Unresolved]
+    input_spec: InputSpec | None
+    inputs: list[str]
+    output_names: list[str]
+
+    @property
+    def n_conv_nodes(self) -> int:
+        return len(self.convs) + len(self.unresolved)
+
+    def quantised_note(self) -> str | None:
+        q = [c for c in self.convs if c.quantised]
+        if not q:
+            return None
+        kinds = sorted({c.quantised or "" for c in q})
+        return (
+            f"model is quantised: {len(q)} conv layer(s) dequantised ({'; '.join(kinds)}); "
+            "matching uses the dequantised weights"
+        )
+
+    def not_constant_message(self, path: str) -> str:
+        shown = ", ".join(f"{u.name} ({u.reason})" for u in self.unresolved[:UNRESOLVED_SHOWN])
+        more = len(self.unresolved) - UNRESOLVED_SHOWN
+        tail = f", and {more} more" if more > 0 else ""
+        return (
+            f"{path!r}: {self.n_conv_nodes} Conv node{'' if self.n_conv_nodes == 1 else 's'}, weights not constant: {shown}{tail}; "
+            "convlens reads weights from initializers, Constant nodes and Identity/Cast/Reshape/"
+            "DequantizeLinear of them, and never runs the model to compute them"
+        )
+
+
+class _NotConstant(Exception):
+    """A weight is computed at run time (the reason says from what)."""
+
+
+def load_model(path: str | Path) -> Any:
+    """The ONNX ``ModelProto`` without external data (refused later, tensor by tensor)."""
+    try:
+        import onnx
+    except ImportError:
+        raise ConvlensError(
+            "reading .onnx needs the optional 'onnx' package: pip install 'convlens[onnx]'"
+        ) from None
+    try:
+        return onnx.load(str(path), load_external_data=False)
+    except Exception as exc:
+        raise ConvlensError(f"{str(path)!r} is not a valid ONNX model: {exc}") from None
+
+
+def decode_tensor(t: Any, path: str | Path, *, integer_ok: bool = True) -> NDArray[Any]:
+    """One ``TensorProto`` as an array, after checking that it is stored inside the file, its element
+    type (a float type, or an integer type where ``integer_ok``) and its declared size (at most
+    ``MAX_WEIGHT_VALUES`` values, all present) before decoding it."""
+    from onnx import TensorProto, numpy_helper
+
+    where = f"{str(path)!r}: tensor {t.name!r}"
+    if t.data_location == TensorProto.EXTERNAL:
+        raise ConvlensError(
+            f"{str(path)!r} keeps tensor {t.name!r} in an external data file; refusing to read files "
+            "named inside a model (save it with all tensors inside)"
+        )
+    allowed = {**_FLOAT_TYPES, **(_INT_TYPES if integer_ok else {})}
+    if t.data_type not in allowed:
+        raise ConvlensError(
+            f"{where} has element type {t.data_type}; expected a float tensor "
+            f"({', '.join(_FLOAT_TYPES.values())})"
+            + (" or a quantised integer tensor" if integer_ok else "")
+        )
+    dims = [int(d) for d in t.dims]
+    if any(d < 0 for d in dims):
+        raise ConvlensError(f"{where} declares negative dims {dims}")
+    count = math.prod(dims)
+    if count > MAX_WEIGHT_VALUES:
+        raise ConvlensError(
+            f"{where} declares dims {dims} ({count} values), over the limit of {MAX_WEIGHT_VALUES} "
+            "(MAX_WEIGHT_VALUES in convlens.analysis.loading)"
+        )
+    try:
+        arr = np.asarray(numpy_helper.to_array(t))
+    except Exception as exc:
+        raise ConvlensError(f"{where} cannot be decoded (dims {dims}): {exc}") from None
+    if t.data_type == 16 and arr.dtype.kind == "V":  # bfloat16 (ml_dtypes): widen, exactly
+        arr = arr.astype(np.float32)
+    if arr.size != count or arr.dtype.kind not in "fiu":
+        raise ConvlensError(f"{where} declares dims {dims} but holds {arr.size} {arr.dtype} values")
+    return arr
+
+
+def _decode_sparse(sp: Any, path: str | Path) -> NDArray[Any]:
+    dims = [int(d) for d in sp.dims]
+    count = math.prod(dims)
+    if any(d < 0 for d in dims) or count > MAX_WEIGHT_VALUES:
+        raise ConvlensError(
+            f"{str(path)!r}: sparse tensor {sp.values.name!r} declares dims {dims}, over the limit of "
+            f"{MAX_WEIGHT_VALUES} values (MAX_WEIGHT_VALUES in convlens.analysis.loading)"
+        )
+    values = decode_tensor(sp.values, path).reshape(-1)
+    idx = decode_tensor(sp.indices, path).astype(np.int64)
+    if idx.ndim == 2 and len(dims) > 0:
+        idx = np.ravel_multi_index(tuple(idx.T), dims, mode="raise") if idx.size else idx.reshape(0)
+    idx = idx.reshape(-1)
+    if idx.size != values.size or (idx.size and (idx.min() < 0 or idx.max() >= count)):
+        raise ConvlensError(
+            f"{str(path)!r}: sparse tensor {sp.values.name!r} has indices that do not fit dims {dims}"
+        )
+    out = np.zeros(count, dtype=values.dtype)
+    out[idx] = values
+    return out.reshape(dims)
+
+
+def _attrs(node: Any) -> dict[str, Any]:
+    from onnx import helper
+
+    return {a.name: helper.get_attribute_value(a) for a in node.attribute if a.type not in (5, 10)}
+
+
+class _Scope:
+    """Names visible in one graph: its initializers and node outputs, then the enclosing scope's."""
+
+    def __init__(self, graph: Any, parent: _Scope | None, path: str | Path) -> None:
+        self.parent = parent
+        self.inits = {i.name: i for i in graph.initializer}
+        self.sparse = {s.values.name: s for s in graph.sparse_initializer}
+        self.producers: dict[str, Any] = {}
+        for node in graph.node:
+            for o in node.output:
+                if o:
+                    self.producers[o] = node
+        self.inputs = {i.name for i in graph.input}
+        self.consumers: dict[str, list[Any]] = {}
+        for node in graph.node:
+            for i in node.input:
+                self.consumers.setdefault(i, []).append(node)
+        self.path = path
+
+    def lookup(self, name: str) -> tuple[str, Any]:
+        scope: _Scope | None = self
+        while scope is not None:
+            if name in scope.inits:
+                return "init", scope.inits[name]
+            if name in scope.sparse:
+                return "sparse", scope.sparse[name]
+            if name in scope.producers:
+                return "node", scope.producers[name]
+            if name in scope.inputs:
+                return "input", None
+            scope = scope.parent
+        return "missing", None
+
+
+class _Resolver:
+    def __init__(self, path: str | Path) -> None:
+        self.path = path
+
+    def const(self, scope: _Scope, name: str, depth: int = 0) -> tuple[NDArray[Any], list[str]]:
+        """The constant value of tensor ``name`` and the dequantisation steps met on the way."""
+        if depth > MAX_PRODUCER_CHAIN:
+            raise _NotConstant(f"more than {MAX_PRODUCER_CHAIN} nodes before a constant")
+        kind, obj = scope.lookup(name)
+        if kind == "init":
+            return decode_tensor(obj, self.path), []
+        if kind == "sparse":
+            return _decode_sparse(obj, self.path), []
+        if kind == "input":
+            raise _NotConstant(f"input {name!r} is a graph input")
+        if kind == "missing":
+            raise _NotConstant(f"input {name!r} has no producer")
+        node = obj
+        op = node.op_type
+        if op == "Constant":
+            return self._constant(node), []
+        if op not in _PASS_THROUGH:
+            raise _NotConstant(f"input {name!r} produced by {op}")
+        x, steps = self.const(scope, node.input[0], depth + 1)
+        a = _attrs(node)
+        if op == "Identity":
+            return x, steps
+        if op == "Cast":
+            from onnx import helper
+
+            try:
+                return x.astype(helper.tensor_dtype_to_np_dtype(int(a["to"]))), steps
+            except Exception:
+                raise _NotConstant(f"input {name!r} is a Cast to type {a.get('to')}") from None
+        if op == "Reshape":
+            if len(node.input) < 2:
+                raise _NotConstant(f"input {name!r} is a Reshape without a shape")
+            shape, _ = self.const(scope, node.input[1], depth + 1)
+            dims = [int(d) for d in np.asarray(shape).reshape(-1)]
+            if not int(a.get("allowzero", 0)):
+                dims = [x.shape[i] if d == 0 and i < x.ndim else d for i, d in enumerate(dims)]
+            try:
+                return x.reshape(dims), steps
+            except ValueError:
+                raise _NotConstant(
+                    f"input {name!r} is a Reshape to {dims} that does not fit"
+                ) from None
+        if op in ("Squeeze", "Unsqueeze"):
+            axes = a.get("axes")
+            if axes is None and len(node.input) > 1 and node.input[1]:
+                axes = [int(v) for v in self.const(scope, node.input[1], depth + 1)[0].reshape(-1)]
+            try:
+                if op == "Squeeze":
+                    return (np.squeeze(x) if axes is None else np.squeeze(x, tuple(axes))), steps
+                return np.expand_dims(x, tuple(axes or ())), steps
+            except (ValueError, TypeError):
+                raise _NotConstant(f"input {name!r} is a {op} that does not fit") from None
+        # DequantizeLinear
+        if x.dtype.kind not in "iu":
+            raise _NotConstant(f"input {name!r} is a DequantizeLinear of a {x.dtype} tensor")
+        if int(a.get("block_size", 0)):
+            raise _NotConstant(f"input {name!r} is a blocked DequantizeLinear (not supported)")
+        scale, _ = self.const(scope, node.input[1], depth + 1)
+        zp = None
+        if len(node.input) > 2 and node.input[2]:
+            zp, _ = self.const(scope, node.input[2], depth + 1)
+        w, how = dequantise(x, scale, zp, int(a.get("axis", 1)), f"input {name!r}")
+        return w, [*steps, f"{x.dtype} weights x scale ({how})"]
+
+    def _constant(self, node: Any) -> NDArray[Any]:
+        for a in node.attribute:
+            if a.name == "value":
+                return decode_tensor(a.t, self.path)
+            if a.name == "sparse_value":
+                return _decode_sparse(a.sparse_tensor, self.path)
+            if a.name == "value_float":
+                return np.asarray(a.f, dtype=np.float32)
+            if a.name == "value_floats":
+                return np.asarray(list(a.floats), dtype=np.float32)
+            if a.name == "value_int":
+                return np.asarray(a.i, dtype=np.int64)
+            if a.name == "value_ints":
+                return np.asarray(list(a.ints), dtype=np.int64)
+        raise _NotConstant(f"Constant node {node.name or node.output[0]!r} holds no numeric value")
+
+
+def dequantise(
+    q: NDArray[Any], scale: NDArray[Any], zp: NDArray[Any] | None, axis: int, what: str
+) -> tuple[NDArray[np.float64], str]:
+    """``(q - zp) * scale`` in float64: per tensor (one scale) or per ``axis`` (one per slice)."""
+    s = np.asarray(scale, dtype=np.float64).reshape(-1)
+    z = np.zeros(1) if zp is None else np.asarray(zp, dtype=np.float64).reshape(-1)
+    qf = np.asarray(q, dtype=np.float64)
+    if s.size == 1 and z.size == 1:
+        return (qf - z[0]) * s[0], "per tensor"
+    ax = axis + qf.ndim if axis < 0 else axis
+    n = qf.shape[ax] if 0 <= ax < qf.ndim else -1
+    if s.size == 1 and z.size == n:  # one scale, a zero point per slice
+        s = np.full(n, s[0])
+    if not 0 <= ax < qf.ndim or s.size != n or z.size not in (1, n):
+        raise _NotConstant(
+            f"{what}: dequantisation scale of {s.size} values does not fit weight shape "
+            f"{list(qf.shape)} on axis {axis}"
+        )
+    shape = [1] * qf.ndim
+    shape[ax] = -1
+    return (qf - z.reshape(shape)) * s.reshape(shape), f"per axis {ax}"
+
+
+def _input_spec(graph: Any) -> InputSpec | None:
+    from onnx import helper
+
+    inits = {i.name for i in graph.initializer}
+    data = [i for i in graph.input if i.name not in inits]
+    if len(data) != 1:
+        return None
+    vi = data[0]
+    tt = vi.type.tensor_type
+    try:
+        dtype = str(np.dtype(helper.tensor_dtype_to_np_dtype(tt.elem_type)))
+    except Exception:
+        dtype = f"element type {tt.elem_type}"
+    shape: list[int | None] | None = None
+    if tt.HasField("shape"):
+        shape = [
+            int(d.dim_value) if d.HasField("dim_value") and d.dim_value > 0 else None
+            for d in tt.shape.dim
+        ]
+    layout, reason = guess_layout(shape)
+    return InputSpec(vi.name, shape, dtype, layout, reason)
+
+
+def guess_layout(shape: list[int | None] | None) -> tuple[Layout, str]:
+    """NCHW vs NHWC from the dims: a channel count (1 or 3) in position 1 or last."""
+    if shape is None or len(shape) < 3:
+        return "unknown", "no image-shaped dims declared"
+    first, last = shape[1], shape[-1]
+    ch = (1, 3)
+    if first in ch and last not in ch:
+        return "NCHW", f"dim 1 is {first} (channels), last dim is {last or 'symbolic'}"
+    if last in ch and first not in ch:
+        return "NHWC", f"last dim is {last} (channels), dim 1 is {first or 'symbolic'}"
+    if first is not None and last is not None and first != last:
+        return "unknown", f"dim 1 ({first}) and last dim ({last}) are both channel-like or neither"
+    return "unknown", "dims do not say where the channels are"
+
+
+def _conv_integer_chain(
+    scope: _Scope, res: _Resolver, out: str
+) -> tuple[str, NDArray[Any] | None, NDArray[Any] | None]:
+    """From a ``ConvInteger`` output, follow ``Cast`` -> ``Mul`` -> ``Add`` (single consumers) to the
+    float output; returns it, the constant part of the scale (``w_scale``) and the bias, if found."""
+    name, w_scale, bias = out, None, None
+    for _ in range(MAX_PRODUCER_CHAIN):
+        users = scope.consumers.get(name, [])
+        if len(users) != 1 or users[0].op_type not in ("Cast", "Mul", "Add"):
+            break
+        node = users[0]
+        others = [i for i in node.input if i != name]
+        if node.op_type == "Mul" and len(others) == 1 and w_scale is None:
+            w_scale = _const_factor(scope, res, others[0])
+        elif node.op_type == "Add" and len(others) == 1:
+            try:
+                bias = res.const(scope, others[0])[0].astype(np.float64).reshape(-1)
+            except (_NotConstant, ConvlensError):
+                break
+        name = node.output[0]
+        if node.op_type == "Add":
+            break
+    return name, w_scale, bias
+
+
+def _const_factor(scope: _Scope, res: _Resolver, name: str) -> NDArray[Any] | None:
+    """The constant factor of ``name`` = ``Mul(runtime x_scale, constant w_scale)`` (or a constant)."""
+    try:
+        return res.const(scope, name)[0]
+    except (_NotConstant, ConvlensError):
+        pass
+    kind, node = scope.lookup(name)
+    if kind != "node" or node.op_type != "Mul":
+        return None
+    for i in node.input:
+        try:
+            return res.const(scope, i)[0]
+        except (_NotConstant, ConvlensError):
+            continue
+    return None
+
+
+def _conv_node(
+    node: Any, name: str, scope: _Scope, res: _Resolver, subgraph: str | None
+) -> ConvNode:
+    op = node.op_type
+    ins = list(node.input)
+    attrs = _attrs(node)
+    if op == "Conv":
+        if len(ins) < 2 or not ins[1]:
+            raise _NotConstant("no weight input")
+        w, steps = res.const(scope, ins[1])
+        if w.dtype.kind != "f":
+            raise ConvlensError(
+                f"{str(res.path)!r}: tensor {ins[1]!r} has element type {w.dtype}; expected a float "
+                f"tensor ({', '.join(_FLOAT_TYPES.values())})"
+            )
+        bias = None
+        if len(ins) > 2 and ins[2]:
+            bias = res.const(scope, ins[2])[0].astype(np.float64).reshape(-1)
+        quant = "; ".join(steps) or None
+        return ConvNode(
+            name, op, w.astype(np.float64), bias, attrs, ins[0], node.output[0], subgraph, quant
+        )
+    if op == "ConvInteger":
+        wq, _ = res.const(scope, ins[1])
+        zp = res.const(scope, ins[3])[0] if len(ins) > 3 and ins[3] else None
+        out, w_scale, bias = _conv_integer_chain(scope, res, node.output[0])
+        w_int, _ = dequantise(wq, np.ones(1), zp, 0, f"{name} weight")
+        if w_scale is not None:
+            w, how = dequantise(wq, w_scale, zp, 0, f"{name} weight")
+            quant = f"{wq.dtype} weights x scale ({how})"
+        else:
+            w, quant = w_int, f"{wq.dtype} weights minus zero point (scale not found)"
+        if bias is not None and bias.size != w.shape[0]:
+            bias = None
+        x_zp = ins[2] if len(ins) > 2 and ins[2] else None
+        return ConvNode(
+            name,
+            op,
+            w,
+            bias,
+            attrs,
+            ins[0],
+            out,
+            subgraph,
+            quant,
+            integer_check={"weight": w_int, "x_zero_point": x_zp, "output": node.output[0]},
+        )
+    return _qlinear_conv_node(node, name, scope, res, subgraph, attrs)
+
+
+def _qlinear_conv_node(
+    node: Any, name: str, scope: _Scope, res: _Resolver, subgraph: str | None, attrs: Any
+) -> ConvNode:
+    """QLinearConv: inputs x, x_scale, x_zp, w, w_scale, w_zp, y_scale, y_zp, [B]."""
+    op = node.op_type
+    ins = list(node.input)
+    if len(ins) < 8:
+        raise _NotConstant("QLinearConv with fewer than 8 inputs")
+    wq, _ = res.const(scope, ins[3])
+    w_scale, _ = res.const(scope, ins[4])
+    w_zp = res.const(scope, ins[5])[0] if ins[5] else None
+    w, how = dequantise(wq, w_scale, w_zp, 0, f"{name} weight")
+    bias = None
+    if len(ins) > 8 and ins[8]:
+        try:
+            x_scale = float(
+                np.asarray(res.const(scope, ins[1])[0], dtype=np.float64).reshape(-1)[0]
+            )
+            b = res.const(scope, ins[8])[0].astype(np.float64).reshape(-1)
+            bias = b * x_scale * np.asarray(w_scale, dtype=np.float64).reshape(-1)
+        except (_NotConstant, ConvlensError):
+            bias = None
+    affine = None
+    try:
+        y_scale = np.asarray(res.const(scope, ins[6])[0], dtype=np.float64).reshape(-1)
+        y_zp = (
+            np.asarray(res.const(scope, ins[7])[0], dtype=np.float64).reshape(-1)
+            if ins[7]
+            else np.zeros(1)
+        )
+        if y_scale.size == 1 and y_zp.size == 1:
+            affine = (float(y_scale[0]), float(y_zp[0]))
+    except (_NotConstant, ConvlensError):
+        affine = None
+    return ConvNode(
+        name,
+        op,
+        w,
+        bias,
+        attrs,
+        ins[0],
+        node.output[0],
+        subgraph,
+        f"{wq.dtype} weights x scale ({how})",
+        output_affine=affine,
+    )
+
+
+def _walk(
+    graph: Any,
+    scope: _Scope,
+    res: _Resolver,
+    prefix: str,
+    depth: int,
+    found: ConvGraph,
+    names: set[str],
+) -> None:
+    for idx, node in enumerate(graph.node):
+        for a in node.attribute:  # a tensor attribute kept in an external file is refused anywhere
+            for t in [a.t, *a.tensors, a.sparse_tensor.values, a.sparse_tensor.indices]:
+                if t.data_location == 1:
+                    decode_tensor(t, res.path)  # raises
+        default = f"conv{idx}" if node.op_type in CONV_OPS else f"{node.op_type}_{idx}"
+        local = node.name or default
+        qualified = f"{prefix}{local}"
+        if node.op_type in CONV_OPS:
+            name, k = qualified, 2
+            while name in names:
+                name, k = f"{qualified}#{k}", k + 1
+            names.add(name)
+            try:
+                conv = _conv_node(node, name, scope, res, prefix.rstrip("/") or None)
+            except _NotConstant as exc:
+                found.unresolved.append(Unresolved(name, str(exc)))
+                continue
+            if conv.weight.ndim not in (3, 4, 5):
+                raise ConvlensError(
+                    f"{str(res.path)!r}: {node.op_type} node {name!r} has a weight of shape "
+                    f"{list(conv.weight.shape)}; expected (O, C/groups, *kernel) with 1-3 spatial axes"
+                )
+            found.convs.append(conv)
+            continue
+        order = {"then_branch": 0, "else_branch": 1, "body": 2}
+        for a in sorted(node.attribute, key=lambda a: (order.get(a.name, 3), a.name)):
+            subs = [a.g] if a.type == 5 else list(a.graphs) if a.type == 10 else []
+            for k, sub in enumerate(subs):
+                if depth + 1 > MAX_SUBGRAPH_DEPTH:
+                    raise ConvlensError(
+                        f"{str(res.path)!r}: subgraphs nested more than {MAX_SUBGRAPH_DEPTH} deep at "
+                        f"{qualified!r} (MAX_SUBGRAPH_DEPTH in convlens.analysis.onnxgraph)"
+                    )
+                part = _SUBGRAPH_ATTRS.get(a.name, a.name) + (f"{k}" if len(subs) > 1 else "")
+                for t in sub.initializer:
+                    if t.data_location == 1:
+                        decode_tensor(t, res.path)  # raises: external data
+                _walk(
+                    sub,
+                    _Scope(sub, scope, res.path),
+                    res,
+                    f"{qualified}/{part}/",
+                    depth + 1,
+                    found,
+                    names,
+                )
+
+
+def read_graph(path: str | Path, model: Any | None = None) -> ConvGraph:
+    """Every conv layer of an ONNX model (weights decoded), the conv nodes whose weights are not
+    constant, and the data input. Refuses models with external data."""
+    if model is None:
+        model = load_model(path)
+    graph = model.graph
+    stored = [*graph.initializer, *(s.values for s in graph.sparse_initializer)]
+    for t in stored:
+        if t.data_location == 1:  # TensorProto.EXTERNAL
+            decode_tensor(t, path)  # raises
+    res = _Resolver(path)
+    found = ConvGraph([], [], _input_spec(graph), [], [o.name for o in graph.output])
+    inits = {i.name for i in graph.initializer}
+    found.inputs = [i.name for i in graph.input if i.name not in inits]
+    _walk(graph, _Scope(graph, None, path), res, "", 0, found, set())
+    return found
