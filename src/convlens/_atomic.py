@@ -13,10 +13,13 @@ import errno
 import json
 import os
 import re
+import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
+
+from convlens.errors import ConvlensError
 
 #: the names ``atomic_path`` gives its temporary files (mkstemp: 8 characters of [a-z0-9_])
 TMP_PATTERN = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
@@ -37,6 +40,23 @@ _UMASK = _read_umask()
 FILE_MODE = 0o666 & ~_UMASK
 
 
+def _refuse_special(target: Path) -> None:
+    """Refuse to replace anything but a regular file: renaming onto a symlink, a device (``/dev/null``)
+    or a named pipe would destroy it instead of writing through it."""
+    try:
+        st = os.lstat(target)
+    except FileNotFoundError:
+        return
+    except OSError:
+        return  # e.g. a path under a file: the write itself reports it
+    if not stat.S_ISREG(st.st_mode):
+        what = "a symbolic link" if stat.S_ISLNK(st.st_mode) else "not a regular file"
+        raise ConvlensError(
+            f"{str(target)!r} exists and is {what}; convlens only replaces regular files "
+            "(choose another path)"
+        )
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it onto ``path``.
@@ -46,6 +66,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     target = Path(path)
     if target.is_dir():  # os.replace would fail only after all the work
         raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(target))
+    _refuse_special(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)

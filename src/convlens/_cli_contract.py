@@ -23,7 +23,7 @@ from convlens.errors import (
 
 HINTS = {
     "run_exists": "use --resume to continue it or --force to overwrite it",
-    "folder_not_empty": "use --force to overwrite it",
+    "folder_not_empty": "or use --force: only the files convlens writes are replaced",
     "not_a_folder": "choose another --out",
     "pixel_cap": "raise it with --max-pixels",
     "unknown_kernel": "run `convlens kernels` for the list",

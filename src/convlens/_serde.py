@@ -154,12 +154,17 @@ def _scalar_or_container(tp: Any, data: Any, where: str, path: str) -> Any:
             raise SchemaError(f"{where}: expected boolean, got {_describe(data)}")
         return data
     if tp is int:
+        # JSON Schema's "integer" includes 2.0: accept integral floats as the schema does
+        if isinstance(data, float) and math.isfinite(data) and data.is_integer():
+            return int(data)
         if isinstance(data, bool) or not isinstance(data, int):
             raise SchemaError(f"{where}: expected integer, got {_describe(data)}")
         return data
     if tp is float:
         if isinstance(data, bool) or not isinstance(data, int | float):
             raise SchemaError(f"{where}: expected number, got {_describe(data)}")
+        if not math.isfinite(data):
+            raise SchemaError(f"{where}: expected a finite number, got {data!r}")
         return float(data)
     if tp is str:
         if not isinstance(data, str):

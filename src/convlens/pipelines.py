@@ -331,7 +331,6 @@ def _demo_check(run: Any, force: bool) -> None:
         return
     what = "a training run that is not a demo" if run.is_run() else "files that are not a demo run"
     raise ConvlensError(
-        f"{str(run.root)!r} holds {what}; choose another directory or overwrite it (only "
-        "convlens's own files are removed)",
+        f"{str(run.root)!r} holds {what}; choose another directory",
         hint_key="folder_not_empty",
     )

@@ -47,6 +47,7 @@ from convlens.analysis.stats import (
     bootstrap_ratio_ci,
 )
 from convlens.analysis.verify import conv_layers
+from convlens.errors import ConvlensError
 
 AUROC_HOLDS = 0.7
 AUROC_REVERSED = 0.3
@@ -105,8 +106,21 @@ def collect(model: nn.Module, batches: Iterable[torch.Tensor], name: str) -> Set
         for lname, module in layers:
             handles.append(module.register_forward_hook(hook(lname)))
         for xb in batches:
-            logits = model(xb)
-            accumulate(out, logits, {lname: reduced[lname] for lname, _ in layers})
+            try:
+                logits = model(xb)
+            except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+                msg = " ".join(str(exc).split())[:300]
+                raise ConvlensError(
+                    f"running the model on {name!r} (batch of shape {tuple(xb.shape)}) failed: "
+                    f"{type(exc).__name__}: {msg}"
+                ) from None
+            if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
+                raise ConvlensError(
+                    f"the model's output on {name!r} is not a (batch, classes) tensor of logits "
+                    f"(got {type(logits).__name__} {tuple(getattr(logits, 'shape', ()))})"
+                )
+            # conv modules that never ran (defined but unused) have no entry: not executed
+            accumulate(out, logits, {ln: reduced[ln] for ln, _ in layers if ln in reduced})
             reduced.clear()
     finally:
         for h in handles:

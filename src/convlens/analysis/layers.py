@@ -23,6 +23,7 @@ from numpy.typing import NDArray
 from torch import nn
 
 from convlens.analysis.result import LayerIdentity
+from convlens.errors import ConvlensError
 
 CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
@@ -84,7 +85,14 @@ def _execution_order(
         for name, m in convs:
             handles.append(m.register_forward_hook(lambda *_a, _n=name: fired.append(_n)))
         with torch.no_grad():
-            model(example)
+            try:
+                model(example)
+            except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+                msg = " ".join(str(exc).split())[:300]
+                raise ConvlensError(
+                    f"running the model on an example input of shape {tuple(example.shape)} "
+                    f"failed (does the data fit the model?): {type(exc).__name__}: {msg}"
+                ) from None
     finally:
         for h in handles:
             h.remove()

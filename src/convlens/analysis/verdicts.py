@@ -75,6 +75,11 @@ def verdicts(a: AnalysisResult) -> Verdicts:
     checks = [r.check for r in a.layers if r.check is not None]
     if checks:
         out.cross_correlation = cross_correlation_verdict(checks)
+        unchecked = [r.name for r in a.layers if r.check is None]
+        if unchecked:  # e.g. non-finite weights: never claim "every layer" for them
+            out.cross_correlation.rule += "; not checked: " + ", ".join(
+                f"{n} (see errors)" for n in unchecked
+            )
     first = a.first_layer
     m = first.matching if first is not None else None
     if m is not None and not m.skipped:

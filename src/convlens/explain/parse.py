@@ -90,11 +90,42 @@ def _path_text(spec: str) -> str:
     return spec[1:] if spec.startswith("@") else spec
 
 
-def _json(spec: str, name: str) -> Any:
+def _loads(text: str, name: str, what: str) -> Any:
+    """``json.loads`` with every failure as one clear error (invalid, nested too deeply for a
+    matrix, numbers longer than Python converts)."""
     try:
-        return json.loads(spec)
+        data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ConvlensError(f"{name}: invalid JSON matrix {spec!r}: {exc.msg}") from None
+        raise ConvlensError(f"{name}: {what} is invalid JSON: {exc.msg}") from None
+    except RecursionError:
+        raise ConvlensError(f"{name}: {what} is nested too deeply to be a matrix") from None
+    except ValueError as exc:  # e.g. an integer over Python's int-conversion digit limit
+        raise ConvlensError(f"{name}: {what}: {exc}") from None
+    if _depth(data) > MAX_JSON_DEPTH:
+        raise ConvlensError(
+            f"{name}: {what} is nested deeper than {MAX_JSON_DEPTH} levels; a matrix needs at most 5"
+        )
+    return data
+
+
+MAX_JSON_DEPTH = 8
+
+
+def _depth(data: Any) -> int:
+    depth = 0
+    level = [data]
+    while level and depth <= MAX_JSON_DEPTH:
+        lists = [v for v in level if isinstance(v, list)]
+        if not lists:
+            break
+        depth += 1
+        level = [x for v in lists for x in v]
+    return depth
+
+
+def _json(spec: str, name: str) -> Any:
+    shown = spec if len(spec) <= 60 else spec[:57] + "..."
+    return _loads(spec, name, f"the JSON matrix {shown!r}")
 
 
 def _text_rows(spec: str) -> list[list[str]]:
@@ -142,10 +173,7 @@ def _load_file(path_text: str, name: str, max_elements: int, *, nd: bool) -> NDA
     except (OSError, UnicodeDecodeError) as exc:
         raise ConvlensError(f"{name}: cannot read {str(path)!r} as text: {exc}") from None
     if suffix == ".json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ConvlensError(f"{name}: {str(path)!r} is not valid JSON: {exc.msg}") from None
+        data = _loads(text, name, repr(str(path)))
         return _from_nested_nd(data, name) if nd else _from_nested(data, name)
     if suffix in (".csv", ".tsv"):
         rows = [
@@ -257,9 +285,19 @@ def _label(index: tuple[int, ...]) -> str:
 def _parse_token(tok: str, where: Callable[[], str], name: str) -> int | float | Fraction:
     t = tok.strip()
     if _INT.match(t):
-        return int(t)
+        try:
+            return int(t)
+        except ValueError:  # over Python's int-conversion digit limit (4300 digits)
+            raise ConvlensError(
+                f"{name}: cell {where()} has {len(t)} digits, over the limit Python converts"
+            ) from None
     if _FRAC.match(t):
-        num, den = (int(p) for p in t.split("/"))
+        try:
+            num, den = (int(p) for p in t.split("/"))
+        except ValueError:
+            raise ConvlensError(
+                f"{name}: cell {where()} has too many digits to convert ({len(t)} characters)"
+            ) from None
         if den == 0:
             raise ConvlensError(f"{name}: cell {where()} is {tok!r}: division by zero")
         return Fraction(num, den)

@@ -136,7 +136,19 @@ def get_kernel(name: str, **params: Any) -> Kernel:
     weights = kernel.weights
     if weights.dtype.kind in "fc" and not np.all(np.isfinite(weights)):  # pragma: no cover - guard
         raise ConvlensError(f"kernel {name!r} with {params} has non-finite weights")
+    if weights.size and float(np.max(np.abs(weights.astype(np.float64)))) <= ZERO_KERNEL_ATOL:
+        shown = ", ".join(f"{k}={v}" for k, v in params.items()) or "its defaults"
+        raise ConvlensError(
+            f"kernel {name!r} with {shown} is all zero: the parameters leave nothing to "
+            "detect; change them"
+        )
     return kernel
+
+
+ZERO_KERNEL_ATOL = 0.0
+"""A bank kernel whose every weight is at most this in magnitude is refused as all zero (e.g.
+``gaussian_dx`` with a width far below a pixel). Exactly zero: tiny but real kernels (a LoG with a
+width of 1e6 pixels on 99 pixels) stay valid."""
 
 
 def parse_kernel_spec(spec: str) -> Kernel:

@@ -129,6 +129,8 @@ def section_header(inp: ReportInputs) -> dict[str, Any]:
         "device": run.device or "?",
         "version": __version__,
         "versions": run.versions,
+        "notes": list(inp.a.notes),
+        "errors": [f"{e.stage}: {e.message}" for e in inp.a.errors],
         "normalisation": {
             "to_unit_range": norm.get("to_unit_range", "?"),
             "rule": norm.get("rule", "?"),
@@ -410,5 +412,15 @@ def build_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     """Render the report of a run directory (with its ``analysis.json``) to HTML; return its path."""
     inp = load_inputs(run_dir)
     dest = Path(out) if out else inp.root / "report.html"
-    write_text(dest, render_html(build_context(inp)))
+    try:
+        html = render_html(build_context(inp))
+    except (KeyError, AttributeError, TypeError, ValueError, IndexError, ZeroDivisionError) as exc:
+        # analysis.json passed the type checks but its values do not fit together (edited by hand,
+        # or from another run): say which file, never a traceback
+        msg = " ".join(str(exc).split())[:200]
+        raise ConvlensError(
+            f"{str(inp.root / 'analysis.json')!r} passed the schema but its values do not fit this "
+            f"run ({type(exc).__name__}: {msg}); analyse the run again"
+        ) from None
+    write_text(dest, html)
     return dest

@@ -363,12 +363,12 @@ class RunDir:
         if self.has_content() and not force:
             if self.is_run():
                 raise ConvlensError(
-                    f"{str(self.root)!r} already holds a previous run; resume it, choose "
-                    "another directory or overwrite it",
+                    f"{str(self.root)!r} already holds a previous run; resume it or choose "
+                    "another directory",
                     hint_key="run_exists",
                 )
             raise ConvlensError(
                 f"{str(self.root)!r} exists, is not empty and is not a run; choose another "
-                "directory or overwrite it",
+                "directory",
                 hint_key="folder_not_empty",
             )

@@ -68,6 +68,15 @@ def _detached_copy(obj: Any) -> Any:
     return copy.copy(obj)
 
 
+MAX_LR = 1e30
+"""Learning rates above this are refused: torch converts them to float32 (max ~3.4e38) inside the
+optimizer step, which raises instead of training. Large but representable rates are allowed; a loss
+that becomes NaN/Inf stops the run with a clear error."""
+MAX_WEIGHT_DECAY = 1e30
+"""Weight decay above this is refused, and so is ``lr * weight_decay`` above it (AdamW and SGD use
+the product as a float32 factor)."""
+
+
 @dataclass
 class TrainConfig:
     data: str = "faces"
@@ -101,10 +110,17 @@ class TrainConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
                 raise ConvlensError(f"{what} must be a finite number, got {v!r}")
-        if not self.lr > 0:
-            raise ConvlensError(f"learning rate must be a positive number, got {self.lr}")
-        if not self.weight_decay >= 0:
-            raise ConvlensError(f"weight decay must be >= 0, got {self.weight_decay}")
+        if not 0 < self.lr <= MAX_LR:
+            raise ConvlensError(f"learning rate must be in (0, {MAX_LR:g}], got {self.lr}")
+        if not 0 <= self.weight_decay <= MAX_WEIGHT_DECAY:
+            raise ConvlensError(
+                f"weight decay must be in [0, {MAX_WEIGHT_DECAY:g}], got {self.weight_decay}"
+            )
+        if self.lr * self.weight_decay > MAX_WEIGHT_DECAY:
+            raise ConvlensError(
+                f"learning rate x weight decay must be <= {MAX_WEIGHT_DECAY:g}, got "
+                f"{self.lr} x {self.weight_decay}"
+            )
         if self.optimizer not in OPTIMIZERS:
             raise ConvlensError(
                 f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}"
