@@ -119,7 +119,8 @@ def test_model_file_result_round_trips_and_validates():
     assert AnalysisResult.from_json(text) == a
     jsonschema.validate(json.loads(text), analysis_schema())
     assert [r.identity.order for r in a.layers] == ["file"] * 4
-    assert a.layers[3].identity.dims == 1 and a.layers[3].matching.skipped
+    c1d = a.layers[3].matching
+    assert a.layers[3].identity.dims == 1 and c1d.skipped is None and c1d.spectral is not None
 
 
 def test_run_result_round_trips_and_validates(tiny_run_analysis):

@@ -19,7 +19,7 @@ from convlens._atomic import write_text
 from convlens.errors import ConvlensError
 
 if TYPE_CHECKING:
-    from convlens.analysis.result import AnalysisResult
+    from convlens.analysis.result import AnalysisResult, LayerMatch
     from convlens.train import TrainConfig, TrainResult
 
 
@@ -183,8 +183,14 @@ def analysis_summary(result: AnalysisResult) -> list[str]:
         m = layer.matching
         if m is None:
             continue
+        if m.volume is not None:
+            lines.append(_volume_line(m))
+            continue
         if m.skipped:
             lines.append(f"{m.layer}: {m.n_kernels} kernels, matching skipped: {m.skipped}")
+            continue
+        if m.spectral is not None:
+            lines.append(_one_d_line(m))
             continue
         init = m.init_fraction_above_null95
         init_text = f", epoch-000 kernels {init:.0%}" if init is not None else ""
@@ -209,6 +215,43 @@ def analysis_summary(result: AnalysisResult) -> list[str]:
     lines.extend(f"note: {n}" for n in result.notes)
     lines.extend(f"error in {e.stage}: {e.message}" for e in result.errors)
     return lines
+
+
+def _one_d_line(m: LayerMatch) -> str:
+    """``c1d: 64 kernels (1-D, 15 taps), 94% above null; Fourier/Gabor 60; peak frequencies ...``"""
+    s = m.spectral
+    assert s is not None
+    p95 = m.null.p95 if m.null is not None and m.null.p95 is not None else float("nan")
+    cats = sorted(m.categories.items(), key=lambda kv: (-kv[1], kv[0]))
+    cat_text = ", ".join(f"{c} {n}" for c, n in cats) or "none"
+    where = f"; {m.geometry}" if m.geometry else ""
+    peaks = (
+        f"peak frequencies {s.peak_min:.2f}-{s.peak_max:.2f} cycles/sample "
+        f"(median {s.peak_median:.2f}), {s.fraction_concentrated or 0:.0%} with >50% of their "
+        f"energy within 1/{m.kernel_size} of the peak"
+        if s.peak_min is not None and s.peak_max is not None and s.peak_median is not None
+        else "no spectrum"
+    )
+    return (
+        f"{m.layer}: {m.n_kernels} kernels (1-D, {m.kernel_size} taps{where}), "
+        f"{m.fraction_above_null95 or 0:.0%} above the random 1-D null's 95th percentile "
+        f"({p95:.3f}; chance 5%); categories {cat_text}; {peaks}"
+    )
+
+
+def _volume_line(m: LayerMatch) -> str:
+    """``c3d: 128 kernels (3-D, 3x3x3), not matched (no 3-D bank); separability ...``"""
+    v = m.volume
+    assert v is not None
+    shape = "x".join(map(str, v.kernel_shape))
+    if v.median_separability is None:
+        return f"{m.layer}: {m.n_kernels} kernels (3-D, {shape}), nothing measured"
+    return (
+        f"{m.layer}: {m.n_kernels} kernels (3-D, {shape}), not matched (no classical 3-D bank); "
+        f"median norm {v.median_norm:.3g}, median DC fraction {v.median_dc_fraction:.2f}, "
+        f"space-time separability median {v.median_separability:.2f} "
+        f"({v.fraction_separable or 0:.0%} >= {v.separable_threshold:g})"
+    )
 
 
 def _verify_lines(result: AnalysisResult) -> list[str]:

@@ -78,7 +78,9 @@ def evolution(
     key = layer_keys[first_layer]
     w0 = snapshots[epochs[0]]
     layers = [(n, k) for n, k in layer_keys.items() if k in w0]
-    k = w0[key].shape[-1] if key in w0 else 0
+    shape = w0[key].shape if key in w0 else ()
+    # first-layer scores need square 2-D kernels (the 2-D bank and its null)
+    k = shape[-1] if len(shape) == 4 and shape[-2] == shape[-1] and len(null) else 0
     bank, entries = bank_matrix(k) if k else (np.zeros((0, 0)), [])
     p95 = float(np.percentile(null, 95)) if len(null) else float("nan")
     rows = []

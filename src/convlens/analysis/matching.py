@@ -4,7 +4,8 @@ Statistic: for a kernel ``w`` (one input channel of one output channel, ``k x k`
 size ``k`` (:func:`convlens.kernels.matching_bank`), the **DC-removed, sign-invariant cosine**
 ``max_b |cos(w - mean w, b - mean b)|``. Sign-invariant because a conv layer followed by a ReLU and a
 next layer can use ``-w`` as well as ``w``; DC-removed because the mean of a kernel is brightness, not
-shape.
+shape. Weights that are not ``(O, C, k, k)`` (1-D, ``1 x k``, other non-square, 3-D) are handled by
+:mod:`convlens.analysis.dims` (a 1-D bank and 1-D nulls; 3-D kernels measured, not matched).
 
 Null baselines (the same statistic on kernels that learned nothing):
 (a) the epoch-000 initial kernels of the same run (when snapshots exist);
@@ -155,7 +156,8 @@ def spectrum_null(kernels: NDArray[Any], n: int, seed: int = 0) -> NDArray[np.fl
     return np.sort(dc_cosine_scores(shaped.reshape(n, k * k), bank)[1])
 
 
-def _summary(source: str, scores: NDArray[np.float64]) -> NullSummary:
+def null_summary(source: str, scores: NDArray[np.float64]) -> NullSummary:
+    """Size, median and 95th percentile of a null's scores."""
     if not len(scores):
         return NullSummary(source, 0, None, None)
     return NullSummary(
@@ -225,19 +227,24 @@ def match_layer(
     bad = nonfinite_message(name, w)
     if bad is not None:
         raise ConvlensError(bad)
+    if w.ndim != 4 or w.shape[2] != w.shape[3]:
+        from convlens.analysis.dims import match_other  # 1-D, non-square and 3-D kernels
+
+        return match_other(
+            name, w, init_weight=init_weight, n_null=n_null, seed=seed, detail_limit=detail_limit
+        )
     res = LayerMatch(name, list(w.shape), None)
     skipped = skip_reason(w)
     if skipped is not None:
         res.skipped = skipped
-        if w.ndim == 4 and w.shape[2] == w.shape[3]:
-            res.kernel_size = w.shape[2]
-            res.n_kernels = w.shape[0] * w.shape[1]
+        res.kernel_size = w.shape[2]
+        res.n_kernels = w.shape[0] * w.shape[1]
         return res
     o, c, k, _ = w.shape
     res.kernel_size = k
     bank, entries = bank_matrix(k)
     null = null_scores if null_scores is not None else random_null(k, n_null, seed)
-    res.null = _summary(
+    res.null = null_summary(
         f"{len(null)} i.i.d. uniform random kernels (PyTorch default init), seed {seed}", null
     )
     p95 = float(np.percentile(null, 95))
@@ -249,7 +256,7 @@ def match_layer(
     snull = spectrum_null(
         vecs.reshape(-1, k, k), min(n_null, len(null)) if len(null) else n_null, seed
     )
-    res.spectrum_null = _summary(
+    res.spectrum_null = null_summary(
         "random kernels with this layer's mean power spectrum (phase-randomised)", snull
     )
     res.fraction_above_spectrum_null95 = float((score > np.percentile(snull, 95)).mean())
@@ -261,7 +268,7 @@ def match_layer(
     if init_weight is not None:
         iw = np.asarray(init_weight, dtype=np.float64).reshape(-1, k * k)
         init_scores = dc_cosine_scores(iw, bank)[1]
-        res.init_null = _summary("epoch-000 initial kernels of this layer", init_scores)
+        res.init_null = null_summary("epoch-000 initial kernels of this layer", init_scores)
         res.init_fraction_above_null95 = float((init_scores > p95).mean())
     opponency = _opponency(w)
     cat_codes = _categorize_codes(

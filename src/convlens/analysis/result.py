@@ -110,6 +110,49 @@ class ChannelSummedMatch:
 
 
 @dataclass
+class SpectralSummary:
+    """Frequency content of a 1-D layer's kernels: ``|rfft|`` of each kernel zero-padded to ``n_fft``.
+
+    Per kernel (kernel order ``out * C + in``; kept with the per-kernel records): the peak frequency
+    in cycles/sample and the -3 dB bandwidth (width of the contiguous band around the peak where
+    ``|X| >= peak / sqrt(2)``). A kernel is *concentrated* when more than half its spectral energy lies
+    within ``band_halfwidth`` (one natural DFT bin, ``1/K``) of its peak."""
+
+    n_fft: int
+    band_halfwidth: float
+    peak_min: float | None = None
+    peak_median: float | None = None
+    peak_max: float | None = None
+    median_bandwidth_3db: float | None = None
+    fraction_concentrated: float | None = None
+    histogram_edges: list[float] = field(default_factory=list)
+    histogram_counts: list[int] = field(default_factory=list)
+    peak_frequencies_sorted: list[float] = field(default_factory=list)
+    peaks: list[float] = field(default_factory=list)
+    bandwidths_3db: list[float] = field(default_factory=list)
+
+
+@dataclass
+class VolumeSummary:
+    """What is measured on 3-D kernels ``(kd, kh, kw)`` (no classical 3-D bank): L2 norms, the DC
+    energy fraction ``(mean sqrt(n))^2 / |w|^2``, and separability, the fraction of energy in the best
+    rank-1 approximation of the ``kd x (kh*kw)`` reshaped kernel (``s_1^2 / sum s_i^2``; 1 for a
+    temporal profile times one spatial kernel). Per-kernel lists are kept with the records."""
+
+    kernel_shape: list[int]
+    median_norm: float | None = None
+    max_norm: float | None = None
+    median_dc_fraction: float | None = None
+    fraction_dc_dominated: float | None = None
+    median_separability: float | None = None
+    fraction_separable: float | None = None
+    separable_threshold: float = 0.9
+    norms: list[float] = field(default_factory=list)
+    dc_fractions: list[float] = field(default_factory=list)
+    separability: list[float] = field(default_factory=list)
+
+
+@dataclass
 class LayerMatch:
     """Matching of one conv layer's kernels against the classical bank, with its nulls."""
 
@@ -129,6 +172,9 @@ class LayerMatch:
     best_families: dict[str, int] = field(default_factory=dict)
     kernels: list[KernelMatch] = field(default_factory=list)
     channel_summed: list[ChannelSummedMatch] = field(default_factory=list)
+    geometry: str | None = None
+    spectral: SpectralSummary | None = None
+    volume: VolumeSummary | None = None
 
 
 # ----------------------------------------------------------------------------- verification

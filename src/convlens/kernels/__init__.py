@@ -17,6 +17,7 @@ True
 
 from convlens.kernels import blobs, edges, gabor  # noqa: F401  (registers the kernels)
 from convlens.kernels.bank import BankEntry, bank_matrix, matching_bank
+from convlens.kernels.bank1d import bank_matrix_1d, matching_bank_1d
 from convlens.kernels.base import (
     FAMILIES,
     Kernel,
@@ -34,6 +35,7 @@ __all__ = [
     "BankEntry",
     "Kernel",
     "bank_matrix",
+    "bank_matrix_1d",
     "binomial",
     "gaussian_1d",
     "get_kernel",
@@ -41,5 +43,6 @@ __all__ = [
     "kernel_summary",
     "list_kernels",
     "matching_bank",
+    "matching_bank_1d",
     "parse_kernel_spec",
 ]

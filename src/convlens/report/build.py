@@ -206,6 +206,8 @@ def section_learned(inp: ReportInputs) -> dict[str, Any] | None:
     m0 = first.matching if first is not None else None
     if first is None or m0 is None or m0.skipped or m0.kernel_size is None or m0.null is None:
         return {"skipped": m0.skipped if m0 is not None else "no conv layer was matched"}
+    if m0.spectral is not None:  # matched against the 1-D bank: no k x k figure to draw
+        return {"skipped": "the first layer has 1-D kernels (see the analysis summary)"}
     out: dict[str, Any] = {
         "skipped": None,
         "m0": m0,
