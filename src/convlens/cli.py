@@ -151,7 +151,7 @@ def analyze(
     """Measure what a trained CNN learned: TARGET is a run directory or a model file.
 
     \b
-    Model files: .safetensors, .pt/.pth (weights_only=True), .onnx (conv initializers).
+    Model files: .safetensors, .pt/.pth (weights_only=True), .onnx (weights from initializers, Constant nodes, If/Loop/Scan subgraphs; quantised convs dequantised).
     Writes analysis.json; prints the headline figures.
     """
     from convlens.pipelines import analysis_summary, analyze_target
