@@ -137,3 +137,17 @@ def test_report_on_an_inconsistent_analysis_is_a_one_line_error(tiny_run_copy):
     with pytest.raises(ConvlensError, match="values do not fit this run"):
         build_report(tiny_run_copy)
     assert not (tiny_run_copy / "report.html").exists()
+
+
+def test_data_on_a_weights_only_file_is_refused_not_ignored(tmp_path):
+    from safetensors.numpy import save_file
+
+    from convlens.pipelines import analyze_target
+
+    save_file({"stem.weight": np.ones((2, 1, 3, 3), np.float32)}, str(tmp_path / "m.safetensors"))
+    with pytest.raises(ConvlensError, match="weights only") as info:
+        analyze_target(tmp_path / "m.safetensors", data="digits")
+    assert info.value.hint_key == "needs_factory"
+    with pytest.raises(ConvlensError, match="weights only"):
+        analyze_target(tmp_path / "m.safetensors", ood=["noise"])
+    assert not (tmp_path / "m.safetensors.analysis.json").exists()

@@ -31,6 +31,7 @@ HINTS = {
     "cuda_unavailable": "use --device cpu or auto",
     "partial_run": "finish it with `convlens train --resume --out RUN`",
     "no_analysis": "run `convlens analyze RUN` first",
+    "needs_factory": "add --factory package.module:function",
 }
 
 

@@ -15,7 +15,8 @@ CLI adds its own hint for it:
 - ``"unknown_dataset"``: a dataset spec is none of the known forms;
 - ``"cuda_unavailable"``: CUDA was requested and is not available;
 - ``"partial_run"``: a run directory has no final model yet (training did not finish);
-- ``"no_analysis"``: a run directory has no ``analysis.json`` yet.
+- ``"no_analysis"``: a run directory has no ``analysis.json`` yet;
+- ``"needs_factory"``: activations were asked for on a weights-only file.
 
 Errors from the environment (:class:`OSError`: missing/unreadable files, permission denied, disk
 full, symlink loops, ...) and :class:`MemoryError` are user errors too; :func:`describe_os_error`
@@ -39,6 +40,7 @@ HintKey = Literal[
     "cuda_unavailable",
     "partial_run",
     "no_analysis",
+    "needs_factory",
 ]
 
 

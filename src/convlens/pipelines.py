@@ -156,6 +156,15 @@ def analyze_target(
         result = analyze_run(path, n_null=n_null, seed=seed)
         dest = Path(out) if out else path / "analysis.json"
     elif path.is_file():
+        runnable = factory is not None or path.suffix.lower() == ".onnx"
+        if not runnable and (data is not None or ood):
+            raise ConvlensError(
+                f"{str(target)!r} holds weights only: activations on data need the architecture "
+                "(a factory building the model) or an .onnx file",
+                hint_key="needs_factory",
+            )
+        if ood and data is None:
+            raise ConvlensError("OOD sets are compared with a dataset: give the data as well")
         result = analyze_model_file(
             path, factory=factory, data=data, ood=ood, n_null=n_null, seed=seed
         )
