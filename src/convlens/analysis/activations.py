@@ -31,6 +31,7 @@ from numpy.typing import NDArray
 from torch import nn
 
 from convlens._serde import finite
+from convlens.analysis.layers import run_model
 from convlens.analysis.result import (
     ChannelStats,
     DataSet,
@@ -106,14 +107,7 @@ def collect(model: nn.Module, batches: Iterable[torch.Tensor], name: str) -> Set
         for lname, module in layers:
             handles.append(module.register_forward_hook(hook(lname)))
         for xb in batches:
-            try:
-                logits = model(xb)
-            except (RuntimeError, ValueError, TypeError, IndexError) as exc:
-                msg = " ".join(str(exc).split())[:300]
-                raise ConvlensError(
-                    f"running the model on {name!r} (batch of shape {tuple(xb.shape)}) failed: "
-                    f"{type(exc).__name__}: {msg}"
-                ) from None
+            logits = run_model(model, xb, f"{name!r} (a batch)")
             if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
                 raise ConvlensError(
                     f"the model's output on {name!r} is not a (batch, classes) tensor of logits "

@@ -85,19 +85,25 @@ def _execution_order(
         for name, m in convs:
             handles.append(m.register_forward_hook(lambda *_a, _n=name: fired.append(_n)))
         with torch.no_grad():
-            try:
-                model(example)
-            except (RuntimeError, ValueError, TypeError, IndexError) as exc:
-                msg = " ".join(str(exc).split())[:300]
-                raise ConvlensError(
-                    f"running the model on an example input of shape {tuple(example.shape)} "
-                    f"failed (does the data fit the model?): {type(exc).__name__}: {msg}"
-                ) from None
+            run_model(model, example, "an example input", " (does the data fit the model?)")
     finally:
         for h in handles:
             h.remove()
         model.train(was_training)
     return fired
+
+
+def run_model(model: nn.Module, x: torch.Tensor, what: str, advice: str = "") -> Any:
+    """``model(x)``; the errors a model raises on input it cannot take (wrong channels, size,
+    dtype) become one :class:`ConvlensError` naming ``what`` and the input's shape."""
+    try:
+        return model(x)
+    except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+        msg = " ".join(str(exc).split())[:300]
+        raise ConvlensError(
+            f"running the model on {what} of shape {tuple(x.shape)} failed{advice}: "
+            f"{type(exc).__name__}: {msg}"
+        ) from None
 
 
 def identify_weights(convs: dict[str, NDArray[Any]]) -> list[LayerIdentity]:

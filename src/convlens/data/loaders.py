@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 import numpy as np
 from numpy.typing import NDArray
 
+from convlens._npy import read_npy_header
 from convlens.data.datasets import (
     BUNDLED,
     Dataset,
@@ -330,15 +331,11 @@ def _npz_member_header(zf: zipfile.ZipFile, key: str, where: str) -> None:
         return  # reported by the caller as a missing array
     if info.file_size > MAX_DATA_BYTES:
         raise _over_data_limit(f"{where}: array {key!r}", info.file_size)
-    fmt = np.lib.format
     with zf.open(info) as f:
-        version = fmt.read_magic(f)
-        if version == (1, 0):
-            shape, _, dtype = fmt.read_array_header_1_0(f)
-        elif version == (2, 0):
-            shape, _, dtype = fmt.read_array_header_2_0(f)
-        else:
-            raise ConvlensError(f"{where}: array {key!r} has .npy format version {version}")
+        try:
+            shape, dtype = read_npy_header(f)
+        except ValueError as exc:  # bad magic or an unknown format version
+            raise ConvlensError(f"{where}: array {key!r}: unreadable .npy header: {exc}") from None
         held = info.file_size - f.tell()
     if dtype.hasobject:
         raise ConvlensError(f"{where}: array {key!r} holds Python objects; expected numbers")

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from convlens._npy import read_npy_header
 from convlens.errors import ConvlensError, describe_shape
 from convlens.explain.limits import MAX_INPUT_ELEMENTS, MAX_TEXT_FILE_BYTES
 
@@ -186,37 +187,28 @@ def _load_file(path_text: str, name: str, max_elements: int, *, nd: bool) -> NDA
     return parse_matrix(text, name, max_elements=max_elements)
 
 
-def _npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype[Any]] | None:
-    """Shape and dtype from a .npy header (versions 1 and 2), without reading the data."""
-    fmt = np.lib.format
+def _npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype[Any]]:
+    """Shape and dtype from a .npy header (versions 1 and 2), without reading the data; a bad header
+    raises ``ValueError``, reported by the caller."""
     with path.open("rb") as f:
-        version = fmt.read_magic(f)
-        if version == (1, 0):
-            shape, _, dtype = fmt.read_array_header_1_0(f)
-        elif version == (2, 0):
-            shape, _, dtype = fmt.read_array_header_2_0(f)
-        else:
-            return None
-    return tuple(int(n) for n in shape), dtype
+        return read_npy_header(f)
 
 
 def _load_npy(path: Path, name: str, max_elements: int, *, nd: bool) -> NDArray[Any]:
     try:
-        header = _npy_header(path)
-        if header is not None:
-            shape, dtype = header
-            if dtype.kind == "O":
-                raise ConvlensError(
-                    f"{name}: cannot read {str(path)!r} as a .npy array: it holds pickled "
-                    "Python objects, which are never loaded (expected numbers)"
-                )
-            if dtype.kind not in "biuf":
-                raise ConvlensError(f"{name}: {str(path)!r} holds dtype {dtype}, expected numbers")
-            if math.prod(shape) > max_elements:
-                raise ConvlensError(
-                    f"{name}: {str(path)!r} holds {math.prod(shape)} values (shape "
-                    f"{describe_shape(shape)}), over the limit of {max_elements}"
-                )
+        shape, dtype = _npy_header(path)
+        if dtype.kind == "O":
+            raise ConvlensError(
+                f"{name}: cannot read {str(path)!r} as a .npy array: it holds pickled "
+                "Python objects, which are never loaded (expected numbers)"
+            )
+        if dtype.kind not in "biuf":
+            raise ConvlensError(f"{name}: {str(path)!r} holds dtype {dtype}, expected numbers")
+        if math.prod(shape) > max_elements:
+            raise ConvlensError(
+                f"{name}: {str(path)!r} holds {math.prod(shape)} values (shape "
+                f"{describe_shape(shape)}), over the limit of {max_elements}"
+            )
         arr = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
         if isinstance(exc, ConvlensError):

@@ -225,16 +225,8 @@ def _text(ex: Explanation, max_cells: int | None, extra: dict[str, Any] | None) 
             lines.append(f"  = {cell.expression()}")
             lines.append(f"  = {cell.products_text()}")
         else:
-            for c, (e, p, s) in enumerate(
-                zip(
-                    cell.channel_expressions(),
-                    cell.channel_products(),
-                    cell.channel_sums,
-                    strict=True,
-                )
-            ):
-                lines.append(f"  channel {c}: {e} = {p} = {fmt(s)}")
-            lines.append("  = " + " + ".join(fmt_factor(s) for s in cell.channel_sums))
+            lines += [f"  {part}" for part in _channel_parts(cell)]
+            lines.append("  = " + _channel_total(cell))
         lines.append(f"  = {fmt(cell.total)}")
         yield "\n".join(lines) + "\n"
     out = []
@@ -288,18 +280,8 @@ def _markdown(
                 f"{cell.expression()} = {cell.products_text()} = **{fmt(cell.total)}**\n"
             )
             continue
-        per_channel = "; ".join(
-            f"channel {c}: {e} = {p} = {fmt(s)}"
-            for c, (e, p, s) in enumerate(
-                zip(
-                    cell.channel_expressions(),
-                    cell.channel_products(),
-                    cell.channel_sums,
-                    strict=True,
-                )
-            )
-        )
-        total = " + ".join(fmt_factor(s) for s in cell.channel_sums)
+        per_channel = "; ".join(_channel_parts(cell))
+        total = _channel_total(cell)
         yield (
             f"- `out[{_index(cell)}]` ({_window_text(cell)}{_channels_note(cell)}): "
             f"{per_channel}; sum {total} = **{fmt(cell.total)}**\n"
@@ -425,3 +407,15 @@ def _json(ex: Explanation, max_cells: int | None, extra: dict[str, Any] | None) 
 
 
 __all__ = ["FORMATS", "fmt_factor", "render", "render_chunks"]
+
+
+def _channel_parts(cell: Cell) -> list[str]:
+    """``channel c: products = values = sum`` for each input channel of a multi-channel cell."""
+    sums: list[Any] = list(cell.channel_sums or [])
+    parts = zip(cell.channel_expressions(), cell.channel_products(), sums, strict=True)
+    return [f"channel {c}: {e} = {p} = {fmt(s)}" for c, (e, p, s) in enumerate(parts)]
+
+
+def _channel_total(cell: Cell) -> str:
+    """The per-channel sums as one addition, ``s0 + s1 + ...``."""
+    return " + ".join(fmt_factor(s) for s in cell.channel_sums or [])
