@@ -237,3 +237,67 @@ def test_epoch000_control_is_the_runs_initial_network(tiny_run):
     for k, v in snap.items():
         assert np.array_equal(state[k].numpy(), v)
         assert not np.array_equal(fresh.model.state_dict()[k].numpy(), v)
+
+
+def test_prediction_names_outputs_when_they_are_not_the_datasets_classes():
+    logits = np.zeros((4, 3))
+    logits[:, 2] = 1.0
+    p = predictions({"trained": [_set("x", np.ones(4), logits)]}, ["non-face", "face"])
+    assert p.classes == ["output 0", "output 1", "output 2"] and p.focus_class is None
+    assert p.sets[0].top_class == "output 2" and p.sets[0].class_fractions["output 2"] == 1.0
+
+
+def test_factory_model_gets_a_fresh_init_control(tmp_path):
+    from safetensors.torch import save_file
+
+    from convlens.analysis import analyze_model_file
+    from tests.factory_model import build
+
+    torch.manual_seed(0)
+    save_file(dict(build().state_dict()), str(tmp_path / "mine.safetensors"))
+    a = analyze_model_file(
+        tmp_path / "mine.safetensors",
+        factory="tests.factory_model:build",
+        data="digits",
+        ood=["noise"],
+        n_null=50,
+    )
+    assert a.distribution is not None and list(a.distribution.controls) == [
+        "fresh init (seed 1000)"
+    ]
+    noise = a.layer("0").distribution.ood["noise"]
+    assert [c.control for c in noise.controls] == ["fresh init (seed 1000)"]
+    assert noise.learned_verdict in {
+        "learned",
+        "strengthened by training",
+        "present before training",
+        "not supported",
+    }
+    assert a.predictions is not None and a.predictions.classes == [str(i) for i in range(10)]
+    assert {s.model for s in a.predictions.sets} == {"trained", "fresh init (seed 1000)"}
+
+
+def test_factory_that_returns_the_files_weights_has_no_untrained_control(tmp_path, monkeypatch):
+    from safetensors.torch import save_file
+
+    from convlens.analysis import analyze_model_file
+
+    (tmp_path / "seeded_factory.py").write_text(
+        "import torch\nfrom tests.factory_model import build as _b\n\n"
+        "def build():\n    torch.manual_seed(0)\n    return _b()\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    torch.manual_seed(0)
+    from tests.factory_model import build
+
+    save_file(dict(build().state_dict()), str(tmp_path / "mine.safetensors"))
+    a = analyze_model_file(
+        tmp_path / "mine.safetensors",
+        factory="seeded_factory:build",
+        data="digits",
+        ood=["noise"],
+        n_null=50,
+    )
+    assert any("already returns trained weights" in n for n in a.notes)
+    assert any("no untrained control" in n for n in a.notes)
+    assert a.verdicts.ood_learned["0"]["noise"] in {"no untrained control", "not supported"}

@@ -90,6 +90,7 @@ class SetActivations:
     msp: GrowingArray = field(default_factory=GrowingArray)
     energy: GrowingArray = field(default_factory=GrowingArray)
     pred: GrowingArray = field(default_factory=GrowingArray)  # argmax class per image
+    n_outputs: int = 0  # number of logits (classes) the model returns
 
     def scores(self, layer: str) -> NDArray[np.float64]:
         return self.layer_scores[layer].values
@@ -153,6 +154,7 @@ def accumulate(
     out.energy.extend(torch.logsumexp(logits.double(), dim=1).cpu().numpy())
     out.pred.extend(probs.argmax(dim=1).cpu().numpy())
     out.n += len(logits)
+    out.n_outputs = int(logits.shape[1])
     for lname, (mean_relu, max_z) in stats.items():
         per_channel = mean_relu.double().cpu().numpy()
         out.channel_stats.setdefault(lname, RunningStats(per_channel.shape[1])).update(per_channel)
@@ -380,6 +382,15 @@ def compare(
         controls=dict(control_descriptions or {}),
         learned_rule=OOD_LEARNED_RULE if ctrls else None,
         n_boot=n_boot,
+        control_baselines={
+            c: {
+                s.name: _baseline(sets[id_set.name], sets[s.name])
+                for s in ood_sets
+                if s.name in sets
+            }
+            for c, sets in ctrls.items()
+            if id_set.name in sets
+        },
         resampling="95% percentile bootstrap over source images (clusters): each resample draws "
         "the source images of every set with replacement and keeps all their members; a set "
         "from one photo resamples its crops (its interval describes that photo, not the "
@@ -437,9 +448,14 @@ def predictions(
 ) -> Predictions:
     """What each network (``models``: name -> its sets) predicts on each set: the fraction of images
     per predicted class (``face`` is the focus class when the classes have one) and the mean
-    max-softmax, so "what does a face net do with a bicycle?" is answered trained and untrained."""
-    focus = "face" if "face" in classes else None
+    max-softmax, so "what does a face net do with a bicycle?" is answered trained and untrained.
+    When the model's number of outputs differs from the dataset's classes, outputs are named
+    ``output i`` (a pretrained model's classes are not the data's)."""
     first = next(iter(models.values()), [])
+    n_out = max((s.n_outputs for s in first), default=len(classes))
+    if n_out != len(classes):  # the model's outputs are not the dataset's classes
+        classes = [f"output {i}" for i in range(n_out)]
+    focus = "face" if "face" in classes else None
     boot = _boot(first, sources or {}, seed, n_boot)
     out = []
     for model, sets in models.items():

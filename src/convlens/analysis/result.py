@@ -322,6 +322,7 @@ class DistributionInfo:
     learned_rule: str | None = None
     n_boot: int | None = None
     resampling: str | None = None
+    control_baselines: dict[str, dict[str, OutputBaseline]] = field(default_factory=dict)
 
 
 @dataclass

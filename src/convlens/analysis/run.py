@@ -572,7 +572,7 @@ def _analyze_onnx(
         id_set = _onnx_collect(result, onnx_model, split.x, split.name)
         ood_sets = [_onnx_collect(result, onnx_model, o.x, o.name) for o in sets]
         others = [_onnx_collect(result, onnx_model, o.x, o.name) for o in split.others]
-        _attach_no_controls(result, split, id_set, ood_sets, others, sets)
+        _attach_model_file(result, split, [id_set, *ood_sets, *others], sets, {}, {})
     return result
 
 
@@ -612,40 +612,58 @@ def _analyze_factory(
     with timer("verify"):
         _checks(result, modules, bad, settings.seed)
     if ds is not None and not _skip_for_nonfinite(result, "distribution", bad):
+        from convlens.analysis.untrained import fresh_from_factory
         from convlens.data.ood import id_split
 
         with timer("distribution"):
             split = id_split(ds)
-            id_set, *rest = _collect_all(
-                model, [(split.name, split.x)] + [(o.name, o.x) for o in sets + split.others]
+            named = [(split.name, split.x)] + [(o.name, o.x) for o in sets + split.others]
+            fresh, note = fresh_from_factory(factory, state, settings.seed)
+            controls = {} if fresh is None else {fresh.name: _collect_all(fresh.model, named)}
+            if note:
+                result.notes.append(note)
+            _attach_model_file(
+                result,
+                split,
+                _collect_all(model, named),
+                sets,
+                controls,
+                {} if fresh is None else {fresh.name: fresh.description},
             )
-            ood_sets, others = rest[: len(sets)], rest[len(sets) :]
-            _attach_no_controls(result, split, id_set, ood_sets, others, sets)
     return result
 
 
-def _attach_no_controls(
+def _attach_model_file(
     result: AnalysisResult,
     split: Any,
-    id_set: activations.SetActivations,
-    ood_sets: list[activations.SetActivations],
-    others: list[activations.SetActivations],
+    trained: list[activations.SetActivations],
     sets: list[Any],
+    controls: dict[str, list[activations.SetActivations]],
+    control_descriptions: dict[str, str],
 ) -> None:
-    """ID vs OOD for a model file: no untrained network to compare with (no initial weights)."""
+    """ID vs OOD for a model file (``trained``: ID set, OOD sets, other classes, in that order)
+    with the untrained ``controls`` there are (a fresh init from the factory; a model file's own
+    initial weights are unknown), and what each network predicts."""
     everything = sets + split.others
+    sources = {o.name: o.sources for o in everything}
     attach_distribution(
         result,
-        id_set,
-        ood_sets,
+        trained[0],
+        trained[1 : 1 + len(sets)],
         {split.name: "ID: " + split.description, **{o.name: o.description for o in everything}},
-        sources={o.name: o.sources for o in everything},
-        others=others,
+        sources=sources,
+        others=trained[1 + len(sets) :],
+        controls={k: {s.name: s for s in v} for k, v in controls.items()},
+        control_descriptions=control_descriptions,
     )
-    result.notes.append(
-        "no untrained control for a model file (its initial weights are unknown): the OOD "
-        "figures are not compared with an untrained network"
+    result.predictions = activations.predictions(
+        {"trained": trained, **controls}, split.classes, sources=sources, seed=result.settings.seed
     )
+    if not controls:
+        result.notes.append(
+            "no untrained control for this model file (its initial weights are unknown and no "
+            "factory builds a fresh one): the OOD figures are not compared with an untrained network"
+        )
 
 
 def _dataset_and_ood(data: str, ood: list[str] | None, seed: int) -> tuple[Any, list[Any]]:

@@ -84,6 +84,41 @@ def untrained_models(
     return [Untrained(EPOCH0, desc, init), fresh], notes
 
 
+def fresh_from_factory(
+    factory: str, trained_state: dict[str, NDArray[Any]], seed: int
+) -> tuple[Untrained | None, str | None]:
+    """A fresh-init control for a ``--factory`` model: the factory's module, not loaded with the
+    file's weights, built under ``torch.manual_seed(seed + FRESH_SEED_OFFSET)``. ``None`` (with a
+    note) when the factory already returns the file's weights (then nothing untrained is known)."""
+    from convlens.analysis.loading import build_from_factory
+
+    fresh_seed = seed + FRESH_SEED_OFFSET
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(fresh_seed)
+        model = build_from_factory(factory, None)
+    model.eval()
+    state = model.state_dict()
+    same = [
+        k
+        for k, v in trained_state.items()
+        if k in state and np.asarray(v).size > 1 and np.array_equal(state[k].numpy(), v)
+    ]
+    if same:
+        return None, (
+            f"no untrained control: the factory {factory!r} already returns trained weights "
+            f"({len(same)} tensor(s) equal to the file's, e.g. {same[0]})"
+        )
+    return (
+        Untrained(
+            f"fresh init (seed {fresh_seed})",
+            f"the factory's module freshly initialised under torch.manual_seed({fresh_seed}) "
+            f"(analysis seed + {FRESH_SEED_OFFSET}), the file's weights not loaded",
+            model,
+        ),
+        None,
+    )
+
+
 def ood_control(layers: list[LayerResult], descriptions: dict[str, str]) -> Control | None:
     """The ``untrained`` entry of ``AnalysisResult.controls``: per layer and OOD set, the AUROC of
     the trained network, of each untrained control, and trained minus control with its interval

@@ -24,7 +24,7 @@ returned separately, so "faces vs a bicycle" is not diluted by the non-face crop
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -197,6 +197,7 @@ class IdSplit:
     x: NDArray[np.float32]
     description: str
     others: list[OODSet]
+    classes: list[str] = field(default_factory=list)  # the dataset's class names
 
 
 def id_split(dataset: Dataset, split: str = "test") -> IdSplit:
@@ -210,6 +211,7 @@ def id_split(dataset: Dataset, split: str = "test") -> IdSplit:
             x,
             f"the {dataset.name} {split} split, all {len(dataset.classes)} classes",
             [],
+            list(dataset.classes),
         )
     face = dataset.classes.index("face")
     others = [
@@ -228,4 +230,5 @@ def id_split(dataset: Dataset, split: str = "test") -> IdSplit:
         f"the 'face' class of the {dataset.name} {split} split only (its other classes are "
         "compared separately)",
         others,
+        list(dataset.classes),
     )
