@@ -301,3 +301,15 @@ def test_factory_that_returns_the_files_weights_has_no_untrained_control(tmp_pat
     assert any("already returns trained weights" in n for n in a.notes)
     assert any("no untrained control" in n for n in a.notes)
     assert a.verdicts.ood_learned["0"]["noise"] in {"no untrained control", "not supported"}
+
+
+def test_analyze_prints_sources_controls_and_predictions(tiny_run_analysis):
+    from convlens.pipelines import analysis_summary
+
+    lines = analysis_summary(tiny_run_analysis)
+    (src,) = [ln for ln in lines if ln.startswith("ID: ")]
+    assert "motorcycle 1" in src and ONE_SOURCE_LABEL in src and "noise 20" in src
+    assert any("OOD AUROC trained vs untrained (epoch 000)" in ln for ln in lines)
+    preds = [ln for ln in lines if ln.startswith("predictions (")]
+    assert [p.split(")")[0] for p in preds] == ["predictions (trained", "predictions (epoch 000"]
+    assert all("classified 'face'" in p for p in preds)

@@ -221,6 +221,7 @@ def analysis_summary(result: AnalysisResult) -> list[str]:
     for name, per in result.headline.auroc.items():
         values = ", ".join(f"{o} {_f2(v)}" for o, v in per.items())
         lines.append(f"{name} ID-vs-OOD AUROC: {values}")
+    lines.extend(_sources_line(result))
     lines.extend(_untrained_lines(result))
     lines.extend(_prediction_lines(result))
     lines.extend(f"note: {n}" for n in result.notes)
@@ -308,6 +309,19 @@ def _untrained_lines(result: AnalysisResult) -> list[str]:
         first = next((c.controls[0].control for c in d.ood.values() if c.controls), "untrained")
         lines.append(f"{layer.name} OOD AUROC trained vs untrained ({first}): " + "; ".join(parts))
     return lines
+
+
+def _sources_line(result: AnalysisResult) -> list[str]:
+    """How many source images each OOD set comes from (a one-photo set says what its CI means)."""
+    from convlens.analysis.stats import ONE_SOURCE_LABEL
+
+    d = result.distribution
+    if d is None or not any(o.n_sources is not None for o in d.ood):
+        return []
+    parts = [f"{o.name} {o.n_sources}" for o in d.ood if o.n_sources is not None]
+    one = [o.name for o in d.ood if o.n_sources == 1]
+    tail = f"; {', '.join(one)}: {ONE_SOURCE_LABEL}" if one else ""
+    return [f"ID: {d.id.name} (n {d.id.n}); source images per OOD set: {', '.join(parts)}{tail}"]
 
 
 def _prediction_lines(result: AnalysisResult) -> list[str]:

@@ -6,8 +6,9 @@ For every conv layer a forward hook reads the layer's output ``z``; the **activa
 
 - streaming per-channel statistics (:class:`~convlens.analysis.stats.RunningStats`, one pass, float64);
 - a per-image **activation strength score** = the mean over channels of the per-image mean activation;
-  its mean with a bootstrap 95% CI for the in-distribution set (ID) and for each OOD set; the ratio
-  OOD / ID with a bootstrap CI;
+  its mean with a bootstrap 95% CI for the in-distribution set (ID: the test split, only its ``face``
+  class for face data, see :func:`convlens.data.ood.id_split`; the other classes are compared with it
+  separately) and for each OOD set; the ratio OOD / ID with a bootstrap CI;
 - AUROC (``sklearn.metrics.roc_auc_score``) of that score separating ID (positive) from OOD: above 0.5
   means ID inputs activate the layer more;
 - the standard output-level baselines on the same data: max-softmax probability and energy
