@@ -221,6 +221,9 @@ def analysis_summary(result: AnalysisResult) -> list[str]:
     for name, per in result.headline.auroc.items():
         values = ", ".join(f"{o} {_f2(v)}" for o, v in per.items())
         lines.append(f"{name} ID-vs-OOD AUROC: {values}")
+    lines.extend(_sources_line(result))
+    lines.extend(_untrained_lines(result))
+    lines.extend(_prediction_lines(result))
     lines.extend(f"note: {n}" for n in result.notes)
     lines.extend(f"error in {e.stage}: {e.message}" for e in result.errors)
     return lines
@@ -283,6 +286,63 @@ def _verify_lines(result: AnalysisResult) -> list[str]:
         c = layer.check
         if c is not None and c.status != "checked":
             lines.append(f"{c.layer}: {c.status}" + (f" ({c.message})" if c.message else ""))
+    return lines
+
+
+def _untrained_lines(result: AnalysisResult) -> list[str]:
+    """Per layer: AUROC trained minus the epoch-000 control, its interval and the learned verdict."""
+    lines = []
+    for layer in result.layers:
+        d = layer.distribution
+        if d is None or not any(c.controls for c in d.ood.values()):
+            continue
+        parts = []
+        for o, c in d.ood.items():
+            ctrl = c.controls[0] if c.controls else None
+            if ctrl is None or ctrl.auroc_diff is None:
+                continue
+            lo, hi = ctrl.auroc_diff_ci
+            parts.append(
+                f"{o} {_f2(c.auroc)} vs {_f2(ctrl.auroc)} ({ctrl.auroc_diff:+.2f} "
+                f"[{_f2(lo)}, {_f2(hi)}]): {c.learned_verdict}"
+            )
+        first = next((c.controls[0].control for c in d.ood.values() if c.controls), "untrained")
+        lines.append(f"{layer.name} OOD AUROC trained vs untrained ({first}): " + "; ".join(parts))
+    return lines
+
+
+def _sources_line(result: AnalysisResult) -> list[str]:
+    """How many source images each OOD set comes from (a one-photo set says what its CI means)."""
+    from convlens.analysis.stats import ONE_SOURCE_LABEL
+
+    d = result.distribution
+    if d is None or not any(o.n_sources is not None for o in d.ood):
+        return []
+    parts = [f"{o.name} {o.n_sources}" for o in d.ood if o.n_sources is not None]
+    one = [o.name for o in d.ood if o.n_sources == 1]
+    tail = f"; {', '.join(one)}: {ONE_SOURCE_LABEL}" if one else ""
+    return [f"ID: {d.id.name} (n {d.id.n}); source images per OOD set: {', '.join(parts)}{tail}"]
+
+
+def _prediction_lines(result: AnalysisResult) -> list[str]:
+    """What the network predicts on each set, trained vs untrained (one line per network)."""
+    p = result.predictions
+    if p is None:
+        return []
+    lines = []
+    for model in list(dict.fromkeys(s.model for s in p.sets))[:2]:  # trained, epoch 000
+        rows = [s for s in p.sets if s.model == model]
+        if p.focus_class is not None:
+            what = f"classified {p.focus_class!r}"
+            vals = [f"{s.set} {s.class_fractions.get(p.focus_class, 0.0):.0%}" for s in rows]
+        else:
+            what = "top class"
+            vals = [
+                f"{s.set} {s.top_class} {s.class_fractions.get(s.top_class or '', 0.0):.0%}"
+                for s in rows
+            ]
+        msp = ", ".join(_f2(s.mean_max_softmax) for s in rows)
+        lines.append(f"predictions ({model}), {what}: {', '.join(vals)}; mean max-softmax {msp}")
     return lines
 
 

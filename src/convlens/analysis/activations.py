@@ -6,8 +6,9 @@ For every conv layer a forward hook reads the layer's output ``z``; the **activa
 
 - streaming per-channel statistics (:class:`~convlens.analysis.stats.RunningStats`, one pass, float64);
 - a per-image **activation strength score** = the mean over channels of the per-image mean activation;
-  its mean with a bootstrap 95% CI for the in-distribution set (ID) and for each OOD set; the ratio
-  OOD / ID with a bootstrap CI;
+  its mean with a bootstrap 95% CI for the in-distribution set (ID: the test split, only its ``face``
+  class for face data, see :func:`convlens.data.ood.id_split`; the other classes are compared with it
+  separately) and for each OOD set; the ratio OOD / ID with a bootstrap CI;
 - AUROC (``sklearn.metrics.roc_auc_score``) of that score separating ID (positive) from OOD: above 0.5
   means ID inputs activate the layer more;
 - the standard output-level baselines on the same data: max-softmax probability and energy
@@ -17,6 +18,17 @@ Verdict per layer and OOD set on the seed's claim ("a face-trained net's convolu
 strong activations on bicycles"): **holds** when AUROC >= 0.7 and the bootstrap CI of
 ``mean(ID) - mean(OOD)`` lies above 0; **reversed** when AUROC <= 0.3 and the CI lies below 0;
 otherwise **not supported**.
+
+**Intervals resample source images.** An OOD set of 100 crops of one photo is one example of its
+category, not 100: every interval (means, ratio, difference, AUROC) is a percentile bootstrap that
+draws *source images* with replacement and keeps all their crops
+(:func:`~convlens.analysis.stats.cluster_weights`, ``N_BOOT`` resamples, seeded); a one-photo set
+resamples its crops and is labelled as such.
+
+**Untrained controls.** The same measurements on the same architecture untrained (the run's epoch-000
+weights, and a fresh initialisation from another stated seed) go through the same code; every figure
+is given trained, untrained and trained minus untrained with a paired bootstrap interval (same images,
+same resamples), and :func:`~convlens.analysis.verdicts.ood_learned_verdict` judges the difference.
 """
 
 from __future__ import annotations
@@ -34,19 +46,28 @@ from convlens._serde import finite
 from convlens.analysis.layers import run_model
 from convlens.analysis.result import (
     ChannelStats,
+    ControlComparison,
+    ControlLevel,
     DataSet,
     DistributionInfo,
     LayerDistribution,
     OodComparison,
     OutputBaseline,
+    Predictions,
+    SetPrediction,
 )
 from convlens.analysis.stats import (
     GrowingArray,
     RunningStats,
-    bootstrap_ci,
-    bootstrap_diff_ci,
-    bootstrap_ratio_ci,
+    bootstrap_p_positive,
+    cluster_weights,
+    percentile_ci,
+    proportion_ci,
+    resampling_text,
+    weighted_auroc,
+    weighted_means,
 )
+from convlens.analysis.verdicts import OOD_LEARNED_RULE, ood_learned_verdict
 from convlens.analysis.verify import conv_layers
 from convlens.errors import ConvlensError
 
@@ -69,6 +90,8 @@ class SetActivations:
     channel_stats: dict[str, RunningStats] = field(default_factory=dict)
     msp: GrowingArray = field(default_factory=GrowingArray)
     energy: GrowingArray = field(default_factory=GrowingArray)
+    pred: GrowingArray = field(default_factory=GrowingArray)  # argmax class per image
+    n_outputs: int = 0  # number of logits (classes) the model returns
 
     def scores(self, layer: str) -> NDArray[np.float64]:
         return self.layer_scores[layer].values
@@ -130,7 +153,9 @@ def accumulate(
     probs = torch.softmax(logits.double(), dim=1)
     out.msp.extend(probs.max(dim=1).values.cpu().numpy())
     out.energy.extend(torch.logsumexp(logits.double(), dim=1).cpu().numpy())
+    out.pred.extend(probs.argmax(dim=1).cpu().numpy())
     out.n += len(logits)
+    out.n_outputs = int(logits.shape[1])
     for lname, (mean_relu, max_z) in stats.items():
         per_channel = mean_relu.double().cpu().numpy()
         out.channel_stats.setdefault(lname, RunningStats(per_channel.shape[1])).update(per_channel)
@@ -173,25 +198,141 @@ def _channel_stats(stats: RunningStats) -> ChannelStats:
     )
 
 
+N_BOOT = 2000
+"""Bootstrap resamples for every interval of the activation comparison."""
+
+Sets = dict[str, SetActivations]
+"""Activations of one network keyed by set name (the ID set's name included)."""
+
+
+@dataclass
+class _Boot:
+    """Shared bootstrap weights per set (paired: the same resamples for every layer and network)."""
+
+    weights: dict[str, NDArray[np.float64]]
+    n_sources: dict[str, int]
+    text: dict[str, str]
+
+
+def _boot(
+    sets: list[SetActivations], sources: dict[str, NDArray[Any]], seed: int, n_boot: int
+) -> _Boot:
+    w, k, t = {}, {}, {}
+    for i, s in enumerate(sets):
+        src = sources.get(s.name)
+        src = np.arange(s.n) if src is None or len(src) != s.n else np.asarray(src)
+        w[s.name] = cluster_weights(src, n_boot, np.random.default_rng([seed, 14, i]))
+        k[s.name] = len(np.unique(src))
+        t[s.name] = resampling_text(k[s.name], s.n, n_boot)
+    return _Boot(w, k, t)
+
+
+def _control_one(
+    name: str,
+    layer: str,
+    ref: tuple[NDArray[Any], NDArray[Any]],
+    ctrl: Sets,
+    id_name: str,
+    set_name: str,
+    wi: NDArray[Any],
+    wo: NDArray[Any],
+) -> ControlComparison | None:
+    """Trained minus one untrained control on the same images and resamples."""
+    if layer not in ctrl[id_name].layer_scores or layer not in ctrl[set_name].layer_scores:
+        return None
+    auroc_b, mean_b = ref
+    cid, coo = ctrl[id_name].scores(layer), ctrl[set_name].scores(layer)
+    c_auroc_b = weighted_auroc(cid, coo, wi, wo)
+    c_mean_b = weighted_means(coo, wo)
+    c_auroc = _auroc(cid, coo)
+    return ControlComparison(
+        control=name,
+        auroc=finite(c_auroc),
+        auroc_ci=_ci(percentile_ci(c_auroc_b)),
+        auroc_diff=None,  # filled by the caller (needs the trained point estimate)
+        auroc_diff_ci=_ci(percentile_ci(auroc_b - c_auroc_b)),
+        auroc_diff_p=finite(bootstrap_p_positive(auroc_b - c_auroc_b)),
+        mean=finite(coo.mean()),
+        mean_ci=_ci(percentile_ci(c_mean_b)),
+        mean_diff=None,
+        mean_diff_ci=_ci(percentile_ci(mean_b - c_mean_b)),
+    )
+
+
 def _compare_one(
-    ids: NDArray[np.float64], idm: NDArray[np.float64], s: SetActivations, layer: str, seed: int
+    layer: str,
+    id_set: SetActivations,
+    s: SetActivations,
+    boot: _Boot,
+    controls: dict[str, Sets],
 ) -> OodComparison:
-    oo = s.scores(layer)
-    om = s.maxes(layer)
+    ids, oo, om = id_set.scores(layer), s.scores(layer), s.maxes(layer)
+    wi, wo = boot.weights[id_set.name], boot.weights[s.name]
+    id_b, mean_b = weighted_means(ids, wi), weighted_means(oo, wo)
+    auroc_b = weighted_auroc(ids, oo, wi, wo)
     auroc = _auroc(ids, oo)
-    dci = bootstrap_diff_ci(ids, oo, seed=seed)
-    return OodComparison(
+    dci = percentile_ci(id_b - mean_b)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio_b = np.where(id_b == 0, np.nan, mean_b / id_b)
+    out = OodComparison(
         n=s.n,
         mean=finite(oo.mean()),
-        mean_ci=_ci(bootstrap_ci(oo, seed=seed)),
+        mean_ci=_ci(percentile_ci(mean_b)),
         max=finite(om.mean()),
-        max_ci=_ci(bootstrap_ci(om, seed=seed)),
+        max_ci=_ci(percentile_ci(weighted_means(om, wo))),
         ratio=finite(oo.mean() / ids.mean()) if ids.mean() > 0 else None,
-        ratio_ci=_ci(bootstrap_ratio_ci(oo, ids, seed=seed)),
+        ratio_ci=_ci(percentile_ci(ratio_b)),
         diff_ci=_ci(dci),
         auroc=finite(auroc),
         verdict=verdict(auroc, dci),
         channel_stats=_channel_stats(s.channel_stats[layer]),
+        auroc_ci=_ci(percentile_ci(auroc_b)),
+        n_sources=boot.n_sources[s.name],
+        resampling=boot.text[s.name],
+    )
+    for cname, ctrl in controls.items():
+        if s.name not in ctrl or id_set.name not in ctrl:
+            continue
+        c = _control_one(cname, layer, (auroc_b, mean_b), ctrl, id_set.name, s.name, wi, wo)
+        if c is not None:
+            c.auroc_diff = finite(auroc - c.auroc) if c.auroc is not None else None
+            c.mean_diff = finite(oo.mean() - c.mean) if c.mean is not None else None
+            out.controls.append(c)
+    if controls:
+        out.learned_verdict = ood_learned_verdict(
+            out.verdict, [(c.auroc, c.auroc_diff_ci[0]) for c in out.controls]
+        )
+    return out
+
+
+def _control_levels(
+    layer: str, id_set: SetActivations, boot: _Boot, controls: dict[str, Sets]
+) -> list[ControlLevel]:
+    ids, wi = id_set.scores(layer), boot.weights[id_set.name]
+    id_b = weighted_means(ids, wi)
+    out = []
+    for cname, ctrl in controls.items():
+        c = ctrl.get(id_set.name)
+        if c is None or layer not in c.layer_scores:
+            continue
+        cid = c.scores(layer)
+        c_b = weighted_means(cid, wi)
+        out.append(
+            ControlLevel(
+                control=cname,
+                id_mean=finite(cid.mean()),
+                id_mean_ci=_ci(percentile_ci(c_b)),
+                id_mean_diff=finite(ids.mean() - cid.mean()),
+                id_mean_diff_ci=_ci(percentile_ci(id_b - c_b)),
+            )
+        )
+    return out
+
+
+def _baseline(id_set: SetActivations, s: SetActivations) -> OutputBaseline:
+    return OutputBaseline(
+        max_softmax_auroc=finite(_auroc(id_set.msp.values, s.msp.values)),
+        energy_auroc=finite(_auroc(id_set.energy.values, s.energy.values)),
     )
 
 
@@ -201,32 +342,128 @@ def compare(
     *,
     seed: int = 0,
     descriptions: dict[str, str] | None = None,
+    sources: dict[str, NDArray[Any]] | None = None,
+    others: list[SetActivations] | None = None,
+    controls: dict[str, Sets] | None = None,
+    control_descriptions: dict[str, str] | None = None,
+    n_boot: int = N_BOOT,
 ) -> tuple[DistributionInfo, dict[str, LayerDistribution]]:
-    """Per layer: ID vs each OOD set, with CIs, AUROC, ratio and verdict; plus output baselines."""
+    """Per layer: ID vs each OOD set (and vs each of the training data's ``others`` classes), with
+    cluster-bootstrap CIs over ``sources`` (source image id per member, by set name; each member its
+    own source when absent), AUROC, ratio and verdict; with ``controls`` (untrained networks' sets
+    by name) also trained minus untrained and the learned verdict; plus output baselines."""
     desc = descriptions or {}
+    extra = others or []
+    ctrls = controls or {}
+    boot = _boot([id_set, *ood_sets, *extra], sources or {}, seed, n_boot)
     layers: dict[str, LayerDistribution] = {}
     for layer in id_set.layer_scores:
-        ids = id_set.scores(layer)
-        idm = id_set.maxes(layer)
+        ids, idm = id_set.scores(layer), id_set.maxes(layer)
+        wi = boot.weights[id_set.name]
         layers[layer] = LayerDistribution(
             id_mean=finite(ids.mean()),
-            id_mean_ci=_ci(bootstrap_ci(ids, seed=seed)),
+            id_mean_ci=_ci(percentile_ci(weighted_means(ids, wi))),
             id_max=finite(idm.mean()),
-            id_max_ci=_ci(bootstrap_ci(idm, seed=seed)),
+            id_max_ci=_ci(percentile_ci(weighted_means(idm, wi))),
             id_channel_stats=_channel_stats(id_set.channel_stats[layer]),
-            ood={s.name: _compare_one(ids, idm, s, layer, seed) for s in ood_sets},
+            ood={s.name: _compare_one(layer, id_set, s, boot, ctrls) for s in ood_sets},
+            other={s.name: _compare_one(layer, id_set, s, boot, ctrls) for s in extra},
+            controls=_control_levels(layer, id_set, boot, ctrls),
         )
-    id_msp, id_energy = id_set.msp.values, id_set.energy.values
+
+    def dataset(s: SetActivations) -> DataSet:
+        return DataSet(s.name, s.n, desc.get(s.name, ""), boot.n_sources[s.name])
+
     info = DistributionInfo(
-        id=DataSet(id_set.name, id_set.n),
-        ood=[DataSet(s.name, s.n, desc.get(s.name, "")) for s in ood_sets],
-        baselines={
-            s.name: OutputBaseline(
-                max_softmax_auroc=finite(_auroc(id_msp, s.msp.values)),
-                energy_auroc=finite(_auroc(id_energy, s.energy.values)),
-            )
-            for s in ood_sets
-        },
+        id=dataset(id_set),
+        ood=[dataset(s) for s in ood_sets],
+        baselines={s.name: _baseline(id_set, s) for s in ood_sets},
         rule=RULE,
+        other=[dataset(s) for s in extra],
+        controls=dict(control_descriptions or {}),
+        learned_rule=OOD_LEARNED_RULE if ctrls else None,
+        n_boot=n_boot,
+        control_baselines={
+            c: {
+                s.name: _baseline(sets[id_set.name], sets[s.name])
+                for s in ood_sets
+                if s.name in sets
+            }
+            for c, sets in ctrls.items()
+            if id_set.name in sets
+        },
+        resampling="95% percentile bootstrap over source images (clusters): each resample draws "
+        "the source images of every set with replacement and keeps all their members; a set "
+        "from one photo resamples its crops (its interval describes that photo, not the "
+        "category); the same resamples for the trained and untrained networks (paired)",
     )
     return info, layers
+
+
+# ----------------------------------------------------------------------------- predictions
+PREDICTION_RULE = (
+    "top class = argmax of the logits per image; class fractions with Clopper-Pearson 95% intervals "
+    "over images (treats images as independent: crops of one photo are not, see n_sources); mean "
+    "max-softmax with a 95% bootstrap interval over source images"
+)
+MAX_PREDICTION_CLASSES = 10
+"""Class fractions are kept for at most this many classes per set (the most frequent ones, plus the
+focus class)."""
+
+
+def _prediction(
+    s: SetActivations,
+    model: str,
+    classes: list[str],
+    focus: str | None,
+    weights: NDArray[Any],
+    n_sources: int,
+) -> SetPrediction:
+    pred = s.pred.values.astype(np.int64)
+    counts = np.bincount(pred, minlength=len(classes))
+    keep = [int(i) for i in np.argsort(-counts, kind="stable")[:MAX_PREDICTION_CLASSES]]
+    if focus is not None and classes.index(focus) not in keep:
+        keep.append(classes.index(focus))
+    name = {i: classes[i] if i < len(classes) else str(i) for i in keep}
+    n = len(pred)
+    return SetPrediction(
+        set=s.name,
+        model=model,
+        n=n,
+        top_class=name[keep[0]] if n else None,
+        class_fractions={name[i]: float(counts[i] / n) if n else 0.0 for i in keep},
+        class_fraction_ci={name[i]: proportion_ci(int(counts[i]), n) for i in keep},
+        mean_max_softmax=finite(s.msp.values.mean()) if n else None,
+        mean_max_softmax_ci=_ci(percentile_ci(weighted_means(s.msp.values, weights))),
+        n_sources=n_sources,
+    )
+
+
+def predictions(
+    models: dict[str, list[SetActivations]],
+    classes: list[str],
+    *,
+    sources: dict[str, NDArray[Any]] | None = None,
+    seed: int = 0,
+    n_boot: int = N_BOOT,
+) -> Predictions:
+    """What each network (``models``: name -> its sets) predicts on each set: the fraction of images
+    per predicted class (``face`` is the focus class when the classes have one) and the mean
+    max-softmax, so "what does a face net do with a bicycle?" is answered trained and untrained.
+    When the model's number of outputs differs from the dataset's classes, outputs are named
+    ``output i`` (a pretrained model's classes are not the data's)."""
+    first = next(iter(models.values()), [])
+    n_out = max((s.n_outputs for s in first), default=len(classes))
+    if n_out != len(classes):  # the model's outputs are not the dataset's classes
+        classes = [f"output {i}" for i in range(n_out)]
+    focus = "face" if "face" in classes else None
+    boot = _boot(first, sources or {}, seed, n_boot)
+    out = []
+    for model, sets in models.items():
+        for s in sets:
+            w = boot.weights.get(s.name)
+            k = boot.n_sources.get(s.name, s.n)
+            if w is None or w.shape[1] != s.n:
+                w, k = cluster_weights(np.arange(s.n), n_boot, np.random.default_rng(seed)), s.n
+            out.append(_prediction(s, model, classes, focus, w, k))
+    return Predictions(classes=list(classes), focus_class=focus, rule=PREDICTION_RULE, sets=out)

@@ -24,7 +24,7 @@ from convlens.analysis.gaborfit import GaborFit
 from convlens.errors import ConvlensError
 from convlens.ops.geometry import ReceptiveField
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """Version of the ``analysis.json`` layout. 1 was wave 1's untyped ``"format": "convlens-analysis/1"``."""
 
 SEEDS_SCHEMA_VERSION = 1
@@ -220,8 +220,33 @@ class ChannelStats:
 
 
 @dataclass
+class ControlComparison:
+    """The same comparison on an untrained network (a control), and trained minus control.
+
+    ``control`` names it (``"epoch 000"``: the run's own initial weights; ``"fresh init (seed N)"``).
+    Differences are *trained - control* on the same images with the same resamples (paired);
+    ``auroc_diff_p`` is the one-sided bootstrap p-value of "difference > 0", floored at its
+    resolution ``1 / (n_boot + 1)``."""
+
+    control: str
+    auroc: float | None
+    auroc_ci: CI
+    auroc_diff: float | None
+    auroc_diff_ci: CI
+    auroc_diff_p: float | None
+    mean: float | None
+    mean_ci: CI
+    mean_diff: float | None
+    mean_diff_ci: CI
+
+
+@dataclass
 class OodComparison:
-    """One OOD set vs the ID set at one layer: activation strength, CIs, AUROC and verdict."""
+    """One OOD set vs the ID set at one layer: activation strength, CIs, AUROC and verdict.
+
+    Intervals resample *source images* (a cluster bootstrap; ``resampling`` says how, and labels a
+    set made from one photo). ``controls`` holds the untrained networks' figures and
+    ``learned_verdict`` says whether the separation was learned or present before training."""
 
     n: int
     mean: float | None
@@ -234,6 +259,22 @@ class OodComparison:
     auroc: float | None
     verdict: str
     channel_stats: ChannelStats
+    auroc_ci: CI = (None, None)
+    n_sources: int | None = None
+    resampling: str | None = None
+    controls: list[ControlComparison] = field(default_factory=list)
+    learned_verdict: str | None = None
+
+
+@dataclass
+class ControlLevel:
+    """The ID activation strength of one layer in an untrained network, and trained minus it."""
+
+    control: str
+    id_mean: float | None
+    id_mean_ci: CI
+    id_mean_diff: float | None
+    id_mean_diff_ci: CI
 
 
 @dataclass
@@ -246,6 +287,8 @@ class LayerDistribution:
     id_max_ci: CI
     id_channel_stats: ChannelStats
     ood: dict[str, OodComparison]
+    other: dict[str, OodComparison] = field(default_factory=dict)
+    controls: list[ControlLevel] = field(default_factory=list)
 
 
 @dataclass
@@ -263,6 +306,7 @@ class DataSet:
     name: str
     n: int
     description: str = ""
+    n_sources: int | None = None
 
 
 @dataclass
@@ -273,6 +317,40 @@ class DistributionInfo:
     ood: list[DataSet]
     baselines: dict[str, OutputBaseline]
     rule: str
+    other: list[DataSet] = field(default_factory=list)
+    controls: dict[str, str] = field(default_factory=dict)
+    learned_rule: str | None = None
+    n_boot: int | None = None
+    resampling: str | None = None
+    control_baselines: dict[str, dict[str, OutputBaseline]] = field(default_factory=dict)
+
+
+@dataclass
+class SetPrediction:
+    """What one network predicts on one set: class fractions (Clopper-Pearson intervals over images,
+    which treats images as independent: see the set's ``n_sources``) and the mean max-softmax
+    (bootstrap over source images)."""
+
+    set: str
+    model: str
+    n: int
+    top_class: str | None
+    class_fractions: dict[str, float]
+    class_fraction_ci: dict[str, CI]
+    mean_max_softmax: float | None
+    mean_max_softmax_ci: CI
+    n_sources: int | None = None
+
+
+@dataclass
+class Predictions:
+    """The network's answer on every set ("what does a face net do with a bicycle?"), trained and
+    untrained; ``focus_class`` is the class the question is about (``face`` for the faces data)."""
+
+    classes: list[str]
+    focus_class: str | None
+    rule: str
+    sets: list[SetPrediction]
 
 
 # ----------------------------------------------------------------------------- feature maps
@@ -402,6 +480,8 @@ class Verdicts:
     classical_kernels_spectrum_null: KernelVerdict | None = None
     ood_activation: dict[str, dict[str, str]] = field(default_factory=dict)
     ood_rule: str | None = None
+    ood_learned: dict[str, dict[str, str]] = field(default_factory=dict)
+    ood_learned_rule: str | None = None
 
 
 @dataclass
@@ -499,6 +579,7 @@ class AnalysisResult:
     feature_maps: FeatureMapInfo | None = None
     receptive_fields: ReceptiveFields | None = None
     controls: list[Control] = field(default_factory=list)
+    predictions: Predictions | None = None
     notes: list[str] = field(default_factory=list)
     errors: list[AnalysisError] = field(default_factory=list)
     timings_s: dict[str, float] = field(default_factory=dict)

@@ -258,9 +258,12 @@ def attach_distribution(
     id_set: activations.SetActivations,
     ood_sets: list[activations.SetActivations],
     descriptions: dict[str, str] | None = None,
+    **extra: Any,
 ) -> None:
+    """ID vs OOD per layer (``extra``: the keyword arguments of :func:`activations.compare`:
+    ``sources``, ``others``, ``controls``, ``control_descriptions``)."""
     info, per_layer = activations.compare(
-        id_set, ood_sets, seed=result.settings.seed, descriptions=descriptions
+        id_set, ood_sets, seed=result.settings.seed, descriptions=descriptions, **extra
     )
     result.distribution = info
     layers = _by_name(result)
@@ -373,15 +376,49 @@ def _feature_map_stage(result: AnalysisResult, inp: _RunInputs) -> None:
             layers[name].feature_maps = fm
 
 
+def _collect_all(model: nn.Module, sets: list[tuple[str, Any]]) -> list[activations.SetActivations]:
+    return [activations.collect(model, activations.batches_of(x), name) for name, x in sets]
+
+
 def _distribution_stage(result: AnalysisResult, inp: _RunInputs) -> None:
-    x_test, _ = inp.dataset.split("test")
-    id_set = activations.collect(
-        inp.model, activations.batches_of(x_test), f"{inp.dataset.name} (test split)"
+    """ID (the face class only, for faces data) vs every OOD set and vs the other classes, for the
+    trained network and the untrained controls (:mod:`convlens.analysis.untrained`), and what each
+    network predicts on every set."""
+    from convlens.analysis.untrained import ood_control, untrained_models
+    from convlens.data.ood import id_split
+
+    split = id_split(inp.dataset)
+    id_name = split.name
+    sets = [(id_name, split.x)] + [(o.name, o.x) for o in inp.oods + split.others]
+    sources = {o.name: o.sources for o in inp.oods + split.others}
+    desc = {id_name: "ID: " + split.description, **{o.name: o.description for o in inp.oods}}
+    desc.update({o.name: o.description for o in split.others})
+    trained = _collect_all(inp.model, sets)
+    n_ood = len(inp.oods)
+    controls, notes = untrained_models(
+        inp.rec["model"], int(inp.rec["config"]["seed"]), inp.snaps.get(0)
     )
-    ood_sets = [
-        activations.collect(inp.model, activations.batches_of(o.x), o.name) for o in inp.oods
-    ]
-    attach_distribution(result, id_set, ood_sets, {o.name: o.description for o in inp.oods})
+    result.notes.extend(notes)
+    ctrl_sets = {c.name: _collect_all(c.model, sets) for c in controls}
+    attach_distribution(
+        result,
+        trained[0],
+        trained[1 : 1 + n_ood],
+        desc,
+        sources=sources,
+        others=trained[1 + n_ood :],
+        controls={k: {s.name: s for s in v} for k, v in ctrl_sets.items()},
+        control_descriptions={c.name: c.description for c in controls},
+    )
+    result.predictions = activations.predictions(
+        {"trained": trained, **ctrl_sets},
+        list(inp.dataset.classes),
+        sources=sources,
+        seed=result.settings.seed,
+    )
+    control = ood_control(result.layers, {c.name: c.description for c in controls})
+    if control is not None:
+        result.controls.append(control)
 
 
 def _receptive_stage(result: AnalysisResult, inp: _RunInputs) -> None:
@@ -528,10 +565,14 @@ def _analyze_onnx(
         checks, skipped = onnx_model.verify(x_test[: onnx_model.batch or 8])
         attach_checks(result, checks)
         result.notes.extend(f"verification skipped for {s}" for s in skipped)
+    from convlens.data.ood import id_split
+
     with timer("distribution"):
-        id_set = _onnx_collect(result, onnx_model, x_test, f"{ds.name} (test split)")
+        split = id_split(ds)
+        id_set = _onnx_collect(result, onnx_model, split.x, split.name)
         ood_sets = [_onnx_collect(result, onnx_model, o.x, o.name) for o in sets]
-        attach_distribution(result, id_set, ood_sets, {o.name: o.description for o in sets})
+        others = [_onnx_collect(result, onnx_model, o.x, o.name) for o in split.others]
+        _attach_model_file(result, split, [id_set, *ood_sets, *others], sets, {}, {})
     return result
 
 
@@ -571,16 +612,58 @@ def _analyze_factory(
     with timer("verify"):
         _checks(result, modules, bad, settings.seed)
     if ds is not None and not _skip_for_nonfinite(result, "distribution", bad):
+        from convlens.analysis.untrained import fresh_from_factory
+        from convlens.data.ood import id_split
+
         with timer("distribution"):
-            x_test, _ = ds.split("test")
-            id_set = activations.collect(
-                model, activations.batches_of(x_test), f"{ds.name} (test split)"
+            split = id_split(ds)
+            named = [(split.name, split.x)] + [(o.name, o.x) for o in sets + split.others]
+            fresh, note = fresh_from_factory(factory, state, settings.seed)
+            controls = {} if fresh is None else {fresh.name: _collect_all(fresh.model, named)}
+            if note:
+                result.notes.append(note)
+            _attach_model_file(
+                result,
+                split,
+                _collect_all(model, named),
+                sets,
+                controls,
+                {} if fresh is None else {fresh.name: fresh.description},
             )
-            ood_sets = [
-                activations.collect(model, activations.batches_of(o.x), o.name) for o in sets
-            ]
-            attach_distribution(result, id_set, ood_sets, {o.name: o.description for o in sets})
     return result
+
+
+def _attach_model_file(
+    result: AnalysisResult,
+    split: Any,
+    trained: list[activations.SetActivations],
+    sets: list[Any],
+    controls: dict[str, list[activations.SetActivations]],
+    control_descriptions: dict[str, str],
+) -> None:
+    """ID vs OOD for a model file (``trained``: ID set, OOD sets, other classes, in that order)
+    with the untrained ``controls`` there are (a fresh init from the factory; a model file's own
+    initial weights are unknown), and what each network predicts."""
+    everything = sets + split.others
+    sources = {o.name: o.sources for o in everything}
+    attach_distribution(
+        result,
+        trained[0],
+        trained[1 : 1 + len(sets)],
+        {split.name: "ID: " + split.description, **{o.name: o.description for o in everything}},
+        sources=sources,
+        others=trained[1 + len(sets) :],
+        controls={k: {s.name: s for s in v} for k, v in controls.items()},
+        control_descriptions=control_descriptions,
+    )
+    result.predictions = activations.predictions(
+        {"trained": trained, **controls}, split.classes, sources=sources, seed=result.settings.seed
+    )
+    if not controls:
+        result.notes.append(
+            "no untrained control for this model file (its initial weights are unknown and no "
+            "factory builds a fresh one): the OOD figures are not compared with an untrained network"
+        )
 
 
 def _dataset_and_ood(data: str, ood: list[str] | None, seed: int) -> tuple[Any, list[Any]]:

@@ -128,3 +128,103 @@ def bootstrap_ratio_ci(
     r = ma / np.where(mb == 0, np.nan, mb)
     q = (1 - level) / 2
     return float(np.nanquantile(r, q)), float(np.nanquantile(r, 1 - q))
+
+
+# ----------------------------------------------------------------------------- cluster bootstrap
+ONE_SOURCE_LABEL = "1 source image: the interval describes crops of one photo, not the category"
+
+
+def resampling_text(n_sources: int, n: int, n_boot: int) -> str:
+    """How :func:`cluster_weights` resamples a set of ``n`` members from ``n_sources`` sources."""
+    if n_sources <= 1:
+        return f"{ONE_SOURCE_LABEL} ({n} crops resampled, {n_boot} resamples)"
+    if n_sources == n:
+        return f"{n} source images, each its own member; {n_boot} resamples of the images"
+    return f"cluster bootstrap over {n_sources} source images ({n} members), {n_boot} resamples"
+
+
+def cluster_weights(
+    sources: NDArray[Any], n_boot: int, rng: np.random.Generator
+) -> NDArray[np.float64]:
+    """Bootstrap weights ``(n_boot, n)``: each resample draws the *source images* with replacement
+    and takes every member of each drawn source (a member's weight is how often its source was
+    drawn), so crops of one photo move together. With a single source the members themselves are
+    resampled (then the interval describes that one photo, see :data:`ONE_SOURCE_LABEL`)."""
+    src = np.asarray(sources)
+    n = len(src)
+    if n == 0:
+        return np.zeros((n_boot, 0))
+    _, inv = np.unique(src, return_inverse=True)
+    k = int(inv.max()) + 1
+    if k == 1:
+        return rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(np.float64)
+    counts = rng.multinomial(k, np.full(k, 1.0 / k), size=n_boot).astype(np.float64)
+    return counts[:, inv]
+
+
+def weighted_means(values: NDArray[Any], weights: NDArray[Any]) -> NDArray[np.float64]:
+    """Mean of ``values`` under every row of ``weights`` (``nan`` for an all-zero row)."""
+    w = np.asarray(weights, dtype=np.float64)
+    tot = w.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.asarray(w @ np.asarray(values, dtype=np.float64) / tot, dtype=np.float64)
+
+
+def weighted_auroc(
+    pos: NDArray[Any],
+    neg: NDArray[Any],
+    w_pos: NDArray[Any],
+    w_neg: NDArray[Any],
+    chunk: int = 256,
+) -> NDArray[np.float64]:
+    """AUROC ``P(pos > neg) + P(pos == neg) / 2`` under every row of the weights ``(B, n_pos)``,
+    ``(B, n_neg)`` (unit weights give ``sklearn.metrics.roc_auc_score``; integer weights equal
+    repeating each score that often). Sorted once, then one cumulative sum per resample: memory
+    ``O(chunk * (n_pos + n_neg))``."""
+    p = np.asarray(pos, dtype=np.float64)
+    q = np.asarray(neg, dtype=np.float64)
+    order = np.argsort(p, kind="stable")
+    ps = p[order]
+    lo = np.searchsorted(ps, q, side="left")
+    hi = np.searchsorted(ps, q, side="right")
+    wp_all = np.asarray(w_pos, dtype=np.float64)[:, order]
+    wn_all = np.asarray(w_neg, dtype=np.float64)
+    out = np.empty(len(wp_all))
+    for s in range(0, len(wp_all), chunk):
+        wp, wn = wp_all[s : s + chunk], wn_all[s : s + chunk]
+        cum = np.concatenate([np.zeros((len(wp), 1)), np.cumsum(wp, axis=1)], axis=1)
+        total = cum[:, -1:]
+        greater = total - cum[:, hi]
+        equal = cum[:, hi] - cum[:, lo]
+        num = (wn * (greater + 0.5 * equal)).sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[s : s + chunk] = num / (total[:, 0] * wn.sum(axis=1))
+    return out
+
+
+def percentile_ci(values: NDArray[Any], level: float = 0.95) -> tuple[float, float]:
+    """Percentile interval of bootstrap replicates (``nan`` replicates ignored)."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if len(v) == 0:
+        return (float("nan"), float("nan"))
+    a = (1 - level) / 2
+    return float(np.quantile(v, a)), float(np.quantile(v, 1 - a))
+
+
+def bootstrap_p_positive(diffs: NDArray[Any]) -> float:
+    """One-sided bootstrap p-value of "difference > 0": ``(1 + #{d <= 0}) / (B + 1)``, so it is never
+    below its resolution ``1 / (B + 1)`` (never printed as 0)."""
+    d = np.asarray(diffs, dtype=np.float64)
+    d = d[np.isfinite(d)]
+    return float((1 + np.count_nonzero(d <= 0)) / (len(d) + 1))
+
+
+def proportion_ci(k: int, n: int, level: float = 0.95) -> tuple[float | None, float | None]:
+    """Clopper-Pearson (exact) interval of ``k / n`` (``scipy.stats.binomtest``): inside [0, 1]."""
+    if n <= 0:
+        return (None, None)
+    from scipy.stats import binomtest
+
+    ci = binomtest(int(k), int(n)).proportion_ci(confidence_level=level, method="exact")
+    return float(ci.low), float(ci.high)

@@ -10,6 +10,9 @@
    **weak** when the tail < 0.05; otherwise **no evidence**.
 3. "A face-trained net barely reacts to bicycles": per layer and OOD set, from
    :func:`convlens.analysis.activations.verdict` (AUROC and bootstrap CI rule).
+4. "...and it learned that from faces": :func:`ood_learned_verdict` compares the trained network's
+   AUROC with the same architecture untrained (the run's epoch-000 weights and a fresh
+   initialisation); the verdict is about trained minus untrained (:data:`OOD_LEARNED_RULE`).
 
 "First layer" is the first conv layer in execution order (``AnalysisResult.first_layer``).
 """
@@ -34,6 +37,42 @@ CONVOLUTION_RTOL = 1e-6
 ONNX_RTOL = 1e-4
 """Tolerance assumed for an ONNX check that does not state its own (onnxruntime runs float32)."""
 TORCH_RTOL = 1e-9
+
+
+OOD_CONTROL_AUROC = 0.7
+"""An untrained network at or above this AUROC already separates ID from OOD (as for "holds")."""
+OOD_LEARNED_RULE = (
+    "per layer and OOD set, trained vs each untrained control (epoch-000 weights; fresh init) on the "
+    "same images and resamples: learned = the trained verdict holds, the 95% CI of AUROC(trained) - "
+    "AUROC(control) lies above 0 for every control and every control's AUROC < "
+    f"{OOD_CONTROL_AUROC}; strengthened by training = holds and every CI above 0, but some control "
+    f"already reaches {OOD_CONTROL_AUROC}; present before training = holds but some CI reaches 0 "
+    "(training did not add to what the untrained network already does); not supported = the "
+    "trained verdict does not hold; no untrained control = nothing to compare with"
+)
+
+
+def ood_learned_verdict(
+    trained_verdict: str, controls: list[tuple[float | None, float | None]]
+) -> str:
+    """The OOD claim judged against untrained controls (:data:`OOD_LEARNED_RULE`).
+
+    ``controls``: per control, ``(control AUROC, lower end of the 95% CI of trained - control)``.
+
+    >>> ood_learned_verdict("holds", [(0.5, 0.2), (0.55, 0.1)])
+    'learned'
+    >>> ood_learned_verdict("holds", [(0.95, -0.02)])
+    'present before training'
+    """
+    if trained_verdict != "holds":
+        return "not supported"
+    if not controls:
+        return "no untrained control"
+    if any(lo is None or lo <= 0 for _, lo in controls):
+        return "present before training"
+    if all(a is not None and a < OOD_CONTROL_AUROC for a, _ in controls):
+        return "learned"
+    return "strengthened by training"
 
 
 def binomial_tail(x: int, n: int, p: float = CHANCE) -> float:
@@ -94,6 +133,15 @@ def verdicts(a: AnalysisResult) -> Verdicts:
             if r.distribution is not None
         }
         out.ood_rule = a.distribution.rule
+        out.ood_learned = {
+            r.name: {
+                o: v.learned_verdict or "no untrained control"
+                for o, v in r.distribution.ood.items()
+            }
+            for r in a.layers
+            if r.distribution is not None
+        }
+        out.ood_learned_rule = a.distribution.learned_rule or OOD_LEARNED_RULE
     return out
 
 

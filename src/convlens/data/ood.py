@@ -9,12 +9,22 @@ Each set has the training set's size, channel count and normalisation (its pixel
 - ``textures``: random crops of ``brick``, ``grass`` and ``gravel``.
 - ``digits`` / ``faces``: the other bundled dataset resized to this one's size.
 - ``noise``: i.i.d. uniform noise in [0, 1].
+
+Every member records the **source image** it was made from (:attr:`OODSet.source_ids`): the crops of
+``motorcycle`` and ``cat`` all come from one photo each, ``textures`` from three, while every digit,
+face and noise image is its own source. Intervals are computed by resampling source images (a cluster
+bootstrap), so a set of 100 crops of one photo is not mistaken for 100 independent examples of a
+category.
+
+:func:`id_split` picks the in-distribution (ID) images: for a dataset with a ``face`` class (the
+bundled ``faces``: LFW faces + non-face crops) only the faces; the other classes of the test split are
+returned separately, so "faces vs a bicycle" is not diluted by the non-face crops.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -32,6 +42,19 @@ class OODSet:
     x: NDArray[np.float32]
     description: str
     size: int | None = None  # the recipe's size when only its first members were built
+    source_ids: NDArray[np.int64] | None = None  # per member: which source image it came from
+
+    @property
+    def sources(self) -> NDArray[np.int64]:
+        """Source image id of every member (each member its own source when not recorded)."""
+        if self.source_ids is None:
+            return np.arange(len(self.x), dtype=np.int64)
+        return self.source_ids
+
+    @property
+    def n_sources(self) -> int:
+        """How many distinct source images the members come from."""
+        return len(np.unique(self.sources))
 
     def to_dict(self) -> dict[str, Any]:
         n = len(self.x) if self.size is None else self.size
@@ -87,8 +110,10 @@ def make_ood(
 
     if name not in OOD_NAMES:
         raise ConvlensError(f"unknown OOD set {name!r}; expected one of {', '.join(OOD_NAMES)}")
-    if name == dataset.name:
-        raise ConvlensError(f"{name!r} is the training set itself, not out-of-distribution")
+    if is_id_dataset(name, dataset):
+        raise ConvlensError(
+            f"{name!r} is the training set itself ({dataset.source}), not out-of-distribution"
+        )
     c, h, w = dataset.shape
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
         raise ConvlensError(f"OOD set {name!r}: size must be an integer >= 0, got {n!r}")
@@ -100,9 +125,11 @@ def make_ood(
             lambda: [_grey01(data.stereo_motorcycle()[0])], keep, (h, w), (0.15, 0.5), rng
         )
         desc = "random square crops (15-50% of the short side) of stereo_motorcycle (left), grey, resized"
+        src = np.zeros(keep, dtype=np.int64)
     elif name == "cat":
         raw = random_crops(lambda: [_grey01(data.chelsea())], keep, (h, w), (0.3, 0.9), rng)
         desc = "random square crops (30-90% of the short side) of chelsea (a cat), grey, resized"
+        src = np.zeros(keep, dtype=np.int64)
     elif name == "textures":
         raw = random_crops(
             lambda: [_grey01(getattr(data, t)()) for t in ("brick", "grass", "gravel")],
@@ -112,6 +139,7 @@ def make_ood(
             rng,
         )
         desc = "random square crops (5-20% of the short side) of brick, grass and gravel, resized"
+        src = np.arange(keep, dtype=np.int64) % 3  # random_crops takes image i % 3
     elif name == "digits":
         from sklearn.datasets import load_digits
 
@@ -121,6 +149,7 @@ def make_ood(
             -1, h, w
         )
         desc = "sklearn load_digits images / 16, resized"
+        src = np.asarray(pick, dtype=np.int64)
     elif name == "faces":
         imgs = np.asarray(data.lfw_subset()[:100])
         pick = rng.choice(len(imgs), size=n, replace=len(imgs) < n)[:keep]
@@ -128,18 +157,78 @@ def make_ood(
             -1, h, w
         )
         desc = "the 100 face crops of lfw_subset, resized"
+        src = np.asarray(pick, dtype=np.int64)
     else:
         raw = rng.uniform(0.0, 1.0, size=(n, h, w))[:keep]
         desc = "i.i.d. uniform noise in [0, 1]"
+        src = np.arange(keep, dtype=np.int64)
     x = np.repeat(raw[:, None], c, axis=1)
     return OODSet(
         name,
         dataset.normalise(x),
         desc + f"; standardised with the {dataset.name} training mean/std",
         size=None if keep == n else n,
+        source_ids=src,
     )
 
 
+_SOURCE_MARKERS = {"digits": "load_digits", "faces": "lfw_subset"}
+"""Text in a dataset's ``source`` that says it is made of the same images as that OOD set."""
+
+
+def is_id_dataset(name: str, dataset: Dataset) -> bool:
+    """Whether OOD set ``name`` would be the training data itself: same name, or the dataset was
+    loaded from the same images (e.g. an ``npz:`` or folder copy of sklearn's digits, whose source
+    names ``load_digits``)."""
+    marker = _SOURCE_MARKERS.get(name)
+    return name == dataset.name or (marker is not None and marker in str(dataset.source))
+
+
 def default_ood_names(dataset: Dataset) -> list[str]:
-    """Every OOD set except the dataset itself."""
-    return [n for n in OOD_NAMES if n != dataset.name]
+    """Every OOD set except the dataset itself (:func:`is_id_dataset`)."""
+    return [n for n in OOD_NAMES if not is_id_dataset(n, dataset)]
+
+
+@dataclass
+class IdSplit:
+    """The ID images of a test split and, separately, its other classes (each its own set)."""
+
+    name: str
+    x: NDArray[np.float32]
+    description: str
+    others: list[OODSet]
+    classes: list[str] = field(default_factory=list)  # the dataset's class names
+
+
+def id_split(dataset: Dataset, split: str = "test") -> IdSplit:
+    """The in-distribution images of ``split``: only the ``face`` class when the dataset has one (the
+    bundled ``faces`` test split is half non-face crops, which are not "faces"), else every image.
+    The other classes come back as their own sets (each image its own source)."""
+    x, y = dataset.split(split)
+    if "face" not in dataset.classes:
+        return IdSplit(
+            f"{dataset.name} ({split} split)",
+            x,
+            f"the {dataset.name} {split} split, all {len(dataset.classes)} classes",
+            [],
+            list(dataset.classes),
+        )
+    face = dataset.classes.index("face")
+    others = [
+        OODSet(
+            f"{cls} ({split} split)",
+            x[y == i],
+            f"the {cls!r} class of the {dataset.name} {split} split (in the training data, "
+            "but not faces)",
+        )
+        for i, cls in enumerate(dataset.classes)
+        if i != face and np.any(y == i)
+    ]
+    return IdSplit(
+        f"{dataset.name} ({split}, face class)",
+        x[y == face],
+        f"the 'face' class of the {dataset.name} {split} split only (its other classes are "
+        "compared separately)",
+        others,
+        list(dataset.classes),
+    )
