@@ -24,10 +24,11 @@ from convlens.analysis.gaborfit import GaborFit
 from convlens.errors import ConvlensError
 from convlens.ops.geometry import ReceptiveField
 
-SCHEMA_VERSION = 2
-"""Version of the ``analysis.json`` layout. 1 was wave 1's untyped ``"format": "convlens-analysis/1"``."""
+SCHEMA_VERSION = 3
+"""Version of the ``analysis.json`` layout. 1 was wave 1's untyped ``"format": "convlens-analysis/1"``;
+3 added per-unit figures, kernel controls, the three-way kernel verdict and CKA (issue 14)."""
 
-SEEDS_SCHEMA_VERSION = 1
+SEEDS_SCHEMA_VERSION = 2
 
 CI = tuple[float | None, float | None]
 
@@ -673,6 +674,7 @@ class SeedsSummary:
     classical_kernels_pooled_spectrum_null: KernelVerdict
     ood_holds_in_seeds: dict[str, dict[str, int]]
     interval: str
+    kernel_learning_verdicts: dict[str, int] = field(default_factory=dict)
 
     def to_json(self, indent: int | None = 1) -> str:
         return json.dumps(to_jsonable(self), indent=indent, allow_nan=False)
