@@ -251,6 +251,12 @@ def test_control_run_attached_and_verdict_names_controls(stripe_runs):
     assert a.representation is not None and a.representation.layers
     back = AnalysisResult.from_json(a.to_json())
     assert back.verdicts.kernel_learning == v
+    from convlens.pipelines import analysis_summary
+
+    text = "\n".join(analysis_summary(a))
+    assert "kernel origin (conv1): " in text and "controls: random_labels, init" in text
+    assert "input statistics: patch PCA top 2 of 9 components" in text
+    assert "0.000" not in text.split("kernel origin")[1].split("\n")[0]
 
 
 def test_control_run_must_be_a_random_label_run_of_the_same_recipe(stripe_runs, tmp_path):

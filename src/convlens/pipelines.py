@@ -260,7 +260,31 @@ def _kernel_learning_lines(result: AnalysisResult) -> list[str]:
             f"kernel origin ({k.layer}): {k.verdict} (units above null: {props}; {tests}; "
             f"controls: {', '.join(k.controls) or 'none'})"
         )
+    for c in result.controls:
+        if c.kind == "input_statistics":
+            lines.append(_patch_line(c.figures))
     return lines
+
+
+def _patch_line(f: dict[str, float | None]) -> str:
+    """``input statistics: patch PCA top 5 of 25 components; median energy ...`` (the control)."""
+
+    def g(key: str) -> str:
+        v = f.get(key)
+        return "n/a" if v is None else f"{v:.2f}"
+
+    sets = [s for s in ("trained", "random_labels", "init") if f"{s}.energy_median" in f]
+    energy = ", ".join(f"{s} {g(s + '.energy_median')}" for s in sets)
+    above = ", ".join(f"{s} {g(s + '.energy_above_spectrum_null95')}" for s in sets)
+    zca = ", ".join(f"{s} {g(s + '.zca_median')}" for s in sets)
+    return (
+        f"input statistics: patch PCA top {int(f.get('m') or 0)} of {int(f.get('d') or 0)} "
+        "components; median "
+        f"energy inside them: {energy} (random null p95 {g('trained.energy_random_null_p95')}, "
+        f"spectrum null p95 {g('trained.energy_spectrum_null_p95')}); units above the spectrum "
+        f"null: {above}; median ZCA-filter |cos|: {zca} (random null p95 "
+        f"{g('trained.zca_random_null_p95')})"
+    )
 
 
 def _one_d_line(m: LayerMatch) -> str:
