@@ -255,7 +255,10 @@ def _kernel_learning_lines(result: AnalysisResult) -> list[str]:
             + ("" if p.ci[0] is None or p.ci[1] is None else f" [{p.ci[0]:.2f}, {p.ci[1]:.2f}]")
             for name, p in k.proportions.items()
         )
-        tests = "; ".join(f"vs {c.control} p {c.p_text}" for c in k.comparisons)
+        tests = "; ".join(
+            (c.control if " vs " in c.control else f"vs {c.control}") + f" p {c.p_text}"
+            for c in k.comparisons
+        )
         lines.append(
             f"kernel origin ({k.layer}): {k.verdict} (units above null: {props}; {tests}; "
             f"controls: {', '.join(k.controls) or 'none'})"
