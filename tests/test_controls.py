@@ -256,6 +256,7 @@ def test_control_run_attached_and_verdict_names_controls(stripe_runs):
     text = "\n".join(analysis_summary(a))
     assert "kernel origin (conv1): " in text and "controls: random_labels, init" in text
     assert "input statistics: patch PCA top 2 of 9 components" in text
+    assert "representation over training (linear CKA of" in text and "conv2 floor" in text
     assert "0.000" not in text.split("kernel origin")[1].split("\n")[0]
 
 
@@ -269,3 +270,15 @@ def test_control_run_must_be_a_random_label_run_of_the_same_recipe(stripe_runs, 
     model = root / "real" / "model.safetensors"
     with pytest.raises(ConvlensError, match="model file"):
         analyze_target(model, out=tmp_path / "x.json", control_runs=[str(root / "ctrl")])
+
+
+def test_remove_own_takes_the_demo_control_runs(tmp_path):
+    from convlens.train import RunDir
+
+    ctrl = tmp_path / "seeds" / "random-labels-seed-10"
+    ctrl.mkdir(parents=True)
+    (ctrl / "run.json").write_text("{}")
+    (ctrl / "model.safetensors").write_bytes(b"")
+    (tmp_path / "seeds" / "mine.txt").write_text("foreign")
+    RunDir(tmp_path).remove_own()
+    assert not ctrl.exists() and (tmp_path / "seeds" / "mine.txt").read_text() == "foreign"

@@ -266,6 +266,17 @@ def _kernel_learning_lines(result: AnalysisResult) -> list[str]:
     for c in result.controls:
         if c.kind == "input_statistics":
             lines.append(_patch_line(c.figures))
+    r = result.representation
+    if r is not None and r.layers:
+        per = "; ".join(
+            f"{x.layer} floor {_f2(x.floor)}, settles at epoch "
+            + ("never" if x.settle_epoch is None else str(x.settle_epoch))
+            for x in r.layers
+        )
+        lines.append(
+            f"representation over training (linear CKA of {r.n_probes} probes vs epoch "
+            f"{r.final_epoch}; floor = epoch 000; settled = stays >= {r.settle_threshold:g}): {per}"
+        )
     return lines
 
 
