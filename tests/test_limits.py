@@ -365,20 +365,19 @@ def test_all_weights_nan_is_an_error(tmp_path):
         matching.match_layer("conv1", np.full((4, 1, 3, 3), np.nan), n_null=100)
 
 
-def test_even_kernels_are_skipped_not_a_traceback(tmp_path):
+def test_even_kernels_are_matched_not_a_traceback(tmp_path):
     rng = np.random.default_rng(0)
     p = _weights_file(
         tmp_path, conv1=rng.standard_normal((8, 1, 4, 4)), conv2=rng.standard_normal((8, 8, 3, 3))
     )
     res = analyze_model_file(p, n_null=200)
     m1 = res.layer("conv1").matching
-    assert m1 is not None and m1.skipped == "no classical kernels exist at size 4x4 (even size)"
-    assert m1.kernel_size == 4 and m1.n_kernels == 8
+    assert m1 is not None and m1.skipped is None  # even sizes have a sampled bank (issue 14)
+    assert m1.kernel_size == 4 and m1.n_kernels == 8 and m1.units is not None
     assert res.layer("conv2").matching.skipped is None
-    assert res.headline.null_p95 is None  # the first layer has no null
-    with pytest.raises(ConvlensError, match="no classical kernels exist at size 4x4"):
-        matching.random_null(4, 100)
-    assert not matching.has_bank(4) and matching.has_bank(5)
+    assert res.headline.null_p95 is not None
+    assert len(matching.random_null(4, 100)) == 100
+    assert matching.has_bank(4) and matching.has_bank(5) and not matching.has_bank(1)
 
 
 def build_even() -> nn.Module:
@@ -405,7 +404,7 @@ def test_even_kernels_through_factory_with_data(tmp_path):
         ood=["noise"],
         n_null=200,
     )
-    assert res.first_layer.matching.skipped.startswith("no classical kernels exist at size 4x4")
+    assert res.first_layer.matching.skipped is None and res.first_layer.matching.kernel_size == 4
     assert res.first_layer.check is not None and res.first_layer.check.is_cross_correlation
     assert res.layers[1].matching.fraction_above_null95 is not None
 

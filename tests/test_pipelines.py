@@ -91,9 +91,15 @@ def test_run_demo_two_seeds(tmp_path):
     )
     assert path == tmp_path / "demo" / "report.html" and path.is_file()
     seeds = SeedsSummary.read(tmp_path / "demo" / "seeds.json")
-    assert seeds.n == 2 and seeds.seeds == [0, 1]
-    assert AnalysisResult.read(tmp_path / "demo" / "seeds" / "seed-1" / "analysis.json").run
-    assert lines[0].startswith("[train 1/2] faces, seed 0, 2 epochs") and "[report]" in lines[-1]
+    assert seeds.n == 2 and seeds.seeds == [10, 11]  # disjoint from the recipe sweep's 0-2
+    second = AnalysisResult.read(tmp_path / "demo" / "seeds" / "seed-11" / "analysis.json")
+    assert second.run and any(c.kind == "random_labels" for c in second.controls)
+    assert (tmp_path / "demo" / "seeds" / "random-labels-seed-10" / "model.safetensors").is_file()
+    main = AnalysisResult.read(tmp_path / "demo" / "analysis.json")
+    assert main.verdicts.kernel_learning is not None
+    assert "random_labels" in main.verdicts.kernel_learning.controls
+    assert any("disjoint from" in n and "[0, 1, 2]" in n for n in main.notes)
+    assert lines[0].startswith("[train 1/2] faces, seed 10, 2 epochs") and "[report]" in lines[-1]
     shutil.rmtree(tmp_path / "demo")
 
 

@@ -81,6 +81,12 @@ def cli(debug: bool) -> None:
 @click.option(
     "--no-snapshots", is_flag=True, help="Skip per-epoch kernel snapshots and probe feature maps."
 )
+@click.option(
+    "--shuffle-labels",
+    is_flag=True,
+    help="Random-label control: permute the training labels (seeded by --seed; val/test keep "
+    "the true labels).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def train(
     out_dir: str | None, resume: bool, force: bool, no_snapshots: bool, quiet: bool, **cfg: Any
@@ -139,6 +145,13 @@ def train(
     help="Dataset for activations with --factory (same forms as `train --data`).",
 )
 @click.option("--ood", default=None, help="Comma-separated OOD sets (default: all bundled ones).")
+@click.option(
+    "--control-run",
+    "control_runs",
+    multiple=True,
+    help="A random-label run of the same recipe (train --shuffle-labels) to compare the "
+    "first-layer kernels with (repeatable; run directories only).",
+)
 def analyze(
     target: str,
     out_file: str | None,
@@ -147,6 +160,7 @@ def analyze(
     factory: str | None,
     data: str | None,
     ood: str | None,
+    control_runs: tuple[str, ...],
 ) -> None:
     """Measure what a trained CNN learned: TARGET is a run directory or a model file.
 
@@ -158,7 +172,14 @@ def analyze(
 
     ood_list = [o.strip() for o in ood.split(",") if o.strip()] if ood else None
     result, dest = analyze_target(
-        target, out=out_file, n_null=null_size, seed=seed, factory=factory, data=data, ood=ood_list
+        target,
+        out=out_file,
+        n_null=null_size,
+        seed=seed,
+        factory=factory,
+        data=data,
+        ood=ood_list,
+        control_runs=list(control_runs),
     )
     for line in analysis_summary(result):
         click.echo(line)
@@ -183,7 +204,13 @@ def report(run_dir: str, out_file: str | None) -> None:
 @click.option(
     "--epochs", default=None, type=click.IntRange(min=1), help="Override the recipe's epochs."
 )
-@click.option("--seed", default=0, show_default=True, type=SEED, help="Seed of the main run.")
+@click.option(
+    "--seed",
+    default=10,
+    show_default=True,
+    type=SEED,
+    help="Seed of the main run (10: disjoint from the recipe sweep's seeds 0-2).",
+)
 @click.option(
     "--seeds",
     "n_seeds",
@@ -220,6 +247,7 @@ def demo(
     --out must be missing, empty or a previous demo (or give --force).
     The recipe (convlens.train.recipes.DEMO_RECIPE): faces, faces-cnn (5x5 first layer), AdamW,
     weight decay 4, 100 epochs. The first run gets the full report; the others feed the seeds table.
+    Each seed also trains a random-label control (same recipe, permuted labels).
     """
     from convlens.pipelines import run_demo
 

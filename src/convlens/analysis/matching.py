@@ -21,12 +21,18 @@ the layer gets the fraction of kernels above the null's 95th percentile (5% by c
 
 Taxonomy (a coarse version of Olah et al. 2020's first-layer families), applied in this order:
 1. ``k == 1`` -> ``"unclear"`` (no spatial structure; matching skipped);
-2. DC energy fraction ``(mean * sqrt(n))^2 / |w|^2 >= 0.6`` -> ``"smoothing/DC"``;
-3. score below the null's 95th percentile -> ``"unclear"``;
-4. (RGB) colour opponency ``1 - |sum_c w_c|^2 / (C * sum_c |w_c|^2) >= 0.9`` -> ``"colour-contrast"``
-   (the channels of the output unit largely cancel; random i.i.d. channels give about ``1 - 1/C``);
+2. only in a layer that reads the image's 3 colour channels directly (``colour=True``: the first
+   layer with 3 input channels, see :func:`convlens.analysis.units.sees_colour`), colour opponency
+   of the output unit ``1 - |sum_c w_c|^2 / (C * sum_c |w_c|^2) >= 0.9`` -> ``"colour-opponent"``
+   (the channels largely cancel; random i.i.d. channels give about ``1 - 1/C``). Before the DC rule:
+   an R-minus-G blob is colour-opponent, not smoothing;
+3. DC energy fraction ``(mean * sqrt(n))^2 / |w|^2 >= 0.6`` -> ``"smoothing/DC"``;
+4. score below the null's 95th percentile -> ``"unclear"``;
 5. else by the best match's family: edge/emboss -> ``"edge/gradient"``, line -> ``"line"``,
    blob/sharpen/smoothing -> ``"blob/centre-surround"``, gabor -> ``"Gabor-like"``.
+
+The same figures per output unit (best slice with a Sidak correction, dead units excluded, colour
+counted per unit) are in ``LayerMatch.units`` (:mod:`convlens.analysis.units`); verdicts use those.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from numpy.typing import NDArray
 
 from convlens.analysis.gaborfit import GaborFit, fit_gabor
 from convlens.analysis.result import ChannelSummedMatch, KernelMatch, LayerMatch, NullSummary
+from convlens.analysis.units import unit_summary
 from convlens.errors import ConvlensError
 from convlens.kernels import bank_matrix
 
@@ -54,7 +61,7 @@ CATEGORY = {
 }
 DC_THRESHOLD = 0.6
 COLOUR_THRESHOLD = 0.9
-CATEGORY_NAMES = sorted({*CATEGORY.values(), "unclear", "colour-contrast", "smoothing/DC"})
+CATEGORY_NAMES = sorted({*CATEGORY.values(), "unclear", "colour-opponent", "smoothing/DC"})
 DETAIL_LIMIT = 4096  # per-kernel records are kept for layers with at most this many kernels
 DETAIL_TOTAL = 20_000
 """Most per-kernel records in one analysis (over all layers; see ``run.match_layers``): the JSON of
@@ -77,7 +84,7 @@ def check_null_size(n: int) -> None:
 
 
 def has_bank(k: int) -> bool:
-    """Whether the classical bank has kernels of size ``k x k`` (odd sizes >= 3)."""
+    """Whether the classical bank has kernels of size ``k x k`` (every size >= 2)."""
     return k > 1 and bool(bank_matrix(k)[1])
 
 
@@ -127,15 +134,28 @@ def random_null(k: int, n: int, seed: int = 0) -> NDArray[np.float64]:
     if not has_bank(k):
         raise ConvlensError(f"no classical kernels exist at size {k}x{k}; no null to draw")
     bank, _ = bank_matrix(k)
-    rng = np.random.default_rng(seed)
-    vecs = rng.uniform(-1.0, 1.0, size=(n, k * k))
-    scores = np.sort(dc_cosine_scores(vecs, bank)[1])
+    scores = np.sort(dc_cosine_scores(random_kernels(k, n, seed), bank)[1])
     scores.flags.writeable = False
     return scores
 
 
+def random_kernels(k: int, n: int, seed: int = 0) -> NDArray[np.float64]:
+    """The kernels of :func:`random_null`: ``n`` i.i.d. ``U(-1, 1)`` kernels, flattened ``(n, k*k)``
+    (the same draw for the same ``(k, n, seed)``; also the null of the patch statistics)."""
+    return np.random.default_rng(seed).uniform(-1.0, 1.0, size=(n, k * k))
+
+
 def spectrum_null(kernels: NDArray[Any], n: int, seed: int = 0) -> NDArray[np.float64]:
     """Scores of ``n`` random kernels with the mean power spectrum of ``kernels`` ``(K, k, k)``."""
+    k = np.asarray(kernels).shape[-1]
+    bank, _ = bank_matrix(k)
+    shaped = spectrum_kernels(kernels, n, seed)
+    return np.sort(dc_cosine_scores(shaped, bank)[1])
+
+
+def spectrum_kernels(kernels: NDArray[Any], n: int, seed: int = 0) -> NDArray[np.float64]:
+    """The kernels of :func:`spectrum_null`: ``n`` Gaussian-noise kernels filtered by the square root
+    of the mean power spectrum of ``kernels`` ``(K, k, k)`` (DC removed), flattened ``(n, k*k)``."""
     w = np.asarray(kernels, dtype=np.float64)
     k = w.shape[-1]
     flat = w.reshape(-1, k * k)
@@ -152,8 +172,7 @@ def spectrum_null(kernels: NDArray[Any], n: int, seed: int = 0) -> NDArray[np.fl
     rng = np.random.default_rng(seed + 7919)
     noise = rng.standard_normal((n, k, k))
     shaped = np.real(np.fft.ifft2(np.fft.fft2(noise) * np.sqrt(power)))
-    bank, _ = bank_matrix(k)
-    return np.sort(dc_cosine_scores(shaped.reshape(n, k * k), bank)[1])
+    return np.asarray(shaped.reshape(n, k * k), dtype=np.float64)
 
 
 def null_summary(source: str, scores: NDArray[np.float64]) -> NullSummary:
@@ -198,11 +217,9 @@ def _categorize_codes(
     per_family = np.array([index[CATEGORY.get(f, "unclear")] for f in family_names], dtype=np.intp)
     out = per_family[family_codes] if len(family_names) else np.full(len(v), unclear, np.intp)
     out = np.where(score >= p95, out, unclear)
-    if opponency is not None:
-        out = np.where(
-            (score >= p95) & (opponency >= COLOUR_THRESHOLD), index["colour-contrast"], out
-        )
     out = np.where(dc / safe >= DC_THRESHOLD, index["smoothing/DC"], out)
+    if opponency is not None:  # the colour rule comes before the DC rule (module docstring)
+        out = np.where(opponency >= COLOUR_THRESHOLD, index["colour-opponent"], out)
     out = np.where(energy == 0, unclear, out)
     if n == 1:
         out[:] = unclear
@@ -219,8 +236,12 @@ def match_layer(
     null_scores: NDArray[np.float64] | None = None,
     gabor: bool = True,
     detail_limit: int = DETAIL_LIMIT,
+    colour: bool = False,
 ) -> LayerMatch:
-    """Match every ``k x k`` kernel of a conv weight ``(O, C, k, k)`` against the bank, with nulls."""
+    """Match every ``k x k`` kernel of a conv weight ``(O, C, k, k)`` against the bank, with nulls.
+
+    ``colour``: the layer reads the image's colour channels directly (the colour rule applies;
+    :func:`convlens.analysis.units.sees_colour`)."""
     w = np.asarray(weight)
     if w.dtype.kind != "f":
         w = w.astype(np.float64)
@@ -270,7 +291,7 @@ def match_layer(
         init_scores = dc_cosine_scores(iw, bank)[1]
         res.init_null = null_summary("epoch-000 initial kernels of this layer", init_scores)
         res.init_fraction_above_null95 = float((init_scores > p95).mean())
-    opponency = _opponency(w)
+    opponency = _opponency(w) if colour else None
     cat_codes = _categorize_codes(
         vecs,
         score,
@@ -281,6 +302,15 @@ def match_layer(
     )
     cat_counts = np.bincount(cat_codes, minlength=len(CATEGORY_NAMES))
     res.categories = {name: int(n) for name, n in zip(CATEGORY_NAMES, cat_counts, strict=True) if n}
+    res.units = unit_summary(
+        w,
+        score,
+        np.array(CATEGORY_NAMES)[cat_codes],
+        null,
+        snull,
+        colour=colour,
+        keep_lists=o <= detail_limit,
+    )
     if len(vecs) <= detail_limit:
         scored = _Scored(best, score, sign, above, fam_names[fam_codes], cat_codes, null)
         res.kernels = _kernel_records(vecs, c, k, scored, entries, gabor)
@@ -301,7 +331,7 @@ def skip_reason(w: NDArray[Any]) -> str | None:
     if kh == 1:
         return "1x1 kernels have no spatial structure to compare (they only mix channels)"
     if not has_bank(kh):
-        return f"no classical kernels exist at size {kh}x{kh} (even size)"
+        return f"no classical kernels exist at size {kh}x{kh}"
     return None
 
 
@@ -339,7 +369,9 @@ def _kernel_records(
     pct = 100.0 * np.searchsorted(s.null, s.score, side="right") / len(s.null)
     cats = np.array(CATEGORY_NAMES)[s.categories]
     fits: list[GaborFit | None] = (
-        list(fit_gabor(vecs.reshape(-1, k, k))) if gabor and k >= 5 else [None] * len(vecs)
+        list(fit_gabor(vecs.reshape(-1, k, k)))
+        if gabor and k >= 5 and k % 2
+        else [None] * len(vecs)
     )
     return [
         KernelMatch(

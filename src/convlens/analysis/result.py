@@ -25,9 +25,11 @@ from convlens.errors import ConvlensError
 from convlens.ops.geometry import ReceptiveField
 
 SCHEMA_VERSION = 3
-"""Version of the ``analysis.json`` layout. 1 was wave 1's untyped ``"format": "convlens-analysis/1"``."""
+"""Version of the ``analysis.json`` layout. 1 was wave 1's untyped ``"format": "convlens-analysis/1"``;
+3 added per-unit figures, kernel controls, the three-way kernel verdict, CKA, and the untrained OOD
+controls with cluster-bootstrap intervals and predictions (issue 14)."""
 
-SEEDS_SCHEMA_VERSION = 1
+SEEDS_SCHEMA_VERSION = 2
 
 CI = tuple[float | None, float | None]
 
@@ -153,6 +155,36 @@ class VolumeSummary:
 
 
 @dataclass
+class UnitSummary:
+    """One 2-D layer counted per output unit (all input-channel slices of one output channel), as
+    the verdicts use it (:mod:`convlens.analysis.units`): the unit score and its rule, dead units
+    (excluded and counted), units above the random / spectrum-matched null with Wilson 95%
+    intervals, and unit categories (colour rule only where the layer reads the image's colours)."""
+
+    unit_score: str
+    n_units: int
+    n_live: int
+    n_dead: int
+    dead_rule: str
+    dead_units: list[int]
+    slices_per_unit: int
+    above_null95: int
+    fraction_above_null95: float | None
+    ci_above_null95: CI
+    n_null: int
+    min_unit_p: float
+    resolution_note: str | None = None
+    above_spectrum_null95: int | None = None
+    fraction_above_spectrum_null95: float | None = None
+    ci_above_spectrum_null95: CI = (None, None)
+    colour_rule: str | None = None
+    categories: dict[str, int] = field(default_factory=dict)
+    best_scores: list[float] = field(default_factory=list)
+    p_values: list[float] = field(default_factory=list)
+    unit_categories: list[str] = field(default_factory=list)
+
+
+@dataclass
 class LayerMatch:
     """Matching of one conv layer's kernels against the classical bank, with its nulls."""
 
@@ -175,6 +207,7 @@ class LayerMatch:
     geometry: str | None = None
     spectral: SpectralSummary | None = None
     volume: VolumeSummary | None = None
+    units: UnitSummary | None = None
 
 
 # ----------------------------------------------------------------------------- verification
@@ -454,6 +487,47 @@ class KernelVerdict:
     chance: float | None = None
     rule: str | None = None
     layer: str | None = None
+    ci: CI = (None, None)
+    unit: str | None = None
+    n_dead: int | None = None
+    p_text: str | None = None
+
+
+@dataclass
+class Proportion:
+    """``x`` of ``n`` units with a Wilson score 95% interval."""
+
+    x: int
+    n: int
+    fraction: float | None
+    ci: CI
+
+
+@dataclass
+class Comparison:
+    """Trained kernels vs one control on the per-unit scores (one-sided test, stated)."""
+
+    control: str
+    test: str
+    p_value: float | None
+    p_text: str
+    beats: bool | None
+
+
+@dataclass
+class KernelLearningVerdict:
+    """Three-way verdict on where the first layer's classical-looking kernels come from: *learned
+    from the task*, *learned from image statistics*, *not distinguishable from init* (or
+    *inconclusive* / *limited* when a control is missing); the controls it used and its rule."""
+
+    verdict: str
+    layer: str | None
+    statistic: str
+    rule: str
+    controls: list[str] = field(default_factory=list)
+    proportions: dict[str, Proportion] = field(default_factory=dict)
+    comparisons: list[Comparison] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -482,6 +556,7 @@ class Verdicts:
     ood_rule: str | None = None
     ood_learned: dict[str, dict[str, str]] = field(default_factory=dict)
     ood_learned_rule: str | None = None
+    kernel_learning: KernelLearningVerdict | None = None
 
 
 @dataclass
@@ -548,11 +623,49 @@ class RunInfo:
 
 @dataclass
 class Control:
-    """A control analysis (untrained, random labels, input statistics) computed like the claims."""
+    """A control analysis (untrained, random labels, input statistics) computed like the claims.
+
+    ``kind``: ``"random_labels"``, ``"input_statistics"``, ``"init"``, ``"untrained"`` or
+    ``"other"``; ``command``: how to reproduce it; ``source``: the control run it came from;
+    ``layers``: per-layer figures; ``null``: what the figures are compared with; ``units``: the
+    control's first-layer kernels counted per unit exactly like the claim's (kernel controls)."""
 
     name: str
     description: str
     figures: dict[str, float | None] = field(default_factory=dict)
+    kind: str = "other"
+    command: str | None = None
+    source: str | None = None
+    layers: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    null: str | None = None
+    notes: list[str] = field(default_factory=list)
+    units: UnitSummary | None = None
+
+
+@dataclass
+class LayerCka:
+    """Linear CKA of one layer's probe representation at each snapshot epoch vs the final epoch."""
+
+    layer: str
+    epochs: list[int]
+    cka_to_final: list[float | None]
+    floor: float | None
+    settle_epoch: int | None
+
+
+@dataclass
+class RepresentationDrift:
+    """Deeper layers over training: per layer, linear CKA (Kornblith et al. 2019) between the probe
+    set's representation at each epoch and at the final epoch; the floor is the untrained
+    (epoch-000) representation vs the final one; ``settle_epoch`` the first epoch from which CKA
+    stays >= ``settle_threshold``."""
+
+    n_probes: int
+    final_epoch: int
+    settle_threshold: float
+    rule: str
+    layers: list[LayerCka] = field(default_factory=list)
+    skipped: str | None = None
 
 
 @dataclass
@@ -583,6 +696,7 @@ class AnalysisResult:
     notes: list[str] = field(default_factory=list)
     errors: list[AnalysisError] = field(default_factory=list)
     timings_s: dict[str, float] = field(default_factory=dict)
+    representation: RepresentationDrift | None = None
 
     @property
     def first_layer(self) -> LayerResult | None:
@@ -642,6 +756,7 @@ class SeedsSummary:
     classical_kernels_pooled_spectrum_null: KernelVerdict
     ood_holds_in_seeds: dict[str, dict[str, int]]
     interval: str
+    kernel_learning_verdicts: dict[str, int] = field(default_factory=dict)
 
     def to_json(self, indent: int | None = 1) -> str:
         return json.dumps(to_jsonable(self), indent=indent, allow_nan=False)

@@ -20,7 +20,16 @@ import torch
 from numpy.typing import NDArray
 from torch import nn
 
-from convlens.analysis import activations, evolution, featuremaps, matching, receptive, verify
+from convlens.analysis import (
+    activations,
+    cka,
+    controls,
+    evolution,
+    featuremaps,
+    matching,
+    receptive,
+    verify,
+)
 from convlens.analysis.layers import identify_modules, identify_weights, stem_note
 from convlens.analysis.loading import build_from_factory, conv_weights, load_weights
 from convlens.analysis.result import (
@@ -39,6 +48,7 @@ from convlens.analysis.result import (
     TrainOutcome,
     Verdicts,
 )
+from convlens.analysis.units import sees_colour
 from convlens.analysis.verdicts import headline, verdicts
 from convlens.errors import ConvlensError
 
@@ -141,6 +151,9 @@ def match_layers(
             seed=seed,
             gabor=(pos == 0) or not first_only_gabor,
             detail_limit=min(detail_limit, budget),
+            colour=sees_colour(ident.index, ident.in_channels, ident.groups)
+            and w.ndim == 4
+            and w.shape[1] == 3,
         )
         m = layer.matching
         if m.skipped is None:
@@ -442,9 +455,11 @@ def analyze_run(
     seed: int = 0,
     detail_limit: int = matching.DETAIL_LIMIT,
     detail_total: int = matching.DETAIL_TOTAL,
+    control_runs: list[str | Path] | None = None,
 ) -> AnalysisResult:
     """Every analysis of a training run directory, with its nulls (see the module docstring);
-    ``detail_limit``/``detail_total`` cap the per-kernel records (:func:`match_layers`)."""
+    ``detail_limit``/``detail_total`` cap the per-kernel records (:func:`match_layers`);
+    ``control_runs``: random-label runs of the same recipe (:mod:`convlens.analysis.controls`)."""
     _check_settings(n_null, seed)
     timer = _Timer()
     with timer("load"):
@@ -470,10 +485,23 @@ def analyze_run(
             result.notes.append(
                 "no snapshots in this run (trained without snapshots): no epoch-000 null"
             )
+    with timer("kernel_controls"):
+        if not bad:
+            controls.attach_kernel_controls(
+                result,
+                weights,
+                inp.snaps.get(0),
+                inp.rec,
+                inp.dataset.split("train")[0],
+                control_runs,
+            )
     with timer("evolution"):
         _evolution_stage(result, inp)
     with timer("feature_maps"):
         _feature_map_stage(result, inp)
+        result.representation = cka.representation_drift(
+            inp.probe_maps, [r.name for r in result.layers]
+        )
     with timer("distribution"):
         if not _skip_for_nonfinite(result, "distribution", bad):
             _distribution_stage(result, inp)

@@ -64,6 +64,7 @@ def aggregate(analyses: list[AnalysisResult], seeds: list[int]) -> SeedsSummary:
             [m.fraction_above_spectrum_null95 for m in firsts],
         )
     )
+    rows += _control_rows(analyses)
     ood_held: dict[str, dict[str, int]] = {}
     for layer in analyses[0].layers:
         if layer.distribution is None:
@@ -75,9 +76,7 @@ def aggregate(analyses: list[AnalysisResult], seeds: list[int]) -> SeedsSummary:
                 _row(f"{layer.name} vs {ood}: activation ratio OOD/ID", [p.ratio for p in per])
             )
             ood_held.setdefault(layer.name, {})[ood] = sum(p.verdict == "holds" for p in per)
-    n_total = sum(m.n_kernels for m in firsts)
-    above = sum(round((m.fraction_above_null95 or 0) * m.n_kernels) for m in firsts)
-    above_s = sum(round((m.fraction_above_spectrum_null95 or 0) * m.n_kernels) for m in firsts)
+    n_total, above, above_s = _pooled_counts(firsts)
     return SeedsSummary(
         schema_version=SEEDS_SCHEMA_VERSION,
         n=len(analyses),
@@ -89,7 +88,60 @@ def aggregate(analyses: list[AnalysisResult], seeds: list[int]) -> SeedsSummary:
         ),
         ood_holds_in_seeds=ood_held,
         interval="mean +/- t(0.975, n-1) * sd / sqrt(n) across seeds",
+        kernel_learning_verdicts=_verdict_counts(analyses),
     )
+
+
+def _pooled_counts(firsts: list[LayerMatch]) -> tuple[int, int, int]:
+    """Pooled (n, above random null, above spectrum null): per live output unit when the layer has
+    per-unit figures (:mod:`convlens.analysis.units`), else per kernel slice."""
+    n_total = above = above_s = 0
+    for m in firsts:
+        u = m.units
+        if u is not None:
+            n_total += u.n_live
+            above += u.above_null95
+            above_s += u.above_spectrum_null95 or 0
+        else:
+            n_total += m.n_kernels
+            above += round((m.fraction_above_null95 or 0) * m.n_kernels)
+            above_s += round((m.fraction_above_spectrum_null95 or 0) * m.n_kernels)
+    return n_total, above, above_s
+
+
+def _control_rows(analyses: list[AnalysisResult]) -> list[SeedRow]:
+    """Per-seed figures of the kernel controls (random labels, init, patch statistics)."""
+    rows = []
+    wanted = (
+        ("random_labels", "fraction_above_null95", "random-label control: units above null p95"),
+        ("random_labels", "test_accuracy", "random-label control: test accuracy"),
+        ("init", "fraction_above_null95", "init (epoch 000): units above null p95"),
+        ("input_statistics", "trained.energy_median", "trained: median top-m patch-PCA energy"),
+        ("input_statistics", "random_labels.energy_median", "random-label: median top-m energy"),
+        ("input_statistics", "init.energy_median", "init: median top-m patch-PCA energy"),
+    )
+    for kind, key, name in wanted:
+        vals = [_control_figure(a, kind, key) for a in analyses]
+        if any(v is not None for v in vals):
+            rows.append(_row(f"first layer, {name}", vals))
+    return rows
+
+
+def _control_figure(a: AnalysisResult, kind: str, key: str) -> float | None:
+    for c in a.controls:
+        if c.kind == kind:
+            return c.figures.get(key)
+    return None
+
+
+def _verdict_counts(analyses: list[AnalysisResult]) -> dict[str, int]:
+    """How many seeds reached each level of the three-way kernel verdict."""
+    out: dict[str, int] = {}
+    for a in analyses:
+        v = a.verdicts.kernel_learning
+        if v is not None:
+            out[v.verdict] = out.get(v.verdict, 0) + 1
+    return out
 
 
 def _ood_of(a: AnalysisResult, layer: str, ood: str) -> OodComparison:

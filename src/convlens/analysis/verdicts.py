@@ -8,6 +8,9 @@
    first-layer kernels above the random null's 95th percentile is compared with chance (5%) by a
    one-sided binomial tail ``P(X >= x | n, 0.05)``: **yes** when ``x/n >= 20%`` and the tail < 0.01;
    **weak** when the tail < 0.05; otherwise **no evidence**.
+2b. Where the first layer's kernels come from (:func:`three_way_verdict`): *learned from the task*,
+   *learned from image statistics* or *not distinguishable from init*, from the per-unit scores of
+   the trained, random-label and epoch-000 kernels (:data:`LEARN_RULE`).
 3. "A face-trained net barely reacts to bicycles": per layer and OOD set, from
    :func:`convlens.analysis.activations.verdict` (AUROC and bootstrap CI rule).
 4. "...and it learned that from faces": :func:`ood_learned_verdict` compares the trained network's
@@ -21,10 +24,14 @@ from __future__ import annotations
 
 from convlens.analysis.result import (
     AnalysisResult,
+    Comparison,
     CrossCorrelationVerdict,
     Headline,
+    KernelLearningVerdict,
     KernelVerdict,
     LayerCheck,
+    Proportion,
+    UnitSummary,
     Verdicts,
 )
 
@@ -109,6 +116,118 @@ def kernel_verdict(fraction: float | None, n: int, layer: str | None = None) -> 
     )
 
 
+def unit_kernel_verdict(
+    above: int | None, n_live: int, layer: str | None, unit: str, n_dead: int
+) -> KernelVerdict:
+    """:func:`kernel_verdict` on ``above`` of ``n_live`` output units (dead units excluded), with a
+    Wilson 95% interval of the fraction and the p-value as text (never 0)."""
+    from convlens.analysis.units import format_p, wilson
+
+    if above is None or n_live == 0:
+        return KernelVerdict(
+            verdict="not measured", n=n_live, layer=layer, unit=unit, n_dead=n_dead
+        )
+    v = kernel_verdict(above / n_live, n_live, layer)
+    v.ci = wilson(above, n_live)
+    v.unit = unit
+    v.n_dead = n_dead
+    v.p_text = format_p(v.p_value)
+    v.rule = (v.rule or "") + f"; counted per output unit ({n_dead} dead unit(s) excluded)"
+    return v
+
+
+LEARN_ALPHA = 0.05
+LEARN_STATISTIC = (
+    "per output unit of the first layer: best-slice score (DC-removed, sign-invariant cosine with "
+    "the classical bank), live units only; the same code and null for trained and control kernels"
+)
+LEARN_RULE = (
+    "A beats B: one-sided Mann-Whitney U test of A's unit scores > B's, p < "
+    f"{LEARN_ALPHA}; A ~ B: A does not beat B (no detectable difference at this number of units, "
+    "not a proof of equality). learned from the task: trained beats random-label and trained beats "
+    "init; learned from image statistics: trained ~ random-label, trained beats init and "
+    "random-label beats init; not distinguishable from init: trained does not beat init; "
+    "otherwise inconclusive. Without a random-label run the verdict is limited to trained vs init"
+)
+
+
+def _compare(control: str, a: list[float], b: list[float]) -> Comparison:
+    from scipy.stats import mannwhitneyu
+
+    from convlens.analysis.units import format_p
+
+    test = "one-sided Mann-Whitney U (trained > control)"
+    if control == "random_labels vs init":
+        test = "one-sided Mann-Whitney U (random-label > init)"
+    if not a or not b:
+        return Comparison(control, test, None, "n/a", None)
+    p = float(mannwhitneyu(a, b, alternative="greater").pvalue)
+    return Comparison(control, test, p, format_p(p), p < LEARN_ALPHA)
+
+
+def _live_scores(u: UnitSummary) -> list[float]:
+    cats = u.unit_categories or ["live"] * len(u.best_scores)
+    return [s for s, c in zip(u.best_scores, cats, strict=True) if c != "dead"]
+
+
+def three_way_verdict(
+    trained: UnitSummary,
+    random_labels: UnitSummary | None,
+    init: UnitSummary | None,
+    layer: str | None = None,
+) -> KernelLearningVerdict:
+    """Where the first layer's kernels come from: the three-way rule of :data:`LEARN_RULE` on
+    per-unit scores, with each control's proportion above the random null (Wilson 95%)."""
+    out = KernelLearningVerdict("not measured", layer, LEARN_STATISTIC, LEARN_RULE)
+    sets = {"trained": trained, "random_labels": random_labels, "init": init}
+    for name, u in sets.items():
+        if u is None:
+            out.missing.append(name)
+            continue
+        if name != "trained":
+            out.controls.append(name)
+        out.proportions[name] = Proportion(
+            u.above_null95, u.n_live, u.fraction_above_null95, u.ci_above_null95
+        )
+    if init is None:
+        return out
+    t = _live_scores(trained)
+    vs_init = _compare("init", t, _live_scores(init))
+    out.comparisons.append(vs_init)
+    if vs_init.beats is None:
+        return out
+    if not vs_init.beats:
+        out.verdict = "not distinguishable from init"
+        return out
+    if random_labels is None:
+        out.verdict = (
+            "limited: beats init; task vs image statistics not measured (no random-label run)"
+        )
+        return out
+    r = _live_scores(random_labels)
+    vs_rl = _compare("random_labels", t, r)
+    rl_init = _compare("random_labels vs init", r, _live_scores(init))
+    out.comparisons += [vs_rl, rl_init]
+    if vs_rl.beats:
+        out.verdict = "learned from the task"
+    elif rl_init.beats:
+        out.verdict = "learned from image statistics"
+    else:
+        out.verdict = "inconclusive"
+    return out
+
+
+def kernel_learning_verdict(a: AnalysisResult) -> KernelLearningVerdict | None:
+    """:func:`three_way_verdict` on the first layer and the ``init`` / ``random_labels`` controls of
+    ``a.controls`` (``None`` when the first layer has no per-unit figures)."""
+    first = a.first_layer
+    m = first.matching if first is not None else None
+    if m is None or m.units is None or not m.units.best_scores:
+        return None
+    by_kind = {c.kind: c.units for c in a.controls if c.units is not None}
+    return three_way_verdict(m.units, by_kind.get("random_labels"), by_kind.get("init"), m.layer)
+
+
 def verdicts(a: AnalysisResult) -> Verdicts:
     out = Verdicts()
     checks = [r.check for r in a.layers if r.check is not None]
@@ -121,11 +240,20 @@ def verdicts(a: AnalysisResult) -> Verdicts:
             )
     first = a.first_layer
     m = first.matching if first is not None else None
-    if m is not None and not m.skipped:
+    if m is not None and not m.skipped and m.units is not None:
+        u = m.units  # per output unit (units.py): dead units excluded, slices not double-counted
+        out.classical_kernels = unit_kernel_verdict(
+            u.above_null95, u.n_live, m.layer, u.unit_score, u.n_dead
+        )
+        out.classical_kernels_spectrum_null = unit_kernel_verdict(
+            u.above_spectrum_null95, u.n_live, m.layer, u.unit_score, u.n_dead
+        )
+    elif m is not None and not m.skipped:
         out.classical_kernels = kernel_verdict(m.fraction_above_null95, m.n_kernels, m.layer)
         out.classical_kernels_spectrum_null = kernel_verdict(
             m.fraction_above_spectrum_null95, m.n_kernels, m.layer
         )
+    out.kernel_learning = kernel_learning_verdict(a)
     if a.distribution is not None:
         out.ood_activation = {
             r.name: {o: v.verdict for o, v in r.distribution.ood.items()}

@@ -7,6 +7,9 @@
 - fixed 3x3 operators (Scharr, Laplacians, Kirsch compass, line detectors, sharpen, emboss) for
   ``k >= 3``, centred in a ``k x k`` zero border (the same operator: taps outside are 0);
 - Farid 5x5 for ``k >= 5`` likewise; Roberts 2x2 only at ``k == 2``.
+- even sizes ``k >= 4`` (no centre tap, e.g. DCGAN's 4x4): the continuous families sampled on a grid
+  centred between pixels (``x = i - (k - 1) / 2``): Gaussian derivatives, Gaussian, LoG and DoG at
+  the two scales of odd sizes, the Gabor family, and half-plane step edges (x, y and both diagonals).
 
 Kernels whose DC-removed form is zero (box) are left out: they carry no shape to compare.
 Smoothing kernels (Gaussian) are kept; after DC removal they are a centre-surround shape.
@@ -70,6 +73,8 @@ def _bank(k: int) -> tuple[BankEntry, ...]:
         for name in ("roberts_pos_diag", "roberts_neg_diag"):
             add(name, name, get_kernel(name).weights)
         return tuple(entries)
+    if k % 2 == 0 and k >= 4:
+        return _even_bank(k)
     if k % 2 == 0 or k < 3:
         return tuple(entries)
     for name in ("sobel_x", "sobel_y", "prewitt_x", "prewitt_y"):
@@ -112,8 +117,58 @@ def _bank(k: int) -> tuple[BankEntry, ...]:
     return tuple(entries)
 
 
+def _even_bank(k: int) -> tuple[BankEntry, ...]:
+    """The bank at an even size ``k >= 4``: the continuous families sampled on a half-pixel grid.
+
+    The registry's operators need a centre tap (odd sizes), so the formulas are evaluated here with
+    the same parameters as at odd sizes; families come from the registry's odd-size kernels."""
+    c = (k - 1) / 2.0
+    y, x = np.mgrid[0:k, 0:k].astype(np.float64) - c
+    entries: list[BankEntry] = []
+
+    def add(label: str, name: str, w: NDArray[Any], params: dict[str, Any]) -> None:
+        if np.allclose(w - w.mean(), 0.0):
+            return
+        family = "gabor" if name == "gabor" else get_kernel(name).family
+        entries.append(BankEntry(label, name, family, dict(params), np.asarray(w, np.float64)))
+
+    def gauss(s: float) -> NDArray[np.float64]:
+        g: NDArray[np.float64] = np.exp(-(x**2 + y**2) / (2 * s * s))
+        return g / g.sum()
+
+    for s in sorted({round(k / 6, 3), round(k / 4, 3)}):
+        g = gauss(s)
+        p = {"sigma": s, "size": k}
+        add(f"gaussian_dx(sigma={s:g})", "gaussian_dx", -x / (s * s) * g, p)
+        add(f"gaussian_dy(sigma={s:g})", "gaussian_dy", -y / (s * s) * g, p)
+        add(f"log(sigma={s:g})", "log", (x**2 + y**2 - 2 * s * s) / s**4 * g, p)
+        add(f"gaussian(sigma={s:g})", "gaussian", g, p)
+        s2 = round(1.6 * s, 3)
+        add(f"dog(sigma={s:g})", "dog", g - gauss(s2), {"sigma1": s, "sigma2": s2, "size": k})
+    steps = {
+        "sobel_x": np.sign(x),
+        "sobel_y": np.sign(y),
+        "kirsch_ne": np.sign(x - y) * (x != y),
+        "kirsch_nw": np.sign(x + y) * (x != -y),
+    }
+    for name, w in steps.items():
+        add(f"step_{name.split('_')[1]}", name, w, {"size": k})
+    sigma_g = max(k / 4, 0.75)
+    env = np.exp(-(x**2 + y**2) / (2 * sigma_g**2))
+    for f in gabor_frequencies(k):
+        for angle in GABOR_ANGLES:
+            t = np.deg2rad(angle)
+            xr = x * np.cos(t) + y * np.sin(t)
+            for phase in GABOR_PHASES:
+                p = {"angle": angle, "frequency": f, "phase": phase, "sigma": sigma_g, "size": k}
+                w = env * np.cos(2 * np.pi * f * xr + np.deg2rad(phase))
+                add(f"gabor(angle={angle:g},f={f:g},phase={phase:g})", "gabor", w, p)
+    return tuple(entries)
+
+
 def matching_bank(k: int) -> list[BankEntry]:
-    """The bank at size ``k x k`` (empty for k == 1 and even k other than 2)."""
+    """The bank at size ``k x k`` (empty for k == 1; Roberts at k == 2; sampled families at even
+    ``k >= 4``)."""
     if isinstance(k, bool | np.bool_) or not isinstance(k, int | np.integer) or k < 1:
         raise ConvlensError(f"kernel size must be a positive integer, got {k!r}")
     if k > MAX_SIZE:

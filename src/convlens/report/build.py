@@ -215,6 +215,7 @@ def section_learned(inp: ReportInputs) -> dict[str, Any] | None:
         "spectrum_verdict": inp.a.verdicts.classical_kernels_spectrum_null,
         "figure": None,
         "null_figure": None,
+        "origin": _kernel_origin(inp.a),
     }
     k = m0.kernel_size
     final_w = inp.final.get(first.identity.weight_key)
@@ -234,6 +235,28 @@ def section_learned(inp: ReportInputs) -> dict[str, Any] | None:
             null, [r.score for r in m0.kernels], init_scores, float(np.percentile(null, 95))
         )
     return out
+
+
+def _kernel_origin(a: AnalysisResult) -> dict[str, Any] | None:
+    """The three-way kernel verdict with its controls' figures (issue 14), or ``None``."""
+    v = a.verdicts.kernel_learning
+    if v is None:
+        return None
+    patch = next((c for c in a.controls if c.kind == "input_statistics"), None)
+    rows = []
+    for name, prop in v.proportions.items():
+        f = patch.figures if patch is not None else {}
+        rows.append(
+            {
+                "name": name.replace("_", " "),
+                "prop": prop,
+                "energy": f.get(f"{name}.energy_median"),
+                "angles": f.get(f"{name}.angles_mean_cos2"),
+                "zca": f.get(f"{name}.zca_median"),
+            }
+        )
+    control = next((c for c in a.controls if c.kind == "random_labels"), None)
+    return {"v": v, "rows": rows, "patch": patch, "command": control.command if control else None}
 
 
 def section_evolution(inp: ReportInputs) -> dict[str, Any] | None:
@@ -407,7 +430,15 @@ def render_html(ctx: dict[str, Any]) -> str:
     env.filters["sci"] = lambda v: "n/a" if v is None else f"{v:.1e}"
     env.filters["ci"] = lambda v: "n/a" if not v or v[0] is None else f"[{v[0]:.3f}, {v[1]:.3f}]"
     env.filters["vclass"] = lambda v: "v-" + str(v).replace(" ", "-")
+    env.filters["ptext"] = _p_text
     return env.get_template("report.html.j2").render(**ctx)
+
+
+def _p_text(p: float | None, n_null: int | None = None) -> str:
+    """An empirical p-value at its resolution ("< 1/2001" at the floor), never 0.000."""
+    from convlens.analysis.units import format_p
+
+    return format_p(p, n_null)
 
 
 def build_report(run_dir: str | Path, out: str | Path | None = None) -> Path:

@@ -81,7 +81,7 @@ OWN_FOLDERS = {
     "figures": re.compile(r"^[A-Za-z0-9_.-]+\.png$"),
 }
 SEEDS_FOLDER = "seeds"
-SEED_RUN = re.compile(r"^seed-\d+$")
+SEED_RUN = re.compile(r"^(random-labels-)?seed-\d+$")  # demo seed runs and their controls
 
 # run directories this process holds the lock of (the lock is re-entrant within a process)
 _HELD: dict[str, int] = {}

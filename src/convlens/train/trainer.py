@@ -49,6 +49,17 @@ _INT_MAX = {
 }
 
 
+LABEL_SEED_TAG = 1402
+"""With ``shuffle_labels``, the training labels are permuted by
+``numpy.random.default_rng([seed, LABEL_SEED_TAG]).permutation`` (validation and test labels stay
+true, so their accuracy shows that nothing about the classes was learned)."""
+
+
+def permuted_labels(y: np.ndarray, seed: int) -> np.ndarray:
+    """The random-label control's training labels: ``y`` permuted with the stated seed."""
+    return np.asarray(y)[np.random.default_rng([seed, LABEL_SEED_TAG]).permutation(len(y))]
+
+
 class TrainingError(ConvlensError):
     """Training cannot go on (e.g. the loss became non-finite)."""
 
@@ -94,6 +105,7 @@ class TrainConfig:
     snapshots: bool = True
     probes: bool = True
     first_kernel: int | None = None  # None: the model preset's first-layer kernel size
+    shuffle_labels: bool = False  # random-label control: training labels permuted (LABEL_SEED_TAG)
 
     def validate(self) -> None:
         """Raise :class:`ConvlensError` naming the first field with a bad type or value (a config
@@ -135,7 +147,7 @@ class TrainConfig:
             isinstance(self.ood, list) and all(isinstance(o, str) for o in self.ood)
         ):
             raise ConvlensError(f"ood must be a list of set names, got {self.ood!r}")
-        for name in ("snapshots", "probes"):
+        for name in ("snapshots", "probes", "shuffle_labels"):
             if not isinstance(getattr(self, name), bool):
                 raise ConvlensError(f"{name} must be true or false, got {getattr(self, name)!r}")
 
@@ -250,6 +262,8 @@ class Trainer:
         out = {}
         for split in ("train", "val", "test"):
             x, y = self.dataset.split(split)
+            if split == "train" and self.cfg.shuffle_labels:
+                y = permuted_labels(y, self.cfg.seed)
             out[split] = (torch.from_numpy(x).to(self.device), torch.from_numpy(y).to(self.device))
         return out
 
@@ -286,6 +300,11 @@ class Trainer:
             "feature_maps": "probes/epoch-NNN.safetensors hold each conv layer's output before ReLU "
             "(cross-correlation + bias), float32, keyed by layer name",
         }
+        if self.cfg.shuffle_labels:
+            rec["label_permutation"] = (
+                f"training labels permuted by numpy.random.default_rng([{self.cfg.seed}, "
+                f"{LABEL_SEED_TAG}]).permutation; validation and test labels are the true ones"
+            )
         if extra:
             rec.update(extra)
         return rec

@@ -1,0 +1,261 @@
+"""Kernel controls, computed by the same code as the claims, attached to ``AnalysisResult.controls``.
+
+- ``init``: the first layer's epoch-000 kernels (the snapshot, or rebuilt from the recorded seed when
+  the run kept no snapshots: ``torch.manual_seed(seed)`` then the model, as the trainer does),
+  matched and counted per unit exactly like the trained kernels (same bank, null and seed).
+- ``random_labels``: a run of the same recipe trained on permuted labels (``convlens train
+  --shuffle-labels``); its first-layer kernels matched and counted the same way. Must have the same
+  model and data as the analysed run and ``shuffle_labels`` in its config.
+- ``input_statistics``: PCA / ZCA of the training patches (:mod:`convlens.analysis.patches`) and
+  the subspace energy, principal angles and ZCA similarity of the trained, random-label and init
+  kernels, each against the random and spectrum-matched nulls.
+
+The three-way verdict on these is :func:`convlens.analysis.verdicts.three_way_verdict`.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from convlens.analysis import matching, patches
+from convlens.analysis.result import AnalysisResult, Control, LayerMatch, UnitSummary
+from convlens.errors import ConvlensError
+
+
+def rebuilt_init(rec: dict[str, Any]) -> dict[str, NDArray[Any]]:
+    """The epoch-000 weights of a run, rebuilt from its recorded seed and model (no snapshots)."""
+    import torch
+
+    from convlens.models import ModelSpec, build_model
+
+    torch.manual_seed(int(rec["config"]["seed"]))
+    model = build_model(ModelSpec.from_dict(rec["model"]))
+    return {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
+
+
+def train_command(cfg: dict[str, Any], out: str) -> str:
+    """The ``convlens train`` line that reproduces a run from its recorded config."""
+    parts = ["convlens train", f"--data {cfg.get('data')}"]
+    if cfg.get("model"):
+        parts.append(f"--model {cfg['model']}")
+    for key in ("epochs", "batch_size", "lr", "weight_decay", "optimizer", "seed"):
+        if key in cfg:
+            parts.append(f"--{key.replace('_', '-')} {cfg[key]}")
+    if cfg.get("shuffle_labels"):
+        parts.append("--shuffle-labels")
+    if not cfg.get("snapshots", True):
+        parts.append("--no-snapshots")
+    parts.append(f"--out {out}")
+    return " ".join(parts)
+
+
+def first_layer_units(result: AnalysisResult, weight: NDArray[Any]) -> LayerMatch:
+    """Match a first-layer weight exactly like the analysed run's first layer (same null, seed)."""
+    first = result.first_layer
+    assert first is not None and first.matching is not None
+    s = result.settings
+    k = int(weight.shape[-1])
+    colour = first.matching.units is not None and first.matching.units.colour_rule is not None
+    return matching.match_layer(
+        first.name,
+        weight,
+        null_scores=matching.random_null(k, s.n_null, s.seed),
+        n_null=s.n_null,
+        seed=s.seed,
+        gabor=False,
+        colour=colour,
+    )
+
+
+def _unit_figures(u: UnitSummary) -> dict[str, float | None]:
+    lo, hi = u.ci_above_null95
+    slo, shi = u.ci_above_spectrum_null95
+    return {
+        "n_units": float(u.n_units),
+        "n_live": float(u.n_live),
+        "n_dead": float(u.n_dead),
+        "fraction_above_null95": u.fraction_above_null95,
+        "fraction_above_null95_ci_low": lo,
+        "fraction_above_null95_ci_high": hi,
+        "fraction_above_spectrum_null95": u.fraction_above_spectrum_null95,
+        "fraction_above_spectrum_null95_ci_low": slo,
+        "fraction_above_spectrum_null95_ci_high": shi,
+        "median_unit_score": float(np.median(u.best_scores)) if u.best_scores else None,
+    }
+
+
+def init_control(result: AnalysisResult, init_w: NDArray[Any], rebuilt: bool) -> Control:
+    """The epoch-000 kernels as a control (the untrained floor of the kernel claim)."""
+    m = first_layer_units(result, init_w)
+    where = "rebuilt from the recorded seed (no snapshots)" if rebuilt else "snapshot epoch 000"
+    return Control(
+        name="init (epoch 000)",
+        description=f"the first layer's initial kernels ({where}), matched and counted per unit "
+        "like the trained kernels",
+        figures=_unit_figures(m.units) if m.units else {},
+        kind="init",
+        null=m.null.source if m.null else None,
+        units=m.units,
+    )
+
+
+def random_label_control(
+    result: AnalysisResult, path: str | Path, rec: dict[str, Any]
+) -> tuple[Control, NDArray[Any]]:
+    """The random-label run at ``path`` as a control: its first layer matched like the claim's."""
+    from safetensors.numpy import load_file
+
+    from convlens.train import RunDir
+
+    run = RunDir(path)
+    crec = run.read_run()
+    raw = crec.get("config")
+    ccfg: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    if not ccfg.get("shuffle_labels"):
+        raise ConvlensError(
+            f"{str(path)!r} is not a random-label run (its config does not have shuffle_labels); "
+            "train it with shuffled labels"
+        )
+    for key, mine, theirs in (
+        ("model", rec.get("model"), crec.get("model")),
+        ("data", rec["config"].get("data"), ccfg.get("data")),
+    ):
+        if mine != theirs:
+            raise ConvlensError(
+                f"control run {str(path)!r} has another {key} than the analysed run "
+                f"({theirs!r} vs {mine!r}); a control must use the same recipe"
+            )
+    if not run.model.is_file():
+        raise ConvlensError(f"control run {str(path)!r} is a partial run (no model.safetensors)")
+    first = result.first_layer
+    assert first is not None
+    key = first.identity.weight_key
+    state = load_file(str(run.model))
+    if key not in state:
+        raise ConvlensError(f"control run {str(path)!r} has no weight {key!r}")
+    w = np.asarray(state[key])
+    m = first_layer_units(result, w)
+    figures = _unit_figures(m.units) if m.units else {}
+    raw_res = crec.get("result")
+    res: dict[str, Any] = raw_res if isinstance(raw_res, dict) else {}
+    for k in ("test_accuracy", "final_val_accuracy"):
+        v = res.get(k)
+        figures[k] = float(v) if isinstance(v, int | float) else None
+    return (
+        Control(
+            name="random labels",
+            description="the same recipe trained on permuted training labels (nothing about the "
+            "classes can be learned); its first-layer kernels matched and counted per unit like "
+            "the trained kernels",
+            figures=figures,
+            kind="random_labels",
+            command=train_command(ccfg, str(path)),
+            source=str(path),
+            null=m.null.source if m.null else None,
+            notes=[str(crec.get("label_permutation", ""))] if crec.get("label_permutation") else [],
+            units=m.units,
+        ),
+        w,
+    )
+
+
+def input_statistics_control(
+    result: AnalysisResult,
+    images: NDArray[Any],
+    sets: dict[str, tuple[NDArray[Any], UnitSummary | None]],
+    seed: int,
+) -> Control | None:
+    """PCA/ZCA of the training patches and each kernel set's figures (``None`` when the first layer
+    cannot be compared with image patches: not 2-D square or not reading the images' channels)."""
+    first = result.first_layer
+    trained = sets.get("trained")
+    if first is None or trained is None:
+        return None
+    w = trained[0]
+    if w.ndim != 4 or w.shape[2] != w.shape[3] or w.shape[2] < 2 or images.shape[1] != w.shape[1]:
+        result.notes.append(
+            f"input-statistics control skipped: first layer {list(w.shape)} is not a square 2-D "
+            f"layer reading the images' {images.shape[1]} channel(s)"
+        )
+        return None
+    k = int(w.shape[2])
+    n = patches.N_PATCHES
+    basis = patches.PatchBasis(patches.sample_patches(images, k, n, seed), int(w.shape[1]))
+    figures: dict[str, float | None] = {
+        "d": float(basis.d),
+        "m": float(basis.m),
+        "n_patches": float(n),
+        "patch_seed": float(seed),
+        "explained_variance_top_m": basis.explained_top_m,
+    }
+    n_null = result.settings.n_null
+    layers: dict[str, dict[str, float | None]] = {}
+    for name, (weight, units) in sets.items():
+        live = None
+        if units is not None and units.unit_categories:
+            live = np.array([c != "dead" for c in units.unit_categories])
+        f = patches.layer_figures(basis, weight, live, n_null=n_null, seed=result.settings.seed)
+        layers[name] = f
+        figures.update({f"{name}.{key}": v for key, v in f.items()})
+    return Control(
+        name="input correlation structure (patch PCA / ZCA)",
+        description=f"{n} random {w.shape[1]}x{k}x{k} training patches (seed {seed}, per-channel "
+        f"mean removed); PCA: top m = ceil(d/5) = {basis.m} of d = {basis.d} components; figures "
+        "per kernel set: energy inside the top-m subspace, ZCA-filter similarity, principal "
+        "angles (mean cos^2) between the layer's span and the top-m components",
+        figures={
+            k2: (None if v is None or not math.isfinite(v) else v) for k2, v in figures.items()
+        },
+        kind="input_statistics",
+        command="convlens analyze RUN [--control-run RANDOM_LABEL_RUN]",
+        layers=layers,
+        null=f"i.i.d. uniform kernels and kernels with each set's own mean power spectrum "
+        f"({n_null} units each; unit above a null when > its 95th percentile, chance 5%); layer "
+        f"figure vs up to {patches.N_LAYER_NULL} random layers of the same size",
+    )
+
+
+def attach_kernel_controls(
+    result: AnalysisResult,
+    weights: dict[str, NDArray[Any]],
+    init: dict[str, NDArray[Any]] | None,
+    rec: dict[str, Any],
+    images: NDArray[Any],
+    control_runs: list[str | Path] | None = None,
+) -> None:
+    """The stage: ``init``, ``random_labels`` (one per run in ``control_runs``) and
+    ``input_statistics`` controls of the first layer, appended to ``result.controls``."""
+    first = result.first_layer
+    m = first.matching if first is not None else None
+    if first is None or m is None or m.skipped or m.units is None:
+        return
+    key = first.identity.weight_key
+    w = np.asarray(weights.get(key, weights.get(first.name)))
+    rebuilt = init is None or key not in init
+    if rebuilt:
+        init = rebuilt_init(rec)
+        result.notes.append(
+            "no epoch-000 snapshot: the init control is rebuilt from the recorded seed"
+        )
+    assert init is not None
+    init_c = init_control(result, np.asarray(init[key]), rebuilt)
+    sets: dict[str, tuple[NDArray[Any], UnitSummary | None]] = {"trained": (w, m.units)}
+    sets["init"] = (np.asarray(init[key]), init_c.units)
+    result.controls.append(init_c)
+    for path in control_runs or []:
+        c, cw = random_label_control(result, path, rec)
+        result.controls.append(c)
+        sets.setdefault("random_labels", (cw, c.units))
+    if not control_runs:
+        result.notes.append(
+            "no random-label control run: the kernel verdict is limited to trained vs init "
+            "(train one with --shuffle-labels and pass it with --control-run)"
+        )
+    stats = input_statistics_control(result, images, sets, result.settings.seed)
+    if stats is not None:
+        result.controls.append(stats)

@@ -1,0 +1,284 @@
+"""Controls of the kernel claim (issue 14): patch PCA/ZCA, CKA, the three-way verdict, random labels."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from convlens.analysis import cka, patches
+from convlens.analysis.result import AnalysisResult, UnitSummary
+from convlens.analysis.verdicts import LEARN_RULE, three_way_verdict
+from convlens.errors import ConvlensError
+from convlens.train.trainer import permuted_labels
+
+
+# ----------------------------------------------------------------------------- patch statistics
+def _smooth_images(n: int = 40, size: int = 24, seed: int = 0) -> np.ndarray:
+    """Gaussian-blurred noise: patches with a strong, known correlation structure."""
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(seed)
+    x = np.stack([gaussian_filter(rng.standard_normal((size, size)), 1.5) for _ in range(n)])
+    return x[:, None].astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def basis() -> patches.PatchBasis:
+    return patches.PatchBasis(patches.sample_patches(_smooth_images(), 5, 5000, 0), 1)
+
+
+def test_patch_sampling_is_seeded_and_dc_free():
+    x = _smooth_images(5)
+    a, b = patches.sample_patches(x, 5, 100, 3), patches.sample_patches(x, 5, 100, 3)
+    assert np.array_equal(a, b) and a.shape == (100, 25)
+    assert np.allclose(a.mean(axis=1), 0.0, atol=1e-12)
+
+
+def test_layer_set_to_pca_components_has_high_subspace_energy(basis):
+    w = basis.top.reshape(-1, 1, 5, 5)
+    f = patches.layer_figures(basis, w, None, n_null=400, seed=0)
+    assert basis.m == 5 and f["energy_median"] == pytest.approx(1.0, abs=1e-9)
+    assert f["energy_above_random_null95"] == 1.0 and f["energy_above_spectrum_null95"] == 1.0
+    assert f["angles_mean_cos2"] == pytest.approx(1.0, abs=1e-9)
+    assert f["angles_mean_cos2"] > f["angles_random_null_p95"]
+    assert 0.0 <= f["energy_above_random_null95_ci_low"] <= 1.0
+
+
+def test_random_layer_sits_in_its_null(basis):
+    w = np.random.default_rng(9).uniform(-1, 1, (40, 1, 5, 5))
+    f = patches.layer_figures(basis, w, None, n_null=400, seed=1)
+    assert f["energy_above_random_null95"] <= 0.2
+    assert f["energy_median"] < 0.5
+
+
+def test_zca_filters_are_recognised(basis):
+    w = basis.zca[:6].reshape(-1, 1, 5, 5)
+    assert np.allclose(basis.zca_similarity(w), 1.0)
+    f = patches.layer_figures(basis, w, None, n_null=400, seed=0)
+    assert f["zca_above_random_null95"] == 1.0
+
+
+def test_energy_by_hand(basis):
+    v = np.random.default_rng(5).standard_normal((3, 25))
+    vc = v - v.mean(axis=1, keepdims=True)
+    proj = vc @ basis.top.T
+    expect = (proj**2).sum(axis=1) / (vc**2).sum(axis=1)
+    assert np.allclose(basis.energy(v.reshape(3, 1, 5, 5)), expect)
+
+
+# ----------------------------------------------------------------------------- CKA
+def _cka_direct(x: np.ndarray, y: np.ndarray) -> float:
+    """Feature-space formula in float64 loops-free form (the paper's eq.)."""
+    x = x - x.mean(axis=0)
+    y = y - y.mean(axis=0)
+    return float(np.linalg.norm(y.T @ x) ** 2 / (np.linalg.norm(x.T @ x) * np.linalg.norm(y.T @ y)))
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    arrays(np.float64, (7, 4), elements=st.floats(-10, 10)),
+    arrays(np.float64, (7, 3), elements=st.floats(-10, 10)),
+)
+def test_cka_matches_direct_formula(x, y):
+    if np.ptp(x, axis=0).max() < 1e-3 or np.ptp(y, axis=0).max() < 1e-3:
+        return
+    assert cka.linear_cka(x, y) == pytest.approx(_cka_direct(x, y), rel=1e-9, abs=1e-12)
+
+
+def test_cka_properties():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((20, 30))
+    y = x @ rng.standard_normal((30, 10)) + 0.1 * rng.standard_normal((20, 10))
+    q, _ = np.linalg.qr(rng.standard_normal((30, 30)))
+    assert cka.linear_cka(x, x) == pytest.approx(1.0)
+    assert cka.linear_cka(x @ q, y) == pytest.approx(cka.linear_cka(x, y), rel=1e-10)
+    assert cka.linear_cka(3.7 * x, y) == pytest.approx(cka.linear_cka(x, y), rel=1e-10)
+    assert cka.linear_cka(x, np.ones((20, 4))) is None
+    assert 0 <= cka.linear_cka(x, rng.standard_normal((20, 5))) <= 1
+    assert cka.linear_cka(x.reshape(20, 2, 3, 5), y) == pytest.approx(cka.linear_cka(x, y))
+
+
+def test_representation_drift_and_settle():
+    rng = np.random.default_rng(1)
+    final = rng.standard_normal((12, 4, 3, 3))
+    maps = {e: {"a": final + (5 - e) * rng.standard_normal(final.shape)} for e in range(6)}
+    d = cka.representation_drift(maps, ["a", "missing"])
+    (layer,) = d.layers
+    assert layer.epochs == [0, 1, 2, 3, 4, 5] and layer.cka_to_final[-1] == pytest.approx(1.0)
+    assert layer.floor == layer.cka_to_final[0] < 0.9
+    assert layer.settle_epoch is not None and layer.settle_epoch >= 3
+    assert cka.settle_epoch([0, 1, 2], [0.95, 0.5, 0.95], 0.9) == 2
+    assert cka.settle_epoch([0, 1], [0.1, 0.2], 0.9) is None
+    assert cka.representation_drift({}, ["a"]).skipped is not None
+
+
+# ----------------------------------------------------------------------------- three-way verdict
+def _units(scores: list[float]) -> UnitSummary:
+    above = sum(s > 0.7 for s in scores)
+    return UnitSummary(
+        unit_score="test",
+        n_units=len(scores),
+        n_live=len(scores),
+        n_dead=0,
+        dead_rule="",
+        dead_units=[],
+        slices_per_unit=1,
+        above_null95=above,
+        fraction_above_null95=above / len(scores),
+        ci_above_null95=(0.0, 1.0),
+        n_null=2000,
+        min_unit_p=1 / 2001,
+        best_scores=scores,
+        unit_categories=["x"] * len(scores),
+    )
+
+
+HIGH = [0.90, 0.92, 0.94, 0.95, 0.96, 0.97, 0.98, 0.99]
+LOW = [0.40, 0.45, 0.50, 0.52, 0.55, 0.58, 0.60, 0.62]
+
+
+def test_three_way_learned_from_the_task():
+    v = three_way_verdict(_units(HIGH), _units(LOW), _units(LOW), "conv1")
+    assert v.verdict == "learned from the task"
+    assert v.rule == LEARN_RULE and set(v.controls) == {"random_labels", "init"}
+    assert v.proportions["trained"].x == 8 and v.proportions["init"].x == 0
+
+
+def test_three_way_learned_from_image_statistics():
+    v = three_way_verdict(_units(HIGH), _units([s - 0.001 for s in HIGH]), _units(LOW), "conv1")
+    assert v.verdict == "learned from image statistics"
+    assert [c.beats for c in v.comparisons] == [True, False, True]
+
+
+def test_three_way_not_distinguishable_from_init():
+    v = three_way_verdict(_units(LOW), _units(HIGH), _units(LOW), "conv1")
+    assert v.verdict == "not distinguishable from init"
+
+
+def test_three_way_without_random_labels_is_limited_not_invented():
+    v = three_way_verdict(_units(HIGH), None, _units(LOW), "conv1")
+    assert v.verdict.startswith("limited") and v.missing == ["random_labels"]
+    assert three_way_verdict(_units(HIGH), None, None).verdict == "not measured"
+
+
+def test_three_way_inconclusive():
+    mid = [0.60, 0.70, 0.80, 0.90, 0.95, 0.97, 0.98, 0.99]
+    v = three_way_verdict(_units(HIGH), _units(mid), _units(LOW), "conv1")
+    # trained beats init but not the random-label run, and the random-label run does beat init:
+    assert v.verdict == "learned from image statistics"
+    # half the random-label units like init, half like trained: neither difference is detectable
+    split = [0.40, 0.45, 0.50, 0.55, 0.95, 0.96, 0.97, 0.99]
+    v2 = three_way_verdict(_units(HIGH), _units(split), _units(LOW), "conv1")
+    assert [c.beats for c in v2.comparisons] == [True, False, False]
+    assert v2.verdict == "inconclusive"
+
+
+# ----------------------------------------------------------------------------- random labels
+def test_permuted_labels_are_a_seeded_permutation():
+    y = np.repeat(np.arange(2), 50)
+    a, b = permuted_labels(y, 10), permuted_labels(y, 10)
+    assert np.array_equal(a, b) and not np.array_equal(a, y)
+    assert np.array_equal(np.bincount(a), np.bincount(y))
+    assert not np.array_equal(permuted_labels(y, 11), a)
+
+
+def _stripes(path, n: int = 160, size: int = 12, seed: int = 0) -> str:
+    """Class 0: vertical stripes, class 1: horizontal stripes, random phase, noise."""
+    rng = np.random.default_rng(seed)
+    x = np.zeros((n, size, size), np.float32)
+    y = np.arange(n) % 2
+    grid = np.arange(size)
+    for i in range(n):
+        wave = np.sin(2 * np.pi * grid / 4 + rng.uniform(0, 2 * np.pi))
+        x[i] = wave[None, :] if y[i] == 0 else wave[:, None]
+    x += 0.3 * rng.standard_normal(x.shape).astype(np.float32)
+    p = path / "stripes.npz"
+    np.savez(p, x=x, y=y)
+    return f"npz:{p}"
+
+
+@pytest.fixture(scope="module")
+def stripe_runs(tmp_path_factory):
+    from convlens.pipelines import train_run
+    from convlens.train import TrainConfig
+
+    root = tmp_path_factory.mktemp("stripes")
+    data = _stripes(root)
+    common = {"data": data, "model": "small-cnn", "epochs": 8, "seed": 3, "ood": ["noise"]}
+    real = train_run(TrainConfig(**common, ood_size=8), root / "real", progress=False)
+    ctrl_cfg = TrainConfig(**common, ood_size=8, shuffle_labels=True, snapshots=False, probes=False)
+    ctrl = train_run(ctrl_cfg, root / "ctrl", progress=False)
+    return root, real, ctrl
+
+
+def test_random_label_run_learns_nothing_about_the_classes(stripe_runs):
+    root, real, ctrl = stripe_runs
+    assert real.result.test_accuracy >= 0.9  # the orientation task is easy ...
+    assert ctrl.result.test_accuracy <= 0.75  # ... and unlearnable from permuted labels
+    rec = json.loads((root / "ctrl" / "run.json").read_text())
+    assert (
+        rec["config"]["shuffle_labels"] is True
+        and "default_rng([3, 1402])" in rec["label_permutation"]
+    )
+
+
+def test_control_run_attached_and_verdict_names_controls(stripe_runs):
+    from convlens.analysis import analyze_run
+
+    root, _, _ = stripe_runs
+    a = analyze_run(root / "real", n_null=200, control_runs=[root / "ctrl"])
+    kinds = {c.kind: c for c in a.controls}
+    assert {"init", "random_labels", "input_statistics"} <= set(kinds)
+    rl = kinds["random_labels"]
+    assert "--shuffle-labels" in rl.command and rl.units is not None and rl.source
+    assert rl.figures["test_accuracy"] <= 0.75
+    stats = kinds["input_statistics"]
+    assert stats.figures["d"] == 9 and stats.figures["m"] == 2  # small-cnn: 3x3, m = ceil(9/5)
+    assert "random_labels.energy_median" in stats.figures
+    v = a.verdicts.kernel_learning
+    assert v is not None and set(v.controls) == {"random_labels", "init"} and v.rule == LEARN_RULE
+    assert v.verdict in {
+        "learned from the task",
+        "learned from image statistics",
+        "not distinguishable from init",
+        "inconclusive",
+    }
+    assert a.representation is not None and a.representation.layers
+    back = AnalysisResult.from_json(a.to_json())
+    assert back.verdicts.kernel_learning == v
+    from convlens.pipelines import analysis_summary
+
+    text = "\n".join(analysis_summary(a))
+    assert "kernel origin (conv1): " in text and "controls: random_labels, init" in text
+    assert "input statistics: patch PCA top 2 of 9 components" in text
+    assert "representation over training (linear CKA of" in text and "conv2 floor" in text
+    assert "0.000" not in text.split("kernel origin")[1].split("\n")[0]
+
+
+def test_control_run_must_be_a_random_label_run_of_the_same_recipe(stripe_runs, tmp_path):
+    from convlens.analysis import analyze_run
+    from convlens.pipelines import analyze_target
+
+    root, _, _ = stripe_runs
+    with pytest.raises(ConvlensError, match="not a random-label run"):
+        analyze_run(root / "real", n_null=100, control_runs=[root / "real"])
+    model = root / "real" / "model.safetensors"
+    with pytest.raises(ConvlensError, match="model file"):
+        analyze_target(model, out=tmp_path / "x.json", control_runs=[str(root / "ctrl")])
+
+
+def test_remove_own_takes_the_demo_control_runs(tmp_path):
+    from convlens.train import RunDir
+
+    ctrl = tmp_path / "seeds" / "random-labels-seed-10"
+    ctrl.mkdir(parents=True)
+    (ctrl / "run.json").write_text("{}")
+    (ctrl / "model.safetensors").write_bytes(b"")
+    (tmp_path / "seeds" / "mine.txt").write_text("foreign")
+    RunDir(tmp_path).remove_own()
+    assert not ctrl.exists() and (tmp_path / "seeds" / "mine.txt").read_text() == "foreign"
