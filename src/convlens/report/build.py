@@ -146,6 +146,8 @@ def section_headline(inp: ReportInputs) -> dict[str, Any]:
         "h": inp.a.headline,
         "m0": m0 if m0 is not None and not m0.skipped else None,
         "classical": inp.a.verdicts.classical_kernels,
+        "spectrum": inp.a.verdicts.classical_kernels_spectrum_null,
+        "origin": inp.a.verdicts.kernel_learning,
     }
 
 
