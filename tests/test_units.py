@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import binomtest
 
@@ -21,6 +21,7 @@ def _gauss(k: int = 5, s: float = 1.2) -> np.ndarray:
     return np.exp(-(x**2 + y**2) / (2 * s * s))
 
 
+@settings(max_examples=60, deadline=None)
 @given(st.integers(0, 200), st.integers(1, 200))
 def test_wilson_interval_inside_unit_interval(x, n):
     x = min(x, n)
