@@ -282,3 +282,27 @@ def test_remove_own_takes_the_demo_control_runs(tmp_path):
     (tmp_path / "seeds" / "mine.txt").write_text("foreign")
     RunDir(tmp_path).remove_own()
     assert not ctrl.exists() and (tmp_path / "seeds" / "mine.txt").read_text() == "foreign"
+
+
+def test_patches_are_contiguous_windows():
+    # every pixel holds 100 * row + col (per channel offset): any k x k window, mean removed,
+    # is the same template, so a wrong index (transposed, off by one, mixed images) shows up
+    rows, cols = np.mgrid[0:10, 0:12]
+    img = (100.0 * rows + cols)[None, None] + np.array([0.0, 5000.0])[None, :, None, None]
+    x = np.repeat(img, 3, axis=0)
+    p = patches.sample_patches(x, 3, 50, 1).reshape(50, 2, 3, 3)
+    dr, dc = np.mgrid[0:3, 0:3]
+    template = 100.0 * dr + dc
+    template -= template.mean()
+    assert np.allclose(p, template[None, None], atol=1e-9)
+
+
+def test_cli_has_the_control_options():
+    from click.testing import CliRunner
+
+    from convlens.cli import cli
+
+    runner = CliRunner()
+    assert "--shuffle-labels" in runner.invoke(cli, ["train", "--help"]).output
+    assert "--control-run" in runner.invoke(cli, ["analyze", "--help"]).output
+    assert "[default: 10;" in runner.invoke(cli, ["demo", "--help"]).output

@@ -423,10 +423,11 @@ def test_demo_is_marked_rewrites_itself_and_force_keeps_foreign_files(tmp_path):
 
     out = tmp_path / "demo"
     run_demo(out, epochs=1, n_seeds=2, n_null=100, progress=False)
-    assert json.loads((out / "demo.json").read_text())["seeds"] == [0, 1]
+    assert json.loads((out / "demo.json").read_text())["seeds"] == [10, 11]  # not the sweep's
     assert RunDir(out).is_demo()
     run_demo(out, epochs=1, n_seeds=1, n_null=100, progress=False)  # a previous demo: rewritten
-    assert not (out / "seeds").exists()  # the old seed-1 run is gone with it
+    # the old seed-11 run and its random-label control are gone with it; seed 10's control is new
+    assert sorted(p.name for p in (out / "seeds").iterdir()) == ["random-labels-seed-10"]
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "notes.txt").write_text("keep")

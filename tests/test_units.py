@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import binomtest
 
@@ -21,6 +21,7 @@ def _gauss(k: int = 5, s: float = 1.2) -> np.ndarray:
     return np.exp(-(x**2 + y**2) / (2 * s * s))
 
 
+@settings(max_examples=60, deadline=None)
 @given(st.integers(0, 200), st.integers(1, 200))
 def test_wilson_interval_inside_unit_interval(x, n):
     x = min(x, n)
@@ -139,3 +140,20 @@ def test_analysis_verdict_counts_units(tiny_run_analysis):
     u = tiny_run_analysis.first_layer.matching.units
     assert v.n == u.n_live and v.unit == u.unit_score and v.p_text is not None
     assert "0.000" not in v.p_text
+
+
+def test_seed_rows_of_proportions_stay_inside_unit_interval(tiny_run_analysis):
+    import copy
+
+    from convlens.analysis.seeds import aggregate
+
+    runs = []
+    for frac in (1.0, 0.5, 1.0):
+        a = copy.deepcopy(tiny_run_analysis)
+        a.first_layer.matching.fraction_above_null95 = frac
+        runs.append(a)
+    s = aggregate(runs, [10, 11, 12])
+    row = next(r for r in s.rows if r.name == "first layer: fraction above random null p95")
+    assert row.ci[1] == 1.0 and 0.0 <= row.ci[0] <= row.mean
+    lo, hi = s.classical_kernels_pooled.ci
+    assert 0.0 <= lo <= hi <= 1.0 and "Wilson" in s.interval

@@ -274,23 +274,14 @@ def match_layer(
     res.n_kernels = len(vecs)
     above = score > p95
     res.fraction_above_null95 = float(above.mean())
-    snull = spectrum_null(
-        vecs.reshape(-1, k, k), min(n_null, len(null)) if len(null) else n_null, seed
-    )
-    res.spectrum_null = null_summary(
-        "random kernels with this layer's mean power spectrum (phase-randomised)", snull
-    )
-    res.fraction_above_spectrum_null95 = float((score > np.percentile(snull, 95)).mean())
+    snull = _spectrum_stage(res, vecs.reshape(-1, k, k), score, len(null) or n_null, n_null, seed)
     res.median_score = float(np.median(score))
     fam_names, fam_of_entry = np.unique([e.family for e in entries], return_inverse=True)
     fam_codes = fam_of_entry.ravel()[best]
     fam_counts = np.bincount(fam_codes, minlength=len(fam_names))
     res.best_families = {str(f): int(n) for f, n in zip(fam_names, fam_counts, strict=True) if n}
     if init_weight is not None:
-        iw = np.asarray(init_weight, dtype=np.float64).reshape(-1, k * k)
-        init_scores = dc_cosine_scores(iw, bank)[1]
-        res.init_null = null_summary("epoch-000 initial kernels of this layer", init_scores)
-        res.init_fraction_above_null95 = float((init_scores > p95).mean())
+        _init_null(res, init_weight, bank, p95)
     opponency = _opponency(w) if colour else None
     cat_codes = _categorize_codes(
         vecs,
@@ -302,14 +293,9 @@ def match_layer(
     )
     cat_counts = np.bincount(cat_codes, minlength=len(CATEGORY_NAMES))
     res.categories = {name: int(n) for name, n in zip(CATEGORY_NAMES, cat_counts, strict=True) if n}
+    cats = np.array(CATEGORY_NAMES)[cat_codes]
     res.units = unit_summary(
-        w,
-        score,
-        np.array(CATEGORY_NAMES)[cat_codes],
-        null,
-        snull,
-        colour=colour,
-        keep_lists=o <= detail_limit,
+        w, score, cats, null, snull, colour=colour, keep_lists=o <= detail_limit
     )
     if len(vecs) <= detail_limit:
         scored = _Scored(best, score, sign, above, fam_names[fam_codes], cat_codes, null)
@@ -317,6 +303,34 @@ def match_layer(
         if c > 1:
             res.channel_summed = _channel_summed(w, bank, entries, p95, opponency)
     return res
+
+
+def _spectrum_stage(
+    res: LayerMatch,
+    kernels: NDArray[Any],
+    score: NDArray[Any],
+    n_avail: int,
+    n_null: int,
+    seed: int,
+) -> NDArray[np.float64]:
+    """The spectrum-matched null of :func:`match_layer` (as many kernels as the random null)."""
+    snull = spectrum_null(kernels, min(n_null, n_avail), seed)
+    res.spectrum_null = null_summary(
+        "random kernels with this layer's mean power spectrum (phase-randomised)", snull
+    )
+    res.fraction_above_spectrum_null95 = float((score > np.percentile(snull, 95)).mean())
+    return snull
+
+
+def _init_null(
+    res: LayerMatch, init_weight: NDArray[Any], bank: NDArray[np.float64], p95: float
+) -> None:
+    """The epoch-000 null of :func:`match_layer`: the same layer's initial kernels scored alike."""
+    k = bank.shape[1]
+    iw = np.asarray(init_weight, dtype=np.float64).reshape(-1, k)
+    init_scores = dc_cosine_scores(iw, bank)[1]
+    res.init_null = null_summary("epoch-000 initial kernels of this layer", init_scores)
+    res.init_fraction_above_null95 = float((init_scores > p95).mean())
 
 
 def skip_reason(w: NDArray[Any]) -> str | None:

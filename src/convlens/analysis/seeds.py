@@ -15,6 +15,7 @@ import numpy as np
 from convlens.analysis.result import (
     SEEDS_SCHEMA_VERSION,
     AnalysisResult,
+    KernelVerdict,
     LayerMatch,
     OodComparison,
     SeedRow,
@@ -34,19 +35,23 @@ def t_interval(values: list[float]) -> tuple[float | None, float | None]:
     return (float(v.mean() - half), float(v.mean() + half))
 
 
-def _row(name: str, values: list[Any]) -> SeedRow:
+def _row(name: str, values: list[Any], bounded: bool = False) -> SeedRow:
+    """``bounded``: the figure is a proportion in [0, 1], so its interval is clipped to [0, 1]."""
     vals = [float(v) for v in values if v is not None]
+    lo, hi = t_interval(vals)
+    if bounded and lo is not None and hi is not None:
+        lo, hi = max(0.0, lo), min(1.0, hi)
     return SeedRow(
         name=name,
         values=vals,
         mean=float(np.mean(vals)) if vals else None,
-        ci=t_interval(vals),
+        ci=(lo, hi),
     )
 
 
 def aggregate(analyses: list[AnalysisResult], seeds: list[int]) -> SeedsSummary:
     """Across-seeds rows and pooled verdicts; layers are matched by name (same architecture)."""
-    rows = [_row("test accuracy", [a.headline.test_accuracy for a in analyses])]
+    rows = [_row("test accuracy", [a.headline.test_accuracy for a in analyses], bounded=True)]
     firsts: list[LayerMatch] = []
     for a in analyses:
         first = a.first_layer
@@ -56,12 +61,14 @@ def aggregate(analyses: list[AnalysisResult], seeds: list[int]) -> SeedsSummary:
         _row(
             "first layer: fraction above random null p95",
             [m.fraction_above_null95 for m in firsts],
+            bounded=True,
         )
     )
     rows.append(
         _row(
             "first layer: fraction above spectrum-matched null p95",
             [m.fraction_above_spectrum_null95 for m in firsts],
+            bounded=True,
         )
     )
     rows += _control_rows(analyses)
@@ -82,14 +89,22 @@ def aggregate(analyses: list[AnalysisResult], seeds: list[int]) -> SeedsSummary:
         n=len(analyses),
         seeds=seeds,
         rows=rows,
-        classical_kernels_pooled=kernel_verdict(above / n_total if n_total else None, n_total),
-        classical_kernels_pooled_spectrum_null=kernel_verdict(
-            above_s / n_total if n_total else None, n_total
-        ),
+        classical_kernels_pooled=_pooled(above, n_total),
+        classical_kernels_pooled_spectrum_null=_pooled(above_s, n_total),
         ood_holds_in_seeds=ood_held,
-        interval="mean +/- t(0.975, n-1) * sd / sqrt(n) across seeds",
+        interval="mean +/- t(0.975, n-1) * sd / sqrt(n) across seeds (clipped to [0, 1] for "
+        "proportions); pooled kernel counts: Wilson score 95%",
         kernel_learning_verdicts=_verdict_counts(analyses),
     )
+
+
+def _pooled(above: int, n: int) -> KernelVerdict:
+    """The pooled binomial verdict with a Wilson 95% interval of the pooled fraction."""
+    from convlens.analysis.units import wilson
+
+    v = kernel_verdict(above / n if n else None, n)
+    v.ci = wilson(above, n)
+    return v
 
 
 def _pooled_counts(firsts: list[LayerMatch]) -> tuple[int, int, int]:
@@ -123,7 +138,7 @@ def _control_rows(analyses: list[AnalysisResult]) -> list[SeedRow]:
     for kind, key, name in wanted:
         vals = [_control_figure(a, kind, key) for a in analyses]
         if any(v is not None for v in vals):
-            rows.append(_row(f"first layer, {name}", vals))
+            rows.append(_row(f"first layer, {name}", vals, bounded=True))
     return rows
 
 

@@ -146,6 +146,8 @@ def section_headline(inp: ReportInputs) -> dict[str, Any]:
         "h": inp.a.headline,
         "m0": m0 if m0 is not None and not m0.skipped else None,
         "classical": inp.a.verdicts.classical_kernels,
+        "spectrum": inp.a.verdicts.classical_kernels_spectrum_null,
+        "origin": inp.a.verdicts.kernel_learning,
     }
 
 
@@ -276,7 +278,32 @@ def section_evolution(inp: ReportInputs) -> dict[str, Any] | None:
         evo.null_p95 or 0.0,
         {layer: [r.distance_from_init[layer] for r in evo.epochs] for layer in layers},
     )
-    return {"grid": figures.kernel_grid_over_epochs(grid), "curves": curves, "epochs": pick}
+    return {
+        "grid": figures.kernel_grid_over_epochs(grid),
+        "curves": curves,
+        "epochs": pick,
+        "cka": _cka_rows(inp.a),
+    }
+
+
+def _cka_rows(a: AnalysisResult) -> dict[str, Any] | None:
+    """Per layer: CKA vs final at a few epochs, the untrained floor and the settling epoch."""
+    r = a.representation
+    if r is None or not r.layers:
+        return None
+    epochs = r.layers[0].epochs
+    early = [e for e in (1, 2, 5, 10) if e in epochs]
+    pick = sorted({epochs[0], *early, epochs[len(epochs) // 4], epochs[-1]})
+    rows = [
+        {
+            "layer": x.layer,
+            "cka": [dict(zip(x.epochs, x.cka_to_final, strict=True)).get(e) for e in pick],
+            "floor": x.floor,
+            "settle": x.settle_epoch,
+        }
+        for x in r.layers
+    ]
+    return {"epochs": pick, "rows": rows, "rule": r.rule, "n": r.n_probes}
 
 
 def _probe_choice(inp: ReportInputs) -> list[tuple[str, int]]:
