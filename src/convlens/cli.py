@@ -139,6 +139,29 @@ def train(
     help="Dataset for activations with --factory (same forms as `train --data`).",
 )
 @click.option("--ood", default=None, help="Comma-separated OOD sets (default: all bundled ones).")
+@click.option(
+    "--layout",
+    type=click.Choice(["NCHW", "NHWC"]),
+    default=None,
+    help="Model input layout (default: from the ONNX input, else NCHW).",
+)
+@click.option(
+    "--normalize",
+    default="dataset",
+    show_default=True,
+    help="dataset (training mean/std), imagenet, none, MEAN,STD or M1,..,MC,S1,..,SC.",
+)
+@click.option(
+    "--scale",
+    type=click.Choice(["0-1", "0-255"]),
+    default="0-1",
+    show_default=True,
+    help="Pixel value range the model reads.",
+)
+@click.option("--input-size", default=None, help="Resize the data to HxW (L, DxHxW) for the model.")
+@click.option(
+    "--output", default=None, help="Head of a tuple/dict output used as logits (key or index)."
+)
 def analyze(
     target: str,
     out_file: str | None,
@@ -147,6 +170,11 @@ def analyze(
     factory: str | None,
     data: str | None,
     ood: str | None,
+    layout: str | None,
+    normalize: str,
+    scale: str,
+    input_size: str | None,
+    output: str | None,
 ) -> None:
     """Measure what a trained CNN learned: TARGET is a run directory or a model file.
 
@@ -154,12 +182,26 @@ def analyze(
     Model files: .safetensors, .pt/.pth (weights_only=True), .onnx (weights from initializers, Constant nodes, If/Loop/Scan subgraphs; quantised convs dequantised).
     Writes analysis.json; prints the headline figures.
     """
-    from convlens.pipelines import analysis_summary, analyze_target
+    from convlens.data.fit import FitOptions, parse_input_size
+    from convlens.pipelines import analysis_summary, analyze_target, layer_table
 
     ood_list = [o.strip() for o in ood.split(",") if o.strip()] if ood else None
+    size = parse_input_size(input_size) if input_size is not None else None
+    fit = FitOptions(layout, normalize, scale, size, output)
+    fit.check()
     result, dest = analyze_target(
-        target, out=out_file, n_null=null_size, seed=seed, factory=factory, data=data, ood=ood_list
+        target,
+        out=out_file,
+        n_null=null_size,
+        seed=seed,
+        factory=factory,
+        data=data,
+        ood=ood_list,
+        fit=fit,
     )
+    if result.source.kind == "model_file":  # a compact table of every layer first
+        for line in layer_table(result):
+            click.echo(line)
     for line in analysis_summary(result):
         click.echo(line)
     click.echo(f"wrote {dest}")
