@@ -320,7 +320,7 @@ def test_magika_non_square_kernels_matched_as_1d(tmp_path: Path) -> None:
 
 def test_magika_with_image_data_is_one_clear_error(tmp_path: Path) -> None:
     """The model reads int32 byte ids ``[N, 2048]``: image data cannot fit; exit 2, one line."""
-    r, data = analyze(MAGIKA, tmp_path / "a.json", "--data", "digits")
+    r, data = analyze(MAGIKA, tmp_path / "a.json", "--data", "digits", "--ood", "noise")
     assert_clean(r, 2)
     errors = [ln for ln in r.output.splitlines() if ln.startswith("convlens: error")]
     assert len(errors) == 1
@@ -393,6 +393,8 @@ def test_rnet_on_bundled_grey_faces(tmp_path: Path) -> None:
     )  # fmt: skip
     assert_clean(r)
     assert data is not None and data["layers"][0]["check"]["input_shape"][1] == 3
+    assert any("RGB" in n for n in data["notes"])  # the conversion is stated
+    assert any("tuple" in n for n in data["notes"])  # and so is the head used as logits
 
 
 @pytest.mark.xfail(
