@@ -213,6 +213,29 @@ def test_silero_if_subgraphs_with_constant_weights(tmp_path: Path) -> None:
             assert got["matching"]["categories"].get("Fourier/Gabor", 0) >= 2 * (half - 4)
 
 
+def test_silero_quantised_by_onnxruntime(tmp_path: Path) -> None:
+    """The user's own dynamic quantisation of the real VAD (``quantize_dynamic``, uint8 weights):
+    six ``ConvInteger`` nodes, weights dequantised; the STFT atoms keep their DFT-bin peaks."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    q = tmp_path / "vad_q.onnx"
+    quantize_dynamic(
+        str(SILERO_16K), str(q), weight_type=QuantType.QUInt8, op_types_to_quantize=["Conv"]
+    )
+    graph = onnx.load(str(q)).graph
+    conv_int = [n.name for n in graph.node if n.op_type == "ConvInteger"]
+    assert len(conv_int) == 6
+    r, data = analyze(q, tmp_path / "a.json")
+    assert_clean(r)
+    assert data is not None
+    assert sorted(lay["identity"]["name"] for lay in data["layers"]) == sorted(conv_int)
+    assert any("quantised" in n for n in data["notes"])
+    stft = layer(data, "/model/stft/Conv_quant")
+    assert stft["identity"]["weight_shape"] == [258, 1, 256]
+    peaks = stft["matching"]["spectral"]["peaks"]
+    assert [peaks[k] for k in range(2, 127)] == [k / 256 for k in range(2, 127)]
+
+
 # ---------------------------------------------------------------- PP-OCR classifier (paddle2onnx)
 
 
