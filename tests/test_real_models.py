@@ -178,6 +178,28 @@ def test_silero_stft_peaks_are_the_dft_bins(silero16: tuple[Result, dict[str, An
     assert v["layer"] == "/model/stft/Conv" and v["verdict"] == "yes"
 
 
+def test_silero_stft_atoms_match_the_bank_atom_of_their_bin(
+    silero16: tuple[Result, dict[str, Any]],
+) -> None:
+    """Each cos/sin atom's best bank match is the Hann-windowed cos/sin of its own bin k / 256 at
+    |cos| 1 (names carry 4 decimals: within 6e-5, bins are 3.9e-3 apart); the two all-zero rows
+    (sin at k = 0 and k = 128) are not counted as matches."""
+    _, data = silero16
+    kernels = data["layers"][0]["matching"]["kernels"]
+    assert len(kernels) == 258
+    for row, kind, k in [(k, "hann_cos", k) for k in range(1, 129)] + [
+        (129 + k, "hann_sin", k) for k in range(1, 128)
+    ]:
+        rec = kernels[row]
+        name, f = re.fullmatch(r"(\w+)\(f=([0-9.e-]+)\)", rec["best_match"]).groups()  # type: ignore[union-attr]
+        assert name == kind and abs(float(f) - k / 256) <= 6e-5, (row, rec["best_match"])
+        assert rec["score"] >= 0.9999 and rec["above_null95"], row
+    w = onnx_convs(SILERO_16K)[0][2]
+    for row in (129, 257):
+        assert not np.any(w[row])  # exactly zero in the file
+        assert kernels[row]["above_null95"] is False
+
+
 def test_silero_one_tap_conv_is_skipped_with_a_reason(
     silero16: tuple[Result, dict[str, Any]],
 ) -> None:
