@@ -208,6 +208,14 @@ def test_fit_option_parsing():
     assert "input size must look like HxW" in _one_line_error(r)
 
 
+def test_fit_options_need_data_and_a_model_file(tmp_path):
+    w = _weights(tmp_path, "rgb")
+    line = _one_line_error(_analyze(str(w), "--factory", "tests.model_zoo:rgb", "--scale", "0-255"))
+    assert "apply to data run through the model: give the data as well" in line
+    line = _one_line_error(_analyze(str(tmp_path), "--normalize", "imagenet"))  # a run directory
+    assert "the data fitting options apply only to a model file" in line
+
+
 # ----------------------------------------------------------------------------- outputs
 def test_tuple_and_dict_outputs_with_output(tmp_path):
     wt = _weights(tmp_path, "tuple_out")
@@ -265,7 +273,7 @@ def test_unused_conv_is_reported_not_executed(tmp_path):
     assert r.exit_code == 0, r.output
     assert "not executed by the model's forward on the data: unused" in r.output
     row = [ln for ln in r.output.splitlines() if ln.startswith("unused ")]
-    assert row and row[0].rstrip().endswith("not executed")
+    assert row and row[0].split()[-2:] == ["executed", "-"]  # check: not executed; RF: none
     a = json.loads((tmp_path / "unused.safetensors.analysis.json").read_text())
     layers = {x["identity"]["name"]: x for x in a["layers"]}
     assert layers["unused"]["distribution"] is None and layers["c"]["distribution"] is not None
@@ -362,8 +370,18 @@ def test_receptive_fields_of_a_model_file_by_hand(tmp_path):
         "assuming a chain" in n and "pooling inferred before 3 (x2x2)" in n for n in a["notes"]
     )
     # the compact table and the probe feature maps
-    assert r.output.splitlines()[0].split() == ["layer", "kernels", "above", "null", "top",
-                                                "categories", "check"]  # fmt: skip
+    table = r.output.splitlines()
+    assert table[0].split() == [
+        "layer",
+        "kernels",
+        "above",
+        "null",
+        "top",
+        "categories",
+        "check",
+        "RF",
+    ]
+    assert table[3].split()[0] == "5" and table[3].split()[-2:] == ["checked", "8x12"]
     fm = a["layers"][0]["feature_maps"]
     assert fm["shape"] == [4, 8, 8] and fm["per_epoch"][0]["epoch"] == -1
     assert len(fm["channel_correlation_final"]) == 4 and fm["channel_correlation_init"] == []

@@ -172,6 +172,11 @@ def analyze_target(
             )
         if ood and data is None:
             raise ConvlensError("OOD sets are compared with a dataset: give the data as well")
+        if data is None and fit is not None and fit != type(fit)():
+            raise ConvlensError(
+                "the data fitting options (layout, normalisation, scale, input size, output) "
+                "apply to data run through the model: give the data as well"
+            )
         dest = Path(out) if out else path.with_name(path.name + ".analysis.json")
         try:
             result = analyze_model_file(
