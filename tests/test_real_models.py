@@ -282,6 +282,20 @@ def test_ppocr_constant_node_weights_found(ppocr: tuple[Result, dict[str, Any]])
         assert bool(lay["matching"]["skipped"]) == (w.shape[2:] == (1, 1))
 
 
+@pytest.mark.parametrize("path", [PPOCR_CLS, SILERO_IF], ids=["ppocr", "silero_if"])
+def test_constant_node_weights_are_read_exactly(path: Path) -> None:
+    """The weights convlens analyses are the Constant nodes' tensors, bit for bit."""
+    from convlens.analysis.onnxrun import onnx_layers
+
+    _, weights, _ = onnx_layers(path)
+    convs = onnx_convs(path)
+    assert len(weights) == len(convs)
+    for branch, node, w, _ in convs:
+        sub = branch.split("/")[1].replace("_branch", "") if branch else ""
+        key = f"If_0/{sub}/{node}" if branch else node
+        assert np.array_equal(weights[key], w.astype(np.float64)), key
+
+
 def test_ppocr_first_layer(ppocr: tuple[Result, dict[str, Any]]) -> None:
     _, data = ppocr
     _, name, w, attrs = onnx_convs(PPOCR_CLS)[0]
