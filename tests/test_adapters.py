@@ -191,3 +191,35 @@ def test_traced_chain_onnx_pads_and_a_break():
     assert "assuming a chain" in note
     assert "NOT a chain at c reads 8 channels, the previous conv gave 4" in note
     assert "upper bounds" in note
+
+
+class _Branchy(nn.Module):
+    """Runs ``late`` only on inputs with a positive mean: input-dependent control flow."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(1, 2, 3)
+        self.late = nn.Conv2d(2, 2, 3)
+        self.fc = nn.Linear(2, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = torch.relu(self.stem(x))
+        if float(x.mean()) > 0:
+            z = self.late(z)
+        return self.fc(z.mean(dim=(2, 3)))
+
+
+def test_a_conv_that_runs_on_some_sets_only_is_compared_where_it_ran():
+    from convlens.analysis.result import Settings, Source
+    from convlens.analysis.run import _new_result, attach_distribution
+
+    torch.manual_seed(0)
+    a = TorchModel(_Branchy().eval())
+    a.trace(np.ones((2, 1, 8, 8), np.float32))
+    result = _new_result(Source("model_file", "m"), Settings(100, 0), a.layers())
+    x = np.random.default_rng(0).uniform(0.5, 1.5, (6, 1, 8, 8)).astype(np.float32)
+    id_set = a.activations(x, "id")
+    ood = a.activations(-x, "negative")
+    attach_distribution(result, id_set, [ood])
+    assert set(result.layer("stem").distribution.ood) == {"negative"}
+    assert result.layer("late").distribution.ood == {}

@@ -231,7 +231,13 @@ def compare(
             id_max=finite(idm.mean()),
             id_max_ci=_ci(bootstrap_ci(idm, seed=seed)),
             id_channel_stats=_channel_stats(id_set.channel_stats[layer]),
-            ood={s.name: _compare_one(ids, idm, s, layer, seed) for s in ood_sets},
+            # a conv that ran on the ID set but not on an OOD set (input-dependent control flow)
+            # has no comparison for that set
+            ood={
+                s.name: _compare_one(ids, idm, s, layer, seed)
+                for s in ood_sets
+                if layer in s.layer_scores
+            },
         )
     id_msp, id_energy = id_set.msp.values, id_set.energy.values
     info = DistributionInfo(
