@@ -4,7 +4,7 @@ The model files live in ``tests/data/real`` (source wheel, version, licence and 
 README). Every expected value here is computed independently of convlens: conv nodes, weights and
 attributes read with the ``onnx`` package, state dicts with ``torch.load(weights_only=True)``, the
 Fourier front end's bin frequencies as ``k / N`` from the DFT definition, the data arrays generated
-here. Tests that need CLI features that may not exist yet (``--output``, grey->RGB) are ``xfail``
+here. The one test of a missing feature (an ONNX model with extra inputs run on data) is ``xfail``
 with ``strict=False``.
 """
 
@@ -100,12 +100,6 @@ def assert_clean(r: Result, code: int = 0) -> None:
 
 def layer(data: dict[str, Any], name: str) -> dict[str, Any]:
     return next(lay for lay in data["layers"] if lay["identity"]["name"] == name)
-
-
-def has_option(name: str) -> bool:
-    """Whether ``convlens analyze`` has option ``name`` (features being added in parallel)."""
-    r = CliRunner().invoke(cli, ["analyze", "--help"])
-    return name in r.output
 
 
 # ---------------------------------------------------------------- provenance
@@ -373,12 +367,9 @@ def nhwc_batch1(src: Path, dst: Path) -> Path:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="needs the ONNX input layout honoured (`--layout`)", strict=False)
 def test_ppocr_nhwc_fixed_batch_matches_nchw(tmp_path: Path) -> None:
     """Same weights, same data, channels-last input with a fixed batch of 1: every layer's ID
     activation mean equals the one of the NCHW original (a misread layout could not)."""
-    if not has_option("--layout"):
-        pytest.xfail("convlens analyze has no --layout yet")
     lines = f"npz:{text_lines(tmp_path / 'lines.npz')}"
     common = ("--data", lines, "--ood", "noise", "--null-size", "200")
     r1, nchw = analyze(PPOCR_CLS, tmp_path / "nchw.json", *common)
@@ -462,14 +453,9 @@ def lfw_crops(path: Path) -> Path:
     return path
 
 
-@pytest.mark.xfail(
-    reason="needs `analyze --output` (pick one head of a tuple output)", strict=False
-)
 def test_rnet_with_factory_and_data(tmp_path: Path) -> None:
     """RNet returns (box regression, face probability): with ``--output 1`` it runs on face crops;
     every conv call checked exactly (torch float64) in execution order."""
-    if not has_option("--output"):
-        pytest.xfail("convlens analyze has no --output yet")
     data_file = lfw_crops(tmp_path / "lfw.npz")
     r, data = analyze(
         RNET, tmp_path / "a.json", "--factory", f"{FACTORY}:rnet",
@@ -484,11 +470,8 @@ def test_rnet_with_factory_and_data(tmp_path: Path) -> None:
         assert lay["check"]["max_rel_diff_correlate"] <= 1e-9
 
 
-@pytest.mark.xfail(reason="needs grey->RGB conversion and `--output`", strict=False)
 def test_rnet_on_bundled_grey_faces(tmp_path: Path) -> None:
     """The bundled ``faces`` (25x25 grey) into an RGB model: converted, not a traceback."""
-    if not has_option("--output"):
-        pytest.xfail("convlens analyze has no --output yet")
     r, data = analyze(
         RNET, tmp_path / "a.json", "--factory", f"{FACTORY}:rnet",
         "--data", "faces", "--output", "1", "--ood", "noise",
@@ -499,14 +482,9 @@ def test_rnet_on_bundled_grey_faces(tmp_path: Path) -> None:
     assert any("tuple" in n for n in data["notes"])  # and so is the head used as logits
 
 
-@pytest.mark.xfail(
-    reason="needs `--output` and a kept weight analysis on a data failure", strict=False
-)
 def test_pnet_probability_map_is_one_clear_error(tmp_path: Path) -> None:
     """PNet's face head is a map ``(N, 2, h, w)``, not logits: exit 2 with one line, and the weight
     analysis already computed is still written, with the failure in ``errors``."""
-    if not has_option("--output"):
-        pytest.xfail("convlens analyze has no --output yet")
     r, data = analyze(
         PNET, tmp_path / "a.json", "--factory", f"{FACTORY}:pnet",
         "--data", "faces", "--output", "1", "--ood", "noise",
@@ -518,8 +496,11 @@ def test_pnet_probability_map_is_one_clear_error(tmp_path: Path) -> None:
     assert data["layers"][0]["identity"]["name"] == "conv1"
 
 
-@pytest.mark.xfail(reason="ONNX models with extra inputs (recurrent state, sample rate) and 1-D "
-                   "npz data (N, 1, L) are not supported by `analyze --data`", strict=False)  # fmt: skip
+@pytest.mark.xfail(
+    reason="analyze --data runs ONNX models with one graph input only; the VAD also takes its "
+    "recurrent `state` and the sample rate `sr`",
+    strict=False,
+)
 def test_silero_with_audio(tmp_path: Path) -> None:
     """A synthetic 16 kHz signal (tones in noise vs noise) through the real VAD: runs, the STFT
     layer's activations are measured."""
