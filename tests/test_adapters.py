@@ -41,8 +41,8 @@ def test_torch_adapter_layers_weights_and_execution_order():
     assert [i.name for i in a.layers()] == ["late", "stem"]  # definition order before running
     assert all(i.order == "definition" for i in a.layers())
     e = a.expectation()
-    assert (e.dims, e.channels, e.layout) == (2, 8, "NCHW")  # first defined conv: stated as such
-    assert "first conv layer defined, 'late'" in e.source
+    assert (e.dims, e.channels, e.layout) == (2, 3, "NCHW")  # not the first defined: depthwise
+    assert "stem-like conv layer 'stem' reads 3" in e.source
     a.trace(np.zeros((3, 3, 8, 8), np.float32))
     late, stem = a.layers()[1], a.layers()[0]
     assert (stem.name, stem.index, stem.order) == ("stem", 0, "execution")

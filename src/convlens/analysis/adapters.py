@@ -33,6 +33,7 @@ from convlens.analysis.layers import (
     identify_modules,
     identify_weights,
     run_model,
+    stem_index,
     stem_note,
 )
 from convlens.analysis.result import LayerCheck, LayerIdentity
@@ -173,16 +174,20 @@ class TorchModel(ModelAdapter):
         return {k: v.detach().cpu().numpy() for k, v in self.module.state_dict().items()}
 
     def expectation(self) -> InputExpectation:
+        """Channels and conv rank of the layer that reads the input, chosen before the model has
+        run by the weights-only rule (:data:`~convlens.analysis.layers.STEM_RULE`: fewest input
+        channels, depthwise-looking layers aside, then definition order), stated in ``source``."""
         convs = conv_modules(self.module)
         if not convs:
             raise ConvlensError("the model has no Conv1d/2d/3d layers to run on data")
-        name, first = convs[0]
+        shapes = [(n, [int(v) for v in m.weight.shape]) for n, m in convs]  # type: ignore[union-attr]
+        name, first = convs[stem_index(shapes)]
         conv: Any = first
         c = int(conv.in_channels)
         return InputExpectation(
             dims=int(conv.weight.ndim) - 2,
             channels=c,
-            source=f"the first conv layer defined, {name!r}, reads {c} channel(s)",
+            source=f"the stem-like conv layer {name!r} reads {c} channel(s)",
         )
 
     def trace(self, x: NDArray[Any]) -> None:
