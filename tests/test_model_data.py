@@ -449,3 +449,15 @@ def test_onnx_layout_that_cannot_be_told_asks_for_it(tmp_path):
     r = _analyze(str(p), "--data", "digits", "--ood", "noise", "--layout", "NCHW")
     assert r.exit_code == 0, r.output
     assert "model output 'Y' has shape [" in r.output  # a 4-D output: no baselines, said so
+
+
+def test_fitting_is_chunked_and_bounded():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((600, 1, 6, 6)).astype(np.float32)
+    norm = {"mean": 0.3, "std": 0.2}
+    plan = plan_fit((1, 6, 6), InputExpectation(2, 3, (9, 9)), FitOptions(), norm, "d")
+    whole = plan._apply_chunk(x).astype(np.float32)  # one go, no chunks
+    np.testing.assert_array_equal(plan.apply(x), whole)
+    big = plan_fit((1, 6, 6), InputExpectation(2, 3, (4096, 4096)), FitOptions(), norm, "d")
+    with pytest.raises(ConvlensError, match="over the limit of 268435456"):
+        big.apply(x)

@@ -41,6 +41,8 @@ LUMINANCE = (0.2125, 0.7154, 0.0721)
 LAYOUTS = ("NCHW", "NHWC")
 SCALES = ("0-1", "0-255")
 NORMALIZE_NAMES = ("dataset", "imagenet", "none")
+CHUNK = 256
+"""Items fitted at a time (bounds the float64 working memory of a resize)."""
 
 
 @dataclass(frozen=True)
@@ -156,12 +158,26 @@ class DataFit:
         )
 
     def apply(self, x: NDArray[Any]) -> NDArray[np.float32]:
-        """The fitted copy of ``x`` (float32); ``x`` itself when there is nothing to do."""
+        """The fitted copy of ``x`` (float32), computed :data:`CHUNK` items at a time; ``x`` as
+        float32 when there is nothing to do. A result over ``MAX_DATASET_VALUES`` values (e.g. a
+        large test split upsampled to 224x224) is refused before anything is allocated."""
+        from convlens.data.datasets import check_dataset_size
+
         arr = np.asarray(x)
         if self.squeeze_channel:
             arr = arr[:, 0]
         if self.identity:
             return np.asarray(arr, dtype=np.float32)
+        c = {"repeat": 3, "luminance": 1}.get(self.convert or "", arr.shape[1])
+        spatial = list(self.target or arr.shape[2:])
+        shape = [len(arr), c, *spatial] if self.layout == "NCHW" else [len(arr), *spatial, c]
+        check_dataset_size(int(np.prod(shape)), f"the data fitted to the model ({_size(shape)})")
+        out = np.empty(shape, dtype=np.float32)
+        for i in range(0, len(arr), CHUNK):
+            out[i : i + CHUNK] = self._apply_chunk(arr[i : i + CHUNK])
+        return out
+
+    def _apply_chunk(self, arr: NDArray[Any]) -> NDArray[Any]:
         mean, std = float(self.normalisation["mean"]), float(self.normalisation["std"])
         x01 = np.asarray(arr, dtype=np.float64) * std + mean
         if self.convert == "repeat":
@@ -181,9 +197,7 @@ class DataFit:
             )
         k = 255.0 if self.options.scale == "0-255" else 1.0
         out = _normalise(x01 * k, self.options.normalize, k, mean, std)
-        if self.layout == "NHWC":
-            out = np.moveaxis(out, 1, -1)
-        return np.ascontiguousarray(out, dtype=np.float32)
+        return np.moveaxis(out, 1, -1) if self.layout == "NHWC" else out
 
 
 def _normalise(x: NDArray[np.float64], how: str, k: float, mean: float, std: float) -> Any:
