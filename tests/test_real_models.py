@@ -218,15 +218,16 @@ def test_silero_if_subgraphs_with_constant_weights(tmp_path: Path) -> None:
     expected = {(b.split("/")[1].replace("_branch", ""), n) for b, n, _, _ in convs}
     assert {(s.split("/")[1], s.split("/", 2)[2]) for s in names} == expected
     assert any("subgraph" in n for n in data["notes"])
-    for b, n, w, _ in convs:
-        if w.shape[1:] == (1, w.shape[2]) and w.shape[2] > 1 and n.endswith("stft/Conv"):
-            n_fft = w.shape[2]
-            np.testing.assert_allclose(w[:, 0, :], hann_fourier_basis(n_fft), atol=1e-6)
-            got = layer(data, f"If_0/{b.split('/')[1].replace('_branch', '')}/{n}")
-            peaks = got["matching"]["spectral"]["peaks"]
-            half = n_fft // 2 + 1
-            assert [peaks[k] for k in range(2, half - 2)] == [k / n_fft for k in range(2, half - 2)]
-            assert got["matching"]["categories"].get("Fourier/Gabor", 0) >= 2 * (half - 4)
+    stfts = [(b, n, w) for b, n, w, _ in convs if n.endswith("stft/Conv")]
+    assert sorted(w.shape for _, _, w in stfts) == [(130, 1, 128), (258, 1, 256)]  # 8 and 16 kHz
+    for b, n, w in stfts:
+        n_fft = w.shape[2]
+        np.testing.assert_allclose(w[:, 0, :], hann_fourier_basis(n_fft), atol=1e-6)
+        got = layer(data, f"If_0/{b.split('/')[1].replace('_branch', '')}/{n}")
+        peaks = got["matching"]["spectral"]["peaks"]
+        half = n_fft // 2 + 1
+        assert [peaks[k] for k in range(2, half - 2)] == [k / n_fft for k in range(2, half - 2)]
+        assert got["matching"]["categories"].get("Fourier/Gabor", 0) >= 2 * (half - 4)
 
 
 def test_silero_quantised_by_onnxruntime(tmp_path: Path) -> None:
