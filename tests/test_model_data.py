@@ -461,3 +461,33 @@ def test_fitting_is_chunked_and_bounded():
     big = plan_fit((1, 6, 6), InputExpectation(2, 3, (4096, 4096)), FitOptions(), norm, "d")
     with pytest.raises(ConvlensError, match="over the limit of 268435456"):
         big.apply(x)
+
+
+def test_onnx_model_that_cannot_run_keeps_the_weight_analysis(tmp_path):
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = np.random.default_rng(0).standard_normal((4, 1, 3, 3)).astype(np.float32)
+    graph = helper.make_graph(
+        [
+            helper.make_node("Conv", ["X", "W"], ["Y"], name="conv1"),
+            helper.make_node("Add", ["Y", "S"], ["Z"]),
+        ],
+        "g",
+        [
+            helper.make_tensor_value_info("X", TensorProto.FLOAT, ["N", 1, 8, 8]),
+            helper.make_tensor_value_info("S", TensorProto.FLOAT, [1]),  # a second input
+        ],
+        [helper.make_tensor_value_info("Z", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(w, "W")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    p = tmp_path / "two.onnx"
+    onnx.save(model, str(p))
+    line = _one_line_error(_analyze(str(p), "--data", "digits"))
+    assert "expected one graph input" in line and "weight analysis was written" in line
+    a = json.loads((tmp_path / "two.onnx.analysis.json").read_text())
+    assert a["layers"][0]["identity"]["name"] == "conv1" and a["layers"][0]["matching"]
+    assert a["errors"][-1]["stage"] == "activations"

@@ -529,10 +529,17 @@ def analyze_model_file(
         raise ConvlensError(
             "no conv layers found (no tensors shaped (O, C, k), (O, C, k, k) or (O, C, k, k, k))"
         )
-    adapter = open_model(path, convs, factory=factory, run=data is not None, output=options.output)
     failure: BaseException | None = None
+    try:
+        adapter = open_model(
+            path, convs, factory=factory, run=data is not None, output=options.output
+        )
+    except ConvlensError as exc:  # an ONNX graph onnxruntime cannot run: its weights still can be
+        if data is None or factory is not None or Path(path).suffix.lower() != ".onnx":
+            raise
+        adapter, failure = WeightsOnly.from_onnx(path), exc
     prepared = None
-    if data is not None:
+    if data is not None and failure is None:
         try:
             with timer("data"):
                 prepared = _prepare_data(adapter, data, ood, options, seed)
