@@ -41,6 +41,8 @@ LUMINANCE = (0.2125, 0.7154, 0.0721)
 LAYOUTS = ("NCHW", "NHWC")
 SCALES = ("0-1", "0-255")
 NORMALIZE_NAMES = ("dataset", "imagenet", "none")
+MAX_INPUT_SIDE = 8192
+"""Largest size asked for along one axis of the model's input (``input size``)."""
 CHUNK = 256
 """Items fitted at a time (bounds the float64 working memory of a resize)."""
 
@@ -109,8 +111,11 @@ def check_input_size(size: Sequence[int]) -> tuple[int, ...]:
     out = tuple(size)
     if not out or not all(isinstance(v, int) and not isinstance(v, bool) for v in out):
         raise ConvlensError(f"input size must be positive integers, got {size!r}")
-    if any(v < 1 or v > 8192 for v in out):
-        raise ConvlensError(f"input size must hold sizes 1..8192, got {list(out)}")
+    if any(v < 1 or v > MAX_INPUT_SIDE for v in out):
+        raise ConvlensError(
+            f"input size must hold sizes 1..{MAX_INPUT_SIDE} (MAX_INPUT_SIDE in "
+            f"convlens.data.fit), got {list(out)}"
+        )
     return out
 
 
