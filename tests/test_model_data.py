@@ -491,3 +491,28 @@ def test_onnx_model_that_cannot_run_keeps_the_weight_analysis(tmp_path):
     a = json.loads((tmp_path / "two.onnx.analysis.json").read_text())
     assert a["layers"][0]["identity"]["name"] == "conv1" and a["layers"][0]["matching"]
     assert a["errors"][-1]["stage"] == "activations"
+
+
+def test_torch_model_reading_channels_last_with_layout(tmp_path):
+    w = _weights(tmp_path, "nhwc")
+    r = _analyze(str(w), "--factory", "tests.model_zoo:nhwc", "--data", "digits", "--ood", "noise",
+                 "--layout", "NHWC")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert "layout NHWC as asked" in r.output
+    a = json.loads((tmp_path / "nhwc.safetensors.analysis.json").read_text())
+    assert a["layers"][0]["distribution"] is not None
+    assert a["receptive_fields"]["theoretical"][0]["output_shape"] == [8, 8]
+    # without it the model gets NCHW, fails inside, and that is one line (weights kept)
+    line = _one_line_error(
+        _analyze(
+            str(w),
+            "--factory",
+            "tests.model_zoo:nhwc",
+            "--data",
+            "digits",
+            "--out",
+            str(tmp_path / "b.json"),
+        )
+    )
+    assert "running the model" in line and "RuntimeError" in line
+    assert json.loads((tmp_path / "b.json").read_text())["layers"][0]["matching"] is not None
