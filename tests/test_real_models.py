@@ -33,6 +33,7 @@ PPOCR_CLS = REAL / "ch_ppocr_mobile_v2.0_cls_infer.onnx"
 MAGIKA = REAL / "magika_standard_v3_3.onnx"
 PNET = REAL / "pnet.pt"
 RNET = REAL / "rnet.pt"
+SILERO_ST = REAL / "silero_vad_16k.safetensors"
 FACTORY = "tests.data.real.mtcnn"
 
 
@@ -108,8 +109,9 @@ def layer(data: dict[str, Any], name: str) -> dict[str, Any]:
 def test_files_match_the_recorded_sha256() -> None:
     """Every model file is the one the README records (source wheel, version, sha256)."""
     readme = (REAL / "README.md").read_text()
-    rows = re.findall(r"`([\w.\-]+\.(?:onnx|pt))`.*?`([0-9a-f]{64})`", readme)
-    assert {f for f, _ in rows} == {p.name for p in REAL.iterdir() if p.suffix in (".onnx", ".pt")}
+    rows = re.findall(r"`([\w.\-]+\.(?:onnx|pt|safetensors))`.*?`([0-9a-f]{64})`", readme)
+    models = {p.name for p in REAL.iterdir() if p.suffix in (".onnx", ".pt", ".safetensors")}
+    assert {f for f, _ in rows} == models
     import hashlib
 
     for name, digest in rows:
@@ -251,6 +253,76 @@ def test_silero_quantised_by_onnxruntime(tmp_path: Path) -> None:
     assert stft["identity"]["weight_shape"] == [258, 1, 256]
     peaks = stft["matching"]["spectral"]["peaks"]
     assert [peaks[k] for k in range(2, 127)] == [k / 256 for k in range(2, 127)]
+
+
+def audio_windows(path: Path, n: int = 40) -> Path:
+    """``npz:`` 16 kHz windows ``(N, 1, 576)`` in [-1, 1]: a 440 Hz tone in noise (label 1) or
+    noise alone (label 0)."""
+    rng = np.random.default_rng(0)
+    t = np.arange(576) / 16000
+    x = 0.05 * rng.standard_normal((n, 1, 576))
+    x[::2, 0] += 0.5 * np.sin(2 * np.pi * 440 * t)
+    np.savez(path, x=x.astype(np.float32), y=(np.arange(n) % 2 == 0).astype(np.int64))
+    return path
+
+
+def test_silero_torch_port_matches_onnxruntime(tmp_path: Path) -> None:
+    """``tests/data/real/silero.py`` is the VAD: loaded with the ONNX file's weights, it gives
+    onnxruntime's speech probabilities (zero state, 16 kHz) to float32 precision."""
+    import onnxruntime as ort
+    import torch
+
+    from tests.data.real.silero import vad16k
+
+    ini = {
+        i.name: torch.tensor(numpy_helper.to_array(i))
+        for i in onnx.load(str(SILERO_16K)).graph.initializer
+    }
+    names = {"stft_conv.weight": "model.stft.forward_basis_buffer"}
+    names |= {f"lstm_cell.{p}": f"model.decoder.rnn.{p}" for p in ("weight_ih", "weight_hh")}
+    names |= {f"lstm_cell.{p}": f"model.decoder.rnn.{p}" for p in ("bias_ih", "bias_hh")}
+    names |= {f"final_conv.{p}": f"model.decoder.decoder.2.{p}" for p in ("weight", "bias")}
+    for i in range(4):
+        for p in ("weight", "bias"):
+            names[f"conv{i + 1}.{p}"] = f"model.encoder.{i}.reparam_conv.{p}"
+    model = vad16k()
+    model.load_state_dict({k: ini[v] for k, v in names.items()})
+    model.eval()
+    x = np.load(audio_windows(tmp_path / "a.npz"))["x"][:6]
+    with torch.no_grad():
+        ours = model(torch.tensor(x)).numpy().ravel()
+    sess = ort.InferenceSession(str(SILERO_16K))
+    state = np.zeros((2, 1, 128), np.float32)
+    sr = np.array(16000, dtype=np.int64)
+    theirs = [sess.run(None, {"input": w, "state": state, "sr": sr})[0].item() for w in x]
+    np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-6)
+
+
+def test_silero_safetensors_with_audio(tmp_path: Path) -> None:
+    """The 1-D model end to end on audio data: the shipped weights, the port as factory, windows
+    ``(N, 1, 576)`` read as 1-D; every conv call checked exactly, in execution order, the STFT
+    first with its DFT-bin peaks."""
+    data_file = audio_windows(tmp_path / "audio.npz")
+    r, data = analyze(
+        SILERO_ST, tmp_path / "a.json", "--factory", "tests.data.real.silero:vad16k",
+        "--data", f"npz:{data_file}", "--normalize", "none", "--ood", "noise",
+    )  # fmt: skip
+    assert_clean(r)
+    assert data is not None
+    names = [lay["identity"]["name"] for lay in data["layers"]]
+    assert names == ["stft_conv", "conv1", "conv2", "conv3", "conv4", "final_conv"]
+    assert all(lay["identity"]["order"] == "execution" for lay in data["layers"])
+    for lay in data["layers"]:
+        c = lay["check"]
+        assert c["status"] == "checked" and c["is_cross_correlation"] is True
+        assert c["max_rel_diff_correlate"] <= 1e-9
+    first = data["layers"][0]
+    assert first["check"]["input_shape"][1] == 1 and first["check"]["input_shape"][2] >= 256
+    assert any("L=576" in n for n in data["notes"])  # the (N, 1, 576) array read as 1-D
+    peaks = first["matching"]["spectral"]["peaks"]
+    assert [peaks[k] for k in range(2, 127)] == [k / 256 for k in range(2, 127)]
+    assert first["distribution"] is not None
+    assert data["verdicts"]["classical_kernels"]["layer"] == "stft_conv"
 
 
 # ---------------------------------------------------------------- PP-OCR classifier (paddle2onnx)
