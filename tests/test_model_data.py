@@ -516,3 +516,25 @@ def test_torch_model_reading_channels_last_with_layout(tmp_path):
     )
     assert "running the model" in line and "RuntimeError" in line
     assert json.loads((tmp_path / "b.json").read_text())["layers"][0]["matching"] is not None
+
+
+def test_one_d_onnx_model_with_symbolic_length_end_to_end(tmp_path):
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    m = model_zoo.one_d().eval()
+    p = tmp_path / "one_d.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            m, (torch.zeros(2, 2, 32),), str(p), dynamo=False, input_names=["x"],
+            output_names=["logits"], dynamic_axes={"x": {0: "N", 2: "L"}, "logits": {0: "N"}},
+        )  # fmt: skip
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((40, 2, 32)).astype(np.float32)
+    np.savez(tmp_path / "sig.npz", x=x, y=np.arange(40) % 2)
+    r = _analyze(str(p), "--data", f"npz:{tmp_path / 'sig.npz'}")
+    assert r.exit_code == 0, r.output
+    a = json.loads((tmp_path / "one_d.onnx.analysis.json").read_text())
+    assert all(x["distribution"] is not None and x["check"] is not None for x in a["layers"])
+    assert [d["name"] for d in a["distribution"]["ood"]] == ["noise"]
+    assert [f["size"] for f in a["receptive_fields"]["theoretical"]] == [[5], [7]]

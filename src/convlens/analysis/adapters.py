@@ -310,15 +310,22 @@ class OnnxModel(ModelAdapter):
                 source=f"the first conv node {first.name!r} reads {conv_c} channel(s)",
             )
         shape = spec.shape
-        last = spec.layout == "NHWC"
+        layout, reason = spec.layout, spec.layout_reason
+        if layout == "unknown":  # the first conv's channel count in exactly one place decides
+            at_1, at_end = shape[1] == conv_c, shape[-1] == conv_c
+            if at_1 != at_end:
+                layout = "NCHW" if at_1 else "NHWC"
+                where = "dim 1" if at_1 else "the last dim"
+                reason = f"{where} is {conv_c}, the channels the first conv node reads"
+        last = layout == "NHWC"
         c = shape[-1] if last else shape[1]
         spatial = tuple(shape[1:-1] if last else shape[2:])
         return InputExpectation(
             dims=dims,
             channels=c if c is not None else conv_c,
             spatial=spatial,
-            layout=spec.layout,
-            layout_reason=spec.layout_reason,
+            layout=layout,
+            layout_reason=reason,
             source=f"ONNX {spec.describe()}",
             fixed_shape=tuple(shape),
         )
