@@ -223,3 +223,32 @@ def test_a_conv_that_runs_on_some_sets_only_is_compared_where_it_ran():
     attach_distribution(result, id_set, [ood])
     assert set(result.layer("stem").distribution.ood) == {"negative"}
     assert result.layer("late").distribution.ood == {}
+
+
+def test_traced_pooling_layers_enter_with_their_geometry():
+    # MTCNN RNet's layout: ceil-mode 3x3/2 max pools between the convs, 24x24 input. By hand:
+    # conv1 3 -> pool (3, /2) 5, jump 2 -> conv2 5 + 2*2 = 9 -> pool 9 + 2*2 = 13, jump 4 ->
+    # conv3 (2x2) 13 + 1*4 = 17
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3),
+        nn.MaxPool2d(3, 2, ceil_mode=True),
+        nn.Conv2d(4, 4, 3),
+        nn.MaxPool2d(3, 2, ceil_mode=True),
+        nn.Conv2d(4, 4, 2),
+    ).eval()
+    a = TorchModel(model)
+    a.trace(np.zeros((2, 3, 24, 24), np.float32))
+    assert [p.name for p in a.pools["2"]] == ["1"] and a.pools["2"][0].output == (11, 11)
+    fields, note = traced_chain(a.layers(), a.shapes, (24, 24), a.pools)
+    assert [f.size for f in fields] == [(3, 3), (9, 9), (17, 17)]
+    assert [f.jump for f in fields] == [(1, 1), (2, 2), (4, 4)]
+    assert "pooling layers traced: 1, 3" in note and "inferred" not in note
+    # without the traced pools, the size drops 22 -> 11 and 9 -> 4 are inferred as valid windows:
+    # 2 (stride 2) and 3 (stride 2): the ceil-mode window hides in 22 -> 11, and the note says so
+    fields, note = traced_chain(a.layers(), a.shapes, (24, 24))
+    assert [f.size for f in fields] == [(3, 3), (8, 8), (16, 16)]
+    assert (
+        "pooling inferred before 2 (window 2x2 stride 2x2), before 4 (window 3x3 stride 2x2)"
+        in note
+    )

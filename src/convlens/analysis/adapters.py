@@ -36,12 +36,46 @@ from convlens.analysis.layers import (
     stem_index,
     stem_note,
 )
+from convlens.analysis.receptive import PoolStep
 from convlens.analysis.result import LayerCheck, LayerIdentity
 from convlens.data.fit import InputExpectation
 from convlens.errors import ConvlensError
 
 Shapes = dict[str, tuple[list[int], list[int]]]
 """Per conv layer: the input and output shape of its (first) call in a traced run."""
+POOL_TYPES = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)
+
+
+def pool_step(name: str, m: Any, out: torch.Tensor) -> PoolStep:
+    """The geometry of one torch pooling module as it ran (ints broadcast to its spatial rank)."""
+    nd = out.ndim - 2
+
+    def per_axis(v: Any) -> tuple[int, ...]:
+        vals = tuple(int(a) for a in v) if isinstance(v, tuple | list) else (int(v),) * nd
+        return vals if len(vals) == nd else (vals[0],) * nd
+
+    return PoolStep(
+        name,
+        per_axis(m.kernel_size),
+        per_axis(m.stride if m.stride is not None else m.kernel_size),
+        per_axis(m.padding),
+        per_axis(getattr(m, "dilation", 1)),
+        tuple(int(v) for v in out.shape[2:]),
+    )
+
+
+def _pools_before(events: list[tuple[str, Any]]) -> dict[str, list[PoolStep]]:
+    """Per conv: the pooling layers that ran after the previous conv and before it."""
+    out: dict[str, list[PoolStep]] = {}
+    pending: list[PoolStep] = []
+    for kind, item in events:
+        if kind == "pool":
+            pending.append(item)
+        else:
+            if pending:
+                out[item] = pending
+            pending = []
+    return out
 
 
 class ModelAdapter:
@@ -53,6 +87,7 @@ class ModelAdapter:
     def __init__(self) -> None:
         self.notes: list[str] = []
         self.shapes: Shapes = {}
+        self.pools: dict[str, list[PoolStep]] = {}
         self.output: str | None = None
 
     def layers(self) -> list[LayerIdentity]:
@@ -192,6 +227,7 @@ class TorchModel(ModelAdapter):
 
     def trace(self, x: NDArray[Any]) -> None:
         x = x[:2]
+        events: list[tuple[str, Any]] = []  # ("conv", name) / ("pool", PoolStep), firing order
         shapes: Shapes = {}
         handles = []
         for name, m in conv_modules(self.module):
@@ -199,14 +235,24 @@ class TorchModel(ModelAdapter):
             def hook(_m: nn.Module, inp: Any, out: Any, _n: str = name) -> None:
                 if _n not in shapes and inp and isinstance(out, torch.Tensor):
                     shapes[_n] = (list(inp[0].shape), list(out.shape))
+                    events.append(("conv", _n))
 
             handles.append(m.register_forward_hook(hook))
+        for name, m in self.module.named_modules():
+            if isinstance(m, POOL_TYPES):
+
+                def pool_hook(m: nn.Module, _i: Any, out: Any, _n: str = name) -> None:
+                    if isinstance(out, torch.Tensor):
+                        events.append(("pool", pool_step(_n, m, out)))
+
+                handles.append(m.register_forward_hook(pool_hook))
         try:
             self.modules = identify_modules(self.module, torch.from_numpy(x), call=self.call)
         finally:
             for h in handles:
                 h.remove()
         self.shapes = shapes
+        self.pools = _pools_before(events)
         with torch.no_grad():
             out = run_model(self.call or self.module, torch.from_numpy(x), "the data")
         head, which = pick_output(out, self.output, "the model")

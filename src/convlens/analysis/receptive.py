@@ -12,6 +12,8 @@ holding 95% of the gradient mass: conv units see a local patch, dense units the 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
@@ -98,11 +100,40 @@ def _double_copy(model: SmallCNN) -> SmallCNN:
 
 CHAIN_RULE = (
     "theoretical receptive fields along the conv layers in execution order, assuming a chain (each "
-    "conv reads the previous conv's output; Araujo et al. 2019 recurrence); a spatial size drop "
-    "between two convs is taken as a pooling step with kernel = stride = the drop factor; with skip "
-    "connections or parallel branches the figures follow the longest path through every conv: an "
-    "upper bound"
+    "conv reads the previous conv's output; Araujo et al. 2019 recurrence); pooling layers seen in "
+    "the run (torch MaxPool/AvgPool) enter with their own geometry; any other spatial size drop "
+    "between two convs is taken as a valid pooling window (stride round(in/out), window in - "
+    "(out - 1) * stride); with skip connections or parallel branches the figures follow the longest "
+    "path through every conv: an upper bound"
 )
+
+
+@dataclass(frozen=True)
+class PoolStep:
+    """A pooling layer seen between two convs in a traced run (per-axis geometry)."""
+
+    name: str
+    kernel: tuple[int, ...]
+    stride: tuple[int, ...]
+    padding: tuple[int, ...]
+    dilation: tuple[int, ...]
+    output: tuple[int, ...]
+
+
+class _Chain:
+    """Running size / jump / start of the recurrence, per axis."""
+
+    def __init__(self, nd: int) -> None:
+        self.size, self.jump = [1] * nd, [1] * nd
+        self.start = [0.0] * nd
+
+    def step(self, span: list[int], stride: list[int], pad_lo: list[int]) -> None:
+        z = zip(self.start, span, pad_lo, self.jump, strict=True)
+        self.start = [st + ((sp - 1) / 2 - p) * j for st, sp, p, j in z]
+        self.size = [
+            sz + (sp - 1) * j for sz, sp, j in zip(self.size, span, self.jump, strict=True)
+        ]
+        self.jump = [j * s for j, s in zip(self.jump, stride, strict=True)]
 
 
 def _pad_lo(ident: LayerIdentity, in_spatial: list[int]) -> list[int]:
@@ -124,66 +155,92 @@ def _pad_lo(ident: LayerIdentity, in_spatial: list[int]) -> list[int]:
     return vals[:nd] if len(vals) == 2 * nd else (vals * nd)[:nd]
 
 
+def _gap(chain: _Chain, prev: list[int], cur: list[int]) -> str | None:
+    """A size drop ``prev -> cur`` taken as a valid pooling window; its text, or ``None`` when it is
+    no drop of that kind (growth, or an implausible window)."""
+    strides = [max(1, round(a / b)) if b else 0 for a, b in zip(prev, cur, strict=True)]
+    windows = [a - (b - 1) * st for a, b, st in zip(prev, cur, strides, strict=True)]
+    if any(
+        b < 1 or b > a or not 1 <= w <= 2 * st + 1
+        for a, b, w, st in zip(prev, cur, windows, strides, strict=True)
+    ):
+        return None
+    chain.step(windows, strides, [0] * len(prev))
+    return f"window {'x'.join(map(str, windows))} stride {'x'.join(map(str, strides))}"
+
+
 def traced_chain(
     layers: list[LayerIdentity],
     shapes: dict[str, tuple[list[int], list[int]]],
     input_spatial: tuple[int, ...],
+    pools: dict[str, list[PoolStep]] | None = None,
 ) -> tuple[list[ReceptiveField], str]:
     """Receptive field (size, jump, start) after each conv that ran, from its traced geometry and
-    the observed shapes (``shapes[name] = (input shape, output shape)``, batch and channels first),
-    for any model; the second value states the assumption (:data:`CHAIN_RULE`) and where it fails."""
+    the observed shapes (``shapes[name] = (input shape, output shape)``, batch and channels first)
+    and the pooling layers seen before it (``pools[name]``), for any model; the second value states
+    the assumption (:data:`CHAIN_RULE`), what was inferred and where the chain breaks."""
     nd = len(input_spatial)
-    size, jump = [1] * nd, [1] * nd
-    start = [0.0] * nd
+    chain = _Chain(nd)
     prev: list[int] = list(input_spatial)
     prev_c: int | None = None
     out: list[ReceptiveField] = []
     breaks: list[str] = []
-    pools: list[str] = []
+    seen: list[str] = []
+    inferred: list[str] = []
     for ident in sorted(layers, key=lambda i: i.index):
         if ident.name not in shapes or ident.dims != nd or ident.stride is None:
             continue
         inp, res = shapes[ident.name]
         sp_in, sp_out = [int(v) for v in inp[2:]], [int(v) for v in res[2:]]
+        for p in (pools or {}).get(ident.name, []):
+            if len(p.kernel) != nd:
+                continue
+            span = [dd * (k - 1) + 1 for k, dd in zip(p.kernel, p.dilation, strict=True)]
+            chain.step(span, list(p.stride), list(p.padding))
+            prev = list(p.output)
+            seen.append(p.name)
         if sp_in != prev:
-            f = [a // b if b and a % b == 0 else 0 for a, b in zip(prev, sp_in, strict=True)]
-            if all(v >= 1 for v in f):
-                start = [st + (v - 1) / 2 * j for st, v, j in zip(start, f, jump, strict=True)]
-                size = [sz + (v - 1) * j for sz, v, j in zip(size, f, jump, strict=True)]
-                jump = [j * v for j, v in zip(jump, f, strict=True)]
-                pools.append(f"before {ident.name} (x{'x'.join(map(str, f))})")
-            else:
+            text = _gap(chain, prev, sp_in)
+            if text is None:
                 breaks.append(f"{ident.name} reads {sp_in} after {prev}")
+            else:
+                inferred.append(f"before {ident.name} ({text})")
         if prev_c is not None and int(inp[1]) != prev_c:
             breaks.append(f"{ident.name} reads {inp[1]} channels, the previous conv gave {prev_c}")
-        lo = _pad_lo(ident, sp_in)
         span = [
             dd * (k - 1) + 1
             for k, dd in zip(ident.kernel_size, ident.dilation or [1] * nd, strict=True)
         ]
-        start = [
-            st + ((sp - 1) / 2 - p) * j for st, sp, p, j in zip(start, span, lo, jump, strict=True)
-        ]
-        size = [sz + (sp - 1) * j for sz, sp, j in zip(size, span, jump, strict=True)]
-        jump = [j * s for j, s in zip(jump, ident.stride, strict=True)]
-        is_global = all(sz >= n for sz, n in zip(size, input_spatial, strict=True))
+        chain.step(span, list(ident.stride), _pad_lo(ident, sp_in))
+        is_global = all(sz >= n for sz, n in zip(chain.size, input_spatial, strict=True))
         out.append(
             ReceptiveField(
                 ident.name,
                 "conv",
-                tuple(size),
-                tuple(jump),
-                tuple(start),
+                tuple(chain.size),
+                tuple(chain.jump),
+                tuple(chain.start),
                 tuple(sp_out),
                 is_global,
                 tuple(input_spatial),
             )
         )
         prev, prev_c = sp_out, int(res[1])
+    return out, _chain_note(input_spatial, seen, inferred, breaks)
+
+
+def _chain_note(
+    input_spatial: tuple[int, ...], seen: list[str], inferred: list[str], breaks: list[str]
+) -> str:
+    def first(items: list[str]) -> str:
+        return ", ".join(items[:5]) + (" ..." if len(items) > 5 else "")
+
     note = CHAIN_RULE + f"; input {'x'.join(map(str, input_spatial))}"
-    if pools:
-        note += "; pooling inferred " + ", ".join(pools[:5]) + (" ..." if len(pools) > 5 else "")
+    if seen:
+        note += "; pooling layers traced: " + first(seen)
+    if inferred:
+        note += "; pooling inferred " + first(inferred)
     if breaks:
         note += "; NOT a chain at " + "; ".join(breaks[:5]) + (" ..." if len(breaks) > 5 else "")
-        note += ": the figures from there on are upper bounds"
-    return out, note
+        note += ": the figures from there on assume the chain anyway (upper bounds for branches)"
+    return note

@@ -664,7 +664,7 @@ def _data_stages(
         x = prep.x_id
         spatial = tuple(x.shape[1:-1] if prep.layout == "NHWC" else x.shape[2:])
         fields, rule = receptive.traced_chain(
-            [r.identity for r in result.layers], adapter.shapes, spatial
+            [r.identity for r in result.layers], adapter.shapes, spatial, adapter.pools
         )
         if fields:
             result.receptive_fields = ReceptiveFields(theoretical=fields, effective=[])
