@@ -252,3 +252,33 @@ def test_traced_pooling_layers_enter_with_their_geometry():
         "pooling inferred before 2 (window 2x2 stride 2x2), before 4 (window 3x3 stride 2x2)"
         in note
     )
+
+
+def test_onnx_pooling_nodes_enter_with_their_geometry(tmp_path):
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3),
+        nn.ReLU(),
+        nn.MaxPool2d(3, 2, ceil_mode=True),
+        nn.Conv2d(4, 4, 3),
+        nn.AvgPool2d(2),
+        nn.Conv2d(4, 4, 2),
+    ).eval()
+    p = tmp_path / "pools.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (torch.zeros(2, 3, 24, 24),), str(p), dynamo=False,
+                          input_names=["x"], dynamic_axes={"x": {0: "N"}})  # fmt: skip
+    t = TorchModel(model)
+    t.trace(np.zeros((2, 3, 24, 24), np.float32))
+    torch_fields, _ = traced_chain(t.layers(), t.shapes, (24, 24), t.pools)
+    o = OnnxModel(p)
+    o.trace(np.zeros((2, 3, 24, 24), np.float32))
+    fields, note = traced_chain(o.layers(), o.shapes, (24, 24), o.pools)
+    # by hand: conv 3; pool 3/2 -> 5, jump 2; conv 3 -> 9; avg 2/2 -> 11, jump 4; conv 2 -> 15
+    assert [f.size for f in fields] == [(3, 3), (9, 9), (15, 15)]
+    assert [f.size for f in fields] == [f.size for f in torch_fields]
+    assert [f.start for f in fields] == [f.start for f in torch_fields]
+    assert "pooling layers traced" in note and "inferred" not in note

@@ -392,6 +392,9 @@ class OnnxModel(ModelAdapter):
             c.name: (list(res[c.input].shape), list(res[c.output].shape))
             for c in self.runner.running
         }
+        spec = self.runner.input_spec
+        last = spec is not None and spec.layout == "NHWC"
+        self.pools = _pools_before(self._pool_events(list(x.shape[1:-1] if last else x.shape[2:])))
         name = self.runner.logits_name
         if name is None:
             return
@@ -410,6 +413,46 @@ class OnnxModel(ModelAdapter):
             "output-level baselines (max-softmax, energy) not computed"
         )
         self.runner.logits_name = None
+
+    def _pool_events(self, spatial: list[int]) -> list[tuple[str, Any]]:
+        """Main-graph convs and ``MaxPool``/``AveragePool`` nodes in graph order; each pool's
+        output size computed from its attributes and the size before it (``auto_pad`` pools are
+        left to the size-drop rule)."""
+        from onnx import helper
+
+        r = self.runner
+        order = r.node_order
+        items: list[tuple[int, str, Any]] = []
+        for c in r.running:
+            out = c.integer_check.get("output", c.output) if c.integer_check else c.output
+            items.append((order.get(out, -1), "conv", c.name))
+        for _inp, outs, name, _op, attrs in r.pool_nodes:
+            items.append((order.get(outs[0], -1), "pool", (name, attrs)))
+        events: list[tuple[str, Any]] = []
+        prev = spatial
+        for _, kind, item in sorted(items, key=lambda t: t[0]):
+            if kind == "conv":
+                events.append(("conv", item))
+                prev = [int(v) for v in self.shapes[item][1][2:]]
+                continue
+            name, attrs = item
+            a = {at.name: helper.get_attribute_value(at) for at in attrs}
+            nd = len(a.get("kernel_shape", []))
+            if nd != len(prev) or a.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
+                continue
+            k = [int(v) for v in a["kernel_shape"]]
+            st = [int(v) for v in a.get("strides", [1] * nd)]
+            pads = [int(v) for v in a.get("pads", [0] * 2 * nd)]
+            dil = [int(v) for v in a.get("dilations", [1] * nd)]
+            ceil = bool(a.get("ceil_mode", 0))
+            outs = []
+            for i in range(nd):
+                span = (prev[i] + pads[i] + pads[i + nd] - dil[i] * (k[i] - 1) - 1) / st[i]
+                outs.append(int(np.ceil(span) if ceil else np.floor(span)) + 1)
+            step = PoolStep(name, tuple(k), tuple(st), tuple(pads[:nd]), tuple(dil), tuple(outs))
+            events.append(("pool", step))
+            prev = outs
+        return events
 
     def activations(self, x: NDArray[Any], name: str) -> activations.SetActivations:
         batches, left_out = self.runner.batches(x)

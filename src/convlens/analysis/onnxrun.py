@@ -59,6 +59,20 @@ class OnnxModel:
         if len(graph.inputs) != 1:
             raise ConvlensError(f"{self.path!r}: expected one graph input, found {graph.inputs}")
         self.input_name = graph.inputs[0]
+        self.pool_nodes = [
+            (
+                list(n.input[:1]),
+                list(n.output[:1]),
+                n.name or f"{n.op_type}@{i}",
+                n.op_type,
+                n.attribute,
+            )
+            for i, n in enumerate(model.graph.node)
+            if n.op_type in ("MaxPool", "AveragePool")
+        ]
+        """Main-graph pooling nodes (input, output, name, op, attributes), for receptive fields."""
+        self.node_order = {out: i for i, n in enumerate(model.graph.node) for out in n.output}
+        """Position of the node producing each main-graph tensor (topological order)."""
         self.model_outputs = [o.name for o in model.graph.output]
         self.logits_name: str | None = self.model_outputs[0] if self.model_outputs else None
         """The output taken as the logits (``None``: the output is not used)."""
