@@ -101,7 +101,8 @@ def _double_copy(model: SmallCNN) -> SmallCNN:
 CHAIN_RULE = (
     "theoretical receptive fields along the conv layers in execution order, assuming a chain (each "
     "conv reads the previous conv's output; Araujo et al. 2019 recurrence); pooling layers seen in "
-    "the run (torch MaxPool/AvgPool) enter with their own geometry; any other spatial size drop "
+    "the run (torch MaxPool/AvgPool, ONNX MaxPool/AveragePool) enter with their own geometry; any "
+    "other spatial size drop "
     "between two convs is taken as a valid pooling window (stride round(in/out), window in - "
     "(out - 1) * stride); with skip connections or parallel branches the figures follow the longest "
     "path through every conv: an upper bound"
