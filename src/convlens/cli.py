@@ -138,12 +138,16 @@ def train(
     default=None,
     help="Dataset for activations with --factory (same forms as `train --data`).",
 )
-@click.option("--ood", default=None, help="Comma-separated OOD sets (default: all bundled ones).")
+@click.option(
+    "--ood",
+    default=None,
+    help="Comma-separated OOD sets (default: all bundled ones; noise for 1-D/3-D data).",
+)
 @click.option(
     "--layout",
     type=click.Choice(["NCHW", "NHWC"]),
     default=None,
-    help="Model input layout (default: from the ONNX input, else NCHW).",
+    help="Model input layout (default: from the ONNX input; NCHW for PyTorch).",
 )
 @click.option(
     "--normalize",
@@ -180,7 +184,7 @@ def analyze(
 
     \b
     Model files: .safetensors, .pt/.pth (weights_only=True), .onnx (weights from initializers, Constant nodes, If/Loop/Scan subgraphs; quantised convs dequantised).
-    Writes analysis.json; prints the headline figures.
+    Writes analysis.json; prints the headline figures (model files: a per-layer table first).
     """
     from convlens.data.fit import FitOptions, parse_input_size
     from convlens.pipelines import analysis_summary, analyze_target, layer_table
