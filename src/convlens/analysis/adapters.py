@@ -18,7 +18,7 @@ probe feature maps, and verify their conv calls.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -91,12 +91,15 @@ class ModelAdapter:
         self.output: str | None = None
 
     def layers(self) -> list[LayerIdentity]:
+        """Every conv layer's identity and geometry, ``index`` in execution order where known."""
         raise NotImplementedError
 
     def weights(self) -> dict[str, NDArray[Any]]:
+        """Weights keyed so that ``identity.weight_key`` or ``identity.name`` finds each layer's."""
         raise NotImplementedError
 
     def expectation(self) -> InputExpectation:
+        """What the model reads (conv rank, channels, fixed size, layout), for the data fit."""
         raise ConvlensError("this model holds weights only: it cannot be run on data")
 
     def trace(self, x: NDArray[Any]) -> None:
@@ -104,9 +107,11 @@ class ModelAdapter:
         raise ConvlensError("this model holds weights only: it cannot be run on data")
 
     def activations(self, x: NDArray[Any], name: str) -> activations.SetActivations:
+        """One pass over the fitted set ``x``: per-layer activation statistics and output scores."""
         raise ConvlensError("this model holds weights only: it cannot be run on data")
 
     def feature_maps(self, x: NDArray[Any]) -> dict[str, NDArray[np.float32]]:
+        """Each conv layer's output ``(P, C, *spatial)`` for the probe items ``x``."""
         raise ConvlensError("this model holds weights only: it cannot be run on data")
 
     def verify(
@@ -375,10 +380,6 @@ class OnnxModel(ModelAdapter):
             source=f"ONNX {spec.describe()}",
             fixed_shape=tuple(shape),
         )
-
-    def batches(self, x: NDArray[Any]) -> tuple[Iterable[torch.Tensor], int]:
-        out: tuple[Iterable[torch.Tensor], int] = self.runner.batches(x)
-        return out
 
     def trace(self, x: NDArray[Any]) -> None:
         if self.runner.batch is not None:

@@ -75,6 +75,7 @@ class FitOptions:
     """Which head of a tuple/dict model output is the output (a key or an index; ``None``: the first)."""
 
     def check(self) -> None:
+        """Refuse an unknown layout, scale or normalisation, or a bad input size (one line)."""
         if self.layout is not None and self.layout not in LAYOUTS:
             raise ConvlensError(f"layout must be one of {', '.join(LAYOUTS)}, got {self.layout!r}")
         if self.scale not in SCALES:
@@ -108,6 +109,7 @@ def parse_normalize(text: str) -> str | tuple[tuple[float, ...], tuple[float, ..
 
 
 def check_input_size(size: Sequence[int]) -> tuple[int, ...]:
+    """``size`` as a tuple of ints in ``1..MAX_INPUT_SIDE`` (refused otherwise)."""
     out = tuple(size)
     if not out or not all(isinstance(v, int) and not isinstance(v, bool) for v in out):
         raise ConvlensError(f"input size must be positive integers, got {size!r}")
