@@ -32,6 +32,7 @@ HINTS = {
     "partial_run": "finish it with `convlens train --resume --out RUN`",
     "no_analysis": "run `convlens analyze RUN` first",
     "needs_factory": "add --factory package.module:function",
+    "layout_unknown": "give --layout NCHW or NHWC",
 }
 
 

@@ -144,7 +144,34 @@ def train(
     default=None,
     help="Dataset for activations with --factory (same forms as `train --data`).",
 )
-@click.option("--ood", default=None, help="Comma-separated OOD sets (default: all bundled ones).")
+@click.option(
+    "--ood",
+    default=None,
+    help="Comma-separated OOD sets (default: all bundled ones; noise for 1-D/3-D data).",
+)
+@click.option(
+    "--layout",
+    type=click.Choice(["NCHW", "NHWC"]),
+    default=None,
+    help="Model input layout (default: from the ONNX input; NCHW for PyTorch).",
+)
+@click.option(
+    "--normalize",
+    default="dataset",
+    show_default=True,
+    help="dataset (training mean/std), imagenet, none, MEAN,STD or M1,..,MC,S1,..,SC.",
+)
+@click.option(
+    "--scale",
+    type=click.Choice(["0-1", "0-255"]),
+    default="0-1",
+    show_default=True,
+    help="Pixel value range the model reads.",
+)
+@click.option("--input-size", default=None, help="Resize the data to HxW (L, DxHxW) for the model.")
+@click.option(
+    "--output", default=None, help="Head of a tuple/dict output used as logits (key or index)."
+)
 @click.option(
     "--control-run",
     "control_runs",
@@ -161,16 +188,25 @@ def analyze(
     data: str | None,
     ood: str | None,
     control_runs: tuple[str, ...],
+    layout: str | None,
+    normalize: str,
+    scale: str,
+    input_size: str | None,
+    output: str | None,
 ) -> None:
     """Measure what a trained CNN learned: TARGET is a run directory or a model file.
 
     \b
     Model files: .safetensors, .pt/.pth (weights_only=True), .onnx (weights from initializers, Constant nodes, If/Loop/Scan subgraphs; quantised convs dequantised).
-    Writes analysis.json; prints the headline figures.
+    Writes analysis.json; prints the headline figures (model files: a per-layer table first).
     """
-    from convlens.pipelines import analysis_summary, analyze_target
+    from convlens.data.fit import FitOptions, parse_input_size
+    from convlens.pipelines import analysis_summary, analyze_target, layer_table
 
     ood_list = [o.strip() for o in ood.split(",") if o.strip()] if ood else None
+    size = parse_input_size(input_size) if input_size is not None else None
+    fit = FitOptions(layout, normalize, scale, size, output)
+    fit.check()
     result, dest = analyze_target(
         target,
         out=out_file,
@@ -180,7 +216,11 @@ def analyze(
         data=data,
         ood=ood_list,
         control_runs=list(control_runs),
+        fit=fit,
     )
+    if result.source.kind == "model_file":  # a compact table of every layer first
+        for line in layer_table(result):
+            click.echo(line)
     for line in analysis_summary(result):
         click.echo(line)
     click.echo(f"wrote {dest}")

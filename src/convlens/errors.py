@@ -16,7 +16,8 @@ CLI adds its own hint for it:
 - ``"cuda_unavailable"``: CUDA was requested and is not available;
 - ``"partial_run"``: a run directory has no final model yet (training did not finish);
 - ``"no_analysis"``: a run directory has no ``analysis.json`` yet;
-- ``"needs_factory"``: activations were asked for on a weights-only file.
+- ``"needs_factory"``: activations were asked for on a weights-only file;
+- ``"layout_unknown"``: a model's input does not say whether channels come first or last.
 
 Errors from the environment (:class:`OSError`: missing/unreadable files, permission denied, disk
 full, symlink loops, ...) and :class:`MemoryError` are user errors too; :func:`describe_os_error`
@@ -41,6 +42,7 @@ HintKey = Literal[
     "partial_run",
     "no_analysis",
     "needs_factory",
+    "layout_unknown",
 ]
 
 

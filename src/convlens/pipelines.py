@@ -138,18 +138,25 @@ def analyze_target(
     data: str | None = None,
     ood: list[str] | None = None,
     control_runs: list[str] | None = None,
+    fit: Any = None,
 ) -> tuple[AnalysisResult, Path]:
     """Analyse a run directory or a model file and write the result; return it and its path.
 
     Default destination: ``RUN/analysis.json``, or ``MODEL.analysis.json`` beside a model file.
-    ``control_runs``: random-label runs of the same recipe (run directories only)."""
+    ``control_runs``: random-label runs of the same recipe (run directories only).
+    ``fit`` (:class:`convlens.data.fit.FitOptions`) fits the data to a model file's input. When the
+    data part of a model-file analysis fails, the weight analysis is written anyway and the error
+    is raised after, naming the file written."""
     from convlens.analysis import analyze_model_file, analyze_run
+    from convlens.analysis.run import DataStageError
 
     path = Path(target)
     if out is not None:
         _check_destination(Path(out))
     if path.is_dir():
         given = [n for n, v in (("factory", factory), ("data", data), ("ood", ood)) if v]
+        if fit is not None and fit != type(fit)():
+            given.append("the data fitting options")
         if given:
             raise ConvlensError(
                 f"{str(target)!r} is a run directory: its model, data and OOD sets are the ones "
@@ -174,10 +181,22 @@ def analyze_target(
             )
         if ood and data is None:
             raise ConvlensError("OOD sets are compared with a dataset: give the data as well")
-        result = analyze_model_file(
-            path, factory=factory, data=data, ood=ood, n_null=n_null, seed=seed
-        )
+        if data is None and fit is not None and fit != type(fit)():
+            raise ConvlensError(
+                "the data fitting options (layout, normalisation, scale, input size, output) "
+                "apply to data run through the model: give the data as well"
+            )
         dest = Path(out) if out else path.with_name(path.name + ".analysis.json")
+        try:
+            result = analyze_model_file(
+                path, factory=factory, data=data, ood=ood, n_null=n_null, seed=seed, fit=fit
+            )
+        except DataStageError as exc:
+            written = write_result(exc.result, dest)
+            raise ConvlensError(
+                f"the data part failed: {exc}; the weight analysis was written to {written}",
+                hint_key=exc.hint_key,
+            ) from None
     else:
         raise ConvlensError(f"{str(target)!r} is neither a run directory nor a model file")
     return result, write_result(result, dest)
@@ -190,6 +209,47 @@ def _check_destination(dest: Path) -> None:
     if not dest.parent.is_dir():
         state = "is not a folder" if dest.parent.exists() else "does not exist"
         raise ConvlensError(f"cannot write {str(dest)!r}: {str(dest.parent)!r} {state}")
+
+
+def layer_table(result: AnalysisResult, limit: int = 40) -> list[str]:
+    """A compact per-layer table: layer, kernels (shape), fraction above the null's 95th
+    percentile, top categories, check status and, where measured, the theoretical receptive
+    field; at most ``limit`` rows (the rest counted)."""
+    fields = {}
+    if result.receptive_fields is not None:
+        fields = {f.name: "x".join(map(str, f.size)) for f in result.receptive_fields.theoretical}
+    rows: list[tuple[str, ...]] = [
+        ("layer", "kernels", "above null", "top categories", "check", "RF")
+    ]
+    for layer in result.layers[:limit]:
+        ident, m, c = layer.identity, layer.matching, layer.check
+        shape = "x".join(map(str, ident.kernel_size))
+        frac = (
+            "-"
+            if m is None or m.fraction_above_null95 is None
+            else f"{m.fraction_above_null95:.0%}"
+        )
+        if m is not None and m.skipped:
+            frac = "skipped"
+        cats = sorted((m.categories if m else {}).items(), key=lambda kv: (-kv[1], kv[0]))
+        top = ", ".join(f"{k} {n}" for k, n in cats[:2]) or "-"
+        status: str = c.status if c is not None else "-"
+        if ident.order == "definition" and result.distribution is not None:
+            status = "not executed"
+        elif c is not None and c.status == "checked":
+            status = "checked" if c.is_cross_correlation else "differs"
+        rf = fields.get(ident.name, "-")
+        rows.append((ident.name, f"{layer.n_kernels} x {shape}", frac, top, status, rf))
+    if not fields:
+        rows = [r[:5] for r in rows]
+    n = len(rows[0])
+    widths = [min(max(len(r[i]) for r in rows), 40) for i in range(n)]
+    lines = [
+        "  ".join(v[:40].ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows
+    ]
+    if len(result.layers) > limit:
+        lines.append(f"... and {len(result.layers) - limit} more layer(s) (see the JSON)")
+    return lines
 
 
 def analysis_summary(result: AnalysisResult) -> list[str]:

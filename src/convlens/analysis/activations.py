@@ -108,11 +108,20 @@ def reduce_map(zmap: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @torch.no_grad()
-def collect(model: nn.Module, batches: Iterable[torch.Tensor], name: str) -> SetActivations:
+def collect(
+    model: nn.Module,
+    batches: Iterable[torch.Tensor],
+    name: str,
+    *,
+    call: Any = None,
+    pick: Any = None,
+) -> SetActivations:
     """One pass over ``batches``: hooks on every conv layer; hooks removed and mode restored after.
 
     The hooks reduce each conv output as soon as it is computed (while it is in cache) and keep only
-    the small per-image results, so no feature map outlives the layer that made it."""
+    the small per-image results, so no feature map outlives the layer that made it. ``call`` runs a
+    batch instead of ``model`` (a pipeline around it); ``pick`` takes the logits from the output (a
+    tuple/dict head) or returns ``None`` when the output is not used (no output-level baselines)."""
     layers = conv_layers(model)
     out = SetActivations(name)
     reduced: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -130,14 +139,17 @@ def collect(model: nn.Module, batches: Iterable[torch.Tensor], name: str) -> Set
         for lname, module in layers:
             handles.append(module.register_forward_hook(hook(lname)))
         for xb in batches:
-            logits = run_model(model, xb, f"{name!r} (a batch)")
-            if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
+            logits = run_model(model if call is None else call, xb, f"{name!r} (a batch)")
+            if pick is not None:
+                logits = pick(logits)
+            if logits is not None and (not isinstance(logits, torch.Tensor) or logits.ndim != 2):
                 raise ConvlensError(
                     f"the model's output on {name!r} is not a (batch, classes) tensor of logits "
                     f"(got {type(logits).__name__} {tuple(getattr(logits, 'shape', ()))})"
                 )
             # conv modules that never ran (defined but unused) have no entry: not executed
-            accumulate(out, logits, {ln: reduced[ln] for ln, _ in layers if ln in reduced})
+            stats = {ln: reduced[ln] for ln, _ in layers if ln in reduced}
+            accumulate(out, logits, stats, n=len(xb))
             reduced.clear()
     finally:
         for h in handles:
@@ -147,15 +159,20 @@ def collect(model: nn.Module, batches: Iterable[torch.Tensor], name: str) -> Set
 
 
 def accumulate(
-    out: SetActivations, logits: torch.Tensor, stats: dict[str, tuple[torch.Tensor, torch.Tensor]]
+    out: SetActivations,
+    logits: torch.Tensor | None,
+    stats: dict[str, tuple[torch.Tensor, torch.Tensor]],
+    n: int | None = None,
 ) -> None:
-    """Add one batch: output-level scores from ``logits``, per-layer scores from :func:`reduce_map`."""
-    probs = torch.softmax(logits.double(), dim=1)
-    out.msp.extend(probs.max(dim=1).values.cpu().numpy())
-    out.energy.extend(torch.logsumexp(logits.double(), dim=1).cpu().numpy())
-    out.pred.extend(probs.argmax(dim=1).cpu().numpy())
-    out.n += len(logits)
-    out.n_outputs = int(logits.shape[1])
+    """Add one batch: output-level scores from ``logits`` (none when ``None``; then ``n`` gives the
+    batch size), per-layer scores from :func:`reduce_map`."""
+    if logits is not None:
+        probs = torch.softmax(logits.double(), dim=1)
+        out.msp.extend(probs.max(dim=1).values.cpu().numpy())
+        out.energy.extend(torch.logsumexp(logits.double(), dim=1).cpu().numpy())
+        out.pred.extend(probs.argmax(dim=1).cpu().numpy())
+        out.n_outputs = int(logits.shape[1])
+    out.n += len(logits) if logits is not None else int(n or 0)
     for lname, (mean_relu, max_z) in stats.items():
         per_channel = mean_relu.double().cpu().numpy()
         out.channel_stats.setdefault(lname, RunningStats(per_channel.shape[1])).update(per_channel)
@@ -366,8 +383,18 @@ def compare(
             id_max=finite(idm.mean()),
             id_max_ci=_ci(percentile_ci(weighted_means(idm, wi))),
             id_channel_stats=_channel_stats(id_set.channel_stats[layer]),
-            ood={s.name: _compare_one(layer, id_set, s, boot, ctrls) for s in ood_sets},
-            other={s.name: _compare_one(layer, id_set, s, boot, ctrls) for s in extra},
+            # a conv that ran on the ID set but not on an OOD set (input-dependent control flow)
+            # has no comparison for that set
+            ood={
+                s.name: _compare_one(layer, id_set, s, boot, ctrls)
+                for s in ood_sets
+                if layer in s.layer_scores
+            },
+            other={
+                s.name: _compare_one(layer, id_set, s, boot, ctrls)
+                for s in extra
+                if layer in s.layer_scores
+            },
             controls=_control_levels(layer, id_set, boot, ctrls),
         )
 
@@ -377,7 +404,11 @@ def compare(
     info = DistributionInfo(
         id=dataset(id_set),
         ood=[dataset(s) for s in ood_sets],
-        baselines={s.name: _baseline(id_set, s) for s in ood_sets},
+        baselines={
+            s.name: _baseline(id_set, s)
+            for s in ood_sets
+            if len(id_set.msp.values) and len(s.msp.values)  # none when the output is not used
+        },
         rule=RULE,
         other=[dataset(s) for s in extra],
         controls=dict(control_descriptions or {}),
@@ -388,6 +419,8 @@ def compare(
                 s.name: _baseline(sets[id_set.name], sets[s.name])
                 for s in ood_sets
                 if s.name in sets
+                and len(sets[id_set.name].msp.values)
+                and len(sets[s.name].msp.values)
             }
             for c, sets in ctrls.items()
             if id_set.name in sets

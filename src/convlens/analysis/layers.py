@@ -56,14 +56,15 @@ def module_identity(name: str, conv: Any, index: int, order: str) -> LayerIdenti
 
 
 def identify_modules(
-    model: nn.Module, example: torch.Tensor | None = None
+    model: nn.Module, example: torch.Tensor | None = None, *, call: Any = None
 ) -> list[tuple[LayerIdentity, nn.Module]]:
     """Every conv module of ``model`` with its identity, in execution order when ``example`` is
-    given (one forward pass, hooks removed and the training mode restored afterwards)."""
+    given (one forward pass, hooks removed and the training mode restored afterwards); ``call``
+    runs the example instead of ``model`` (a pipeline callable around it)."""
     convs = conv_modules(model)
     fired: list[str] = []
     if example is not None and convs:
-        fired = _execution_order(model, convs, example)
+        fired = _execution_order(model, convs, example, call)
     ran = [n for n in dict.fromkeys(fired)]
     rest = [n for n, _ in convs if n not in set(ran)]
     modules = dict(convs)
@@ -75,7 +76,7 @@ def identify_modules(
 
 
 def _execution_order(
-    model: nn.Module, convs: list[tuple[str, nn.Module]], example: torch.Tensor
+    model: nn.Module, convs: list[tuple[str, nn.Module]], example: torch.Tensor, call: Any = None
 ) -> list[str]:
     fired: list[str] = []
     handles = []
@@ -85,7 +86,12 @@ def _execution_order(
         for name, m in convs:
             handles.append(m.register_forward_hook(lambda *_a, _n=name: fired.append(_n)))
         with torch.no_grad():
-            run_model(model, example, "an example input", " (does the data fit the model?)")
+            run_model(
+                model if call is None else call,
+                example,
+                "an example input",
+                " (does the data fit the model?)",
+            )
     finally:
         for h in handles:
             h.remove()
@@ -93,7 +99,7 @@ def _execution_order(
     return fired
 
 
-def run_model(model: nn.Module, x: torch.Tensor, what: str, advice: str = "") -> Any:
+def run_model(model: Any, x: torch.Tensor, what: str, advice: str = "") -> Any:
     """``model(x)``; the errors a model raises on input it cannot take (wrong channels, size,
     dtype) become one :class:`ConvlensError` naming ``what`` and the input's shape."""
     try:

@@ -59,7 +59,23 @@ class OnnxModel:
         if len(graph.inputs) != 1:
             raise ConvlensError(f"{self.path!r}: expected one graph input, found {graph.inputs}")
         self.input_name = graph.inputs[0]
-        self.logits_name = model.graph.output[0].name
+        self.pool_nodes = [
+            (
+                list(n.input[:1]),
+                list(n.output[:1]),
+                n.name or f"{n.op_type}@{i}",
+                n.op_type,
+                n.attribute,
+            )
+            for i, n in enumerate(model.graph.node)
+            if n.op_type in ("MaxPool", "AveragePool")
+        ]
+        """Main-graph pooling nodes (input, output, name, op, attributes), for receptive fields."""
+        self.node_order = {out: i for i, n in enumerate(model.graph.node) for out in n.output}
+        """Position of the node producing each main-graph tensor (topological order)."""
+        self.model_outputs = [o.name for o in model.graph.output]
+        self.logits_name: str | None = self.model_outputs[0] if self.model_outputs else None
+        """The output taken as the logits (``None``: the output is not used)."""
         existing = {o.name for o in model.graph.output}
         for c in self.running:
             extra = [c.input, c.output]
@@ -157,6 +173,7 @@ class OnnxModel:
         time, so the per-batch bookkeeping is paid per chunk, not per image."""
         out = SetActivations(name)
         pending: list[dict[str, NDArray[Any]]] = []
+        sizes: list[int] = []
 
         def flush() -> None:
             if not pending:
@@ -167,14 +184,19 @@ class OnnxModel:
                 )
                 for c in self.running
             }
-            logits = np.concatenate([np.asarray(r[self.logits_name], np.float32) for r in pending])
-            accumulate(out, torch.from_numpy(logits), maps)
+            logits = None
+            if self.logits_name is not None:
+                arr = np.concatenate([np.asarray(r[self.logits_name], np.float32) for r in pending])
+                logits = torch.from_numpy(arr) if arr.ndim == 2 else None
+            accumulate(out, logits, maps, n=sum(sizes))
+            sizes.clear()
             pending.clear()
 
         held = 0
         for xb in batches:
             res = self.run(np.asarray(xb))
             pending.append(res)
+            sizes.append(len(xb))
             held += len(xb)
             if held >= DEFAULT_BATCH:
                 flush()

@@ -1,6 +1,8 @@
 """Receptive fields: theoretical (arithmetic) and effective (measured by gradients).
 
-Theoretical: :func:`convlens.ops.receptive_fields` over the model's layer stack (conv, pool, dense).
+Theoretical: :func:`convlens.ops.receptive_fields` over the model's layer stack (conv, pool, dense);
+for any other model (a model file) :func:`traced_chain` runs the same recurrence over the conv
+layers in execution order, with the geometry of their identities and the shapes seen in one run.
 Effective: the gradient of one unit with respect to the input, ``|d unit / d input|``, averaged over
 probe images. For a conv layer the unit is the centre position of each channel (summed over channels);
 for the dense hidden layer it is the hidden unit with the largest mean activation. We report the
@@ -10,13 +12,15 @@ holding 95% of the gradient mass: conv units see a local patch, dense units the 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
-from convlens.analysis.result import EffectiveField
+from convlens.analysis.result import EffectiveField, LayerIdentity
 from convlens.models.cnn import SmallCNN
 from convlens.ops import LayerGeometry, receptive_fields
-from convlens.ops.geometry import ReceptiveField
+from convlens.ops.geometry import ReceptiveField, resolve_padding
 
 
 def theoretical(model: SmallCNN) -> list[ReceptiveField]:
@@ -92,3 +96,152 @@ def _double_copy(model: SmallCNN) -> SmallCNN:
     import copy
 
     return copy.deepcopy(model).to(dtype=torch.float64, device="cpu")
+
+
+CHAIN_RULE = (
+    "theoretical receptive fields along the conv layers in execution order, assuming a chain (each "
+    "conv reads the previous conv's output; Araujo et al. 2019 recurrence); pooling layers seen in "
+    "the run (torch MaxPool/AvgPool, ONNX MaxPool/AveragePool) enter with their own geometry; any "
+    "other spatial size drop "
+    "between two convs is taken as a valid pooling window (stride round(in/out), window in - "
+    "(out - 1) * stride); with skip connections or parallel branches the figures follow the longest "
+    "path through every conv: an upper bound"
+)
+
+
+@dataclass(frozen=True)
+class PoolStep:
+    """A pooling layer seen between two convs in a traced run (per-axis geometry)."""
+
+    name: str
+    kernel: tuple[int, ...]
+    stride: tuple[int, ...]
+    padding: tuple[int, ...]
+    dilation: tuple[int, ...]
+    output: tuple[int, ...]
+
+
+class _Chain:
+    """Running size / jump / start of the recurrence, per axis."""
+
+    def __init__(self, nd: int) -> None:
+        self.size, self.jump = [1] * nd, [1] * nd
+        self.start = [0.0] * nd
+
+    def step(self, span: list[int], stride: list[int], pad_lo: list[int]) -> None:
+        z = zip(self.start, span, pad_lo, self.jump, strict=True)
+        self.start = [st + ((sp - 1) / 2 - p) * j for st, sp, p, j in z]
+        self.size = [
+            sz + (sp - 1) * j for sz, sp, j in zip(self.size, span, self.jump, strict=True)
+        ]
+        self.jump = [j * s for j, s in zip(self.jump, stride, strict=True)]
+
+
+def _pad_lo(ident: LayerIdentity, in_spatial: list[int]) -> list[int]:
+    """Padding before the first element, per axis, from the identity's padding (torch: one value
+    per axis or a string; ONNX: ``[lo..., hi...]`` or an ``auto_pad`` string)."""
+    nd = ident.dims
+    k, s = list(ident.kernel_size), list(ident.stride or [1] * nd)
+    d = list(ident.dilation or [1] * nd)
+    p = ident.padding
+    if isinstance(p, str):
+        mode = p.upper()
+        if mode in ("VALID", "NOTSET"):
+            return [0] * nd
+        pads = resolve_padding("same", in_spatial, k, s, d)
+        return [hi if mode == "SAME_LOWER" else lo for lo, hi in pads]
+    if p is None:
+        return [0] * nd
+    vals = [int(v) for v in p]
+    return vals[:nd] if len(vals) == 2 * nd else (vals * nd)[:nd]
+
+
+def _gap(chain: _Chain, prev: list[int], cur: list[int]) -> str | None:
+    """A size drop ``prev -> cur`` taken as a valid pooling window; its text, or ``None`` when it is
+    no drop of that kind (growth, or an implausible window)."""
+    strides = [max(1, round(a / b)) if b else 0 for a, b in zip(prev, cur, strict=True)]
+    windows = [a - (b - 1) * st for a, b, st in zip(prev, cur, strides, strict=True)]
+    if any(
+        b < 1 or b > a or not 1 <= w <= 2 * st + 1
+        for a, b, w, st in zip(prev, cur, windows, strides, strict=True)
+    ):
+        return None
+    chain.step(windows, strides, [0] * len(prev))
+    return f"window {'x'.join(map(str, windows))} stride {'x'.join(map(str, strides))}"
+
+
+def traced_chain(
+    layers: list[LayerIdentity],
+    shapes: dict[str, tuple[list[int], list[int]]],
+    input_spatial: tuple[int, ...],
+    pools: dict[str, list[PoolStep]] | None = None,
+) -> tuple[list[ReceptiveField], str]:
+    """Receptive field (size, jump, start) after each conv that ran, from its traced geometry and
+    the observed shapes (``shapes[name] = (input shape, output shape)``, batch and channels first)
+    and the pooling layers seen before it (``pools[name]``), for any model; the second value states
+    the assumption (:data:`CHAIN_RULE`), what was inferred and where the chain breaks."""
+    nd = len(input_spatial)
+    chain = _Chain(nd)
+    prev: list[int] = list(input_spatial)
+    prev_c: int | None = None
+    out: list[ReceptiveField] = []
+    breaks: list[str] = []
+    seen: list[str] = []
+    inferred: list[str] = []
+    for ident in sorted(layers, key=lambda i: i.index):
+        if ident.name not in shapes or ident.dims != nd or ident.stride is None:
+            continue
+        inp, res = shapes[ident.name]
+        sp_in, sp_out = [int(v) for v in inp[2:]], [int(v) for v in res[2:]]
+        for p in (pools or {}).get(ident.name, []):
+            if len(p.kernel) != nd:
+                continue
+            span = [dd * (k - 1) + 1 for k, dd in zip(p.kernel, p.dilation, strict=True)]
+            chain.step(span, list(p.stride), list(p.padding))
+            prev = list(p.output)
+            seen.append(p.name)
+        if sp_in != prev:
+            text = _gap(chain, prev, sp_in)
+            if text is None:
+                breaks.append(f"{ident.name} reads {sp_in} after {prev}")
+            else:
+                inferred.append(f"before {ident.name} ({text})")
+        if prev_c is not None and int(inp[1]) != prev_c:
+            breaks.append(f"{ident.name} reads {inp[1]} channels, the previous conv gave {prev_c}")
+        span = [
+            dd * (k - 1) + 1
+            for k, dd in zip(ident.kernel_size, ident.dilation or [1] * nd, strict=True)
+        ]
+        chain.step(span, list(ident.stride), _pad_lo(ident, sp_in))
+        is_global = all(sz >= n for sz, n in zip(chain.size, input_spatial, strict=True))
+        out.append(
+            ReceptiveField(
+                ident.name,
+                "conv",
+                tuple(chain.size),
+                tuple(chain.jump),
+                tuple(chain.start),
+                tuple(sp_out),
+                is_global,
+                tuple(input_spatial),
+            )
+        )
+        prev, prev_c = sp_out, int(res[1])
+    return out, _chain_note(input_spatial, seen, inferred, breaks)
+
+
+def _chain_note(
+    input_spatial: tuple[int, ...], seen: list[str], inferred: list[str], breaks: list[str]
+) -> str:
+    def first(items: list[str]) -> str:
+        return ", ".join(items[:5]) + (" ..." if len(items) > 5 else "")
+
+    note = CHAIN_RULE + f"; input {'x'.join(map(str, input_spatial))}"
+    if seen:
+        note += "; pooling layers traced: " + first(seen)
+    if inferred:
+        note += "; pooling inferred " + first(inferred)
+    if breaks:
+        note += "; NOT a chain at " + "; ".join(breaks[:5]) + (" ..." if len(breaks) > 5 else "")
+        note += ": the figures from there on assume the chain anyway (upper bounds for branches)"
+    return note

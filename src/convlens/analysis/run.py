@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,15 +30,19 @@ from convlens.analysis import (
     receptive,
     verify,
 )
-from convlens.analysis.layers import identify_modules, identify_weights, stem_note
+from convlens.analysis.adapters import ModelAdapter, OnnxModel, TorchModel, WeightsOnly
+from convlens.analysis.layers import identify_modules
 from convlens.analysis.loading import build_from_factory, conv_weights, load_weights
 from convlens.analysis.result import (
     SCHEMA_VERSION,
     AnalysisError,
     AnalysisResult,
+    EpochActivation,
     Evolution,
+    FeatureMapInfo,
     Headline,
     LayerCheck,
+    LayerFeatureMaps,
     LayerIdentity,
     LayerResult,
     ReceptiveFields,
@@ -50,6 +54,7 @@ from convlens.analysis.result import (
 )
 from convlens.analysis.units import sees_colour
 from convlens.analysis.verdicts import headline, verdicts
+from convlens.data.fit import FitOptions
 from convlens.errors import ConvlensError
 
 
@@ -219,12 +224,16 @@ def _checks(
                 )
             )
     checks = [verify.check_layer(i.name, m, seed=seed) for i, m in modules if i.name not in bad]
+    _record_failed(result, checks)
+    attach_checks(result, checks)
+
+
+def _record_failed(result: AnalysisResult, checks: list[LayerCheck]) -> None:
     for c in checks:
         if c.status == "failed":
             result.errors.append(
                 AnalysisError(stage="verify", message=f"layer {c.layer}: not verified: {c.message}")
             )
-    attach_checks(result, checks)
 
 
 def analyze_weights(
@@ -245,10 +254,11 @@ def analyze_weights(
         raise ConvlensError(
             "no conv layers found (no tensors shaped (O, C, k), (O, C, k, k) or (O, C, k, k, k))"
         )
-    result = _new_result(Source("model_file", ""), Settings(n_null, seed), identify_weights(convs))
+    adapter = WeightsOnly(convs)
+    result = _new_result(Source("model_file", ""), Settings(n_null, seed), adapter.layers())
     match_layers(
         result,
-        convs,
+        adapter.weights(),
         init=init,
         first_only_gabor=first_only_gabor,
         detail_limit=detail_limit,
@@ -512,6 +522,56 @@ def analyze_run(
 
 
 # ----------------------------------------------------------------------------- model files
+PROBES_PER_SET = 4
+"""Probe items per set (ID test split and each OOD set) whose feature maps a model file gets."""
+FEATURE_MAP_CHANNEL_LIMIT = 256
+"""Channel correlation matrices are kept for layers with at most this many channels (JSON size)."""
+
+
+class DataStageError(ConvlensError):
+    """The data part of a model-file analysis failed: ``result`` holds everything else (the weight
+    analysis) with an ``errors`` entry of stage ``"activations"``, for the caller to write."""
+
+    def __init__(self, message: str, result: AnalysisResult, hint_key: Any = None) -> None:
+        super().__init__(message, hint_key=hint_key)
+        self.result = result
+
+
+@dataclass
+class _Prepared:
+    """The data of a model-file analysis, fitted to the model (see :mod:`convlens.data.fit`)."""
+
+    id_name: str
+    x_id: NDArray[np.float32]
+    sets: list[tuple[str, NDArray[np.float32], str]]
+    notes: list[str]
+    layout: str
+    id_description: str = ""
+    others: list[tuple[str, NDArray[np.float32], str]] = field(default_factory=list)
+    sources: dict[str, NDArray[np.int64]] = field(default_factory=dict)
+    classes: list[str] = field(default_factory=list)
+
+
+def open_model(
+    path: str | Path,
+    convs: dict[str, NDArray[Any]],
+    *,
+    factory: str | None = None,
+    run: bool = False,
+    output: str | None = None,
+) -> ModelAdapter:
+    """The adapter for a model file: ONNX run with onnxruntime (``run``), a torch module from
+    ``factory``, or the weights alone (an ONNX graph read without running it, or ``convs``)."""
+    onnx = Path(path).suffix.lower() == ".onnx"
+    if onnx and run:
+        return OnnxModel(path, output)
+    if factory is not None:
+        return TorchModel(build_from_factory(factory, path), output=output)
+    if onnx:
+        return WeightsOnly.from_onnx(path)
+    return WeightsOnly(convs)
+
+
 def analyze_model_file(
     path: str | Path,
     *,
@@ -522,171 +582,231 @@ def analyze_model_file(
     seed: int = 0,
     detail_limit: int = matching.DETAIL_LIMIT,
     detail_total: int = matching.DETAIL_TOTAL,
+    fit: FitOptions | None = None,
 ) -> AnalysisResult:
-    """Kernel analysis of every conv weight in a file; with ``factory`` also verification, and with
-    ``data`` the ID-vs-OOD activations (``.onnx`` files run with onnxruntime)."""
+    """Kernel analysis of every conv weight in a file through its adapter (:func:`open_model`);
+    with ``factory`` also verification, and with ``data`` (fitted to the model by ``fit``) the
+    ID-vs-OOD activations, receptive fields and probe feature maps (``.onnx`` files run with
+    onnxruntime). When the data part fails, :class:`DataStageError` carries the weight analysis."""
     _check_settings(n_null, seed)
+    options = fit or FitOptions()
+    options.check()
     timer = _Timer()
-    source = Source("model_file", str(path), factory, data)
-    settings = Settings(n_null, seed)
     with timer("load"):
-        weights = load_weights(path)
-        convs = conv_weights(weights)
+        convs = conv_weights(load_weights(path))
     if not convs:
         raise ConvlensError(
             "no conv layers found (no tensors shaped (O, C, k), (O, C, k, k) or (O, C, k, k, k))"
         )
-    if Path(path).suffix.lower() == ".onnx" and data is not None:
-        result = _analyze_onnx(path, data, ood, source, settings, timer)
-    elif factory is not None:
-        result = _analyze_factory(path, factory, data, ood, source, settings, timer)
-    elif Path(path).suffix.lower() == ".onnx":
-        # graph order is execution order: no heuristic needed, and the nodes give the geometry
-        from convlens.analysis.onnxrun import onnx_layers
-
-        idents, onnx_weights, notes = onnx_layers(path)
-        result = _new_result(source, settings, idents)
-        result.notes.extend(notes)
-        with timer("matching"):
-            match_layers(result, onnx_weights, detail_limit=detail_limit, detail_total=detail_total)
-    else:
-        idents = identify_weights(convs)
-        result = _new_result(source, settings, idents)
-        note = stem_note(idents)
-        if note is not None:
-            result.notes.append(note)
-        with timer("matching"):
-            match_layers(result, convs, detail_limit=detail_limit, detail_total=detail_total)
-    return _finish(result, timer)
-
-
-def _analyze_onnx(
-    path: str | Path,
-    data: str,
-    ood: list[str] | None,
-    source: Source,
-    settings: Settings,
-    timer: _Timer,
-) -> AnalysisResult:
-    from convlens.analysis.onnxrun import OnnxModel
-
-    onnx_model = OnnxModel(path)
-    result = _new_result(source, settings, onnx_model.identities())
-    result.notes.extend(onnx_model.notes)
-    weights = {c.name: c.weight for c in onnx_model.convs}
+    failure: BaseException | None = None
+    try:
+        adapter = open_model(
+            path, convs, factory=factory, run=data is not None, output=options.output
+        )
+    except ConvlensError as exc:  # an ONNX graph onnxruntime cannot run: its weights still can be
+        if data is None or factory is not None or Path(path).suffix.lower() != ".onnx":
+            raise
+        adapter, failure = WeightsOnly.from_onnx(path), exc
+    prepared = None
+    if data is not None and failure is None:
+        try:
+            with timer("data"):
+                prepared = _prepare_data(adapter, data, ood, options, seed)
+                adapter.trace(prepared.x_id)
+        except Exception as exc:  # any failure of the data part: the weight analysis still stands
+            failure = exc
+    result = _new_result(
+        Source("model_file", str(path), factory, data), Settings(n_null, seed), adapter.layers()
+    )
+    weights = adapter.weights()
     bad = nonfinite_layers(result, weights)
     with timer("matching"):
-        match_layers(result, weights)
-    if bad:  # the model cannot be run meaningfully: nothing from onnxruntime is used
-        _skip_for_nonfinite(result, "verify", bad)
-        _skip_for_nonfinite(result, "distribution", bad)
-        return result
-    ds, sets = _dataset_and_ood(data, ood, settings.seed)
+        match_layers(result, weights, detail_limit=detail_limit, detail_total=detail_total)
+    if adapter.kind == "torch":
+        with timer("verify"):
+            _verify_stage(result, adapter, None, bad)
+    if prepared is not None and failure is None:
+        if bad:  # the model cannot be run meaningfully: nothing from running it is used
+            for stage in (
+                ("verify", "distribution") if adapter.kind == "onnx" else ("distribution",)
+            ):
+                _skip_for_nonfinite(result, stage, bad)
+        else:
+            try:
+                _data_stages(result, adapter, prepared, timer, bad)
+            except Exception as exc:
+                failure = exc
+    result.notes[:0] = adapter.notes + (prepared.notes if prepared is not None else [])
+    _finish(result, timer)
+    if failure is not None:
+        message = (
+            str(failure)
+            if isinstance(failure, ConvlensError)
+            else (f"{type(failure).__name__}: {' '.join(str(failure).split())[:300]}")
+        )
+        result.errors.append(AnalysisError(stage="activations", message=message))
+        raise DataStageError(message, result, getattr(failure, "hint_key", None))
+    return result
+
+
+def _prepare_data(
+    adapter: ModelAdapter, data: str, ood: list[str] | None, options: FitOptions, seed: int
+) -> _Prepared:
+    """Load ``data`` and its OOD sets and fit them to the model: one plan for every set."""
+    from convlens.data.fit import noise_like, plan_fit
+    from convlens.data.loaders import load_dataset
+    from convlens.data.ood import default_ood_names, id_split, make_ood
+
+    ds = load_dataset(data, seed)
+    expect = adapter.expectation()
     x_test, _ = ds.split("test")
-    onnx_model.check_data(x_test, repr(ds.name))
-    if onnx_model.batch is not None:
-        result.notes.append(
-            f"the ONNX model takes a fixed batch of {onnx_model.batch}: the data run in batches of "
-            "that size; images that do not fill the last batch are left out"
-        )
-    with timer("verify"):
-        checks, skipped = onnx_model.verify(x_test[: onnx_model.batch or 8])
-        attach_checks(result, checks)
-        result.notes.extend(f"verification skipped for {s}" for s in skipped)
-    from convlens.data.ood import id_split
-
-    with timer("distribution"):
-        split = id_split(ds)
-        id_set = _onnx_collect(result, onnx_model, split.x, split.name)
-        ood_sets = [_onnx_collect(result, onnx_model, o.x, o.name) for o in sets]
-        others = [_onnx_collect(result, onnx_model, o.x, o.name) for o in split.others]
-        _attach_model_file(result, split, [id_set, *ood_sets, *others], sets, {}, {})
-    return result
-
-
-def _onnx_collect(
-    result: AnalysisResult, onnx_model: Any, x: NDArray[Any], name: str
-) -> activations.SetActivations:
-    batches, left_out = onnx_model.batches(x)
-    if left_out:
-        result.notes.append(
-            f"{name}: last {left_out} image(s) left out (the model's fixed batch is {onnx_model.batch})"
-        )
-    out: activations.SetActivations = onnx_model.collect(batches, name)
-    return out
-
-
-def _analyze_factory(
-    path: str | Path,
-    factory: str,
-    data: str | None,
-    ood: list[str] | None,
-    source: Source,
-    settings: Settings,
-    timer: _Timer,
-) -> AnalysisResult:
-    model = build_from_factory(factory, path)
-    model.eval()
-    ds, sets = _dataset_and_ood(data, ood, settings.seed) if data is not None else (None, [])
-    example = None
-    if ds is not None:
-        example = torch.from_numpy(np.asarray(ds.split("test")[0][:2]))
-    modules = identify_modules(model, example)
-    result = _new_result(source, settings, [i for i, _ in modules])
-    state = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
-    bad = nonfinite_layers(result, state)
-    with timer("matching"):
-        match_layers(result, state)
-    with timer("verify"):
-        _checks(result, modules, bad, settings.seed)
-    if ds is not None and not _skip_for_nonfinite(result, "distribution", bad):
-        from convlens.analysis.untrained import fresh_from_factory
-        from convlens.data.ood import id_split
-
-        with timer("distribution"):
-            split = id_split(ds)
-            named = [(split.name, split.x)] + [(o.name, o.x) for o in sets + split.others]
-            fresh, note = fresh_from_factory(factory, state, settings.seed)
-            controls = {} if fresh is None else {fresh.name: _collect_all(fresh.model, named)}
-            if note:
-                result.notes.append(note)
-            _attach_model_file(
-                result,
-                split,
-                _collect_all(model, named),
-                sets,
-                controls,
-                {} if fresh is None else {fresh.name: fresh.description},
+    plan = plan_fit(
+        x_test.shape[1:],
+        expect,
+        options,
+        ds.normalisation,
+        repr(ds.name),
+        source_rank=ds.extra.get("x_rank"),
+    )
+    images = len(ds.shape) == 3 and expect.dims == 2
+    names = ood if ood is not None else (default_ood_names(ds) if images else ["noise"])
+    sets = []
+    sources: dict[str, NDArray[np.int64]] = {}
+    for n in names:
+        if images:
+            o = make_ood(n, ds, 100, seed)
+            sets.append((o.name, plan.apply(o.x), o.description))
+            sources[o.name] = o.sources
+        elif n == "noise":
+            x = noise_like(x_test.shape[1:], 100, seed, ds.normalisation)
+            desc = (
+                f"i.i.d. uniform noise in [0, 1] in the data's shape; standardised like {ds.name}"
             )
-    return result
+            sets.append(("noise", plan.apply(x), desc))
+        else:
+            raise ConvlensError(
+                f"OOD set {n!r} is made of images; for {expect.dims}-D data only 'noise' is made"
+            )
+    split = id_split(ds)  # the face class only for face data; the other classes compared apart
+    x_id = plan.apply(split.x)
+    if isinstance(adapter, OnnxModel):  # dtype; fixed dims were checked by the plan
+        spec = adapter.runner.input_spec
+        known = spec.layout if spec is not None and spec.layout != "unknown" else plan.layout
+        adapter.runner.check_data(x_id, repr(ds.name), known)
+    others = [(o.name, plan.apply(o.x), o.description) for o in split.others]
+    sources.update({o.name: o.sources for o in split.others})
+    return _Prepared(
+        split.name,
+        x_id,
+        sets,
+        list(plan.notes),
+        plan.layout,
+        "ID: " + split.description,
+        others,
+        sources,
+        list(split.classes),
+    )
+
+
+def _verify_stage(
+    result: AnalysisResult, adapter: ModelAdapter, x: NDArray[Any] | None, bad: list[str]
+) -> None:
+    for name in bad:
+        result.errors.append(
+            AnalysisError(
+                stage="verify", message=f"layer {name}: weights hold NaN or Inf; not verified"
+            )
+        )
+    checks, skipped = adapter.verify(x, result.settings.seed, set(bad))
+    _record_failed(result, checks)
+    attach_checks(result, checks)
+    result.notes.extend(f"verification skipped for {s}" for s in skipped)
+
+
+def _data_stages(
+    result: AnalysisResult,
+    adapter: ModelAdapter,
+    prep: _Prepared,
+    timer: _Timer,
+    bad: list[str],
+) -> None:
+    """Verification (ONNX), activations, receptive fields and probe feature maps on the data."""
+    if adapter.kind == "onnx":
+        with timer("verify"):
+            _verify_stage(result, adapter, prep.x_id, bad)
+    with timer("distribution"):
+        _distribution_model_file(result, adapter, prep)
+    idle = [r.name for r in result.layers if r.identity.order == "definition"]
+    if adapter.kind == "torch" and idle:
+        result.notes.append(
+            f"{len(idle)} conv layer(s) not executed by the model's forward on the data: "
+            f"{', '.join(idle)} (matched from their weights; no activations)"
+        )
+    with timer("receptive_fields"):
+        x = prep.x_id
+        spatial = tuple(x.shape[1:-1] if prep.layout == "NHWC" else x.shape[2:])
+        fields, rule = receptive.traced_chain(
+            [r.identity for r in result.layers], adapter.shapes, spatial, adapter.pools
+        )
+        if fields:
+            result.receptive_fields = ReceptiveFields(theoretical=fields, effective=[])
+            result.notes.append(rule + "; effective (gradient) fields only for training runs")
+    with timer("feature_maps"):
+        _probe_maps_stage(result, adapter, prep)
+
+
+def _distribution_model_file(
+    result: AnalysisResult, adapter: ModelAdapter, prep: _Prepared
+) -> None:
+    """ID vs OOD (and vs the data's other classes) for a model file, with a fresh-init control
+    when a factory builds the module (:func:`convlens.analysis.untrained.fresh_from_factory`)."""
+    named = [(prep.id_name, prep.x_id)] + [(n, x) for n, x, _ in prep.sets + prep.others]
+    trained = [adapter.activations(x, n) for n, x in named]
+    ctrls: dict[str, list[activations.SetActivations]] = {}
+    descriptions: dict[str, str] = {}
+    factory = result.source.factory
+    if isinstance(adapter, TorchModel) and factory is not None and adapter.call is None:
+        from convlens.analysis.untrained import fresh_from_factory
+
+        state = {k: v.detach().cpu().numpy() for k, v in adapter.module.state_dict().items()}
+        fresh, note = fresh_from_factory(factory, state, result.settings.seed)
+        if note:
+            result.notes.append(note)
+        if fresh is not None:
+            twin = TorchModel(fresh.model, output=adapter.output)
+            ctrls[fresh.name] = [twin.activations(x, n) for n, x in named]
+            descriptions[fresh.name] = fresh.description
+    _attach_model_file(result, prep, trained, ctrls, descriptions)
 
 
 def _attach_model_file(
     result: AnalysisResult,
-    split: Any,
+    prep: _Prepared,
     trained: list[activations.SetActivations],
-    sets: list[Any],
     controls: dict[str, list[activations.SetActivations]],
     control_descriptions: dict[str, str],
 ) -> None:
     """ID vs OOD for a model file (``trained``: ID set, OOD sets, other classes, in that order)
     with the untrained ``controls`` there are (a fresh init from the factory; a model file's own
     initial weights are unknown), and what each network predicts."""
-    everything = sets + split.others
-    sources = {o.name: o.sources for o in everything}
+    n_ood = len(prep.sets)
     attach_distribution(
         result,
         trained[0],
-        trained[1 : 1 + len(sets)],
-        {split.name: "ID: " + split.description, **{o.name: o.description for o in everything}},
-        sources=sources,
-        others=trained[1 + len(sets) :],
+        trained[1 : 1 + n_ood],
+        {prep.id_name: prep.id_description, **{n: d for n, _, d in prep.sets + prep.others}},
+        sources=prep.sources,
+        others=trained[1 + n_ood :],
         controls={k: {s.name: s for s in v} for k, v in controls.items()},
         control_descriptions=control_descriptions,
     )
-    result.predictions = activations.predictions(
-        {"trained": trained, **controls}, split.classes, sources=sources, seed=result.settings.seed
-    )
+    if len(trained[0].msp.values):  # the model's output is used as (batch, classes) logits
+        result.predictions = activations.predictions(
+            {"trained": trained, **controls},
+            prep.classes,
+            sources=prep.sources,
+            seed=result.settings.seed,
+        )
     if not controls:
         result.notes.append(
             "no untrained control for this model file (its initial weights are unknown and no "
@@ -694,10 +814,48 @@ def _attach_model_file(
         )
 
 
-def _dataset_and_ood(data: str, ood: list[str] | None, seed: int) -> tuple[Any, list[Any]]:
-    from convlens.data.loaders import load_dataset
-    from convlens.data.ood import default_ood_names, make_ood
-
-    ds = load_dataset(data, seed)
-    names = ood if ood is not None else default_ood_names(ds)
-    return ds, [make_ood(n, ds, 100, seed) for n in names]
+def _probe_maps_stage(result: AnalysisResult, adapter: ModelAdapter, prep: _Prepared) -> None:
+    """Feature maps of the first :data:`PROBES_PER_SET` items of each set: mean relu activation
+    per channel and set, and the channel correlation over all probes (one entry, epoch -1: the
+    model as given, no training history)."""
+    batch = getattr(getattr(adapter, "runner", None), "batch", None) or 1
+    per_set: list[tuple[str, dict[str, NDArray[np.float32]]]] = []
+    for name, x in [(prep.id_name, prep.x_id)] + [(n, x) for n, x, _ in prep.sets]:
+        n = min(len(x), -(-PROBES_PER_SET // batch) * batch) // batch * batch
+        if n:
+            per_set.append((name, adapter.feature_maps(x[:n])))
+    if not per_set:
+        return
+    layers = _by_name(result)
+    probe_sets: list[str] = []
+    for name, maps in per_set:
+        probe_sets += [name] * len(next(iter(maps.values()))) if maps else []
+    large = []
+    for lname in per_set[0][1]:
+        parts = [(s, m[lname]) for s, m in per_set if lname in m]
+        if lname not in layers or len({p.shape[1:] for _, p in parts}) != 1:
+            continue
+        every = np.concatenate([p for _, p in parts])
+        axes = tuple(range(2, every.ndim))
+        mean_act = {
+            s: np.maximum(p.astype(np.float64), 0).mean(axis=(0, *axes)).tolist() for s, p in parts
+        }
+        corr: list[list[float]] = []
+        if every.shape[1] <= FEATURE_MAP_CHANNEL_LIMIT:
+            corr = featuremaps.channel_correlation(every).tolist()
+        else:
+            large.append(lname)
+        layers[lname].feature_maps = LayerFeatureMaps(
+            shape=list(every.shape[1:]),
+            per_epoch=[EpochActivation(-1, mean_act)],
+            channel_correlation_final=corr,
+            channel_correlation_init=[],
+        )
+    result.feature_maps = FeatureMapInfo([], probe_sets)
+    note = (
+        f"feature maps of {PROBES_PER_SET} probe(s) per set: mean relu activation per channel and "
+        "channel correlation of the model as given (epoch -1: no training history, no init)"
+    )
+    if large:
+        note += f"; no correlation matrix for {len(large)} layer(s) over {FEATURE_MAP_CHANNEL_LIMIT} channels"
+    result.notes.append(note)

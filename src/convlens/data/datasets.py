@@ -68,9 +68,9 @@ class Dataset:
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def shape(self) -> tuple[int, int, int]:
-        c, h, w = self.x.shape[1:]
-        return int(c), int(h), int(w)
+    def shape(self) -> tuple[int, ...]:
+        """Per-item shape ``(C, H, W)`` (``(C, D, H, W)`` for volumes from an ``npz`` file)."""
+        return tuple(int(v) for v in self.x.shape[1:])
 
     def split(self, name: str) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
         idx = self.splits[name]
@@ -136,9 +136,10 @@ def from_unit_range(
     x = np.asarray(raw01, dtype=np.float64)
     if x.ndim == 3:
         x = x[:, None]
-    if x.ndim != 4:
+    if x.ndim not in (4, 5):
         raise ConvlensError(
-            f"{name}: expected images (N, H, W) or (N, C, H, W), got shape {x.shape}"
+            f"{name}: expected images (N, H, W) or (N, C, H, W) (or volumes (N, C, D, H, W)), "
+            f"got shape {x.shape}"
         )
     if x.shape[0] == 0:
         raise ConvlensError(f"{name}: 0 images; expected at least three per class")

@@ -6,7 +6,8 @@
   ``train-labels-idx1-ubyte[.gz]``, optional ``t10k-*`` used as the test split).
 - ``cifar:DIR``: CIFAR-10 python batches (``data_batch_1..5``, ``test_batch``), read with a
   restricted unpickler that only rebuilds plain containers, bytes and numpy arrays.
-- ``npz:FILE``: arrays ``x`` (N, H, W) or (N, C, H, W) and ``y`` (N,), ``allow_pickle=False``.
+- ``npz:FILE``: arrays ``x`` (N, H, W) or (N, C, H, W) and ``y`` (N,), ``allow_pickle=False``; also
+  ``(N, C, L)`` signals for a 1-D model (held as ``(N, 1, C, L)``) and ``(N, C, D, H, W)`` volumes.
 
 Pixels are mapped to [0, 1] by a recorded rule (integers / dtype max; floats used as is) and then
 standardised with the training split's mean/std (see :mod:`convlens.data.datasets`).
@@ -372,8 +373,11 @@ def load_npz(file: str, seed: int) -> Dataset:
         raise ConvlensError(
             f"{where}: y must be a 1-D integer array, got shape {y.shape} dtype {y.dtype}"
         )
-    if x.ndim not in (3, 4):
-        raise ConvlensError(f"{where}: x must be (N, H, W) or (N, C, H, W), got shape {x.shape}")
+    if x.ndim not in (3, 4, 5):
+        raise ConvlensError(
+            f"{where}: x must be (N, H, W) or (N, C, L), (N, C, H, W) or (N, C, D, H, W), got "
+            f"shape {x.shape}"
+        )
     if len(x) != len(y):
         raise ConvlensError(f"{where}: {len(x)} images but {len(y)} labels")
     if len(x) == 0:
@@ -388,4 +392,5 @@ def load_npz(file: str, seed: int) -> Dataset:
         f"arrays x, y in {str(path)!r}",
         rule,
         seed,
+        extra={"x_rank": int(x.ndim)},  # rank 3 is (N, H, W) images or (N, C, L) signals
     )

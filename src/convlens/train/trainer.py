@@ -245,6 +245,11 @@ class Trainer:
         self.progress = progress
         self.device = resolve_device(cfg.device)
         model_name = cfg.model or DEFAULT_MODEL.get(dataset.name, "small-cnn")
+        if len(dataset.shape) != 3:  # npz volumes (N, C, D, H, W) are for analysing 3-D models
+            raise ConvlensError(
+                f"{dataset.name}: training needs images (N, C, H, W), got items of shape "
+                f"{list(dataset.shape)}"
+            )
         c, h, w = dataset.shape
         self.spec: ModelSpec = make_spec(
             model_name, c, (h, w), len(dataset.classes), cfg.first_kernel
