@@ -136,7 +136,8 @@ def train(
 @click.option(
     "--data",
     default=None,
-    help="Dataset for activations with --factory (same forms as `train --data`).",
+    help="Dataset for activations with --factory (same forms as `train --data`, or "
+    "stream:DIR to stream a large folder).",
 )
 @click.option("--ood", default=None, help="Comma-separated OOD sets (default: all bundled ones).")
 def analyze(
@@ -160,6 +161,10 @@ def analyze(
     result, dest = analyze_target(
         target, out=out_file, n_null=null_size, seed=seed, factory=factory, data=data, ood=ood_list
     )
+    from convlens.parallel.dist import is_main
+
+    if not is_main():  # under torchrun rank 0 prints and writes
+        return
     for line in analysis_summary(result):
         click.echo(line)
     click.echo(f"wrote {dest}")

@@ -140,8 +140,33 @@ def analyze_target(
 ) -> tuple[AnalysisResult, Path]:
     """Analyse a run directory or a model file and write the result; return it and its path.
 
-    Default destination: ``RUN/analysis.json``, or ``MODEL.analysis.json`` beside a model file."""
+    Default destination: ``RUN/analysis.json``, or ``MODEL.analysis.json`` beside a model file.
+    Under torchrun every rank runs this (the activation pass is sharded, see
+    :mod:`convlens.parallel.shard`); rank 0 alone writes the file, and an error on any rank ends
+    every rank, with one line from rank 0 (:func:`convlens.parallel.dist.collective`)."""
+    from convlens.parallel import dist
+
+    dist.init()
+    return dist.collective(
+        lambda: _analyze_target(
+            target, out=out, n_null=n_null, seed=seed, factory=factory, data=data, ood=ood
+        ),
+        "the analysis",
+    )
+
+
+def _analyze_target(
+    target: str | Path,
+    *,
+    out: str | Path | None,
+    n_null: int,
+    seed: int,
+    factory: str | None,
+    data: str | None,
+    ood: list[str] | None,
+) -> tuple[AnalysisResult, Path]:
     from convlens.analysis import analyze_model_file, analyze_run
+    from convlens.parallel.dist import is_main
 
     path = Path(target)
     if out is not None:
@@ -171,6 +196,8 @@ def analyze_target(
         dest = Path(out) if out else path.with_name(path.name + ".analysis.json")
     else:
         raise ConvlensError(f"{str(target)!r} is neither a run directory nor a model file")
+    if not is_main():  # under torchrun only rank 0 writes
+        return result, dest
     return result, write_result(result, dest)
 
 

@@ -259,6 +259,10 @@ def attach_distribution(
     ood_sets: list[activations.SetActivations],
     descriptions: dict[str, str] | None = None,
 ) -> None:
+    from convlens.parallel.dist import is_main
+
+    if not is_main():  # under torchrun only rank 0 computes the bootstrap and AUROC
+        return
     info, per_layer = activations.compare(
         id_set, ood_sets, seed=result.settings.seed, descriptions=descriptions
     )
@@ -374,13 +378,11 @@ def _feature_map_stage(result: AnalysisResult, inp: _RunInputs) -> None:
 
 
 def _distribution_stage(result: AnalysisResult, inp: _RunInputs) -> None:
+    from convlens.parallel.shard import collect_sharded
+
     x_test, _ = inp.dataset.split("test")
-    id_set = activations.collect(
-        inp.model, activations.batches_of(x_test), f"{inp.dataset.name} (test split)"
-    )
-    ood_sets = [
-        activations.collect(inp.model, activations.batches_of(o.x), o.name) for o in inp.oods
-    ]
+    id_set = collect_sharded(inp.model, x_test, f"{inp.dataset.name} (test split)")
+    ood_sets = [collect_sharded(inp.model, o.x, o.name) for o in inp.oods]
     attach_distribution(result, id_set, ood_sets, {o.name: o.description for o in inp.oods})
 
 
@@ -572,13 +574,11 @@ def _analyze_factory(
         _checks(result, modules, bad, settings.seed)
     if ds is not None and not _skip_for_nonfinite(result, "distribution", bad):
         with timer("distribution"):
-            x_test, _ = ds.split("test")
-            id_set = activations.collect(
-                model, activations.batches_of(x_test), f"{ds.name} (test split)"
-            )
-            ood_sets = [
-                activations.collect(model, activations.batches_of(o.x), o.name) for o in sets
-            ]
+            from convlens.parallel.shard import collect_sharded, id_data
+
+            id_x, id_name = id_data(ds)  # the test split, or a whole streamed folder
+            id_set = collect_sharded(model, id_x, id_name)
+            ood_sets = [collect_sharded(model, o.x, o.name) for o in sets]
             attach_distribution(result, id_set, ood_sets, {o.name: o.description for o in sets})
     return result
 
@@ -587,6 +587,12 @@ def _dataset_and_ood(data: str, ood: list[str] | None, seed: int) -> tuple[Any, 
     from convlens.data.loaders import load_dataset
     from convlens.data.ood import default_ood_names, make_ood
 
-    ds = load_dataset(data, seed)
+    ds: Any
+    if data.startswith("stream:"):
+        from convlens.parallel.stream import open_folder
+
+        ds = open_folder(data[len("stream:") :], seed)
+    else:
+        ds = load_dataset(data, seed)
     names = ood if ood is not None else default_ood_names(ds)
     return ds, [make_ood(n, ds, 100, seed) for n in names]
