@@ -103,7 +103,10 @@ def train(
         progress=not quiet,
         log=lambda line: click.echo(line, err=True),
     )
-    click.echo("\n".join(run.summary()))
+    from convlens.parallel.dist import is_main
+
+    if is_main():  # under torchrun rank 0 prints
+        click.echo("\n".join(run.summary()))
 
 
 @cli.command()

@@ -85,11 +85,36 @@ def train_run(
 
     Holds the run directory's lock throughout. A run killed before its first checkpoint (its
     ``run.json`` says ``running``, no checkpoint) is started again from epoch 0 with its recorded
-    config, and ``log`` says so. ``keep``: top-level names ``force`` leaves in place."""
-    from convlens.data.loaders import load_dataset
-    from convlens.train import RunDir, Trainer
+    config, and ``log`` says so. ``keep``: top-level names ``force`` leaves in place.
 
-    run = RunDir(out)
+    Under torchrun every rank runs this (DistributedDataParallel, :mod:`convlens.parallel.ddp`);
+    rank 0 alone takes the lock and writes, and an error on any rank ends every rank with one
+    line from rank 0."""
+    from convlens.parallel import dist
+    from convlens.train.trainer import resolve_device
+
+    dist.init(resolve_device(cfg.device).type if cfg is not None else "cpu")
+    return dist.collective(
+        lambda: _train_run(cfg, out, resume, force, extend_epochs, progress, log, keep),
+        "the training run",
+    )
+
+
+def _train_run(
+    cfg: TrainConfig | None,
+    out: str | Path,
+    resume: bool,
+    force: bool,
+    extend_epochs: int | None,
+    progress: bool,
+    log: Callable[[str], None],
+    keep: tuple[str, ...],
+) -> TrainedRun:
+    from convlens.data.loaders import load_dataset
+    from convlens.parallel.ddp import rank_run_dir
+    from convlens.train import Trainer
+
+    run = rank_run_dir(out)
     if cfg is not None and not resume:
         cfg.validate()
         # refuse before the (slow) data loading; checked again under the lock

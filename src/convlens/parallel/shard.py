@@ -24,6 +24,7 @@ from torch import nn
 
 from convlens.analysis.activations import SetActivations, collect
 from convlens.analysis.stats import GrowingArray
+from convlens.errors import ConvlensError
 from convlens.parallel import dist
 from convlens.parallel.merge import combine_all, from_state, place, state
 
@@ -66,9 +67,12 @@ def _batches(
                 num_workers=n_workers,
                 persistent_workers=False,
             )
-            for xb in loader:
-                bar.update(len(xb))
-                yield xb
+            try:
+                for xb in loader:
+                    bar.update(len(xb))
+                    yield xb
+            except ConvlensError as exc:
+                raise ConvlensError(worker_message(exc), hint_key=exc.hint_key) from None
         else:
             x = torch.as_tensor(data)
             for i in range(0, len(idx), batch):
@@ -78,6 +82,17 @@ def _batches(
                 bar.update(len(part))
     finally:
         bar.close()
+
+
+def worker_message(exc: BaseException) -> str:
+    """The original one-line message of an error a ``DataLoader`` worker re-raised (the worker
+    prefixes it with "Caught ... in DataLoader worker" and a traceback)."""
+    text = str(exc).strip()
+    if not text.startswith("Caught ") or "Original Traceback" not in text:
+        return text
+    last = text.splitlines()[-1]
+    _, sep, message = last.partition(": ")
+    return message if sep else last
 
 
 def _payload(s: SetActivations, idx: NDArray[np.int64]) -> dict[str, Any]:

@@ -1,0 +1,236 @@
+"""Scale-out on torch.distributed (issue 16): merges, sharding, and real 2-process gloo jobs.
+
+The multi-process tests start ``torchrun --standalone --nproc_per_node 2`` (c10d rendezvous on a
+free port; gloo on CPU) as a subprocess, exactly as a user would, and compare with the same
+command without torchrun (world size 1)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from convlens.analysis.stats import RunningStats
+from convlens.errors import ConvlensError
+from convlens.parallel import dist
+from convlens.parallel.merge import combine, combine_all, from_state, place, state
+from convlens.parallel.shard import shard_indices, worker_message
+
+ROOT = Path(__file__).resolve().parents[1]
+TORCHRUN = Path(sys.executable).with_name("torchrun")
+needs_torchrun = pytest.mark.skipif(not TORCHRUN.exists(), reason="torchrun not installed")
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), str(ROOT)])
+    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", CONVLENS_DATA_WORKERS="0")
+    env["CONVLENS_DIST_TIMEOUT"] = "60"
+    for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "LOCAL_RANK"):
+        env.pop(k, None)
+    return env
+
+
+def _run(args: list[str], *, nproc: int | None, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``[torchrun --standalone --nproc_per_node N] python -m convlens ARGS`` (or a script)."""
+    head = [sys.executable] if nproc is None else [str(TORCHRUN), "--standalone"]
+    if nproc is not None:
+        head += [f"--nproc_per_node={nproc}"]
+    cmd = head + (["-m", "convlens", *args] if not args[0].endswith(".py") else args)
+    return subprocess.run(
+        cmd, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=240, check=False
+    )
+
+
+# ----------------------------------------------------------------------------- merge (no processes)
+def test_chan_merge_equals_one_pass_in_float64() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1001, 5)) * 1e3 + 7.0
+    whole = RunningStats(5)
+    for i in range(0, len(x), 64):
+        whole.update(x[i : i + 64])
+    parts = []
+    for lo, hi in ((0, 1), (1, 400), (400, 400), (400, 1001)):
+        p = RunningStats(5)
+        p.update(x[lo:hi])
+        parts.append(from_state(state(p)))  # through the payload a rank sends
+    merged = combine_all(parts)
+    assert merged.n == whole.n == 1001
+    np.testing.assert_allclose(merged.mean, whole.mean, rtol=1e-12)
+    np.testing.assert_allclose(merged.var, whole.var, rtol=1e-12)
+    np.testing.assert_allclose(merged.var, x.var(axis=0, ddof=1), rtol=1e-12)
+    assert merged.min.tolist() == x.min(axis=0).tolist()
+    assert merged.max.tolist() == x.max(axis=0).tolist()
+    with pytest.raises(ConvlensError, match="3 and 2 features"):
+        combine(RunningStats(3), RunningStats(2))
+
+
+@pytest.mark.parametrize("n", [0, 1, 5, 7, 10, 11])
+@pytest.mark.parametrize("w", [1, 2, 3, 4])
+def test_shards_cover_every_image_once(n: int, w: int) -> None:
+    shards = [shard_indices(n, dist.Context(rank=r, world_size=w)) for r in range(w)]
+    together = np.sort(np.concatenate(shards)) if shards else np.zeros(0)
+    assert together.tolist() == list(range(n))  # padding dropped: no duplicate, no drop
+    values = place(n, [(s, s * 2.0) for s in shards])
+    assert values.tolist() == [2.0 * i for i in range(n)]
+
+
+def test_place_refuses_duplicates_and_gaps() -> None:
+    with pytest.raises(ConvlensError, match="1 image\\(s\\) counted twice and 1 missing"):
+        place(3, [(np.array([0, 1]), np.zeros(2)), (np.array([1]), np.zeros(1))])
+
+
+def test_worker_error_keeps_its_cause_only() -> None:
+    wrapped = ConvlensError(
+        "Caught ConvlensError in DataLoader worker process 0.\nOriginal Traceback (most recent "
+        "call last):\n  File x\nconvlens.errors.ConvlensError: image 'a.png' cannot be decoded\n"
+    )
+    assert worker_message(wrapped) == "image 'a.png' cannot be decoded"
+    assert worker_message(ConvlensError("plain")) == "plain"
+
+
+def test_without_torchrun_world_size_is_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(k, raising=False)
+    ctx = dist.init()
+    assert (ctx.rank, ctx.world_size, ctx.distributed, ctx.is_main) == (0, 1, False, True)
+    assert dist.checked(lambda: 3, "x") == [3]
+    monkeypatch.setenv(dist.TIMEOUT_ENV, "soon")
+    with pytest.raises(ConvlensError, match="CONVLENS_DIST_TIMEOUT must be a positive"):
+        dist.timeout_s()
+
+
+# ----------------------------------------------------------------------------- 2-process jobs
+def _folder(root: Path, n: int, size: int = 8) -> Path:
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    for i in range(n):
+        d = root / ("a" if i % 3 else "b")
+        d.mkdir(parents=True, exist_ok=True)
+        side = size if i % 5 else size + 3  # some images need resizing
+        pixels = rng.integers(0, 256, (side, side), dtype=np.uint8)
+        Image.fromarray(pixels).save(d / f"{i:04d}.png")
+    return root
+
+
+def _model(tmp: Path) -> Path:
+    import torch
+
+    from tests.factory_model import build
+
+    torch.manual_seed(0)
+    path = tmp / "model.pt"
+    torch.save(build().state_dict(), path)
+    return path
+
+
+def _floats(a: Any, b: Any, path: str = "") -> list[tuple[str, float, float]]:
+    """Every pair of differing numbers of two JSON trees (structure must match)."""
+    if isinstance(a, dict):
+        assert set(a) == set(b), path
+        return [d for k in a for d in _floats(a[k], b[k], f"{path}.{k}")]
+    if isinstance(a, list):
+        assert len(a) == len(b), path
+        return [d for i, (u, v) in enumerate(zip(a, b, strict=True)) for d in _floats(u, v, path)]
+    if isinstance(a, float) and isinstance(b, float):
+        return [] if a == b else [(path, a, b)]
+    assert a == b, path
+    return []
+
+
+@needs_torchrun
+@pytest.mark.slow
+def test_analyze_stream_on_two_ranks_equals_one_process(tmp_path: Path) -> None:
+    """47 images (odd: DistributedSampler pads one), 2 ranks vs none: channel statistics equal to
+    1e-9 relative, per-image scores hence AUROC and bootstrap CIs identical, one file written."""
+    data = _folder(tmp_path / "data", 47)
+    model = _model(tmp_path)
+    common = ["--factory", "tests.factory_model:build", "--data", f"stream:{data}"]
+    common += ["--ood", "noise", "--null-size", "100"]
+    one = _run(["analyze", str(model), *common, "--out", "one.json"], nproc=None, cwd=tmp_path)
+    assert one.returncode == 0, one.stderr
+    two = _run(["analyze", str(model), *common, "--out", "two.json"], nproc=2, cwd=tmp_path)
+    assert two.returncode == 0, two.stderr
+    assert two.stdout.count("wrote ") == 1  # rank 0 prints, rank 1 is silent
+    a = json.loads((tmp_path / "one.json").read_text())
+    b = json.loads((tmp_path / "two.json").read_text())
+    a.pop("timings_s"), b.pop("timings_s")
+    diffs = _floats(a, b)
+    for where, u, v in diffs:
+        assert "channel_stats" in where, where  # everything else is identical
+        assert abs(u - v) <= 1e-9 * max(abs(u), abs(v)), (where, u, v)
+    dist_a = a["layers"][0]["distribution"]
+    assert dist_a["id_channel_stats"]["n"] == 47
+    assert dist_a == {**dist_a, "ood": dist_a["ood"]}
+    assert (
+        b["layers"][0]["distribution"]["ood"]["noise"]["auroc"] == dist_a["ood"]["noise"]["auroc"]
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "data",
+        "model.pt",
+        "one.json",
+        "two.json",
+    ]
+
+
+@needs_torchrun
+@pytest.mark.slow
+def test_a_failing_rank_fails_the_job_with_one_line(tmp_path: Path) -> None:
+    """A corrupt image that only rank 1 reads: the job fails, one line names rank 1 and the file."""
+    data = _folder(tmp_path / "data", 20)
+    files = sorted(p for p in data.rglob("*.png"))
+    # the normalisation sample is 4 images (patched below); corrupt an odd-index file outside it
+    rng = np.random.default_rng(0)
+    sample = set(rng.choice(len(files), size=4, replace=False).tolist())
+    bad = next(i for i in range(1, len(files), 2) if i not in sample)
+    files[bad].write_bytes(b"not a png")
+    script = tmp_path / "run_convlens.py"
+    script.write_text(
+        "import convlens.parallel.stream as s\ns.NORM_SAMPLE = 4\n"
+        "from convlens.cli import main\nmain()\n"
+    )
+    model = _model(tmp_path)
+    args = [str(script), "analyze", str(model), "--factory", "tests.factory_model:build"]
+    args += ["--data", f"stream:{data}", "--ood", "noise", "--null-size", "100"]
+    res = _run(args, nproc=2, cwd=tmp_path)
+    assert res.returncode != 0
+    ours = [ln for ln in res.stderr.splitlines() if ln.startswith("convlens:")]
+    assert len(ours) == 1, res.stderr
+    assert ours[0].startswith("convlens: error: rank 1: ") and files[bad].name in ours[0], ours
+    assert not (tmp_path / "model.pt.analysis.json").exists()
+
+
+def _weights(run: Path) -> dict[str, Any]:
+    from safetensors.numpy import load_file
+
+    return load_file(str(run / "model.safetensors"))
+
+
+@needs_torchrun
+@pytest.mark.slow
+def test_ddp_two_ranks_batch_b_equals_one_process_batch_2b(tmp_path: Path) -> None:
+    """faces: 120 training images, per-rank batch 7 on 2 ranks (global 14, a short last batch of
+    8) vs one process with batch 14, SGD: same weights to 1e-5, same logged metrics."""
+    base = ["train", "--data", "faces", "--epochs", "2", "--optimizer", "sgd", "--lr", "0.01"]
+    base += ["--no-snapshots", "-q"]
+    one = _run([*base, "--batch-size", "14", "--out", "one"], nproc=None, cwd=tmp_path)
+    assert one.returncode == 0, one.stderr
+    two = _run([*base, "--batch-size", "7", "--out", "two"], nproc=2, cwd=tmp_path)
+    assert two.returncode == 0, two.stderr
+    wa, wb = _weights(tmp_path / "one"), _weights(tmp_path / "two")
+    for k in wa:
+        np.testing.assert_allclose(wb[k], wa[k], rtol=0, atol=1e-5, err_msg=k)
+    rec = json.loads((tmp_path / "two" / "run.json").read_text())
+    assert (rec["world_size"], rec["backend"]) == (2, "gloo")
+    m1 = [json.loads(x) for x in (tmp_path / "one" / "metrics.jsonl").read_text().splitlines()]
+    m2 = [json.loads(x) for x in (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()]
+    for r1, r2 in zip(m1, m2, strict=True):
+        assert r1["train_acc"] == r2["train_acc"] and r1["val_acc"] == r2["val_acc"]
+        assert r1["train_loss"] == pytest.approx(r2["train_loss"], rel=1e-5)
