@@ -234,3 +234,64 @@ def test_ddp_two_ranks_batch_b_equals_one_process_batch_2b(tmp_path: Path) -> No
     for r1, r2 in zip(m1, m2, strict=True):
         assert r1["train_acc"] == r2["train_acc"] and r1["val_acc"] == r2["val_acc"]
         assert r1["train_loss"] == pytest.approx(r2["train_loss"], rel=1e-5)
+
+
+def _rank_pid(launcher: int, rank: int) -> int | None:
+    """The pid of the worker of ``launcher`` (torchrun) whose ``RANK`` is ``rank``."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            env = (entry / "environ").read_bytes().split(b"\0")
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == launcher and f"RANK={rank}".encode() in env:
+            return int(entry.name)
+    return None
+
+
+@needs_torchrun
+@pytest.mark.slow
+def test_resume_after_sigkill_of_one_rank(tmp_path: Path) -> None:
+    """Kill rank 1 with SIGKILL mid-run: the job fails; a 1-process resume is refused with one
+    line; a 2-rank resume ends bit-identical to an uninterrupted 2-rank run."""
+    import signal
+    import time
+
+    args = ["train", "--data", "faces", "--epochs", "12", "--batch-size", "8", "--no-snapshots"]
+    args += ["-q"]
+    cmd = [str(TORCHRUN), "--standalone", "--nproc_per_node=2", "-m", "convlens", *args]
+    job = subprocess.Popen(
+        [*cmd, "--out", "killed"],
+        cwd=tmp_path,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    metrics = tmp_path / "killed" / "metrics.jsonl"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and job.poll() is None:
+        if metrics.is_file() and len(metrics.read_text().splitlines()) >= 2:
+            break
+        time.sleep(0.05)
+    pid = _rank_pid(job.pid, 1)
+    assert pid is not None and job.poll() is None, "the run ended before it could be killed"
+    os.kill(pid, signal.SIGKILL)
+    _, err = job.communicate(timeout=180)
+    assert job.returncode != 0, err
+    state = json.loads((tmp_path / "killed" / "run.json").read_text())
+    assert state["status"] == "running" and state["world_size"] == 2
+
+    refused = _run([*args, "--resume", "--out", "killed"], nproc=None, cwd=tmp_path)
+    assert refused.returncode == 2
+    lines = [ln for ln in refused.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "written by 2 rank(s)" in lines[0], refused.stderr
+
+    resumed = _run([*args, "--resume", "--out", "killed"], nproc=2, cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    whole = _run([*args, "--out", "whole"], nproc=2, cwd=tmp_path)
+    assert whole.returncode == 0, whole.stderr
+    wa, wb = _weights(tmp_path / "whole"), _weights(tmp_path / "killed")
+    assert all(np.array_equal(wa[k], wb[k]) for k in wa)
