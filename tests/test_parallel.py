@@ -168,7 +168,6 @@ def test_analyze_stream_on_two_ranks_equals_one_process(tmp_path: Path) -> None:
         assert abs(u - v) <= 1e-9 * max(abs(u), abs(v)), (where, u, v)
     dist_a = a["layers"][0]["distribution"]
     assert dist_a["id_channel_stats"]["n"] == 47
-    assert dist_a == {**dist_a, "ood": dist_a["ood"]}
     assert (
         b["layers"][0]["distribution"]["ood"]["noise"]["auroc"] == dist_a["ood"]["noise"]["auroc"]
     )
