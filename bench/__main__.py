@@ -279,6 +279,7 @@ def p8(smoke: bool, reps: int, n: int | None = None) -> list[dict[str, Any]]:
         for a, b in zip(one, two, strict=True)
     ]
     merge = [b["merge_s"] / b["pass_s"] for b in two]
+    eff = [a["pass_cpu_s"] / b["pass_cpu_s"] for a, b in zip(one, two, strict=True)]
     return [
         {
             "id": "P8",
@@ -289,6 +290,9 @@ def p8(smoke: bool, reps: int, n: int | None = None) -> list[dict[str, Any]]:
             "speedup_range": [min(speed), max(speed)],
             "merge_share": float(np.median(merge)),
             "merge_share_range": [min(merge), max(merge)],
+            "cpu_efficiency": float(np.median(eff)),
+            "cpu_efficiency_range": [min(eff), max(eff)],
+            "load_average": list(os.getloadavg()),
             "target": ">= 1.7x with 2 ranks; merge <= 2% of the pass",
         }
     ]
@@ -384,7 +388,8 @@ def markdown(results: dict[str, Any]) -> str:
                 f"| P8 | {case} | 2 ranks x 1 thread {np.median(r['two_ranks_s']):.2f} s | "
                 f"1 rank x 1 thread {np.median(r['one_rank_s']):.2f} s | {r['speedup']:.2f}x "
                 f"({lo:.2f}-{hi:.2f}); merge {r['merge_share']:.2%} ({mlo:.2%}-{mhi:.2%}) of the "
-                f"pass | {r['target']} |"
+                f"pass; CPU-time efficiency {r['cpu_efficiency']:.2f} (load avg "
+                f"{r['load_average'][0]:.1f}) | {r['target']} |"
             )
         elif rid == "exact":
             lines.append(
