@@ -315,3 +315,42 @@ def test_analyze_run_on_two_ranks_equals_one_process(
     for where, u, v in _floats(a, b):
         assert "channel_stats" in where, where
         assert abs(u - v) <= 1e-9 * max(abs(u), abs(v)), (where, u, v)
+
+
+# ----------------------------------------------------------------------------- streaming (1 process)
+def test_stream_folder_matches_the_image_loader(tmp_path: Path) -> None:
+    from convlens.data.images import load_image
+    from convlens.parallel.stream import list_folder, open_folder
+
+    data = _folder(tmp_path / "data", 12)
+    files, labels, classes = list_folder(data)
+    assert labels == [0 if "/a/" in f else 1 for f in files]
+    assert classes == ["a", "b"] and files == sorted(files) and len(files) == 12
+    ds = open_folder(data, seed=0)
+    mean, std = ds.normalisation["mean"], ds.normalisation["std"]
+    assert ds.stream.size == (8, 8) and len(ds.stream) == 12 and ds.shape == (1, 8, 8)
+    for i in (1, 2):  # i % 5 != 0: already 8x8, so exactly the loader's pixels
+        x = ds.stream[i].numpy()
+        assert x.shape == (1, 8, 8) and x.dtype == np.float32
+        np.testing.assert_allclose(x[0] * std + mean, load_image(files[i]).pixels, atol=1e-6)
+    assert ds.stream[0].shape == (1, 8, 8)  # 11x11 resized
+    with pytest.raises(ConvlensError, match="not a folder"):
+        open_folder(tmp_path / "missing")
+
+
+def test_stream_worker_error_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from torch import nn
+
+    from convlens.parallel.shard import collect_sharded
+    from convlens.parallel.stream import open_folder
+
+    data = _folder(tmp_path / "data", 6)
+    ds = open_folder(data, seed=0)
+    bad = Path(ds.stream.files[3])
+    bad.write_bytes(b"broken")
+    monkeypatch.setenv("CONVLENS_DATA_WORKERS", "1")
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.LazyLinear(2))
+    with pytest.raises(ConvlensError) as info:
+        collect_sharded(model, ds.stream, "s")
+    assert "\n" not in str(info.value) and bad.name in str(info.value)
+    assert str(info.value).endswith("is not an image file Pillow can read")

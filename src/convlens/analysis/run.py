@@ -518,6 +518,11 @@ def _analyze_onnx(
         _skip_for_nonfinite(result, "verify", bad)
         _skip_for_nonfinite(result, "distribution", bad)
         return result
+    if data.startswith("stream:"):
+        raise ConvlensError(
+            f"data {data!r}: streamed folders run with PyTorch models (a factory); give the "
+            "folder itself (DIR) for an ONNX model"
+        )
     ds, sets = _dataset_and_ood(data, ood, settings.seed)
     x_test, _ = ds.split("test")
     onnx_model.check_data(x_test, repr(ds.name))
