@@ -354,3 +354,34 @@ def test_stream_worker_error_is_one_line(tmp_path: Path, monkeypatch: pytest.Mon
         collect_sharded(model, ds.stream, "s")
     assert "\n" not in str(info.value) and bad.name in str(info.value)
     assert str(info.value).endswith("is not an image file Pillow can read")
+
+
+def test_rank_loss_shares_average_to_the_global_mean_gradient() -> None:
+    """The DDP loss rule with an uneven split (5 images on 2 ranks: 3 + 2): the average of the
+    ranks' gradients (what DDP all-reduces) is the mean gradient over the 5, in float64."""
+    import torch
+    from torch import nn
+
+    from convlens.parallel.ddp import Step
+
+    torch.manual_seed(0)
+    model = nn.Linear(4, 3).double()
+    x, y = torch.randn(5, 4, dtype=torch.float64), torch.tensor([0, 2, 1, 1, 0])
+    perm = torch.tensor([3, 0, 4, 1, 2])
+    grads = []
+    for rank in (0, 1):
+        step = Step(dist.Context(rank=rank, world_size=2))
+        [(idx, m)] = list(step.batches(perm, 3))
+        assert m == 5 and len(idx) == (3 if rank == 0 else 2)
+        model.zero_grad()
+        step.loss(model(x[idx]), y[idx], m).backward()
+        grads.append([p.grad.clone() for p in model.parameters()])  # type: ignore[union-attr]
+    model.zero_grad()
+    nn.functional.cross_entropy(model(x), y).backward()
+    for p, g0, g1 in zip(model.parameters(), *grads, strict=True):
+        torch.testing.assert_close((g0 + g1) / 2, p.grad, rtol=1e-12, atol=1e-14)
+    single = Step(dist.Context())
+    assert [len(i) for i, _ in single.batches(perm, 2)] == [2, 2, 1]
+    with pytest.raises(ConvlensError, match="written by 2 rank\\(s\\)"):
+        single.check_resume({"world_size": 2}, "run")
+    single.check_resume({}, "run")  # checkpoints from before: 1 rank
