@@ -63,7 +63,7 @@ def measure(data: str) -> dict[str, float | int] | None:
     cpus = dist.checked(lambda: cpu, "pass done")  # the slowest rank ends the pass
     t1 = time.perf_counter()
     if ctx.distributed:
-        parts = dist.checked(lambda: payload, "parts")
+        parts = dist.checked(lambda: payload, "parts", to_main=True)
         if ctx.is_main:
             merged = merge_parts("bench", n, [p for p in parts if isinstance(p, dict)])
             assert merged.n == n

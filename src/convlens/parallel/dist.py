@@ -155,13 +155,17 @@ def failure_of(exc: BaseException) -> Failure:
     return Failure(f"{type(exc).__name__}: {_first_line(exc)}", False)
 
 
-def gather(payload: T | Failure, what: str) -> list[T]:
+def gather(payload: T | Failure, what: str, *, to_main: bool = False) -> list[T]:
     """Every rank's ``payload`` in rank order (``all_gather_object``), or stop the job.
 
     A rank passes a :class:`Failure` instead of its payload when its part failed. If any rank did,
     rank 0 raises :class:`RankFailed` / :class:`RankCrashed` for the lowest such rank and the
     others raise ``SystemExit(2)`` (nothing printed). When the collective itself fails (a rank was
-    killed, or the timeout passed), rank 0 raises a :class:`ConvlensError` naming ``what``."""
+    killed, or the timeout passed), rank 0 raises a :class:`ConvlensError` naming ``what``.
+
+    ``to_main``: only rank 0 receives the payloads (``gather_object``; the others get ``[]``), after
+    every rank has learnt from a small ``all_gather_object`` of the statuses whether all succeeded:
+    large per-image payloads then never reach the other ranks' memory."""
     import torch.distributed as tdist
 
     ctx = context()
@@ -170,15 +174,14 @@ def gather(payload: T | Failure, what: str) -> list[T]:
             raise ConvlensError(payload.message)
         return [payload]
     out: list[Any] = [None] * ctx.world_size
-    try:
-        tdist.all_gather_object(out, payload)
-    except Exception as exc:
-        if not ctx.is_main:
-            raise SystemExit(2) from None
-        raise RankFailed(
-            f"rank {ctx.rank}: lost the other ranks while gathering {what} (a rank was killed or "
-            f"did not answer within {timeout_s()} s; see torchrun's report): {_first_line(exc)}"
-        ) from None
+    status = payload if isinstance(payload, Failure) or not to_main else None
+    _collective(lambda: tdist.all_gather_object(out, status), ctx, what)
+    if to_main and not any(isinstance(p, Failure) for p in out):
+        out = [None] * ctx.world_size if ctx.is_main else []
+        _collective(
+            lambda: tdist.gather_object(payload, out if ctx.is_main else None, dst=0), ctx, what
+        )
+        return out
     failed = [(r, p) for r, p in enumerate(out) if isinstance(p, Failure)]
     if failed:
         if not ctx.is_main:
@@ -190,7 +193,20 @@ def gather(payload: T | Failure, what: str) -> list[T]:
     return out
 
 
-def checked(fn: Callable[[], T], what: str) -> list[T]:
+def _collective(op: Callable[[], object], ctx: Context, what: str) -> None:
+    """Run one c10d collective; a lost peer or a timeout becomes one line on rank 0."""
+    try:
+        op()
+    except Exception as exc:
+        if not ctx.is_main:
+            raise SystemExit(2) from None
+        raise RankFailed(
+            f"rank {ctx.rank}: lost the other ranks while gathering {what} (a rank was killed or "
+            f"did not answer within {timeout_s()} s; see torchrun's report): {_first_line(exc)}"
+        ) from None
+
+
+def checked(fn: Callable[[], T], what: str, *, to_main: bool = False) -> list[T]:
     """Run ``fn`` on every rank and :func:`gather` its results (or its error)."""
     if not context().distributed:
         return [fn()]
@@ -200,7 +216,7 @@ def checked(fn: Callable[[], T], what: str) -> list[T]:
         raise
     except Exception as exc:
         value = failure_of(exc)
-    return gather(value, what)
+    return gather(value, what, to_main=to_main)
 
 
 def collective(fn: Callable[[], T], what: str) -> T:

@@ -151,7 +151,7 @@ def collect_sharded(
         s = collect(model, _batches(data, idx, batch, label), name)
         return _payload(s, idx) if ctx.distributed else s
 
-    parts = dist.checked(local, f"the activations of {name!r}")
+    parts = dist.checked(local, f"the activations of {name!r}", to_main=True)
     if not ctx.distributed:
         return cast(SetActivations, parts[0])
     if not ctx.is_main:
