@@ -6,6 +6,7 @@ command without torchrun (world size 1)."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -385,3 +386,45 @@ def test_rank_loss_shares_average_to_the_global_mean_gradient() -> None:
     with pytest.raises(ConvlensError, match="written by 2 rank\\(s\\)"):
         single.check_resume({"world_size": 2}, "run")
     single.check_resume({}, "run")  # checkpoints from before: 1 rank
+
+
+def test_demo_is_refused_under_torchrun(monkeypatch: pytest.MonkeyPatch) -> None:
+    from convlens.pipelines import run_demo
+
+    env = {"WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "1"}
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv("RANK", "0")
+    with pytest.raises(ConvlensError, match="the demo runs in one process"):
+        run_demo("unused")
+    monkeypatch.setenv("RANK", "1")
+    with pytest.raises(SystemExit) as info:
+        run_demo("unused")
+    assert info.value.code == 2
+
+
+def test_merge_of_any_split_equals_one_pass() -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=60, deadline=None)
+    @given(
+        st.lists(st.floats(-1e6, 1e6), min_size=1, max_size=60),
+        st.lists(st.integers(0, 60), max_size=4),
+    )
+    def check(values: list[float], cuts: list[int]) -> None:
+        x = np.asarray(values)[:, None]
+        edges = sorted({0, len(x), *(min(c, len(x)) for c in cuts)})
+        parts = []
+        for lo, hi in itertools.pairwise(edges):
+            p = RunningStats(1)
+            p.update(x[lo:hi])
+            parts.append(p)
+        merged = combine_all(parts)
+        assert merged.n == len(x)
+        assert merged.min[0] == x.min() and merged.max[0] == x.max()
+        np.testing.assert_allclose(merged.mean, x.mean(axis=0), rtol=1e-9, atol=1e-6)
+        if len(x) > 1:
+            np.testing.assert_allclose(merged.var, x.var(axis=0, ddof=1), rtol=1e-9, atol=1e-6)
+
+    check()

@@ -376,9 +376,12 @@ def run_demo(
     files convlens writes there (see :meth:`convlens.train.RunDir.remove_own`)."""
     from convlens.analysis import analyze_run
     from convlens.analysis.seeds import aggregate
+    from convlens.parallel.dist import refuse_distributed
     from convlens.report import build_report
     from convlens.train import RunDir, TrainConfig
     from convlens.train.rundir import DEMO_FILE
+
+    refuse_distributed("the demo")
 
     recipe = demo_recipe(data, epochs)
     seeds = [seed + i for i in range(n_seeds)]

@@ -93,6 +93,19 @@ def init(device: str = "cpu") -> Context:
     return context()
 
 
+def refuse_distributed(what: str) -> None:
+    """Refuse to run ``what`` under torchrun with more than one process: one line from rank 0,
+    the other ranks exit 2 silently."""
+    if not launched() or int(os.environ["WORLD_SIZE"]) <= 1:
+        return
+    if os.environ["RANK"] != "0":
+        raise SystemExit(2)
+    raise ConvlensError(
+        f"{what} runs in one process; under torchrun use `train` and `analyze` (world size "
+        f"{os.environ['WORLD_SIZE']})"
+    )
+
+
 def context() -> Context:
     """The current :class:`Context` (world size 1 when no group is initialised)."""
     import torch.distributed as tdist
