@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -246,6 +247,57 @@ def p7(smoke: bool, reps: int) -> list[dict[str, Any]]:
     ]
 
 
+def p8(smoke: bool, reps: int, n: int | None = None) -> list[dict[str, Any]]:
+    """Statistics over a generated image folder: 2 ranks x 1 thread (torchrun, gloo) vs 1 rank x
+    1 thread, interleaved per round; the merge's share of the pass (see bench/scaleout.py)."""
+    torchrun = Path(sys.executable).with_name("torchrun")
+    n = n or (200 if smoke else 20000)
+    r = 1 if smoke else reps
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+    def run(cmd: list[str]) -> dict[str, Any]:
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
+        return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+    one, two = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        run_make = [sys.executable, "-m", "bench.scaleout", "--make", tmp, "--n", str(n)]
+        subprocess.run(run_make, check=True, env=env)
+        mod = ["-m", "bench.scaleout", "--data", tmp]
+        for i in range(r):  # alternate which goes first
+            jobs = [
+                ("one", [sys.executable, *mod]),
+                (
+                    "two",
+                    [str(torchrun), "--standalone", "--nproc_per_node=2", *mod],
+                ),
+            ]
+            for name, cmd in jobs if i % 2 == 0 else jobs[::-1]:
+                (one if name == "one" else two).append(run(cmd))
+    speed = [
+        (a["pass_s"] + a["merge_s"]) / (b["pass_s"] + b["merge_s"])
+        for a, b in zip(one, two, strict=True)
+    ]
+    merge = [b["merge_s"] / b["pass_s"] for b in two]
+    eff = [a["pass_cpu_s"] / b["pass_cpu_s"] for a, b in zip(one, two, strict=True)]
+    return [
+        {
+            "id": "P8",
+            "case": f"{n} 25x25 PNGs, faces-cnn, stream:DIR",
+            "one_rank_s": [a["pass_s"] + a["merge_s"] for a in one],
+            "two_ranks_s": [b["pass_s"] + b["merge_s"] for b in two],
+            "speedup": float(np.median(speed)),
+            "speedup_range": [min(speed), max(speed)],
+            "merge_share": float(np.median(merge)),
+            "merge_share_range": [min(merge), max(merge)],
+            "cpu_efficiency": float(np.median(eff)),
+            "cpu_efficiency_range": [min(eff), max(eff)],
+            "load_average": list(os.getloadavg()),
+            "target": ">= 1.7x with 2 ranks; merge <= 2% of the pass",
+        }
+    ]
+
+
 def exact(smoke: bool, reps: int) -> list[dict[str, Any]]:
     from convlens.ops import correlate2d
 
@@ -329,6 +381,16 @@ def markdown(results: dict[str, Any]) -> str:
                 f"| P7 | {case} | {r['convlens_help']['median']:.3f} s | python -c 'import torch' "
                 f"{r['python_import_torch']['median']:.3f} s | - | <= 0.3 s |"
             )
+        elif rid == "P8":
+            lo, hi = r["speedup_range"]
+            mlo, mhi = r["merge_share_range"]
+            lines.append(
+                f"| P8 | {case} | 2 ranks x 1 thread {np.median(r['two_ranks_s']):.2f} s | "
+                f"1 rank x 1 thread {np.median(r['one_rank_s']):.2f} s | {r['speedup']:.2f}x "
+                f"({lo:.2f}-{hi:.2f}); merge {r['merge_share']:.2%} ({mlo:.2%}-{mhi:.2%}) of the "
+                f"pass; CPU-time efficiency {r['cpu_efficiency']:.2f} (load avg "
+                f"{r['load_average'][0]:.1f}) | {r['target']} |"
+            )
         elif rid == "exact":
             lines.append(
                 f"| exact | {case} | {r['convlens']['median'] * 1e3:.2f} ms | - | - | (no target) |"
@@ -349,7 +411,17 @@ def main() -> None:
     p.add_argument("--only", default=None, help="comma-separated ids, e.g. P1,P2")
     p.add_argument("--out", default=str(HERE), help="folder for results.json / results.md")
     a = p.parse_args()
-    benches = {"P1": p1, "P2": p2, "P3": p3, "P4": p4, "P5": p5, "P6": p6, "P7": p7, "exact": exact}
+    benches = {
+        "P1": p1,
+        "P2": p2,
+        "P3": p3,
+        "P4": p4,
+        "P5": p5,
+        "P6": p6,
+        "P7": p7,
+        "P8": p8,
+        "exact": exact,
+    }
     chosen = a.only.split(",") if a.only else list(benches)
     rows = []
     for name in chosen:

@@ -22,7 +22,7 @@ def test_bench_smoke(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     results = json.loads((tmp_path / "results.json").read_text())
     ids = {row["id"] for row in results["rows"]}
-    assert {"P1", "P2", "P3", "P4", "P5", "P6", "P7", "exact"} <= ids
+    assert {"P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8", "exact"} <= ids
     md = (tmp_path / "results.md").read_text()
     assert md.startswith("| id | case |") and "Machine:" in md
     assert results["machine"]["cores"] >= 1

@@ -109,7 +109,10 @@ def train(
         progress=not quiet,
         log=lambda line: click.echo(line, err=True),
     )
-    click.echo("\n".join(run.summary()))
+    from convlens.parallel.dist import is_main
+
+    if is_main():  # under torchrun rank 0 prints
+        click.echo("\n".join(run.summary()))
 
 
 @cli.command()
@@ -142,7 +145,8 @@ def train(
 @click.option(
     "--data",
     default=None,
-    help="Dataset for activations with --factory (same forms as `train --data`).",
+    help="Dataset for activations with --factory (same forms as `train --data`, or "
+    "stream:DIR to stream a large folder).",
 )
 @click.option(
     "--ood",
@@ -218,6 +222,10 @@ def analyze(
         control_runs=list(control_runs),
         fit=fit,
     )
+    from convlens.parallel.dist import is_main
+
+    if not is_main():  # under torchrun rank 0 prints and writes
+        return
     if result.source.kind == "model_file":  # a compact table of every layer first
         for line in layer_table(result):
             click.echo(line)

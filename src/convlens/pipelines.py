@@ -85,11 +85,36 @@ def train_run(
 
     Holds the run directory's lock throughout. A run killed before its first checkpoint (its
     ``run.json`` says ``running``, no checkpoint) is started again from epoch 0 with its recorded
-    config, and ``log`` says so. ``keep``: top-level names ``force`` leaves in place."""
-    from convlens.data.loaders import load_dataset
-    from convlens.train import RunDir, Trainer
+    config, and ``log`` says so. ``keep``: top-level names ``force`` leaves in place.
 
-    run = RunDir(out)
+    Under torchrun every rank runs this (DistributedDataParallel, :mod:`convlens.parallel.ddp`);
+    rank 0 alone takes the lock and writes, and an error on any rank ends every rank with one
+    line from rank 0."""
+    from convlens.parallel import dist
+    from convlens.train.trainer import resolve_device
+
+    dist.init(resolve_device(cfg.device).type if cfg is not None else "cpu")
+    return dist.collective(
+        lambda: _train_run(cfg, out, resume, force, extend_epochs, progress, log, keep),
+        "the training run",
+    )
+
+
+def _train_run(
+    cfg: TrainConfig | None,
+    out: str | Path,
+    resume: bool,
+    force: bool,
+    extend_epochs: int | None,
+    progress: bool,
+    log: Callable[[str], None],
+    keep: tuple[str, ...],
+) -> TrainedRun:
+    from convlens.data.loaders import load_dataset
+    from convlens.parallel.ddp import rank_run_dir
+    from convlens.train import Trainer
+
+    run = rank_run_dir(out)
     if cfg is not None and not resume:
         cfg.validate()
         # refuse before the (slow) data loading; checked again under the lock
@@ -146,9 +171,45 @@ def analyze_target(
     ``control_runs``: random-label runs of the same recipe (run directories only).
     ``fit`` (:class:`convlens.data.fit.FitOptions`) fits the data to a model file's input. When the
     data part of a model-file analysis fails, the weight analysis is written anyway and the error
-    is raised after, naming the file written."""
+    is raised after, naming the file written.
+
+    Under torchrun every rank runs this (the activation pass is sharded, see
+    :mod:`convlens.parallel.shard`); rank 0 alone writes the file, and an error on any rank ends
+    every rank, with one line from rank 0 (:func:`convlens.parallel.dist.collective`)."""
+    from convlens.parallel import dist
+
+    dist.init()
+    return dist.collective(
+        lambda: _analyze_target(
+            target,
+            out=out,
+            n_null=n_null,
+            seed=seed,
+            factory=factory,
+            data=data,
+            ood=ood,
+            control_runs=control_runs,
+            fit=fit,
+        ),
+        "the analysis",
+    )
+
+
+def _analyze_target(
+    target: str | Path,
+    *,
+    out: str | Path | None,
+    n_null: int,
+    seed: int,
+    factory: str | None,
+    data: str | None,
+    ood: list[str] | None,
+    control_runs: list[str] | None,
+    fit: Any,
+) -> tuple[AnalysisResult, Path]:
     from convlens.analysis import analyze_model_file, analyze_run
     from convlens.analysis.run import DataStageError
+    from convlens.parallel.dist import is_main
 
     path = Path(target)
     if out is not None:
@@ -192,13 +253,15 @@ def analyze_target(
                 path, factory=factory, data=data, ood=ood, n_null=n_null, seed=seed, fit=fit
             )
         except DataStageError as exc:
-            written = write_result(exc.result, dest)
+            written = write_result(exc.result, dest) if is_main() else dest
             raise ConvlensError(
                 f"the data part failed: {exc}; the weight analysis was written to {written}",
                 hint_key=exc.hint_key,
             ) from None
     else:
         raise ConvlensError(f"{str(target)!r} is neither a run directory nor a model file")
+    if not is_main():  # under torchrun only rank 0 writes
+        return result, dest
     return result, write_result(result, dest)
 
 
@@ -521,10 +584,13 @@ def run_demo(
     files convlens writes there (see :meth:`convlens.train.RunDir.remove_own`)."""
     from convlens.analysis import analyze_run
     from convlens.analysis.seeds import aggregate
+    from convlens.parallel.dist import refuse_distributed
     from convlens.report import build_report
     from convlens.train import RunDir, TrainConfig
     from convlens.train.recipes import RECIPE_SELECTION
     from convlens.train.rundir import DEMO_FILE
+
+    refuse_distributed("the demo")
 
     recipe = demo_recipe(data, epochs)
     seeds = [seed + i for i in range(n_seeds)]

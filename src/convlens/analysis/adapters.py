@@ -283,10 +283,12 @@ class TorchModel(ModelAdapter):
         head, _ = pick_output(out, self.output, "the model")
         return head if isinstance(head, torch.Tensor) and head.ndim == 2 else None
 
-    def activations(self, x: NDArray[Any], name: str) -> activations.SetActivations:
-        return activations.collect(
-            self.module, activations.batches_of(x), name, call=self.call, pick=self._pick
-        )
+    def activations(self, x: Any, name: str) -> activations.SetActivations:
+        """``x``: an array or a torch ``Dataset`` (a streamed folder); sharded across ranks under
+        torchrun (:func:`convlens.parallel.shard.collect_sharded`), merged on rank 0."""
+        from convlens.parallel.shard import collect_sharded
+
+        return collect_sharded(self.module, x, name, call=self.call, pick=self._pick)
 
     def feature_maps(self, x: NDArray[Any]) -> dict[str, NDArray[np.float32]]:
         maps: dict[str, NDArray[np.float32]] = {}

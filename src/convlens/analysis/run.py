@@ -285,6 +285,10 @@ def attach_distribution(
 ) -> None:
     """ID vs OOD per layer (``extra``: the keyword arguments of :func:`activations.compare`:
     ``sources``, ``others``, ``controls``, ``control_descriptions``)."""
+    from convlens.parallel.dist import is_main
+
+    if not is_main():  # under torchrun only rank 0 computes the bootstrap and AUROC
+        return
     info, per_layer = activations.compare(
         id_set, ood_sets, seed=result.settings.seed, descriptions=descriptions, **extra
     )
@@ -400,7 +404,10 @@ def _feature_map_stage(result: AnalysisResult, inp: _RunInputs) -> None:
 
 
 def _collect_all(model: nn.Module, sets: list[tuple[str, Any]]) -> list[activations.SetActivations]:
-    return [activations.collect(model, activations.batches_of(x), name) for name, x in sets]
+    """Every set through ``model``: sharded across ranks under torchrun, merged on rank 0."""
+    from convlens.parallel.shard import collect_sharded
+
+    return [collect_sharded(model, x, name) for name, x in sets]
 
 
 def _distribution_stage(result: AnalysisResult, inp: _RunInputs) -> None:
@@ -409,6 +416,7 @@ def _distribution_stage(result: AnalysisResult, inp: _RunInputs) -> None:
     network predicts on every set."""
     from convlens.analysis.untrained import ood_control, untrained_models
     from convlens.data.ood import id_split
+    from convlens.parallel.dist import is_main
 
     split = id_split(inp.dataset)
     id_name = split.name
@@ -423,6 +431,8 @@ def _distribution_stage(result: AnalysisResult, inp: _RunInputs) -> None:
     )
     result.notes.extend(notes)
     ctrl_sets = {c.name: _collect_all(c.model, sets) for c in controls}
+    if not is_main():  # every rank took part in the sharded passes; rank 0 alone merges and writes
+        return
     attach_distribution(
         result,
         trained[0],
@@ -550,6 +560,8 @@ class _Prepared:
     others: list[tuple[str, NDArray[np.float32], str]] = field(default_factory=list)
     sources: dict[str, NDArray[np.int64]] = field(default_factory=dict)
     classes: list[str] = field(default_factory=list)
+    id_stream: Any = None
+    """A streamed folder (``stream:DIR``): the ID set read lazily; ``x_id`` is then its sample."""
 
 
 def open_model(
@@ -614,7 +626,7 @@ def analyze_model_file(
                 prepared = _prepare_data(adapter, data, ood, options, seed)
                 adapter.trace(prepared.x_id)
         except Exception as exc:  # any failure of the data part: the weight analysis still stands
-            failure = exc
+            failure = _data_failure(exc)
     result = _new_result(
         Source("model_file", str(path), factory, data), Settings(n_null, seed), adapter.layers()
     )
@@ -635,7 +647,7 @@ def analyze_model_file(
             try:
                 _data_stages(result, adapter, prepared, timer, bad)
             except Exception as exc:
-                failure = exc
+                failure = _data_failure(exc)
     result.notes[:0] = adapter.notes + (prepared.notes if prepared is not None else [])
     _finish(result, timer)
     if failure is not None:
@@ -649,11 +661,64 @@ def analyze_model_file(
     return result
 
 
+def _data_failure(exc: Exception) -> Exception:
+    """``exc`` as a failure of the data part, except a failed rank under torchrun: that ends the
+    whole job as it is (every rank has agreed on it; :mod:`convlens.parallel.dist`)."""
+    from convlens.parallel.dist import RankCrashed, RankFailed
+
+    if isinstance(exc, (RankFailed, RankCrashed)):
+        raise exc
+    return exc
+
+
+def _prepare_stream(
+    adapter: ModelAdapter, root: str, ood: list[str] | None, options: FitOptions, seed: int
+) -> _Prepared:
+    """A streamed image folder (:mod:`convlens.parallel.stream`): the ID set is every image of the
+    folder, decoded lazily (sharded across ranks under torchrun); the OOD sets are made from the
+    seeded normalisation sample. Images are fed as read: grey repeated to the model's channels,
+    resized to the first image's size, standardised by the folder's own mean/std."""
+    from dataclasses import replace
+
+    from convlens.data.ood import default_ood_names, make_ood
+    from convlens.parallel.stream import open_folder
+
+    if not isinstance(adapter, TorchModel):
+        raise ConvlensError(
+            f"data 'stream:{root}': streamed folders run with PyTorch models (a factory); give "
+            "the folder itself (DIR) for an ONNX model"
+        )
+    if replace(options, output=None) != FitOptions():
+        raise ConvlensError(
+            f"data 'stream:{root}': a streamed folder is fed as read (grey repeated to the "
+            "model's channels, standardised by the folder's own mean/std); --layout, "
+            "--normalize, --scale and --input-size apply to data loaded whole"
+        )
+    ds = open_folder(root, seed, channels=adapter.expectation().channels or 1)
+    names = ood if ood is not None else default_ood_names(ds)
+    oods = [make_ood(n, ds, 100, seed) for n in names]
+    return _Prepared(
+        f"{ds.name} (all {len(ds.stream)} images, streamed)",
+        ds.x,
+        [(o.name, o.x, o.description) for o in oods],
+        [f"data: {ds.source}; {ds.normalisation['rule']}"],
+        "NCHW",
+        f"ID: every image of the streamed folder {root!r}",
+        [],
+        {o.name: o.sources for o in oods},
+        list(ds.classes),
+        ds.stream,
+    )
+
+
 def _prepare_data(
     adapter: ModelAdapter, data: str, ood: list[str] | None, options: FitOptions, seed: int
 ) -> _Prepared:
     """Load ``data`` and its OOD sets and fit them to the model: one plan for every set."""
     from convlens.data.fit import noise_like, plan_fit
+
+    if data.startswith("stream:"):
+        return _prepare_stream(adapter, data[len("stream:") :], ood, options, seed)
     from convlens.data.loaders import load_dataset
     from convlens.data.ood import default_ood_names, id_split, make_ood
 
@@ -760,7 +825,8 @@ def _distribution_model_file(
 ) -> None:
     """ID vs OOD (and vs the data's other classes) for a model file, with a fresh-init control
     when a factory builds the module (:func:`convlens.analysis.untrained.fresh_from_factory`)."""
-    named = [(prep.id_name, prep.x_id)] + [(n, x) for n, x, _ in prep.sets + prep.others]
+    id_x = prep.id_stream if prep.id_stream is not None else prep.x_id
+    named = [(prep.id_name, id_x)] + [(n, x) for n, x, _ in prep.sets + prep.others]
     trained = [adapter.activations(x, n) for n, x in named]
     ctrls: dict[str, list[activations.SetActivations]] = {}
     descriptions: dict[str, str] = {}

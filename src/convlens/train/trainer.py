@@ -241,9 +241,13 @@ class Trainer:
         cfg.validate()
         self.cfg = cfg
         self.dataset = dataset
-        self.run = RunDir(out)
-        self.progress = progress
         self.device = resolve_device(cfg.device)
+        # under torchrun: DDP steps, rank 0 writes (convlens.parallel.ddp); else the identity
+        from convlens.parallel import ddp, dist
+
+        self._step = ddp.Step(dist.init(self.device.type))
+        self.run: RunDir = ddp.rank_run_dir(out)
+        self.progress = progress and self._step.ctx.is_main
         model_name = cfg.model or DEFAULT_MODEL.get(dataset.name, "small-cnn")
         if len(dataset.shape) != 3:  # npz volumes (N, C, D, H, W) are for analysing 3-D models
             raise ConvlensError(
@@ -299,6 +303,8 @@ class Trainer:
             "ood": [s.to_dict() for s in self.ood_sets],
             "seed": self.cfg.seed,
             "device": str(self.device),
+            "world_size": self._step.ctx.world_size,
+            "backend": self._step.ctx.backend,
             "versions": versions(),
             "conv_layers": [f"conv{i + 1}" for i in range(len(self.spec.channels))],
             "probes": self._probe_meta,
@@ -351,6 +357,7 @@ class Trainer:
             "generator": gen.get_state(),
             "epoch": epoch,
             "seconds": seconds,
+            **self._step.state(epoch),
         }
 
     # -- the loop ------------------------------------------------------------------------------
@@ -381,6 +388,7 @@ class Trainer:
 
     def _resume(self) -> TrainResult:
         state = self.run.load_checkpoint()
+        self._step.check_resume(state, str(self.run.root))
         torch.manual_seed(self.cfg.seed)
         model = build_model(self.spec).to(self.device)
         opt = _make_optimizer(self.cfg, model)
@@ -433,6 +441,7 @@ class Trainer:
             leave=False,
         )
         model.train()
+        self._fwd = self._step.wrap(model)  # DistributedDataParallel under torchrun
         try:
             if start_epoch == 0:
                 self._snapshot(model, 0, probe_x, writer)
@@ -468,12 +477,11 @@ class Trainer:
         t0 = time.perf_counter()
         perm = torch.randperm(n, generator=gen).to(self.device)
         loss_sum, correct = 0.0, 0
-        for b, i in enumerate(range(0, n, bs)):
-            idx = perm[i : i + bs]
-            logits = model(x_tr[idx])
-            loss = nn.functional.cross_entropy(logits, y_tr[idx])
-            # one device sync per batch, used for the check and for the sum
-            value = float(loss.detach())
+        for b, (idx, m) in enumerate(self._step.batches(perm, bs)):
+            logits = self._fwd(x_tr[idx])
+            loss = self._step.loss(logits, y_tr[idx], m)
+            # one device sync per batch, used for the check and for the sums (all ranks' under DDP)
+            value, right = self._step.totals(loss, logits, y_tr[idx])
             if not math.isfinite(value):
                 raise TrainingError(
                     f"the training loss became {value} at epoch {epoch}, batch {b} "
@@ -483,8 +491,8 @@ class Trainer:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            loss_sum += value * len(idx)
-            correct += int((logits.argmax(1) == y_tr[idx]).sum())
+            loss_sum += value * m
+            correct += right
         val_loss, val_acc = evaluate(model, *data["val"])
         if not (math.isfinite(loss_sum) and math.isfinite(val_loss)):
             raise TrainingError(
