@@ -553,6 +553,20 @@ def test_rnet_on_bundled_grey_faces(tmp_path: Path) -> None:
     assert data is not None and data["layers"][0]["check"]["input_shape"][1] == 3
     assert any("RGB" in n for n in data["notes"])  # the conversion is stated
     assert any("tuple" in n for n in data["notes"])  # and so is the head used as logits
+    # receptive fields by the recurrence r += (k - 1) * j, j *= s over RNet's own modules
+    from tests.data.real.mtcnn import RNet
+
+    net, r, j, want = RNet(), 1, 1, {}
+    for name in ("conv1", "pool1", "conv2", "pool2", "conv3"):
+        mod = getattr(net, name)
+        k = mod.kernel_size if isinstance(mod.kernel_size, int) else mod.kernel_size[0]
+        s = mod.stride if isinstance(mod.stride, int) else mod.stride[0]
+        r, j = r + (k - 1) * j, j * s
+        want[name] = r
+    got = {f["name"]: f["size"] for f in data["receptive_fields"]["theoretical"]}
+    assert got == {c: [want[c], want[c]] for c in ("conv1", "conv2", "conv3")} == {
+        "conv1": [3, 3], "conv2": [9, 9], "conv3": [17, 17]
+    }  # fmt: skip
 
 
 def test_pnet_probability_map_is_one_clear_error(tmp_path: Path) -> None:
