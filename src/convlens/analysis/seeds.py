@@ -36,7 +36,8 @@ def t_interval(values: list[float]) -> tuple[float | None, float | None]:
 
 
 def _row(name: str, values: list[Any], bounded: bool = False) -> SeedRow:
-    """``bounded``: the figure is a proportion in [0, 1], so its interval is clipped to [0, 1]."""
+    """``bounded``: the figure lies in [0, 1] (a proportion, an AUROC), so its interval is clipped
+    to [0, 1]."""
     vals = [float(v) for v in values if v is not None]
     lo, hi = t_interval(vals)
     if bounded and lo is not None and hi is not None:
@@ -78,7 +79,7 @@ def aggregate(analyses: list[AnalysisResult], seeds: list[int]) -> SeedsSummary:
             continue
         for ood in layer.distribution.ood:
             per = [_ood_of(a, layer.name, ood) for a in analyses]
-            rows.append(_row(f"{layer.name} vs {ood}: AUROC", [p.auroc for p in per]))
+            rows.append(_row(f"{layer.name} vs {ood}: AUROC", [p.auroc for p in per], bounded=True))
             rows.append(
                 _row(f"{layer.name} vs {ood}: activation ratio OOD/ID", [p.ratio for p in per])
             )
