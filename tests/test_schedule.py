@@ -133,3 +133,25 @@ def test_cli_snapshot_epochs_recorded(tmp_path):
     )
     assert bad.exit_code == 2 and "from 0 to 3" in bad.output
     assert not (tmp_path / "b").exists()
+
+
+def test_time_rule_checkpoints_between_snapshots(tmp_path, monkeypatch):
+    """With CHECKPOINT_SECONDS = 0 every epoch checkpoints; snapshots stay on the schedule."""
+    import convlens.train.trainer as trainer_mod
+
+    seen: list[int] = []
+    real = RunDir.save_checkpoint
+
+    def spy(self, state):
+        seen.append(int(state["epoch"]))
+        return real(self, state)
+
+    monkeypatch.setattr(trainer_mod, "CHECKPOINT_SECONDS", 0.0)
+    monkeypatch.setattr(RunDir, "save_checkpoint", spy)
+    Trainer(_cfg(epochs=7), load_bundled("digits", 0), tmp_path / "r", progress=False).train()
+    assert seen == list(range(8))
+    assert _snapshot_epochs(tmp_path / "r") == [0, 1, 2, 3, 4, 6, 7]
+    seen.clear()
+    monkeypatch.setattr(trainer_mod, "CHECKPOINT_SECONDS", 1e9)
+    Trainer(_cfg(epochs=7), load_bundled("digits", 0), tmp_path / "s", progress=False).train()
+    assert seen == [0, 1, 2, 3, 4, 6, 7]
