@@ -64,6 +64,7 @@ def _snapshot_epochs(run):
     return sorted(int(p.stem.split("-")[1]) for p in (run / "snapshots").glob("*.safetensors"))
 
 
+@pytest.mark.slow
 def test_every_writes_only_those_epochs_and_resume_is_bit_identical(tmp_path):
     ds = load_bundled("digits", 0)
     Trainer(_cfg(snapshot_every=2), ds, tmp_path / "full", progress=False).train()
@@ -93,6 +94,7 @@ def test_every_writes_only_those_epochs_and_resume_is_bit_identical(tmp_path):
         )
 
 
+@pytest.mark.slow
 def test_resume_from_a_scheduled_checkpoint_mid_run(tmp_path):
     """Kill simulated by truncating to the epoch-4 checkpoint state: the run resumes from there."""
     ds = load_bundled("digits", 0)
@@ -135,6 +137,7 @@ def test_cli_snapshot_epochs_recorded(tmp_path):
     assert not (tmp_path / "b").exists()
 
 
+@pytest.mark.slow
 def test_time_rule_checkpoints_between_snapshots(tmp_path, monkeypatch):
     """With CHECKPOINT_SECONDS = 0 every epoch checkpoints; snapshots stay on the schedule."""
     import convlens.train.trainer as trainer_mod
