@@ -82,12 +82,12 @@ def test_import_and_load_do_not_import_matplotlib_or_torch(loaded, tiny_run_copy
 
 
 @pytest.mark.slow
-def test_example_notebook_executes(tmp_path):
+def test_example_notebook_executes(tmp_path, monkeypatch):
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
     nb = nbformat.read(ROOT / "examples" / "quickstart.ipynb", as_version=4)
     env_path = os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])
-    os.environ["PYTHONPATH"] = env_path  # the kernel inherits it: this checkout's convlens
+    monkeypatch.setenv("PYTHONPATH", env_path)  # the kernel inherits it: this checkout's convlens
     client = nbclient.NotebookClient(
         nb, timeout=240, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
     )
