@@ -29,6 +29,7 @@ def compare(
     reference: str | None = None,
     warmup: int = 1,
     settle: bool = False,
+    returns_time: bool = False,
 ) -> dict[str, Any]:
     """Time every function ``reps`` times in interleaved rounds, measured side by side.
 
@@ -37,7 +38,9 @@ def compare(
     each timed call follows an untimed call of the same function (so one library's idle worker
     threads, still spinning from the previous call, do not land on the next). With ``reference``,
     the ratio ``time / reference time`` is taken within each round and summarised too: that is the
-    figure to compare with a target. ``out["times"]`` keeps every round's times.
+    figure to compare with a target. ``out["times"]`` keeps every round's times. With
+    ``returns_time`` each function returns its own measured time (e.g. CPU seconds of its core
+    part), which is used instead of the wall time of the whole call.
     """
     names = list(fns)
     for _ in range(warmup):
@@ -49,8 +52,8 @@ def compare(
             if settle:
                 fns[k]()
             t0 = time.perf_counter()
-            fns[k]()
-            times[k].append(time.perf_counter() - t0)
+            got = fns[k]()
+            times[k].append(float(got) if returns_time else time.perf_counter() - t0)
     out: dict[str, Any] = {k: summarize(v) for k, v in times.items()}
     out["times"] = times  # per round, for ratios between any two candidates
     if reference is not None:

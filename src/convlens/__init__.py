@@ -28,6 +28,7 @@ _EXPORTS = {
     "list_kernels": "convlens.kernels",
     "Kernel": "convlens.kernels",
     "ConvlensError": "convlens.errors",
+    "load": "convlens.display",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]

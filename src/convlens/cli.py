@@ -78,8 +78,20 @@ def cli(debug: bool) -> None:
     is_flag=True,
     help="Overwrite --out if it already exists (removes only convlens's own files there).",
 )
+@click.option("--no-snapshots", is_flag=True, help="Skip kernel snapshots and probe feature maps.")
 @click.option(
-    "--no-snapshots", is_flag=True, help="Skip per-epoch kernel snapshots and probe feature maps."
+    "--snapshot-every",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Snapshot every N epochs (and the last) instead of the default log-spaced epochs "
+    "(0, 1, 2, 3, 4, 6, 8, 11, 16, 23, ... and the last).",
+)
+@click.option(
+    "--snapshot-epochs",
+    "snapshot_list",
+    default=None,
+    metavar="LIST",
+    help="Snapshot exactly these epochs, e.g. 0,5,10 (0 and the last are always added).",
 )
 @click.option(
     "--shuffle-labels",
@@ -89,11 +101,21 @@ def cli(debug: bool) -> None:
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def train(
-    out_dir: str | None, resume: bool, force: bool, no_snapshots: bool, quiet: bool, **cfg: Any
+    out_dir: str | None,
+    resume: bool,
+    force: bool,
+    no_snapshots: bool,
+    quiet: bool,
+    snapshot_list: str | None,
+    **cfg: Any,
 ) -> None:
-    """Train a reference CNN offline, snapshotting kernels and feature maps every epoch."""
+    """Train a reference CNN offline, snapshotting kernels and feature maps at log-spaced epochs."""
     from convlens.pipelines import default_run_dir, train_run
     from convlens.train import TrainConfig
+    from convlens.train.schedule import parse_epochs
+
+    if snapshot_list is not None:
+        cfg["snapshot_epochs"] = parse_epochs(snapshot_list)
 
     out = out_dir or default_run_dir(cfg["data"], cfg["seed"])
     # --epochs extends a resumed run only when given on the command line (not its default)
@@ -244,6 +266,22 @@ def report(run_dir: str, out_file: str | None) -> None:
     from convlens.report import build_report
 
     click.echo(f"wrote {build_report(run_dir, out_file)}")
+
+
+@cli.command()
+@click.argument("run_dir")
+@click.option(
+    "--tensorboard",
+    "tb_dir",
+    required=True,
+    help="Write TensorBoard events to DIR/<run name> (view with: tensorboard --logdir DIR "
+    "--samples_per_plugin images=100).",
+)
+def export(run_dir: str, tb_dir: str) -> None:
+    """Export a training run (metrics, kernels, weight histograms, feature maps) to TensorBoard."""
+    from convlens.export.tensorboard import export_tensorboard
+
+    click.echo("\n".join(export_tensorboard(run_dir, tb_dir).lines()))
 
 
 @cli.command()

@@ -1,9 +1,11 @@
-"""Kernels over training, from the per-epoch snapshots: similarity to the bank and distance from init.
+"""Kernels over training, from the snapshots: similarity to the bank and distance from init.
 
-Per epoch: for the first conv layer the fraction of kernels above the random null's 95th percentile
+Per snapshot epoch: for the first conv layer the fraction of kernels above the random null's 95th percentile
 and the median best-match score (same statistic and null as :mod:`convlens.analysis.matching`); for
 every conv layer the relative distance from initialisation ``|W_e - W_0| / |W_0|`` and the step
-``|W_e - W_(e-1)| / |W_0|`` (Frobenius norms).
+``|W_e - W_p| / |W_0|`` from the previous snapshot ``p`` (Frobenius norms). Snapshots need not be
+contiguous (the trainer's default cadence is log-spaced, see :mod:`convlens.train.schedule`): every
+figure is per snapshot epoch, and a step spans the epochs since the previous snapshot.
 """
 
 from __future__ import annotations

@@ -27,18 +27,22 @@ def theoretical(model: SmallCNN) -> list[ReceptiveField]:
     """Receptive fields after each conv, pool and the dense hidden layer of the reference CNN."""
     spec = model.spec
     stack: list[LayerGeometry] = []
+    # a 1-D model reads (1, L) inputs: its layers are 2-D geometry with a height-1 axis in front
+    lift = (1,) if model.dims == 1 else ()
+    pad = (0,) if model.dims == 1 else ()
     for i, ((name, conv), p) in enumerate(zip(model.named_convs(), spec.pool, strict=True)):
         stack.append(
             LayerGeometry.make(
                 name,
-                kernel=tuple(conv.kernel_size),
-                stride=tuple(conv.stride),
-                padding=tuple(int(v) for v in conv.padding),
-                dilation=tuple(conv.dilation),
+                kernel=lift + tuple(conv.kernel_size),
+                stride=lift + tuple(conv.stride),
+                padding=pad + tuple(int(v) for v in conv.padding),
+                dilation=lift + tuple(conv.dilation),
             )
         )
         if p > 1:
-            stack.append(LayerGeometry.make(f"pool{i + 1}", "pool", kernel=p, stride=p))
+            pool = (*lift, p) if lift else p
+            stack.append(LayerGeometry.make(f"pool{i + 1}", "pool", kernel=pool, stride=pool))
     stack.append(LayerGeometry.make("fc1", "dense"))
     return receptive_fields(stack, spec.input_hw)
 

@@ -97,6 +97,17 @@ class KernelMatch:
     category: str
     gabor_fit: GaborFit | None
 
+    def _repr_html_(self) -> str:  # Jupyter display (convlens.display; matplotlib on use)
+        from convlens.display import kernel_html
+
+        return kernel_html(self)
+
+    def plot(self) -> Any:
+        """The learned kernel beside its best match, a matplotlib Figure (:mod:`convlens.display`)."""
+        from convlens.display import plot_kernel
+
+        return plot_kernel(self)
+
 
 @dataclass
 class ChannelSummedMatch:
@@ -473,6 +484,17 @@ class LayerResult:
     def name(self) -> str:
         return self.identity.name
 
+    def _repr_html_(self) -> str:  # Jupyter display (convlens.display; matplotlib on use)
+        from convlens.display import layer_html
+
+        return layer_html(self)
+
+    def plot(self, max_kernels: int = 16) -> Any:
+        """Learned kernels above their best matches, a matplotlib Figure (:mod:`convlens.display`)."""
+        from convlens.display import plot_layer
+
+        return plot_layer(self, max_kernels)
+
 
 # ----------------------------------------------------------------------------- verdicts
 @dataclass
@@ -714,6 +736,17 @@ class AnalysisResult:
 
     def to_json(self, indent: int | None = 1) -> str:
         return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
+
+    def _repr_html_(self) -> str:  # Jupyter display (convlens.display; matplotlib on use)
+        from convlens.display import result_html
+
+        return result_html(self)
+
+    def plot(self) -> Any:
+        """Per-layer fractions above the null and the first layer over epochs, a matplotlib Figure."""
+        from convlens.display import plot_result
+
+        return plot_result(self)
 
     @staticmethod
     def from_dict(data: Any, where: str = "analysis") -> AnalysisResult:

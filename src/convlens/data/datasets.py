@@ -15,7 +15,7 @@ from numpy.typing import NDArray
 
 from convlens.errors import ConvlensError
 
-BUNDLED = ("faces", "digits")
+BUNDLED = ("faces", "digits", "signals")
 
 # Resource limits, checked before anything of that size is allocated (each error names its limit).
 MAX_CLASSES = 10_000
@@ -218,9 +218,28 @@ def load_digits(seed: int = 0) -> Dataset:
     )
 
 
+def load_signals(seed: int = 0) -> Dataset:
+    """The generated 1-D task of :mod:`convlens.data.signals` (tones, chirps, noise; 1 x 128)."""
+    from convlens.data import signals
+
+    x, y = signals.signals01()
+    return from_unit_range(
+        "signals",
+        x,
+        y,
+        list(signals.CLASSES),
+        f"convlens.data.signals: {signals.PER_CLASS} tones, chirps and noise signals each, "
+        f"{signals.LENGTH} samples, generated with seed {signals.SIGNALS_SEED}",
+        "(s + 3) / 6, clipped to [0, 1]",
+        seed,
+    )
+
+
 def load_bundled(name: str, seed: int = 0) -> Dataset:
     if name == "faces":
         return load_faces(seed)
     if name == "digits":
         return load_digits(seed)
+    if name == "signals":
+        return load_signals(seed)
     raise ConvlensError(f"unknown bundled dataset {name!r}; expected one of {', '.join(BUNDLED)}")

@@ -69,16 +69,22 @@ class SmallCNN(nn.Module):
         h, w = spec.input_hw
         c_in = spec.in_channels
         self.pools: list[int] = []
-        convs: list[nn.Conv2d] = []
+        self.dims = int(spec.extra.get("dims", 2))
+        if self.dims == 1 and h != 1:
+            raise ConvlensError(
+                f"model {spec.name!r} is 1-D: it needs inputs of height 1 (signals), got {h}x{w}"
+            )
+        convs: list[nn.Conv1d | nn.Conv2d] = []
         for i, (c_out, k, p) in enumerate(zip(spec.channels, spec.kernels, spec.pool, strict=True)):
             if k < 1 or k % 2 == 0:
                 raise ConvlensError(f"model {spec.name!r}: conv{i + 1} kernel must be odd, got {k}")
-            conv = nn.Conv2d(c_in, c_out, k, padding=k // 2)
+            conv_type = nn.Conv1d if self.dims == 1 else nn.Conv2d
+            conv = conv_type(c_in, c_out, k, padding=k // 2)
             self.add_module(f"conv{i + 1}", conv)  # state-dict keys conv1.weight, conv2.weight, ...
             convs.append(conv)
             self.pools.append(p)
             if p > 1:
-                h, w = h // p, w // p
+                h, w = (h if self.dims == 1 else h // p), w // p
             if h < 1 or w < 1:
                 raise ConvlensError(
                     f"model {spec.name!r}: input {spec.input_hw} is too small for {i + 1} pooling stages"
@@ -89,19 +95,23 @@ class SmallCNN(nn.Module):
         self.fc1 = nn.Linear(self.flat, spec.hidden)
         self.fc2 = nn.Linear(spec.hidden, spec.n_classes)
 
-    def named_convs(self) -> list[tuple[str, nn.Conv2d]]:
+    def named_convs(self) -> list[tuple[str, nn.Conv1d | nn.Conv2d]]:
         return [(f"conv{i + 1}", c) for i, c in enumerate(self.convs)]
 
     def features(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The dense hidden layer (after ReLU) and every conv layer's output (pre-activation: the
-        cross-correlation plus bias)."""
+        cross-correlation plus bias). A 1-D model reads ``(N, C, 1, L)`` and its maps are returned
+        as ``(N, C', 1, L')`` too, so probe files keep one layout."""
         maps: dict[str, torch.Tensor] = {}
+        if self.dims == 1:
+            x = x.squeeze(2)
+        pool = nn.functional.max_pool1d if self.dims == 1 else nn.functional.max_pool2d
         for i, (conv, p) in enumerate(zip(self.convs, self.pools, strict=True)):
             z = conv(x)
-            maps[f"conv{i + 1}"] = z
+            maps[f"conv{i + 1}"] = z.unsqueeze(2) if self.dims == 1 else z
             x = torch.relu(z)
             if p > 1:
-                x = nn.functional.max_pool2d(x, p)
+                x = pool(x, p)
         return torch.relu(self.fc1(x.flatten(1))), maps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -120,8 +130,17 @@ PRESETS: dict[str, dict[str, Any]] = {
     "digits-cnn": {"channels": (16, 32), "kernels": (3, 3), "pool": (2, 2), "hidden": 64},
     "small-cnn": {"channels": (8, 16), "kernels": (3, 3), "pool": (2, 2), "hidden": 32},
     "wide-cnn": {"channels": (32, 32), "kernels": (5, 3), "pool": (2, 2), "hidden": 64},
+    # 1-D (Conv1d) for the bundled signals (1 x 128): 9-tap first-layer filters, long enough for
+    # the 1-D bank's Gabor/Fourier atoms and a spectral summary
+    "signals-cnn": {
+        "channels": (8, 16),
+        "kernels": (9, 5),
+        "pool": (4, 4),
+        "hidden": 32,
+        "extra": {"dims": 1},
+    },
 }
-DEFAULT_MODEL = {"faces": "faces-cnn", "digits": "digits-cnn"}
+DEFAULT_MODEL = {"faces": "faces-cnn", "digits": "digits-cnn", "signals": "signals-cnn"}
 
 
 def model_names() -> list[str]:
@@ -147,7 +166,15 @@ def make_spec(
             )
         kernels = (first_kernel, *kernels[1:])
     return ModelSpec(
-        name, in_channels, input_hw, n_classes, p["channels"], kernels, p["pool"], p["hidden"]
+        name,
+        in_channels,
+        input_hw,
+        n_classes,
+        p["channels"],
+        kernels,
+        p["pool"],
+        p["hidden"],
+        dict(p.get("extra", {})),
     )
 
 

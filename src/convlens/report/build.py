@@ -88,7 +88,8 @@ class ReportInputs:
 def _load_tensors(path: Path) -> dict[str, NDArray[Any]]:
     from safetensors.numpy import load_file
 
-    return dict(load_file(str(path)))
+    # a 1-D conv weight (O, C, K) is drawn as 1 x K images (what it computes on a 1 x L signal)
+    return {k: v[:, :, None, :] if v.ndim == 3 else v for k, v in load_file(str(path)).items()}
 
 
 def load_inputs(run_dir: str | Path) -> ReportInputs:

@@ -25,6 +25,7 @@ from convlens.data.ood import OODSet, default_ood_names, make_ood
 from convlens.errors import ConvlensError
 from convlens.models import DEFAULT_MODEL, ModelSpec, build_model, make_spec
 from convlens.train.rundir import RunDir
+from convlens.train.schedule import snapshot_schedule
 from convlens.train.writer import OrderedWriter
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -58,6 +59,11 @@ true, so their accuracy shows that nothing about the classes was learned)."""
 def permuted_labels(y: np.ndarray, seed: int) -> np.ndarray:
     """The random-label control's training labels: ``y`` permuted with the stated seed."""
     return np.asarray(y)[np.random.default_rng([seed, LABEL_SEED_TAG]).permutation(len(y))]
+
+
+CHECKPOINT_SECONDS = 60.0
+"""Besides the scheduled epochs, an epoch that ends this many seconds of wall time after the last
+checkpoint also writes metrics and a checkpoint, so a killed long run loses at most about this much."""
 
 
 class TrainingError(ConvlensError):
@@ -106,6 +112,9 @@ class TrainConfig:
     probes: bool = True
     first_kernel: int | None = None  # None: the model preset's first-layer kernel size
     shuffle_labels: bool = False  # random-label control: training labels permuted (LABEL_SEED_TAG)
+    # snapshot (and checkpoint) cadence, see train/schedule.py; both None: log-spaced epochs
+    snapshot_every: int | None = None
+    snapshot_epochs: list[int] | None = None
 
     def validate(self) -> None:
         """Raise :class:`ConvlensError` naming the first field with a bad type or value (a config
@@ -150,6 +159,13 @@ class TrainConfig:
         for name in ("snapshots", "probes", "shuffle_labels"):
             if not isinstance(getattr(self, name), bool):
                 raise ConvlensError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if self.snapshot_epochs is not None and not isinstance(self.snapshot_epochs, list):
+            raise ConvlensError(f"snapshot epochs must be a list, got {self.snapshot_epochs!r}")
+        self.schedule()
+
+    def schedule(self) -> list[int]:
+        """The epochs that get a snapshot, probe maps, metrics and a checkpoint."""
+        return snapshot_schedule(self.epochs, self.snapshot_every, self.snapshot_epochs)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -241,6 +257,7 @@ class Trainer:
         cfg.validate()
         self.cfg = cfg
         self.dataset = dataset
+        self._checkpointed = -1  # the epoch of the last checkpoint submitted (for error messages)
         self.device = resolve_device(cfg.device)
         # under torchrun: DDP steps, rank 0 writes (convlens.parallel.ddp); else the identity
         from convlens.parallel import ddp, dist
@@ -308,6 +325,7 @@ class Trainer:
             "versions": versions(),
             "conv_layers": [f"conv{i + 1}" for i in range(len(self.spec.channels))],
             "probes": self._probe_meta,
+            "snapshot_epochs": self.cfg.schedule(),
             "feature_maps": "probes/epoch-NNN.safetensors hold each conv layer's output before ReLU "
             "(cross-correlation + bias), float32, keyed by layer name",
         }
@@ -443,20 +461,28 @@ class Trainer:
         model.train()
         self._fwd = self._step.wrap(model)  # DistributedDataParallel under torchrun
         try:
+            self._checkpointed = start_epoch - 1
             if start_epoch == 0:
                 self._snapshot(model, 0, probe_x, writer)
                 writer.submit(self.run.save_checkpoint, self._state(model, opt, gen, 0, 0.0))
-                start_epoch = 1
+                self._checkpointed, start_epoch = 0, 1
+            schedule = set(self.cfg.schedule())
+            last_write = time.perf_counter()
             for epoch in range(start_epoch, self.cfg.epochs + 1):
                 row = self._epoch(model, opt, gen, data, epoch)
                 elapsed += row["seconds"]
                 metrics.append(row)
-                # Copies are taken now; the writes happen in order on the writer thread.
-                self._snapshot(model, epoch, probe_x, writer)
-                writer.submit(self.run.write_metrics, list(metrics))
-                writer.submit(
-                    self.run.save_checkpoint, self._state(model, opt, gen, epoch, elapsed)
-                )
+                # Copies are taken now; the writes happen in order on the writer thread. Only
+                # scheduled epochs write (and any epoch CHECKPOINT_SECONDS after the last write),
+                # so short epochs do not pay for four file writes each.
+                if epoch in schedule:
+                    self._snapshot(model, epoch, probe_x, writer)
+                if epoch in schedule or time.perf_counter() - last_write >= CHECKPOINT_SECONDS:
+                    writer.submit(self.run.write_metrics, list(metrics))
+                    writer.submit(
+                        self.run.save_checkpoint, self._state(model, opt, gen, epoch, elapsed)
+                    )
+                    self._checkpointed, last_write = epoch, time.perf_counter()
                 bar.update(1)
                 bar.set_postfix(loss=f"{row['train_loss']:.3f}", val_acc=f"{row['val_acc']:.3f}")
         finally:
@@ -485,7 +511,7 @@ class Trainer:
             if not math.isfinite(value):
                 raise TrainingError(
                     f"the training loss became {value} at epoch {epoch}, batch {b} "
-                    f"(learning rate {self.cfg.lr}); stopped. The last good checkpoint (epoch {epoch - 1}) "
+                    f"(learning rate {self.cfg.lr}); stopped. The last good checkpoint (epoch {self._checkpointed}) "
                     f"is in {str(self.run.checkpoint)!r}"
                 )
             opt.zero_grad(set_to_none=True)
@@ -497,7 +523,7 @@ class Trainer:
         if not (math.isfinite(loss_sum) and math.isfinite(val_loss)):
             raise TrainingError(
                 f"the loss became non-finite at epoch {epoch}; the last good checkpoint "
-                f"(epoch {epoch - 1}) is in {str(self.run.checkpoint)!r}"
+                f"(epoch {self._checkpointed}) is in {str(self.run.checkpoint)!r}"
             )
         return {
             "epoch": epoch,

@@ -1,0 +1,285 @@
+"""Notebook display of analysis results: ``convlens.load(path)``, ``_repr_html_`` and ``.plot()``.
+
+``load`` returns the typed :class:`~convlens.analysis.result.AnalysisResult` of a run directory
+(its ``analysis.json``) or of a model analysis JSON (``MODEL.analysis.json``, or any file
+``convlens analyze --out`` wrote). The result, each :class:`LayerResult` and each
+:class:`KernelMatch` get a rich display in Jupyter (``_repr_html_``: a few figures of the analysis
+and one inline PNG, the report's figure style) and ``.plot()``, which returns a matplotlib
+``Figure``. The learned kernels are drawn from the weights beside the result (a run's
+``model.safetensors`` or an analysed ``.safetensors`` file, read with ``safetensors.numpy``) when
+they are there; otherwise only the matched bank kernels are drawn, and the display says so.
+
+Torch-free; matplotlib is imported only when something is drawn.
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from convlens.errors import ConvlensError
+
+if TYPE_CHECKING:
+    from convlens.analysis.result import AnalysisResult, KernelMatch, LayerResult
+
+MAX_KERNELS = 16
+"""``LayerResult.plot()`` and its HTML draw at most this many kernels (the first ones, in kernel
+order ``out * C + in``); ``plot(max_kernels=...)`` changes it."""
+
+_WEIGHTS = "_convlens_weights"  # attribute names attached by load() (not dataclass fields)
+_PARENT = "_convlens_parent"
+
+
+def load(path: str | Path) -> AnalysisResult:
+    """The analysis of a run directory (``RUN/analysis.json``) or a model analysis JSON file."""
+    from convlens.analysis.result import AnalysisResult
+
+    p = Path(path)
+    if p.is_dir():
+        if not (p / "analysis.json").is_file():
+            raise ConvlensError(
+                f"{str(p)!r} has no analysis.json: analyse the run first",
+                hint_key="no_analysis",
+            )
+        result = AnalysisResult.read(p / "analysis.json")
+        weights = p / "model.safetensors"
+    elif p.is_file():
+        result = AnalysisResult.read(p)
+        src = Path(result.source.path)
+        if not src.is_absolute():
+            src = p.parent / src.name
+        weights = src / "model.safetensors" if src.is_dir() else src
+    else:
+        raise ConvlensError(f"{str(p)!r} is neither a run directory nor an analysis JSON file")
+    attach(result, weights if weights.suffix == ".safetensors" else None)
+    return result
+
+
+def attach(result: AnalysisResult, weights: Path | None) -> None:
+    """Link layers and kernels to their result and the weights file (read on first use)."""
+    setattr(result, _WEIGHTS, {"path": weights, "loaded": None})
+    for layer in result.layers:
+        setattr(layer, _PARENT, result)
+        for k in layer.matching.kernels if layer.matching is not None else []:
+            setattr(k, _PARENT, layer)
+
+
+def _weights(result: AnalysisResult | None) -> dict[str, NDArray[Any]]:
+    held = getattr(result, _WEIGHTS, None) if result is not None else None
+    if not held or held["path"] is None or not Path(held["path"]).is_file():
+        return {}
+    if held["loaded"] is None:
+        from convlens.analysis.evolution import read_tensors
+
+        held["loaded"] = read_tensors(Path(held["path"]))
+    return dict(held["loaded"])
+
+
+def _layer_weight(layer: LayerResult) -> NDArray[Any] | None:
+    w = _weights(getattr(layer, _PARENT, None))
+    return w.get(layer.identity.weight_key, w.get(layer.identity.name))
+
+
+def _bank_kernel(label: str, shape: tuple[int, ...]) -> NDArray[np.float64] | None:
+    """The bank kernel called ``label`` with the kernel's shape (1-D bank for 1-D kernels)."""
+    from convlens.kernels import matching_bank
+    from convlens.kernels.bank1d import matching_bank_1d
+
+    flat = [s for s in shape if s > 1]
+    if len(flat) == 1:
+        bank: list[Any] = matching_bank_1d(flat[0])
+    elif len(shape) == 2 and shape[0] == shape[1]:
+        bank = matching_bank(shape[0])
+    else:
+        return None
+    for e in bank:
+        if e.label == label:
+            return np.asarray(e.weights, np.float64).reshape(shape)
+    return None
+
+
+def kernel_arrays(k: KernelMatch) -> tuple[NDArray[Any] | None, NDArray[Any] | None]:
+    """(the learned kernel with its mean removed, or ``None`` without weights; its best bank match
+    sign-aligned and scaled to the learned kernel's norm, or ``None``)."""
+    layer = getattr(k, _PARENT, None)
+    w = _layer_weight(layer) if layer is not None else None
+    if w is None:
+        size = layer.matching.kernel_size if layer is not None and layer.matching else None
+        shape: tuple[int, ...] = (size,) * (layer.identity.dims if layer else 2) if size else ()
+        return None, _bank_kernel(k.best_match, shape) if shape else None
+    learned = np.asarray(w[k.out_channel, k.in_channel], np.float64)
+    learned = learned - learned.mean()  # matched after removing the mean
+    bank = _bank_kernel(k.best_match, learned.shape)
+    if bank is not None:
+        scale = float(np.linalg.norm(learned)) / (float(np.linalg.norm(bank)) or 1.0)
+        bank = k.sign * bank * scale
+    return learned, bank
+
+
+def _draw(ax: Any, a: NDArray[Any] | None, title: str) -> None:
+    from convlens.report.figures import _sym
+
+    if a is None:
+        ax.axis("off")
+        ax.set_title(title + "\n(no weights)")
+        return
+    flat = np.squeeze(a)
+    if flat.ndim == 1:  # a 1-D kernel: a stem plot reads better than a 1 x K image
+        ax.axhline(0, color="#999999", lw=0.5)
+        ax.plot(flat, "o-", color="#c0392b", ms=3, lw=1)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(title)
+    else:
+        _sym(ax, flat, title)
+
+
+def plot_kernel(k: KernelMatch) -> Any:
+    """The learned kernel beside its best classical match."""
+    from convlens.report.figures import _plt
+
+    learned, bank = kernel_arrays(k)
+    fig, axes = _plt().subplots(1, 2, figsize=(3.0, 1.7))
+    _draw(axes[0], learned, f"out {k.out_channel}, in {k.in_channel}")
+    _draw(axes[1], bank, f"{k.best_match.split('(')[0]} {k.score:.2f}")
+    return fig
+
+
+def plot_layer(layer: LayerResult, max_kernels: int = MAX_KERNELS) -> Any:
+    """The layer's first ``max_kernels`` kernels (top) above their best matches (bottom)."""
+    from convlens.report.figures import _plt
+
+    plt = _plt()
+    kernels = layer.matching.kernels[:max_kernels] if layer.matching is not None else []
+    if not kernels:
+        fig, ax = plt.subplots(figsize=(3.0, 0.8))
+        ax.axis("off")
+        reason = layer.matching.skipped if layer.matching is not None else None
+        ax.text(0, 0.5, f"{layer.name}: no per-kernel matches ({reason or 'not matched'})")
+        return fig
+    cols = min(len(kernels), 8)
+    rows = int(np.ceil(len(kernels) / cols))
+    fig, axes = plt.subplots(2 * rows, cols, figsize=(1.2 * cols, 2.5 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for i, k in enumerate(kernels):
+        r, c = 2 * (i // cols), i % cols
+        learned, bank = kernel_arrays(k)
+        axes[r, c].axis("on")
+        axes[r + 1, c].axis("on")
+        _draw(axes[r, c], learned, f"#{i}")
+        _draw(axes[r + 1, c], bank, f"{k.best_match.split('(')[0]} {k.score:.2f}")
+    fig.suptitle(f"{layer.name}: learned (top) vs best classical match (bottom)", fontsize=8)
+    return fig
+
+
+def plot_result(result: AnalysisResult) -> Any:
+    """Left: every layer's fraction of kernels above the random null's 95th percentile (5% is
+    chance). Right: the first layer's fraction over the snapshot epochs, when the run has them."""
+    from convlens.report.figures import _num, _plt
+
+    evo = result.evolution.epochs if result.evolution is not None else []
+    fig, axes = _plt().subplots(
+        1, 2 if evo else 1, figsize=(7.0 if evo else 3.6, 2.4), squeeze=False
+    )
+    ax = axes[0, 0]
+    names = [r.name for r in result.layers]
+    fracs = [
+        _num(r.matching.fraction_above_null95) if r.matching else np.nan for r in result.layers
+    ]
+    ax.bar(range(len(names)), fracs, color="#c0392b")
+    ax.axhline(0.05, color="k", ls="--", lw=1, label="chance (5%)")
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("kernels above null95")
+    ax.legend(fontsize=7)
+    if evo:
+        ax = axes[0, 1]
+        ax.plot(
+            [r.epoch for r in evo],
+            [_num(r.first_layer_fraction_above_null95) for r in evo],
+            "o-",
+            color="#c0392b",
+            ms=3,
+        )
+        ax.axhline(0.05, color="k", ls="--", lw=1)
+        ax.set_xlabel("epoch (snapshots)")
+        ax.set_ylim(0, 1)
+        ax.set_title(f"first layer ({result.evolution.first_layer if result.evolution else ''})")
+    return fig
+
+
+def _img(fig: Any) -> str:
+    from convlens.report.figures import to_data_uri
+
+    return f'<img src="{to_data_uri(fig)}" style="max-width:100%">'
+
+
+def _table(rows: list[tuple[str, str]]) -> str:
+    cells = "".join(
+        f"<tr><th style='text-align:left;padding-right:1em'>{html.escape(k)}</th>"
+        f"<td style='text-align:left'>{html.escape(v)}</td></tr>"
+        for k, v in rows
+    )
+    return f"<table style='font-size:90%'>{cells}</table>"
+
+
+def _verdict(v: Any) -> str:
+    return str(v.verdict) if v is not None else "n/a"
+
+
+def _pct(v: float | None) -> str:
+    return "n/a" if v is None else f"{100 * v:.0f}%"
+
+
+def result_html(result: AnalysisResult) -> str:
+    """A summary table (source, layers, verdicts) and :func:`plot_result` as an inline PNG."""
+    h = result.headline
+    rows = [
+        ("source", f"{result.source.kind}: {result.source.path}"),
+        ("conv layers", ", ".join(r.name for r in result.layers) or "none"),
+        ("test accuracy", "n/a" if h.test_accuracy is None else f"{h.test_accuracy:.4f}"),
+        ("classical kernels", _verdict(result.verdicts.classical_kernels)),
+        ("cross-correlation", _verdict(result.verdicts.cross_correlation)),
+    ]
+    for r in result.layers:
+        m = r.matching
+        if m is not None and m.fraction_above_null95 is not None:
+            rows.append((r.name, f"{_pct(m.fraction_above_null95)} of kernels above null95"))
+    return f"<div><b>convlens analysis</b>{_table(rows)}{_img(plot_result(result))}</div>"
+
+
+def layer_html(layer: LayerResult) -> str:
+    """The layer's identity, its match figures and :func:`plot_layer` as an inline PNG."""
+    m = layer.matching
+    rows = [
+        (
+            "layer",
+            f"{layer.name} ({layer.identity.module_type or 'conv'}, {layer.identity.dims}-D)",
+        ),
+        ("weight shape", "x".join(map(str, layer.identity.weight_shape))),
+        ("kernels", str(layer.n_kernels)),
+    ]
+    if m is not None:
+        rows.append(("above random null95", _pct(m.fraction_above_null95)))
+        rows.append(("categories", ", ".join(f"{k} {v}" for k, v in m.categories.items())))
+        if m.spectral is not None and m.spectral.peak_median is not None:
+            rows.append(("median peak frequency", f"{m.spectral.peak_median:.3f} cycles/sample"))
+    if _layer_weight(layer) is None:
+        rows.append(("learned kernels", "not drawn: no weights file beside this result"))
+    return f"<div>{_table(rows)}{_img(plot_layer(layer))}</div>"
+
+
+def kernel_html(k: KernelMatch) -> str:
+    """The kernel's match figures and :func:`plot_kernel` as an inline PNG."""
+    rows = [
+        ("kernel", f"out {k.out_channel}, in {k.in_channel}"),
+        ("best match", f"{k.best_match} ({k.family})"),
+        ("score", f"{k.score:.3f} (null percentile {k.percentile:.1f}, p = {k.p_value:.3g})"),
+        ("category", k.category),
+    ]
+    return f"<div>{_table(rows)}{_img(plot_kernel(k))}</div>"

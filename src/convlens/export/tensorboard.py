@@ -1,0 +1,242 @@
+"""``convlens export RUN --tensorboard DIR``: a run directory as TensorBoard event files.
+
+What is written (``step`` = epoch everywhere), into ``DIR/<run folder name>/``:
+
+- scalars ``train/loss``, ``train/accuracy``, ``val/loss``, ``val/accuracy`` for every epoch of
+  ``metrics.jsonl``;
+- when ``analysis.json`` holds the evolution, per snapshot epoch
+  ``evolution/fraction_above_null95`` and ``evolution/median_score`` (first layer, random-null rule
+  of the analysis) and ``evolution/distance_from_init/<layer>``;
+- ``kernels/<first layer>``: the first conv layer's kernels as one image grid per snapshot (rows =
+  output channels, columns = input channels; each kernel scaled by its own max |w| so 0 is mid-grey);
+- ``weights/<tensor>``: a histogram of every snapshot tensor (weights and biases) per snapshot;
+- ``feature_maps/<layer>``: every channel of each layer's output for the first probe image, one
+  grid per probe epoch (each channel scaled to its own min..max).
+
+TensorBoard keeps only 10 images per tag by default; start it with
+``tensorboard --logdir DIR --samples_per_plugin images=100`` to see every snapshot.
+
+The events are written into a temporary folder beside the target and renamed into place, so an
+interrupted export leaves no half-written run; an existing non-empty target is refused.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from convlens.errors import ConvlensError
+
+PIXELS_PER_TAP = 8
+"""Each kernel tap is drawn as a PIXELS_PER_TAP x PIXELS_PER_TAP block (nearest neighbour)."""
+
+
+@dataclass
+class ExportSummary:
+    """What an export wrote (the CLI prints it)."""
+
+    out: Path
+    scalars: dict[str, int] = field(default_factory=dict)  # tag -> number of points
+    images: dict[str, int] = field(default_factory=dict)
+    histograms: dict[str, int] = field(default_factory=dict)
+
+    def lines(self) -> list[str]:
+        n_img = max(self.images.values(), default=0)
+        return [
+            f"wrote TensorBoard events to {self.out}",
+            f"  {len(self.scalars)} scalar tags, {len(self.images)} image tags "
+            f"({sum(self.images.values())} images), {len(self.histograms)} histogram tags",
+            f"  view: tensorboard --logdir {self.out.parent} --samples_per_plugin images={max(n_img, 10)}",
+        ]
+
+
+def _tile(tiles: list[list[NDArray[Any]]], pad: int = 1) -> NDArray[np.float32]:
+    """A grid image (H, W) in [0, 1] from rows of equally shaped 2-D tiles, 1-pixel white gaps."""
+    th, tw = tiles[0][0].shape
+    rows, cols = len(tiles), max(len(r) for r in tiles)
+    img = np.ones((rows * (th + pad) + pad, cols * (tw + pad) + pad), np.float32)
+    for i, row in enumerate(tiles):
+        for j, t in enumerate(row):
+            y, x = pad + i * (th + pad), pad + j * (tw + pad)
+            img[y : y + th, x : x + tw] = t
+    return img
+
+
+def _as_2d(a: NDArray[Any]) -> NDArray[np.float64]:
+    """A kernel or map as a 2-D array: 1-D becomes one row, 3-D its middle slice."""
+    a = np.asarray(a, np.float64)
+    if a.ndim == 1:
+        return a[None, :]
+    if a.ndim == 3:
+        return a[a.shape[0] // 2]
+    return a
+
+
+def kernel_grid(weight: NDArray[Any]) -> NDArray[np.float32]:
+    """``(O, C, *k)`` kernels as a grey grid (H, W) in [0, 1], 0 at 0.5, upscaled for viewing."""
+    tiles = []
+    for o in range(weight.shape[0]):
+        row = []
+        for c in range(weight.shape[1]):
+            k = _as_2d(weight[o, c])
+            m = float(np.abs(k).max()) or 1.0
+            t = 0.5 + 0.5 * k / m
+            row.append(np.kron(t, np.ones((PIXELS_PER_TAP, PIXELS_PER_TAP))))
+        tiles.append(row)
+    return _tile(tiles)
+
+
+def map_grid(maps: NDArray[Any], per_row: int = 8) -> NDArray[np.float32]:
+    """One probe's ``(C, *spatial)`` maps as a grid (H, W) in [0, 1], each channel min..max."""
+    chans = []
+    for c in range(maps.shape[0]):
+        m = _as_2d(maps[c])
+        lo, hi = float(m.min()), float(m.max())
+        m = (m - lo) / (hi - lo) if hi > lo else np.zeros_like(m)
+        if m.shape[0] == 1:  # a 1-D map: a strip tall enough to see
+            m = np.repeat(m, PIXELS_PER_TAP, axis=0)
+        chans.append(m)
+    return _tile([chans[i : i + per_row] for i in range(0, len(chans), per_row)])
+
+
+def _summary_writer(log_dir: Path) -> Any:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as exc:
+        raise ConvlensError(
+            f"the TensorBoard export needs the 'tensorboard' package ({exc}); install it with "
+            "pip install 'convlens[tensorboard]'"
+        ) from None
+    return SummaryWriter(log_dir=str(log_dir))
+
+
+def _read_analysis(root: Path) -> Any:
+    from convlens.analysis.result import AnalysisResult
+
+    path = root / "analysis.json"
+    return AnalysisResult.read(path) if path.is_file() else None
+
+
+def _scalars(w: Any, root: Path, s: ExportSummary) -> None:
+    from convlens.train.rundir import RunDir
+
+    names = {
+        "train_loss": "train/loss",
+        "train_acc": "train/accuracy",
+        "val_loss": "val/loss",
+        "val_acc": "val/accuracy",
+    }
+    for row in RunDir(root).read_metrics():
+        for key, tag in names.items():
+            if isinstance(row.get(key), int | float):
+                w.add_scalar(tag, float(row[key]), int(row["epoch"]))
+                s.scalars[tag] = s.scalars.get(tag, 0) + 1
+    a = _read_analysis(root)
+    evo = a.evolution if a is not None else None
+    for r in evo.epochs if evo is not None else []:
+        values = {
+            "evolution/fraction_above_null95": r.first_layer_fraction_above_null95,
+            "evolution/median_score": r.first_layer_median_score,
+            **{f"evolution/distance_from_init/{k}": v for k, v in r.distance_from_init.items()},
+        }
+        for tag, v in values.items():
+            if v is not None:
+                w.add_scalar(tag, float(v), r.epoch)
+                s.scalars[tag] = s.scalars.get(tag, 0) + 1
+
+
+def _first_weight_key(snap: dict[str, NDArray[Any]], root: Path) -> str | None:
+    """The first conv layer's weight key: from analysis.json when present, else the first
+    ``*.weight`` in the run's recorded layer order (``conv1``...)."""
+    a = _read_analysis(root)
+    if a is not None and a.first_layer is not None and a.first_layer.identity.weight_key in snap:
+        return str(a.first_layer.identity.weight_key)
+    keys = [k for k in snap if k.endswith(".weight")]
+    return sorted(keys, key=lambda k: (len(k), k))[0] if keys else None
+
+
+def _images(w: Any, root: Path, s: ExportSummary) -> None:
+    from convlens.analysis.evolution import load_snapshots
+    from convlens.analysis.featuremaps import load_probes
+
+    snaps = load_snapshots(root / "snapshots") if (root / "snapshots").is_dir() else {}
+    key = _first_weight_key(next(iter(snaps.values())), root) if snaps else None
+    for epoch, snap in sorted(snaps.items()):
+        if key is not None:
+            tag = f"kernels/{key.removesuffix('.weight')}"
+            w.add_image(tag, kernel_grid(snap[key]), epoch, dataformats="HW")
+            s.images[tag] = s.images.get(tag, 0) + 1
+        for name, t in snap.items():
+            if t.size:
+                w.add_histogram(f"weights/{name}", np.asarray(t, np.float64), epoch)
+                s.histograms[f"weights/{name}"] = s.histograms.get(f"weights/{name}", 0) + 1
+    _, maps = load_probes(root / "probes") if (root / "probes").is_dir() else (None, {})
+    for epoch, held in sorted(maps.items()):
+        for layer, m in held.items():
+            if len(m):
+                tag = f"feature_maps/{layer}"
+                w.add_image(tag, map_grid(m[0]), epoch, dataformats="HW")
+                s.images[tag] = s.images.get(tag, 0) + 1
+
+
+def export_tensorboard(run_dir: str | Path, out_dir: str | Path) -> ExportSummary:
+    """Write the run in ``run_dir`` as TensorBoard events under ``out_dir/<run folder name>``.
+
+    Refuses a path that is not a convlens run and a target that already holds files."""
+    from convlens.train.rundir import RunDir
+
+    root = Path(run_dir)
+    if not RunDir(root).is_run():
+        raise ConvlensError(f"{str(root)!r} is not a convlens run directory (no run.json)")
+    name = root.resolve().name or "run"
+    out = Path(out_dir)
+    target = out / name
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise ConvlensError(
+            f"{str(target)!r} already exists and is not empty; choose another TensorBoard folder"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=out))
+    try:
+        s = ExportSummary(target)
+        w = _summary_writer(tmp)
+        try:
+            _scalars(w, root, s)
+            _images(w, root, s)
+        finally:
+            w.close()
+        if target.is_dir():
+            target.rmdir()  # empty (checked above)
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return s
+
+
+def read_events(log_dir: str | Path) -> dict[str, Any]:
+    """Every scalar, image and histogram in ``log_dir`` read back with TensorBoard's own
+    ``EventAccumulator`` (no sample limit): ``{"scalars": {tag: [(step, value)]}, "images":
+    {tag: [(step, width, height)]}, "histograms": {tag: [(step, count)]}}``."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(
+        str(log_dir), size_guidance={"scalars": 0, "images": 0, "histograms": 0, "tensors": 0}
+    )
+    acc.Reload()
+    tags = acc.Tags()
+    return {
+        "scalars": {t: [(e.step, e.value) for e in acc.Scalars(t)] for t in tags["scalars"]},
+        "images": {t: [(e.step, e.width, e.height) for e in acc.Images(t)] for t in tags["images"]},
+        "histograms": {
+            t: [(e.step, e.histogram_value.num) for e in acc.Histograms(t)]
+            for t in tags["histograms"]
+        },
+    }
