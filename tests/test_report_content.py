@@ -1,0 +1,172 @@
+"""The report's content (issue 15): answer first, glossary, controls, every layer, reproduce
+commands that the real CLI parses, non-contiguous snapshot epochs, a model-file analysis, size."""
+
+import json
+import shlex
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from markupsafe import escape
+
+from convlens.analysis.result import AnalysisResult, Control
+from convlens.report import build_report
+from convlens.report.answer import GLOSSARY
+from convlens.report.build import build_context, load_inputs, render_html
+
+
+@pytest.fixture
+def no_figures(monkeypatch):
+    """Every figure as an empty data URI: for tests of the text and template only (fast)."""
+    from convlens.report import figures
+
+    for name in dir(figures):
+        fn = getattr(figures, name)
+        ours = callable(fn) and getattr(fn, "__module__", "") == figures.__name__
+        if ours and not name.startswith("_") and name != "to_data_uri":
+            monkeypatch.setattr(figures, name, lambda *_a, **_k: "data:image/png;base64,")
+
+
+def test_answer_comes_first_with_the_runs_own_numbers(demo_run):
+    html = (demo_run / "report.html").read_text()
+    a = AnalysisResult.read(demo_run / "analysis.json")
+    answer = html.index('<section id="answer">')
+    assert answer < html.index('<section id="arithmetic">') < html.index('<section id="crosscorr">')
+    head = html[answer : html.index('<section id="arithmetic">')]
+    m0 = a.first_layer.matching
+    assert f"{100 * m0.fraction_above_null95:.0f}%" in head
+    assert a.verdicts.classical_kernels.verdict in head
+    assert a.verdicts.cross_correlation.verdict in head
+    for name, b in a.distribution.baselines.items():
+        assert f"{b.max_softmax_auroc:.2f} ({name})" in head
+    # the worked example says 154, and explains 146
+    ex = html[html.index('<section id="arithmetic">') : html.index('<section id="glossary">')]
+    assert "<b>154</b>" in ex and "not 146" in ex
+    # every statistical term is defined in the answer (first use) and in the glossary
+    gl = html[html.index('<section id="glossary">') : html.index('<section id="playground">')]
+    for term, text in GLOSSARY.values():
+        assert escape(text) in gl, term
+    for key in ("auroc", "idood", "null", "p95", "spectrum", "bootstrap", "ci", "pvalue"):
+        assert f'id="t-{key}"' in head and escape(GLOSSARY[key][1]) in head, key
+    assert "NCC" in html and escape(GLOSSARY["ncc"][1]) in html
+
+
+def test_every_layer_matching_and_kernel_cards(demo_run):
+    html = (demo_run / "report.html").read_text()
+    a = AnalysisResult.read(demo_run / "analysis.json")
+    sec = html[html.index('<section id="layers">') : html.index('<section id="evolution">')]
+    for layer in a.layers:
+        m = layer.matching
+        assert f"<h3>{layer.name} " in sec
+        assert f"{100 * m.fraction_above_null95:.0f}% ({m.null.p95:.3f})" in sec
+        shown = min(len(m.kernels), 32)
+        assert f"Showing {shown} of {m.n_kernels} kernels" in sec
+        assert f"null percentile {m.kernels[0].percentile:.2f}" in sec
+    assert sec.count('<svg class="kern"') >= 2 * 8
+
+
+def _parse(cmd: str):
+    """Parse one command with the real click command (no execution)."""
+    from convlens.cli import cli
+
+    argv = shlex.split(cmd)
+    assert argv[0] == "convlens"
+    command = cli.commands[argv[1]]
+    return argv[1], command.make_context(argv[1], argv[2:]).params
+
+
+def test_reproduce_commands_parse_and_write_elsewhere(demo_run, no_figures):
+    inp = load_inputs(demo_run)
+    cmds = build_context(inp)["reproduce"]["commands"]
+    cfg = inp.a.run.config
+    parsed = [_parse(c["cmd"]) for c in cmds]
+    assert [name for name, _ in parsed] == ["train", "analyze", "report", "demo"]
+    train = parsed[0][1]
+    for opt in ("data", "model", "epochs", "batch_size", "lr", "weight_decay", "optimizer", "seed"):
+        assert train[opt] == cfg[opt], opt
+    new = Path(train["out_dir"])
+    assert new != demo_run and not new.exists()
+    assert (
+        Path(parsed[1][1]["target"]) == new and parsed[1][1]["null_size"] == inp.a.settings.n_null
+    )
+    assert Path(parsed[2][1]["run_dir"]) == new
+    demo = parsed[3][1]
+    assert demo["n_seeds"] == 2 and Path(demo["out_dir"]) != demo_run
+    html = render_html(build_context(inp))
+    assert "convlens demo --seeds 2" in html
+
+
+def test_controls_render_generically_and_missing_sections_say_so(tmp_path, demo_run, no_figures):
+    run = tmp_path / "run"
+    shutil.copytree(demo_run, run, ignore=shutil.ignore_patterns("snapshots", "probes", "seeds*"))
+    a = json.loads((run / "analysis.json").read_text())
+    a["controls"] = [
+        {
+            "name": "untrained network",
+            "description": "same analysis at init",
+            "figures": {"frac": 0.04, "u": None},
+        }
+    ]
+    (run / "analysis.json").write_text(json.dumps(a))
+    (run / "metrics.jsonl").unlink()
+    html = build_report(run).read_text()
+    sec = html[html.index('<section id="controls">') : html.index('<section id="limits">')]
+    assert "untrained network" in sec and "same analysis at init" in sec
+    assert "0.040" in sec and "n/a" in sec
+    for sid in ("evolution", "training", "featuremaps", "classical"):
+        body = html[html.index(f'<section id="{sid}">') :]
+        body = body[: body.index("</section>")]
+        assert "No data:" in body, sid
+    assert Control("x", "y").figures == {}
+
+
+def test_slider_takes_every_snapshot_epoch_even_non_contiguous(tmp_path, demo_run, no_figures):
+    run = tmp_path / "run"
+    shutil.copytree(demo_run, run)
+    keep = [0, 1, 2, 3, 4, 6, 8, 11, 15, 20]
+    for f in (run / "snapshots").glob("epoch-*.safetensors"):
+        if int(f.name[6:9]) not in keep:
+            f.unlink()
+    ctx = build_context(load_inputs(run))
+    slider = ctx["payload"]["slider"]
+    assert slider["epochs"] == keep and len(slider["weights"]) == len(keep)
+    from safetensors.numpy import load_file
+
+    w = load_file(str(run / "snapshots" / "epoch-011.safetensors"))["conv1.weight"]
+    assert np.array(slider["weights"][keep.index(11)]).tolist() == w.astype(np.float64).tolist()
+    html = render_html(ctx)
+    assert f'max="{len(keep) - 1}"' in html
+
+
+def test_model_file_analysis_renders(tmp_path, demo_run):
+    from convlens.pipelines import analyze_target, write_result
+
+    model = tmp_path / "net.safetensors"
+    shutil.copy(demo_run / "model.safetensors", model)
+    result, dest = analyze_target(str(model), n_null=200, seed=0)
+    write_result(result, dest)
+    assert dest == tmp_path / "net.safetensors.analysis.json"
+    from click.testing import CliRunner
+
+    from convlens.cli import cli
+
+    r = CliRunner().invoke(cli, ["report", str(dest)])
+    assert r.exit_code == 0, r.output
+    out = tmp_path / "net.safetensors.report.html"
+    assert r.output.strip() == f"wrote {out}"
+    html = out.read_text()
+    assert "net.safetensors" in html and '<section id="layers">' in html
+    assert html.count('<svg class="kern"') >= 16  # weights read back from the safetensors file
+    for sid in ("training", "evolution", "distribution"):
+        body = html[html.index(f'<section id="{sid}">') :]
+        assert "No data:" in body[: body.index("</section>")], sid
+    cmds = build_context(load_inputs(dest))["reproduce"]["commands"]
+    name, params = _parse(cmds[0]["cmd"])
+    assert name == "analyze" and params["target"] == str(model)
+    assert Path(params["out_file"]) != dest and params["null_size"] == 200
+    assert _parse(cmds[1]["cmd"])[1]["run_dir"] == params["out_file"]
+
+
+def test_demo_report_stays_small(demo_run):
+    assert (demo_run / "report.html").stat().st_size < 3 * 2**20
