@@ -41,8 +41,8 @@ SECTIONS = [
     ("training", "Loss and accuracy"),
     ("featuremaps", "Feature maps"),
     ("distribution", "ID vs OOD"),
-    ("controls", "Controls"),
     ("receptive", "Receptive fields"),
+    ("controls", "Controls"),
     ("limits", "Limits"),
     ("reproduce", "Reproduce"),
 ]

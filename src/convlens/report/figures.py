@@ -147,6 +147,7 @@ def null_histogram(
             label="epoch-000 kernels",
         )
     ax.set_xlim(0, 1)
+    ax.set_ylim(0, top * 1.02)  # keep the rug of scores inside the axes
     ax.set_xlabel("best |cosine| to a classical kernel (DC removed)")
     ax.set_ylabel("density")
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
