@@ -85,6 +85,13 @@ def test_contrast_layout_nav_print_and_dark_mode(browser, url):
         page.evaluate("document.querySelectorAll('details').forEach(d => d.open = true)")
         res = page.evaluate(CONTRAST_JS)
         assert res["n"] > 200 and not res["bad"], (scheme, res["bad"][:10])
+        # the check itself catches a low-contrast element (grey on grey, 1.3:1)
+        page.evaluate(
+            "() => { const p = document.createElement('p'); p.id = 'probe-low'; p.textContent = 'low';"
+            " p.style.color = '#777'; p.style.background = '#999'; document.querySelector('main').append(p); }"
+        )
+        assert [b[2] for b in page.evaluate(CONTRAST_JS)["bad"]] == ["low"]
+        page.evaluate("document.getElementById('probe-low').remove()")
         assert page.locator(".verdict").count() >= 5
         if scheme == "dark":
             bg = page.evaluate("getComputedStyle(document.body).backgroundColor")

@@ -299,7 +299,7 @@ def section_learned(inp: ReportInputs) -> dict[str, Any] | None:
     }
     k = m0.kernel_size
     final_w = inp.final.get(first.identity.weight_key)
-    if final_w is not None:
+    if final_w is not None and np.asarray(final_w).shape[2:] == (k, k):
         out["figure"] = _cards(first, final_w)
         s = inp.a.settings
         null = random_null(k, s.n_null, s.seed)
@@ -333,8 +333,10 @@ def _cards(layer: LayerResult, final_w: NDArray[Any]) -> dict[str, Any] | None:
     from convlens.report.interactive import kernel_svg
 
     m = layer.matching
-    if m is None or m.kernel_size is None or final_w.ndim != 4 or not m.kernels:
+    if m is None or m.kernel_size is None or not m.kernels:
         return None
+    if final_w.ndim != 4 or final_w.shape[2:] != (m.kernel_size, m.kernel_size):
+        return None  # 1 x k, k x 1 and other shapes: the table and the layer's note say how matched
     k = m.kernel_size
     cards = []
     for r in m.kernels[:CARD_LIMIT]:
