@@ -170,3 +170,47 @@ def test_model_file_analysis_renders(tmp_path, demo_run):
 
 def test_demo_report_stays_small(demo_run):
     assert (demo_run / "report.html").stat().st_size < 3 * 2**20
+
+
+def _drawn_texts(fig):
+    """The text a figure really draws: tick labels inside the view, axis labels, titles, legends."""
+    out = []
+    for ax in fig.axes:
+        if not ax.get_visible() or not ax.axison:
+            continue
+        for axis, lim in ((ax.xaxis, ax.get_xlim()), (ax.yaxis, ax.get_ylim())):
+            lo, hi = min(lim), max(lim)
+            for tick in axis.get_major_ticks():
+                if lo - 1e-9 <= tick.get_loc() <= hi + 1e-9:
+                    out += [t for t in (tick.label1, tick.label2) if t.get_visible()]
+            out.append(axis.label)
+        out.append(ax.title)
+        if ax.get_legend() is not None:
+            out += list(ax.get_legend().get_texts())
+    out += list(fig.texts)
+    return [t for t in out if t.get_visible() and t.get_text().strip()]
+
+
+@pytest.mark.slow  # draws every figure of the demo report (about 10 s)
+def test_no_figure_has_overlapping_labels(demo_run, monkeypatch):
+    import itertools
+
+    from convlens.report import figures
+
+    original = figures.to_data_uri
+    overlaps: list[tuple[str, str]] = []
+
+    def checked(fig):
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        boxes = [(t.get_text(), t.get_window_extent(renderer)) for t in _drawn_texts(fig)]
+        for (a, ba), (b, bb) in itertools.combinations(boxes, 2):
+            both = ba.intersection(ba, bb)
+            if both is not None and both.width > 1 and both.height > 1:
+                overlaps.append((a, b))
+        return original(fig)
+
+    monkeypatch.setattr(figures, "to_data_uri", checked)
+    ctx = build_context(load_inputs(demo_run))
+    assert ctx["training"] and ctx["evolution"]["curves"] and ctx["learned"]["null_figure"]
+    assert not overlaps, overlaps

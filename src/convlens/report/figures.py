@@ -349,7 +349,7 @@ def activation_bars(layers: dict[str, LayerDistribution]) -> str:
         for bar, h in zip(bars, hatches, strict=True):
             bar.set_hatch(h)
         ax.set_xticks(range(len(labels)))
-        ax.set_xticklabels(labels, rotation=35, ha="right")
+        ax.set_xticklabels(labels, rotation=90)
         ax.set_title(f"{layer}: mean relu activation")
     return to_data_uri(fig)
 
