@@ -214,3 +214,21 @@ def test_no_figure_has_overlapping_labels(demo_run, monkeypatch):
     ctx = build_context(load_inputs(demo_run))
     assert ctx["training"] and ctx["evolution"]["curves"] and ctx["learned"]["null_figure"]
     assert not overlaps, overlaps
+
+
+def test_reproduce_train_command_rebuilds_the_same_weights(demo_run, tmp_path, no_figures):
+    from click.testing import CliRunner
+    from safetensors.numpy import load_file
+
+    from convlens.cli import cli
+
+    cmds = build_context(load_inputs(demo_run))["reproduce"]["commands"]
+    argv = shlex.split(cmds[0]["cmd"])[1:]
+    argv[argv.index("--out") + 1] = str(tmp_path / "again")  # the same command, another new folder
+    r = CliRunner().invoke(cli, [*argv, "-q"])
+    assert r.exit_code == 0, r.output
+    before = load_file(str(demo_run / "model.safetensors"))
+    after = load_file(str(tmp_path / "again" / "model.safetensors"))
+    assert before.keys() == after.keys()
+    for k in before:
+        assert np.array_equal(before[k], after[k]), k
