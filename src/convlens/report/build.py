@@ -613,7 +613,14 @@ def render_html(ctx: dict[str, Any]) -> str:
     env.filters["sci"] = lambda v: "n/a" if v is None else f"{v:.1e}"
     env.filters["ci"] = lambda v: "n/a" if not v or v[0] is None else f"[{v[0]:.3f}, {v[1]:.3f}]"
     env.filters["vclass"] = lambda v: "v-" + str(v).replace(" ", "-")
-    return env.get_template("report.html.j2").render(**ctx)
+    from markupsafe import Markup
+
+    # the page's CSS and JS are inlined verbatim (read as text, never parsed as templates)
+    assert env.loader is not None
+    raw = {n: Markup(env.loader.get_source(env, f"report.{n}.j2")[0]) for n in ("css", "js")}
+    return env.get_template("report.html.j2").render(
+        **ctx, inline_css=raw["css"], inline_js=raw["js"]
+    )
 
 
 def build_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
