@@ -114,7 +114,7 @@ def test_controls_render_generically_and_missing_sections_say_so(tmp_path, demo_
     sec = html[html.index('<section id="controls">') : html.index('<section id="limits">')]
     assert "untrained network" in sec and "same analysis at init" in sec
     assert "0.040" in sec and "n/a" in sec
-    for sid in ("evolution", "training", "featuremaps", "classical"):
+    for sid in ("evolution", "training", "featuremaps", "classical", "seeds"):
         body = html[html.index(f'<section id="{sid}">') :]
         body = body[: body.index("</section>")]
         assert "No data:" in body, sid
