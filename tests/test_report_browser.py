@@ -105,12 +105,16 @@ def test_contrast_layout_nav_print_and_dark_mode(browser, url):
     pills = page.eval_on_selector_all(
         ".verdict",
         "els => els.map(e => { const s = getComputedStyle(e); "
-        "return [s.color, s.backgroundColor, s.borderTopWidth, s.borderTopStyle]; })",
+        "return [s.color, s.backgroundColor, s.borderTopWidth, s.borderTopStyle, e.textContent]; })",
     )
     assert pills and all(c == "rgb(0, 0, 0)" for c, *_ in pills), pills[:3]
     assert all(bg in ("rgb(255, 255, 255)", "rgba(0, 0, 0, 0)") for _, bg, *_ in pills)
-    assert all(float(w[:-2]) >= 1 for _, _, w, _ in pills)
-    assert {s for *_, s in pills} >= {"solid", "dotted"}  # verdict levels differ in line style
+    assert all(float(w[:-2]) >= 1 for _, _, w, *_ in pills)
+    # verdict levels differ in line style as well as in their words: legible in black and white
+    level = {"yes": "solid", "exact": "solid", "holds": "solid", "weak": "dashed"}
+    level["not supported"] = "dashed"
+    for *_, style, word in pills:
+        assert style == level.get(word, "dotted"), (word, style)
     assert page.evaluate("getComputedStyle(document.querySelector('nav')).display") == "none"
     assert not page.evaluate(CONTRAST_JS)["bad"]
     page.emulate_media(media="screen")
