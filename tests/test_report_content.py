@@ -232,3 +232,23 @@ def test_reproduce_train_command_rebuilds_the_same_weights(demo_run, tmp_path, n
     assert before.keys() == after.keys()
     for k in before:
         assert np.array_equal(before[k], after[k]), k
+
+
+def test_controls_with_fields_added_later_still_render(demo_run, no_figures):
+    """Controls may grow optional fields (another issue): a verdict becomes a pill, the rest text."""
+    from types import SimpleNamespace
+
+    from convlens.report.answer import controls
+
+    a = AnalysisResult.read(demo_run / "analysis.json")
+    a.controls = [
+        SimpleNamespace(
+            name="random labels", description="d", figures={"f": 0.5}, verdict="holds", seeds=[0, 1]
+        )
+    ]
+    (row,) = controls(a)
+    assert row["verdict"] == "holds" and row["extra"] == {"seeds": "[0, 1]"}
+    html = render_html({**build_context(load_inputs(demo_run)), "controls": [row]})
+    sec = html[html.index('<section id="controls">') :]
+    assert '<h3>random labels <span class="verdict v-holds">holds</span></h3>' in sec
+    assert "seeds: [0, 1]" in sec

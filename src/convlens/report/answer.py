@@ -155,11 +155,13 @@ def controls(a: AnalysisResult) -> list[dict[str, Any]]:
             for k, v in vars(c).items()
             if k not in ("name", "description", "figures") and v not in (None, [], {})
         }
+        level = extra.pop("verdict", None)  # a verdict field, when controls get one, as a pill
         out.append(
             {
                 "name": c.name,
                 "description": c.description,
                 "figures": dict(c.figures),
+                "verdict": level if isinstance(level, str) else None,
                 "extra": {k: str(v) for k, v in extra.items()},
             }
         )
