@@ -252,3 +252,13 @@ def test_controls_with_fields_added_later_still_render(demo_run, no_figures):
     sec = html[html.index('<section id="controls">') :]
     assert '<h3>random labels <span class="verdict v-holds">holds</span></h3>' in sec
     assert "seeds: [0, 1]" in sec
+
+
+def test_kernel_svg_scale_escaping_and_non_finite_values():
+    from convlens.report.interactive import NEG_RGB, POS_RGB, kernel_svg
+
+    svg = kernel_svg(np.array([[2.0, -2.0], [0.0, np.nan]]), "<b>&")
+    fills = [f.split('"')[0] for f in svg.split('fill="')[1:]]
+    pos, neg = ("#{:02x}{:02x}{:02x}".format(*c) for c in (POS_RGB, NEG_RGB))
+    assert fills == [pos, neg, "#ffffff", "#808080"]  # +-max|w| at the ends, NaN grey
+    assert "<title>&lt;b&gt;&amp;</title>" in svg

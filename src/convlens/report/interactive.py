@@ -151,11 +151,13 @@ def _rgb(v: float) -> str:
 def kernel_svg(w: NDArray[Any], title: str, cell: int = 10) -> str:
     """A 2-D kernel as an inline SVG heatmap (symmetric scale: +-max|w| of this kernel)."""
     a = np.atleast_2d(np.asarray(w, dtype=np.float64))
-    m = float(np.abs(a).max()) or 1.0
+    finite = np.isfinite(a)
+    m = float(np.abs(a[finite]).max()) if finite.any() else 0.0
+    m = m or 1.0
     h, wd = a.shape
     rects = "".join(
         f'<rect x="{j * cell}" y="{i * cell}" width="{cell}" height="{cell}" '
-        f'fill="{_rgb(a[i, j] / m)}"/>'
+        f'fill="{_rgb(a[i, j] / m) if finite[i, j] else "#808080"}"/>'
         for i in range(h)
         for j in range(wd)
     )
