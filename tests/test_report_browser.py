@@ -208,6 +208,21 @@ def test_playground_matches_the_engine_and_reads_an_uploaded_png(browser, url, t
     got = np.array(page.evaluate("window.convlens.playground.input"))
     np.testing.assert_allclose(got, pixels / 255.0, rtol=0, atol=1e-6)
     _check_playground(page)
+    # inspect one output cell by keyboard (row/column inputs) and by hovering the feature map
+    page.select_option("#pg-padding", "same")
+    page.fill("#pg-row", "0")
+    page.fill("#pg-col", "5")
+    out = np.array(page.evaluate("window.convlens.playground.output"))
+    got = page.evaluate("window.convlens.inspect")
+    assert got["cell"] == [0, 5] and abs(got["sum"] - out[0, 5]) <= 1e-9
+    assert page.inner_text("#pg-detail").startswith(
+        "cell (0, 5): 1\u00d70 + 0\u00d70"
+    )  # padded row
+    box = page.locator("#pg-out").bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.99, box["y"] + box["height"] * 0.99)
+    got = page.evaluate("window.convlens.inspect")
+    assert got["cell"] == [out.shape[0] - 1, out.shape[1] - 1]
+    assert abs(got["sum"] - out[-1, -1]) <= 1e-9
     page.fill("#pg-custom", "1 2; x")
     assert "cannot compute" in page.inner_text("#pg-status")
     assert not page.errors, page.errors
