@@ -111,8 +111,8 @@ def test_contrast_layout_nav_print_and_dark_mode(browser, url):
     assert all(bg in ("rgb(255, 255, 255)", "rgba(0, 0, 0, 0)") for _, bg, *_ in pills)
     assert all(float(w[:-2]) >= 1 for _, _, w, *_ in pills)
     # verdict levels differ in line style as well as in their words: legible in black and white
-    level = {"yes": "solid", "exact": "solid", "holds": "solid", "weak": "dashed"}
-    level["not supported"] = "dashed"
+    level = dict.fromkeys(("yes", "exact", "holds", "learned from the task"), "solid")
+    level |= dict.fromkeys(("weak", "not supported", "learned from image statistics"), "dashed")
     for *_, style, word in pills:
         assert style == level.get(word, "dotted"), (word, style)
     assert page.evaluate("getComputedStyle(document.querySelector('nav')).display") == "none"

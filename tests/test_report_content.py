@@ -1,7 +1,6 @@
 """The report's content (issue 15): answer first, glossary, controls, every layer, reproduce
 commands that the real CLI parses, non-contiguous snapshot epochs, a model-file analysis, size."""
 
-import json
 import shlex
 import shutil
 from pathlib import Path
@@ -100,20 +99,16 @@ def test_reproduce_commands_parse_and_write_elsewhere(demo_run, no_figures):
 def test_controls_render_generically_and_missing_sections_say_so(tmp_path, demo_run, no_figures):
     run = tmp_path / "run"
     shutil.copytree(demo_run, run, ignore=shutil.ignore_patterns("snapshots", "probes", "seeds*"))
-    a = json.loads((run / "analysis.json").read_text())
-    a["controls"] = [
-        {
-            "name": "untrained network",
-            "description": "same analysis at init",
-            "figures": {"frac": 0.04, "u": None},
-        }
-    ]
-    (run / "analysis.json").write_text(json.dumps(a))
+    a = AnalysisResult.read(run / "analysis.json")
+    a.controls.append(
+        Control("untrained network", "same analysis at init", {"frac": 0.04, "n": 8.0, "u": None})
+    )
+    (run / "analysis.json").write_text(a.to_json())
     (run / "metrics.jsonl").unlink()
     html = build_report(run).read_text()
     sec = html[html.index('<section id="controls">') : html.index('<section id="limits">')]
     assert "untrained network" in sec and "same analysis at init" in sec
-    assert "0.040" in sec and "n/a" in sec
+    assert "0.040" in sec and ">8<" in sec and "n/a" in sec  # counts shown as integers
     for sid in ("evolution", "training", "featuremaps", "classical", "seeds"):
         body = html[html.index(f'<section id="{sid}">') :]
         body = body[: body.index("</section>")]

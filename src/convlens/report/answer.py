@@ -115,6 +115,54 @@ def _predictions(a: AnalysisResult) -> list[dict[str, Any]]:
     ]
 
 
+def _set_predictions(a: AnalysisResult) -> dict[str, Any] | None:
+    """What the trained network answers on each set (``AnalysisResult.predictions``, when the
+    analysis has it): top class and the share of images given the focus class, with its CI."""
+    p = getattr(a, "predictions", None)
+    if p is None or not getattr(p, "sets", None):
+        return None
+    trained = [s for s in p.sets if s.model == "trained"]
+    rows = []
+    for s in trained or p.sets:
+        focus = p.focus_class
+        rows.append(
+            {
+                "set": s.set,
+                "model": s.model,
+                "n": s.n,
+                "top": s.top_class,
+                "focus": s.class_fractions.get(focus) if focus else None,
+                "focus_ci": s.class_fraction_ci.get(focus) if focus else None,
+                "softmax": s.mean_max_softmax,
+            }
+        )
+    return {"focus": p.focus_class, "rule": p.rule, "rows": rows}
+
+
+def kernel_origin(a: AnalysisResult) -> dict[str, Any] | None:
+    """The three-way kernel verdict (``verdicts.kernel_learning``, when the analysis has it) with
+    its controls' figures: learned from the task, from the images' statistics, or not shown."""
+    v = getattr(a.verdicts, "kernel_learning", None)
+    if v is None:
+        return None
+    patch = next((c for c in a.controls if getattr(c, "kind", None) == "input_statistics"), None)
+    rows = []
+    for name, prop in getattr(v, "proportions", {}).items():
+        f = patch.figures if patch is not None else {}
+        rows.append(
+            {
+                "name": name.replace("_", " "),
+                "prop": prop,
+                "energy": f.get(f"{name}.energy_median"),
+                "angles": f.get(f"{name}.angles_mean_cos2"),
+                "zca": f.get(f"{name}.zca_median"),
+            }
+        )
+    control = next((c for c in a.controls if getattr(c, "kind", None) == "random_labels"), None)
+    command = getattr(control, "command", None) if control is not None else None
+    return {"v": v, "rows": rows, "patch": patch, "command": command}
+
+
 def _channel_r(a: AnalysisResult) -> dict[str, float]:
     """Mean |r| between distinct channels' feature maps per layer (a correlation between signals)."""
     out = {}
@@ -141,6 +189,8 @@ def answer(a: AnalysisResult) -> dict[str, Any]:
         "m0_skipped": (m0.skipped if m0 is not None else "no conv layer was matched"),
         "ood": _ood_summary(a),
         "predictions": _predictions(a),
+        "set_predictions": _set_predictions(a),
+        "origin": kernel_origin(a),
         "channel_r": _channel_r(a),
         "controls": controls(a),
     }
@@ -153,7 +203,7 @@ def controls(a: AnalysisResult) -> list[dict[str, Any]]:
         extra = {
             k: v
             for k, v in vars(c).items()
-            if k not in ("name", "description", "figures") and v not in (None, [], {})
+            if k not in ("name", "description", "figures", "units") and v not in (None, [], {})
         }
         level = extra.pop("verdict", None)  # a verdict field, when controls get one, as a pill
         out.append(

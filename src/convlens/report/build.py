@@ -282,6 +282,7 @@ def _bank_kernel(label: str, k: int) -> NDArray[Any]:
 
 def section_learned(inp: ReportInputs) -> dict[str, Any] | None:
     from convlens.analysis.matching import random_null, spectrum_null
+    from convlens.report.answer import kernel_origin
 
     first = inp.first
     m0 = first.matching if first is not None else None
@@ -296,6 +297,7 @@ def section_learned(inp: ReportInputs) -> dict[str, Any] | None:
         "spectrum_verdict": inp.a.verdicts.classical_kernels_spectrum_null,
         "figure": None,
         "null_figure": None,
+        "origin": kernel_origin(inp.a),
     }
     k = m0.kernel_size
     final_w = inp.final.get(first.identity.weight_key)
@@ -393,7 +395,28 @@ def section_evolution(inp: ReportInputs) -> dict[str, Any]:
             {layer: [r.distance_from_init.get(layer) for r in evo.epochs] for layer in layers},
         )
     missing = slider["missing"] or (evo.skipped if evo is not None else None)
-    return {"slider": slider, "curves": curves, "missing": missing}
+    return {"slider": slider, "curves": curves, "missing": missing, "cka": _cka_rows(inp.a)}
+
+
+def _cka_rows(a: AnalysisResult) -> dict[str, Any] | None:
+    """Per layer: CKA vs the final epoch at a few epochs, the untrained floor and the settling
+    epoch (``AnalysisResult.representation``, when the analysis has it)."""
+    r = getattr(a, "representation", None)
+    if r is None or not r.layers:
+        return None
+    epochs = r.layers[0].epochs
+    early = [e for e in (1, 2, 5, 10) if e in epochs]
+    pick = sorted({epochs[0], *early, epochs[len(epochs) // 4], epochs[-1]})
+    rows = [
+        {
+            "layer": x.layer,
+            "cka": [dict(zip(x.epochs, x.cka_to_final, strict=True)).get(e) for e in pick],
+            "floor": x.floor,
+            "settle": x.settle_epoch,
+        }
+        for x in r.layers
+    ]
+    return {"epochs": pick, "rows": rows, "rule": r.rule, "n": r.n_probes}
 
 
 def _read_metrics(path: Path) -> list[dict[str, Any]]:
@@ -613,6 +636,8 @@ def render_html(ctx: dict[str, Any]) -> str:
     env.filters["sci"] = lambda v: "n/a" if v is None else f"{v:.1e}"
     env.filters["ci"] = lambda v: "n/a" if not v or v[0] is None else f"[{v[0]:.3f}, {v[1]:.3f}]"
     env.filters["vclass"] = lambda v: "v-" + str(v).replace(" ", "-")
+    env.filters["ptext"] = _p_text
+    env.filters["num"] = _num_text
     from markupsafe import Markup
 
     # the page's CSS and JS are inlined verbatim (read as text, never parsed as templates)
@@ -621,6 +646,25 @@ def render_html(ctx: dict[str, Any]) -> str:
     return env.get_template("report.html.j2").render(
         **ctx, inline_css=raw["css"], inline_js=raw["js"]
     )
+
+
+def _num_text(v: float | None) -> str:
+    """A control's figure: counts as integers, other values to 3 decimals, ``None`` as n/a."""
+    if v is None:
+        return "n/a"
+    return str(int(v)) if float(v).is_integer() and abs(v) < 1e15 else f"{v:.3f}"
+
+
+def _p_text(p: float | None, n_null: int | None = None) -> str:
+    """An empirical p-value at its resolution ("< 1/2001" at the floor) where the analysis package
+    provides ``units.format_p``; otherwise three decimals."""
+    import importlib
+
+    try:
+        format_p = importlib.import_module("convlens.analysis.units").format_p
+    except ImportError:
+        return "n/a" if p is None else f"{p:.3f}"
+    return str(format_p(p, n_null))
 
 
 def build_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
