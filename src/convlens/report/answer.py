@@ -236,6 +236,8 @@ def run_commands(a: AnalysisResult, root: Path, n_seeds: int | None) -> list[dic
             train += [f"--{opt.replace('_', '-')}", str(cfg[opt])]
     if cfg.get("snapshots") is False:
         train.append("--no-snapshots")
+    if cfg.get("shuffle_labels"):  # a random-label control run (issue 14)
+        train.append("--shuffle-labels")
     train += ["--out", str(new)]
     s = a.settings
     cmds = [
