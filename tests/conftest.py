@@ -79,3 +79,21 @@ def tiny_run_analysis(tiny_run: Path):  # -> AnalysisResult
     from convlens.analysis import analyze_run
 
     return analyze_run(tiny_run, n_null=200)
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``convlens demo`` (2 seeds, 20 epochs, null 500) run once per session through the CLI; read
+    only (the report tests copy it before changing anything)."""
+    from click.testing import CliRunner
+
+    from convlens.cli import cli
+
+    out = tmp_path_factory.mktemp("demo") / "run"
+    r = CliRunner().invoke(
+        cli,
+        ["demo", "--out", str(out), "-q", "--null-size", "500", "--seeds", "2", "--epochs", "20"],
+    )
+    assert r.exit_code == 0, r.output
+    assert r.output.strip().endswith("report.html")
+    return out

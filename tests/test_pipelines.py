@@ -80,7 +80,14 @@ def test_demo_recipe():
     assert demo_recipe(None, None) == DEMO_RECIPE
     assert demo_recipe("faces", 5)["epochs"] == 5
     assert demo_recipe("faces", 5)["weight_decay"] == DEMO_RECIPE["weight_decay"]
-    assert demo_recipe("digits", None) == {"data": "digits"}
+    # another dataset keeps the recipe but not the faces model, and says so (issue 15)
+    digits = demo_recipe("digits", None)
+    assert digits == {k: v for k, v in DEMO_RECIPE.items() if k != "model"} | {"data": "digits"}
+    from convlens.pipelines import recipe_notes
+
+    assert recipe_notes(demo_recipe(None, None)) == []
+    (note,) = recipe_notes(digits)
+    assert "faces-cnn is built for faces" in note and "weight_decay 4.0" in note
 
 
 @pytest.mark.slow

@@ -257,12 +257,16 @@ def analyze(
 
 
 @cli.command()
-@click.argument("run_dir")
+@click.argument("run_dir", metavar="RUN_OR_ANALYSIS")
 @click.option(
-    "--out", "out_file", default=None, help="HTML file to write (default: RUN/report.html)."
+    "--out",
+    "out_file",
+    default=None,
+    help="HTML file to write (default: RUN/report.html, or MODEL.report.html beside MODEL.analysis.json).",
 )
 def report(run_dir: str, out_file: str | None) -> None:
-    """Render RUN/report.html from a run directory and its analysis.json (self-contained, offline)."""
+    """Render a self-contained, offline HTML report of a run directory (with its analysis.json) or
+    of a model-file analysis (MODEL.analysis.json written by `convlens analyze MODEL`)."""
     from convlens.report import build_report
 
     click.echo(f"wrote {build_report(run_dir, out_file)}")
@@ -286,7 +290,11 @@ def export(run_dir: str, tb_dir: str) -> None:
 
 @cli.command()
 @click.option("--out", "out_dir", default="runs/demo", show_default=True, help="Run directory.")
-@click.option("--data", default=None, help="Dataset (default: the recipe's, bundled faces).")
+@click.option(
+    "--data",
+    default=None,
+    help="Dataset (default: the recipe's, bundled faces); another keeps the recipe but uses its own model.",
+)
 @click.option(
     "--epochs", default=None, type=click.IntRange(min=1), help="Override the recipe's epochs."
 )

@@ -549,16 +549,31 @@ def _f2(v: float | None) -> str:
 
 
 def demo_recipe(data: str | None, epochs: int | None) -> dict[str, Any]:
-    """The demo's training recipe (:data:`convlens.train.recipes.DEMO_RECIPE`); another dataset
-    gets its own default model and the generic settings."""
+    """The demo's training recipe (:data:`convlens.train.recipes.DEMO_RECIPE`). Another dataset
+    keeps the recipe (optimizer, weight decay, learning rate, epochs, batch size) except the model,
+    which is built for faces: that dataset gets its own default model (see :func:`recipe_notes`)."""
     from convlens.train.recipes import DEMO_RECIPE
 
     recipe = dict(DEMO_RECIPE)
     if data is not None and data != recipe["data"]:
-        recipe = {"data": data}
+        recipe["data"] = data
+        recipe.pop("model", None)
     if epochs is not None:
         recipe["epochs"] = epochs
     return recipe
+
+
+def recipe_notes(recipe: dict[str, Any]) -> list[str]:
+    """What of the demo recipe does not apply to ``recipe`` (one line each; empty when all does)."""
+    from convlens.train.recipes import DEMO_RECIPE
+
+    if recipe.get("data") == DEMO_RECIPE["data"]:
+        return []
+    kept = ", ".join(f"{k} {recipe[k]}" for k in DEMO_RECIPE if k not in ("data", "model"))
+    return [
+        f"recipe: {DEMO_RECIPE['model']} is built for {DEMO_RECIPE['data']}; {recipe['data']} uses "
+        f"its default model; kept: {kept}"
+    ]
 
 
 def run_demo(
@@ -593,6 +608,8 @@ def run_demo(
     refuse_distributed("the demo")
 
     recipe = demo_recipe(data, epochs)
+    for line in recipe_notes(recipe):
+        log(line)
     seeds = [seed + i for i in range(n_seeds)]
     configs = []
     for i, s in enumerate(seeds):

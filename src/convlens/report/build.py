@@ -14,7 +14,6 @@ this module does not import torch.
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,16 +29,22 @@ from convlens.errors import ConvlensError
 from convlens.report import figures
 
 SECTIONS = [
-    ("arithmetic", "1. The arithmetic"),
-    ("crosscorr", "2. Cross-correlation, verified"),
-    ("classical", "3. Classical kernels"),
-    ("learned", "4. What the first layer learned"),
-    ("evolution", "5. Evolution over training"),
-    ("featuremaps", "6. Feature maps and two kinds of correlation"),
-    ("distribution", "7. In- vs out-of-distribution activations"),
-    ("receptive", "8. Receptive fields: local vs global"),
-    ("limits", "9. What this does and does not show"),
-    ("reproduce", "10. Reproduce"),
+    ("answer", "The answer"),
+    ("arithmetic", "Worked example"),
+    ("glossary", "Glossary"),
+    ("playground", "Playground"),
+    ("crosscorr", "Cross-correlation"),
+    ("classical", "Classical kernels"),
+    ("learned", "First layer"),
+    ("layers", "Every layer"),
+    ("evolution", "Over training"),
+    ("training", "Loss and accuracy"),
+    ("featuremaps", "Feature maps"),
+    ("distribution", "ID vs OOD"),
+    ("receptive", "Receptive fields"),
+    ("controls", "Controls"),
+    ("limits", "Limits"),
+    ("reproduce", "Reproduce"),
 ]
 
 SEED_KERNEL = "1 2 3; 4 5 6; 7 8 9"
@@ -55,9 +60,17 @@ CLASSICAL_SPECS = (
 )
 
 
+#: the most bytes of ``metrics.jsonl`` the report reads (a real run's are a few kB)
+MAX_METRICS_BYTES = 64 * 2**20
+MODEL_SUFFIX = ".analysis.json"
+
+
 @dataclass
 class ReportInputs:
-    """What the sections read: the typed result and the run's arrays (loaded once)."""
+    """What the sections read: the typed result and the run's arrays (loaded once).
+
+    ``root`` is the run directory, or the folder of a model-file analysis (``kind == "model"``),
+    which has no snapshots, probes or metrics: those sections say "no data"."""
 
     root: Path
     a: AnalysisResult
@@ -65,6 +78,8 @@ class ReportInputs:
     probe_x: NDArray[np.float32] | None
     probe_maps: dict[int, dict[str, NDArray[np.float32]]]
     final: dict[str, NDArray[Any]]
+    kind: str = "run"
+    analysis_path: Path | None = None
 
     @property
     def first(self) -> LayerResult | None:
@@ -84,6 +99,18 @@ class ReportInputs:
     def snapshot(self, epoch: int) -> dict[str, NDArray[Any]]:
         return _load_tensors(self.root / "snapshots" / f"epoch-{epoch:03d}.safetensors")
 
+    def snapshot_epochs(self) -> list[int]:
+        """The epochs with a kernel snapshot on disk, ascending (not necessarily contiguous)."""
+        folder = self.root / "snapshots"
+        if self.kind != "run" or not folder.is_dir():
+            return []
+        out = []
+        for f in folder.glob("epoch-*.safetensors"):
+            digits = f.name[len("epoch-") : -len(".safetensors")]
+            if digits.isdigit():
+                out.append(int(digits))
+        return sorted(out)
+
 
 def _load_tensors(path: Path) -> dict[str, NDArray[Any]]:
     from safetensors.numpy import load_file
@@ -92,10 +119,14 @@ def _load_tensors(path: Path) -> dict[str, NDArray[Any]]:
     return {k: v[:, :, None, :] if v.ndim == 3 else v for k, v in load_file(str(path)).items()}
 
 
-def load_inputs(run_dir: str | Path) -> ReportInputs:
+def load_inputs(target: str | Path) -> ReportInputs:
+    """Read a run directory (``analysis.json`` and the arrays beside it) or a model-file analysis
+    JSON (``MODEL.analysis.json`` written by ``convlens analyze MODEL``)."""
     from convlens.analysis.featuremaps import load_probes
 
-    root = Path(run_dir)
+    root = Path(target)
+    if root.is_file():
+        return _load_model_inputs(root)
     apath = root / "analysis.json"
     if not apath.is_file():
         raise ConvlensError(
@@ -104,32 +135,69 @@ def load_inputs(run_dir: str | Path) -> ReportInputs:
         )
     a = AnalysisResult.read(apath)
     if a.run is None:
-        raise ConvlensError(f"{str(apath)!r} is not the analysis of a training run")
+        raise ConvlensError(
+            f"{str(apath)!r} is not the analysis of a training run; give the analysis file itself "
+            "to report a model file"
+        )
     seeds_path = root / "seeds.json"
     seeds = SeedsSummary.read(seeds_path) if seeds_path.is_file() else None
     probe_x, probe_maps = load_probes(root / "probes")
     model = root / "model.safetensors"
     final = _load_tensors(model) if model.is_file() else {}
-    return ReportInputs(root, a, seeds, probe_x, probe_maps, final)
+    return ReportInputs(root, a, seeds, probe_x, probe_maps, final, "run", apath)
+
+
+def _load_model_inputs(path: Path) -> ReportInputs:
+    """A model-file analysis: the weights are read back only from a ``.safetensors`` file (the
+    report never imports torch, so ``.pt``/``.onnx`` weights are not drawn)."""
+    a = AnalysisResult.read(path)
+    final: dict[str, NDArray[Any]] = {}
+    weights = Path(a.source.path)
+    if not weights.is_absolute():
+        weights = path.parent / weights
+    if weights.suffix == ".safetensors" and weights.is_file():
+        final = _load_tensors(weights)
+    return ReportInputs(path.parent, a, None, None, {}, final, "model", path)
+
+
+def default_report_path(inp: ReportInputs) -> Path:
+    """``RUN/report.html``, or ``MODEL.report.html`` beside ``MODEL.analysis.json``."""
+    if inp.kind == "run" or inp.analysis_path is None:
+        return inp.root / "report.html"
+    name = inp.analysis_path.name
+    stem = name[: -len(MODEL_SUFFIX)] if name.endswith(MODEL_SUFFIX) else inp.analysis_path.stem
+    return inp.analysis_path.with_name(stem + ".report.html")
 
 
 # ----------------------------------------------------------------------------- sections
 def section_header(inp: ReportInputs) -> dict[str, Any]:
+    """Who and what: the run (dataset, model, recipe) or the model file analysed."""
     run = inp.a.run
-    assert run is not None  # load_inputs refuses results without a run
-    ds = run.dataset
+    src = inp.a.source
+    ds = run.dataset if run is not None else {}
     norm = ds.get("normalisation") or {}
+    cfg = run.config if run is not None else {}
+    recipe = None
+    if cfg:
+        recipe = (
+            f"{cfg.get('optimizer', '?')}, weight decay {cfg.get('weight_decay', '?')}, learning rate "
+            f"{cfg.get('lr', '?')}, {cfg.get('epochs', '?')} epochs, batch {cfg.get('batch_size', '?')}"
+        )
     return {
-        "dataset": ds.get("name", "?"),
-        "source": ds.get("source", "?"),
+        "kind": inp.kind,
+        "dataset": ds.get("name", src.data or "none (weights only)"),
+        "source": ds.get("source", src.path),
         "n": ds.get("n", "?"),
-        "shape": "x".join(str(v) for v in ds.get("shape", [])),
+        "shape": "x".join(str(v) for v in ds.get("shape", [])) or "?",
         "n_test": (ds.get("splits") or {}).get("test", "?"),
-        "model": run.model.get("name", "?"),
-        "cfg": run.config,
-        "device": run.device or "?",
+        "model": run.model.get("name", "?") if run is not None else Path(src.path).name,
+        "factory": src.factory,
+        "cfg": cfg,
+        "recipe": recipe,
+        "seed": cfg.get("seed", "n/a"),
+        "device": (run.device if run is not None else None) or "?",
         "version": __version__,
-        "versions": run.versions,
+        "versions": run.versions if run is not None else {},
         "notes": list(inp.a.notes),
         "errors": [f"{e.stage}: {e.message}" for e in inp.a.errors],
         "normalisation": {
@@ -141,15 +209,24 @@ def section_header(inp: ReportInputs) -> dict[str, Any]:
     }
 
 
-def section_headline(inp: ReportInputs) -> dict[str, Any]:
-    m0 = inp.first.matching if inp.first is not None else None
-    return {
-        "h": inp.a.headline,
-        "m0": m0 if m0 is not None and not m0.skipped else None,
-        "classical": inp.a.verdicts.classical_kernels,
-        "spectrum": inp.a.verdicts.classical_kernels_spectrum_null,
-        "origin": inp.a.verdicts.kernel_learning,
-    }
+def section_answer(inp: ReportInputs) -> dict[str, Any]:
+    """The first screen: the plain answer with this analysis's own numbers and verdicts."""
+    from convlens.report.answer import answer
+
+    return answer(inp.a)
+
+
+def section_glossary(inp: ReportInputs) -> list[dict[str, str]]:
+    from convlens.report.answer import glossary
+
+    return glossary()
+
+
+def section_controls(inp: ReportInputs) -> list[dict[str, Any]]:
+    """Every control of the analysis (an empty list: the template says that none ran)."""
+    from convlens.report.answer import controls
+
+    return controls(inp.a)
 
 
 def section_arithmetic(inp: ReportInputs | None = None) -> dict[str, Any]:
@@ -165,6 +242,8 @@ def section_arithmetic(inp: ReportInputs | None = None) -> dict[str, Any]:
         "ok": check.ok,
         "output": ex.output.tolist(),
         "convolution_output": conv.output.tolist(),
+        "kernel": parse_matrix(SEED_KERNEL).tolist(),
+        "input": parse_matrix(SEED_INPUT).tolist(),
         "command": f'convlens explain --kernel "{SEED_KERNEL}" --input "{SEED_INPUT}" --expect "{SEED_CLAIM}"',
     }
 
@@ -203,7 +282,8 @@ def _bank_kernel(label: str, k: int) -> NDArray[Any]:
 
 
 def section_learned(inp: ReportInputs) -> dict[str, Any] | None:
-    from convlens.analysis.matching import random_null
+    from convlens.analysis.matching import random_null, spectrum_null
+    from convlens.report.answer import kernel_origin
 
     first = inp.first
     m0 = first.matching if first is not None else None
@@ -218,78 +298,111 @@ def section_learned(inp: ReportInputs) -> dict[str, Any] | None:
         "spectrum_verdict": inp.a.verdicts.classical_kernels_spectrum_null,
         "figure": None,
         "null_figure": None,
-        "origin": _kernel_origin(inp.a),
+        "origin": kernel_origin(inp.a),
     }
     k = m0.kernel_size
     final_w = inp.final.get(first.identity.weight_key)
-    if final_w is not None:
-        learned, matched, labels = [], [], []
-        for rec_k in m0.kernels:
-            kern = final_w[rec_k.out_channel, rec_k.in_channel]
-            learned.append(kern - kern.mean())  # the match is made after removing the mean
-            matched.append(rec_k.sign * _bank_kernel(rec_k.best_match, k))
-            labels.append(f"{rec_k.best_match.split('(')[0]} {rec_k.score:.2f}")
-        out["figure"] = figures.learned_vs_bank(learned, matched, labels)
+    if final_w is not None and np.asarray(final_w).shape[2:] == (k, k):
+        out["figure"] = _cards(first, final_w)
         s = inp.a.settings
         null = random_null(k, s.n_null, s.seed)
         evo = inp.a.evolution.epochs if inp.a.evolution is not None else []
         init_scores = evo[0].first_layer_scores if evo else None
+        snull = spectrum_null(
+            np.asarray(final_w, dtype=np.float64).reshape(-1, k, k),
+            min(s.n_null, len(null)),
+            s.seed,
+        )
         out["null_figure"] = figures.null_histogram(
-            null, [r.score for r in m0.kernels], init_scores, float(np.percentile(null, 95))
+            null,
+            [r.score for r in m0.kernels],
+            init_scores,
+            float(np.percentile(null, 95)),
+            spectrum=snull,
+            spectrum_p95=m0.spectrum_null.p95 if m0.spectrum_null is not None else None,
         )
     return out
 
 
-def _kernel_origin(a: AnalysisResult) -> dict[str, Any] | None:
-    """The three-way kernel verdict with its controls' figures (issue 14), or ``None``."""
-    v = a.verdicts.kernel_learning
-    if v is None:
+#: kernel cards drawn per layer (the rest are in the table and counted as "showing k of n")
+CARD_LIMIT = 32
+
+
+def _cards(layer: LayerResult, final_w: NDArray[Any]) -> dict[str, Any] | None:
+    """Learned kernels (mean removed, as matched) beside their sign-aligned best bank kernel, as
+    inline SVG with the score and the percentile in the layer's random null."""
+    from markupsafe import Markup
+
+    from convlens.report.interactive import kernel_svg
+
+    m = layer.matching
+    if m is None or m.kernel_size is None or not m.kernels:
         return None
-    patch = next((c for c in a.controls if c.kind == "input_statistics"), None)
-    rows = []
-    for name, prop in v.proportions.items():
-        f = patch.figures if patch is not None else {}
-        rows.append(
+    if final_w.ndim != 4 or final_w.shape[2:] != (m.kernel_size, m.kernel_size):
+        return None  # 1 x k, k x 1 and other shapes: the table and the layer's note say how matched
+    k = m.kernel_size
+    cards = []
+    for r in m.kernels[:CARD_LIMIT]:
+        kern = np.asarray(final_w[r.out_channel, r.in_channel], dtype=np.float64)
+        name = r.best_match
+        cards.append(
             {
-                "name": name.replace("_", " "),
-                "prop": prop,
-                "energy": f.get(f"{name}.energy_median"),
-                "angles": f.get(f"{name}.angles_mean_cos2"),
-                "zca": f.get(f"{name}.zca_median"),
+                "learned": Markup(
+                    kernel_svg(kern - kern.mean(), f"learned out {r.out_channel} in {r.in_channel}")
+                ),
+                "bank": Markup(kernel_svg(r.sign * _bank_kernel(name, k), f"bank kernel {name}")),
+                "r": r,
             }
         )
-    control = next((c for c in a.controls if c.kind == "random_labels"), None)
-    return {"v": v, "rows": rows, "patch": patch, "command": control.command if control else None}
+    return {"cards": cards, "shown": len(cards), "n": m.n_kernels}
 
 
-def section_evolution(inp: ReportInputs) -> dict[str, Any] | None:
+def section_layers(inp: ReportInputs) -> list[dict[str, Any]]:
+    """Every conv layer's matching against the bank: nulls, fractions, and kernel cards."""
+    rows = []
+    for layer in inp.a.layers:
+        m = layer.matching
+        w = inp.final.get(layer.identity.weight_key)
+        cards = None
+        if m is not None and not m.skipped and w is not None and m.spectral is None:
+            cards = _cards(layer, np.asarray(w))
+        why = None
+        if m is None:
+            why = "this layer was not matched"
+        elif m.skipped:
+            why = m.skipped
+        elif w is None:
+            why = "the weights are not readable without torch (a .pt/.onnx file) or are missing"
+        rows.append({"layer": layer, "m": m, "cards": cards, "why": why})
+    return rows
+
+
+def section_evolution(inp: ReportInputs) -> dict[str, Any]:
+    """The epoch slider's data (every snapshot epoch) and the curves over training."""
+    from convlens.report.interactive import epoch_slider
+
+    epochs = inp.snapshot_epochs()
+    slider = epoch_slider(inp.first, epochs, inp.snapshot, inp.probe_x, inp.probe_sets)
     evo = inp.a.evolution
-    first = inp.first
-    if evo is None or not evo.epochs or first is None:
-        return None
-    eps = [r.epoch for r in evo.epochs]
-    pick = sorted({eps[0], eps[len(eps) // 4], eps[len(eps) // 2], eps[-1]})
-    key = first.identity.weight_key
-    grid = [(e, inp.snapshot(e)[key]) for e in pick]
-    layers = list(evo.epochs[0].distance_from_init)
-    curves = figures.evolution_curves(
-        eps,
-        [r.first_layer_fraction_above_null95 or 0.0 for r in evo.epochs],
-        [r.first_layer_median_score or 0.0 for r in evo.epochs],
-        evo.null_p95 or 0.0,
-        {layer: [r.distance_from_init[layer] for r in evo.epochs] for layer in layers},
-    )
-    return {
-        "grid": figures.kernel_grid_over_epochs(grid),
-        "curves": curves,
-        "epochs": pick,
-        "cka": _cka_rows(inp.a),
-    }
+    curves = None
+    if evo is not None and evo.epochs:
+        eps = [r.epoch for r in evo.epochs]
+        layers = list(evo.epochs[0].distance_from_init)
+        curves = figures.evolution_curves(
+            eps,
+            [r.first_layer_fraction_above_null95 for r in evo.epochs],
+            [r.first_layer_median_score for r in evo.epochs],
+            evo.null_p95,
+            {layer: [r.distance_from_init.get(layer) for r in evo.epochs] for layer in layers},
+        )
+    missing = slider["missing"] or (evo.skipped if evo is not None else None)
+    return {"slider": slider, "curves": curves, "missing": missing, "cka": _cka_rows(inp.a)}
 
 
 def _cka_rows(a: AnalysisResult) -> dict[str, Any] | None:
-    """Per layer: CKA vs final at a few epochs, the untrained floor and the settling epoch."""
-    r = a.representation
+    """Per layer: CKA vs the final epoch at a few epochs, the untrained floor and the settling
+    epoch (``AnalysisResult.representation``, when the analysis has it)."""
+    r = getattr(a, "representation", None)
     if r is None or not r.layers:
         return None
     epochs = r.layers[0].epochs
@@ -307,10 +420,58 @@ def _cka_rows(a: AnalysisResult) -> dict[str, Any] | None:
     return {"epochs": pick, "rows": rows, "rule": r.rule, "n": r.n_probes}
 
 
+def _read_metrics(path: Path) -> list[dict[str, Any]]:
+    """``metrics.jsonl`` rows (empty when missing, too large or unreadable: the figure says so)."""
+    import json
+
+    if not path.is_file() or path.stat().st_size > MAX_METRICS_BYTES:
+        return []
+    rows = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            return []
+        if isinstance(row, dict) and isinstance(row.get("epoch"), int):
+            rows.append(row)
+    return rows
+
+
+def section_training(inp: ReportInputs) -> dict[str, Any] | None:
+    """Loss and accuracy per epoch from ``metrics.jsonl``, one line per training seed."""
+    if inp.kind != "run":
+        return None
+    runs = {f"seed {inp.a.run.config.get('seed', '?') if inp.a.run else '?'}": inp.root}
+    if inp.seeds is not None:
+        for s in inp.seeds.seeds[1:]:
+            runs[f"seed {s}"] = inp.root / "seeds" / f"seed-{s}"
+    metrics = {label: _read_metrics(d / "metrics.jsonl") for label, d in runs.items()}
+    metrics = {k: v for k, v in metrics.items() if v}
+    if not metrics:
+        return None
+    return {"figure": figures.training_curves(metrics), "n": len(metrics)}
+
+
+def section_playground(inp: ReportInputs) -> dict[str, Any]:
+    """The playground's kernels and sample images (the page computes the feature map)."""
+    from convlens.report.interactive import playground_kernels, sample_images
+
+    return {
+        "kernels": playground_kernels(),
+        "samples": sample_images(inp.probe_x, inp.probe_sets),
+    }
+
+
 def _probe_choice(inp: ReportInputs) -> list[tuple[str, int]]:
-    """One probe per set (the last of each), at most four sets."""
+    """One probe per set (the last of each), every set."""
     sets = inp.probe_sets
-    return [(s, [i for i, p in enumerate(sets) if p == s][-1]) for s in dict.fromkeys(sets)][:4]
+    return [(s, [i for i, p in enumerate(sets) if p == s][-1]) for s in dict.fromkeys(sets)]
+
+
+#: an uploaded image is scaled down (in the page) to at most this many pixels a side
+UPLOAD_SIDE = 64
+#: feature-map channels drawn per row (more are counted as "showing k of n")
+MAX_MAP_CHANNELS = 16
 
 
 def section_featuremaps(inp: ReportInputs) -> dict[str, Any] | None:
@@ -328,9 +489,15 @@ def section_featuremaps(inp: ReportInputs) -> dict[str, Any] | None:
     recorded = [r.name for r in inp.a.layers if r.name in maps[epochs[-1]]]
     last_layer = recorded[-1] if recorded else list(maps[epochs[-1]])[-1]
     rows2 = [(s, x[i, 0], [(epochs[-1], maps[epochs[-1]][last_layer][i])]) for s, i in chosen]
+    n1 = int(maps[epochs[-1]][first.name].shape[1])
+    n2 = int(maps[epochs[-1]][last_layer].shape[1])
     out: dict[str, Any] = {
-        "figure": figures.feature_maps_over_epochs(rows),
-        "figure_last": figures.feature_maps_over_epochs(rows2),
+        "figure": figures.feature_maps_over_epochs(rows, channels=min(n1, MAX_MAP_CHANNELS)),
+        "figure_last": figures.feature_maps_over_epochs(rows2, channels=min(n2, MAX_MAP_CHANNELS)),
+        "first_layer": first.name,
+        "shown": (min(n1, MAX_MAP_CHANNELS), n1),
+        "shown_last": (min(n2, MAX_MAP_CHANNELS), n2),
+        "epochs": (epochs[0], epochs[-1]),
         "last_layer": last_layer,
         "ncc": _ncc(inp),
         "correlation": _channel_correlations(inp),
@@ -400,35 +567,37 @@ def section_seeds(inp: ReportInputs) -> SeedsSummary | None:
 
 
 def section_reproduce(inp: ReportInputs) -> dict[str, Any]:
-    return {"commands": reproduce_commands(inp), "timings": inp.a.timings_s}
+    cmds = reproduce_commands(inp)
+    demo = [c["cmd"] for c in cmds if c["cmd"].startswith("convlens demo")]
+    return {"commands": cmds, "timings": inp.a.timings_s, "demo_cmd": demo[0] if demo else None}
 
 
-def reproduce_commands(inp: ReportInputs) -> list[str]:
-    run = inp.a.run
-    assert run is not None
-    cfg, root = run.config, inp.root
-    train = ["convlens", "train", "--data", str(cfg["data"])]
-    if cfg.get("model"):
-        train += ["--model", str(cfg["model"])]
-    for opt in ("epochs", "seed", "batch_size", "lr", "weight_decay", "optimizer"):
-        train += [f"--{opt.replace('_', '-')}", str(cfg[opt])]
-    train += ["--out", str(root), "--force"]
-    s = inp.a.settings
-    analyze = ["convlens", "analyze", str(root), "--null-size", str(s.n_null)]
-    analyze += ["--seed", str(s.seed)]
-    return [shlex.join(train), shlex.join(analyze), shlex.join(["convlens", "report", str(root)])]
+def reproduce_commands(inp: ReportInputs) -> list[dict[str, str]]:
+    """The commands behind this report, built from the analysis's own config; each writes to a
+    new directory or file, never to the one being read."""
+    from convlens.report.answer import model_commands, run_commands
+
+    if inp.kind == "run" and inp.a.run is not None:
+        return run_commands(inp.a, inp.root, inp.seeds.n if inp.seeds is not None else None)
+    assert inp.analysis_path is not None
+    return model_commands(inp.a, inp.analysis_path)
 
 
 SECTION_BUILDERS: dict[str, Callable[[ReportInputs], Any]] = {
     "header": section_header,
-    "headline": section_headline,
+    "answer": section_answer,
+    "glossary": section_glossary,
     "arithmetic": section_arithmetic,
+    "playground": section_playground,
     "crosscorr": section_crosscorr,
     "classical": section_classical,
     "learned": section_learned,
+    "layers": section_layers,
     "evolution": section_evolution,
+    "training": section_training,
     "featuremaps": section_featuremaps,
     "distribution": section_distribution,
+    "controls": section_controls,
     "receptive": section_receptive,
     "seeds": section_seeds,
     "reproduce": section_reproduce,
@@ -439,6 +608,16 @@ def build_context(inp: ReportInputs) -> dict[str, Any]:
     """Every section's context, keyed by section id (``None`` where a section has no data)."""
     ctx: dict[str, Any] = {name: build(inp) for name, build in SECTION_BUILDERS.items()}
     ctx["sections"] = SECTIONS
+    from convlens.report.answer import GLOSSARY
+
+    ctx["gl"] = {k: {"term": t, "text": d} for k, (t, d) in GLOSSARY.items()}
+    arith, play = ctx["arithmetic"], ctx["playground"]
+    ctx["payload"] = {
+        "worked": {"kernel": arith["kernel"], "input": arith["input"]},
+        "playground": {**play, "max_side": UPLOAD_SIDE},
+        "slider": ctx["evolution"]["slider"],
+        "max_channels": MAX_MAP_CHANNELS,
+    }
     return ctx
 
 
@@ -459,20 +638,44 @@ def render_html(ctx: dict[str, Any]) -> str:
     env.filters["ci"] = lambda v: "n/a" if not v or v[0] is None else f"[{v[0]:.3f}, {v[1]:.3f}]"
     env.filters["vclass"] = lambda v: "v-" + str(v).replace(" ", "-")
     env.filters["ptext"] = _p_text
-    return env.get_template("report.html.j2").render(**ctx)
+    env.filters["num"] = _num_text
+    from markupsafe import Markup
+
+    # the page's CSS and JS are inlined verbatim (read as text, never parsed as templates)
+    assert env.loader is not None
+    raw = {n: Markup(env.loader.get_source(env, f"report.{n}.j2")[0]) for n in ("css", "js")}
+    return env.get_template("report.html.j2").render(
+        **ctx, inline_css=raw["css"], inline_js=raw["js"]
+    )
+
+
+def _num_text(v: float | None) -> str:
+    """A control's figure: counts as integers, other values to 3 decimals, ``None`` as n/a."""
+    if v is None:
+        return "n/a"
+    return str(int(v)) if float(v).is_integer() and abs(v) < 1e15 else f"{v:.3f}"
 
 
 def _p_text(p: float | None, n_null: int | None = None) -> str:
-    """An empirical p-value at its resolution ("< 1/2001" at the floor), never 0.000."""
-    from convlens.analysis.units import format_p
+    """An empirical p-value at its resolution ("< 1/2001" at the floor) where the analysis package
+    provides ``units.format_p``; otherwise three decimals."""
+    import importlib
 
-    return format_p(p, n_null)
+    try:
+        format_p = importlib.import_module("convlens.analysis.units").format_p
+    except ImportError:
+        return "n/a" if p is None else f"{p:.3f}"
+    return str(format_p(p, n_null))
 
 
 def build_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
-    """Render the report of a run directory (with its ``analysis.json``) to HTML; return its path."""
+    """Render the report of a run directory (with its ``analysis.json``) or of a model-file
+    analysis (``MODEL.analysis.json``) to HTML; return its path (default: ``RUN/report.html`` or
+    ``MODEL.report.html`` beside the analysis)."""
     inp = load_inputs(run_dir)
-    dest = Path(out) if out else inp.root / "report.html"
+    dest = Path(out) if out else default_report_path(inp)
+    if inp.analysis_path is not None and dest.resolve() == inp.analysis_path.resolve():
+        raise ConvlensError(f"the report would overwrite its own analysis {str(dest)!r}")
     try:
         html = render_html(build_context(inp))
     except (KeyError, AttributeError, TypeError, ValueError, IndexError, ZeroDivisionError) as exc:
@@ -480,7 +683,7 @@ def build_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
         # or from another run): say which file, never a traceback
         msg = " ".join(str(exc).split())[:200]
         raise ConvlensError(
-            f"{str(inp.root / 'analysis.json')!r} passed the schema but its values do not fit this "
+            f"{str(inp.analysis_path)!r} passed the schema but its values do not fit this "
             f"run ({type(exc).__name__}: {msg}); analyse the run again"
         ) from None
     write_text(dest, html)

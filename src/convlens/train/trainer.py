@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import math
 import platform
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -450,14 +451,16 @@ class Trainer:
 
         data = self._tensors()
         writer = OrderedWriter()
+        tty = sys.stderr.isatty()  # a bar redraws itself: only on a terminal; else plain lines
         bar = tqdm(
             total=self.cfg.epochs,
             initial=max(start_epoch - 1, 0),
             desc=f"train {self.dataset.name}",
             unit="epoch",
-            disable=not self.progress,
+            disable=not (self.progress and tty),
             leave=False,
         )
+        every = max(1, self.cfg.epochs // 10)
         model.train()
         self._fwd = self._step.wrap(model)  # DistributedDataParallel under torchrun
         try:
@@ -485,6 +488,13 @@ class Trainer:
                     self._checkpointed, last_write = epoch, time.perf_counter()
                 bar.update(1)
                 bar.set_postfix(loss=f"{row['train_loss']:.3f}", val_acc=f"{row['val_acc']:.3f}")
+                if self.progress and not tty and (epoch % every == 0 or epoch == self.cfg.epochs):
+                    print(
+                        f"train {self.dataset.name}: epoch {epoch}/{self.cfg.epochs}, loss "
+                        f"{row['train_loss']:.3f}, val_acc {row['val_acc']:.3f}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
         finally:
             bar.close()
             writer.close()  # everything submitted so far reaches the disk, also on an error

@@ -1,0 +1,290 @@
+"""The report's first screen, glossary, controls and reproduce commands.
+
+The answer to the seed question is assembled only from the analysis's own verdicts, headline and
+controls; a claim with no measurement behind it says "no data" and why. The glossary is one list of
+definitions that the template shows both where a term is first used and in its own section.
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from convlens.analysis.result import AnalysisResult
+
+#: every statistical term the report uses, defined once (key -> (term, definition))
+GLOSSARY: dict[str, tuple[str, str]] = {
+    "crosscorr": (
+        "cross-correlation",
+        "slide the kernel over the input; at each position multiply the kernel and the patch under "
+        "it element by element and add the products. This is what a conv layer computes.",
+    ),
+    "convolution": (
+        "convolution (true)",
+        "the same as cross-correlation with the kernel flipped (rotated 180 degrees) first.",
+    ),
+    "null": (
+        "null (null baseline)",
+        "what a score looks like when nothing was learned: here, the scores of many random "
+        "kernels. A learned kernel only counts as classical-looking if it beats most of them.",
+    ),
+    "p95": (
+        "95th percentile",
+        "the value that 95% of the null's scores stay below; by chance alone 5% of kernels beat it.",
+    ),
+    "spectrum": (
+        "spectrum-matched null",
+        "a stricter null: random kernels with the learned kernels' own average power spectrum, "
+        "i.e. just as smooth, but with random arrangement.",
+    ),
+    "pvalue": (
+        "p-value",
+        "how likely a result at least this strong is if only chance were at work (small: unlikely "
+        "to be chance). Here from a binomial test against the 5% chance rate.",
+    ),
+    "idood": (
+        "ID / OOD",
+        "in-distribution (images like the training data) / out-of-distribution (images unlike "
+        "it, e.g. motorcycles for a face classifier).",
+    ),
+    "auroc": (
+        "AUROC",
+        "the probability that a random ID image scores higher than a random OOD image (0.5: no "
+        "separation, 1: perfect separation, below 0.5: OOD scores higher).",
+    ),
+    "bootstrap": (
+        "bootstrap",
+        "resampling the images with replacement many times and recomputing a figure, to see how "
+        "much it would vary with other images of the same kind.",
+    ),
+    "ci": (
+        "CI (95% confidence interval)",
+        "the range of values compatible with the data: here the middle 95% of bootstrap values "
+        "(or a t-interval across seeds).",
+    ),
+    "ncc": (
+        "NCC (normalised cross-correlation)",
+        "cross-correlation where each patch and the kernel are first centred and scaled to unit "
+        "length: Pearson r between patch and kernel, in [-1, 1], blind to contrast.",
+    ),
+    "cosine": (
+        "|cosine| (match score)",
+        "how alike two kernels are after removing their means, ignoring sign: 1 identical shape, "
+        "0 unrelated.",
+    ),
+    "receptive": (
+        "receptive field",
+        "the input pixels a unit can see; for a conv unit a small window, for a dense unit the "
+        "whole image.",
+    ),
+}
+
+
+def glossary() -> list[dict[str, str]]:
+    """The glossary as rows for the template (anchor id, term, definition)."""
+    return [{"id": f"g-{k}", "term": t, "text": d} for k, (t, d) in GLOSSARY.items()]
+
+
+def _ood_summary(a: AnalysisResult) -> dict[str, Any] | None:
+    """Counts of OOD verdicts over (layer, set) pairs, and the first layer's rows."""
+    rows = [
+        {"layer": r.name, "set": name, "verdict": v.verdict, "auroc": v.auroc, "ratio": v.ratio}
+        for r in a.layers
+        if r.distribution is not None
+        for name, v in r.distribution.ood.items()
+    ]
+    if not rows:
+        return None
+    counts: dict[str, int] = {}
+    for row in rows:
+        v = str(row["verdict"])
+        counts[v] = counts.get(v, 0) + 1
+    return {"rows": rows, "counts": counts, "n": len(rows)}
+
+
+def _predictions(a: AnalysisResult) -> list[dict[str, Any]]:
+    """Output-level figures on the OOD sets: max-softmax and energy AUROC per set."""
+    if a.distribution is None:
+        return []
+    return [
+        {"set": name, "softmax": b.max_softmax_auroc, "energy": b.energy_auroc}
+        for name, b in a.distribution.baselines.items()
+    ]
+
+
+def _set_predictions(a: AnalysisResult) -> dict[str, Any] | None:
+    """What the trained network answers on each set (``AnalysisResult.predictions``, when the
+    analysis has it): top class and the share of images given the focus class, with its CI."""
+    p = getattr(a, "predictions", None)
+    if p is None or not getattr(p, "sets", None):
+        return None
+    trained = [s for s in p.sets if s.model == "trained"]
+    rows = []
+    for s in trained or p.sets:
+        focus = p.focus_class
+        rows.append(
+            {
+                "set": s.set,
+                "model": s.model,
+                "n": s.n,
+                "top": s.top_class,
+                "focus": s.class_fractions.get(focus) if focus else None,
+                "focus_ci": s.class_fraction_ci.get(focus) if focus else None,
+                "softmax": s.mean_max_softmax,
+            }
+        )
+    return {"focus": p.focus_class, "rule": p.rule, "rows": rows}
+
+
+def kernel_origin(a: AnalysisResult) -> dict[str, Any] | None:
+    """The three-way kernel verdict (``verdicts.kernel_learning``, when the analysis has it) with
+    its controls' figures: learned from the task, from the images' statistics, or not shown."""
+    v = getattr(a.verdicts, "kernel_learning", None)
+    if v is None:
+        return None
+    patch = next((c for c in a.controls if getattr(c, "kind", None) == "input_statistics"), None)
+    rows = []
+    for name, prop in getattr(v, "proportions", {}).items():
+        f = patch.figures if patch is not None else {}
+        rows.append(
+            {
+                "name": name.replace("_", " "),
+                "prop": prop,
+                "energy": f.get(f"{name}.energy_median"),
+                "angles": f.get(f"{name}.angles_mean_cos2"),
+                "zca": f.get(f"{name}.zca_median"),
+            }
+        )
+    control = next((c for c in a.controls if getattr(c, "kind", None) == "random_labels"), None)
+    command = getattr(control, "command", None) if control is not None else None
+    return {"v": v, "rows": rows, "patch": patch, "command": command}
+
+
+def _channel_r(a: AnalysisResult) -> dict[str, float]:
+    """Mean |r| between distinct channels' feature maps per layer (a correlation between signals)."""
+    out = {}
+    for r in a.layers:
+        if r.feature_maps is None:
+            continue
+        m = np.asarray(r.feature_maps.channel_correlation_final, dtype=np.float64)
+        if m.ndim == 2 and len(m) > 1:
+            out[r.name] = float(np.nanmean(np.abs(m[~np.eye(len(m), dtype=bool)])))
+    return out
+
+
+def answer(a: AnalysisResult) -> dict[str, Any]:
+    """The numbers and verdicts of the first screen (each may be ``None``: the template then says
+    "no data" with the reason)."""
+    first = a.first_layer
+    m0 = first.matching if first is not None else None
+    return {
+        "cc": a.verdicts.cross_correlation,
+        "h": a.headline,
+        "kv": a.verdicts.classical_kernels,
+        "kv_spec": a.verdicts.classical_kernels_spectrum_null,
+        "m0": m0 if m0 is not None and not m0.skipped and m0.null is not None else None,
+        "m0_skipped": (m0.skipped if m0 is not None else "no conv layer was matched"),
+        "ood": _ood_summary(a),
+        "predictions": _predictions(a),
+        "set_predictions": _set_predictions(a),
+        "origin": kernel_origin(a),
+        "channel_r": _channel_r(a),
+        "controls": controls(a),
+    }
+
+
+def controls(a: AnalysisResult) -> list[dict[str, Any]]:
+    """Each control as name, description and its figures (any further fields are shown too)."""
+    out = []
+    for c in a.controls:
+        extra = {
+            k: v
+            for k, v in vars(c).items()
+            if k not in ("name", "description", "figures", "units") and v not in (None, [], {})
+        }
+        level = extra.pop("verdict", None)  # a verdict field, when controls get one, as a pill
+        out.append(
+            {
+                "name": c.name,
+                "description": c.description,
+                "figures": dict(c.figures),
+                "verdict": level if isinstance(level, str) else None,
+                "extra": {k: str(v) for k, v in extra.items()},
+            }
+        )
+    return out
+
+
+def rerun_dir(root: Path, suffix: str) -> Path:
+    """A NEW sibling directory for a rerun (never the one being read)."""
+    return root.parent / f"{root.name}-{suffix}"
+
+
+def run_commands(a: AnalysisResult, root: Path, n_seeds: int | None) -> list[dict[str, str]]:
+    """Commands that rebuild a run's figures from its own config, into new directories."""
+    assert a.run is not None
+    cfg = a.run.config
+    new = rerun_dir(root, "rerun")
+    train = ["convlens", "train", "--data", str(cfg["data"])]
+    if cfg.get("model"):
+        train += ["--model", str(cfg["model"])]
+    for opt in ("epochs", "batch_size", "lr", "weight_decay", "optimizer", "seed", "device"):
+        if cfg.get(opt) is not None:
+            train += [f"--{opt.replace('_', '-')}", str(cfg[opt])]
+    if cfg.get("snapshots") is False:
+        train.append("--no-snapshots")
+    if cfg.get("shuffle_labels"):  # a random-label control run (issue 14)
+        train.append("--shuffle-labels")
+    train += ["--out", str(new)]
+    s = a.settings
+    cmds = [
+        {"what": "train the same recipe into a new directory", "cmd": shlex.join(train)},
+        {
+            "what": "analyse it with the same null size and seed",
+            "cmd": shlex.join(
+                [
+                    "convlens",
+                    "analyze",
+                    str(new),
+                    "--null-size",
+                    str(s.n_null),
+                    "--seed",
+                    str(s.seed),
+                ]
+            ),
+        },
+        {"what": "render its report", "cmd": shlex.join(["convlens", "report", str(new)])},
+    ]
+    if n_seeds:
+        demo = ["convlens", "demo", "--seeds", str(n_seeds), "--seed", str(cfg.get("seed", 0))]
+        if cfg.get("data") not in (None, "faces"):
+            demo += ["--data", str(cfg["data"])]
+        demo += ["--epochs", str(cfg["epochs"]), "--null-size", str(s.n_null)]
+        demo += ["--out", str(rerun_dir(root, "demo"))]
+        cmds.append(
+            {"what": "the across-seeds figures (all runs, one command)", "cmd": shlex.join(demo)}
+        )
+    return cmds
+
+
+def model_commands(a: AnalysisResult, analysis_path: Path) -> list[dict[str, str]]:
+    """Commands that re-analyse a model file into a new analysis file and render it."""
+    src, s = a.source, a.settings
+    name = analysis_path.name
+    stem = name[: -len(".analysis.json")] if name.endswith(".analysis.json") else analysis_path.stem
+    new = analysis_path.with_name(f"{stem}-rerun.analysis.json")  # a new file beside the one read
+    cmd = ["convlens", "analyze", src.path]
+    if src.factory:
+        cmd += ["--factory", src.factory]
+    if src.data:
+        cmd += ["--data", src.data]
+    if a.distribution is not None and a.distribution.ood:
+        cmd += ["--ood", ",".join(o.name for o in a.distribution.ood)]
+    cmd += ["--null-size", str(s.n_null), "--seed", str(s.seed), "--out", str(new)]
+    return [
+        {"what": "analyse the model file again, into a new file", "cmd": shlex.join(cmd)},
+        {"what": "render its report", "cmd": shlex.join(["convlens", "report", str(new)])},
+    ]

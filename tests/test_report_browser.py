@@ -1,0 +1,275 @@
+"""The report in a real headless Chromium (issue 15): contrast from rendered styles (light, dark,
+print), no sideways scroll at 400 px, headings clear of the sticky nav, the worked example's hover
+arithmetic, the playground's feature map against ``ops.correlate`` (bank kernels, a typed kernel and
+an uploaded PNG), the keyboard-operable epoch slider against the recorded probe maps, and the
+static content with scripts off. One browser for the module; every test here is slow."""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from convlens.ops import correlate2d
+
+pytestmark = pytest.mark.slow  # a real headless Chromium
+
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+]
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+#: WCAG 2 contrast of every visible element with its own text against its composed background
+CONTRAST_JS = """() => {
+  const parse = c => { const m = c.match(/rgba?\\(([^)]+)\\)/); if (!m) return null;
+    const p = m[1].split(/[\\s,\\/]+/).filter(Boolean).map(Number); return [p[0], p[1], p[2], p.length > 3 ? p[3] : 1]; };
+  const lum = c => { const f = v => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); };
+    return 0.2126 * f(c[0]) + 0.7152 * f(c[1]) + 0.0722 * f(c[2]); };
+  const over = (top, under) => [0, 1, 2].map(i => top[i] * top[3] + under[i] * (1 - top[3]));
+  const background = el => { const layers = [];
+    for (let e = el; e; e = e.parentElement) { const c = parse(getComputedStyle(e).backgroundColor);
+      if (c && c[3] > 0) { layers.push(c); if (c[3] >= 1) break; } }
+    let col = [255, 255, 255]; for (const l of layers.reverse()) col = over(l, col); return col; };
+  const bad = []; let n = 0;
+  for (const el of document.querySelectorAll("body *")) {
+    if (["SCRIPT", "STYLE", "OPTION", "NOSCRIPT", "TITLE"].includes(el.tagName) || el.closest("svg")) continue;
+    const own = [...el.childNodes].some(t => t.nodeType === 3 && t.textContent.trim());
+    if (!own || !el.getClientRects().length) continue;
+    const st = getComputedStyle(el); if (st.visibility === "hidden" || st.display === "none") continue;
+    const bg = background(el), fg = over(parse(st.color), bg);
+    const a = lum(fg), b = lum(bg), ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+    n++;
+    if (ratio < 4.5) bad.push([el.tagName, el.className, el.textContent.trim().slice(0, 40), ratio.toFixed(2)]);
+  }
+  return {n, bad};
+}"""
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not os.path.exists(CHROMIUM):
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is missing: .ci/run installs Debian's chromium")
+        pytest.skip(f"{CHROMIUM} not installed")
+    sync = pytest.importorskip("playwright.sync_api")
+    with sync.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def url(demo_run):
+    return (demo_run / "report.html").as_uri()
+
+
+def _page(browser, url, width=1280, **kw):
+    page = browser.new_page(viewport={"width": width, "height": 900}, **kw)
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(url, wait_until="load")
+    page.errors = errors
+    return page
+
+
+def test_contrast_layout_nav_print_and_dark_mode(browser, url):
+    ARTIFACTS.mkdir(exist_ok=True)
+    for scheme in ("light", "dark"):
+        page = _page(browser, url, color_scheme=scheme)
+        page.evaluate("document.querySelectorAll('details').forEach(d => d.open = true)")
+        res = page.evaluate(CONTRAST_JS)
+        assert res["n"] > 200 and not res["bad"], (scheme, res["bad"][:10])
+        # the check itself catches a low-contrast element (grey on grey, 1.3:1)
+        page.evaluate(
+            "() => { const p = document.createElement('p'); p.id = 'probe-low'; p.textContent = 'low';"
+            " p.style.color = '#777'; p.style.background = '#999'; document.querySelector('main').append(p); }"
+        )
+        assert [b[2] for b in page.evaluate(CONTRAST_JS)["bad"]] == ["low"]
+        page.evaluate("document.getElementById('probe-low').remove()")
+        assert page.locator(".verdict").count() >= 5
+        if scheme == "dark":
+            bg = page.evaluate("getComputedStyle(document.body).backgroundColor")
+            assert bg == "rgb(19, 22, 28)", bg
+        page.screenshot(path=str(ARTIFACTS / f"report-1280-{scheme}.png"))
+        assert not page.errors, page.errors
+        page.close()
+    # print: verdicts black on white with a border (legible without colour), contrast still >= 4.5
+    page = _page(browser, url)
+    page.emulate_media(media="print")
+    pills = page.eval_on_selector_all(
+        ".verdict",
+        "els => els.map(e => { const s = getComputedStyle(e); "
+        "return [s.color, s.backgroundColor, s.borderTopWidth, s.borderTopStyle, e.textContent]; })",
+    )
+    assert pills and all(c == "rgb(0, 0, 0)" for c, *_ in pills), pills[:3]
+    assert all(bg in ("rgb(255, 255, 255)", "rgba(0, 0, 0, 0)") for _, bg, *_ in pills)
+    assert all(float(w[:-2]) >= 1 for _, _, w, *_ in pills)
+    # verdict levels differ in line style as well as in their words: legible in black and white
+    level = dict.fromkeys(("yes", "exact", "holds", "learned from the task"), "solid")
+    level |= dict.fromkeys(("weak", "not supported", "learned from image statistics"), "dashed")
+    for *_, style, word in pills:
+        assert style == level.get(word, "dotted"), (word, style)
+    assert page.evaluate("getComputedStyle(document.querySelector('nav')).display") == "none"
+    assert not page.evaluate(CONTRAST_JS)["bad"]
+    page.emulate_media(media="screen")
+    # a nav jump leaves the heading below the sticky nav
+    for sid in ("learned", "distribution", "reproduce"):
+        page.click(f'nav a[href="#{sid}"]')
+        page.wait_for_timeout(50)
+        top = page.evaluate(f"document.querySelector('#{sid} h2').getBoundingClientRect().top")
+        nav = page.evaluate("document.querySelector('nav').getBoundingClientRect().bottom")
+        assert top >= nav - 1, (sid, top, nav)
+    page.close()
+    # 400 px: no sideways scroll, the nav does not stick
+    page = _page(browser, url, width=400)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 400
+    assert page.evaluate("getComputedStyle(document.querySelector('nav')).position") == "static"
+    page.screenshot(path=str(ARTIFACTS / "report-400.png"))
+    assert not page.errors, page.errors
+    page.close()
+
+
+def test_worked_example_hover_focus_and_flip(browser, url):
+    from convlens.explain import explain, parse_matrix
+    from convlens.report.build import SEED_INPUT, SEED_KERNEL
+
+    k, x = parse_matrix(SEED_KERNEL), parse_matrix(SEED_INPUT)
+    page = _page(browser, url)
+    page.hover('#wx-output button[data-i="0"][data-j="0"]')
+    detail = page.inner_text("#wx-detail")
+    assert detail.startswith(
+        "cell (0, 0): 1\u00d79 + 2\u00d78 + 3\u00d77 + 4\u00d75"
+    ) and detail.endswith("= 154")
+    assert page.locator("#wx-input td.hl").count() == 9
+    # keyboard: Tab reaches the cells; focus shows the bottom-right window and sum
+    page.focus('#wx-output button[data-i="1"][data-j="0"]')
+    page.keyboard.press("Tab")
+    want = explain(k, x).output
+    assert page.inner_text("#wx-detail").endswith(f"= {want[1][1]}")
+    hl = page.eval_on_selector_all(
+        "#wx-input td.hl", "els => els.map(e => [+e.dataset.i, +e.dataset.j])"
+    )
+    assert sorted(map(tuple, hl)) == [(i, j) for i in (1, 2, 3) for j in (1, 2, 3)]
+    # flip: the kernel shown flips and the outputs become the true convolution
+    page.check("#wx-conv")
+    conv = explain(k, x, convolve=True).output
+    shown = page.eval_on_selector_all("#wx-output button", "els => els.map(e => +e.textContent)")
+    assert shown == [int(v) for v in np.asarray(conv).ravel()]
+    first = page.inner_text('#wx-kernel td[data-i="0"][data-j="0"]')
+    assert first == "9" and page.inner_text("#wx-detail").endswith(f"= {conv[1][1]}")
+    assert not page.errors, page.errors
+    page.close()
+
+
+def _check_playground(page) -> None:
+    state = page.evaluate("window.convlens.playground")
+    x = np.array(state["input"], dtype=np.float64)
+    k = np.array(state["kernel"], dtype=np.float64)
+    want = correlate2d(x, k, padding=state["padding"])
+    got = np.array(state["output"])
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+
+
+def test_playground_matches_the_engine_and_reads_an_uploaded_png(browser, url, tmp_path):
+    from PIL import Image
+
+    page = _page(browser, url)
+    n_k = page.locator("#pg-kernel option").count() - 1
+    n_i = page.locator("#pg-image option").count() - 1
+    assert n_k >= 5 and n_i >= 2
+    for i in range(n_i):
+        page.select_option("#pg-image", str(i))
+        for kk in range(n_k):
+            page.select_option("#pg-kernel", str(kk))
+            for pad in ("valid", "same"):
+                page.select_option("#pg-padding", pad)
+                _check_playground(page)
+    page.fill("#pg-custom", "1 0 -1; 2 0 -2; 1 0 -1.5")
+    assert page.input_value("#pg-kernel") == "custom"
+    _check_playground(page)
+    assert page.evaluate("window.convlens.playground.kernel")[2][2] == -1.5
+    # an uploaded PNG: grey levels read back exactly, feature map equal to the engine's
+    rng = np.random.default_rng(3)
+    pixels = rng.integers(0, 256, size=(17, 23), dtype=np.uint8)
+    png = tmp_path / "mine.png"
+    Image.fromarray(pixels, mode="L").save(png)
+    page.set_input_files("#pg-file", str(png))
+    page.wait_for_function(
+        "window.convlens.playground && window.convlens.playground.input.length === 17"
+    )
+    assert page.input_value("#pg-image") == "upload"
+    got = np.array(page.evaluate("window.convlens.playground.input"))
+    np.testing.assert_allclose(got, pixels / 255.0, rtol=0, atol=1e-6)
+    _check_playground(page)
+    # inspect one output cell by keyboard (row/column inputs) and by hovering the feature map
+    page.select_option("#pg-padding", "same")
+    page.fill("#pg-row", "0")
+    page.fill("#pg-col", "5")
+    out = np.array(page.evaluate("window.convlens.playground.output"))
+    got = page.evaluate("window.convlens.inspect")
+    assert got["cell"] == [0, 5] and abs(got["sum"] - out[0, 5]) <= 1e-9
+    assert page.inner_text("#pg-detail").startswith(
+        "cell (0, 5): 1\u00d70 + 0\u00d70"
+    )  # padded row
+    box = page.locator("#pg-out").bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.99, box["y"] + box["height"] * 0.99)
+    got = page.evaluate("window.convlens.inspect")
+    assert got["cell"] == [out.shape[0] - 1, out.shape[1] - 1]
+    assert abs(got["sum"] - out[-1, -1]) <= 1e-9
+    page.fill("#pg-custom", "1 2; x")
+    assert "cannot compute" in page.inner_text("#pg-status")
+    assert not page.errors, page.errors
+    page.close()
+
+
+def test_epoch_slider_keyboard_and_maps_equal_the_recorded_ones(browser, url, demo_run):
+    from safetensors.numpy import load_file
+
+    from convlens.analysis.result import AnalysisResult
+
+    first = AnalysisResult.read(demo_run / "analysis.json").first_layer
+    epochs = sorted(int(f.name[6:9]) for f in (demo_run / "snapshots").glob("epoch-*.safetensors"))
+    page = _page(browser, url)
+    slider = page.locator("#ev-slider")
+    assert slider.get_attribute("type") == "range"
+    assert int(slider.get_attribute("max")) == len(epochs) - 1
+    slider.focus()
+    page.keyboard.press("Home")
+    assert page.inner_text("#ev-epoch") == f"epoch {epochs[0]}"
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("ArrowRight")
+    assert page.inner_text("#ev-epoch") == f"epoch {epochs[2]}"
+    assert slider.get_attribute("aria-valuetext") == f"epoch {epochs[2]}"
+    n_probes = page.locator("#ev-probe option").count()
+    assert n_probes >= 2
+    for e_idx in (2, len(epochs) - 1):
+        if e_idx == len(epochs) - 1:
+            page.keyboard.press("End")
+        for p in range(n_probes):
+            page.select_option("#ev-probe", str(p))
+            state = page.evaluate("window.convlens.slider")
+            assert state["epoch"] == epochs[e_idx]
+            rec = load_file(str(demo_run / "probes" / f"epoch-{epochs[e_idx]:03d}.safetensors"))
+            want = rec[first.name][state["probe"]].astype(np.float64)
+            got = np.array(state["maps"])
+            np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * max(1.0, np.abs(want).max()))
+    assert page.locator("#ev-kernels canvas").count() == min(16, first.identity.out_channels)
+    assert not page.errors, page.errors
+    page.close()
+
+
+def test_static_content_reads_without_javascript(browser, url):
+    page = _page(browser, url, java_script_enabled=False)
+    text = page.inner_text("main")
+    assert "Short answer" in text and "154" in text and "Glossary" in text
+    assert "cell (0, 0): 1\u00d79" in page.inner_text("#wx-detail")
+    assert page.locator("#layers svg.kern").count() >= 16
+    assert "needs JavaScript" in text  # the noscript notes of the playground and slider
+    page.close()
