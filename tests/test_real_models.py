@@ -298,6 +298,24 @@ def test_silero_torch_port_matches_onnxruntime(tmp_path: Path) -> None:
     np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-6)
 
 
+def test_silero_safetensors_weights_only_stem_first(tmp_path: Path) -> None:
+    """Without an architecture: safetensors keys come sorted, so ``stft_conv`` is the file's last
+    conv; the stated stem rule (fewest input channels) still puts it first."""
+    from safetensors import safe_open
+
+    with safe_open(str(SILERO_ST), "np") as f:
+        keys = f.keys()  # the order the file stores (sorted)
+        convs = [k[: -len(".weight")] for k in keys if f.get_tensor(k).ndim == 3]
+    assert convs == ["conv1", "conv2", "conv3", "conv4", "final_conv", "stft_conv"]
+    r, data = analyze(SILERO_ST, tmp_path / "a.json")
+    assert_clean(r)
+    assert data is not None
+    assert data["headline"]["first_layer"] == "stft_conv"
+    assert data["layers"][0]["identity"]["order"] == "file"
+    assert any("first layer chosen by heuristic" in n for n in data["notes"])
+    assert data["verdicts"]["classical_kernels"]["verdict"] == "yes"
+
+
 def test_silero_safetensors_with_audio(tmp_path: Path) -> None:
     """The 1-D model end to end on audio data: the shipped weights, the port as factory, windows
     ``(N, 1, 576)`` read as 1-D; every conv call checked exactly, in execution order, the STFT
