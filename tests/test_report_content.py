@@ -347,6 +347,7 @@ def test_ood_table_shows_trained_untrained_and_difference(demo_run, no_figures):
     html = render_html(build_context(inp))
     sec = _section(html, '<section id="distribution">', '<section id="receptive">')
     assert escape(a.distribution.learned_rule) in sec
+    assert 'alt="AUROC of ID vs each set, trained and untrained networks, per layer"' in sec
     for name in a.distribution.controls:
         assert f"<th>untrained: {escape(name)}</th>" in sec
     for r in a.layers:

@@ -544,12 +544,18 @@ def section_distribution(inp: ReportInputs) -> dict[str, Any] | None:
         return None
     from convlens.report.ood import layer_tables, predictions_table
 
+    learned = layer_tables(inp.a)
     return {
         "info": info,
         "layers": per_layer,
         "descriptions": {o.name: o.description for o in [*info.ood, *info.other]},
         "figure": figures.activation_bars(per_layer),
-        "learned": layer_tables(inp.a),
+        "learned": learned,
+        "learned_figure": (
+            figures.auroc_vs_untrained(learned)
+            if any(row["controls"] for t in learned for row in t["ood"])
+            else None
+        ),
         "predictions": predictions_table(inp.a),
     }
 
