@@ -391,3 +391,17 @@ def test_predictions_table_trained_and_untrained(demo_run, no_figures):
     for s in p.sets:
         frac = f"{100 * s.class_fractions['face']:.0f}%"
         assert f"{frac} " in head and f"(max-softmax {s.mean_max_softmax:.2f})" in head
+
+
+def test_predictions_without_a_focus_class_show_the_most_frequent_class(demo_run, no_figures):
+    inp = load_inputs(demo_run)
+    p = inp.a.predictions
+    p.focus_class = None  # data without a "face" class (e.g. digits)
+    html = render_html(build_context(inp))
+    head = html.split('<section id="arithmetic">')[0]
+    sec = _section(html, '<h3 id="predictions">', '<section id="receptive">')
+    assert "Its most frequent class (share of images)" in head
+    assert "Most frequent class (share of images)" in sec
+    for s in p.sets:
+        top = f"{escape(s.top_class)} ({100 * s.class_fractions[s.top_class]:.0f}%)"
+        assert top in head and f'<td class="num">{top}</td>' in sec, (s.set, s.model)
