@@ -131,7 +131,7 @@ def _cell(s: Any, focus: str | None) -> dict[str, Any]:
         "n": s.n,
         "top": s.top_class,
         "top_frac": s.class_fractions.get(s.top_class) if s.top_class is not None else None,
-        "focus": s.class_fractions.get(focus, 0.0) if focus else None,
+        "focus": s.class_fractions.get(focus) if focus else None,
         "focus_ci": s.class_fraction_ci.get(focus) if focus else None,
         "softmax": s.mean_max_softmax,
         "softmax_ci": s.mean_max_softmax_ci,
