@@ -78,11 +78,32 @@ def _page(browser, url, width=1280, **kw):
     return page
 
 
+#: every level of ``verdicts.ood_learned``; the page gets one pill of each (whatever the run's data
+#: show) so that their colours and line styles are checked too
+OOD_LEVELS = {
+    "learned",
+    "strengthened by training",
+    "present before training",
+    "not supported",
+    "no untrained control",
+}
+ADD_OOD_PILLS = (
+    "levels => { const p = document.createElement('p'); p.id = 'ood-pills';"
+    " for (const v of levels) { const s = document.createElement('span');"
+    " s.className = 'verdict v-' + v.replaceAll(' ', '-'); s.textContent = v; p.append(s, ' '); }"
+    " document.querySelector('#answer .answer').append(p); }"
+)
+
+
 def test_contrast_layout_nav_print_and_dark_mode(browser, url):
     ARTIFACTS.mkdir(exist_ok=True)
     for scheme in ("light", "dark"):
         page = _page(browser, url, color_scheme=scheme)
         page.evaluate("document.querySelectorAll('details').forEach(d => d.open = true)")
+        # the run's own OOD learned pills are there; one of every level is added beside them
+        own = ", ".join("#answer .v-" + v.replace(" ", "-") for v in OOD_LEVELS)
+        assert page.locator(own).count() >= 1
+        page.evaluate(ADD_OOD_PILLS, sorted(OOD_LEVELS))
         res = page.evaluate(CONTRAST_JS)
         assert res["n"] > 200 and not res["bad"], (scheme, res["bad"][:10])
         # the check itself catches a low-contrast element (grey on grey, 1.3:1)
@@ -102,6 +123,7 @@ def test_contrast_layout_nav_print_and_dark_mode(browser, url):
     # print: verdicts black on white with a border (legible without colour), contrast still >= 4.5
     page = _page(browser, url)
     page.emulate_media(media="print")
+    page.evaluate(ADD_OOD_PILLS, sorted(OOD_LEVELS))
     pills = page.eval_on_selector_all(
         ".verdict",
         "els => els.map(e => { const s = getComputedStyle(e); "
@@ -111,12 +133,17 @@ def test_contrast_layout_nav_print_and_dark_mode(browser, url):
     assert all(bg in ("rgb(255, 255, 255)", "rgba(0, 0, 0, 0)") for _, bg, *_ in pills)
     assert all(float(w[:-2]) >= 1 for _, _, w, *_ in pills)
     # verdict levels differ in line style as well as in their words: legible in black and white
-    level = dict.fromkeys(("yes", "exact", "holds", "learned from the task"), "solid")
-    level |= dict.fromkeys(("weak", "not supported", "learned from image statistics"), "dashed")
+    level = dict.fromkeys(("yes", "exact", "holds", "learned from the task", "learned"), "solid")
+    level |= dict.fromkeys(
+        ("weak", "not supported", "learned from image statistics", "strengthened by training"),
+        "dashed",
+    )
     for *_, style, word in pills:
         assert style == level.get(word, "dotted"), (word, style)
+    assert {w for *_, w in pills} >= OOD_LEVELS  # every OOD learned level was checked
     assert page.evaluate("getComputedStyle(document.querySelector('nav')).display") == "none"
     assert not page.evaluate(CONTRAST_JS)["bad"]
+    page.evaluate("document.getElementById('ood-pills').remove()")
     page.emulate_media(media="screen")
     # a nav jump leaves the heading below the sticky nav
     for sid in ("learned", "distribution", "reproduce"):

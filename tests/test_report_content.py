@@ -1,6 +1,7 @@
 """The report's content (issue 15): answer first, glossary, controls, every layer, reproduce
 commands that the real CLI parses, non-contiguous snapshot epochs, a model-file analysis, size."""
 
+import itertools
 import shlex
 import shutil
 from pathlib import Path
@@ -13,6 +14,7 @@ from convlens.analysis.result import AnalysisResult, Control
 from convlens.report import build_report
 from convlens.report.answer import GLOSSARY
 from convlens.report.build import build_context, load_inputs, render_html
+from convlens.report.ood import LEARNED_LEVELS
 
 
 @pytest.fixture
@@ -121,7 +123,7 @@ def test_slider_takes_every_snapshot_epoch_even_non_contiguous(tmp_path, demo_ru
     shutil.copytree(demo_run, run)
     have = sorted(int(f.name[6:9]) for f in (run / "snapshots").glob("epoch-*.safetensors"))
     keep = sorted(set(have[::2]) | {have[-1]})  # every other snapshot epoch and the last
-    assert any(b - a > 1 for a, b in zip(keep, keep[1:]))  # not contiguous
+    assert any(b - a > 1 for a, b in itertools.pairwise(keep))  # not contiguous
     for f in (run / "snapshots").glob("epoch-*.safetensors"):
         if int(f.name[6:9]) not in keep:
             f.unlink()
@@ -260,3 +262,146 @@ def test_kernel_svg_scale_escaping_and_non_finite_values():
     pos, neg = ("#{:02x}{:02x}{:02x}".format(*c) for c in (POS_RGB, NEG_RGB))
     assert fills == [pos, neg, "#ffffff", "#808080"]  # +-max|w| at the ends, NaN grey
     assert "<title>&lt;b&gt;&amp;</title>" in svg
+
+
+# ----------------------------------------------------------------------------- OOD vs untrained
+def _ci2(ci) -> str:
+    return f"[{ci[0]:.2f}, {ci[1]:.2f}]"
+
+
+def _pill(level: str) -> str:
+    return f'<span class="verdict v-{level.replace(" ", "-")}">{level}</span>'
+
+
+def _section(html: str, start: str, end: str) -> str:
+    return html[html.index(start) : html.index(end)]
+
+
+def test_answer_states_the_ood_learned_levels_with_the_runs_numbers(demo_run, no_figures):
+    inp = load_inputs(demo_run)
+    a = inp.a
+    html = render_html(build_context(inp))
+    head = _section(html, '<section id="answer">', '<section id="arithmetic">')
+    levels = [lv for per in a.verdicts.ood_learned.values() for lv in per.values()]
+    assert levels and a.verdicts.ood_learned_rule
+    for level in set(levels):  # every level with its count, as a pill
+        assert f"{_pill(level)} {levels.count(level)}" in head, level
+    assert escape(a.verdicts.ood_learned_rule) in head
+    first = next(r for r in a.layers if r.distribution is not None)
+    for name, v in first.distribution.ood.items():
+        text = f"<i>{escape(name)}</i>: trained AUROC {v.auroc:.2f} {_ci2(v.auroc_ci)}"
+        assert text in head, name
+        row = head[head.index(text) :]
+        row = row[: row.index("</li>")]
+        assert v.controls  # the demo has untrained controls
+        for c in v.controls:
+            assert (
+                escape(
+                    f"untrained ({c.control}) {c.auroc:.2f}, difference {c.auroc_diff:+.2f} "
+                    f"{_ci2(c.auroc_diff_ci)}"
+                )
+                in row
+            ), (name, c.control)
+        assert _pill(a.verdicts.ood_learned[first.name][name]) in row
+        assert ("(one source photo)" in row) == (v.n_sources == 1), name
+    one_photo = [d.name for d in a.distribution.ood if d.n_sources == 1]
+    assert one_photo  # the demo's motorcycle and cat sets are crops of one photo each
+    assert f"{', '.join(one_photo)}: each made from one source photo" in head
+    # "learned" is claimed for exactly the sets the analysis calls learned (or strengthened)
+    learned = {
+        o: [layer for layer, per in a.verdicts.ood_learned.items() if per[o] in LEARNED_LEVELS]
+        for o in a.verdicts.ood_learned[first.name]
+    }
+    learned = {o: ls for o, ls in learned.items() if ls}
+    if learned:
+        claim = ", ".join(f"<i>{o}</i> ({', '.join(ls)})" for o, ls in learned.items())
+        assert f"Training made the difference only for {claim};" in head
+    else:
+        assert "For no set did training make the difference" in head
+
+
+def test_answer_never_claims_learned_without_the_controls(demo_run, no_figures):
+    inp = load_inputs(demo_run)
+    a = inp.a
+    for per in a.verdicts.ood_learned.values():
+        for o in per:
+            per[o] = "present before training"
+    head = render_html(build_context(inp)).split('<section id="arithmetic">')[0]
+    assert "For no set did training make the difference" in head
+    assert "Training made the difference only" not in head
+    n_pairs = sum(map(len, a.verdicts.ood_learned.values()))
+    assert f"{_pill('present before training')} {n_pairs}." in head
+    # no untrained control at all: the answer says that nothing decides learned vs present before
+    for r in a.layers:
+        for v in r.distribution.ood.values():
+            v.controls, v.learned_verdict = [], None
+    a.verdicts.ood_learned = {}
+    head = render_html(build_context(inp)).split('<section id="arithmetic">')[0]
+    assert "No untrained control in this analysis" in head
+    assert "Training made the difference" not in head and "For no set did" not in head
+
+
+def test_ood_table_shows_trained_untrained_and_difference(demo_run, no_figures):
+    inp = load_inputs(demo_run)
+    a = inp.a
+    html = render_html(build_context(inp))
+    sec = _section(html, '<section id="distribution">', '<section id="receptive">')
+    assert escape(a.distribution.learned_rule) in sec
+    assert 'alt="AUROC of ID vs each set, trained and untrained networks, per layer"' in sec
+    for name in a.distribution.controls:
+        assert f"<th>untrained: {escape(name)}</th>" in sec
+    for r in a.layers:
+        table = sec[sec.index(f'<table class="ood-learned" data-layer="{r.name}">') :]
+        table = table[: table.index("</table>")]
+        d = r.distribution
+        for name, v in [*d.ood.items(), *d.other.items()]:
+            row = table[table.index(f"<tr><td>{escape(name)}</td>") :]
+            row = row[: row.index("</tr>")]
+            assert f"{v.auroc:.2f} {_ci2(v.auroc_ci)}" in row, (r.name, name)
+            for c in v.controls:
+                assert f'<td class="num">{c.auroc:.2f}</td>' in row
+                assert f"{c.auroc_diff:+.2f} {_ci2(c.auroc_diff_ci)}" in row
+            level = a.verdicts.ood_learned[r.name].get(name, v.learned_verdict)
+            assert _pill(level) in row and _pill(v.verdict) in row
+            assert f"{v.n} ({v.n_sources})" in row
+            assert ("<b>one photo</b>" in row) == (v.n_sources == 1)
+        assert d.other and "other classes of the training data (not OOD)" in table
+
+
+def test_predictions_table_trained_and_untrained(demo_run, no_figures):
+    inp = load_inputs(demo_run)
+    p = inp.a.predictions
+    assert p is not None and p.focus_class == "face"
+    html = render_html(build_context(inp))
+    sec = _section(html, '<h3 id="predictions">', '<section id="receptive">')
+    models = list(dict.fromkeys(s.model for s in p.sets))
+    assert models[0] == "trained" and len(models) >= 2  # trained and the untrained networks
+    for m in models:
+        assert f"<th>{escape(m)}: face</th><th>{escape(m)}: max-softmax</th>" in sec
+    for s in p.sets:
+        row = sec[sec.index(f"<tr><td>{escape(s.set)}</td>") :]
+        row = row[: row.index("</tr>")]
+        lo, hi = s.class_fraction_ci["face"]
+        frac = f"{100 * s.class_fractions['face']:.0f}% [{100 * lo:.0f}%, {100 * hi:.0f}%]"
+        soft = f"{s.mean_max_softmax:.2f} {_ci2(s.mean_max_softmax_ci)}"
+        assert f'<td class="num">{frac}</td><td class="num">{soft}</td>' in row, (s.set, s.model)
+    # the answer's follow-up: the same figures, trained vs untrained, with the chance level
+    head = html.split('<section id="arithmetic">')[0]
+    assert f"(chance level {1 / len(p.classes):.2f}), {' vs '.join(models)}:" in head
+    for s in p.sets:
+        frac = f"{100 * s.class_fractions['face']:.0f}%"
+        assert f"{frac} " in head and f"(max-softmax {s.mean_max_softmax:.2f})" in head
+
+
+def test_predictions_without_a_focus_class_show_the_most_frequent_class(demo_run, no_figures):
+    inp = load_inputs(demo_run)
+    p = inp.a.predictions
+    p.focus_class = None  # data without a "face" class (e.g. digits)
+    html = render_html(build_context(inp))
+    head = html.split('<section id="arithmetic">')[0]
+    sec = _section(html, '<h3 id="predictions">', '<section id="receptive">')
+    assert "Its most frequent class (share of images)" in head
+    assert "Most frequent class (share of images)" in sec
+    for s in p.sets:
+        top = f"{escape(s.top_class)} ({100 * s.class_fractions[s.top_class]:.0f}%)"
+        assert top in head and f'<td class="num">{top}</td>' in sec, (s.set, s.model)

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from convlens.analysis.result import AnalysisResult
+from convlens.report.ood import ood_answer, predictions_table
 
 #: every statistical term the report uses, defined once (key -> (term, definition))
 GLOSSARY: dict[str, tuple[str, str]] = {
@@ -115,51 +116,26 @@ def _predictions(a: AnalysisResult) -> list[dict[str, Any]]:
     ]
 
 
-def _set_predictions(a: AnalysisResult) -> dict[str, Any] | None:
-    """What the trained network answers on each set (``AnalysisResult.predictions``, when the
-    analysis has it): top class and the share of images given the focus class, with its CI."""
-    p = getattr(a, "predictions", None)
-    if p is None or not getattr(p, "sets", None):
-        return None
-    trained = [s for s in p.sets if s.model == "trained"]
-    rows = []
-    for s in trained or p.sets:
-        focus = p.focus_class
-        rows.append(
-            {
-                "set": s.set,
-                "model": s.model,
-                "n": s.n,
-                "top": s.top_class,
-                "focus": s.class_fractions.get(focus) if focus else None,
-                "focus_ci": s.class_fraction_ci.get(focus) if focus else None,
-                "softmax": s.mean_max_softmax,
-            }
-        )
-    return {"focus": p.focus_class, "rule": p.rule, "rows": rows}
-
-
 def kernel_origin(a: AnalysisResult) -> dict[str, Any] | None:
-    """The three-way kernel verdict (``verdicts.kernel_learning``, when the analysis has it) with
-    its controls' figures: learned from the task, from the images' statistics, or not shown."""
-    v = getattr(a.verdicts, "kernel_learning", None)
+    """The three-way kernel verdict (``verdicts.kernel_learning``) with its controls' figures:
+    learned from the task, from the images' statistics, or not distinguishable from init."""
+    v = a.verdicts.kernel_learning
     if v is None:
         return None
-    patch = next((c for c in a.controls if getattr(c, "kind", None) == "input_statistics"), None)
-    rows = []
-    for name, prop in getattr(v, "proportions", {}).items():
-        f = patch.figures if patch is not None else {}
-        rows.append(
-            {
-                "name": name.replace("_", " "),
-                "prop": prop,
-                "energy": f.get(f"{name}.energy_median"),
-                "angles": f.get(f"{name}.angles_mean_cos2"),
-                "zca": f.get(f"{name}.zca_median"),
-            }
-        )
-    control = next((c for c in a.controls if getattr(c, "kind", None) == "random_labels"), None)
-    command = getattr(control, "command", None) if control is not None else None
+    patch = next((c for c in a.controls if c.kind == "input_statistics"), None)
+    f = patch.figures if patch is not None else {}
+    rows = [
+        {
+            "name": name.replace("_", " "),
+            "prop": prop,
+            "energy": f.get(f"{name}.energy_median"),
+            "angles": f.get(f"{name}.angles_mean_cos2"),
+            "zca": f.get(f"{name}.zca_median"),
+        }
+        for name, prop in v.proportions.items()
+    ]
+    control = next((c for c in a.controls if c.kind == "random_labels"), None)
+    command = control.command if control is not None else None
     return {"v": v, "rows": rows, "patch": patch, "command": command}
 
 
@@ -189,7 +165,8 @@ def answer(a: AnalysisResult) -> dict[str, Any]:
         "m0_skipped": (m0.skipped if m0 is not None else "no conv layer was matched"),
         "ood": _ood_summary(a),
         "predictions": _predictions(a),
-        "set_predictions": _set_predictions(a),
+        "set_predictions": predictions_table(a),
+        "ood_learned": ood_answer(a),
         "origin": kernel_origin(a),
         "channel_r": _channel_r(a),
         "controls": controls(a),

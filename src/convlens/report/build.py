@@ -401,8 +401,8 @@ def section_evolution(inp: ReportInputs) -> dict[str, Any]:
 
 def _cka_rows(a: AnalysisResult) -> dict[str, Any] | None:
     """Per layer: CKA vs the final epoch at a few epochs, the untrained floor and the settling
-    epoch (``AnalysisResult.representation``, when the analysis has it)."""
-    r = getattr(a, "representation", None)
+    epoch (``AnalysisResult.representation``; ``None`` where the analysis did not measure it)."""
+    r = a.representation
     if r is None or not r.layers:
         return None
     epochs = r.layers[0].epochs
@@ -542,11 +542,21 @@ def section_distribution(inp: ReportInputs) -> dict[str, Any] | None:
     per_layer = {r.name: r.distribution for r in inp.a.layers if r.distribution is not None}
     if info is None or not per_layer:
         return None
+    from convlens.report.ood import layer_tables, predictions_table
+
+    learned = layer_tables(inp.a)
     return {
         "info": info,
         "layers": per_layer,
-        "descriptions": {o.name: o.description for o in info.ood},
+        "descriptions": {o.name: o.description for o in [*info.ood, *info.other]},
         "figure": figures.activation_bars(per_layer),
+        "learned": learned,
+        "learned_figure": (
+            figures.auroc_vs_untrained(learned)
+            if any(row["controls"] for t in learned for row in t["ood"])
+            else None
+        ),
+        "predictions": predictions_table(inp.a),
     }
 
 
@@ -636,6 +646,12 @@ def render_html(ctx: dict[str, Any]) -> str:
     env.filters["f2"] = lambda v: "n/a" if v is None else f"{v:.2f}"
     env.filters["sci"] = lambda v: "n/a" if v is None else f"{v:.1e}"
     env.filters["ci"] = lambda v: "n/a" if not v or v[0] is None else f"[{v[0]:.3f}, {v[1]:.3f}]"
+    env.filters["ci2"] = lambda v: "n/a" if not v or v[0] is None else f"[{v[0]:.2f}, {v[1]:.2f}]"
+    env.filters["sgn"] = lambda v: "n/a" if v is None else f"{v:+.2f}"
+    env.filters["sgn3"] = lambda v: "n/a" if v is None else f"{v:+.3f}"
+    env.filters["pctci"] = lambda v: (
+        "n/a" if not v or v[0] is None else f"[{100 * v[0]:.0f}%, {100 * v[1]:.0f}%]"
+    )
     env.filters["vclass"] = lambda v: "v-" + str(v).replace(" ", "-")
     env.filters["ptext"] = _p_text
     env.filters["num"] = _num_text
@@ -657,15 +673,10 @@ def _num_text(v: float | None) -> str:
 
 
 def _p_text(p: float | None, n_null: int | None = None) -> str:
-    """An empirical p-value at its resolution ("< 1/2001" at the floor) where the analysis package
-    provides ``units.format_p``; otherwise three decimals."""
-    import importlib
+    """An empirical p-value at its resolution ("< 1/2001" at the floor), by ``units.format_p``."""
+    from convlens.analysis.units import format_p
 
-    try:
-        format_p = importlib.import_module("convlens.analysis.units").format_p
-    except ImportError:
-        return "n/a" if p is None else f"{p:.3f}"
-    return str(format_p(p, n_null))
+    return format_p(p, n_null)
 
 
 def build_report(run_dir: str | Path, out: str | Path | None = None) -> Path:

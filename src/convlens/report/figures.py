@@ -376,3 +376,40 @@ def receptive_figure(
         ax.set_xticks([])
         ax.set_yticks([])
     return to_data_uri(fig)
+
+
+#: trained, then the untrained controls in order: colour and marker shape both differ (legible in
+#: black and white and for colour-blind readers)
+NETWORK_STYLES = ((BLUE, "o"), (ORANGE, "s"), (GREY, "^"), (PURPLE, "D"))
+
+
+def auroc_vs_untrained(tables: list[dict[str, Any]]) -> str:
+    """Per layer: ID-vs-set AUROC of the trained network and of each untrained control, with
+    their 95% CIs, one column per set (the OOD sets, then the data's other classes)."""
+    plt = _plt()
+    fig, axes = plt.subplots(
+        1, len(tables), figsize=(3.8 * len(tables), 3.3), squeeze=False, layout="constrained"
+    )
+    nets = ["trained", *dict.fromkeys(c for t in tables for c in t["control_names"])]
+    for ax, t in zip(axes[0], tables, strict=True):
+        rows = [*t["ood"], *t["other"]]
+        width = 0.7 / len(nets)
+        for k, net in enumerate(nets):
+            colour, marker = NETWORK_STYLES[k % len(NETWORK_STYLES)]
+            pts = [r if net == "trained" else r["controls"].get(net) for r in rows]
+            y = np.array([_num(p["auroc"]) if p else np.nan for p in pts])
+            cis = [p["auroc_ci"] if p else (None, None) for p in pts]
+            lo = np.array([_num(c[0]) for c in cis])
+            hi = np.array([_num(c[1]) for c in cis])
+            err = np.nan_to_num(np.maximum(np.array([y - lo, hi - y]), 0))
+            x = np.arange(len(rows)) + (k - (len(nets) - 1) / 2) * width
+            ax.errorbar(x, y, yerr=err, fmt=marker, color=colour, capsize=2, ms=5, label=net)
+        ax.axhline(0.5, color=BLACK, lw=0.6, ls="--")
+        ax.set_ylim(-0.03, 1.03)
+        ax.set_xticks(range(len(rows)))
+        ax.set_xticklabels([r["set"] for r in rows], rotation=90)
+        ax.set_ylabel("AUROC (ID vs set)")
+        ax.set_title(f"{t['layer']}: trained vs untrained")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(len(nets), 3), frameon=False)
+    return to_data_uri(fig)
