@@ -560,6 +560,54 @@ def _qlinear_conv_node(
     )
 
 
+def _free_inputs(node: Any) -> set[str]:
+    """Every tensor name ``node`` reads, including the outer-scope names its subgraphs read (names
+    a subgraph defines itself are left out)."""
+    names = {i for i in node.input if i}
+    for a in node.attribute:
+        subs = [a.g] if a.type == 5 else list(a.graphs) if a.type == 10 else []
+        for sub in subs:
+            defined = {i.name for i in sub.initializer} | {i.name for i in sub.input}
+            defined |= {o for n in sub.node for o in n.output}
+            inner: set[str] = set()
+            for n in sub.node:
+                inner |= _free_inputs(n)
+            names |= inner - defined
+    return names
+
+
+def topological_order(graph: Any) -> list[tuple[int, Any]]:
+    """The graph's nodes as ``(stored index, node)`` in a stable topological order (Kahn's algorithm,
+    the lowest stored index first among the ready nodes): some writers (onnxruntime's quantiser)
+    store nodes out of order, and the conv layers are numbered in execution order. Nodes caught in
+    a cycle (an invalid graph) keep their stored order at the end."""
+    import heapq
+
+    nodes = list(graph.node)
+    producer = {o: k for k, n in enumerate(nodes) for o in n.output if o}
+    deps = [
+        {producer[i] for i in _free_inputs(n) if i in producer} - {k} for k, n in enumerate(nodes)
+    ]
+    users: list[list[int]] = [[] for _ in nodes]
+    for k, ds in enumerate(deps):
+        for d in ds:
+            users[d].append(k)
+    missing = [len(ds) for ds in deps]
+    ready = [k for k, m in enumerate(missing) if m == 0]
+    heapq.heapify(ready)
+    order: list[int] = []
+    while ready:
+        k = heapq.heappop(ready)
+        order.append(k)
+        for u in users[k]:
+            missing[u] -= 1
+            if missing[u] == 0:
+                heapq.heappush(ready, u)
+    done = set(order)
+    order += [k for k in range(len(nodes)) if k not in done]
+    return [(k, nodes[k]) for k in order]
+
+
 def _walk(
     graph: Any,
     scope: _Scope,
@@ -569,7 +617,7 @@ def _walk(
     found: ConvGraph,
     names: set[str],
 ) -> None:
-    for idx, node in enumerate(graph.node):
+    for idx, node in topological_order(graph):
         for a in node.attribute:  # a tensor attribute kept in an external file is refused anywhere
             for t in [a.t, *a.tensors, a.sparse_tensor.values, a.sparse_tensor.indices]:
                 if t.data_location == 1:

@@ -26,7 +26,14 @@ import torch
 from numpy.typing import NDArray
 
 from convlens.analysis.activations import SetActivations, accumulate, batches_of, reduce_map
-from convlens.analysis.onnxgraph import ConvGraph, ConvNode, InputSpec, load_model, read_graph
+from convlens.analysis.onnxgraph import (
+    ConvGraph,
+    ConvNode,
+    InputSpec,
+    load_model,
+    read_graph,
+    topological_order,
+)
 from convlens.analysis.result import LayerCheck, LayerIdentity
 from convlens.analysis.verify import compare_call, make_check
 from convlens.errors import ConvlensError
@@ -67,11 +74,15 @@ class OnnxModel:
                 n.op_type,
                 n.attribute,
             )
-            for i, n in enumerate(model.graph.node)
+            for i, n in topological_order(model.graph)
             if n.op_type in ("MaxPool", "AveragePool")
         ]
         """Main-graph pooling nodes (input, output, name, op, attributes), for receptive fields."""
-        self.node_order = {out: i for i, n in enumerate(model.graph.node) for out in n.output}
+        self.node_order = {
+            out: pos
+            for pos, (_, n) in enumerate(topological_order(model.graph))
+            for out in n.output
+        }
         """Position of the node producing each main-graph tensor (topological order)."""
         self.model_outputs = [o.name for o in model.graph.output]
         self.logits_name: str | None = self.model_outputs[0] if self.model_outputs else None
