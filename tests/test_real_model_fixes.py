@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -91,3 +92,65 @@ def test_topological_order_is_stable_and_follows_subgraph_inputs() -> None:
     g = helper.make_graph(nodes, "g", [], [])
     assert [n.name for _, n in topological_order(g)] == ["neg", "relu", "if", "abs"]
     assert [k for k, _ in topological_order(g)] == [2, 1, 0, 3]
+
+
+# ---------------------------------------------------------------- 1: receptive fields past a break
+
+
+def _ident(name: str, index: int, k: int, stride: int = 1) -> Any:
+    from convlens.analysis.result import LayerIdentity
+
+    return LayerIdentity(
+        name=name,
+        index=index,
+        order="execution",
+        dims=2,
+        weight_shape=[4, 4, k, k],
+        in_channels=4,
+        out_channels=4,
+        kernel_size=[k, k],
+        stride=[stride, stride],
+        padding=[0, 0],
+        dilation=[1, 1],
+        groups=1,
+    )
+
+
+def test_squeeze_excitation_gate_does_not_carry_into_the_main_path() -> None:
+    """A squeeze-and-excitation block (global pool, two 1x1 convs, a gate on the main path): the
+    gate convs see the whole input ('global', size clipped to the input), the next main conv
+    resumes from the gated conv's output instead of the pool's stride (the bug: jump [48, 192])."""
+    from convlens.analysis.receptive import traced_chain
+
+    layers = [_ident("a", 0, 3, 2), _ident("se1", 1, 1), _ident("se2", 2, 1), _ident("b", 3, 3)]
+    shapes = {
+        "a": ([1, 3, 15, 31], [1, 8, 7, 15]),
+        "se1": ([1, 8, 1, 1], [1, 2, 1, 1]),  # after a global average pool
+        "se2": ([1, 2, 1, 1], [1, 8, 1, 1]),
+        "b": ([1, 8, 7, 15], [1, 8, 5, 13]),  # reads a's output times the gate
+    }
+    fields, note = traced_chain(layers, shapes, (15, 31))
+    by = {f.name: f for f in fields}
+    assert by["a"].size == (3, 3) and by["a"].jump == (2, 2)
+    assert by["se1"].is_global and by["se1"].size == (15, 31)
+    assert by["b"].size == (7, 7) and by["b"].jump == (2, 2) and not by["b"].is_global
+    assert "b reads [7, 15]: resumed from a's output" in note
+    assert "clipped at the input extent 15x31" in note
+    for f in fields:  # never a size past the input
+        assert all(s <= n for s, n in zip(f.size, (15, 31), strict=True))
+
+
+def test_unexplained_spatial_break_stops_the_figures() -> None:
+    """A conv reading a size no pooling and no earlier output explains: no figures from there."""
+    from convlens.analysis.receptive import traced_chain
+
+    layers = [_ident("a", 0, 3), _ident("b", 1, 3), _ident("c", 2, 3)]
+    shapes = {
+        "a": ([1, 4, 9, 9], [1, 4, 7, 7]),
+        "b": ([1, 4, 14, 14], [1, 4, 12, 12]),  # upsampled: no earlier output of this shape
+        "c": ([1, 4, 12, 12], [1, 4, 10, 10]),
+    }
+    fields, note = traced_chain(layers, shapes, (9, 9))
+    assert [f.name for f in fields] == ["a"]
+    assert "NOT a chain at b reads [14, 14] after [7, 7]" in note
+    assert "no figures from there on" in note

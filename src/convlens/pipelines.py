@@ -280,7 +280,10 @@ def layer_table(result: AnalysisResult, limit: int = 40) -> list[str]:
     field; at most ``limit`` rows (the rest counted)."""
     fields = {}
     if result.receptive_fields is not None:
-        fields = {f.name: "x".join(map(str, f.size)) for f in result.receptive_fields.theoretical}
+        fields = {
+            f.name: "global" if f.is_global else "x".join(map(str, f.size))
+            for f in result.receptive_fields.theoretical
+        }
     rows: list[tuple[str, ...]] = [
         ("layer", "kernels", "above null", "top categories", "check", "RF")
     ]
