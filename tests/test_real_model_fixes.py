@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
@@ -154,3 +155,17 @@ def test_unexplained_spatial_break_stops_the_figures() -> None:
     assert [f.name for f in fields] == ["a"]
     assert "NOT a chain at b reads [14, 14] after [7, 7]" in note
     assert "no figures from there on" in note
+
+
+# ---------------------------------------------------------------- 7-9: 1-D matching
+
+
+def test_one_tap_kernels_only_mix_channels() -> None:
+    """A DC-removed 1-tap kernel is 0: the skip reason says what 1-tap kernels do instead."""
+    from convlens.analysis.dims import match_other
+
+    m = match_other("c", np.ones((4, 2, 1)), n_null=200)
+    assert (
+        m.skipped == "1-tap kernels (1): no spatial structure to compare (they only mix channels)"
+    )
+    assert "[-1, 1]" in str(match_other("c", np.ones((4, 2, 2)), n_null=200).skipped)

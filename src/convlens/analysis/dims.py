@@ -145,6 +145,12 @@ def _one_d_view(w: NDArray[Any]) -> tuple[NDArray[Any] | None, str | None, str |
     else:
         return None, None, f"{w.ndim - 2}-D convolution: no bank of that dimensionality"
     k = v.shape[2]
+    if k == 1:
+        return (
+            None,
+            None,
+            f"1-tap kernels ({shape}): no spatial structure to compare (they only mix channels)",
+        )
     if k < 3:
         return (
             None,
