@@ -169,3 +169,21 @@ def test_one_tap_kernels_only_mix_channels() -> None:
         m.skipped == "1-tap kernels (1): no spatial structure to compare (they only mix channels)"
     )
     assert "[-1, 1]" in str(match_other("c", np.ones((4, 2, 2)), n_null=200).skipped)
+
+
+def test_three_tap_layers_report_no_test_power() -> None:
+    """With 3 taps the random null's 95th percentile is ~0.9999: no fraction is reported as a
+    test, the layer says why, and the first-layer verdict is not measured."""
+    from convlens.analysis.dims import match_other
+    from convlens.analysis.verdicts import kernel_verdict
+    from convlens.pipelines import _one_d_line
+
+    w = np.random.default_rng(0).standard_normal((8, 4, 3))
+    m = match_other("enc", w, n_null=2000)
+    assert m.null is not None and m.null.p95 is not None and m.null.p95 > 0.999
+    assert m.fraction_above_null95 is None and m.fraction_above_spectrum_null95 is None
+    assert any("no test power" in n for n in m.notes)
+    assert "no test power" in _one_d_line(m) and "above the random" not in _one_d_line(m)
+    assert kernel_verdict(m.fraction_above_null95, m.n_kernels).verdict == "not measured"
+    five = match_other("c5", np.random.default_rng(0).standard_normal((8, 4, 5)), n_null=2000)
+    assert five.fraction_above_null95 is not None and not five.notes

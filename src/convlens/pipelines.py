@@ -445,10 +445,15 @@ def _one_d_line(m: LayerMatch) -> str:
         if s.peak_min is not None and s.peak_max is not None and s.peak_median is not None
         else "no spectrum"
     )
+    frac = (
+        f"{m.fraction_above_null95:.0%} above the random 1-D null's 95th percentile "
+        f"({p95:.3f}; chance 5%)"
+        if m.fraction_above_null95 is not None
+        else f"no test power: the random 1-D null's 95th percentile is {p95:.4f}"
+    )
     return (
         f"{m.layer}: {m.n_kernels} kernels (1-D, {m.kernel_size} taps{where}), "
-        f"{m.fraction_above_null95 or 0:.0%} above the random 1-D null's 95th percentile "
-        f"({p95:.3f}; chance 5%); categories {cat_text}; {peaks}"
+        f"{frac}; categories {cat_text}; {peaks}"
     )
 
 

@@ -26,6 +26,9 @@ from convlens.analysis.result import KernelMatch, LayerMatch, SpectralSummary, V
 from convlens.kernels.bank1d import MAX_LENGTH_1D, bank_matrix_1d
 
 MIN_FFT = 64
+NO_POWER_P95 = 0.999
+"""A random null whose 95th percentile reaches this |cos| (3-tap kernels: 0.9999) leaves no room
+above it: fractions above it are not reported as a test."""
 CONCENTRATED = 0.5
 SEPARABLE = 0.9
 
@@ -216,6 +219,7 @@ def _match_1d(
         null,
     )
     p95 = float(np.percentile(null, 95))
+    _no_power(res, k, p95)
     vecs = np.asarray(w, dtype=np.float64).reshape(o * c, k)
     best, score, sign = matching.dc_cosine_scores(vecs, bank)
     above = score > p95
@@ -240,6 +244,7 @@ def _match_1d(
     res.categories = {str(a): int(n) for a, n in zip(cu, cc, strict=True)}
     keep = len(vecs) <= detail_limit
     res.spectral = spectral_summary(vecs, keep)
+    _drop_powerless(res)
     if keep:
         ge = len(null) - np.searchsorted(null, score, side="left")
         pvals = (1 + ge) / (len(null) + 1)
@@ -260,6 +265,24 @@ def _match_1d(
             )
             for i in range(len(vecs))
         ]
+
+
+def _no_power(res: LayerMatch, k: int, p95: float) -> None:
+    """The caveat for kernels too short for the null to leave room above it."""
+    if p95 >= NO_POWER_P95:
+        res.notes.append(
+            f"{k}-tap kernels: a random {k}-tap kernel already matches the 1-D bank at |cos| "
+            f"{p95:.4f} (the random null's 95th percentile), so the fraction above it has no test "
+            "power; no fraction reported"
+        )
+
+
+def _drop_powerless(res: LayerMatch) -> None:
+    """Fractions of a layer flagged by :func:`_no_power` withdrawn (kept as ``None``)."""
+    if res.null is not None and res.null.p95 is not None and res.null.p95 >= NO_POWER_P95:
+        res.fraction_above_null95 = None
+        res.fraction_above_spectrum_null95 = None
+        res.init_fraction_above_null95 = None
 
 
 def _categories(

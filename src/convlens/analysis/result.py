@@ -143,6 +143,9 @@ class SpectralSummary:
     peak_frequencies_sorted: list[float] = field(default_factory=list)
     peaks: list[float] = field(default_factory=list)
     bandwidths_3db: list[float] = field(default_factory=list)
+    n_zero_kernels: int = 0
+    """All-zero kernels (no spectrum): left out of the summary figures and the histogram; their
+    per-kernel peak and bandwidth read 0."""
 
 
 @dataclass
@@ -219,6 +222,10 @@ class LayerMatch:
     spectral: SpectralSummary | None = None
     volume: VolumeSummary | None = None
     units: UnitSummary | None = None
+    notes: list[str] = field(default_factory=list)
+    """Caveats on this layer's figures (no test power, quantised weights, all-zero kernels)."""
+    n_zero_kernels: int = 0
+    """Kernels that are exactly zero: counted here and left out of the fractions and summaries."""
 
 
 # ----------------------------------------------------------------------------- verification
