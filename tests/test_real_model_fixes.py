@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -187,3 +188,30 @@ def test_three_tap_layers_report_no_test_power() -> None:
     assert kernel_verdict(m.fraction_above_null95, m.n_kernels).verdict == "not measured"
     five = match_other("c5", np.random.default_rng(0).standard_normal((8, 4, 5)), n_null=2000)
     assert five.fraction_above_null95 is not None and not five.notes
+
+
+def analyze(target: Path, out: Path, *args: str) -> tuple[Any, dict[str, Any] | None]:
+    """``convlens analyze TARGET --out OUT ARGS`` in process; the written JSON if any."""
+    from click.testing import CliRunner
+
+    from convlens.cli import cli
+
+    r = CliRunner().invoke(cli, ["analyze", str(target), "--out", str(out), *args])
+    data = json.loads(out.read_text()) if out.exists() else None
+    return r, data
+
+
+# ---------------------------------------------------------------- 5: 1-D first-layer verdict
+
+
+def test_one_d_first_layer_line_has_the_verdict(tmp_path: Path) -> None:
+    """The 1-D summary line of the first layer carries the classical-kernels verdict, like 2-D."""
+    f = export(conv1d_stack(), torch.zeros(1, 1, 64), tmp_path / "m.onnx")
+    r, data = analyze(f, tmp_path / "a.json")
+    assert r.exit_code == 0, r.output
+    assert data is not None
+    verdict = data["verdicts"]["classical_kernels"]["verdict"]
+    first = next(ln for ln in r.output.splitlines() if ln.startswith("/0/Conv: "))
+    assert f"; first layer, classical kernels: {verdict}" in first
+    second = next(ln for ln in r.output.splitlines() if ln.startswith("/2/Conv: "))
+    assert "first layer" not in second

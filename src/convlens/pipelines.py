@@ -322,7 +322,6 @@ def analysis_summary(result: AnalysisResult) -> list[str]:
     """The lines ``convlens analyze`` prints: per layer matching (verdict on the first layer,
     categories), verification, AUROCs."""
     lines = []
-    first = result.first_layer
     for layer in result.layers:
         m = layer.matching
         if m is None:
@@ -334,19 +333,14 @@ def analysis_summary(result: AnalysisResult) -> list[str]:
             lines.append(f"{m.layer}: {m.n_kernels} kernels, matching skipped: {m.skipped}")
             continue
         if m.spectral is not None:
-            lines.append(_one_d_line(m))
+            lines.append(_one_d_line(m, _first_layer_verdict(result, layer.name)))
             continue
         init = m.init_fraction_above_null95
         init_text = f", epoch-000 kernels {init:.0%}" if init is not None else ""
         p95 = m.null.p95 if m.null is not None and m.null.p95 is not None else float("nan")
         cats = sorted(m.categories.items(), key=lambda kv: (-kv[1], kv[0]))
         cat_text = ", ".join(f"{c} {n}" for c, n in cats) or "none"
-        verdict = ""
-        if first is not None and layer.name == first.name:
-            v = result.verdicts.classical_kernels
-            if v is not None:
-                p_text = "" if v.p_value is None else f", binomial p {v.p_value:.2g}"
-                verdict = f"; first layer, classical kernels: {v.verdict}{p_text}"
+        verdict = _first_layer_verdict(result, layer.name)
         lines.append(
             f"{m.layer}: {m.n_kernels} kernels {m.kernel_size}x{m.kernel_size}, "
             f"{m.fraction_above_null95 or 0:.0%} above the random null's 95th percentile "
@@ -430,7 +424,17 @@ def _patch_line(f: dict[str, float | None]) -> str:
     )
 
 
-def _one_d_line(m: LayerMatch) -> str:
+def _first_layer_verdict(result: AnalysisResult, name: str) -> str:
+    """``; first layer, classical kernels: yes, binomial p 0.006`` on the first layer, else ``""``."""
+    first = result.first_layer
+    v = result.verdicts.classical_kernels
+    if first is None or name != first.name or v is None:
+        return ""
+    p_text = "" if v.p_value is None else f", binomial p {v.p_value:.2g}"
+    return f"; first layer, classical kernels: {v.verdict}{p_text}"
+
+
+def _one_d_line(m: LayerMatch, verdict: str = "") -> str:
     """``c1d: 64 kernels (1-D, 15 taps), 94% above null; Fourier/Gabor 60; peak frequencies ...``"""
     s = m.spectral
     assert s is not None
@@ -453,7 +457,7 @@ def _one_d_line(m: LayerMatch) -> str:
     )
     return (
         f"{m.layer}: {m.n_kernels} kernels (1-D, {m.kernel_size} taps{where}), "
-        f"{frac}; categories {cat_text}; {peaks}"
+        f"{frac}{verdict}; categories {cat_text}; {peaks}"
     )
 
 
