@@ -215,3 +215,21 @@ def test_one_d_first_layer_line_has_the_verdict(tmp_path: Path) -> None:
     assert f"; first layer, classical kernels: {verdict}" in first
     second = next(ln for ln in r.output.splitlines() if ln.startswith("/2/Conv: "))
     assert "first layer" not in second
+
+
+def test_all_zero_one_d_kernels_are_left_out_of_the_spectrum() -> None:
+    """An all-zero kernel has no peak: it is counted apart, not a peak at 0 in the summary."""
+    from convlens.analysis.dims import kernel_spectra, match_other, spectral_summary
+    from convlens.pipelines import _one_d_line
+
+    t = np.arange(16)
+    live = np.stack([np.cos(2 * np.pi * f * t / 16) for f in (2, 3, 4)])
+    vecs = np.concatenate([live, np.zeros((2, 16))])
+    s = spectral_summary(vecs, keep=True)
+    want = kernel_spectra(live)[0]
+    assert s.n_zero_kernels == 2
+    assert s.peak_min == want.min() and s.peak_max == want.max() and s.peak_min > 0
+    assert sum(s.histogram_counts) == 3 and len(s.peak_frequencies_sorted) == 3
+    assert s.peaks[3:] == [0.0, 0.0] and len(s.peaks) == 5  # per-kernel order kept
+    m = match_other("c", vecs.reshape(5, 1, 16), n_null=200)
+    assert "2 all-zero kernel(s) left out of the spectrum" in _one_d_line(m)

@@ -449,6 +449,8 @@ def _one_d_line(m: LayerMatch, verdict: str = "") -> str:
         if s.peak_min is not None and s.peak_max is not None and s.peak_median is not None
         else "no spectrum"
     )
+    if s.n_zero_kernels:
+        peaks += f"; {s.n_zero_kernels} all-zero kernel(s) left out of the spectrum"
     frac = (
         f"{m.fraction_above_null95:.0%} above the random 1-D null's 95th percentile "
         f"({p95:.3f}; chance 5%)"

@@ -86,18 +86,20 @@ def spectral_summary(vecs: NDArray[Any], keep: bool) -> SpectralSummary:
     band = np.abs(freqs[None, :] - peaks[:, None]) <= 1.0 / k + 1e-12
     total = power.sum(axis=1)
     frac = np.where(total > 0, (power * band).sum(axis=1) / np.where(total > 0, total, 1.0), 0.0)
+    live = total > 0  # an all-zero kernel has no spectrum: counted apart, not a peak at 0
+    peaks, bws = np.where(live, peaks, 0.0), np.where(live, bws, 0.0)
     edges = np.linspace(0.0, 0.5, 9)
-    counts, _ = np.histogram(peaks, bins=edges)
-    out = SpectralSummary(n_fft=nfft, band_halfwidth=1.0 / k)
-    if len(v):
-        out.peak_min, out.peak_max = float(peaks.min()), float(peaks.max())
-        out.peak_median = float(np.median(peaks))
-        out.median_bandwidth_3db = float(np.median(bws))
-        out.fraction_concentrated = float((frac > CONCENTRATED).mean())
+    counts, _ = np.histogram(peaks[live], bins=edges)
+    out = SpectralSummary(n_fft=nfft, band_halfwidth=1.0 / k, n_zero_kernels=int((~live).sum()))
+    if live.any():
+        out.peak_min, out.peak_max = float(peaks[live].min()), float(peaks[live].max())
+        out.peak_median = float(np.median(peaks[live]))
+        out.median_bandwidth_3db = float(np.median(bws[live]))
+        out.fraction_concentrated = float((frac[live] > CONCENTRATED).mean())
     out.histogram_edges = [float(e) for e in edges]
     out.histogram_counts = [int(c) for c in counts]
     if keep:
-        out.peak_frequencies_sorted = [float(p) for p in np.sort(peaks)]
+        out.peak_frequencies_sorted = [float(p) for p in np.sort(peaks[live])]
         out.peaks = [float(p) for p in peaks]
         out.bandwidths_3db = [float(b) for b in bws]
     return out
