@@ -233,3 +233,43 @@ def test_all_zero_one_d_kernels_are_left_out_of_the_spectrum() -> None:
     assert s.peaks[3:] == [0.0, 0.0] and len(s.peaks) == 5  # per-kernel order kept
     m = match_other("c", vecs.reshape(5, 1, 16), n_null=200)
     assert "2 all-zero kernel(s) left out of the spectrum" in _one_d_line(m)
+
+
+# ---------------------------------------------------------------- 6: ID mean 0
+
+
+def test_ratio_interval_of_a_silent_layer_is_null_without_a_warning() -> None:
+    """``mean(b) == 0`` in every resample: a null interval, no numpy 'All-NaN slice' warning."""
+    import warnings
+
+    from convlens.analysis.stats import bootstrap_ratio_ci
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        lo, hi = bootstrap_ratio_ci(np.ones(10), np.zeros(12), n_boot=200)
+    assert np.isnan(lo) and np.isnan(hi)
+    lo, hi = bootstrap_ratio_ci(np.full(10, 2.0), np.ones(12), n_boot=200)
+    assert lo == hi == 2.0
+
+
+def test_silent_layer_is_named_in_a_note(tmp_path: Path) -> None:
+    """A layer whose ID activations are all 0 (zero weights and bias): no ratio, a note names it."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Conv2d(4, 4, 3), torch.nn.ReLU()
+    )
+    with torch.no_grad():
+        model[2].weight.zero_()
+        model[2].bias.zero_()
+    f = export(model, torch.zeros(1, 1, 28, 28), tmp_path / "m.onnx")
+    r, data = analyze(f, tmp_path / "a.json", "--data", "digits", "--ood", "noise")
+    assert r.exit_code == 0, r.output
+    assert data is not None
+    assert "All-NaN" not in r.output
+    silent = [n for n in data["notes"] if n.startswith("mean ID activation 0 at ")]
+    assert len(silent) == 1 and "/2/Conv" in silent[0], data["notes"]
+    dist = next(x for x in data["layers"] if x["identity"]["name"] == "/2/Conv")["distribution"]
+    assert dist["ood"]["noise"]["ratio"] is None and dist["ood"]["noise"]["ratio_ci"] == [
+        None,
+        None,
+    ]

@@ -297,6 +297,12 @@ def attach_distribution(
     for name, dist in per_layer.items():
         if name in layers:
             layers[name].distribution = dist
+    silent = [n for n, d in per_layer.items() if d.id_mean is not None and d.id_mean <= 0]
+    if silent:
+        result.notes.append(
+            f"mean ID activation 0 at {', '.join(silent[:5])}{' ...' if len(silent) > 5 else ''}: "
+            "the OOD/ID activation ratio is undefined there (no ratio, no interval)"
+        )
 
 
 # ----------------------------------------------------------------------------- training runs
