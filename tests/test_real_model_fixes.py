@@ -273,3 +273,76 @@ def test_silent_layer_is_named_in_a_note(tmp_path: Path) -> None:
         None,
         None,
     ]
+
+
+# ---------------------------------------------------------------- 4: DynamicQuantizeLinear weights
+
+
+def constant_weights(src: Path, dst: Path) -> Path:
+    """``src`` with every initializer moved into a ``Constant`` node (as paddle2onnx writes them)."""
+    from onnx import helper
+
+    m = onnx.load(str(src))
+    g = m.graph
+    consts = [helper.make_node("Constant", [], [t.name], value=t) for t in g.initializer]
+    inits = {t.name for t in g.initializer}
+    keep = [i for i in g.input if i.name not in inits]
+    del g.initializer[:]
+    del g.input[:]
+    g.input.extend(keep)
+    nodes = consts + list(g.node)
+    del g.node[:]
+    g.node.extend(nodes)
+    onnx.save(m, str(dst))
+    return dst
+
+
+def test_dynamic_quantize_linear_matches_onnxruntime() -> None:
+    """The constant-folded ``DynamicQuantizeLinear`` equals onnxruntime's, bit for bit."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    from convlens.analysis.onnxgraph import dynamic_quantize_linear
+
+    node = helper.make_node("DynamicQuantizeLinear", ["x"], ["y", "s", "z"])
+    g = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)],
+        [helper.make_tensor_value_info(n, t, None) for n, t in (("y", 2), ("s", 1), ("z", 2))],
+    )
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    for x in [rng.standard_normal((8, 3, 3, 3)), rng.uniform(0.1, 2, (5, 7)), np.zeros((4, 2))]:
+        x = x.astype(np.float32)
+        want = sess.run(None, {"x": x})
+        got = dynamic_quantize_linear(x)
+        for a, b in zip(got, want, strict=True):
+            assert a.dtype == b.dtype and np.array_equal(a, b)
+
+
+def test_constant_weights_quantised_at_run_time_are_followed(tmp_path: Path) -> None:
+    """``quantize_dynamic`` of a model whose weights are ``Constant`` nodes quantises them with
+    ``DynamicQuantizeLinear`` at run time: the weights are still constant and are read (the bug:
+    exit 2, "weights not constant"); the dequantised weight is within half a step of the float."""
+    from convlens.analysis.onnxgraph import read_graph
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 3, bias=False), torch.nn.ReLU(), torch.nn.Conv2d(4, 2, 3, bias=False)
+    )
+    f = constant_weights(
+        export(model, torch.zeros(1, 1, 12, 12), tmp_path / "m.onnx"), tmp_path / "c.onnx"
+    )
+    q = quantise(f, tmp_path / "q.onnx")
+    assert any(n.op_type == "DynamicQuantizeLinear" for n in onnx.load(str(q)).graph.node)
+    g = read_graph(q)
+    assert not g.unresolved and len(g.convs) == 2
+    for conv, ref in zip(g.convs, (model[0], model[2]), strict=True):
+        w = ref.weight.detach().double().numpy()
+        step = (max(0.0, w.max()) - min(0.0, w.min())) / 255
+        assert np.abs(conv.weight - w).max() <= step / 2 + 1e-6
+    r, data = analyze(q, tmp_path / "a.json")
+    assert r.exit_code == 0, r.output
+    assert data is not None and len(data["layers"]) == 2

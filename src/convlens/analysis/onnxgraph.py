@@ -294,6 +294,14 @@ class _Resolver:
         op = node.op_type
         if op == "Constant":
             return self._constant(node), []
+        if op == "DynamicQuantizeLinear":
+            x, steps = self.const(scope, node.input[0], depth + 1)
+            if x.dtype.kind != "f":
+                raise _NotConstant(
+                    f"input {name!r} is a DynamicQuantizeLinear of a {x.dtype} tensor"
+                )
+            outs = dynamic_quantize_linear(x)
+            return outs[list(node.output).index(name)], steps
         if op not in _PASS_THROUGH:
             raise _NotConstant(f"input {name!r} produced by {op}")
         x, steps = self.const(scope, node.input[0], depth + 1)
@@ -357,6 +365,26 @@ class _Resolver:
             if a.name == "value_ints":
                 return np.asarray(list(a.ints), dtype=np.int64)
         raise _NotConstant(f"Constant node {node.name or node.output[0]!r} holds no numeric value")
+
+
+def dynamic_quantize_linear(
+    x: NDArray[Any],
+) -> tuple[NDArray[np.uint8], NDArray[np.float32], NDArray[np.uint8]]:
+    """ONNX ``DynamicQuantizeLinear`` of a constant, in float32 as onnxruntime computes it:
+    ``scale = (max(0, max x) - min(0, min x)) / 255``, ``zp = saturate(round(-min / scale))``,
+    ``y = saturate(round(x / scale) + zp)`` (round half to even, saturate to 0..255; scale 1 for an
+    all-zero tensor, as onnxruntime does). Follows a
+    weight that onnxruntime's quantiser quantises at run time (a weight from a ``Constant`` node):
+    the values are fixed, so the dequantised weight is computable."""
+    xf = np.asarray(x, dtype=np.float32)
+    lo = np.float32(min(0.0, float(xf.min()))) if xf.size else np.float32(0)
+    hi = np.float32(max(0.0, float(xf.max()))) if xf.size else np.float32(0)
+    scale = np.float32((hi - lo) / np.float32(255))
+    if scale == 0:  # an all-zero tensor: onnxruntime takes scale 1, zero point 0
+        scale = np.float32(1)
+    zp = np.uint8(np.clip(np.rint(np.float32(0) - lo / scale), 0, 255))
+    y = np.clip(np.rint(xf / scale) + np.float32(zp), 0, 255).astype(np.uint8)
+    return y, np.asarray(scale, dtype=np.float32), np.asarray(zp, dtype=np.uint8)
 
 
 def dequantise(
