@@ -346,3 +346,46 @@ def test_constant_weights_quantised_at_run_time_are_followed(tmp_path: Path) -> 
     r, data = analyze(q, tmp_path / "a.json")
     assert r.exit_code == 0, r.output
     assert data is not None and len(data["layers"]) == 2
+
+
+# ---------------------------------------------------------------- 3: quantised layers
+
+
+def test_all_zero_kernels_are_out_of_the_fractions_and_the_verdict_n() -> None:
+    """Zero kernels (what 8-bit quantisation makes of small kernels) are counted apart: the
+    fraction is over the live kernels, and the first-layer verdict's n is the live count."""
+    from convlens.analysis.matching import match_layer
+
+    rng = np.random.default_rng(0)
+    w = rng.uniform(-1, 1, (6, 2, 3, 3))
+    full = match_layer("c", w, n_null=500, gabor=False)
+    w0 = np.concatenate([w, np.zeros((4, 2, 3, 3))])
+    m = match_layer("c", w0, n_null=500, gabor=False)
+    assert m.n_kernels == 20 and m.n_zero_kernels == 8
+    assert m.fraction_above_null95 == full.fraction_above_null95
+    assert m.fraction_above_spectrum_null95 is not None
+    assert any(n.startswith("8 of 20 kernels are all zero") for n in m.notes)
+
+
+def test_quantised_layers_carry_a_note(tmp_path: Path) -> None:
+    """A layer on an 8-bit grid says its fractions are not comparable with the float null (per
+    layer, in the JSON and in the printed line); a float layer does not."""
+    from convlens.analysis.caveats import quantised_levels
+
+    rng = np.random.default_rng(0)
+    assert quantised_levels(rng.standard_normal((8, 4, 3, 3))) is None
+    assert quantised_levels(np.round(rng.standard_normal((8, 4, 3, 3)) * 20) / 20) is not None
+    assert quantised_levels(np.round(rng.standard_normal((2, 1, 3, 3)) * 20) / 20) is None  # small
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 16, 5), torch.nn.ReLU(), torch.nn.Conv2d(16, 8, 3)
+    )
+    q = quantise(export(model, torch.zeros(1, 1, 16, 16), tmp_path / "m.onnx"), tmp_path / "q.onnx")
+    r, data = analyze(q, tmp_path / "a.json")
+    assert r.exit_code == 0, r.output
+    assert data is not None
+    for lay in data["layers"]:
+        assert any(n.startswith("quantised weights (") for n in lay["matching"]["notes"])
+    assert "quantised weights: fractions not comparable with the float null" in r.output
+    _, fdata = analyze(tmp_path / "m.onnx", tmp_path / "f.json")
+    assert fdata is not None and not any(lay["matching"]["notes"] for lay in fdata["layers"])

@@ -333,7 +333,7 @@ def analysis_summary(result: AnalysisResult) -> list[str]:
             lines.append(f"{m.layer}: {m.n_kernels} kernels, matching skipped: {m.skipped}")
             continue
         if m.spectral is not None:
-            lines.append(_one_d_line(m, _first_layer_verdict(result, layer.name)))
+            lines.append(_one_d_line(m, _first_layer_verdict(result, layer.name)) + _caveat(m))
             continue
         init = m.init_fraction_above_null95
         init_text = f", epoch-000 kernels {init:.0%}" if init is not None else ""
@@ -344,7 +344,7 @@ def analysis_summary(result: AnalysisResult) -> list[str]:
         lines.append(
             f"{m.layer}: {m.n_kernels} kernels {m.kernel_size}x{m.kernel_size}, "
             f"{m.fraction_above_null95 or 0:.0%} above the random null's 95th percentile "
-            f"({p95:.3f}; chance 5%{init_text}){verdict}; categories {cat_text}"
+            f"({p95:.3f}; chance 5%{init_text}){verdict}; categories {cat_text}" + _caveat(m)
         )
     lines.extend(_kernel_learning_lines(result))
     lines.extend(_verify_lines(result))
@@ -422,6 +422,16 @@ def _patch_line(f: dict[str, float | None]) -> str:
         f"null: {above}; median ZCA-filter |cos|: {zca} (random null p95 "
         f"{g('trained.zca_random_null_p95')})"
     )
+
+
+def _caveat(m: LayerMatch) -> str:
+    """The short form of a layer's quantisation and all-zero-kernel caveats (``LayerMatch.notes``)."""
+    out = ""
+    if m.n_zero_kernels and m.spectral is None:
+        out += f"; {m.n_zero_kernels} all-zero kernel(s) left out of the fractions"
+    if any(n.startswith("quantised weights") for n in m.notes):
+        out += "; quantised weights: fractions not comparable with the float null"
+    return out
 
 
 def _first_layer_verdict(result: AnalysisResult, name: str) -> str:

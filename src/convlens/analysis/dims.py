@@ -231,6 +231,7 @@ def _match_1d(
         "random 1-D kernels with this layer's mean power spectrum (phase-randomised)", snull
     )
     res.fraction_above_spectrum_null95 = float((score > np.percentile(snull, 95)).mean())
+    matching.exclude_zero_kernels(res, vecs, score)
     res.median_score = float(np.median(score))
     families = np.array([entries[b].family for b in best], dtype=object)
     uniq, counts = np.unique(families.astype(str), return_counts=True)

@@ -22,6 +22,7 @@ from torch import nn
 
 from convlens.analysis import (
     activations,
+    caveats,
     cka,
     controls,
     evolution,
@@ -161,6 +162,7 @@ def match_layers(
             and w.shape[1] == 3,
         )
         m = layer.matching
+        caveats.add_quantisation_note(m, w)
         if m.skipped is None:
             if m.kernels:
                 budget -= len(m.kernels)
