@@ -389,3 +389,26 @@ def test_quantised_layers_carry_a_note(tmp_path: Path) -> None:
     assert "quantised weights: fractions not comparable with the float null" in r.output
     _, fdata = analyze(tmp_path / "m.onnx", tmp_path / "f.json")
     assert fdata is not None and not any(lay["matching"]["notes"] for lay in fdata["layers"])
+
+
+# ---------------------------------------------------------------- 10: ConvTranspose
+
+
+def test_conv_transpose_nodes_are_named_in_a_note(tmp_path: Path) -> None:
+    """ConvTranspose nodes are not analysed; a note (or the error, when nothing else is left)
+    says how many there are instead of dropping them silently."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.ConvTranspose2d(4, 1, 3, stride=2)
+    )
+    f = export(model, torch.zeros(1, 1, 12, 12), tmp_path / "m.onnx")
+    r, data = analyze(f, tmp_path / "a.json")
+    assert r.exit_code == 0, r.output
+    assert data is not None and len(data["layers"]) == 1
+    want = (
+        "conv-like nodes not analysed (only Conv, ConvInteger and QLinearConv are): 1 ConvTranspose"
+    )
+    assert any(n.startswith(want) for n in data["notes"]), data["notes"]
+    only = export(torch.nn.ConvTranspose2d(1, 2, 3), torch.zeros(1, 1, 8, 8), tmp_path / "t.onnx")
+    r, _ = analyze(only, tmp_path / "b.json")
+    assert r.exit_code == 2 and "1 ConvTranspose" in r.output, r.output

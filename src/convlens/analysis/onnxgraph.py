@@ -42,6 +42,8 @@ UNRESOLVED_SHOWN = 5
 """How many conv nodes with non-constant weights an error message names."""
 
 CONV_OPS = ("Conv", "ConvInteger", "QLinearConv")
+OTHER_CONV_OPS = ("ConvTranspose", "DeformConv", "QLinearConvTranspose")
+"""Conv-like ops convlens does not analyse: counted and named in a note, never silently dropped."""
 _SUBGRAPH_ATTRS = {"then_branch": "then", "else_branch": "else", "body": "body"}
 # TensorProto element types decoded here. Float ones are weights; integer ones are quantised weights,
 # zero points and shapes.
@@ -128,6 +130,21 @@ class ConvGraph:
     input_spec: InputSpec | None
     inputs: list[str]
     output_names: list[str]
+    other_convs: dict[str, list[str]] = field(default_factory=dict)
+    """Nodes of :data:`OTHER_CONV_OPS` by op type (qualified names), not analysed."""
+
+    def other_convs_note(self) -> str | None:
+        """The note naming how many conv-like nodes of other kinds were not analysed."""
+        if not self.other_convs:
+            return None
+        parts = [
+            f"{len(v)} {op} ({', '.join(v[:3])}{' ...' if len(v) > 3 else ''})"
+            for op, v in sorted(self.other_convs.items())
+        ]
+        return (
+            "conv-like nodes not analysed (only Conv, ConvInteger and QLinearConv are): "
+            + "; ".join(parts)
+        )
 
     @property
     def n_conv_nodes(self) -> int:
@@ -653,6 +670,8 @@ def _walk(
         default = f"conv{idx}" if node.op_type in CONV_OPS else f"{node.op_type}_{idx}"
         local = node.name or default
         qualified = f"{prefix}{local}"
+        if node.op_type in OTHER_CONV_OPS:
+            found.other_convs.setdefault(node.op_type, []).append(qualified)
         if node.op_type in CONV_OPS:
             name, k = qualified, 2
             while name in names:

@@ -60,7 +60,7 @@ class OnnxModel:
         if not graph.convs:
             if graph.unresolved:
                 raise ConvlensError(graph.not_constant_message(self.path))
-            raise ConvlensError(f"{self.path!r} has no Conv nodes with weights")
+            raise ConvlensError(f"{self.path!r} has no Conv nodes with weights{_other(graph)}")
         self.convs: list[ConvNode] = graph.convs
         self.input_spec: InputSpec | None = graph.input_spec
         if len(graph.inputs) != 1:
@@ -319,6 +319,9 @@ def graph_notes(graph: ConvGraph, *, running: bool) -> list[str]:
     quant = graph.quantised_note()
     if quant:
         notes.append(quant)
+    other = graph.other_convs_note()
+    if other:
+        notes.append(other)
     if graph.unresolved:
         notes.append(
             f"{len(graph.unresolved)} conv node(s) not analysed, weights not constant: "
@@ -336,9 +339,15 @@ def onnx_layers(path: str | Path) -> tuple[list[LayerIdentity], dict[str, NDArra
     if not graph.convs:
         if graph.unresolved:
             raise ConvlensError(graph.not_constant_message(str(path)))
-        raise ConvlensError(f"{str(path)!r} has no Conv nodes with weights")
+        raise ConvlensError(f"{str(path)!r} has no Conv nodes with weights{_other(graph)}")
     weights = {c.name: c.weight for c in graph.convs}
     return conv_identities(graph.convs), weights, graph_notes(graph, running=False)
+
+
+def _other(graph: ConvGraph) -> str:
+    """``"; conv-like nodes not analysed ..."`` for an error message, or ``""``."""
+    note = graph.other_convs_note()
+    return f"; {note}" if note else ""
 
 
 def _first(items: list[str], n: int = 5) -> str:
