@@ -412,3 +412,16 @@ def test_conv_transpose_nodes_are_named_in_a_note(tmp_path: Path) -> None:
     only = export(torch.nn.ConvTranspose2d(1, 2, 3), torch.zeros(1, 1, 8, 8), tmp_path / "t.onnx")
     r, _ = analyze(only, tmp_path / "b.json")
     assert r.exit_code == 2 and "1 ConvTranspose" in r.output, r.output
+
+
+# ---------------------------------------------------------------- 11: a graph input that is not data
+
+
+def test_magika_error_names_the_graph_input(tmp_path: Path) -> None:
+    """Magika reads int32 byte ids ``[N, 2048]``: the error names that graph input (dtype and
+    shape) as what does not fit, not the first conv's 256 channels."""
+    r, _ = analyze(MAGIKA, tmp_path / "a.json", "--data", "digits", "--ood", "noise")
+    assert r.exit_code == 2, r.output
+    line = next(ln for ln in r.output.splitlines() if ln.startswith("convlens: error"))
+    assert "the graph input 'bytes' (int32 [N, 2048]) does not fit 2-D data (N, C, H, W)" in line
+    assert "reads 256" not in line
