@@ -425,3 +425,22 @@ def test_magika_error_names_the_graph_input(tmp_path: Path) -> None:
     line = next(ln for ln in r.output.splitlines() if ln.startswith("convlens: error"))
     assert "the graph input 'bytes' (int32 [N, 2048]) does not fit 2-D data (N, C, H, W)" in line
     assert "reads 256" not in line
+
+
+# ---------------------------------------------------------------- 12: notes by data kind
+
+
+def test_not_normalised_note_is_worded_by_data_kind() -> None:
+    """1-D data (audio) are samples as loaded, not 'pixel values in 0-1'; images keep the wording."""
+    from convlens.data.fit import FitOptions, InputExpectation, plan_fit
+
+    norm = {"mean": 0.0, "std": 1.0}
+    one = plan_fit(
+        [1, 576], InputExpectation(dims=1, channels=1), FitOptions(normalize="none"), norm, "a"
+    )
+    assert "not normalised: the model reads the samples as loaded" in one.notes
+    assert not any("pixel" in n for n in one.notes)
+    two = plan_fit(
+        [1, 8, 8], InputExpectation(dims=2, channels=1), FitOptions(normalize="none"), norm, "b"
+    )
+    assert "not normalised: the model reads pixel values in 0-1" in two.notes
