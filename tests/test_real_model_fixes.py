@@ -444,3 +444,31 @@ def test_not_normalised_note_is_worded_by_data_kind() -> None:
         [1, 8, 8], InputExpectation(dims=2, channels=1), FitOptions(normalize="none"), norm, "b"
     )
     assert "not normalised: the model reads pixel values in 0-1" in two.notes
+
+
+# ---------------------------------------------------------------- 13: JSON size of feature maps
+
+
+def test_wide_layers_keep_a_correlation_summary_not_the_matrix(tmp_path: Path) -> None:
+    """Over FEATURE_MAP_CHANNEL_LIMIT (64) channels only the mean |r| between channels is stored
+    (checked against numpy's corrcoef), and the note says so; narrow layers keep the matrix."""
+    from convlens.analysis.featuremaps import mean_abs_offdiagonal
+    from convlens.analysis.run import FEATURE_MAP_CHANNEL_LIMIT
+
+    assert FEATURE_MAP_CHANNEL_LIMIT == 64
+    x = np.random.default_rng(0).standard_normal((5, 40))
+    r = np.corrcoef(x)
+    want = np.abs(r[np.triu_indices(5, 1)]).mean()
+    assert mean_abs_offdiagonal(r) == pytest.approx(want, rel=1e-12)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 8, 3), torch.nn.ReLU(), torch.nn.Conv2d(8, 80, 3)
+    )
+    f = export(model, torch.zeros(1, 1, 8, 8), tmp_path / "m.onnx")
+    res, data = analyze(f, tmp_path / "a.json", "--data", "digits", "--ood", "noise")
+    assert res.exit_code == 0, res.output
+    assert data is not None
+    narrow, wide = (lay["feature_maps"] for lay in data["layers"])
+    assert len(narrow["channel_correlation_final"]) == 8
+    assert wide["channel_correlation_final"] == [] and 0 < wide["mean_abs_channel_correlation"] <= 1
+    assert any("only the mean |r| between channels is stored" in n for n in data["notes"])

@@ -421,6 +421,9 @@ class LayerFeatureMaps:
     per_epoch: list[EpochActivation]
     channel_correlation_final: list[list[float]]
     channel_correlation_init: list[list[float]]
+    mean_abs_channel_correlation: float | None = None
+    """Mean |Pearson r| over distinct channel pairs (final maps): the summary kept when the layer
+    has too many channels for its matrix to be stored (model files: over 64 channels)."""
 
 
 @dataclass
