@@ -472,3 +472,14 @@ def test_wide_layers_keep_a_correlation_summary_not_the_matrix(tmp_path: Path) -
     assert len(narrow["channel_correlation_final"]) == 8
     assert wide["channel_correlation_final"] == [] and 0 < wide["mean_abs_channel_correlation"] <= 1
     assert any("only the mean |r| between channels is stored" in n for n in data["notes"])
+
+
+def test_first_layer_verdict_never_prints_p_zero() -> None:
+    """A binomial tail that underflows (the VAD's 256 of 256 STFT atoms) reads '< 1e-300', not 0."""
+    from convlens.analysis.verdicts import kernel_verdict
+
+    v = kernel_verdict(1.0, 256)
+    assert v.p_value == 0.0
+    from convlens.analysis.units import format_p
+
+    assert format_p(v.p_value) == "< 1e-300"

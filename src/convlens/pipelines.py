@@ -440,7 +440,9 @@ def _first_layer_verdict(result: AnalysisResult, name: str) -> str:
     v = result.verdicts.classical_kernels
     if first is None or name != first.name or v is None:
         return ""
-    p_text = "" if v.p_value is None else f", binomial p {v.p_value:.2g}"
+    from convlens.analysis.units import format_p
+
+    p_text = "" if v.p_value is None else f", binomial p {format_p(v.p_value)}"
     return f"; first layer, classical kernels: {v.verdict}{p_text}"
 
 
