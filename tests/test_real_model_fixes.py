@@ -483,3 +483,15 @@ def test_first_layer_verdict_never_prints_p_zero() -> None:
     from convlens.analysis.units import format_p
 
     assert format_p(v.p_value) == "< 1e-300"
+
+
+def test_padding_before_a_conv_keeps_the_chain() -> None:
+    """An input grown by less than double (a Pad node, e.g. the VAD's reflection pad before its
+    STFT) is taken as padding: the figures go on, and the note says so."""
+    from convlens.analysis.receptive import traced_chain
+
+    layers = [_ident("a", 0, 3), _ident("b", 1, 3)]
+    shapes = {"a": ([1, 4, 12, 12], [1, 4, 10, 10]), "b": ([1, 4, 10, 10], [1, 4, 8, 8])}
+    fields, note = traced_chain(layers, shapes, (9, 9))
+    assert [f.size for f in fields] == [(3, 3), (5, 5)]
+    assert "taken as padding before a ([9, 9] -> [12, 12]; start not shifted)" in note

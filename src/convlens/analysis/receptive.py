@@ -222,7 +222,8 @@ def traced_chain(
     and the pooling layers seen before it (``pools[name]``), for any model; the second value states
     the assumption (:data:`CHAIN_RULE`), what was inferred and where the chain breaks. A conv that
     reads a spatial size no pooling explains resumes from the latest earlier conv output of its
-    shape and channels (a rejoining branch); when there is none the figures stop there."""
+    shape and channels (a rejoining branch), or, when the size grew by less than its double, is
+    taken as padded (a Pad node); when none of these fits the figures stop there."""
     nd = len(input_spatial)
     chain = _Chain(nd)
     prev: list[int] = list(input_spatial)
@@ -252,6 +253,8 @@ def traced_chain(
             elif back is not None:
                 breaks.append(f"{ident.name} reads {sp_in}: resumed from {back[0]}'s output")
                 chain, prev_c = back[1], int(inp[1])
+            elif all(a <= b < 2 * a for a, b in zip(prev, sp_in, strict=True)):
+                breaks.append(f"padding before {ident.name} ({prev} -> {sp_in}; start not shifted)")
             else:
                 breaks.append(f"{ident.name} reads {sp_in} after {prev}")
                 break
@@ -286,7 +289,10 @@ def _chain_note(
     if inferred:
         note += "; pooling inferred " + first(inferred)
     rejoins = [b for b in breaks if ": resumed from " in b]
-    breaks = [b for b in breaks if b not in rejoins]
+    pads = [b for b in breaks if b.startswith("padding before ")]
+    breaks = [b for b in breaks if b not in rejoins and b not in pads]
+    if pads:
+        note += "; input grown by less than double, taken as " + first(pads)
     spatial = [b for b in breaks if " channels, " not in b]
     if rejoins:
         note += "; branches rejoin (each resumes the chain from the latest conv output of its "
