@@ -15,6 +15,11 @@ import torch
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
+pytestmark = [  # the TorchScript exporter (dynamo=False) is what builds the small models here
+    pytest.mark.filterwarnings("ignore:You are using the legacy TorchScript-based ONNX export"),
+    pytest.mark.filterwarnings("ignore:The feature will be removed"),
+]
+
 REAL = Path(__file__).parent / "data" / "real"
 SILERO_16K = REAL / "silero_vad_16k_op15.onnx"
 PPOCR_CLS = REAL / "ch_ppocr_mobile_v2.0_cls_infer.onnx"
