@@ -355,7 +355,9 @@ def test_receptive_fields_of_a_model_file_by_hand(tmp_path):
     # conv 3x3 s2 p1 -> size 4 + 2*2 = 8, start 0.5 + (1 - 1)*2, jump 4; conv 1x2 -> size (8, 12),
     # start (0.5, 0.5 + 0.5*4), jump 4
     assert [f["name"] for f in rf] == ["0", "3", "5"]
-    assert [f["size"] for f in rf] == [[3, 3], [8, 8], [8, 12]]
+    # the last field (8, 12) covers the whole 8x8 input: reported clipped to it, flagged global
+    assert [f["size"] for f in rf] == [[3, 3], [8, 8], [8, 8]]
+    assert [f["is_global"] for f in rf] == [False, True, True]
     assert [f["jump"] for f in rf] == [[1, 1], [4, 4], [4, 4]]
     assert [f["start"] for f in rf] == [[0.0, 0.0], [0.5, 0.5], [0.5, 2.5]]
     assert [f["output_shape"] for f in rf] == [[8, 8], [2, 2], [2, 1]]
@@ -366,7 +368,9 @@ def test_receptive_fields_of_a_model_file_by_hand(tmp_path):
         LayerGeometry.make("5", kernel=(1, 2)),
     ]
     oracle = [f for f in receptive_fields(stack, (8, 8)) if f.name != "p"]
-    assert [list(f.size) for f in oracle] == [f["size"] for f in rf]
+    clipped = [[min(v, 8) for v in f.size] for f in oracle]
+    assert clipped == [f["size"] for f in rf]
+    assert [list(f.size) for f in oracle][-1] == [8, 12]
     assert [list(f.start) for f in oracle] == [f["start"] for f in rf]
     assert any("assuming a chain" in n and "pooling layers traced: 2" in n for n in a["notes"])
     # the compact table and the probe feature maps
@@ -381,7 +385,7 @@ def test_receptive_fields_of_a_model_file_by_hand(tmp_path):
         "check",
         "RF",
     ]
-    assert table[3].split()[0] == "5" and table[3].split()[-2:] == ["checked", "8x12"]
+    assert table[3].split()[0] == "5" and table[3].split()[-2:] == ["checked", "global"]
     fm = a["layers"][0]["feature_maps"]
     assert fm["shape"] == [4, 8, 8] and fm["per_epoch"][0]["epoch"] == -1
     assert len(fm["channel_correlation_final"]) == 4 and fm["channel_correlation_init"] == []

@@ -280,7 +280,10 @@ def layer_table(result: AnalysisResult, limit: int = 40) -> list[str]:
     field; at most ``limit`` rows (the rest counted)."""
     fields = {}
     if result.receptive_fields is not None:
-        fields = {f.name: "x".join(map(str, f.size)) for f in result.receptive_fields.theoretical}
+        fields = {
+            f.name: "global" if f.is_global else "x".join(map(str, f.size))
+            for f in result.receptive_fields.theoretical
+        }
     rows: list[tuple[str, ...]] = [
         ("layer", "kernels", "above null", "top categories", "check", "RF")
     ]
@@ -319,7 +322,6 @@ def analysis_summary(result: AnalysisResult) -> list[str]:
     """The lines ``convlens analyze`` prints: per layer matching (verdict on the first layer,
     categories), verification, AUROCs."""
     lines = []
-    first = result.first_layer
     for layer in result.layers:
         m = layer.matching
         if m is None:
@@ -331,23 +333,18 @@ def analysis_summary(result: AnalysisResult) -> list[str]:
             lines.append(f"{m.layer}: {m.n_kernels} kernels, matching skipped: {m.skipped}")
             continue
         if m.spectral is not None:
-            lines.append(_one_d_line(m))
+            lines.append(_one_d_line(m, _first_layer_verdict(result, layer.name)) + _caveat(m))
             continue
         init = m.init_fraction_above_null95
         init_text = f", epoch-000 kernels {init:.0%}" if init is not None else ""
         p95 = m.null.p95 if m.null is not None and m.null.p95 is not None else float("nan")
         cats = sorted(m.categories.items(), key=lambda kv: (-kv[1], kv[0]))
         cat_text = ", ".join(f"{c} {n}" for c, n in cats) or "none"
-        verdict = ""
-        if first is not None and layer.name == first.name:
-            v = result.verdicts.classical_kernels
-            if v is not None:
-                p_text = "" if v.p_value is None else f", binomial p {v.p_value:.2g}"
-                verdict = f"; first layer, classical kernels: {v.verdict}{p_text}"
+        verdict = _first_layer_verdict(result, layer.name)
         lines.append(
             f"{m.layer}: {m.n_kernels} kernels {m.kernel_size}x{m.kernel_size}, "
             f"{m.fraction_above_null95 or 0:.0%} above the random null's 95th percentile "
-            f"({p95:.3f}; chance 5%{init_text}){verdict}; categories {cat_text}"
+            f"({p95:.3f}; chance 5%{init_text}){verdict}; categories {cat_text}" + _caveat(m)
         )
     lines.extend(_kernel_learning_lines(result))
     lines.extend(_verify_lines(result))
@@ -427,7 +424,29 @@ def _patch_line(f: dict[str, float | None]) -> str:
     )
 
 
-def _one_d_line(m: LayerMatch) -> str:
+def _caveat(m: LayerMatch) -> str:
+    """The short form of a layer's quantisation and all-zero-kernel caveats (``LayerMatch.notes``)."""
+    out = ""
+    if m.n_zero_kernels and m.spectral is None:
+        out += f"; {m.n_zero_kernels} all-zero kernel(s) left out of the fractions"
+    if any(n.startswith("quantised weights") for n in m.notes):
+        out += "; quantised weights: fractions not comparable with the float null"
+    return out
+
+
+def _first_layer_verdict(result: AnalysisResult, name: str) -> str:
+    """``; first layer, classical kernels: yes, binomial p 0.006`` on the first layer, else ``""``."""
+    first = result.first_layer
+    v = result.verdicts.classical_kernels
+    if first is None or name != first.name or v is None:
+        return ""
+    from convlens.analysis.units import format_p
+
+    p_text = "" if v.p_value is None else f", binomial p {format_p(v.p_value)}"
+    return f"; first layer, classical kernels: {v.verdict}{p_text}"
+
+
+def _one_d_line(m: LayerMatch, verdict: str = "") -> str:
     """``c1d: 64 kernels (1-D, 15 taps), 94% above null; Fourier/Gabor 60; peak frequencies ...``"""
     s = m.spectral
     assert s is not None
@@ -442,10 +461,17 @@ def _one_d_line(m: LayerMatch) -> str:
         if s.peak_min is not None and s.peak_max is not None and s.peak_median is not None
         else "no spectrum"
     )
+    if s.n_zero_kernels:
+        peaks += f"; {s.n_zero_kernels} all-zero kernel(s) left out of the spectrum"
+    frac = (
+        f"{m.fraction_above_null95:.0%} above the random 1-D null's 95th percentile "
+        f"({p95:.3f}; chance 5%)"
+        if m.fraction_above_null95 is not None
+        else f"no test power: the random 1-D null's 95th percentile is {p95:.4f}"
+    )
     return (
         f"{m.layer}: {m.n_kernels} kernels (1-D, {m.kernel_size} taps{where}), "
-        f"{m.fraction_above_null95 or 0:.0%} above the random 1-D null's 95th percentile "
-        f"({p95:.3f}; chance 5%); categories {cat_text}; {peaks}"
+        f"{frac}{verdict}; categories {cat_text}; {peaks}"
     )
 
 

@@ -318,6 +318,9 @@ class TorchModel(ModelAdapter):
 
 
 # ----------------------------------------------------------------------------- onnx
+_AXES = {1: "L", 2: "H, W", 3: "D, H, W"}
+
+
 class OnnxModel(ModelAdapter):
     """An ONNX graph run with onnxruntime (:class:`convlens.analysis.onnxrun.OnnxModel`)."""
 
@@ -354,6 +357,13 @@ class OnnxModel(ModelAdapter):
         first = self.runner.convs[0]
         dims = first.weight.ndim - 2
         conv_c = int(first.weight.shape[1]) * int(first.attrs.get("group", 1))
+        if spec is not None and spec.shape is not None and len(spec.shape) != dims + 2:
+            dims_text = "[" + ", ".join("N" if d is None else str(d) for d in spec.shape) + "]"
+            raise ConvlensError(
+                f"the graph input {spec.name!r} ({spec.dtype} {dims_text}) does not fit {dims}-D "
+                f"data (N, C, {_AXES.get(dims, '...')}): the model reaches "
+                f"its first conv {first.name!r} through other ops, so --data cannot feed it"
+            )
         if spec is None or spec.shape is None or len(spec.shape) != dims + 2:
             return InputExpectation(
                 dims=dims,

@@ -26,6 +26,9 @@ from convlens.analysis.result import KernelMatch, LayerMatch, SpectralSummary, V
 from convlens.kernels.bank1d import MAX_LENGTH_1D, bank_matrix_1d
 
 MIN_FFT = 64
+NO_POWER_P95 = 0.999
+"""A random null whose 95th percentile reaches this |cos| (3-tap kernels: 0.9999) leaves no room
+above it: fractions above it are not reported as a test."""
 CONCENTRATED = 0.5
 SEPARABLE = 0.9
 
@@ -83,18 +86,20 @@ def spectral_summary(vecs: NDArray[Any], keep: bool) -> SpectralSummary:
     band = np.abs(freqs[None, :] - peaks[:, None]) <= 1.0 / k + 1e-12
     total = power.sum(axis=1)
     frac = np.where(total > 0, (power * band).sum(axis=1) / np.where(total > 0, total, 1.0), 0.0)
+    live = total > 0  # an all-zero kernel has no spectrum: counted apart, not a peak at 0
+    peaks, bws = np.where(live, peaks, 0.0), np.where(live, bws, 0.0)
     edges = np.linspace(0.0, 0.5, 9)
-    counts, _ = np.histogram(peaks, bins=edges)
-    out = SpectralSummary(n_fft=nfft, band_halfwidth=1.0 / k)
-    if len(v):
-        out.peak_min, out.peak_max = float(peaks.min()), float(peaks.max())
-        out.peak_median = float(np.median(peaks))
-        out.median_bandwidth_3db = float(np.median(bws))
-        out.fraction_concentrated = float((frac > CONCENTRATED).mean())
+    counts, _ = np.histogram(peaks[live], bins=edges)
+    out = SpectralSummary(n_fft=nfft, band_halfwidth=1.0 / k, n_zero_kernels=int((~live).sum()))
+    if live.any():
+        out.peak_min, out.peak_max = float(peaks[live].min()), float(peaks[live].max())
+        out.peak_median = float(np.median(peaks[live]))
+        out.median_bandwidth_3db = float(np.median(bws[live]))
+        out.fraction_concentrated = float((frac[live] > CONCENTRATED).mean())
     out.histogram_edges = [float(e) for e in edges]
     out.histogram_counts = [int(c) for c in counts]
     if keep:
-        out.peak_frequencies_sorted = [float(p) for p in np.sort(peaks)]
+        out.peak_frequencies_sorted = [float(p) for p in np.sort(peaks[live])]
         out.peaks = [float(p) for p in peaks]
         out.bandwidths_3db = [float(b) for b in bws]
     return out
@@ -145,6 +150,12 @@ def _one_d_view(w: NDArray[Any]) -> tuple[NDArray[Any] | None, str | None, str |
     else:
         return None, None, f"{w.ndim - 2}-D convolution: no bank of that dimensionality"
     k = v.shape[2]
+    if k == 1:
+        return (
+            None,
+            None,
+            f"1-tap kernels ({shape}): no spatial structure to compare (they only mix channels)",
+        )
     if k < 3:
         return (
             None,
@@ -210,6 +221,7 @@ def _match_1d(
         null,
     )
     p95 = float(np.percentile(null, 95))
+    _no_power(res, k, p95)
     vecs = np.asarray(w, dtype=np.float64).reshape(o * c, k)
     best, score, sign = matching.dc_cosine_scores(vecs, bank)
     above = score > p95
@@ -219,6 +231,7 @@ def _match_1d(
         "random 1-D kernels with this layer's mean power spectrum (phase-randomised)", snull
     )
     res.fraction_above_spectrum_null95 = float((score > np.percentile(snull, 95)).mean())
+    matching.exclude_zero_kernels(res, vecs, score)
     res.median_score = float(np.median(score))
     families = np.array([entries[b].family for b in best], dtype=object)
     uniq, counts = np.unique(families.astype(str), return_counts=True)
@@ -234,6 +247,7 @@ def _match_1d(
     res.categories = {str(a): int(n) for a, n in zip(cu, cc, strict=True)}
     keep = len(vecs) <= detail_limit
     res.spectral = spectral_summary(vecs, keep)
+    _drop_powerless(res)
     if keep:
         ge = len(null) - np.searchsorted(null, score, side="left")
         pvals = (1 + ge) / (len(null) + 1)
@@ -254,6 +268,24 @@ def _match_1d(
             )
             for i in range(len(vecs))
         ]
+
+
+def _no_power(res: LayerMatch, k: int, p95: float) -> None:
+    """The caveat for kernels too short for the null to leave room above it."""
+    if p95 >= NO_POWER_P95:
+        res.notes.append(
+            f"{k}-tap kernels: a random {k}-tap kernel already matches the 1-D bank at |cos| "
+            f"{p95:.4f} (the random null's 95th percentile), so the fraction above it has no test "
+            "power; no fraction reported"
+        )
+
+
+def _drop_powerless(res: LayerMatch) -> None:
+    """Fractions of a layer flagged by :func:`_no_power` withdrawn (kept as ``None``)."""
+    if res.null is not None and res.null.p95 is not None and res.null.p95 >= NO_POWER_P95:
+        res.fraction_above_null95 = None
+        res.fraction_above_spectrum_null95 = None
+        res.init_fraction_above_null95 = None
 
 
 def _categories(

@@ -70,6 +70,17 @@ def channel_correlation(maps: NDArray[Any]) -> NDArray[np.float64]:
     return np.clip(corr, -1.0, 1.0)
 
 
+def mean_abs_offdiagonal(corr: NDArray[Any]) -> float | None:
+    """Mean ``|r|`` over distinct channel pairs of a correlation matrix (a constant channel's pairs
+    read 0, as in :func:`channel_correlation`); ``None`` with fewer than two channels."""
+    c = np.asarray(corr, dtype=np.float64)
+    if c.ndim != 2 or c.shape[0] < 2:
+        return None
+    vals = np.abs(c[np.triu_indices(c.shape[0], k=1)])
+    vals = vals[np.isfinite(vals)]
+    return float(vals.mean()) if vals.size else None
+
+
 def per_channel_stats(maps: NDArray[Any], probe_sets: list[str]) -> dict[str, Any]:
     """Mean of relu(map) per channel for each probe set."""
     act = np.maximum(np.asarray(maps, dtype=np.float64), 0.0).mean(axis=(2, 3))  # (P, C)

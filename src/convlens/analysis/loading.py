@@ -93,6 +93,10 @@ def _onnx_conv_weights(p: Path) -> dict[str, NDArray[Any]]:
     found = read_graph(p)
     if not found.convs and found.unresolved:
         raise ConvlensError(found.not_constant_message(str(p)))
+    if not found.convs and found.other_convs:
+        raise ConvlensError(
+            f"{str(p)!r} has no Conv nodes with weights; {found.other_convs_note()}"
+        )
     return {f"{c.name}.weight": c.weight.astype(np.float32) for c in found.convs}
 
 

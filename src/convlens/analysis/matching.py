@@ -275,6 +275,7 @@ def match_layer(
     above = score > p95
     res.fraction_above_null95 = float(above.mean())
     snull = _spectrum_stage(res, vecs.reshape(-1, k, k), score, len(null) or n_null, n_null, seed)
+    exclude_zero_kernels(res, vecs, score)
     res.median_score = float(np.median(score))
     fam_names, fam_of_entry = np.unique([e.family for e in entries], return_inverse=True)
     fam_codes = fam_of_entry.ravel()[best]
@@ -303,6 +304,27 @@ def match_layer(
         if c > 1:
             res.channel_summed = _channel_summed(w, bank, entries, p95, opponency)
     return res
+
+
+def exclude_zero_kernels(res: LayerMatch, vecs: NDArray[Any], score: NDArray[Any]) -> None:
+    """All-zero kernels (e.g. weights quantised to zero) have no shape: they are counted in
+    ``n_zero_kernels`` and left out of the fractions above the random and spectrum nulls."""
+    live = np.any(np.asarray(vecs) != 0, axis=1)
+    n0 = int((~live).sum())
+    if n0 == 0:
+        return
+    res.n_zero_kernels = n0
+    res.notes.append(
+        f"{n0} of {len(live)} kernels are all zero: counted apart, left out of the fractions "
+        "above the nulls"
+    )
+    for null, attr in (
+        (res.null, "fraction_above_null95"),
+        (res.spectrum_null, "fraction_above_spectrum_null95"),
+    ):
+        if null is not None and null.p95 is not None:
+            value = float((score[live] > null.p95).mean()) if live.any() else None
+            setattr(res, attr, value)
 
 
 def _spectrum_stage(

@@ -42,6 +42,8 @@ UNRESOLVED_SHOWN = 5
 """How many conv nodes with non-constant weights an error message names."""
 
 CONV_OPS = ("Conv", "ConvInteger", "QLinearConv")
+OTHER_CONV_OPS = ("ConvTranspose", "DeformConv", "QLinearConvTranspose")
+"""Conv-like ops convlens does not analyse: counted and named in a note, never silently dropped."""
 _SUBGRAPH_ATTRS = {"then_branch": "then", "else_branch": "else", "body": "body"}
 # TensorProto element types decoded here. Float ones are weights; integer ones are quantised weights,
 # zero points and shapes.
@@ -128,6 +130,21 @@ class ConvGraph:
     input_spec: InputSpec | None
     inputs: list[str]
     output_names: list[str]
+    other_convs: dict[str, list[str]] = field(default_factory=dict)
+    """Nodes of :data:`OTHER_CONV_OPS` by op type (qualified names), not analysed."""
+
+    def other_convs_note(self) -> str | None:
+        """The note naming how many conv-like nodes of other kinds were not analysed."""
+        if not self.other_convs:
+            return None
+        parts = [
+            f"{len(v)} {op} ({', '.join(v[:3])}{' ...' if len(v) > 3 else ''})"
+            for op, v in sorted(self.other_convs.items())
+        ]
+        return (
+            "conv-like nodes not analysed (only Conv, ConvInteger and QLinearConv are): "
+            + "; ".join(parts)
+        )
 
     @property
     def n_conv_nodes(self) -> int:
@@ -294,6 +311,14 @@ class _Resolver:
         op = node.op_type
         if op == "Constant":
             return self._constant(node), []
+        if op == "DynamicQuantizeLinear":
+            x, steps = self.const(scope, node.input[0], depth + 1)
+            if x.dtype.kind != "f":
+                raise _NotConstant(
+                    f"input {name!r} is a DynamicQuantizeLinear of a {x.dtype} tensor"
+                )
+            outs = dynamic_quantize_linear(x)
+            return outs[list(node.output).index(name)], steps
         if op not in _PASS_THROUGH:
             raise _NotConstant(f"input {name!r} produced by {op}")
         x, steps = self.const(scope, node.input[0], depth + 1)
@@ -357,6 +382,26 @@ class _Resolver:
             if a.name == "value_ints":
                 return np.asarray(list(a.ints), dtype=np.int64)
         raise _NotConstant(f"Constant node {node.name or node.output[0]!r} holds no numeric value")
+
+
+def dynamic_quantize_linear(
+    x: NDArray[Any],
+) -> tuple[NDArray[np.uint8], NDArray[np.float32], NDArray[np.uint8]]:
+    """ONNX ``DynamicQuantizeLinear`` of a constant, in float32 as onnxruntime computes it:
+    ``scale = (max(0, max x) - min(0, min x)) / 255``, ``zp = saturate(round(-min / scale))``,
+    ``y = saturate(round(x / scale) + zp)`` (round half to even, saturate to 0..255; scale 1 for an
+    all-zero tensor, as onnxruntime does). Follows a
+    weight that onnxruntime's quantiser quantises at run time (a weight from a ``Constant`` node):
+    the values are fixed, so the dequantised weight is computable."""
+    xf = np.asarray(x, dtype=np.float32)
+    lo = np.float32(min(0.0, float(xf.min()))) if xf.size else np.float32(0)
+    hi = np.float32(max(0.0, float(xf.max()))) if xf.size else np.float32(0)
+    scale = np.float32((hi - lo) / np.float32(255))
+    if scale == 0:  # an all-zero tensor: onnxruntime takes scale 1, zero point 0
+        scale = np.float32(1)
+    zp = np.uint8(np.clip(np.rint(np.float32(0) - lo / scale), 0, 255))
+    y = np.clip(np.rint(xf / scale) + np.float32(zp), 0, 255).astype(np.uint8)
+    return y, np.asarray(scale, dtype=np.float32), np.asarray(zp, dtype=np.uint8)
 
 
 def dequantise(
@@ -560,6 +605,54 @@ def _qlinear_conv_node(
     )
 
 
+def _free_inputs(node: Any) -> set[str]:
+    """Every tensor name ``node`` reads, including the outer-scope names its subgraphs read (names
+    a subgraph defines itself are left out)."""
+    names = {i for i in node.input if i}
+    for a in node.attribute:
+        subs = [a.g] if a.type == 5 else list(a.graphs) if a.type == 10 else []
+        for sub in subs:
+            defined = {i.name for i in sub.initializer} | {i.name for i in sub.input}
+            defined |= {o for n in sub.node for o in n.output}
+            inner: set[str] = set()
+            for n in sub.node:
+                inner |= _free_inputs(n)
+            names |= inner - defined
+    return names
+
+
+def topological_order(graph: Any) -> list[tuple[int, Any]]:
+    """The graph's nodes as ``(stored index, node)`` in a stable topological order (Kahn's algorithm,
+    the lowest stored index first among the ready nodes): some writers (onnxruntime's quantiser)
+    store nodes out of order, and the conv layers are numbered in execution order. Nodes caught in
+    a cycle (an invalid graph) keep their stored order at the end."""
+    import heapq
+
+    nodes = list(graph.node)
+    producer = {o: k for k, n in enumerate(nodes) for o in n.output if o}
+    deps = [
+        {producer[i] for i in _free_inputs(n) if i in producer} - {k} for k, n in enumerate(nodes)
+    ]
+    users: list[list[int]] = [[] for _ in nodes]
+    for k, ds in enumerate(deps):
+        for d in ds:
+            users[d].append(k)
+    missing = [len(ds) for ds in deps]
+    ready = [k for k, m in enumerate(missing) if m == 0]
+    heapq.heapify(ready)
+    order: list[int] = []
+    while ready:
+        k = heapq.heappop(ready)
+        order.append(k)
+        for u in users[k]:
+            missing[u] -= 1
+            if missing[u] == 0:
+                heapq.heappush(ready, u)
+    done = set(order)
+    order += [k for k in range(len(nodes)) if k not in done]
+    return [(k, nodes[k]) for k in order]
+
+
 def _walk(
     graph: Any,
     scope: _Scope,
@@ -569,7 +662,7 @@ def _walk(
     found: ConvGraph,
     names: set[str],
 ) -> None:
-    for idx, node in enumerate(graph.node):
+    for idx, node in topological_order(graph):
         for a in node.attribute:  # a tensor attribute kept in an external file is refused anywhere
             for t in [a.t, *a.tensors, a.sparse_tensor.values, a.sparse_tensor.indices]:
                 if t.data_location == 1:
@@ -577,6 +670,8 @@ def _walk(
         default = f"conv{idx}" if node.op_type in CONV_OPS else f"{node.op_type}_{idx}"
         local = node.name or default
         qualified = f"{prefix}{local}"
+        if node.op_type in OTHER_CONV_OPS:
+            found.other_convs.setdefault(node.op_type, []).append(qualified)
         if node.op_type in CONV_OPS:
             name, k = qualified, 2
             while name in names:

@@ -26,7 +26,14 @@ import torch
 from numpy.typing import NDArray
 
 from convlens.analysis.activations import SetActivations, accumulate, batches_of, reduce_map
-from convlens.analysis.onnxgraph import ConvGraph, ConvNode, InputSpec, load_model, read_graph
+from convlens.analysis.onnxgraph import (
+    ConvGraph,
+    ConvNode,
+    InputSpec,
+    load_model,
+    read_graph,
+    topological_order,
+)
 from convlens.analysis.result import LayerCheck, LayerIdentity
 from convlens.analysis.verify import compare_call, make_check
 from convlens.errors import ConvlensError
@@ -53,7 +60,7 @@ class OnnxModel:
         if not graph.convs:
             if graph.unresolved:
                 raise ConvlensError(graph.not_constant_message(self.path))
-            raise ConvlensError(f"{self.path!r} has no Conv nodes with weights")
+            raise ConvlensError(f"{self.path!r} has no Conv nodes with weights{_other(graph)}")
         self.convs: list[ConvNode] = graph.convs
         self.input_spec: InputSpec | None = graph.input_spec
         if len(graph.inputs) != 1:
@@ -67,11 +74,15 @@ class OnnxModel:
                 n.op_type,
                 n.attribute,
             )
-            for i, n in enumerate(model.graph.node)
+            for i, n in topological_order(model.graph)
             if n.op_type in ("MaxPool", "AveragePool")
         ]
         """Main-graph pooling nodes (input, output, name, op, attributes), for receptive fields."""
-        self.node_order = {out: i for i, n in enumerate(model.graph.node) for out in n.output}
+        self.node_order = {
+            out: pos
+            for pos, (_, n) in enumerate(topological_order(model.graph))
+            for out in n.output
+        }
         """Position of the node producing each main-graph tensor (topological order)."""
         self.model_outputs = [o.name for o in model.graph.output]
         self.logits_name: str | None = self.model_outputs[0] if self.model_outputs else None
@@ -308,6 +319,9 @@ def graph_notes(graph: ConvGraph, *, running: bool) -> list[str]:
     quant = graph.quantised_note()
     if quant:
         notes.append(quant)
+    other = graph.other_convs_note()
+    if other:
+        notes.append(other)
     if graph.unresolved:
         notes.append(
             f"{len(graph.unresolved)} conv node(s) not analysed, weights not constant: "
@@ -325,9 +339,15 @@ def onnx_layers(path: str | Path) -> tuple[list[LayerIdentity], dict[str, NDArra
     if not graph.convs:
         if graph.unresolved:
             raise ConvlensError(graph.not_constant_message(str(path)))
-        raise ConvlensError(f"{str(path)!r} has no Conv nodes with weights")
+        raise ConvlensError(f"{str(path)!r} has no Conv nodes with weights{_other(graph)}")
     weights = {c.name: c.weight for c in graph.convs}
     return conv_identities(graph.convs), weights, graph_notes(graph, running=False)
+
+
+def _other(graph: ConvGraph) -> str:
+    """``"; conv-like nodes not analysed ..."`` for an error message, or ``""``."""
+    note = graph.other_convs_note()
+    return f"; {note}" if note else ""
 
 
 def _first(items: list[str], n: int = 5) -> str:

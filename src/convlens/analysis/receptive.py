@@ -140,6 +140,12 @@ class _Chain:
         ]
         self.jump = [j * s for j, s in zip(self.jump, stride, strict=True)]
 
+    def copy(self) -> _Chain:
+        """An independent copy of the running state."""
+        new = _Chain(len(self.size))
+        new.size, new.jump, new.start = list(self.size), list(self.jump), list(self.start)
+        return new
+
 
 def _pad_lo(ident: LayerIdentity, in_spatial: list[int]) -> list[int]:
     """Padding before the first element, per axis, from the identity's padding (torch: one value
@@ -174,6 +180,37 @@ def _gap(chain: _Chain, prev: list[int], cur: list[int]) -> str | None:
     return f"window {'x'.join(map(str, windows))} stride {'x'.join(map(str, strides))}"
 
 
+def _resume(
+    history: list[tuple[str, list[int], int, _Chain]], sp_in: list[int], c_in: int
+) -> tuple[str, _Chain] | None:
+    """The most recent earlier conv whose output has the spatial shape and channel count a conv
+    reads (a branch rejoining the main path, e.g. a squeeze-and-excitation gate), with a copy of
+    the chain state after it; ``None`` when there is none."""
+    for name, sp, c, state in reversed(history):
+        if sp == sp_in and c == c_in:
+            return name, state.copy()
+    return None
+
+
+def _field(
+    ident: LayerIdentity, chain: _Chain, sp_out: list[int], input_spatial: tuple[int, ...]
+) -> ReceptiveField:
+    """The field after one conv; a size past the input extent is clipped to it (the unit sees the
+    whole axis) and ``is_global`` says when every axis is covered."""
+    size = tuple(min(sz, n) for sz, n in zip(chain.size, input_spatial, strict=True))
+    is_global = all(sz >= n for sz, n in zip(chain.size, input_spatial, strict=True))
+    return ReceptiveField(
+        ident.name,
+        "conv",
+        size,
+        tuple(chain.jump),
+        tuple(chain.start),
+        tuple(sp_out),
+        is_global,
+        tuple(input_spatial),
+    )
+
+
 def traced_chain(
     layers: list[LayerIdentity],
     shapes: dict[str, tuple[list[int], list[int]]],
@@ -183,7 +220,10 @@ def traced_chain(
     """Receptive field (size, jump, start) after each conv that ran, from its traced geometry and
     the observed shapes (``shapes[name] = (input shape, output shape)``, batch and channels first)
     and the pooling layers seen before it (``pools[name]``), for any model; the second value states
-    the assumption (:data:`CHAIN_RULE`), what was inferred and where the chain breaks."""
+    the assumption (:data:`CHAIN_RULE`), what was inferred and where the chain breaks. A conv that
+    reads a spatial size no pooling explains resumes from the latest earlier conv output of its
+    shape and channels (a rejoining branch), or, when the size grew by less than its double, is
+    taken as padded (a Pad node); when none of these fits the figures stop there."""
     nd = len(input_spatial)
     chain = _Chain(nd)
     prev: list[int] = list(input_spatial)
@@ -192,6 +232,7 @@ def traced_chain(
     breaks: list[str] = []
     seen: list[str] = []
     inferred: list[str] = []
+    history: list[tuple[str, list[int], int, _Chain]] = []
     for ident in sorted(layers, key=lambda i: i.index):
         if ident.name not in shapes or ident.dims != nd or ident.stride is None:
             continue
@@ -206,10 +247,17 @@ def traced_chain(
             seen.append(p.name)
         if sp_in != prev:
             text = _gap(chain, prev, sp_in)
-            if text is None:
-                breaks.append(f"{ident.name} reads {sp_in} after {prev}")
-            else:
+            back = None if text is not None else _resume(history, sp_in, int(inp[1]))
+            if text is not None:
                 inferred.append(f"before {ident.name} ({text})")
+            elif back is not None:
+                breaks.append(f"{ident.name} reads {sp_in}: resumed from {back[0]}'s output")
+                chain, prev_c = back[1], int(inp[1])
+            elif all(a <= b < 2 * a for a, b in zip(prev, sp_in, strict=True)):
+                breaks.append(f"padding before {ident.name} ({prev} -> {sp_in}; start not shifted)")
+            else:
+                breaks.append(f"{ident.name} reads {sp_in} after {prev}")
+                break
         if prev_c is not None and int(inp[1]) != prev_c:
             breaks.append(f"{ident.name} reads {inp[1]} channels, the previous conv gave {prev_c}")
         span = [
@@ -217,35 +265,47 @@ def traced_chain(
             for k, dd in zip(ident.kernel_size, ident.dilation or [1] * nd, strict=True)
         ]
         chain.step(span, list(ident.stride), _pad_lo(ident, sp_in))
-        is_global = all(sz >= n for sz, n in zip(chain.size, input_spatial, strict=True))
-        out.append(
-            ReceptiveField(
-                ident.name,
-                "conv",
-                tuple(chain.size),
-                tuple(chain.jump),
-                tuple(chain.start),
-                tuple(sp_out),
-                is_global,
-                tuple(input_spatial),
-            )
-        )
+        out.append(_field(ident, chain, sp_out, input_spatial))
         prev, prev_c = sp_out, int(res[1])
-    return out, _chain_note(input_spatial, seen, inferred, breaks)
+        history.append((ident.name, sp_out, prev_c, chain))
+        chain = _Chain.copy(chain)
+    return out, _chain_note(input_spatial, seen, inferred, breaks, out)
 
 
 def _chain_note(
-    input_spatial: tuple[int, ...], seen: list[str], inferred: list[str], breaks: list[str]
+    input_spatial: tuple[int, ...],
+    seen: list[str],
+    inferred: list[str],
+    breaks: list[str],
+    fields: list[ReceptiveField] | None = None,
 ) -> str:
     def first(items: list[str]) -> str:
         return ", ".join(items[:5]) + (" ..." if len(items) > 5 else "")
 
-    note = CHAIN_RULE + f"; input {'x'.join(map(str, input_spatial))}"
+    extent = "x".join(map(str, input_spatial))
+    note = CHAIN_RULE + f"; input {extent}"
     if seen:
         note += "; pooling layers traced: " + first(seen)
     if inferred:
         note += "; pooling inferred " + first(inferred)
+    rejoins = [b for b in breaks if ": resumed from " in b]
+    pads = [b for b in breaks if b.startswith("padding before ")]
+    breaks = [b for b in breaks if b not in rejoins and b not in pads]
+    if pads:
+        note += "; input grown by less than double, taken as " + first(pads)
+    spatial = [b for b in breaks if " channels, " not in b]
+    if rejoins:
+        note += "; branches rejoin (each resumes the chain from the latest conv output of its "
+        note += "shape and channels): " + first(rejoins)
     if breaks:
         note += "; NOT a chain at " + "; ".join(breaks[:5]) + (" ..." if len(breaks) > 5 else "")
-        note += ": the figures from there on assume the chain anyway (upper bounds for branches)"
+        if spatial:
+            note += ": no shape seen before explains it, so no figures from there on"
+        else:
+            note += (
+                ": the figures from there on assume the chain anyway (upper bounds for branches)"
+            )
+    reach = [a >= n for f in fields or [] for a, n in zip(f.size, input_spatial, strict=True)]
+    if any(reach):
+        note += f"; sizes are clipped at the input extent {extent} ('global': the whole input)"
     return note

@@ -143,6 +143,9 @@ class SpectralSummary:
     peak_frequencies_sorted: list[float] = field(default_factory=list)
     peaks: list[float] = field(default_factory=list)
     bandwidths_3db: list[float] = field(default_factory=list)
+    n_zero_kernels: int = 0
+    """All-zero kernels (no spectrum): left out of the summary figures and the histogram; their
+    per-kernel peak and bandwidth read 0."""
 
 
 @dataclass
@@ -219,6 +222,10 @@ class LayerMatch:
     spectral: SpectralSummary | None = None
     volume: VolumeSummary | None = None
     units: UnitSummary | None = None
+    notes: list[str] = field(default_factory=list)
+    """Caveats on this layer's figures (no test power, quantised weights, all-zero kernels)."""
+    n_zero_kernels: int = 0
+    """Kernels that are exactly zero: counted here and left out of the fractions and summaries."""
 
 
 # ----------------------------------------------------------------------------- verification
@@ -414,6 +421,9 @@ class LayerFeatureMaps:
     per_epoch: list[EpochActivation]
     channel_correlation_final: list[list[float]]
     channel_correlation_init: list[list[float]]
+    mean_abs_channel_correlation: float | None = None
+    """Mean |Pearson r| over distinct channel pairs (final maps): the summary kept when the layer
+    has too many channels for its matrix to be stored (model files: over 64 channels)."""
 
 
 @dataclass

@@ -22,6 +22,7 @@ from torch import nn
 
 from convlens.analysis import (
     activations,
+    caveats,
     cka,
     controls,
     evolution,
@@ -161,6 +162,7 @@ def match_layers(
             and w.shape[1] == 3,
         )
         m = layer.matching
+        caveats.add_quantisation_note(m, w)
         if m.skipped is None:
             if m.kernels:
                 budget -= len(m.kernels)
@@ -297,6 +299,12 @@ def attach_distribution(
     for name, dist in per_layer.items():
         if name in layers:
             layers[name].distribution = dist
+    silent = [n for n, d in per_layer.items() if d.id_mean is not None and d.id_mean <= 0]
+    if silent:
+        result.notes.append(
+            f"mean ID activation 0 at {', '.join(silent[:5])}{' ...' if len(silent) > 5 else ''}: "
+            "the OOD/ID activation ratio is undefined there (no ratio, no interval)"
+        )
 
 
 # ----------------------------------------------------------------------------- training runs
@@ -534,8 +542,9 @@ def analyze_run(
 # ----------------------------------------------------------------------------- model files
 PROBES_PER_SET = 4
 """Probe items per set (ID test split and each OOD set) whose feature maps a model file gets."""
-FEATURE_MAP_CHANNEL_LIMIT = 256
-"""Channel correlation matrices are kept for layers with at most this many channels (JSON size)."""
+FEATURE_MAP_CHANNEL_LIMIT = 64
+"""Channel correlation matrices are kept for layers with at most this many channels (JSON size: a
+PP-OCR run wrote 15 MB, 89% of it matrices, at 256); larger layers keep the mean |r| only."""
 
 
 class DataStageError(ConvlensError):
@@ -906,9 +915,10 @@ def _probe_maps_stage(result: AnalysisResult, adapter: ModelAdapter, prep: _Prep
         mean_act = {
             s: np.maximum(p.astype(np.float64), 0).mean(axis=(0, *axes)).tolist() for s, p in parts
         }
+        full = featuremaps.channel_correlation(every)
         corr: list[list[float]] = []
         if every.shape[1] <= FEATURE_MAP_CHANNEL_LIMIT:
-            corr = featuremaps.channel_correlation(every).tolist()
+            corr = full.tolist()
         else:
             large.append(lname)
         layers[lname].feature_maps = LayerFeatureMaps(
@@ -916,6 +926,7 @@ def _probe_maps_stage(result: AnalysisResult, adapter: ModelAdapter, prep: _Prep
             per_epoch=[EpochActivation(-1, mean_act)],
             channel_correlation_final=corr,
             channel_correlation_init=[],
+            mean_abs_channel_correlation=featuremaps.mean_abs_offdiagonal(full),
         )
     result.feature_maps = FeatureMapInfo([], probe_sets)
     note = (
@@ -923,5 +934,8 @@ def _probe_maps_stage(result: AnalysisResult, adapter: ModelAdapter, prep: _Prep
         "channel correlation of the model as given (epoch -1: no training history, no init)"
     )
     if large:
-        note += f"; no correlation matrix for {len(large)} layer(s) over {FEATURE_MAP_CHANNEL_LIMIT} channels"
+        note += (
+            f"; for {len(large)} layer(s) over {FEATURE_MAP_CHANNEL_LIMIT} channels only the "
+            "mean |r| between channels is stored, not the matrix (JSON size)"
+        )
     result.notes.append(note)

@@ -123,11 +123,12 @@ def bootstrap_diff_ci(
 def bootstrap_ratio_ci(
     a: NDArray[Any], b: NDArray[Any], *, n_boot: int = 2000, seed: int = 0, level: float = 0.95
 ) -> tuple[float, float]:
-    """Percentile bootstrap interval of ``mean(a) / mean(b)``."""
+    """Percentile bootstrap interval of ``mean(a) / mean(b)``; ``(nan, nan)`` (no warning) when
+    every resampled ``mean(b)`` is 0 (a layer silent on its ID set: the ratio is undefined)."""
     ma, mb = _resampled_means(a, b, n_boot, seed + 1)
-    r = ma / np.where(mb == 0, np.nan, mb)
-    q = (1 - level) / 2
-    return float(np.nanquantile(r, q)), float(np.nanquantile(r, 1 - q))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = ma / np.where(mb == 0, np.nan, mb)
+    return percentile_ci(r, level)
 
 
 # ----------------------------------------------------------------------------- cluster bootstrap

@@ -249,9 +249,10 @@ def verdicts(a: AnalysisResult) -> Verdicts:
             u.above_spectrum_null95, u.n_live, m.layer, u.unit_score, u.n_dead
         )
     elif m is not None and not m.skipped:
-        out.classical_kernels = kernel_verdict(m.fraction_above_null95, m.n_kernels, m.layer)
+        n_live = m.n_kernels - m.n_zero_kernels  # all-zero kernels are out of the fractions
+        out.classical_kernels = kernel_verdict(m.fraction_above_null95, n_live, m.layer)
         out.classical_kernels_spectrum_null = kernel_verdict(
-            m.fraction_above_spectrum_null95, m.n_kernels, m.layer
+            m.fraction_above_spectrum_null95, n_live, m.layer
         )
     out.kernel_learning = kernel_learning_verdict(a)
     if a.distribution is not None:

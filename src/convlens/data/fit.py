@@ -347,8 +347,13 @@ def _plan_values(fit: DataFit, channels: int, what: str) -> None:
     o = fit.options
     rule = parse_normalize(o.normalize)
     k = 255 if o.scale == "0-255" else 1
+    signal = fit.expect.dims == 1  # 1-D data (audio, signals) are samples, not pixels
     if o.scale == "0-255":
-        fit.notes.append("pixel values on the 0-255 scale (x01 * 255)")
+        fit.notes.append(
+            "sample values x 255 (--scale 0-255)"
+            if signal
+            else "pixel values on the 0-255 scale (x01 * 255)"
+        )
     if rule == "dataset":
         if not fit.identity:
             fit.notes.append(
@@ -357,7 +362,11 @@ def _plan_values(fit: DataFit, channels: int, what: str) -> None:
             )
         return
     if rule == "none":
-        fit.notes.append(f"not normalised: the model reads pixel values in 0-{k}")
+        fit.notes.append(
+            "not normalised: the model reads the samples as loaded" + (" x 255" if k == 255 else "")
+            if signal
+            else f"not normalised: the model reads pixel values in 0-{k}"
+        )
         return
     if rule == "imagenet":
         if channels != 3:
