@@ -1,6 +1,7 @@
 """The report's content (issue 15): answer first, glossary, controls, every layer, reproduce
 commands that the real CLI parses, non-contiguous snapshot epochs, a model-file analysis, size."""
 
+import itertools
 import shlex
 import shutil
 from pathlib import Path
@@ -121,7 +122,7 @@ def test_slider_takes_every_snapshot_epoch_even_non_contiguous(tmp_path, demo_ru
     shutil.copytree(demo_run, run)
     have = sorted(int(f.name[6:9]) for f in (run / "snapshots").glob("epoch-*.safetensors"))
     keep = sorted(set(have[::2]) | {have[-1]})  # every other snapshot epoch and the last
-    assert any(b - a > 1 for a, b in zip(keep, keep[1:]))  # not contiguous
+    assert any(b - a > 1 for a, b in itertools.pairwise(keep))  # not contiguous
     for f in (run / "snapshots").glob("epoch-*.safetensors"):
         if int(f.name[6:9]) not in keep:
             f.unlink()

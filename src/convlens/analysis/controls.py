@@ -104,12 +104,9 @@ def init_control(result: AnalysisResult, init_w: NDArray[Any], rebuilt: bool) ->
     )
 
 
-def random_label_control(
-    result: AnalysisResult, path: str | Path, rec: dict[str, Any]
-) -> tuple[Control, NDArray[Any]]:
-    """The random-label run at ``path`` as a control: its first layer matched like the claim's."""
-    from safetensors.numpy import load_file
-
+def _read_control_run(path: str | Path, rec: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """The control run at ``path`` checked (a random-label run of the same model and data, with
+    its final weights) before anything is read from it: ``(RunDir, run.json record)``."""
     from convlens.train import RunDir
 
     run = RunDir(path)
@@ -132,6 +129,18 @@ def random_label_control(
             )
     if not run.model.is_file():
         raise ConvlensError(f"control run {str(path)!r} is a partial run (no model.safetensors)")
+    return run, crec
+
+
+def random_label_control(
+    result: AnalysisResult, path: str | Path, rec: dict[str, Any]
+) -> tuple[Control, NDArray[Any]]:
+    """The random-label run at ``path`` as a control: its first layer matched like the claim's."""
+    from safetensors.numpy import load_file
+
+    run, crec = _read_control_run(path, rec)
+    raw = crec.get("config")
+    ccfg: dict[str, Any] = raw if isinstance(raw, dict) else {}
     first = result.first_layer
     assert first is not None
     key = first.identity.weight_key
@@ -233,6 +242,16 @@ def attach_kernel_controls(
     first = result.first_layer
     m = first.matching if first is not None else None
     if first is None or m is None or m.skipped or m.units is None:
+        for path in control_runs or []:
+            _read_control_run(path, rec)  # a wrong --control-run is still an error
+        if control_runs:
+            why = "no first layer" if first is None else f"first layer {first.name!r} has "
+            if first is not None:
+                why += "no per-unit kernel matching (square 2-D kernels only)"
+            result.notes.append(
+                f"kernel controls (init, random labels, patch PCA) not computed: {why}; "
+                "the --control-run was checked but not used"
+            )
         return
     key = first.identity.weight_key
     w = np.asarray(weights.get(key, weights.get(first.name)))
