@@ -48,3 +48,21 @@ def test_control_run_on_a_1d_run_is_checked_and_its_omission_said(signal_runs: P
     a = analyze_run(signal_runs / "run", n_null=100, control_runs=[signal_runs / "ctrl"])
     assert [n for n in a.notes if "kernel controls" in n and "not computed" in n]
     assert "random_labels" not in {c.kind for c in a.controls}
+
+
+def test_load_finds_a_runs_weights_from_its_analysis_json(
+    signal_runs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``convlens.load("RUN/analysis.json")`` of a run analysed by a relative path looked for the
+    weights in ``RUN/RUN`` and drew no learned kernels."""
+    import convlens
+    from convlens.analysis import analyze_run
+    from convlens.display import _weights
+    from convlens.pipelines import write_result
+
+    monkeypatch.chdir(signal_runs)
+    write_result(analyze_run(Path("run"), n_null=100), Path("run") / "analysis.json")
+    for path in ("run", "run/analysis.json", signal_runs / "run" / "analysis.json"):
+        r = convlens.load(path)
+        assert r.source.path == "run"
+        assert set(_weights(r)) >= {"conv1.weight"}, path

@@ -50,8 +50,10 @@ def load(path: str | Path) -> AnalysisResult:
     elif p.is_file():
         result = AnalysisResult.read(p)
         src = Path(result.source.path)
+        here = p.absolute().parent
         if not src.is_absolute():
-            src = p.parent / src.name
+            # a relative source: RUN/analysis.json of that run, else the model file beside it
+            src = here if result.source.kind == "run" and here.name == src.name else here / src.name
         weights = src / "model.safetensors" if src.is_dir() else src
     else:
         raise ConvlensError(f"{str(p)!r} is neither a run directory nor an analysis JSON file")
