@@ -66,3 +66,21 @@ def test_load_finds_a_runs_weights_from_its_analysis_json(
         r = convlens.load(path)
         assert r.source.path == "run"
         assert set(_weights(r)) >= {"conv1.weight"}, path
+
+
+def test_train_on_npz_signals_picks_the_1d_preset(tmp_path: Path) -> None:
+    """``train --data npz:FILE`` with ``x`` (N, C, L) failed: the default 2-D ``small-cnn``
+    cannot pool an input of height 1 ("input (1, 64) is too small for 1 pooling stages")."""
+    import json
+
+    import numpy as np
+
+    from convlens.pipelines import train_run
+    from convlens.train import TrainConfig
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 1, 64)).astype(np.float32)
+    np.savez(tmp_path / "s.npz", x=x, y=np.repeat([0, 1], 20))
+    cfg = TrainConfig(data=f"npz:{tmp_path / 's.npz'}", epochs=1, ood=["noise"], ood_size=4)
+    train_run(cfg, tmp_path / "run", progress=False)
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["model"]["name"] == "signals-cnn"
