@@ -84,3 +84,18 @@ def test_train_on_npz_signals_picks_the_1d_preset(tmp_path: Path) -> None:
     cfg = TrainConfig(data=f"npz:{tmp_path / 's.npz'}", epochs=1, ood=["noise"], ood_size=4)
     train_run(cfg, tmp_path / "run", progress=False)
     assert json.loads((tmp_path / "run" / "run.json").read_text())["model"]["name"] == "signals-cnn"
+
+
+def test_factory_mismatch_names_the_keys(tmp_path: Path) -> None:
+    """Weights that do not fit ``--factory`` said only "Error(s) in loading state_dict for
+    Sequential:" (torch's first line), not which keys were missing or unexpected."""
+    from safetensors.torch import save_file
+
+    from convlens.analysis.loading import build_from_factory
+    from tests.model_zoo import chain
+
+    save_file(chain().state_dict(), str(tmp_path / "chain.safetensors"))
+    with pytest.raises(ConvlensError) as err:
+        build_from_factory("tests.model_zoo:rgb", tmp_path / "chain.safetensors")
+    msg = str(err.value)
+    assert "\n" not in msg and "Missing key(s)" in msg and '"1.weight"' in msg
