@@ -99,3 +99,21 @@ def test_factory_mismatch_names_the_keys(tmp_path: Path) -> None:
         build_from_factory("tests.model_zoo:rgb", tmp_path / "chain.safetensors")
     msg = str(err.value)
     assert "\n" not in msg and "Missing key(s)" in msg and '"1.weight"' in msg
+
+
+def test_control_train_command_keeps_the_snapshot_cadence() -> None:
+    """The control's recorded ``convlens train`` line dropped ``--snapshot-every`` and
+    ``--snapshot-epochs`` (issue 17's options); it must parse with the real CLI."""
+    import shlex
+
+    from convlens.analysis.controls import train_command
+    from convlens.cli import cli
+
+    base = {"data": "faces", "epochs": 5, "seed": 1, "shuffle_labels": True, "snapshots": True}
+    every = train_command({**base, "snapshot_every": 2, "snapshot_epochs": None}, "c")
+    listed = train_command({**base, "snapshot_every": None, "snapshot_epochs": [0, 3]}, "c")
+    assert "--snapshot-every 2" in every and "--snapshot-epochs 0,3" in listed
+    train = cli.commands["train"]  # type: ignore[attr-defined]
+    for line in (every, listed):
+        ctx = train.make_context("train", shlex.split(line)[2:])  # parses, runs nothing
+        assert ctx.params["snapshot_every"] in (2, None) and ctx.params["shuffle_labels"]

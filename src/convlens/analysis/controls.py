@@ -50,6 +50,10 @@ def train_command(cfg: dict[str, Any], out: str) -> str:
         parts.append("--shuffle-labels")
     if not cfg.get("snapshots", True):
         parts.append("--no-snapshots")
+    elif cfg.get("snapshot_every"):
+        parts.append(f"--snapshot-every {cfg['snapshot_every']}")
+    elif cfg.get("snapshot_epochs"):
+        parts.append("--snapshot-epochs " + ",".join(str(e) for e in cfg["snapshot_epochs"]))
     parts.append(f"--out {out}")
     return " ".join(parts)
 
