@@ -117,3 +117,29 @@ def test_control_train_command_keeps_the_snapshot_cadence() -> None:
     for line in (every, listed):
         ctx = train.make_context("train", shlex.split(line)[2:])  # parses, runs nothing
         assert ctx.params["snapshot_every"] in (2, None) and ctx.params["shuffle_labels"]
+
+
+def test_resume_refuses_options_that_contradict_the_recorded_run(tmp_path: Path) -> None:
+    """``train --resume`` ignored ``--shuffle-labels``, ``--snapshot-every``, ``--data`` ... given
+    on the command line (it continues with the recorded config): now exit 2 naming the option;
+    the same values as recorded, ``--epochs`` and ``--device`` still pass."""
+    from click.testing import CliRunner
+
+    from convlens.cli import cli
+
+    out = str(tmp_path / "run")
+    base = ["train", "--data", "faces", "--epochs", "1", "-q", "--out", out]
+    assert CliRunner().invoke(cli, [*base, "--snapshot-every", "2"]).exit_code == 0
+    for extra, flag in (
+        (["--shuffle-labels"], "--shuffle-labels"),
+        (["--snapshot-every", "3"], "--snapshot-every 3"),
+        (["--data", "digits"], "--data 'digits'"),
+        (["--no-snapshots"], "--no-snapshots"),
+        (["--seed", "5"], "--seed 5"),
+    ):
+        r = CliRunner().invoke(cli, ["train", "--resume", "--out", out, *extra])
+        assert r.exit_code == 2, (extra, r.output)
+        assert r.output.count("\n") == 1 and f"error: {flag} contradicts" in r.output
+    same = ["--data", "faces", "--snapshot-every", "2", "--epochs", "2", "--device", "cpu"]
+    r = CliRunner().invoke(cli, ["train", "--resume", "-q", "--out", out, *same])
+    assert r.exit_code == 0, r.output
