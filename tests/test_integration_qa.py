@@ -143,3 +143,22 @@ def test_resume_refuses_options_that_contradict_the_recorded_run(tmp_path: Path)
     same = ["--data", "faces", "--snapshot-every", "2", "--epochs", "2", "--device", "cpu"]
     r = CliRunner().invoke(cli, ["train", "--resume", "-q", "--out", out, *same])
     assert r.exit_code == 0, r.output
+
+
+def test_analyze_out_never_overwrites_what_it_analyses(signal_runs: Path, tmp_path: Path) -> None:
+    """``analyze MODEL --out MODEL`` replaced the model file with its own analysis (and
+    ``analyze RUN --out RUN/model.safetensors`` the run's weights)."""
+    from safetensors.torch import save_file
+
+    from convlens.pipelines import analyze_target
+    from tests.model_zoo import chain
+
+    model = tmp_path / "m.safetensors"
+    save_file(chain().state_dict(), str(model))
+    before = model.read_bytes()
+    run = signal_runs / "run"
+    weights = (run / "model.safetensors").read_bytes()
+    for target, out in ((model, model), (run, run / "model.safetensors")):
+        with pytest.raises(ConvlensError, match="part of what is analysed"):
+            analyze_target(target, out=out, n_null=100)
+    assert model.read_bytes() == before and (run / "model.safetensors").read_bytes() == weights
