@@ -162,3 +162,13 @@ def test_analyze_out_never_overwrites_what_it_analyses(signal_runs: Path, tmp_pa
         with pytest.raises(ConvlensError, match="part of what is analysed"):
             analyze_target(target, out=out, n_null=100)
     assert model.read_bytes() == before and (run / "model.safetensors").read_bytes() == weights
+
+
+def test_load_of_a_model_file_says_to_analyse_it(tmp_path: Path) -> None:
+    """``convlens.load("net.safetensors")`` failed with a UTF-8 decoding error."""
+    import convlens
+
+    model = tmp_path / "net.safetensors"
+    model.write_bytes(b"\xf9\x00binary")
+    with pytest.raises(ConvlensError, match=r"is a model file.*net\.safetensors\.analysis\.json"):
+        convlens.load(model)

@@ -48,6 +48,11 @@ def load(path: str | Path) -> AnalysisResult:
         result = AnalysisResult.read(p / "analysis.json")
         weights = p / "model.safetensors"
     elif p.is_file():
+        if p.suffix.lower() in (".safetensors", ".pt", ".pth", ".onnx"):
+            raise ConvlensError(
+                f"{str(p)!r} is a model file, not its analysis: run `convlens analyze {p}` and "
+                f"load {str(p) + '.analysis.json'!r}"
+            )
         result = AnalysisResult.read(p)
         src = Path(result.source.path)
         here = p.absolute().parent
