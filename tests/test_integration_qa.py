@@ -172,3 +172,14 @@ def test_load_of_a_model_file_says_to_analyse_it(tmp_path: Path) -> None:
     model.write_bytes(b"\xf9\x00binary")
     with pytest.raises(ConvlensError, match=r"is a model file.*net\.safetensors\.analysis\.json"):
         convlens.load(model)
+
+
+def test_control_train_command_of_a_torchrun_run_uses_torchrun() -> None:
+    """A control trained by 2 ranks (``--batch-size`` per rank) was described by a 1-process
+    ``convlens train`` line with the per-rank batch: another global batch, other weights."""
+    from convlens.analysis.controls import _world_size, train_command
+
+    cfg = {"data": "faces", "epochs": 2, "batch_size": 16, "shuffle_labels": True}
+    assert train_command(cfg, "c", 2).startswith("torchrun --nproc_per_node 2 -m convlens train ")
+    assert train_command(cfg, "c").startswith("convlens train ")
+    assert [_world_size(r) for r in ({}, {"world_size": 1}, {"world_size": 2})] == [1, 1, 2]

@@ -38,9 +38,13 @@ def rebuilt_init(rec: dict[str, Any]) -> dict[str, NDArray[Any]]:
     return {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
 
 
-def train_command(cfg: dict[str, Any], out: str) -> str:
-    """The ``convlens train`` line that reproduces a run from its recorded config."""
-    parts = ["convlens train", f"--data {cfg.get('data')}"]
+def train_command(cfg: dict[str, Any], out: str, world_size: int = 1) -> str:
+    """The ``convlens train`` line that reproduces a run from its recorded config; a run trained
+    by ``world_size`` > 1 ranks under torchrun (``--batch-size`` is per rank) is rerun the same way."""
+    launch = "convlens train"
+    if world_size > 1:
+        launch = f"torchrun --nproc_per_node {world_size} -m convlens train"
+    parts = [launch, f"--data {cfg.get('data')}"]
     if cfg.get("model"):
         parts.append(f"--model {cfg['model']}")
     for key in ("epochs", "batch_size", "lr", "weight_decay", "optimizer", "seed"):
@@ -136,6 +140,12 @@ def _read_control_run(path: str | Path, rec: dict[str, Any]) -> tuple[Any, dict[
     return run, crec
 
 
+def _world_size(rec: dict[str, Any]) -> int:
+    """The number of ranks a run was trained with (``run.json``; 1 when not recorded)."""
+    w = rec.get("world_size")
+    return w if isinstance(w, int) and not isinstance(w, bool) and w > 1 else 1
+
+
 def random_label_control(
     result: AnalysisResult, path: str | Path, rec: dict[str, Any]
 ) -> tuple[Control, NDArray[Any]]:
@@ -167,7 +177,7 @@ def random_label_control(
             "the trained kernels",
             figures=figures,
             kind="random_labels",
-            command=train_command(ccfg, str(path)),
+            command=train_command(ccfg, str(path), _world_size(crec)),
             source=str(path),
             null=m.null.source if m.null else None,
             notes=[str(crec.get("label_permutation", ""))] if crec.get("label_permutation") else [],
