@@ -183,3 +183,19 @@ def test_control_train_command_of_a_torchrun_run_uses_torchrun() -> None:
     assert train_command(cfg, "c", 2).startswith("torchrun --nproc_per_node 2 -m convlens train ")
     assert train_command(cfg, "c").startswith("convlens train ")
     assert [_world_size(r) for r in ({}, {"world_size": 1}, {"world_size": 2})] == [1, 1, 2]
+
+
+def test_control_with_another_recipe_is_noted(tmp_path: Path) -> None:
+    """Only model and data were compared: a control of 1 epoch beside a 2-epoch run (or another
+    optimizer, learning rate, weight decay) was used without a word."""
+    from convlens.analysis import analyze_run
+    from convlens.data.datasets import load_bundled
+    from convlens.train import TrainConfig, Trainer
+
+    data = load_bundled("faces", 0)
+    for name, epochs, shuffle in (("run", 2, False), ("ctrl", 1, True)):
+        cfg = TrainConfig(data="faces", epochs=epochs, ood=["noise"], ood_size=8)
+        cfg.shuffle_labels = shuffle
+        Trainer(cfg, data, tmp_path / name, progress=False).train()
+    a = analyze_run(tmp_path / "run", n_null=100, control_runs=[tmp_path / "ctrl"])
+    assert [n for n in a.notes if "another recipe" in n and "epochs 1 vs 2" in n]

@@ -155,6 +155,16 @@ def random_label_control(
     run, crec = _read_control_run(path, rec)
     raw = crec.get("config")
     ccfg: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    differ = [
+        f"{k} {ccfg.get(k)!r} vs {rec['config'].get(k)!r}"
+        for k in ("epochs", "batch_size", "lr", "weight_decay", "optimizer")
+        if ccfg.get(k) != rec["config"].get(k)
+    ]
+    if differ:
+        result.notes.append(
+            f"control run {str(path)!r} was trained with another recipe than the analysed run "
+            f"({'; '.join(differ)}): the three-way verdict compares unlike runs"
+        )
     first = result.first_layer
     assert first is not None
     key = first.identity.weight_key
