@@ -122,6 +122,17 @@ def train(
     given = click.get_current_context().get_parameter_source("epochs")
     extend = cfg["epochs"] if given == click.core.ParameterSource.COMMANDLINE else None
     config = TrainConfig(**cfg, snapshots=not no_snapshots, probes=not no_snapshots)
+    if resume:  # options that contradict the recorded config are refused, not ignored
+        from convlens.train.resume_options import check_resume_options
+
+        ctx = click.get_current_context()
+        cmdline = click.core.ParameterSource.COMMANDLINE
+        typed = {n for n in ctx.params if ctx.get_parameter_source(n) == cmdline}
+        chosen = {k: v for k, v in cfg.items() if k in typed}
+        chosen.update({"snapshots": not no_snapshots} if "no_snapshots" in typed else {})
+        if "snapshot_list" in typed:
+            chosen["snapshot_epochs"] = cfg["snapshot_epochs"]
+        check_resume_options(out, chosen)
     run = train_run(
         config,
         out,

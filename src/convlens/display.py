@@ -48,10 +48,17 @@ def load(path: str | Path) -> AnalysisResult:
         result = AnalysisResult.read(p / "analysis.json")
         weights = p / "model.safetensors"
     elif p.is_file():
+        if p.suffix.lower() in (".safetensors", ".pt", ".pth", ".onnx"):
+            raise ConvlensError(
+                f"{str(p)!r} is a model file, not its analysis: run `convlens analyze {p}` and "
+                f"load {str(p) + '.analysis.json'!r}"
+            )
         result = AnalysisResult.read(p)
         src = Path(result.source.path)
+        here = p.absolute().parent
         if not src.is_absolute():
-            src = p.parent / src.name
+            # a relative source: RUN/analysis.json of that run, else the model file beside it
+            src = here if result.source.kind == "run" and here.name == src.name else here / src.name
         weights = src / "model.safetensors" if src.is_dir() else src
     else:
         raise ConvlensError(f"{str(p)!r} is neither a run directory nor an analysis JSON file")

@@ -214,6 +214,7 @@ def _analyze_target(
     path = Path(target)
     if out is not None:
         _check_destination(Path(out))
+        _check_not_an_input(path, Path(out))
     if path.is_dir():
         given = [n for n, v in (("factory", factory), ("data", data), ("ood", ood)) if v]
         if fit is not None and fit != type(fit)():
@@ -272,6 +273,21 @@ def _check_destination(dest: Path) -> None:
     if not dest.parent.is_dir():
         state = "is not a folder" if dest.parent.exists() else "does not exist"
         raise ConvlensError(f"cannot write {str(dest)!r}: {str(dest.parent)!r} {state}")
+
+
+def _check_not_an_input(target: Path, dest: Path) -> None:
+    """Refuse ``--out`` naming the analysed model file itself or a file of the analysed run
+    directory other than its ``analysis.json`` (the weights, run.json, a snapshot ...)."""
+    if not dest.exists():
+        return
+    d = dest.resolve()
+    t = target.resolve()
+    inside = target.is_dir() and t in d.parents and d != t / "analysis.json"
+    if d == t or inside:
+        raise ConvlensError(
+            f"--out {str(dest)!r} is part of what is analysed ({str(target)!r}); writing the "
+            "analysis there would destroy it: give another --out"
+        )
 
 
 def layer_table(result: AnalysisResult, limit: int = 40) -> list[str]:

@@ -38,9 +38,13 @@ def rebuilt_init(rec: dict[str, Any]) -> dict[str, NDArray[Any]]:
     return {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
 
 
-def train_command(cfg: dict[str, Any], out: str) -> str:
-    """The ``convlens train`` line that reproduces a run from its recorded config."""
-    parts = ["convlens train", f"--data {cfg.get('data')}"]
+def train_command(cfg: dict[str, Any], out: str, world_size: int = 1) -> str:
+    """The ``convlens train`` line that reproduces a run from its recorded config; a run trained
+    by ``world_size`` > 1 ranks under torchrun (``--batch-size`` is per rank) is rerun the same way."""
+    launch = "convlens train"
+    if world_size > 1:
+        launch = f"torchrun --nproc_per_node {world_size} -m convlens train"
+    parts = [launch, f"--data {cfg.get('data')}"]
     if cfg.get("model"):
         parts.append(f"--model {cfg['model']}")
     for key in ("epochs", "batch_size", "lr", "weight_decay", "optimizer", "seed"):
@@ -50,6 +54,10 @@ def train_command(cfg: dict[str, Any], out: str) -> str:
         parts.append("--shuffle-labels")
     if not cfg.get("snapshots", True):
         parts.append("--no-snapshots")
+    elif cfg.get("snapshot_every"):
+        parts.append(f"--snapshot-every {cfg['snapshot_every']}")
+    elif cfg.get("snapshot_epochs"):
+        parts.append("--snapshot-epochs " + ",".join(str(e) for e in cfg["snapshot_epochs"]))
     parts.append(f"--out {out}")
     return " ".join(parts)
 
@@ -104,12 +112,9 @@ def init_control(result: AnalysisResult, init_w: NDArray[Any], rebuilt: bool) ->
     )
 
 
-def random_label_control(
-    result: AnalysisResult, path: str | Path, rec: dict[str, Any]
-) -> tuple[Control, NDArray[Any]]:
-    """The random-label run at ``path`` as a control: its first layer matched like the claim's."""
-    from safetensors.numpy import load_file
-
+def _read_control_run(path: str | Path, rec: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """The control run at ``path`` checked (a random-label run of the same model and data, with
+    its final weights) before anything is read from it: ``(RunDir, run.json record)``."""
     from convlens.train import RunDir
 
     run = RunDir(path)
@@ -132,6 +137,34 @@ def random_label_control(
             )
     if not run.model.is_file():
         raise ConvlensError(f"control run {str(path)!r} is a partial run (no model.safetensors)")
+    return run, crec
+
+
+def _world_size(rec: dict[str, Any]) -> int:
+    """The number of ranks a run was trained with (``run.json``; 1 when not recorded)."""
+    w = rec.get("world_size")
+    return w if isinstance(w, int) and not isinstance(w, bool) and w > 1 else 1
+
+
+def random_label_control(
+    result: AnalysisResult, path: str | Path, rec: dict[str, Any]
+) -> tuple[Control, NDArray[Any]]:
+    """The random-label run at ``path`` as a control: its first layer matched like the claim's."""
+    from safetensors.numpy import load_file
+
+    run, crec = _read_control_run(path, rec)
+    raw = crec.get("config")
+    ccfg: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    differ = [
+        f"{k} {ccfg.get(k)!r} vs {rec['config'].get(k)!r}"
+        for k in ("epochs", "batch_size", "lr", "weight_decay", "optimizer")
+        if ccfg.get(k) != rec["config"].get(k)
+    ]
+    if differ:
+        result.notes.append(
+            f"control run {str(path)!r} was trained with another recipe than the analysed run "
+            f"({'; '.join(differ)}): the three-way verdict compares unlike runs"
+        )
     first = result.first_layer
     assert first is not None
     key = first.identity.weight_key
@@ -154,7 +187,7 @@ def random_label_control(
             "the trained kernels",
             figures=figures,
             kind="random_labels",
-            command=train_command(ccfg, str(path)),
+            command=train_command(ccfg, str(path), _world_size(crec)),
             source=str(path),
             null=m.null.source if m.null else None,
             notes=[str(crec.get("label_permutation", ""))] if crec.get("label_permutation") else [],
@@ -233,6 +266,16 @@ def attach_kernel_controls(
     first = result.first_layer
     m = first.matching if first is not None else None
     if first is None or m is None or m.skipped or m.units is None:
+        for path in control_runs or []:
+            _read_control_run(path, rec)  # a wrong --control-run is still an error
+        if control_runs:
+            why = "no first layer" if first is None else f"first layer {first.name!r} has "
+            if first is not None:
+                why += "no per-unit kernel matching (square 2-D kernels only)"
+            result.notes.append(
+                f"kernel controls (init, random labels, patch PCA) not computed: {why}; "
+                "the --control-run was checked but not used"
+            )
         return
     key = first.identity.weight_key
     w = np.asarray(weights.get(key, weights.get(first.name)))

@@ -136,7 +136,12 @@ def build_from_factory(factory: str, weights: str | Path | None) -> nn.Module:
         try:
             model.load_state_dict(tensors, strict=True)
         except RuntimeError as exc:
+            # torch's message puts the missing/unexpected keys and shapes on later lines: keep
+            # them (one line, shortened), they are what the user needs to fix the factory
+            why = " ".join(str(exc).split())
+            why = why if len(why) <= 400 else why[:397] + "..."
             raise ConvlensError(
-                f"weights do not fit the factory's model: {str(exc).splitlines()[0]}"
+                f"weights do not fit the factory's model ({why}); check that --factory builds "
+                "the architecture these weights were saved from"
             ) from None
     return model

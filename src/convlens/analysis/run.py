@@ -153,6 +153,7 @@ def match_layers(
             ident.name,
             w,
             init_weight=init_w,
+            n_null=n_null,
             null_scores=null,
             seed=seed,
             gabor=(pos == 0) or not first_only_gabor,

@@ -266,13 +266,16 @@ class Trainer:
         self._step = ddp.Step(dist.init(self.device.type))
         self.run: RunDir = ddp.rank_run_dir(out)
         self.progress = progress and self._step.ctx.is_main
-        model_name = cfg.model or DEFAULT_MODEL.get(dataset.name, "small-cnn")
         if len(dataset.shape) != 3:  # npz volumes (N, C, D, H, W) are for analysing 3-D models
             raise ConvlensError(
                 f"{dataset.name}: training needs images (N, C, H, W), got items of shape "
                 f"{list(dataset.shape)}"
             )
         c, h, w = dataset.shape
+        # signals (height 1, e.g. an npz of (N, C, L)) get the 1-D preset unless told otherwise
+        model_name = cfg.model or DEFAULT_MODEL.get(
+            dataset.name, "signals-cnn" if h == 1 else "small-cnn"
+        )
         self.spec: ModelSpec = make_spec(
             model_name, c, (h, w), len(dataset.classes), cfg.first_kernel
         )
