@@ -351,7 +351,7 @@ def test_warnings_become_one_line_each_and_harmless_ones_are_dropped(monkeypatch
 
 def test_analyze_refuses_options_that_do_not_apply_to_a_run(tmp_path):
     r = CliRunner().invoke(cli, ["analyze", str(tmp_path), "--ood", "noise"])
-    assert r.exit_code == 2 and "apply only to a model file" in r.stderr
+    assert r.exit_code == 2 and "(ood: for model files only)" in r.stderr
     r = CliRunner().invoke(cli, ["analyze", str(tmp_path), "--out", str(tmp_path)])
     assert r.exit_code == 2 and "it is a folder" in r.stderr
     assert list(tmp_path.iterdir()) == []

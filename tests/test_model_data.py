@@ -215,7 +215,7 @@ def test_fit_options_need_data_and_a_model_file(tmp_path):
     line = _one_line_error(_analyze(str(w), "--factory", "tests.model_zoo:rgb", "--scale", "0-255"))
     assert "apply to data run through the model: give the data as well" in line
     line = _one_line_error(_analyze(str(tmp_path), "--normalize", "imagenet"))  # a run directory
-    assert "the data fitting options apply only to a model file" in line
+    assert "(the data fitting options: for model files only)" in line
 
 
 # ----------------------------------------------------------------------------- outputs

@@ -222,7 +222,7 @@ def _analyze_target(
         if given:
             raise ConvlensError(
                 f"{str(target)!r} is a run directory: its model, data and OOD sets are the ones "
-                f"recorded in its run.json; {', '.join(given)} apply only to a model file"
+                f"recorded in its run.json ({', '.join(given)}: for model files only)"
             )
         result = analyze_run(
             path, n_null=n_null, seed=seed, control_runs=list(control_runs or []) or None

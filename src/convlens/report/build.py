@@ -126,6 +126,12 @@ def load_inputs(target: str | Path) -> ReportInputs:
 
     root = Path(target)
     if root.is_file():
+        if root.suffix.lower() != ".json":
+            raise ConvlensError(
+                f"{str(root)!r} is not an analysis: give a run directory or the MODEL.analysis.json "
+                f"that `convlens analyze {root.name}` writes (analyse the model file first)",
+                hint_key="no_analysis",
+            )
         return _load_model_inputs(root)
     apath = root / "analysis.json"
     if not apath.is_file():
@@ -568,7 +574,8 @@ def section_receptive(inp: ReportInputs) -> dict[str, Any] | None:
     return {
         "theoretical": rf.theoretical,
         "effective": rf.effective,
-        "figure": figures.receptive_figure(rf.effective, theo),
+        # model files have theoretical fields only (no training probes for the gradient fields)
+        "figure": figures.receptive_figure(rf.effective, theo) if rf.effective else None,
     }
 
 
@@ -679,14 +686,35 @@ def _p_text(p: float | None, n_null: int | None = None) -> str:
     return format_p(p, n_null)
 
 
+def _check_report_destination(inp: ReportInputs, dest: Path) -> None:
+    """Refuse to write the report over what it reads or over any file that is not a report: the
+    analysis itself, a file inside the run directory other than ``report.html``, the analysed
+    model file, or any existing file that does not end in ``.html``."""
+    if inp.analysis_path is not None and dest.resolve() == inp.analysis_path.resolve():
+        raise ConvlensError(f"the report would overwrite its own analysis {str(dest)!r}")
+    target = dest.resolve()
+    if inp.kind == "run" and target.parent == inp.root.resolve() and dest.name != "report.html":
+        raise ConvlensError(
+            f"the report would overwrite {str(dest)!r} inside the run directory; write it to "
+            "report.html there or outside the run"
+        )
+    model = inp.a.source.path if inp.a.source.kind == "model_file" else None
+    if model is not None and Path(model).exists() and target == Path(model).resolve():
+        raise ConvlensError(f"the report would overwrite the analysed model file {str(dest)!r}")
+    if dest.exists() and dest.suffix.lower() not in (".html", ".htm"):
+        raise ConvlensError(
+            f"the report would overwrite {str(dest)!r}, which is not an HTML file; choose a "
+            "new path ending in .html"
+        )
+
+
 def build_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     """Render the report of a run directory (with its ``analysis.json``) or of a model-file
     analysis (``MODEL.analysis.json``) to HTML; return its path (default: ``RUN/report.html`` or
     ``MODEL.report.html`` beside the analysis)."""
     inp = load_inputs(run_dir)
     dest = Path(out) if out else default_report_path(inp)
-    if inp.analysis_path is not None and dest.resolve() == inp.analysis_path.resolve():
-        raise ConvlensError(f"the report would overwrite its own analysis {str(dest)!r}")
+    _check_report_destination(inp, dest)
     try:
         html = render_html(build_context(inp))
     except (KeyError, AttributeError, TypeError, ValueError, IndexError, ZeroDivisionError) as exc:
