@@ -82,17 +82,19 @@ def test_reproduce_commands_parse_and_write_elsewhere(demo_run, no_figures):
     cmds = build_context(inp)["reproduce"]["commands"]
     cfg = inp.a.run.config
     parsed = [_parse(c["cmd"]) for c in cmds]
-    assert [name for name, _ in parsed] == ["train", "analyze", "report", "demo"]
-    train = parsed[0][1]
+    # the demo's analysis has a random-label control: its training run is reproduced too
+    assert [name for name, _ in parsed] == ["train", "train", "analyze", "report", "demo"]
+    train, control = parsed[0][1], parsed[1][1]
     for opt in ("data", "model", "epochs", "batch_size", "lr", "weight_decay", "optimizer", "seed"):
-        assert train[opt] == cfg[opt], opt
-    new = Path(train["out_dir"])
-    assert new != demo_run and not new.exists()
-    assert (
-        Path(parsed[1][1]["target"]) == new and parsed[1][1]["null_size"] == inp.a.settings.n_null
-    )
-    assert Path(parsed[2][1]["run_dir"]) == new
-    demo = parsed[3][1]
+        assert train[opt] == cfg[opt] and control[opt] == cfg[opt], opt
+    assert control["shuffle_labels"] and not train["shuffle_labels"]
+    new, new_control = Path(train["out_dir"]), Path(control["out_dir"])
+    assert new != demo_run and not new.exists() and not new_control.exists()
+    analyze = parsed[2][1]
+    assert Path(analyze["target"]) == new and analyze["null_size"] == inp.a.settings.n_null
+    assert [Path(c) for c in analyze["control_runs"]] == [new_control]
+    assert Path(parsed[3][1]["run_dir"]) == new
+    demo = parsed[4][1]
     assert demo["n_seeds"] == 2 and Path(demo["out_dir"]) != demo_run
     html = render_html(build_context(inp))
     assert "convlens demo --seeds 2" in html

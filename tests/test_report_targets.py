@@ -86,3 +86,22 @@ def test_report_of_a_model_file_itself_says_to_analyse_it_first(model_analysis: 
     weights = model_analysis.parent / "chain.safetensors"
     line = _one_line(CliRunner().invoke(cli, ["report", str(weights)]))
     assert "is not an analysis" in line and "convlens analyze chain.safetensors" in line
+
+
+def test_reproduce_commands_keep_the_cadence_and_the_ranks(tiny_run_analysis, tmp_path) -> None:
+    """A run trained with ``--snapshot-every`` by 2 ranks is rerun the same way: torchrun with the
+    per-rank batch size and the same snapshot option."""
+    import copy
+    import shlex
+
+    from convlens.report.answer import run_commands
+
+    a = copy.deepcopy(tiny_run_analysis)
+    assert a.run is not None
+    a.run.config["snapshot_every"] = 2
+    a.run.world_size = 2
+    cmds = run_commands(a, tmp_path / "run", None)
+    train = shlex.split(cmds[0]["cmd"])
+    assert train[:6] == ["torchrun", "--nproc_per_node", "2", "-m", "convlens", "train"]
+    assert train[train.index("--snapshot-every") + 1] == "2"
+    assert train[train.index("--batch-size") + 1] == str(a.run.config["batch_size"])

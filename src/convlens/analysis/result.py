@@ -651,6 +651,7 @@ class RunInfo:
     result: TrainOutcome | None
     versions: dict[str, str]
     device: str | None = None
+    world_size: int = 1  # ranks that trained it (torchrun; --batch-size is per rank)
 
 
 @dataclass

@@ -378,6 +378,7 @@ def _run_info(rec: dict[str, Any]) -> RunInfo:
         result=outcome,
         versions={str(k): str(v) for k, v in (rec.get("versions") or {}).items()},
         device=None if rec.get("device") is None else str(rec.get("device")),
+        world_size=int(rec.get("world_size") or 1),
     )
 
 

@@ -200,12 +200,13 @@ def rerun_dir(root: Path, suffix: str) -> Path:
     return root.parent / f"{root.name}-{suffix}"
 
 
-def run_commands(a: AnalysisResult, root: Path, n_seeds: int | None) -> list[dict[str, str]]:
-    """Commands that rebuild a run's figures from its own config, into new directories."""
-    assert a.run is not None
-    cfg = a.run.config
-    new = rerun_dir(root, "rerun")
-    train = ["convlens", "train", "--data", str(cfg["data"])]
+def _train_line(cfg: dict[str, Any], out: Path, world_size: int, shuffle: bool) -> list[str]:
+    """``convlens train`` from a recorded config (under torchrun when it was trained by several
+    ranks: ``--batch-size`` is per rank), into ``out``."""
+    train = ["convlens", "train"]
+    if world_size > 1:
+        train = ["torchrun", "--nproc_per_node", str(world_size), "-m", "convlens", "train"]
+    train += ["--data", str(cfg["data"])]
     if cfg.get("model"):
         train += ["--model", str(cfg["model"])]
     for opt in ("epochs", "batch_size", "lr", "weight_decay", "optimizer", "seed", "device"):
@@ -213,26 +214,40 @@ def run_commands(a: AnalysisResult, root: Path, n_seeds: int | None) -> list[dic
             train += [f"--{opt.replace('_', '-')}", str(cfg[opt])]
     if cfg.get("snapshots") is False:
         train.append("--no-snapshots")
-    if cfg.get("shuffle_labels"):  # a random-label control run (issue 14)
+    elif cfg.get("snapshot_every"):
+        train += ["--snapshot-every", str(cfg["snapshot_every"])]
+    elif cfg.get("snapshot_epochs"):
+        train += ["--snapshot-epochs", ",".join(str(e) for e in cfg["snapshot_epochs"])]
+    if shuffle:  # a random-label run (issue 14)
         train.append("--shuffle-labels")
-    train += ["--out", str(new)]
-    s = a.settings
+    return [*train, "--out", str(out)]
+
+
+def run_commands(a: AnalysisResult, root: Path, n_seeds: int | None) -> list[dict[str, str]]:
+    """Commands that rebuild a run's figures from its own config, into new directories: the run,
+    its random-label control when the analysis had one, the analysis and the report."""
+    assert a.run is not None
+    cfg, ws = a.run.config, a.run.world_size
+    new = rerun_dir(root, "rerun")
     cmds = [
-        {"what": "train the same recipe into a new directory", "cmd": shlex.join(train)},
         {
-            "what": "analyse it with the same null size and seed",
-            "cmd": shlex.join(
-                [
-                    "convlens",
-                    "analyze",
-                    str(new),
-                    "--null-size",
-                    str(s.n_null),
-                    "--seed",
-                    str(s.seed),
-                ]
-            ),
-        },
+            "what": "train the same recipe into a new directory",
+            "cmd": shlex.join(_train_line(cfg, new, ws, bool(cfg.get("shuffle_labels")))),
+        }
+    ]
+    s = a.settings
+    analyze = ["convlens", "analyze", str(new), "--null-size", str(s.n_null), "--seed", str(s.seed)]
+    if any(c.kind == "random_labels" for c in a.controls):
+        control = rerun_dir(root, "rerun-random-labels")
+        cmds.append(
+            {
+                "what": "train its random-label control (the same recipe, labels permuted)",
+                "cmd": shlex.join(_train_line(cfg, control, ws, True)),
+            }
+        )
+        analyze += ["--control-run", str(control)]
+    cmds += [
+        {"what": "analyse it with the same null size and seed", "cmd": shlex.join(analyze)},
         {"what": "render its report", "cmd": shlex.join(["convlens", "report", str(new)])},
     ]
     if n_seeds:
