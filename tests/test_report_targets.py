@@ -105,3 +105,32 @@ def test_reproduce_commands_keep_the_cadence_and_the_ranks(tiny_run_analysis, tm
     assert train[:6] == ["torchrun", "--nproc_per_node", "2", "-m", "convlens", "train"]
     assert train[train.index("--snapshot-every") + 1] == "2"
     assert train[train.index("--batch-size") + 1] == str(a.run.config["batch_size"])
+
+
+def test_a_run_records_its_data_path_absolute(tmp_path, monkeypatch) -> None:
+    """`train --data npz:d.npz` from one folder; analysing or resuming from another finds it."""
+    import json
+
+    import numpy as np
+
+    from convlens.data.loaders import absolute_data_spec
+
+    work = tmp_path / "work"
+    work.mkdir()
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, size=(60, 1, 8, 8), dtype=np.uint8)
+    np.savez(work / "d.npz", x=x, y=np.arange(60) % 2)
+    monkeypatch.chdir(work)
+    args = ["train", "--data", "npz:d.npz", "--epochs", "1", "--out", "r", "-q"]
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 0, r.output
+    recorded = json.loads((work / "r" / "run.json").read_text())["config"]["data"]
+    assert recorded == f"npz:{work / 'd.npz'}"
+    monkeypatch.chdir(tmp_path)
+    r = CliRunner().invoke(cli, ["analyze", str(work / "r"), "--null-size", "100"])
+    assert r.exit_code == 0, r.output
+    # the same data given relatively on resume is not a contradiction
+    monkeypatch.chdir(work)
+    r = CliRunner().invoke(cli, ["train", "--resume", "--out", "r", "--data", "npz:d.npz", "-q"])
+    assert r.exit_code == 0, r.output
+    assert absolute_data_spec("faces") == "faces" and absolute_data_spec("npz:") == "npz:"

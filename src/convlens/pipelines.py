@@ -116,6 +116,9 @@ def _train_run(
 
     run = rank_run_dir(out)
     if cfg is not None and not resume:
+        from convlens.data.loaders import absolute_data_spec
+
+        cfg.data = absolute_data_spec(cfg.data)  # recorded so it is found from any folder
         cfg.validate()
         # refuse before the (slow) data loading; checked again under the lock
         run.prepare_check(force)

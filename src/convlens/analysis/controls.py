@@ -126,14 +126,26 @@ def _read_control_run(path: str | Path, rec: dict[str, Any]) -> tuple[Any, dict[
             f"{str(path)!r} is not a random-label run (its config does not have shuffle_labels); "
             "train it with shuffled labels"
         )
+    from convlens.data.loaders import absolute_data_spec
+
+    def data_of(cfg: dict[str, Any]) -> Any:
+        d = cfg.get("data")
+        return absolute_data_spec(d) if isinstance(d, str) else d
+
+    def shown(model: Any) -> Any:  # a model spec is a dict: name it, not all its fields
+        return model.get("name", model) if isinstance(model, dict) else model
+
     for key, mine, theirs in (
         ("model", rec.get("model"), crec.get("model")),
-        ("data", rec["config"].get("data"), ccfg.get("data")),
+        ("data", data_of(rec["config"]), data_of(ccfg)),
     ):
         if mine != theirs:
+            what = (shown(theirs), shown(mine))
+            if what[0] == what[1]:
+                what = ("another configuration", "the analysed run's")
             raise ConvlensError(
                 f"control run {str(path)!r} has another {key} than the analysed run "
-                f"({theirs!r} vs {mine!r}); a control must use the same recipe"
+                f"({what[0]!r} vs {what[1]!r}); a control must use the same recipe"
             )
     if not run.model.is_file():
         raise ConvlensError(f"control run {str(path)!r} is a partial run (no model.safetensors)")

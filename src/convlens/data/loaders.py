@@ -56,6 +56,17 @@ def _over_data_limit(what: str, n_bytes: int) -> ConvlensError:
     )
 
 
+def absolute_data_spec(spec: str) -> str:
+    """``spec`` with its path made absolute (``DIR``, ``idx:DIR``, ``cifar:DIR``, ``npz:FILE``;
+    bundled names unchanged), so a run records data that can be found from any folder."""
+    if spec in BUNDLED:
+        return spec
+    kind, sep, rest = spec.partition(":")
+    if sep and kind in ("idx", "cifar", "npz", "stream"):
+        return f"{kind}:{Path(rest).expanduser().absolute()}" if rest else spec
+    return str(Path(spec).expanduser().absolute()) if Path(spec).is_dir() else spec
+
+
 def load_dataset(spec: str, seed: int = 0) -> Dataset:
     """``faces`` / ``digits`` / ``PATH`` / ``idx:DIR`` / ``cifar:DIR`` / ``npz:FILE``."""
     if spec in BUNDLED:

@@ -50,6 +50,10 @@ def check_resume_options(out: str | Path, given: dict[str, Any]) -> None:
             recorded = bool(recorded)
         if key == "snapshots":
             recorded = recorded is not False
+        if key == "data" and isinstance(value, str) and isinstance(recorded, str):
+            from convlens.data.loaders import absolute_data_spec
+
+            value, recorded = absolute_data_spec(value), absolute_data_spec(recorded)
         if value != recorded:
             flag = "--" + ("no-snapshots" if key == "snapshots" else name.replace("_", "-"))
             shown = flag if isinstance(value, bool) else f"{flag} {value!r}"
