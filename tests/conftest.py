@@ -30,6 +30,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+SLOW_FIXTURES = ("demo_run",)
+"""Tests that need one of these session fixtures are marked slow: ``demo_run`` trains a 2-seed
+demo with its random-label controls (about 10 s on 2 cores) before the first of them runs, so the
+inner loop (``make test-fast``) leaves them to ``make test``."""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if any(f in getattr(item, "fixturenames", ()) for f in SLOW_FIXTURES):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture
 def update_golden(request: pytest.FixtureRequest) -> bool:
     """True when pytest runs with ``--update-golden``: golden tests rewrite their files."""

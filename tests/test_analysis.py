@@ -60,6 +60,7 @@ def _train_planted(target: np.ndarray, steps: int = 600) -> np.ndarray:
         ("gabor", {"angle": 45, "frequency": 0.3, "size": 5, "sigma": 1.25}),
     ],
 )
+@pytest.mark.slow
 def test_planted_kernel_is_recovered_and_named(name, params):
     target = get_kernel(name, **params).weights.astype(np.float64)
     learned = _train_planted(target)

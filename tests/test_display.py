@@ -44,6 +44,7 @@ def test_load_run_and_model_json(loaded, tiny_run_copy, tmp_path):
         convlens.load(tmp_path / "missing")
 
 
+@pytest.mark.slow
 def test_html_and_plots(loaded):
     from matplotlib.figure import Figure
 

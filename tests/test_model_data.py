@@ -219,6 +219,7 @@ def test_fit_options_need_data_and_a_model_file(tmp_path):
 
 
 # ----------------------------------------------------------------------------- outputs
+@pytest.mark.slow
 def test_tuple_and_dict_outputs_with_output(tmp_path):
     wt = _weights(tmp_path, "tuple_out")
     r = _analyze(str(wt), "--factory", "tests.model_zoo:tuple_out", "--data", "digits",

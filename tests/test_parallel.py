@@ -407,6 +407,7 @@ def test_demo_is_refused_under_torchrun(monkeypatch: pytest.MonkeyPatch) -> None
     assert info.value.code == 2
 
 
+@pytest.mark.slow
 def test_merge_of_any_split_equals_one_pass() -> None:
     from hypothesis import given, settings
     from hypothesis import strategies as st

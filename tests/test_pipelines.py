@@ -131,6 +131,7 @@ def test_argument_parsers():
     assert kernel_details("sobel_x").startswith("sobel_x (3x3")
 
 
+@pytest.mark.slow
 def test_report_command_does_not_import_torch(tiny_run_copy):
     import subprocess
     import sys

@@ -15,7 +15,10 @@ import torch
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
-pytestmark = [  # the TorchScript exporter (dynamo=False) is what builds the small models here
+pytestmark = [
+    # real models and exported ONNX graphs: minutes of the inner loop in total, so `make test` only
+    pytest.mark.slow,
+    # the TorchScript exporter (dynamo=False) is what builds the small models here
     pytest.mark.filterwarnings("ignore:You are using the legacy TorchScript-based ONNX export"),
     pytest.mark.filterwarnings("ignore:The feature will be removed"),
 ]

@@ -26,6 +26,9 @@ from onnx import numpy_helper  # noqa: E402
 
 from convlens.cli import cli  # noqa: E402
 
+# real pretrained models end to end: run by `make test`, not by the inner loop (`make test-fast`)
+pytestmark = pytest.mark.slow
+
 REAL = Path(__file__).parent / "data" / "real"
 SILERO_16K = REAL / "silero_vad_16k_op15.onnx"
 SILERO_IF = REAL / "silero_vad.onnx"

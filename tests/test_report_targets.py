@@ -36,6 +36,7 @@ def model_analysis(tmp_path_factory) -> Path:
     return d / "chain.safetensors.analysis.json"
 
 
+@pytest.mark.slow
 def test_model_file_analysed_with_data_renders(model_analysis: Path) -> None:
     from convlens.analysis.result import AnalysisResult
 
@@ -51,6 +52,7 @@ def test_model_file_analysed_with_data_renders(model_analysis: Path) -> None:
     assert "<table>" in sec  # the traced (theoretical) fields are listed
 
 
+@pytest.mark.slow
 def test_report_refuses_to_overwrite_the_model_or_a_non_html_file(
     model_analysis: Path, tmp_path: Path
 ) -> None:
@@ -82,6 +84,7 @@ def test_report_refuses_files_inside_the_run(tiny_run_analysis, tiny_run: Path, 
     assert "inside the run directory" in line and not (run / "x.html").exists()
 
 
+@pytest.mark.slow
 def test_report_of_a_model_file_itself_says_to_analyse_it_first(model_analysis: Path) -> None:
     weights = model_analysis.parent / "chain.safetensors"
     line = _one_line(CliRunner().invoke(cli, ["report", str(weights)]))
@@ -107,6 +110,7 @@ def test_reproduce_commands_keep_the_cadence_and_the_ranks(tiny_run_analysis, tm
     assert train[train.index("--batch-size") + 1] == str(a.run.config["batch_size"])
 
 
+@pytest.mark.slow
 def test_a_run_records_its_data_path_absolute(tmp_path, monkeypatch) -> None:
     """`train --data npz:d.npz` from one folder; analysing or resuming from another finds it."""
     import json

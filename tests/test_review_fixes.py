@@ -78,6 +78,7 @@ def test_explain_json_nesting_and_huge_integers_are_one_line_errors():
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_learning_rate_and_weight_decay_are_bounded_before_anything_is_written(tmp_path):
     for kw in ({"lr": 1e308}, {"weight_decay": 1e308}, {"lr": 0.0}):
         with pytest.raises(ConvlensError, match="must be in"):
@@ -107,6 +108,7 @@ def test_reader_agrees_with_the_schema_on_integral_floats_and_refuses_infinities
     assert np.isfinite(from_jsonable(_Num, {"i": 1, "f": 1e308}).f)
 
 
+@pytest.mark.slow
 def test_report_shows_errors_and_the_verdict_names_unchecked_layers(tiny_run_copy):
     from safetensors.numpy import load_file, save_file
 
@@ -123,6 +125,7 @@ def test_report_shows_errors_and_the_verdict_names_unchecked_layers(tiny_run_cop
     assert "Not analysed" in html and "conv2" in html and "NaN or Inf" in html
 
 
+@pytest.mark.slow
 def test_report_on_an_inconsistent_analysis_is_a_one_line_error(tiny_run_copy):
     import json
 

@@ -273,6 +273,7 @@ def test_config_from_a_hand_edited_run_json_is_checked(kw, message):
         small_cfg(**kw).validate()
 
 
+@pytest.mark.slow
 def test_lock_is_exclusive_reentrant_and_leaves_nothing(tmp_path):
     run = RunDir(tmp_path / "a" / "run")
     holder = subprocess.Popen(
