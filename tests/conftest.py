@@ -109,3 +109,15 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert r.exit_code == 0, r.output
     assert r.output.strip().endswith("report.html")
     return out
+
+
+@pytest.fixture
+def no_figures(monkeypatch):
+    """Every figure as an empty data URI: for tests of the text and template only (fast)."""
+    from convlens.report import figures
+
+    for name in dir(figures):
+        fn = getattr(figures, name)
+        ours = callable(fn) and getattr(fn, "__module__", "") == figures.__name__
+        if ours and not name.startswith("_") and name != "to_data_uri":
+            monkeypatch.setattr(figures, name, lambda *_a, **_k: "data:image/png;base64,")

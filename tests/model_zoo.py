@@ -98,7 +98,9 @@ def dict_out() -> nn.Module:
     return _keep(_Heads("dict"))
 
 
-class _Unused(nn.Module):
+class Unused(nn.Module):
+    """A conv that forward never calls (``unused``), beside one that runs."""
+
     def __init__(self) -> None:
         super().__init__()
         self.unused = nn.Conv2d(1, 2, 3)
@@ -110,7 +112,7 @@ class _Unused(nn.Module):
 
 
 def unused() -> nn.Module:
-    return _keep(_Unused())
+    return _keep(Unused())
 
 
 class _Raises(nn.Module):

@@ -2,7 +2,6 @@
 
 import http.server
 import json
-import os
 import re
 import shutil
 import threading
@@ -14,6 +13,7 @@ import pytest
 from convlens.analysis.result import AnalysisResult, SeedsSummary
 from convlens.errors import ConvlensError
 from convlens.report import build_report
+from tests.browser import ARTIFACTS, CHROMIUM, FLAGS, sync_playwright
 
 SECTION_IDS = [
     "answer",
@@ -32,15 +32,6 @@ SECTION_IDS = [
     "receptive",
     "limits",
     "reproduce",
-]
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
 ]
 
 
@@ -72,18 +63,6 @@ def test_report_is_self_contained(demo_run):
     # issue 15: the page has inline scripts now (worked example, playground, slider), none loaded
     scripts = re.findall(r"<script[^>]*>", html)
     assert scripts == ['<script type="application/json" id="convlens-data">', "<script>"]
-
-
-@pytest.fixture
-def no_figures(monkeypatch):
-    """Every figure as an empty data URI: for tests of the text and template only (fast)."""
-    from convlens.report import figures
-
-    for name in dir(figures):
-        fn = getattr(figures, name)
-        ours = callable(fn) and getattr(fn, "__module__", "") == figures.__name__
-        if ours and not name.startswith("_") and name != "to_data_uri":
-            monkeypatch.setattr(figures, name, lambda *_a, **_k: "data:image/png;base64,")
 
 
 def test_report_escapes_text(tmp_path, demo_run, no_figures):
@@ -141,12 +120,7 @@ def test_report_refuses_an_old_or_foreign_analysis(tmp_path, demo_run):
 
 
 def _browser():
-    if not os.path.exists(CHROMIUM):
-        if os.environ.get("CI"):
-            pytest.fail(f"{CHROMIUM} is missing: .ci/run installs Debian's chromium")
-        pytest.skip(f"{CHROMIUM} not installed")
-    sync = pytest.importorskip("playwright.sync_api")
-    return sync.sync_playwright
+    return sync_playwright()
 
 
 def _check_page(url: str, shot: Path) -> None:

@@ -4,25 +4,14 @@ arithmetic, the playground's feature map against ``ops.correlate`` (bank kernels
 an uploaded PNG), the keyboard-operable epoch slider against the recorded probe maps, and the
 static content with scripts off. One browser for the module; every test here is slow."""
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from convlens.ops import correlate2d
+from tests.browser import ARTIFACTS, CHROMIUM, FLAGS, sync_playwright
 
 pytestmark = pytest.mark.slow  # a real headless Chromium
 
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-]
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
 #: WCAG 2 contrast of every visible element with its own text against its composed background
 CONTRAST_JS = """() => {
@@ -52,12 +41,7 @@ CONTRAST_JS = """() => {
 
 @pytest.fixture(scope="module")
 def browser():
-    if not os.path.exists(CHROMIUM):
-        if os.environ.get("CI"):
-            pytest.fail(f"{CHROMIUM} is missing: .ci/run installs Debian's chromium")
-        pytest.skip(f"{CHROMIUM} not installed")
-    sync = pytest.importorskip("playwright.sync_api")
-    with sync.sync_playwright() as p:
+    with sync_playwright()() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         yield b
         b.close()

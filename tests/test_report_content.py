@@ -17,18 +17,6 @@ from convlens.report.build import build_context, load_inputs, render_html
 from convlens.report.ood import LEARNED_LEVELS
 
 
-@pytest.fixture
-def no_figures(monkeypatch):
-    """Every figure as an empty data URI: for tests of the text and template only (fast)."""
-    from convlens.report import figures
-
-    for name in dir(figures):
-        fn = getattr(figures, name)
-        ours = callable(fn) and getattr(fn, "__module__", "") == figures.__name__
-        if ours and not name.startswith("_") and name != "to_data_uri":
-            monkeypatch.setattr(figures, name, lambda *_a, **_k: "data:image/png;base64,")
-
-
 def test_answer_comes_first_with_the_runs_own_numbers(demo_run):
     html = (demo_run / "report.html").read_text()
     a = AnalysisResult.read(demo_run / "analysis.json")

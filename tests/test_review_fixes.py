@@ -8,7 +8,6 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from convlens._atomic import write_text
 from convlens._serde import SchemaError, from_jsonable
@@ -17,6 +16,7 @@ from convlens.analysis.layers import identify_modules
 from convlens.errors import ConvlensError
 from convlens.explain import parse_matrix
 from convlens.train import TrainConfig
+from tests.model_zoo import Unused
 
 
 def test_atomic_write_refuses_symlinks_fifos_and_devices(tmp_path):
@@ -41,19 +41,8 @@ def test_atomic_write_refuses_symlinks_fifos_and_devices(tmp_path):
     assert (tmp_path / "plain.json").read_text() == "ok2"
 
 
-class _Unused(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.unused = nn.Conv2d(1, 2, 3)
-        self.c = nn.Conv2d(1, 4, 3)
-        self.fc = nn.Linear(4 * 6 * 6, 10)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(torch.relu(self.c(x)).flatten(1))
-
-
 def test_activations_skip_convs_that_never_run_and_name_data_misfits():
-    model = _Unused()
+    model = Unused()
     x = torch.zeros(5, 1, 8, 8)
     acts = activations.collect(model, activations.batches_of(x), "digits")
     assert set(acts.layer_scores) == {"c"} and acts.n == 5
