@@ -100,14 +100,6 @@ def _onnx_conv_weights(p: Path) -> dict[str, NDArray[Any]]:
     return {f"{c.name}.weight": c.weight.astype(np.float32) for c in found.convs}
 
 
-def onnx_tensor(init: Any, path: str | Path) -> NDArray[Any]:
-    """One ONNX initializer as an array, after checking its element type (a float type) and its
-    declared size (at most ``MAX_WEIGHT_VALUES`` values, all present) before decoding it."""
-    from convlens.analysis.onnxgraph import decode_tensor
-
-    return decode_tensor(init, path, integer_ok=False)
-
-
 def conv_weights(weights: dict[str, NDArray[Any]]) -> dict[str, NDArray[Any]]:
     """Tensors that look like conv kernels: ``(O, C/g, *k)`` with 1-3 spatial axes, named ``*weight``."""
     return {

@@ -111,15 +111,6 @@ def _resampled_means(
     return ma, mb
 
 
-def bootstrap_diff_ci(
-    a: NDArray[Any], b: NDArray[Any], *, n_boot: int = 2000, seed: int = 0, level: float = 0.95
-) -> tuple[float, float]:
-    """Percentile bootstrap interval of ``mean(a) - mean(b)`` (independent resampling)."""
-    ma, mb = _resampled_means(a, b, n_boot, seed)
-    q = (1 - level) / 2
-    return float(np.quantile(ma - mb, q)), float(np.quantile(ma - mb, 1 - q))
-
-
 def bootstrap_ratio_ci(
     a: NDArray[Any], b: NDArray[Any], *, n_boot: int = 2000, seed: int = 0, level: float = 0.95
 ) -> tuple[float, float]:

@@ -164,13 +164,3 @@ def collect_sharded(
     if not ctx.is_main:
         return SetActivations(name)
     return merge_parts(name, n, [p for p in parts if isinstance(p, dict)])
-
-
-def id_data(ds: Any) -> tuple[Any, str]:
-    """The in-distribution images of a dataset and their set name: the test split, or the whole
-    folder of a streamed one (:class:`convlens.parallel.stream.StreamedFolder`)."""
-    from convlens.parallel.stream import StreamedFolder
-
-    if isinstance(ds, StreamedFolder):
-        return ds.stream, f"{ds.name} (all {len(ds.stream)} images, streamed)"
-    return ds.split("test")[0], f"{ds.name} (test split)"
