@@ -260,7 +260,7 @@ def test_resume_after_sigkill_of_one_rank(tmp_path: Path) -> None:
     import time
 
     args = ["train", "--data", "faces", "--epochs", "12", "--batch-size", "8", "--no-snapshots"]
-    args += ["-q"]
+    args += ["--checkpoint-seconds", "0", "-q"]  # a checkpoint at every scheduled epoch
     cmd = [str(TORCHRUN), "--standalone", "--nproc_per_node=2", "-m", "convlens", *args]
     job = subprocess.Popen(
         [*cmd, "--out", "killed"],

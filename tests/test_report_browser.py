@@ -267,13 +267,30 @@ def test_epoch_slider_keyboard_and_maps_equal_the_recorded_ones(browser, url, de
             page.select_option("#ev-probe", str(p))
             state = page.evaluate("window.convlens.slider")
             assert state["epoch"] == epochs[e_idx]
-            rec = load_file(str(demo_run / "probes" / f"epoch-{epochs[e_idx]:03d}.safetensors"))
-            want = rec[first.name][state["probe"]].astype(np.float64)
+            want = _first_layer_map(demo_run, first.name, epochs[e_idx], state["probe"])
             got = np.array(state["maps"])
             np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * max(1.0, np.abs(want).max()))
     assert page.locator("#ev-kernels canvas").count() == min(16, first.identity.out_channels)
     assert not page.errors, page.errors
     page.close()
+
+
+def _first_layer_map(run, layer: str, epoch: int, probe: int) -> np.ndarray:
+    """The first conv layer's map for one probe image, from the run's snapshot and probe inputs
+    by torch's float64 conv2d (an oracle independent of the engine that derives the report's)."""
+    import torch
+    from safetensors.numpy import load_file
+
+    snap = load_file(str(run / "snapshots" / f"epoch-{epoch:03d}.safetensors"))
+    x = load_file(str(run / "probes" / "inputs.safetensors"))["x"][probe : probe + 1]
+    w, b = snap[f"{layer}.weight"], snap.get(f"{layer}.bias")
+    out = torch.nn.functional.conv2d(
+        torch.from_numpy(x).double(),
+        torch.from_numpy(w).double(),
+        None if b is None else torch.from_numpy(b).double(),
+        padding=w.shape[-1] // 2,
+    )
+    return out[0].numpy()
 
 
 def test_static_content_reads_without_javascript(browser, url):

@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 from click.testing import CliRunner
 
+from convlens.analysis.featuremaps import load_probes
 from convlens.cli import cli
 from convlens.data.datasets import load_bundled
 from convlens.errors import ConvlensError
+from convlens.models import build_model, make_spec
 from convlens.pipelines import resume_config
 from convlens.train import RunDir, TrainConfig, Trainer
 from convlens.train.schedule import log_spaced, parse_epochs, snapshot_schedule
@@ -70,12 +73,7 @@ def test_every_writes_only_those_epochs_and_resume_is_bit_identical(tmp_path):
     Trainer(_cfg(snapshot_every=2), ds, tmp_path / "full", progress=False).train()
     full = tmp_path / "full"
     assert _snapshot_epochs(full) == [0, 2, 4, 5]
-    assert sorted(int(p.stem.split("-")[1]) for p in (full / "probes").glob("epoch-*")) == [
-        0,
-        2,
-        4,
-        5,
-    ]
+    assert sorted(load_probes(full / "probes")[1]) == [0, 2, 4, 5]  # derived from the snapshots
     rec = RunDir(full).read_run()
     assert rec["config"]["snapshot_every"] == 2 and rec["snapshot_epochs"] == [0, 2, 4, 5]
     assert len(RunDir(full).read_metrics()) == 5
@@ -139,7 +137,9 @@ def test_cli_snapshot_epochs_recorded(tmp_path):
 
 @pytest.mark.slow
 def test_time_rule_checkpoints_between_snapshots(tmp_path, monkeypatch):
-    """With CHECKPOINT_SECONDS = 0 every epoch checkpoints; snapshots stay on the schedule."""
+    """The checkpoint rule: the last epoch; a scheduled epoch checkpoint_seconds after the last
+    checkpoint (0: every scheduled epoch, epoch 0 too); any epoch CHECKPOINT_SECONDS after it.
+    Snapshots stay on the schedule whatever the checkpoints do."""
     import convlens.train.trainer as trainer_mod
 
     seen: list[int] = []
@@ -149,12 +149,41 @@ def test_time_rule_checkpoints_between_snapshots(tmp_path, monkeypatch):
         seen.append(int(state["epoch"]))
         return real(self, state)
 
-    monkeypatch.setattr(trainer_mod, "CHECKPOINT_SECONDS", 0.0)
+    def train(name, **kw):
+        seen.clear()
+        ds = load_bundled("digits", 0)
+        Trainer(_cfg(epochs=7), ds, tmp_path / name, progress=False, **kw).train()
+        assert _snapshot_epochs(tmp_path / name) == [0, 1, 2, 3, 4, 6, 7]
+        return list(seen)
+
     monkeypatch.setattr(RunDir, "save_checkpoint", spy)
-    Trainer(_cfg(epochs=7), load_bundled("digits", 0), tmp_path / "r", progress=False).train()
-    assert seen == list(range(8))
-    assert _snapshot_epochs(tmp_path / "r") == [0, 1, 2, 3, 4, 6, 7]
-    seen.clear()
+    monkeypatch.setattr(trainer_mod, "CHECKPOINT_SECONDS", 0.0)
+    assert train("every-epoch", checkpoint_seconds=1e6) == list(range(1, 8))
     monkeypatch.setattr(trainer_mod, "CHECKPOINT_SECONDS", 1e9)
-    Trainer(_cfg(epochs=7), load_bundled("digits", 0), tmp_path / "s", progress=False).train()
-    assert seen == [0, 1, 2, 3, 4, 6, 7]
+    assert train("scheduled", checkpoint_seconds=0) == [0, 1, 2, 3, 4, 6, 7]
+    # the default spacing (1 s) on epochs far shorter: the last epoch alone
+    assert trainer_mod.CHECKPOINT_MIN_SECONDS == 1.0
+    assert train("spaced", checkpoint_seconds=1e6) == [7]
+    # the metrics go with each checkpoint
+    assert len(RunDir(tmp_path / "spaced").read_metrics()) == 7
+
+
+def test_failure_before_the_first_checkpoint_writes_the_initial_state(tmp_path):
+    """Epoch 0's checkpoint is deferred to the first one due; a run that fails before that
+    writes it then, so the error's "last good checkpoint (epoch 0)" exists."""
+    from convlens.train import TrainingError
+
+    cfg = _cfg(epochs=5, lr=1e30, optimizer="sgd")
+    with pytest.raises(TrainingError, match=r"checkpoint \(epoch 0\)"):
+        Trainer(cfg, load_bundled("digits", 0), tmp_path / "r", progress=False).train()
+    state = RunDir(tmp_path / "r").load_checkpoint()
+    assert state["epoch"] == 0
+    torch.manual_seed(0)
+    fresh = build_model(make_spec("digits-cnn", 1, (8, 8), 10)).state_dict()
+    assert all(torch.equal(state["model"][k], fresh[k]) for k in fresh)
+    assert _snapshot_epochs(tmp_path / "r") == [0]
+
+
+def test_checkpoint_seconds_is_checked():
+    with pytest.raises(ConvlensError, match="checkpoint interval must be a number of seconds"):
+        Trainer(_cfg(), load_bundled("digits", 0), "unused", progress=False, checkpoint_seconds=-1)

@@ -13,6 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from convlens.analysis.featuremaps import load_probes
 from convlens.data.datasets import load_bundled
 from convlens.errors import ConvlensError
 from convlens.train import RunDir, TrainConfig, Trainer, TrainingError
@@ -40,10 +41,15 @@ def test_run_directory_layout(tmp_path):
     assert rec["versions"]["torch"].startswith("2.")
     assert [o["name"] for o in rec["ood"]] == ["motorcycle", "noise"]
     assert len(run.read_metrics()) == 3
+    # probe maps are derived from the snapshots when read, not written (analysis/probemaps.py)
+    assert not list((tmp_path / "run" / "probes").glob("epoch-*"))
+    assert "derived on read" in rec["feature_maps"]
+    _, maps = load_probes(tmp_path / "run" / "probes")
+    assert sorted(maps) == [0, 1, 2, 3]
     for e in range(4):
         snap = load_file(str(run.snapshot(e)))
         assert snap["conv1.weight"].shape == (8, 1, 5, 5)
-        probe = load_file(str(run.probe(e)))
+        probe = maps[e]
         assert probe["conv1"].shape[1:] == (8, 25, 25) and probe["conv2"].shape[1:] == (16, 12, 12)
     assert not torch.equal(
         load_file(str(run.snapshot(0)))["conv1.weight"],
@@ -100,6 +106,8 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path):
         "40",
         "--seed",
         "1",
+        "--checkpoint-seconds",
+        "0",  # a checkpoint at every snapshot epoch, so a kill lands between two of them
         "-q",
     ]
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}

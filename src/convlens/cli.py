@@ -94,6 +94,15 @@ def cli(debug: bool) -> None:
     help="Snapshot exactly these epochs, e.g. 0,5,10 (0 and the last are always added).",
 )
 @click.option(
+    "--checkpoint-seconds",
+    type=click.FloatRange(min=0, max=60),
+    default=1.0,
+    show_default=True,
+    help="Least seconds between two checkpoints (with metrics.jsonl) at snapshot epochs; epoch 0 "
+    "and the last always checkpoint, and any epoch 60 s after the last. 0: every snapshot epoch. "
+    "It changes what a kill loses, never the run.",
+)
+@click.option(
     "--shuffle-labels",
     is_flag=True,
     help="Random-label control: permute the training labels (seeded by --seed; val/test keep "
@@ -107,6 +116,7 @@ def train(
     no_snapshots: bool,
     quiet: bool,
     snapshot_list: str | None,
+    checkpoint_seconds: float,
     **cfg: Any,
 ) -> None:
     """Train a reference CNN offline, snapshotting kernels and feature maps at log-spaced epochs."""
@@ -141,6 +151,7 @@ def train(
         extend_epochs=extend,
         progress=not quiet,
         log=lambda line: click.echo(line, err=True),
+        checkpoint_seconds=checkpoint_seconds,
     )
     from convlens.parallel.dist import is_main
 

@@ -79,9 +79,12 @@ def train_run(
     progress: bool = True,
     log: Callable[[str], None] = lambda _line: None,
     keep: tuple[str, ...] = (),
+    checkpoint_seconds: float | None = None,
 ) -> TrainedRun:
     """Train a new run from ``cfg`` into ``out``, or resume the run there (``cfg`` ignored; its
-    own config, extended to ``extend_epochs`` when given).
+    own config, extended to ``extend_epochs`` when given). ``checkpoint_seconds``: the least time
+    between checkpoints at snapshot epochs (default ``trainer.CHECKPOINT_MIN_SECONDS``; it changes
+    only how much a kill loses, never the run, so it is not recorded).
 
     Holds the run directory's lock throughout. A run killed before its first checkpoint (its
     ``run.json`` says ``running``, no checkpoint) is started again from epoch 0 with its recorded
@@ -95,7 +98,9 @@ def train_run(
 
     dist.init(resolve_device(cfg.device).type if cfg is not None else "cpu")
     return dist.collective(
-        lambda: _train_run(cfg, out, resume, force, extend_epochs, progress, log, keep),
+        lambda: _train_run(
+            cfg, out, resume, force, extend_epochs, progress, log, keep, checkpoint_seconds
+        ),
         "the training run",
     )
 
@@ -109,6 +114,7 @@ def _train_run(
     progress: bool,
     log: Callable[[str], None],
     keep: tuple[str, ...],
+    checkpoint_seconds: float | None = None,
 ) -> TrainedRun:
     from convlens.data.loaders import load_dataset
     from convlens.parallel.ddp import rank_run_dir
@@ -136,7 +142,8 @@ def _train_run(
             raise ConvlensError("a new run needs a training config")
         cfg.validate()
         dataset = load_dataset(cfg.data, cfg.seed)
-        trainer = Trainer(cfg, dataset, out, progress=progress)
+        every = {} if checkpoint_seconds is None else {"checkpoint_seconds": checkpoint_seconds}
+        trainer = Trainer(cfg, dataset, out, progress=progress, **every)
         if restart:
             result = trainer.train(force=True)
         elif resume:

@@ -53,7 +53,33 @@ def load_probes(
                 f"{sorted(next(iter(maps.values())))}"
             )
         maps[epoch] = held
+    if x is not None:
+        maps = _with_derived(folder.parent, x, maps)
     return x, maps
+
+
+def _with_derived(
+    root: Path, x: NDArray[np.float32], maps: dict[int, dict[str, NDArray[np.float32]]]
+) -> dict[int, dict[str, NDArray[np.float32]]]:
+    """``maps`` plus, for every weight snapshot of the run in ``root`` without a probe file, the
+    maps derived from it (:mod:`convlens.analysis.probemaps`), ordered by epoch."""
+    from convlens.analysis import probemaps
+
+    snaps = root / "snapshots"
+    missing = [f for f in sorted(snaps.glob("epoch-*.safetensors")) if epoch_of(f) not in maps]
+    if not missing:
+        return maps
+    model = probemaps.model_entry(root)
+    if model is None:
+        return maps
+    kernels, pools, dims = probemaps.chain_spec(model)
+    out = dict(maps)
+    for f in missing:
+        try:
+            out[epoch_of(f)] = probemaps.derive_maps(x, read_tensors(f), kernels, pools, dims)
+        except ConvlensError as exc:
+            raise ConvlensError(f"{str(f)!r}: cannot derive the probe maps: {exc}") from None
+    return dict(sorted(out.items()))
 
 
 def channel_correlation(maps: NDArray[Any]) -> NDArray[np.float64]:

@@ -12,6 +12,7 @@ import math
 import platform
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from convlens.errors import ConvlensError
 from convlens.models import DEFAULT_MODEL, ModelSpec, build_model, make_spec
 from convlens.train.rundir import RunDir
 from convlens.train.schedule import snapshot_schedule
-from convlens.train.writer import OrderedWriter
+from convlens.train.writer import InlineWriter, OrderedWriter
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 #: seeds go to torch.manual_seed, torch.Generator and numpy, which all take 0 .. 2**32 - 1
@@ -65,6 +66,13 @@ def permuted_labels(y: np.ndarray, seed: int) -> np.ndarray:
 CHECKPOINT_SECONDS = 60.0
 """Besides the scheduled epochs, an epoch that ends this many seconds of wall time after the last
 checkpoint also writes metrics and a checkpoint, so a killed long run loses at most about this much."""
+
+CHECKPOINT_MIN_SECONDS = 1.0
+"""The default least wall time between two checkpoints written at snapshot epochs (``convlens
+train --checkpoint-seconds``). A checkpoint (model and optimizer state, with ``metrics.jsonl``)
+costs ~3 ms; short epochs at the early, dense snapshot epochs would otherwise pay it every epoch.
+Epoch 0 and the last epoch always checkpoint; a kill loses at most this much training besides
+the epoch under way (resume is bit-identical from any checkpoint)."""
 
 
 class TrainingError(ConvlensError):
@@ -249,13 +257,32 @@ def evaluate(
         model.train(was_training)
 
 
+_Job = tuple[Callable[..., Any], tuple[Any, ...]]
+"""A write the training loop defers: a function and its arguments."""
+
+
 class Trainer:
     """Runs one training job into a run directory (``train()``), or resumes one (``resume()``)."""
 
     def __init__(
-        self, cfg: TrainConfig, dataset: Dataset, out: str | Path, *, progress: bool = True
+        self,
+        cfg: TrainConfig,
+        dataset: Dataset,
+        out: str | Path,
+        *,
+        progress: bool = True,
+        checkpoint_seconds: float = CHECKPOINT_MIN_SECONDS,
     ) -> None:
         cfg.validate()
+        if (
+            isinstance(checkpoint_seconds, bool)
+            or not isinstance(checkpoint_seconds, int | float)
+            or not (math.isfinite(checkpoint_seconds) and checkpoint_seconds >= 0)
+        ):
+            raise ConvlensError(
+                f"checkpoint interval must be a number of seconds >= 0, got {checkpoint_seconds!r}"
+            )
+        self.checkpoint_seconds = float(checkpoint_seconds)
         self.cfg = cfg
         self.dataset = dataset
         self._checkpointed = -1  # the epoch of the last checkpoint submitted (for error messages)
@@ -330,8 +357,7 @@ class Trainer:
             "conv_layers": [f"conv{i + 1}" for i in range(len(self.spec.channels))],
             "probes": self._probe_meta,
             "snapshot_epochs": self.cfg.schedule(),
-            "feature_maps": "probes/epoch-NNN.safetensors hold each conv layer's output before ReLU "
-            "(cross-correlation + bias), float32, keyed by layer name",
+            "feature_maps": self._feature_maps_rule(),
         }
         if self.cfg.shuffle_labels:
             rec["label_permutation"] = (
@@ -342,18 +368,28 @@ class Trainer:
             rec.update(extra)
         return rec
 
-    # -- snapshots -----------------------------------------------------------------------------
-    def _snapshot(
-        self, model: nn.Module, epoch: int, probe_x: torch.Tensor, writer: OrderedWriter
-    ) -> None:
-        """Copy the conv weights and probe feature maps now; write them on the writer thread."""
+    def _feature_maps_rule(self) -> str | None:
+        """How the probe feature maps of this run are kept (run.json ``feature_maps``)."""
+        if not self.cfg.probes:
+            return None
         if self.cfg.snapshots:
-            writer.submit(
-                self.run.save_tensors,
-                self.run.snapshot(epoch),
-                conv_state(model),
-                {"epoch": str(epoch)},
-            )
+            from convlens.analysis.probemaps import RULE
+
+            return RULE
+        return (
+            "probes/epoch-NNN.safetensors hold each conv layer's output before ReLU "
+            "(cross-correlation + bias), float32, keyed by layer name"
+        )
+
+    # -- snapshots -----------------------------------------------------------------------------
+    def _snapshot(self, model: nn.Module, epoch: int, probe_x: torch.Tensor) -> list[_Job]:
+        """The writes of epoch ``epoch``'s snapshot, with copies of the conv weights taken now. The
+        probe feature maps are derived from the snapshot when read
+        (:mod:`convlens.analysis.probemaps`); only a run with probes but no snapshots computes them
+        here."""
+        meta = {"epoch": str(epoch)}
+        if self.cfg.snapshots:
+            return [(self.run.save_tensors, (self.run.snapshot(epoch), conv_state(model), meta))]
         if self.cfg.probes:
             was = model.training
             model.eval()
@@ -362,7 +398,8 @@ class Trainer:
                     _, maps = model.forward_with_convs(probe_x.to(self.device))  # type: ignore[operator]
             finally:
                 model.train(was)
-            writer.submit(self.run.save_tensors, self.run.probe(epoch), maps, {"epoch": str(epoch)})
+            return [(self.run.save_tensors, (self.run.probe(epoch), maps, meta))]
+        return []
 
     def _state(
         self,
@@ -453,7 +490,9 @@ class Trainer:
         from tqdm import tqdm
 
         data = self._tensors()
-        writer = OrderedWriter()
+        # on CUDA a background thread writes while the GPU trains; on the CPU it would take a core
+        # from torch's own threads, so the (few, small) writes are made at once (writer.py)
+        writer = OrderedWriter() if self.device.type == "cuda" else InlineWriter()
         tty = sys.stderr.isatty()  # a bar redraws itself: only on a terminal; else plain lines
         bar = tqdm(
             total=self.cfg.epochs,
@@ -466,31 +505,56 @@ class Trainer:
         every = max(1, self.cfg.epochs // 10)
         model.train()
         self._fwd = self._step.wrap(model)  # DistributedDataParallel under torchrun
+        # Writes wait in `pending` (copies taken when due) and go out in order with the next
+        # checkpoint: snapshots, then metrics, then the checkpoint. Whatever a kill leaves on disk
+        # is then a prefix of the run, and the epochs after its last checkpoint are redone (and
+        # their snapshots rewritten, bit-identical) on resume. The epoch-0 state is written with
+        # the first checkpoint that is due, or when training fails before one; a run killed before
+        # its first checkpoint starts again from epoch 0, which is the same.
+        pending: list[_Job] = []
         try:
-            self._checkpointed = start_epoch - 1
+            self._checkpointed, initial = start_epoch - 1, None
             if start_epoch == 0:
-                self._snapshot(model, 0, probe_x, writer)
-                writer.submit(self.run.save_checkpoint, self._state(model, opt, gen, 0, 0.0))
+                pending += self._snapshot(model, 0, probe_x)
+                initial = self._state(model, opt, gen, 0, 0.0)
+                if self.checkpoint_seconds == 0:  # every scheduled epoch checkpoints, 0 too
+                    pending.append((self.run.save_checkpoint, (initial,)))
+                    self._submit(pending, writer)
+                    initial = None
                 self._checkpointed, start_epoch = 0, 1
             schedule = set(self.cfg.schedule())
             last_write = time.perf_counter()
             for epoch in range(start_epoch, self.cfg.epochs + 1):
-                row = self._epoch(model, opt, gen, data, epoch)
+                try:
+                    row = self._epoch(model, opt, gen, data, epoch)
+                except TrainingError:
+                    if initial is not None:  # the last good checkpoint the message names
+                        pending.append((self.run.save_checkpoint, (initial,)))
+                    raise
                 elapsed += row["seconds"]
                 metrics.append(row)
-                # Copies are taken now; the writes happen in order on the writer thread. Only
-                # scheduled epochs write (and any epoch CHECKPOINT_SECONDS after the last write),
-                # so short epochs do not pay for four file writes each.
+                # Only scheduled epochs snapshot; metrics and a checkpoint go with the last epoch,
+                # a scheduled epoch at least checkpoint_seconds after the last checkpoint, and any
+                # epoch CHECKPOINT_SECONDS after it, so short epochs do not pay for file writes.
                 if epoch in schedule:
-                    self._snapshot(model, epoch, probe_x, writer)
-                if epoch in schedule or time.perf_counter() - last_write >= CHECKPOINT_SECONDS:
-                    writer.submit(self.run.write_metrics, list(metrics))
-                    writer.submit(
-                        self.run.save_checkpoint, self._state(model, opt, gen, epoch, elapsed)
+                    pending += self._snapshot(model, epoch, probe_x)
+                since = time.perf_counter() - last_write
+                if (
+                    epoch == self.cfg.epochs
+                    or since >= CHECKPOINT_SECONDS
+                    or (epoch in schedule and since >= self.checkpoint_seconds)
+                ):
+                    pending.append((self.run.write_metrics, (list(metrics),)))
+                    pending.append(
+                        (self.run.save_checkpoint, (self._state(model, opt, gen, epoch, elapsed),))
                     )
-                    self._checkpointed, last_write = epoch, time.perf_counter()
-                bar.update(1)
-                bar.set_postfix(loss=f"{row['train_loss']:.3f}", val_acc=f"{row['val_acc']:.3f}")
+                    self._submit(pending, writer)
+                    self._checkpointed, last_write, initial = epoch, time.perf_counter(), None
+                if not bar.disable:
+                    bar.update(1)
+                    bar.set_postfix(
+                        loss=f"{row['train_loss']:.3f}", val_acc=f"{row['val_acc']:.3f}"
+                    )
                 if self.progress and not tty and (epoch % every == 0 or epoch == self.cfg.epochs):
                     print(
                         f"train {self.dataset.name}: epoch {epoch}/{self.cfg.epochs}, loss "
@@ -500,8 +564,18 @@ class Trainer:
                     )
         finally:
             bar.close()
-            writer.close()  # everything submitted so far reaches the disk, also on an error
+            try:  # snapshots taken since the last checkpoint are kept, also on an error
+                self._submit(pending, writer)
+            finally:
+                writer.close()  # everything submitted so far reaches the disk, also on an error
         return self._finish(model, data, metrics, elapsed)
+
+    @staticmethod
+    def _submit(pending: list[_Job], writer: OrderedWriter | InlineWriter) -> None:
+        """Hand the deferred writes to ``writer``, in order, and empty ``pending``."""
+        for fn, args in pending:
+            writer.submit(fn, *args)
+        pending.clear()
 
     def _epoch(
         self,
@@ -517,10 +591,11 @@ class Trainer:
         perm = torch.randperm(n, generator=gen).to(self.device)
         loss_sum, correct = 0.0, 0
         for b, (idx, m) in enumerate(self._step.batches(perm, bs)):
+            yb = y_tr[idx]
             logits = self._fwd(x_tr[idx])
-            loss = self._step.loss(logits, y_tr[idx], m)
+            loss = self._step.loss(logits, yb, m)
             # one device sync per batch, used for the check and for the sums (all ranks' under DDP)
-            value, right = self._step.totals(loss, logits, y_tr[idx])
+            value, right = self._step.totals(loss, logits, yb)
             if not math.isfinite(value):
                 raise TrainingError(
                     f"the training loss became {value} at epoch {epoch}, batch {b} "

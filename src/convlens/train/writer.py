@@ -1,4 +1,10 @@
-"""A background writer: run-directory writes happen in order on one thread, off the training path.
+"""Run-directory writers: :class:`OrderedWriter` writes in order on a background thread, off the
+training path; :class:`InlineWriter` writes at once on the calling thread.
+
+The trainer uses the background writer on CUDA, where the training thread only queues GPU work and
+a CPU core is free for the writes, and the inline one on the CPU, where torch already runs an
+intra-op thread per core: a writer thread there competes with those threads for cores and for the
+GIL, and cost more wall time than the writes themselves (measured in README, P3).
 
 Jobs run strictly in submission order, so whatever a kill leaves on disk is a prefix of the
 submitted writes: a checkpoint for epoch ``e`` is only ever written after the snapshots, probes and
@@ -76,3 +82,14 @@ class OrderedWriter:
             if job is not None:
                 self._run(job)
         self._raise()
+
+
+class InlineWriter:
+    """The :class:`OrderedWriter` interface, writing at once: ``submit`` runs the job (so order and
+    errors are the caller's), ``close`` does nothing."""
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> None:
+        fn(*args)
+
+    def close(self) -> None:
+        return None
