@@ -111,7 +111,9 @@ def test_a_snapshot_that_does_not_fit_the_model_is_named(tmp_path):
     snap = load_file(str(run.snapshot(2)))
     snap["conv2.weight"] = snap["conv2.weight"][:, :3]
     save_file(snap, str(run.snapshot(2)))
-    with pytest.raises(ConvlensError, match=r"epoch-002.safetensors'?: cannot derive.*conv2.weight"):
+    with pytest.raises(
+        ConvlensError, match=r"epoch-002.safetensors'?: cannot derive.*conv2.weight"
+    ):
         load_probes(run.root / "probes")
 
 
@@ -125,14 +127,14 @@ def test_a_snapshot_that_does_not_fit_the_model_is_named(tmp_path):
     ],
 )
 def test_chain_spec_refuses_what_is_not_a_reference_cnn(model):
-    with pytest.raises(ConvlensError, match="run.json: the model entry"):
+    with pytest.raises(ConvlensError, match=r"run\.json: the model entry"):
         probemaps.chain_spec(model)
 
 
 def test_unreadable_run_json_is_named(tmp_path):
     run = _train(tmp_path / "r")
     (run.root / "run.json").write_text("{not json")
-    with pytest.raises(ConvlensError, match="run.json'? is not readable JSON"):
+    with pytest.raises(ConvlensError, match=r"run\.json'? is not readable JSON"):
         load_probes(run.root / "probes")
 
 

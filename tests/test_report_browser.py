@@ -241,7 +241,6 @@ def test_playground_matches_the_engine_and_reads_an_uploaded_png(browser, url, t
 
 
 def test_epoch_slider_keyboard_and_maps_equal_the_recorded_ones(browser, url, demo_run):
-    from safetensors.numpy import load_file
 
     from convlens.analysis.result import AnalysisResult
 
