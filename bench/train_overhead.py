@@ -1,7 +1,8 @@
 """P3: trainer with snapshots + probes vs the same trainer with both off (same model, data, epochs).
 
-Also times a bare PyTorch loop (no convlens trainer at all) for the same model/data/batch/epochs.
-Run: python -m bench.train_overhead [--reps 5] [--data faces] [--cpu-time]
+Also times a bare PyTorch loop (no convlens trainer at all) for the same model/data/batch/epochs,
+twice (the second an A/A control for the machine's noise).
+Run: python -m bench.train_overhead [--reps 21] [--data faces] [--cpu-time]
 
 ``--cpu-time`` times with ``time.process_time`` (CPU seconds of the whole process, the writer
 thread included) instead of wall time: on a machine shared with other jobs, wall time mostly
@@ -19,6 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -71,59 +73,75 @@ def trainer_loop_seconds(
     ds: Any = None,
     clock: Callable[[], float] = time.perf_counter,
 ) -> float:
+    """``convlens train``'s work on an in-memory dataset: building the trainer (config checks, the
+    probe images of every OOD set) and ``Trainer.train()`` (run directory, network, loop, writes).
+    The temporary folder's creation and removal are not timed."""
     ds = ds if ds is not None else load_bundled(data, seed)
     # the defaults of `convlens train --data DATA` (every bundled OOD set, probes, snapshots)
     cfg = TrainConfig(data=data, epochs=epochs, seed=seed, snapshots=snapshots, probes=snapshots)
     with tempfile.TemporaryDirectory() as tmp:
-        tr = Trainer(cfg, ds, tmp + "/run", progress=False)
         t0 = clock()
-        tr.train()
+        Trainer(cfg, ds, tmp + "/run", progress=False).train()
         return clock() - t0
 
 
+def _median_ci(ratios: list[float]) -> list[float]:
+    """95% bootstrap CI (scipy.stats.bootstrap, BCa) of the median of per-round ratios."""
+    from scipy.stats import bootstrap
+
+    if len(ratios) < 3 or len(set(ratios)) < 2:
+        return [min(ratios), max(ratios)]
+    res = bootstrap(
+        (np.asarray(ratios),), np.median, n_resamples=4999, random_state=np.random.default_rng(0)
+    )
+    return [float(res.confidence_interval.low), float(res.confidence_interval.high)]
+
+
 def run(data: str, epochs: int, reps: int, cpu_time: bool = False) -> dict[str, Any]:
-    """Interleaved rounds (order rotating) of: trainer with snapshots+probes, trainer without, and
-    the bare loop; the overheads are medians of the per-round ratios."""
+    """Interleaved rounds (order rotating) of: the trainer with snapshots+probes, the trainer
+    without, the bare loop, and the bare loop again (an A/A control: how far two identical arms
+    drift apart on this machine, the resolution of the other ratios). Overheads are medians of the
+    per-round ratios to the bare loop, with a bootstrap CI."""
     clock = time.process_time if cpu_time else time.perf_counter
     ds = load_bundled(data, 0)  # loaded once: each timed call is training plus its own set-up
-    trainer_loop_seconds(data, 2, True, ds=ds)  # warm-up
+    trainer_loop_seconds(data, 2, True, ds=ds)  # warm-up (imports, decoded OOD photos)
     bare_loop(data, 2, ds=ds)
     res = compare(
         {
             "with": lambda: trainer_loop_seconds(data, epochs, True, ds=ds, clock=clock),
             "without": lambda: trainer_loop_seconds(data, epochs, False, ds=ds, clock=clock),
             "bare": lambda: bare_loop(data, epochs, ds=ds, clock=clock),
+            "bare_again": lambda: bare_loop(data, epochs, ds=ds, clock=clock),
         },
         reps,
         reference="bare",
         warmup=0,
-        returns_time=cpu_time,
+        returns_time=True,
     )
-    # wall time: whole calls are timed: for the trainer that includes building the probe images of
-    # the OOD sets, creating the run directory and waiting for its last writes; for the bare loop,
-    # building the model and tensors. CPU time: Trainer.train() (run directory, loop, final writes)
-    # vs the bare loop itself
     t = res["times"]
+    ratio = {k: [a / b for a, b in zip(t[k], t["bare"], strict=True)] for k in t}
     with_vs_without = statistics.median(a / b for a, b in zip(t["with"], t["without"], strict=True))
     return {
         "data": data,
         "epochs": epochs,
+        "rounds": reps,
         "clock": "process CPU time" if cpu_time else "wall time",
         "with_snapshots_s": res["with"],
         "without_snapshots_s": res["without"],
         "bare_pytorch_s": res["bare"],
         "snapshot_overhead": with_vs_without - 1.0,
-        "overhead_vs_bare": res["ratios"]["with"]["median"] - 1.0,
-        "overhead_vs_bare_range": [
-            res["ratios"]["with"]["min"] - 1.0,
-            res["ratios"]["with"]["max"] - 1.0,
-        ],
+        "overhead_vs_bare": statistics.median(ratio["with"]) - 1.0,
+        "overhead_vs_bare_ci95": [v - 1.0 for v in _median_ci(ratio["with"])],
+        "overhead_vs_bare_range": [min(ratio["with"]) - 1.0, max(ratio["with"]) - 1.0],
+        "without_vs_bare": statistics.median(ratio["without"]) - 1.0,
+        "a_a_control": statistics.median(ratio["bare_again"]) - 1.0,
+        "a_a_control_ci95": [v - 1.0 for v in _median_ci(ratio["bare_again"])],
     }
 
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--reps", type=int, default=5)
+    p.add_argument("--reps", type=int, default=21)
     p.add_argument("--data", default="faces")
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--cpu-time", action="store_true")

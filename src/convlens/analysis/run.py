@@ -327,7 +327,7 @@ def _load_run(run_dir: str | Path) -> _RunInputs:
     from safetensors.torch import load_file
 
     from convlens.data.loaders import load_dataset
-    from convlens.data.ood import make_ood
+    from convlens.data.ood import make_oods
     from convlens.models import ModelSpec, build_model
     from convlens.train import RunDir
 
@@ -356,10 +356,8 @@ def _load_run(run_dir: str | Path) -> _RunInputs:
     model.eval()
     cfg = rec["config"]
     dataset = load_dataset(cfg["data"], int(cfg["seed"]))
-    oods = [
-        make_ood(o["name"], dataset, int(cfg["ood_size"]), int(cfg["seed"]))
-        for o in rec.get("ood", [])
-    ]
+    names = [o["name"] for o in rec.get("ood", [])]
+    oods = make_oods(names, dataset, int(cfg["ood_size"]), int(cfg["seed"]))
     snaps = evolution.load_snapshots(run.root / "snapshots")
     probe_x, probe_maps = featuremaps.load_probes(run.root / "probes")
     return _RunInputs(run.root, rec, model, dataset, oods, snaps, probe_x, probe_maps)
@@ -691,7 +689,7 @@ def _prepare_stream(
     resized to the first image's size, standardised by the folder's own mean/std."""
     from dataclasses import replace
 
-    from convlens.data.ood import default_ood_names, make_ood
+    from convlens.data.ood import default_ood_names, make_oods
     from convlens.parallel.stream import open_folder
 
     if not isinstance(adapter, TorchModel):
@@ -707,7 +705,7 @@ def _prepare_stream(
         )
     ds = open_folder(root, seed, channels=adapter.expectation().channels or 1)
     names = ood if ood is not None else default_ood_names(ds)
-    oods = [make_ood(n, ds, 100, seed) for n in names]
+    oods = make_oods(names, ds, 100, seed)
     return _Prepared(
         f"{ds.name} (all {len(ds.stream)} images, streamed)",
         ds.x,

@@ -23,8 +23,10 @@ returned separately, so "faces vs a bicycle" is not diluted by the non-face crop
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -69,6 +71,55 @@ def _grey01(img: NDArray[Any]) -> NDArray[np.float64]:
     return rgb2gray(x) if x.ndim == 3 else x
 
 
+def _motorcycle_left() -> NDArray[Any]:
+    """``skimage.data.stereo_motorcycle()[0]``, without decoding the right view and the disparity
+    map (the same file, read the same way, when the wheel ships it)."""
+    from skimage import data, io
+
+    path = Path(getattr(data, "data_dir", "")) / "motorcycle_left.png"
+    if path.is_file():
+        return np.asarray(io.imread(str(path)))
+    return np.asarray(data.stereo_motorcycle()[0])
+
+
+@functools.cache
+def source_photos(name: str) -> tuple[NDArray[np.float64], ...]:
+    """The grey ``[0, 1]`` source photos of OOD set ``name`` (motorcycle, cat, textures), decoded
+    once per process and read-only: a training run, its analysis and the demo's several runs
+    crop the same photos."""
+    from skimage import data
+
+    raw = {
+        "motorcycle": lambda: [_motorcycle_left()],
+        "cat": lambda: [data.chelsea()],
+        "textures": lambda: [getattr(data, t)() for t in ("brick", "grass", "gravel")],
+    }[name]()
+    out = []
+    for img in raw:
+        grey = _grey01(img)
+        grey.setflags(write=False)
+        out.append(grey)
+    return tuple(out)
+
+
+@functools.cache
+def _digit_images() -> NDArray[np.float64]:
+    from sklearn.datasets import load_digits
+
+    imgs = np.asarray(load_digits().images / 16.0)
+    imgs.setflags(write=False)
+    return imgs
+
+
+@functools.cache
+def _face_images() -> NDArray[Any]:
+    from skimage import data
+
+    imgs = np.asarray(data.lfw_subset()[:100])
+    imgs.setflags(write=False)
+    return imgs
+
+
 def random_crops(
     images: list[NDArray[np.float64]] | Callable[[], list[NDArray[np.float64]]],
     n: int,
@@ -105,7 +156,6 @@ def make_ood(
     ``first``: build only the first ``first`` members of the ``n``-member set (exactly the same
     images as ``make_ood(name, dataset, n, seed).x[:first]``); the set records ``n`` as its size.
     """
-    from skimage import data
     from skimage.transform import resize
 
     if name not in OOD_NAMES:
@@ -122,17 +172,17 @@ def make_ood(
     rng = np.random.default_rng(seed + 1000 + OOD_NAMES.index(name))
     if name == "motorcycle":
         raw = random_crops(
-            lambda: [_grey01(data.stereo_motorcycle()[0])], keep, (h, w), (0.15, 0.5), rng
+            lambda: list(source_photos("motorcycle")), keep, (h, w), (0.15, 0.5), rng
         )
         desc = "random square crops (15-50% of the short side) of stereo_motorcycle (left), grey, resized"
         src = np.zeros(keep, dtype=np.int64)
     elif name == "cat":
-        raw = random_crops(lambda: [_grey01(data.chelsea())], keep, (h, w), (0.3, 0.9), rng)
+        raw = random_crops(lambda: list(source_photos("cat")), keep, (h, w), (0.3, 0.9), rng)
         desc = "random square crops (30-90% of the short side) of chelsea (a cat), grey, resized"
         src = np.zeros(keep, dtype=np.int64)
     elif name == "textures":
         raw = random_crops(
-            lambda: [_grey01(getattr(data, t)()) for t in ("brick", "grass", "gravel")],
+            lambda: list(source_photos("textures")),
             keep,
             (h, w),
             (0.05, 0.2),
@@ -141,9 +191,7 @@ def make_ood(
         desc = "random square crops (5-20% of the short side) of brick, grass and gravel, resized"
         src = np.arange(keep, dtype=np.int64) % 3  # random_crops takes image i % 3
     elif name == "digits":
-        from sklearn.datasets import load_digits
-
-        imgs = load_digits().images / 16.0
+        imgs = _digit_images()
         pick = rng.choice(len(imgs), size=n, replace=len(imgs) < n)[:keep]
         raw = np.array([resize(imgs[i], (h, w), anti_aliasing=True) for i in pick]).reshape(
             -1, h, w
@@ -151,7 +199,7 @@ def make_ood(
         desc = "sklearn load_digits images / 16, resized"
         src = np.asarray(pick, dtype=np.int64)
     elif name == "faces":
-        imgs = np.asarray(data.lfw_subset()[:100])
+        imgs = _face_images()
         pick = rng.choice(len(imgs), size=n, replace=len(imgs) < n)[:keep]
         raw = np.array([resize(imgs[i], (h, w), anti_aliasing=True) for i in pick]).reshape(
             -1, h, w
@@ -170,6 +218,20 @@ def make_ood(
         size=None if keep == n else n,
         source_ids=src,
     )
+
+
+def make_oods(
+    names: list[str], dataset: Dataset, n: int = 100, seed: int = 0, *, first: int | None = None
+) -> list[OODSet]:
+    """:func:`make_ood` for each name, in that order, built on up to two threads (the crops'
+    anti-aliased resizing runs in scipy with the GIL released; nothing else runs yet when a run or
+    an analysis builds its sets). The same sets as building them one by one."""
+    if len(names) < 2 or first == 0:  # nothing to build but the recipes
+        return [make_ood(name, dataset, n, seed, first=first) for name in names]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="convlens-ood") as pool:
+        return list(pool.map(lambda name: make_ood(name, dataset, n, seed, first=first), names))
 
 
 _SOURCE_MARKERS = {"digits": "load_digits", "faces": "lfw_subset"}

@@ -73,7 +73,7 @@ class Step:
         """The global batch's mean loss (for the log and the NaN check) and its correct count."""
         correct = int((logits.argmax(1) == y).sum()) if len(y) else 0
         if not self.ctx.distributed:
-            return float(loss.detach()), correct
+            return loss.item(), correct
         import torch.distributed as tdist
 
         share = float(loss.detach()) / self.ctx.world_size  # = this rank's sum / m

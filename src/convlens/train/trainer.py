@@ -23,7 +23,7 @@ from torch import nn
 
 from convlens import __version__
 from convlens.data.datasets import Dataset
-from convlens.data.ood import OODSet, default_ood_names, make_ood
+from convlens.data.ood import OODSet, default_ood_names, make_oods
 from convlens.errors import ConvlensError
 from convlens.models import DEFAULT_MODEL, ModelSpec, build_model, make_spec
 from convlens.train.rundir import RunDir
@@ -310,9 +310,7 @@ class Trainer:
         # training only needs the probe images (the first few of each set); the analysis rebuilds
         # whole sets from the recorded recipe (name, size, seed)
         first = cfg.probes_per_set if cfg.probes else 0
-        self.ood_sets: list[OODSet] = [
-            make_ood(n, dataset, cfg.ood_size, cfg.seed, first=first) for n in names
-        ]
+        self.ood_sets: list[OODSet] = make_oods(names, dataset, cfg.ood_size, cfg.seed, first=first)
 
     # -- set-up ---------------------------------------------------------------------------------
     def _tensors(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
