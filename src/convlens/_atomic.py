@@ -93,8 +93,6 @@ def write_bytes(path: str | os.PathLike[str], data: bytes | memoryview) -> Path:
     ``chmod`` or a ``mkdir`` unless the folder is missing. No ``fsync``: the rename keeps a killed
     process's files whole (the kernel keeps the written pages), which is what resume needs.
     """
-    import secrets
-
     target = Path(path)
     try:
         st = os.lstat(target)
@@ -106,7 +104,7 @@ def write_bytes(path: str | os.PathLike[str], data: bytes | memoryview) -> Path:
         _refuse_special(target)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
     for attempt in range(100):
-        name = "".join(secrets.choice(_TMP_CHARS) for _ in range(8))
+        name = "".join(_TMP_CHARS[b % len(_TMP_CHARS)] for b in os.urandom(8))
         tmp = target.with_name(f".{target.name}.{name}.tmp")
         try:
             fd = os.open(tmp, flags, 0o666)  # the kernel applies the umask, as open() does
