@@ -10,7 +10,8 @@ makes. Nothing is padded or dropped: a short last batch is split as evenly as it
 **Exact gradients.** Each rank's loss is its *sum* of per-image losses times ``W / m`` (``m`` =
 images in the global batch); DDP averages gradients over the ``W`` ranks, which gives the mean
 gradient over the ``m`` images: the single-process step with batch ``W x b``, up to float
-reassociation. The logged loss and accuracy are summed over ranks (one ``all_reduce`` per batch).
+reassociation. The logged loss is summed over ranks (one ``all_reduce`` per batch, so that a non-finite loss stops
+every rank at once), the correct count once per epoch.
 
 **Writes.** Rank 0 alone writes the run directory (:func:`rank_run_dir`); the other ranks read it
 only to resume. For multi-node resume the run directory must be on a file system every node sees.
@@ -67,19 +68,30 @@ class Step:
         total = nn.functional.cross_entropy(logits, y, reduction="sum")
         return total * (self.ctx.world_size / m)
 
-    def totals(
-        self, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor
-    ) -> tuple[float, int]:
-        """The global batch's mean loss (for the log and the NaN check) and its correct count."""
-        correct = int((logits.argmax(1) == y).sum()) if len(y) else 0
+    def batch_loss(self, loss: torch.Tensor) -> float:
+        """The global batch's mean loss, for the log and the NaN check (one sync per batch; one
+        ``all_reduce`` under DDP, so every rank sees the same value and stops together)."""
         if not self.ctx.distributed:
-            return loss.item(), correct
+            return loss.item()
         import torch.distributed as tdist
 
-        share = float(loss.detach()) / self.ctx.world_size  # = this rank's sum / m
-        t = torch.tensor([share, float(correct)], dtype=torch.float64)
+        t = torch.tensor(
+            [loss.item() / self.ctx.world_size], dtype=torch.float64
+        )  # this rank's sum / m
         tdist.all_reduce(t)
-        return float(t[0]), int(t[1])
+        return float(t[0])
+
+    def correct(self, predicted: list[torch.Tensor], labels: list[torch.Tensor]) -> int:
+        """How many of the epoch's predictions (per batch, this rank's) hit their labels, summed
+        over the ranks: one comparison and one sync per epoch instead of per batch."""
+        right = int((torch.cat(predicted) == torch.cat(labels)).sum()) if predicted else 0
+        if not self.ctx.distributed:
+            return right
+        import torch.distributed as tdist
+
+        t = torch.tensor([right], dtype=torch.int64)
+        tdist.all_reduce(t)
+        return int(t[0])
 
     def state(self, epoch: int) -> dict[str, Any]:
         """What the checkpoint records about the sharding (the generator state is saved beside)."""

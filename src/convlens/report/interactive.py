@@ -8,7 +8,7 @@ a float64 cross-correlation with PyTorch's zero-padding semantics) from what thi
 - small sample images (the run's probe images, or a drawn pattern when the analysis has none);
 - the first conv layer's kernels and biases at every snapshot epoch (the epochs need not be
   contiguous) and one probe image per set, so that the page can draw the probe feature maps at any
-  epoch; the browser test checks them against ``probes/epoch-NNN.safetensors``.
+  epoch; the browser test checks them against torch's float64 ``conv2d`` of the snapshot.
 
 Kernel thumbnails are inline SVG (:func:`kernel_svg`) so that they show with scripts off.
 """

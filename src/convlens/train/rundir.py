@@ -5,7 +5,9 @@ RUN/
   run.json            config, dataset, model spec, seed, versions, device, status, result
   metrics.jsonl       one line per epoch
   snapshots/epoch-NNN.safetensors   conv weights (epoch 000 = initialisation)
-  probes/epoch-NNN.safetensors      conv outputs for the fixed probe images; probes/inputs.safetensors
+  probes/inputs.safetensors         the fixed probe images (their conv outputs per snapshot epoch are
+                                    derived when read: analysis/probemaps.py; written as
+                                    probes/epoch-NNN.safetensors only by runs without snapshots)
   model.safetensors   final weights;  checkpoint/state.pt  resumable state
   .lock               held (flock) by the process writing the run; holds its pid
 ```

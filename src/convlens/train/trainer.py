@@ -587,13 +587,16 @@ class Trainer:
         n, bs = len(x_tr), self.cfg.batch_size
         t0 = time.perf_counter()
         perm = torch.randperm(n, generator=gen).to(self.device)
-        loss_sum, correct = 0.0, 0
+        loss_sum = 0.0
+        predicted: list[torch.Tensor] = []
+        labels: list[torch.Tensor] = []
         for b, (idx, m) in enumerate(self._step.batches(perm, bs)):
             yb = y_tr[idx]
             logits = self._fwd(x_tr[idx])
             loss = self._step.loss(logits, yb, m)
-            # one device sync per batch, used for the check and for the sums (all ranks' under DDP)
-            value, right = self._step.totals(loss, logits, yb)
+            # one device sync per batch, for the check and the loss sum (all ranks' under DDP);
+            # the training accuracy is counted once per epoch from the kept predictions
+            value = self._step.batch_loss(loss)
             if not math.isfinite(value):
                 raise TrainingError(
                     f"the training loss became {value} at epoch {epoch}, batch {b} "
@@ -604,7 +607,9 @@ class Trainer:
             loss.backward()
             opt.step()
             loss_sum += value * m
-            correct += right
+            predicted.append(logits.argmax(1))
+            labels.append(yb)
+        correct = self._step.correct(predicted, labels)
         val_loss, val_acc = evaluate(model, *data["val"])
         if not (math.isfinite(loss_sum) and math.isfinite(val_loss)):
             raise TrainingError(
