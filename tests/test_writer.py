@@ -1,4 +1,5 @@
-"""OrderedWriter: jobs run in submission order, the rest is finished by close(), errors surface."""
+"""Run-directory writers: OrderedWriter keeps submission order, close() finishes the rest, errors
+surface; InlineWriter writes at once; the trainer writes inline on the CPU, in order."""
 
 from __future__ import annotations
 
@@ -44,3 +45,61 @@ def test_error_stops_later_jobs_and_is_raised():
     with pytest.raises(OSError, match="disk full"):
         w.close()
     assert done == [1]
+
+
+def test_inline_writer_writes_at_once_on_the_calling_thread():
+    from convlens.train.writer import InlineWriter
+
+    done: list[tuple[int, str]] = []
+    w = InlineWriter()
+    for i in range(3):
+        w.submit(lambda i: done.append((i, threading.current_thread().name)), i)
+        assert len(done) == i + 1  # written before submit returns
+    w.close()
+    assert {name for _, name in done} == {threading.current_thread().name}
+
+    def boom() -> None:
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        w.submit(boom)
+
+
+def test_training_on_the_cpu_writes_inline(tmp_path, monkeypatch):
+    """On the CPU the trainer makes its writes on the training thread (no writer thread: it would
+    compete with torch's threads for the cores); the deferred writes land in order."""
+    import convlens.train.trainer as trainer_mod
+    from convlens.data.datasets import load_bundled
+    from convlens.train import RunDir, TrainConfig, Trainer
+
+    threads: set[str] = set()
+    order: list[str] = []
+    real_save, real_ckpt = RunDir.save_tensors, RunDir.save_checkpoint
+
+    def save(self, path, *a):
+        threads.add(threading.current_thread().name)
+        order.append(path.parent.name + "/" + path.name)
+        return real_save(self, path, *a)
+
+    def ckpt(self, state):
+        threads.add(threading.current_thread().name)
+        order.append(f"checkpoint@{state['epoch']}")
+        return real_ckpt(self, state)
+
+    monkeypatch.setattr(RunDir, "save_tensors", save)
+    monkeypatch.setattr(RunDir, "save_checkpoint", ckpt)
+    monkeypatch.setattr(trainer_mod, "OrderedWriter", None)  # would fail if the CPU used it
+    cfg = TrainConfig(data="faces", epochs=3, ood=["noise"], ood_size=4, device="cpu")
+    Trainer(cfg, load_bundled("faces", 0), tmp_path / "r", progress=False).train()
+    assert threads == {threading.current_thread().name}
+    # epochs 0-3 snapshot; with the default 1 s spacing the short run checkpoints at its end, after
+    # its snapshots; then the final model
+    assert order == [
+        "probes/inputs.safetensors",
+        "snapshots/epoch-000.safetensors",
+        "snapshots/epoch-001.safetensors",
+        "snapshots/epoch-002.safetensors",
+        "snapshots/epoch-003.safetensors",
+        "checkpoint@3",
+        "r/model.safetensors",
+    ]
