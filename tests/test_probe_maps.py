@@ -151,3 +151,31 @@ def test_max_pool_drops_the_remainder_like_torch():
 def test_run_json_states_the_rule(tmp_path):
     rec = json.loads((_train(tmp_path / "r", epochs=1).root / "run.json").read_text())
     assert rec["feature_maps"] == probemaps.RULE
+
+
+def test_ood_probes_are_rebuilt_from_their_recipes(tmp_path):
+    """With snapshots the file keeps the training probes; the OOD probes are rebuilt from their
+    recipes when read: the same images a run without snapshots builds and writes itself."""
+    derived = _train(tmp_path / "d")
+    written = _train(tmp_path / "w", snapshots=False)
+    rec = derived.read_run()
+    xd = load_file(str(derived.probe_inputs))["x"]
+    xw = load_file(str(written.probe_inputs))["x"]
+    assert (
+        len(xd) == sum(p["set"] == "train" for p in rec["probes"]) < len(xw) == len(rec["probes"])
+    )
+    assert np.array_equal(load_probes(derived.root / "probes")[0], xw)
+
+
+def test_probe_inputs_that_do_not_fit_the_record_are_named(tmp_path):
+    run = _train(tmp_path / "r")
+    x = load_file(str(run.probe_inputs))["x"]
+    save_file({"x": x[:1]}, str(run.probe_inputs))
+    with pytest.raises(ConvlensError, match="training probes first"):
+        load_probes(run.root / "probes")
+    save_file({"x": x}, str(run.probe_inputs))
+    rec = run.read_run()
+    del rec["dataset"]["normalisation"]
+    (run.root / "run.json").write_text(json.dumps(rec))
+    with pytest.raises(ConvlensError, match="cannot rebuild the rest"):
+        load_probes(run.root / "probes")

@@ -280,8 +280,10 @@ def _first_layer_map(run, layer: str, epoch: int, probe: int) -> np.ndarray:
     import torch
     from safetensors.numpy import load_file
 
+    from convlens.analysis.featuremaps import load_probes
+
     snap = load_file(str(run / "snapshots" / f"epoch-{epoch:03d}.safetensors"))
-    x = load_file(str(run / "probes" / "inputs.safetensors"))["x"][probe : probe + 1]
+    x = load_probes(run / "probes")[0][probe : probe + 1]  # the OOD probes rebuilt by recipe
     w, b = snap[f"{layer}.weight"], snap.get(f"{layer}.bias")
     out = torch.nn.functional.conv2d(
         torch.from_numpy(x).double(),

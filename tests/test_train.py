@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 
 from convlens.analysis.featuremaps import load_probes
 from convlens.data.datasets import load_bundled
+from convlens.data.ood import make_ood
 from convlens.errors import ConvlensError
 from convlens.train import RunDir, TrainConfig, Trainer, TrainingError
 
@@ -44,7 +45,7 @@ def test_run_directory_layout(tmp_path):
     # probe maps are derived from the snapshots when read, not written (analysis/probemaps.py)
     assert not list((tmp_path / "run" / "probes").glob("epoch-*"))
     assert "derived on read" in rec["feature_maps"]
-    _, maps = load_probes(tmp_path / "run" / "probes")
+    x, maps = load_probes(tmp_path / "run" / "probes")
     assert sorted(maps) == [0, 1, 2, 3]
     for e in range(4):
         snap = load_file(str(run.snapshot(e)))
@@ -55,9 +56,18 @@ def test_run_directory_layout(tmp_path):
         load_file(str(run.snapshot(0)))["conv1.weight"],
         load_file(str(run.snapshot(3)))["conv1.weight"],
     )
+    # the file keeps the training probes; the OOD probes are rebuilt from their recipes when read,
+    # the same images make_ood gives the analysis
     inputs = load_file(str(run.probe_inputs))["x"]
-    assert inputs.shape[0] == len(rec["probes"])
+    train_probes = [p for p in rec["probes"] if p["set"] == "train"]
+    assert inputs.shape[0] == len(train_probes) and len(x) == len(rec["probes"])
+    assert np.array_equal(x[: len(inputs)], inputs.numpy())
     assert {p["set"] for p in rec["probes"]} == {"train", "motorcycle", "noise"}
+    ds = load_bundled("faces", 0)
+    for name in ("motorcycle", "noise"):
+        rows = [i for i, p in enumerate(rec["probes"]) if p["set"] == name]
+        want = make_ood(name, ds, 8, 0).x[: len(rows)]
+        assert np.array_equal(x[rows], want)
     model = load_file(str(run.model))
     assert torch.equal(model["conv1.weight"], load_file(str(run.snapshot(3)))["conv1.weight"])
     assert 0.0 <= res.test_accuracy <= 1.0

@@ -37,6 +37,13 @@ def load_probes(
                 f"{', '.join(f'{k} {v.shape}' for k, v in held.items()) or 'none'}"
             )
         x = held["x"]
+    rec = None
+    if x is not None:
+        from convlens.analysis import probemaps
+
+        rec = probemaps.run_record(folder.parent)
+        if rec is not None:
+            x = probemaps.complete_inputs(rec, folder.parent, x)
     maps: dict[int, dict[str, NDArray[np.float32]]] = {}
     for f in sorted(folder.glob("epoch-*.safetensors")):
         epoch = epoch_of(f)
@@ -53,13 +60,16 @@ def load_probes(
                 f"{sorted(next(iter(maps.values())))}"
             )
         maps[epoch] = held
-    if x is not None:
-        maps = _with_derived(folder.parent, x, maps)
+    if x is not None and rec is not None:
+        maps = _with_derived(folder.parent, rec, x, maps)
     return x, maps
 
 
 def _with_derived(
-    root: Path, x: NDArray[np.float32], maps: dict[int, dict[str, NDArray[np.float32]]]
+    root: Path,
+    rec: dict[str, Any],
+    x: NDArray[np.float32],
+    maps: dict[int, dict[str, NDArray[np.float32]]],
 ) -> dict[int, dict[str, NDArray[np.float32]]]:
     """``maps`` plus, for every weight snapshot of the run in ``root`` without a probe file, the
     maps derived from it (:mod:`convlens.analysis.probemaps`), ordered by epoch."""
@@ -69,10 +79,7 @@ def _with_derived(
     missing = [f for f in sorted(snaps.glob("epoch-*.safetensors")) if epoch_of(f) not in maps]
     if not missing:
         return maps
-    model = probemaps.model_entry(root)
-    if model is None:
-        return maps
-    kernels, pools, dims = probemaps.chain_spec(model)
+    kernels, pools, dims = probemaps.chain_spec(probemaps.model_entry(rec, root))
     out = dict(maps)
     for f in missing:
         try:

@@ -12,6 +12,12 @@ to float32 rounding (``tests/test_probe_maps.py``).
 
 Runs that wrote ``probes/epoch-NNN.safetensors`` files (older runs, or a run with probes but no
 snapshots) are read from those files; a file always wins over a derivation.
+
+The probe images themselves are the first few training images of each class and the first few
+members of each OOD set. The OOD members are a function of their recipe alone (``make_ood`` with
+the run's seed and set size, standardised with the training mean/std ``run.json`` records), so a
+run with snapshots keeps only the training probes in ``probes/inputs.safetensors`` and
+:func:`complete_inputs` rebuilds the rest, the same images ``make_ood`` gives the analysis.
 """
 
 from __future__ import annotations
@@ -28,9 +34,11 @@ from convlens.errors import ConvlensError
 from convlens.ops import correlate
 
 RULE = (
-    "derived on read from snapshots/epoch-NNN.safetensors and probes/inputs.safetensors: each conv "
-    "layer's output before ReLU (cross-correlation + bias, zero padding kernel // 2), the next conv "
-    "reading it after ReLU and max-pooling; exact engine in float64, stored as float32"
+    "derived on read from snapshots/epoch-NNN.safetensors and the probe images: each conv layer's "
+    "output before ReLU (cross-correlation + bias, zero padding kernel // 2), the next conv reading "
+    "it after ReLU and max-pooling; exact engine in float64, stored as float32. "
+    "probes/inputs.safetensors holds the training probes; the OOD probes are rebuilt from their "
+    "recipes (make_ood with this run's seed, set size and training mean/std)"
 )
 
 
@@ -98,8 +106,8 @@ def derive_maps(
     return out
 
 
-def model_entry(root: Path) -> Mapping[str, Any] | None:
-    """``run.json``'s ``model`` entry of the run in ``root``; ``None`` when there is no run.json."""
+def run_record(root: Path) -> dict[str, Any] | None:
+    """``run.json`` of the run in ``root``; ``None`` when there is none."""
     path = root / "run.json"
     if not path.is_file():
         return None
@@ -107,7 +115,60 @@ def model_entry(root: Path) -> Mapping[str, Any] | None:
         rec = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise ConvlensError(f"{str(path)!r} is not readable JSON: {exc}") from None
-    model = rec.get("model") if isinstance(rec, dict) else None
+    if not isinstance(rec, dict):
+        raise ConvlensError(f"{str(path)!r} does not hold a JSON object")
+    return rec
+
+
+def model_entry(rec: Mapping[str, Any], root: Path) -> Mapping[str, Any]:
+    """``run.json``'s ``model`` entry; a clear error without one."""
+    model = rec.get("model")
     if not isinstance(model, dict):
-        raise ConvlensError(f"{str(path)!r} has no model entry")
+        raise ConvlensError(f"{str(root / 'run.json')!r} has no model entry")
     return model
+
+
+def complete_inputs(rec: Mapping[str, Any], root: Path, x: NDArray[Any]) -> NDArray[Any]:
+    """The run's probe images: ``x`` (from ``probes/inputs.safetensors``) and, when ``run.json``
+    lists more probes than it holds, the OOD probes rebuilt from their recipes after them."""
+    probes = rec.get("probes")
+    if not isinstance(probes, list) or len(probes) <= len(x):
+        return x
+    where = str(root / "probes" / "inputs.safetensors")
+    try:
+        sets = [str(p["set"]) for p in probes]
+        d = rec["dataset"]
+        cfg = rec["config"]
+        seed, size = int(cfg["seed"]), int(cfg["ood_size"])
+        shape = tuple(int(v) for v in d["shape"])
+        from convlens.data.datasets import Dataset
+
+        stand_in = Dataset(
+            name=str(d["name"]),
+            x=np.empty((0, *shape), np.float32),
+            y=np.empty(0, np.int64),
+            classes=[str(c) for c in d["classes"]],
+            splits={},
+            normalisation={k: v for k, v in d["normalisation"].items()},
+            source=str(d["source"]),
+        )
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ConvlensError(
+            f"{where}: run.json lists {len(probes)} probes but the file holds {len(x)}, and its "
+            f"records cannot rebuild the rest: {exc}"
+        ) from None
+    n_train = sets.count("train")
+    if len(x) != n_train or sets[:n_train] != ["train"] * n_train:
+        raise ConvlensError(
+            f"{where} holds {len(x)} images; run.json lists {n_train} training probes first"
+        )
+    from convlens.data.ood import make_ood
+
+    counts: dict[str, int] = {}
+    for name in sets[n_train:]:
+        counts[name] = counts.get(name, 0) + 1
+    built = [make_ood(name, stand_in, size, seed, first=k).x for name, k in counts.items()]
+    out = np.concatenate([np.asarray(x, np.float32), *built])
+    if out.shape[1:] != tuple(x.shape[1:]) or len(out) != len(probes):
+        raise ConvlensError(f"{where}: the rebuilt OOD probes do not fit the training probes")
+    return out

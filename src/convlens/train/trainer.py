@@ -307,9 +307,10 @@ class Trainer:
             model_name, c, (h, w), len(dataset.classes), cfg.first_kernel
         )
         names = cfg.ood if cfg.ood is not None else default_ood_names(dataset)
-        # training only needs the probe images (the first few of each set); the analysis rebuilds
-        # whole sets from the recorded recipe (name, size, seed)
-        first = cfg.probes_per_set if cfg.probes else 0
+        # training needs the recipes (name, size, seed: the analysis rebuilds whole sets from them)
+        # and, only when it computes probe maps itself (probes without snapshots), the OOD probe
+        # images; otherwise those are rebuilt from their recipes when read (analysis/probemaps.py)
+        first = cfg.probes_per_set if cfg.probes and not cfg.snapshots else 0
         self.ood_sets: list[OODSet] = make_oods(names, dataset, cfg.ood_size, cfg.seed, first=first)
 
     # -- set-up ---------------------------------------------------------------------------------
@@ -335,8 +336,10 @@ class Trainer:
             for i in pick
         ]
         for s in self.ood_sets:
-            xs.append(s.x[:k])
-            meta += [{"set": s.name, "index": i, "label": None} for i in range(min(k, len(s.x)))]
+            count = min(k, len(s.x) if s.size is None else s.size)
+            if len(s.x) >= count:  # built here (probes without snapshots)
+                xs.append(s.x[:count])
+            meta += [{"set": s.name, "index": i, "label": None} for i in range(count)]
         return torch.from_numpy(np.concatenate(xs)), meta
 
     def _run_record(self, status: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -433,7 +436,15 @@ class Trainer:
         probe_x, self._probe_meta = self._probe_inputs()
         self.run.write_run(self._run_record("running"))
         if self.cfg.probes:
-            self.run.save_tensors(self.run.probe_inputs, {"x": probe_x})
+            note = (
+                {
+                    "probes": "the first len(x) probes of run.json; the rest are rebuilt from their "
+                    "recipes when read (convlens.analysis.probemaps)"
+                }
+                if len(probe_x) < len(self._probe_meta)
+                else None
+            )
+            self.run.save_tensors(self.run.probe_inputs, {"x": probe_x}, note)
         return self._loop(model, opt, gen, start_epoch=0, metrics=[], probe_x=probe_x, elapsed=0.0)
 
     def resume(self) -> TrainResult:
