@@ -90,10 +90,11 @@ def test_training_on_the_cpu_writes_inline(tmp_path, monkeypatch):
     monkeypatch.setattr(RunDir, "save_checkpoint", ckpt)
     monkeypatch.setattr(trainer_mod, "OrderedWriter", None)  # would fail if the CPU used it
     cfg = TrainConfig(data="faces", epochs=3, ood=["noise"], ood_size=4, device="cpu")
-    Trainer(cfg, load_bundled("faces", 0), tmp_path / "r", progress=False).train()
+    # a spacing no epoch reaches, whatever the machine's load: one checkpoint, at the end
+    ds = load_bundled("faces", 0)
+    Trainer(cfg, ds, tmp_path / "r", progress=False, checkpoint_seconds=1e6).train()
     assert threads == {threading.current_thread().name}
-    # epochs 0-3 snapshot; with the default 1 s spacing the short run checkpoints at its end, after
-    # its snapshots; then the final model
+    # epochs 0-3 snapshot; the run checkpoints at its end, after its snapshots; then the model
     assert order == [
         "probes/inputs.safetensors",
         "snapshots/epoch-000.safetensors",
@@ -103,3 +104,37 @@ def test_training_on_the_cpu_writes_inline(tmp_path, monkeypatch):
         "checkpoint@3",
         "r/model.safetensors",
     ]
+
+
+def test_a_write_error_is_sticky():
+    """After a failed write no later job runs and every later submit/close raises, so nothing
+    after a missing file (a checkpoint after a lost snapshot) reaches the disk."""
+    done: list[int] = []
+    w = OrderedWriter()
+
+    def boom() -> None:
+        raise OSError("disk full")
+
+    w.submit(boom)
+    w.submit(done.append, 1)
+    with pytest.raises(OSError, match="disk full"):
+        w.close()
+    with pytest.raises(OSError, match="disk full"):
+        w.submit(done.append, 2)
+    assert done == []
+
+
+def test_a_failing_write_does_not_hide_the_training_error(tmp_path, monkeypatch):
+    """A non-finite loss before the first checkpoint, on a disk that refuses the checkpoint: the
+    training error is the one raised, the write error a note on it."""
+    from convlens.data.datasets import load_bundled
+    from convlens.train import RunDir, TrainConfig, Trainer, TrainingError
+
+    def refuse(self, state):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(RunDir, "save_checkpoint", refuse)
+    cfg = TrainConfig(data="faces", epochs=3, ood=["noise"], ood_size=4, lr=1e30, optimizer="sgd")
+    with pytest.raises(TrainingError, match="loss became") as info:
+        Trainer(cfg, load_bundled("faces", 0), tmp_path / "r", progress=False).train()
+    assert any("disk full" in n for n in getattr(info.value, "__notes__", []))

@@ -122,12 +122,13 @@ def write_bytes(path: str | os.PathLike[str], data: bytes | memoryview) -> Path:
             done = 0
             while done < len(view):
                 done += os.write(fd, view[done:])
-        os.close(fd)
-        fd = -1
+        closing, fd = fd, -1  # never closed twice, even when close() itself fails
+        os.close(closing)
         os.replace(tmp, target)
     except BaseException:
         if fd >= 0:
-            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.close(fd)
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise

@@ -98,9 +98,9 @@ def cli(debug: bool) -> None:
     type=click.FloatRange(min=0, max=60),
     default=1.0,
     show_default=True,
-    help="Least seconds between two checkpoints (with metrics.jsonl) at snapshot epochs; epoch 0 "
-    "and the last always checkpoint, and any epoch 60 s after the last. 0: every snapshot epoch. "
-    "It changes what a kill loses, never the run.",
+    help="Least seconds between two checkpoints (with metrics.jsonl) at snapshot epochs; the last "
+    "epoch always checkpoints, and any epoch 60 s after the last checkpoint. 0: every snapshot "
+    "epoch, epoch 0 too. It changes what a kill loses, never the run.",
 )
 @click.option(
     "--shuffle-labels",

@@ -10,7 +10,7 @@ is cheap when features outnumber inputs (feature maps). It is 1 for ``X`` vs its
 orthogonal transforms and isotropic scaling of either side, and in ``[0, 1]``.
 
 Over training (the seed's second claim, "as training progresses ..."): for each conv layer, CKA
-between the probe images' feature maps (``probes/epoch-NNN.safetensors``, flattened per image) at
+between the probe images' feature maps (``featuremaps.load_probes``, flattened per image) at
 every snapshot epoch and at the final epoch. The floor is the untrained control, epoch 000 (the
 initialisation) vs final; a layer *settles* at the first epoch from which CKA stays >= 0.9.
 """

@@ -230,6 +230,12 @@ def make_oods(
         return [make_ood(name, dataset, n, seed, first=first) for name in names]
     from concurrent.futures import ThreadPoolExecutor
 
+    # their first imports happen here, not concurrently in the workers
+    import skimage.color
+    import skimage.io
+    import skimage.transform  # noqa: F401
+    import sklearn.datasets  # noqa: F401
+
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="convlens-ood") as pool:
         return list(pool.map(lambda name: make_ood(name, dataset, n, seed, first=first), names))
 

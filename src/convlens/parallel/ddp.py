@@ -75,9 +75,8 @@ class Step:
             return loss.item()
         import torch.distributed as tdist
 
-        t = torch.tensor(
-            [loss.item() / self.ctx.world_size], dtype=torch.float64
-        )  # this rank's sum / m
+        share = loss.item() / self.ctx.world_size  # this rank's sum / m
+        t = torch.tensor([share], dtype=torch.float64, device=self._device())
         tdist.all_reduce(t)
         return float(t[0])
 
@@ -89,9 +88,15 @@ class Step:
             return right
         import torch.distributed as tdist
 
-        t = torch.tensor([right], dtype=torch.int64)
+        t = torch.tensor([right], dtype=torch.int64, device=self._device())
         tdist.all_reduce(t)
         return int(t[0])
+
+    def _device(self) -> torch.device:
+        """Where a collective's tensor must live: NCCL reduces CUDA tensors only."""
+        if self.ctx.backend == "nccl":
+            return torch.device("cuda", self.ctx.local_rank)
+        return torch.device("cpu")
 
     def state(self, epoch: int) -> dict[str, Any]:
         """What the checkpoint records about the sharding (the generator state is saved beside)."""

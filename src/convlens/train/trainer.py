@@ -1,8 +1,10 @@
-"""Train a reference CNN on in-memory tensors, snapshotting conv kernels and probe feature maps.
+"""Train a reference CNN on in-memory tensors, snapshotting its conv layers at log-spaced epochs.
 
-Deterministic on CPU: the model is initialised from ``torch.manual_seed(seed)``, batches are drawn
-from a ``torch.Generator`` seeded with ``seed`` whose state is checkpointed every epoch, so a run
-killed at any point and resumed ends with bit-identical weights.
+The probe feature maps at the snapshot epochs are derived from the snapshots when the run is read
+(:mod:`convlens.analysis.probemaps`). Deterministic on CPU: the model is initialised from
+``torch.manual_seed(seed)``, batches are drawn from a ``torch.Generator`` seeded with ``seed`` whose
+state goes into every checkpoint, so a run killed at any point and resumed ends with bit-identical
+weights.
 """
 
 from __future__ import annotations
@@ -71,8 +73,10 @@ CHECKPOINT_MIN_SECONDS = 1.0
 """The default least wall time between two checkpoints written at snapshot epochs (``convlens
 train --checkpoint-seconds``). A checkpoint (model and optimizer state, with ``metrics.jsonl``)
 costs ~3 ms; short epochs at the early, dense snapshot epochs would otherwise pay it every epoch.
-Epoch 0 and the last epoch always checkpoint; a kill loses at most this much training besides
-the epoch under way (resume is bit-identical from any checkpoint)."""
+The last epoch always checkpoints; epoch 0's checkpoint is kept in memory and written only when
+training fails before the first one is due (or with ``checkpoint_seconds`` 0). A kill loses the
+epochs since the last checkpoint: at most the gap to the next snapshot epoch that is due, and never
+more than ``CHECKPOINT_SECONDS`` (resume is bit-identical from any checkpoint)."""
 
 
 class TrainingError(ConvlensError):
@@ -173,7 +177,8 @@ class TrainConfig:
         self.schedule()
 
     def schedule(self) -> list[int]:
-        """The epochs that get a snapshot, probe maps, metrics and a checkpoint."""
+        """The epochs that get a weight snapshot (their probe maps are derived from it); metrics
+        and checkpoints are written at some of them (see ``Trainer._loop``)."""
         return snapshot_schedule(self.epochs, self.snapshot_every, self.snapshot_epochs)
 
     def to_dict(self) -> dict[str, Any]:
@@ -571,20 +576,35 @@ class Trainer:
                         file=sys.stderr,
                         flush=True,
                     )
-        finally:
+        except BaseException as exc:
             bar.close()
-            try:  # snapshots taken since the last checkpoint are kept, also on an error
-                self._submit(pending, writer)
-            finally:
-                writer.close()  # everything submitted so far reaches the disk, also on an error
+            # snapshots taken since the last checkpoint (and epoch 0's deferred checkpoint after a
+            # training error) are kept; a write failing now must not hide the error that stopped
+            # training
+            try:
+                self._flush(pending, writer)
+            except Exception as err:
+                exc.add_note(f"convlens: writing the run directory also failed: {err}")
+            raise
+        bar.close()
+        self._flush(pending, writer)  # everything submitted reaches the disk
         return self._finish(model, data, metrics, elapsed)
 
     @staticmethod
     def _submit(pending: list[_Job], writer: OrderedWriter | InlineWriter) -> None:
-        """Hand the deferred writes to ``writer``, in order, and empty ``pending``."""
-        for fn, args in pending:
+        """Hand the deferred writes to ``writer`` in order, each taken off ``pending`` as it goes
+        (so none is handed over twice when one fails)."""
+        while pending:
+            fn, args = pending.pop(0)
             writer.submit(fn, *args)
-        pending.clear()
+
+    @classmethod
+    def _flush(cls, pending: list[_Job], writer: OrderedWriter | InlineWriter) -> None:
+        """Submit what is pending, then close the writer (also when a submit fails)."""
+        try:
+            cls._submit(pending, writer)
+        finally:
+            writer.close()
 
     def _epoch(
         self,

@@ -57,9 +57,10 @@ class OrderedWriter:
             self._error = exc
 
     def _raise(self) -> None:
+        # sticky: once a write failed, every later submit/close raises and no later job runs, so
+        # nothing after a missing file (a checkpoint after a lost snapshot) reaches the disk
         if self._error is not None:
-            err, self._error = self._error, None
-            raise err
+            raise self._error
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> None:
         self._raise()
