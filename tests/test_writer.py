@@ -138,3 +138,30 @@ def test_a_failing_write_does_not_hide_the_training_error(tmp_path, monkeypatch)
     with pytest.raises(TrainingError, match="loss became") as info:
         Trainer(cfg, load_bundled("faces", 0), tmp_path / "r", progress=False).train()
     assert any("disk full" in n for n in getattr(info.value, "__notes__", []))
+
+
+def test_nothing_after_a_failed_snapshot_write_reaches_the_disk(tmp_path, monkeypatch):
+    """A snapshot write fails at the run's only flush: neither the metrics nor the checkpoint after
+    it are written (a checkpoint past a missing snapshot would make resume skip it), and the error
+    is the write's."""
+    from convlens.data.datasets import load_bundled
+    from convlens.train import RunDir, TrainConfig, Trainer
+
+    real = RunDir.save_tensors
+
+    def save(self, path, *a):
+        if path.name == "epoch-002.safetensors":
+            raise OSError("disk full")
+        return real(self, path, *a)
+
+    monkeypatch.setattr(RunDir, "save_tensors", save)
+    cfg = TrainConfig(data="faces", epochs=3, ood=["noise"], ood_size=4)
+    ds = load_bundled("faces", 0)
+    with pytest.raises(OSError, match="disk full"):  # one flush, at the end, whatever the load
+        Trainer(cfg, ds, tmp_path / "r", progress=False, checkpoint_seconds=1e6).train()
+    run = RunDir(tmp_path / "r")
+    assert not run.checkpoint.exists() and not run.metrics.exists()
+    assert sorted(p.name for p in (tmp_path / "r" / "snapshots").iterdir()) == [
+        "epoch-000.safetensors",
+        "epoch-001.safetensors",
+    ]

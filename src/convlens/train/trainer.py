@@ -596,7 +596,11 @@ class Trainer:
         (so none is handed over twice when one fails)."""
         while pending:
             fn, args = pending.pop(0)
-            writer.submit(fn, *args)
+            try:
+                writer.submit(fn, *args)
+            except BaseException:
+                pending.clear()  # nothing after a failed write may reach the disk
+                raise
 
     @classmethod
     def _flush(cls, pending: list[_Job], writer: OrderedWriter | InlineWriter) -> None:
