@@ -47,7 +47,14 @@ def _torch_chain(x, snap, kernels, pools, dims):
     return out
 
 
-@pytest.mark.parametrize("data", ["faces", "digits", "signals"])
+@pytest.mark.parametrize(
+    "data",
+    [
+        "faces",
+        pytest.param("digits", marks=pytest.mark.slow),
+        pytest.param("signals", marks=pytest.mark.slow),
+    ],
+)
 def test_derived_maps_equal_torch_float64_chain(tmp_path, data):
     run = _train(tmp_path / "r", data=data)
     rec = run.read_run()
@@ -65,6 +72,7 @@ def test_derived_maps_equal_torch_float64_chain(tmp_path, data):
             np.testing.assert_allclose(m, want[name], rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_derived_maps_match_what_the_trainer_writes_without_snapshots(tmp_path):
     """The same run (seed, data, config) trained twice: with snapshots (maps derived on read) and
     with probes but no snapshots (the trainer's float32 network writes them). The schedules are
@@ -87,6 +95,7 @@ def test_derived_maps_match_what_the_trainer_writes_without_snapshots(tmp_path):
             np.testing.assert_allclose(a[e][name], b[e][name], rtol=0, atol=1e-5 * scale)
 
 
+@pytest.mark.slow
 def test_a_probe_file_wins_over_the_derivation(tmp_path):
     run = _train(tmp_path / "r")
     _, derived = load_probes(run.root / "probes")
@@ -106,6 +115,7 @@ def test_a_corrupt_snapshot_is_named(tmp_path):
         load_probes(run.root / "probes")
 
 
+@pytest.mark.slow
 def test_a_snapshot_that_does_not_fit_the_model_is_named(tmp_path):
     run = _train(tmp_path / "r")
     snap = load_file(str(run.snapshot(2)))
@@ -131,6 +141,7 @@ def test_chain_spec_refuses_what_is_not_a_reference_cnn(model):
         probemaps.chain_spec(model)
 
 
+@pytest.mark.slow
 def test_unreadable_run_json_is_named(tmp_path):
     run = _train(tmp_path / "r")
     (run.root / "run.json").write_text("{not json")
@@ -148,11 +159,13 @@ def test_max_pool_drops_the_remainder_like_torch():
     assert np.array_equal(probemaps._max_pool(x1, 4, 1), want1)
 
 
+@pytest.mark.slow
 def test_run_json_states_the_rule(tmp_path):
     rec = json.loads((_train(tmp_path / "r", epochs=1).root / "run.json").read_text())
     assert rec["feature_maps"] == probemaps.RULE
 
 
+@pytest.mark.slow
 def test_ood_probes_are_rebuilt_from_their_recipes(tmp_path):
     """With snapshots the file keeps the training probes; the OOD probes are rebuilt from their
     recipes when read: the same images a run without snapshots builds and writes itself."""
@@ -167,6 +180,7 @@ def test_ood_probes_are_rebuilt_from_their_recipes(tmp_path):
     assert np.array_equal(load_probes(derived.root / "probes")[0], xw)
 
 
+@pytest.mark.slow
 def test_probe_inputs_that_do_not_fit_the_record_are_named(tmp_path):
     run = _train(tmp_path / "r")
     x = load_file(str(run.probe_inputs))["x"]

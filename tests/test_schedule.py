@@ -168,6 +168,7 @@ def test_time_rule_checkpoints_between_snapshots(tmp_path, monkeypatch):
     assert len(RunDir(tmp_path / "spaced").read_metrics()) == 7
 
 
+@pytest.mark.slow
 def test_failure_before_the_first_checkpoint_writes_the_initial_state(tmp_path):
     """Epoch 0's checkpoint is deferred to the first one due; a run that fails before that
     writes it then, so the error's "last good checkpoint (epoch 0)" exists."""

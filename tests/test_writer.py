@@ -65,6 +65,7 @@ def test_inline_writer_writes_at_once_on_the_calling_thread():
         w.submit(boom)
 
 
+@pytest.mark.slow
 def test_training_on_the_cpu_writes_inline(tmp_path, monkeypatch):
     """On the CPU the trainer makes its writes on the training thread (no writer thread: it would
     compete with torch's threads for the cores); the deferred writes land in order."""
@@ -124,6 +125,7 @@ def test_a_write_error_is_sticky():
     assert done == []
 
 
+@pytest.mark.slow
 def test_a_failing_write_does_not_hide_the_training_error(tmp_path, monkeypatch):
     """A non-finite loss before the first checkpoint, on a disk that refuses the checkpoint: the
     training error is the one raised, the write error a note on it."""
@@ -140,6 +142,7 @@ def test_a_failing_write_does_not_hide_the_training_error(tmp_path, monkeypatch)
     assert any("disk full" in n for n in getattr(info.value, "__notes__", []))
 
 
+@pytest.mark.slow
 def test_nothing_after_a_failed_snapshot_write_reaches_the_disk(tmp_path, monkeypatch):
     """A snapshot write fails at the run's only flush: neither the metrics nor the checkpoint after
     it are written (a checkpoint past a missing snapshot would make resume skip it), and the error
