@@ -31,6 +31,7 @@ FORBIDDEN = {
     "report": {"torch", "train", "models"},
     "analysis/result.py": {"torch", "train", "models", "report"},
     "_serde.py": {"torch"},
+    "_records.py": {"torch", "train", "analysis", "report"},
     "display.py": {"torch", "train", "models"},
 }
 

@@ -145,7 +145,10 @@ def test_chain_spec_refuses_what_is_not_a_reference_cnn(model):
 def test_unreadable_run_json_is_named(tmp_path):
     run = _train(tmp_path / "r")
     (run.root / "run.json").write_text("{not json")
-    with pytest.raises(ConvlensError, match=r"run\.json'? is not readable JSON"):
+    with pytest.raises(ConvlensError, match=r"run\.json'? is not valid JSON"):
+        load_probes(run.root / "probes")
+    (run.root / "run.json").write_text("[" * 100_000 + "]" * 100_000)  # read as the trainer does
+    with pytest.raises(ConvlensError, match="nested too deeply"):
         load_probes(run.root / "probes")
 
 

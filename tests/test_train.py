@@ -460,6 +460,7 @@ def test_demo_is_marked_rewrites_itself_and_force_keeps_foreign_files(tmp_path):
 
 
 def test_run_record_reading_failures_are_one_clear_error(tmp_path, monkeypatch):
+    from convlens import _records as records_mod
     from convlens.train import rundir as rundir_mod
 
     run = tmp_path / "run"
@@ -475,10 +476,10 @@ def test_run_record_reading_failures_are_one_clear_error(tmp_path, monkeypatch):
     with pytest.raises(ConvlensError, match="not UTF-8"):
         rd.read_run()
     (run / "run.json").write_text("{}")
-    monkeypatch.setattr(rundir_mod, "MAX_RECORD_BYTES", 1)
+    monkeypatch.setattr(records_mod, "MAX_RECORD_BYTES", 1)
     with pytest.raises(ConvlensError, match="over the limit of 1 bytes"):
         rd.read_run()
-    monkeypatch.setattr(rundir_mod, "MAX_RECORD_BYTES", 2**20)
+    monkeypatch.setattr(records_mod, "MAX_RECORD_BYTES", 2**20)
     (run / "metrics.jsonl").write_text('{"epoch": 1}\n[1]\n')
     with pytest.raises(ConvlensError, match="not a JSON object"):
         rd.read_metrics()

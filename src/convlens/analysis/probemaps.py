@@ -22,7 +22,6 @@ run with snapshots keeps only the training probes in ``probes/inputs.safetensors
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from convlens._records import read_json
 from convlens.errors import ConvlensError
 from convlens.ops import correlate
 
@@ -111,10 +111,7 @@ def run_record(root: Path) -> dict[str, Any] | None:
     path = root / "run.json"
     if not path.is_file():
         return None
-    try:
-        rec = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ConvlensError(f"{str(path)!r} is not readable JSON: {exc}") from None
+    rec = read_json(path)  # the trainer's own reader: size cap, every JSON failure one line
     if not isinstance(rec, dict):
         raise ConvlensError(f"{str(path)!r} does not hold a JSON object")
     return rec
@@ -149,7 +146,7 @@ def complete_inputs(rec: Mapping[str, Any], root: Path, x: NDArray[Any]) -> NDAr
             y=np.empty(0, np.int64),
             classes=[str(c) for c in d["classes"]],
             splits={},
-            normalisation={k: v for k, v in d["normalisation"].items()},
+            normalisation=dict(d["normalisation"]),
             source=str(d["source"]),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:

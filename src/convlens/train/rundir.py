@@ -32,6 +32,7 @@ from typing import Any
 import torch
 
 from convlens._atomic import TMP_PATTERN, write_bytes
+from convlens._records import read_json as _read_json
 from convlens.errors import ConvlensError
 
 RUN_FILE = "run.json"
@@ -39,34 +40,6 @@ _NUMPY_DTYPES = frozenset(
     {torch.float16, torch.float32, torch.float64, torch.int8, torch.int16, torch.int32}
     | {torch.int64, torch.uint8, torch.bool}
 )
-MAX_RECORD_BYTES = 64 * 2**20
-"""``run.json`` and ``metrics.jsonl`` larger than this are refused before reading (64 MiB; a real
-run's are a few kB)."""
-
-
-def _read_json(path: Path, *, lines: bool = False) -> Any:
-    """A run record (or, with ``lines``, a JSON-lines file) with every failure as one clear error:
-    size cap, undecodable text, invalid JSON, nesting too deep, numbers too long."""
-    size = path.stat().st_size
-    if size > MAX_RECORD_BYTES:
-        raise ConvlensError(
-            f"{str(path)!r} is {size} bytes, over the limit of {MAX_RECORD_BYTES} bytes for a run record"
-        )
-    try:
-        text = path.read_text(encoding="utf-8")
-        if lines:
-            return [json.loads(line) for line in text.splitlines() if line.strip()]
-        return json.loads(text)
-    except UnicodeDecodeError as exc:
-        raise ConvlensError(f"{str(path)!r} is not UTF-8 text: {exc}") from None
-    except json.JSONDecodeError as exc:
-        raise ConvlensError(f"{str(path)!r} is not valid JSON: {exc}") from None
-    except RecursionError:
-        raise ConvlensError(f"{str(path)!r} is nested too deeply to be a run record") from None
-    except ValueError as exc:  # e.g. integers over the int-to-str digit limit
-        raise ConvlensError(f"{str(path)!r} is not a valid run record: {exc}") from None
-
-
 LOCK_FILE = ".lock"
 DEMO_FILE = "demo.json"
 #: files convlens writes at the top of a run directory (train, analyze, report, demo)
