@@ -18,7 +18,7 @@ from typing import Any
 
 from safetensors.numpy import load_file
 
-from convlens.analysis.matching import match_layer
+from convlens.analysis.measure.matching import match_layer
 from convlens.data.datasets import load_bundled
 from convlens.train import TrainConfig, Trainer
 

@@ -14,7 +14,7 @@ import time
 
 import torch
 
-from convlens.analysis import activations
+from convlens.analysis.measure import activations
 from convlens.models import build_model, make_spec
 
 

@@ -10,8 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-from convlens.analysis.adapters import OnnxModel, TorchModel, WeightsOnly, pick_output
-from convlens.analysis.receptive import traced_chain
+from convlens.analysis.measure.receptive import traced_chain
+from convlens.analysis.model.adapters import OnnxModel, TorchModel, WeightsOnly, pick_output
 from convlens.analysis.result import LayerIdentity
 from convlens.errors import ConvlensError
 

@@ -17,15 +17,16 @@ from convlens.analysis import (
     analyze_run,
     analyze_weights,
 )
-from convlens.analysis.activations import verdict
-from convlens.analysis.gaborfit import fit_gabor
-from convlens.analysis.loading import load_weights
-from convlens.analysis.matching import match_layer, random_null
-from convlens.analysis.stats import RunningStats, bootstrap_ci
-from convlens.analysis.verify import verify_model
+from convlens.analysis.evidence.stats import bootstrap_ci
+from convlens.analysis.measure.activations import verdict
+from convlens.analysis.measure.gaborfit import fit_gabor
+from convlens.analysis.measure.matching import match_layer, random_null
+from convlens.analysis.model.loading import load_weights
+from convlens.analysis.model.verify import verify_model
 from convlens.errors import ConvlensError
 from convlens.kernels import get_kernel
 from convlens.ops import correlate
+from convlens.parallel.running import RunningStats
 
 
 def _train_planted(target: np.ndarray, steps: int = 600) -> np.ndarray:

@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from convlens.analysis import cka, patches
+from convlens.analysis.evidence.verdicts import LEARN_RULE, three_way_verdict
+from convlens.analysis.measure import cka, patches
 from convlens.analysis.result import AnalysisResult, UnitSummary
-from convlens.analysis.verdicts import LEARN_RULE, three_way_verdict
 from convlens.errors import ConvlensError
 from convlens.train.trainer import permuted_labels
 

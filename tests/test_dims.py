@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from convlens.analysis import analyze_weights
-from convlens.analysis.dims import kernel_spectra, random_null_1d, volume_summary
-from convlens.analysis.matching import match_layer
+from convlens.analysis.measure.dims import kernel_spectra, random_null_1d, volume_summary
+from convlens.analysis.measure.matching import match_layer
 from convlens.analysis.result import (
     SCHEMA_VERSION,
     AnalysisResult,

@@ -24,7 +24,11 @@ def loaded(tiny_run_copy, tiny_run_analysis):
 
 
 def test_load_run_and_model_json(loaded, tiny_run_copy, tmp_path):
-    assert isinstance(loaded, AnalysisResult)
+    # load wraps the typed result for display; the dataclass itself knows no display
+    from convlens.display import View
+
+    assert isinstance(loaded, View) and isinstance(loaded.result, AnalysisResult)
+    assert not hasattr(AnalysisResult, "_repr_html_") and not hasattr(AnalysisResult, "plot")
     assert loaded.to_dict() == AnalysisResult.read(tiny_run_copy / "analysis.json").to_dict()
     # a model analysis JSON (analysed .safetensors file): the weights beside it are found
     from convlens.pipelines import analyze_target
@@ -67,9 +71,16 @@ def test_html_and_plots(loaded):
 
 def test_without_weights_only_bank_kernels(tiny_run_analysis):
     # a result not loaded through convlens.load (no weights attached) still displays
-    k = tiny_run_analysis.first_layer.matching.kernels[0]
+    from convlens.display import show
+
+    shown = show(tiny_run_analysis)
+    k = shown.first_layer.matching.kernels[0]
     assert "best match" in k._repr_html_()
-    assert "no weights file" in tiny_run_analysis.first_layer._repr_html_()
+    assert "no weights file" in shown.first_layer._repr_html_()
+    assert show(shown) is shown and shown.value is tiny_run_analysis
+    assert shown.layer(tiny_run_analysis.layers[0].name).value is tiny_run_analysis.layers[0]
+    with pytest.raises(TypeError, match="has no plot"):
+        shown.headline.plot()
 
 
 def test_import_and_load_do_not_import_matplotlib_or_torch(loaded, tiny_run_copy):

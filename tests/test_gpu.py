@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from convlens.analysis import activations
+from convlens.analysis.measure import activations
 from convlens.analysis.run import analyze_run
 from convlens.data.datasets import load_bundled
 from convlens.models import build_model, make_spec

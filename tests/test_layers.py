@@ -4,7 +4,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from convlens.analysis.layers import identify_modules, identify_weights
+from convlens.analysis.model.layers import identify_modules, identify_weights
 
 
 class _Reordered(nn.Module):

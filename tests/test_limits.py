@@ -16,9 +16,10 @@ import pytest
 from safetensors.numpy import save_file
 from torch import nn
 
-from convlens.analysis import analyze_model_file, analyze_run, analyze_weights, matching
-from convlens.analysis.evolution import evolution, load_snapshots
-from convlens.analysis.featuremaps import load_probes
+from convlens.analysis import analyze_model_file, analyze_run, analyze_weights
+from convlens.analysis.measure import matching
+from convlens.analysis.measure.evolution import evolution, load_snapshots
+from convlens.analysis.measure.featuremaps import load_probes
 from convlens.analysis.result import AnalysisResult
 from convlens.data import datasets, loaders
 from convlens.data.datasets import MAX_CLASSES, from_unit_range
@@ -461,7 +462,7 @@ def test_onnx_string_typed_weight_refused(tmp_path):
     pytest.importorskip("onnx")
     from onnx import TensorProto, helper
 
-    from convlens.analysis.loading import load_weights
+    from convlens.analysis.model.loading import load_weights
 
     init = helper.make_tensor("w", TensorProto.STRING, [1, 1, 1, 1], [b"x"])
     p = _onnx_with_weight(tmp_path / "s.onnx", init)
@@ -475,7 +476,7 @@ def test_onnx_oversized_declared_dims_refused(tmp_path):
     pytest.importorskip("onnx")
     from onnx import TensorProto
 
-    from convlens.analysis.loading import load_weights
+    from convlens.analysis.model.loading import load_weights
 
     init = TensorProto(name="w", data_type=TensorProto.FLOAT, dims=[100_000, 100_000, 3, 3])
     p = _onnx_with_weight(tmp_path / "big.onnx", init)
@@ -506,7 +507,7 @@ def test_onnx_oversized_declared_dims_refused(tmp_path):
 def test_corrupt_safetensors_in_a_run_dir_named(tiny_run_copy, rel):
     target = tiny_run_copy / rel
     if rel.startswith("probes/epoch-"):
-        # runs with snapshots derive their probe maps (analysis/probemaps.py); a probe file that
+        # runs with snapshots derive their probe maps (analysis/measure/probemaps.py); a probe file that
         # is there (older runs, runs without snapshots) is read first, so plant one
         assert not target.exists()
         target.write_bytes((tiny_run_copy / "probes/inputs.safetensors").read_bytes())

@@ -16,9 +16,9 @@ torch = pytest.importorskip("torch")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from convlens.analysis import analyze_model_file  # noqa: E402
-from convlens.analysis.loading import load_weights  # noqa: E402
-from convlens.analysis.onnxgraph import MAX_SUBGRAPH_DEPTH, read_graph  # noqa: E402
-from convlens.analysis.onnxrun import OnnxModel, onnx_layers  # noqa: E402
+from convlens.analysis.model.loading import load_weights  # noqa: E402
+from convlens.analysis.model.onnxgraph import MAX_SUBGRAPH_DEPTH, read_graph  # noqa: E402
+from convlens.analysis.model.onnxrun import OnnxModel, onnx_layers  # noqa: E402
 from convlens.analysis.result import AnalysisResult  # noqa: E402
 from convlens.errors import ConvlensError  # noqa: E402
 

@@ -11,16 +11,16 @@ from hypothesis import strategies as st
 from scipy.stats import binomtest
 from sklearn.metrics import roc_auc_score
 
-from convlens.analysis.activations import SetActivations, accumulate, compare, predictions
-from convlens.analysis.result import AnalysisResult
-from convlens.analysis.stats import (
+from convlens.analysis.evidence.stats import (
     ONE_SOURCE_LABEL,
     bootstrap_p_positive,
     cluster_weights,
     proportion_ci,
     weighted_auroc,
 )
-from convlens.analysis.verdicts import ood_learned_verdict
+from convlens.analysis.evidence.verdicts import ood_learned_verdict
+from convlens.analysis.measure.activations import SetActivations, accumulate, compare, predictions
+from convlens.analysis.result import AnalysisResult
 from convlens.data.datasets import load_bundled
 from convlens.data.ood import default_ood_names, id_split, make_ood
 from convlens.errors import ConvlensError
@@ -226,7 +226,7 @@ def test_run_analysis_has_untrained_controls_and_predictions(tiny_run_analysis):
 def test_epoch000_control_is_the_runs_initial_network(tiny_run):
     from safetensors.numpy import load_file
 
-    from convlens.analysis.untrained import untrained_models
+    from convlens.analysis.measure.untrained import untrained_models
     from convlens.train import RunDir
 
     rec = RunDir(tiny_run).read_run()

@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from convlens.analysis.stats import RunningStats
+from convlens.analysis.measure.shard import shard_indices, worker_message
 from convlens.errors import ConvlensError
 from convlens.parallel import dist
 from convlens.parallel.merge import combine, combine_all, from_state, place, state
-from convlens.parallel.shard import shard_indices, worker_message
+from convlens.parallel.running import RunningStats
 
 ROOT = Path(__file__).resolve().parents[1]
 TORCHRUN = Path(sys.executable).with_name("torchrun")
@@ -346,7 +346,7 @@ def test_stream_folder_matches_the_image_loader(tmp_path: Path) -> None:
 def test_stream_worker_error_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from torch import nn
 
-    from convlens.parallel.shard import collect_sharded
+    from convlens.analysis.measure.shard import collect_sharded
     from convlens.parallel.stream import open_folder
 
     data = _folder(tmp_path / "data", 6)
@@ -367,7 +367,7 @@ def test_rank_loss_shares_average_to_the_global_mean_gradient() -> None:
     import torch
     from torch import nn
 
-    from convlens.parallel.ddp import Step
+    from convlens.train.ddp import Step
 
     torch.manual_seed(0)
     model = nn.Linear(4, 3).double()

@@ -1,4 +1,4 @@
-"""Probe feature maps derived from weight snapshots (convlens.analysis.probemaps).
+"""Probe feature maps derived from weight snapshots (convlens.analysis.measure.probemaps).
 
 Training writes each snapshot epoch's conv weights and the probe images once; the per-epoch maps
 are computed when a run is read. Checked against torch's float64 convolution chain (an
@@ -14,8 +14,8 @@ import pytest
 import torch
 from safetensors.numpy import load_file, save_file
 
-from convlens.analysis import probemaps
-from convlens.analysis.featuremaps import load_probes
+from convlens.analysis.measure import probemaps
+from convlens.analysis.measure.featuremaps import load_probes
 from convlens.data.datasets import load_bundled
 from convlens.errors import ConvlensError
 from convlens.train import RunDir, TrainConfig, Trainer

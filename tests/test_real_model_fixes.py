@@ -64,7 +64,7 @@ def conv1d_stack() -> torch.nn.Module:
 def test_quantised_graph_convs_in_execution_order(tmp_path: Path) -> None:
     """onnxruntime's quantiser stores the real VAD's nodes out of order (the 1-tap decoder conv
     first); the convs are numbered by execution, so the STFT is the first layer."""
-    from convlens.analysis.onnxgraph import read_graph
+    from convlens.analysis.model.onnxgraph import read_graph
 
     q = quantise(SILERO_16K, tmp_path / "q.onnx")
     stored = [n.name for n in onnx.load(str(q)).graph.node if n.op_type == "ConvInteger"]
@@ -85,7 +85,7 @@ def test_topological_order_is_stable_and_follows_subgraph_inputs() -> None:
     waits for that name's producer; independent nodes keep their stored order."""
     from onnx import TensorProto, helper
 
-    from convlens.analysis.onnxgraph import topological_order
+    from convlens.analysis.model.onnxgraph import topological_order
 
     body = helper.make_graph(
         [helper.make_node("Identity", ["b"], ["s"])],
@@ -130,7 +130,7 @@ def test_squeeze_excitation_gate_does_not_carry_into_the_main_path() -> None:
     """A squeeze-and-excitation block (global pool, two 1x1 convs, a gate on the main path): the
     gate convs see the whole input ('global', size clipped to the input), the next main conv
     resumes from the gated conv's output instead of the pool's stride (the bug: jump [48, 192])."""
-    from convlens.analysis.receptive import traced_chain
+    from convlens.analysis.measure.receptive import traced_chain
 
     layers = [_ident("a", 0, 3, 2), _ident("se1", 1, 1), _ident("se2", 2, 1), _ident("b", 3, 3)]
     shapes = {
@@ -152,7 +152,7 @@ def test_squeeze_excitation_gate_does_not_carry_into_the_main_path() -> None:
 
 def test_unexplained_spatial_break_stops_the_figures() -> None:
     """A conv reading a size no pooling and no earlier output explains: no figures from there."""
-    from convlens.analysis.receptive import traced_chain
+    from convlens.analysis.measure.receptive import traced_chain
 
     layers = [_ident("a", 0, 3), _ident("b", 1, 3), _ident("c", 2, 3)]
     shapes = {
@@ -171,7 +171,7 @@ def test_unexplained_spatial_break_stops_the_figures() -> None:
 
 def test_one_tap_kernels_only_mix_channels() -> None:
     """A DC-removed 1-tap kernel is 0: the skip reason says what 1-tap kernels do instead."""
-    from convlens.analysis.dims import match_other
+    from convlens.analysis.measure.dims import match_other
 
     m = match_other("c", np.ones((4, 2, 1)), n_null=200)
     assert (
@@ -183,8 +183,8 @@ def test_one_tap_kernels_only_mix_channels() -> None:
 def test_three_tap_layers_report_no_test_power() -> None:
     """With 3 taps the random null's 95th percentile is ~0.9999: no fraction is reported as a
     test, the layer says why, and the first-layer verdict is not measured."""
-    from convlens.analysis.dims import match_other
-    from convlens.analysis.verdicts import kernel_verdict
+    from convlens.analysis.evidence.verdicts import kernel_verdict
+    from convlens.analysis.measure.dims import match_other
     from convlens.pipelines import _one_d_line
 
     w = np.random.default_rng(0).standard_normal((8, 4, 3))
@@ -227,7 +227,7 @@ def test_one_d_first_layer_line_has_the_verdict(tmp_path: Path) -> None:
 
 def test_all_zero_one_d_kernels_are_left_out_of_the_spectrum() -> None:
     """An all-zero kernel has no peak: it is counted apart, not a peak at 0 in the summary."""
-    from convlens.analysis.dims import kernel_spectra, match_other, spectral_summary
+    from convlens.analysis.measure.dims import kernel_spectra, match_other, spectral_summary
     from convlens.pipelines import _one_d_line
 
     t = np.arange(16)
@@ -250,7 +250,7 @@ def test_ratio_interval_of_a_silent_layer_is_null_without_a_warning() -> None:
     """``mean(b) == 0`` in every resample: a null interval, no numpy 'All-NaN slice' warning."""
     import warnings
 
-    from convlens.analysis.stats import bootstrap_ratio_ci
+    from convlens.analysis.evidence.stats import bootstrap_ratio_ci
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -310,7 +310,7 @@ def test_dynamic_quantize_linear_matches_onnxruntime() -> None:
     import onnxruntime as ort
     from onnx import TensorProto, helper
 
-    from convlens.analysis.onnxgraph import dynamic_quantize_linear
+    from convlens.analysis.model.onnxgraph import dynamic_quantize_linear
 
     node = helper.make_node("DynamicQuantizeLinear", ["x"], ["y", "s", "z"])
     g = helper.make_graph(
@@ -334,7 +334,7 @@ def test_constant_weights_quantised_at_run_time_are_followed(tmp_path: Path) -> 
     """``quantize_dynamic`` of a model whose weights are ``Constant`` nodes quantises them with
     ``DynamicQuantizeLinear`` at run time: the weights are still constant and are read (the bug:
     exit 2, "weights not constant"); the dequantised weight is within half a step of the float."""
-    from convlens.analysis.onnxgraph import read_graph
+    from convlens.analysis.model.onnxgraph import read_graph
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(
@@ -362,7 +362,7 @@ def test_constant_weights_quantised_at_run_time_are_followed(tmp_path: Path) -> 
 def test_all_zero_kernels_are_out_of_the_fractions_and_the_verdict_n() -> None:
     """Zero kernels (what 8-bit quantisation makes of small kernels) are counted apart: the
     fraction is over the live kernels, and the first-layer verdict's n is the live count."""
-    from convlens.analysis.matching import match_layer
+    from convlens.analysis.measure.matching import match_layer
 
     rng = np.random.default_rng(0)
     w = rng.uniform(-1, 1, (6, 2, 3, 3))
@@ -378,7 +378,7 @@ def test_all_zero_kernels_are_out_of_the_fractions_and_the_verdict_n() -> None:
 def test_quantised_layers_carry_a_note(tmp_path: Path) -> None:
     """A layer on an 8-bit grid says its fractions are not comparable with the float null (per
     layer, in the JSON and in the printed line); a float layer does not."""
-    from convlens.analysis.caveats import quantised_levels
+    from convlens.analysis.measure.caveats import quantised_levels
 
     rng = np.random.default_rng(0)
     assert quantised_levels(rng.standard_normal((8, 4, 3, 3))) is None
@@ -460,7 +460,7 @@ def test_not_normalised_note_is_worded_by_data_kind() -> None:
 def test_wide_layers_keep_a_correlation_summary_not_the_matrix(tmp_path: Path) -> None:
     """Over FEATURE_MAP_CHANNEL_LIMIT (64) channels only the mean |r| between channels is stored
     (checked against numpy's corrcoef), and the note says so; narrow layers keep the matrix."""
-    from convlens.analysis.featuremaps import mean_abs_offdiagonal
+    from convlens.analysis.measure.featuremaps import mean_abs_offdiagonal
     from convlens.analysis.run import FEATURE_MAP_CHANNEL_LIMIT
 
     assert FEATURE_MAP_CHANNEL_LIMIT == 64
@@ -484,11 +484,11 @@ def test_wide_layers_keep_a_correlation_summary_not_the_matrix(tmp_path: Path) -
 
 def test_first_layer_verdict_never_prints_p_zero() -> None:
     """A binomial tail that underflows (the VAD's 256 of 256 STFT atoms) reads '< 1e-300', not 0."""
-    from convlens.analysis.verdicts import kernel_verdict
+    from convlens.analysis.evidence.verdicts import kernel_verdict
 
     v = kernel_verdict(1.0, 256)
     assert v.p_value == 0.0
-    from convlens.analysis.units import format_p
+    from convlens.analysis.measure.units import format_p
 
     assert format_p(v.p_value) == "< 1e-300"
 
@@ -496,7 +496,7 @@ def test_first_layer_verdict_never_prints_p_zero() -> None:
 def test_padding_before_a_conv_keeps_the_chain() -> None:
     """An input grown by less than double (a Pad node, e.g. the VAD's reflection pad before its
     STFT) is taken as padding: the figures go on, and the note says so."""
-    from convlens.analysis.receptive import traced_chain
+    from convlens.analysis.measure.receptive import traced_chain
 
     layers = [_ident("a", 0, 3), _ident("b", 1, 3)]
     shapes = {"a": ([1, 4, 12, 12], [1, 4, 10, 10]), "b": ([1, 4, 10, 10], [1, 4, 8, 8])}

@@ -280,7 +280,7 @@ def _first_layer_map(run, layer: str, epoch: int, probe: int) -> np.ndarray:
     import torch
     from safetensors.numpy import load_file
 
-    from convlens.analysis.featuremaps import load_probes
+    from convlens.analysis.measure.featuremaps import load_probes
 
     snap = load_file(str(run / "snapshots" / f"epoch-{epoch:03d}.safetensors"))
     x = load_probes(run / "probes")[0][probe : probe + 1]  # the OOD probes rebuilt by recipe

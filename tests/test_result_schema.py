@@ -132,7 +132,7 @@ def test_run_result_round_trips_and_validates(tiny_run_analysis):
 
 
 def test_seeds_summary_validates(tiny_run_analysis):
-    from convlens.analysis.seeds import aggregate
+    from convlens.analysis.evidence.seeds import aggregate
 
     s = aggregate([tiny_run_analysis, tiny_run_analysis], [0, 1])
     jsonschema.validate(json.loads(s.to_json()), seeds_schema())

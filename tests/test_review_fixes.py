@@ -11,8 +11,8 @@ import torch
 
 from convlens._atomic import write_text
 from convlens._serde import SchemaError, from_jsonable
-from convlens.analysis import activations
-from convlens.analysis.layers import identify_modules
+from convlens.analysis.measure import activations
+from convlens.analysis.model.layers import identify_modules
 from convlens.errors import ConvlensError
 from convlens.explain import parse_matrix
 from convlens.train import TrainConfig

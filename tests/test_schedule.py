@@ -8,7 +8,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from convlens.analysis.featuremaps import load_probes
+from convlens.analysis.measure.featuremaps import load_probes
 from convlens.cli import cli
 from convlens.data.datasets import load_bundled
 from convlens.errors import ConvlensError

@@ -13,7 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from convlens.analysis.featuremaps import load_probes
+from convlens.analysis.measure.featuremaps import load_probes
 from convlens.data.datasets import load_bundled
 from convlens.data.ood import make_ood
 from convlens.errors import ConvlensError
@@ -42,7 +42,7 @@ def test_run_directory_layout(tmp_path):
     assert rec["versions"]["torch"].startswith("2.")
     assert [o["name"] for o in rec["ood"]] == ["motorcycle", "noise"]
     assert len(run.read_metrics()) == 3
-    # probe maps are derived from the snapshots when read, not written (analysis/probemaps.py)
+    # probe maps are derived from the snapshots when read, not written (analysis/measure/probemaps.py)
     assert not list((tmp_path / "run" / "probes").glob("epoch-*"))
     assert "derived on read" in rec["feature_maps"]
     x, maps = load_probes(tmp_path / "run" / "probes")

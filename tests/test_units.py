@@ -9,9 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import binomtest
 
-from convlens.analysis import matching, units
+from convlens.analysis.evidence.verdicts import unit_kernel_verdict, verdicts
+from convlens.analysis.measure import matching, units
 from convlens.analysis.run import analyze_weights
-from convlens.analysis.verdicts import unit_kernel_verdict, verdicts
 from convlens.kernels import get_kernel
 from convlens.kernels.bank import matching_bank
 
@@ -145,7 +145,7 @@ def test_analysis_verdict_counts_units(tiny_run_analysis):
 def test_seed_rows_of_proportions_stay_inside_unit_interval(tiny_run_analysis):
     import copy
 
-    from convlens.analysis.seeds import aggregate
+    from convlens.analysis.evidence.seeds import aggregate
 
     runs = []
     for frac in (1.0, 0.5, 1.0):

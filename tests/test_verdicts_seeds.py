@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from convlens.analysis.matching import dc_cosine_scores, match_layer, random_null, spectrum_null
+from convlens.analysis.evidence.seeds import aggregate, t_interval
+from convlens.analysis.evidence.verdicts import binomial_tail, kernel_verdict, verdicts
+from convlens.analysis.measure.matching import (
+    dc_cosine_scores,
+    match_layer,
+    random_null,
+    spectrum_null,
+)
 from convlens.analysis.result import (
     SCHEMA_VERSION,
     AnalysisResult,
@@ -25,8 +32,6 @@ from convlens.analysis.result import (
     Source,
     Verdicts,
 )
-from convlens.analysis.seeds import aggregate, t_interval
-from convlens.analysis.verdicts import binomial_tail, kernel_verdict, verdicts
 from convlens.kernels import get_kernel
 
 

@@ -8,6 +8,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from convlens.analysis.evidence.verdicts import cross_correlation_verdict, headline, verdicts
+from convlens.analysis.model.verify import (
+    RTOL_FLOAT64,
+    capture_calls,
+    check_layer,
+    flip_invariant,
+    verify_model,
+)
 from convlens.analysis.result import (
     SCHEMA_VERSION,
     AnalysisResult,
@@ -18,14 +26,6 @@ from convlens.analysis.result import (
     Settings,
     Source,
     Verdicts,
-)
-from convlens.analysis.verdicts import cross_correlation_verdict, headline, verdicts
-from convlens.analysis.verify import (
-    RTOL_FLOAT64,
-    capture_calls,
-    check_layer,
-    flip_invariant,
-    verify_model,
 )
 
 
@@ -239,7 +239,7 @@ def test_not_exact_when_a_call_differs():
 
 
 def test_failed_layer_is_an_analysis_error_and_the_rest_is_checked():
-    from convlens.analysis.layers import identify_modules
+    from convlens.analysis.model.layers import identify_modules
     from convlens.analysis.run import _checks, _finish, _new_result, _Timer
 
     model = nn.Sequential(nn.Conv2d(1, 2, 3), Broken(2, 2, 3))

@@ -15,6 +15,17 @@ MAX_RECORD_BYTES = 64 * 2**20
 run's are a few kB)."""
 
 
+FEATURE_MAPS_DERIVED = (
+    "derived on read from snapshots/epoch-NNN.safetensors and the probe images: each conv layer's "
+    "output before ReLU (cross-correlation + bias, zero padding kernel // 2), the next conv reading "
+    "it after ReLU and max-pooling; exact engine in float64, stored as float32. "
+    "probes/inputs.safetensors holds the training probes; the OOD probes are rebuilt from their "
+    "recipes (make_ood with this run's seed, set size and training mean/std)"
+)
+"""How a run with snapshots keeps its probe feature maps (run.json ``feature_maps``): derived when
+read by :mod:`convlens.analysis.measure.probemaps`."""
+
+
 def read_json(path: Path, *, lines: bool = False) -> Any:
     """A run record (or, with ``lines``, a JSON-lines file) with every failure as one clear error:
     size cap, undecodable text, invalid JSON, nesting too deep, numbers too long."""

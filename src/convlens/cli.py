@@ -32,7 +32,7 @@ __all__ = ["HINTS", "cli", "main"]
 #: seeds reach torch.manual_seed and numpy, which take 0 .. 2**32 - 1
 SEED = click.IntRange(min=0, max=2**32 - 1)
 #: the largest null baseline (random kernels) analyze/demo accept
-MAX_NULL_SIZE = 200_000  # = convlens.analysis.matching.MAX_NULL_SIZE
+MAX_NULL_SIZE = 200_000  # = convlens.analysis.measure.matching.MAX_NULL_SIZE
 
 
 @click.group(cls=ConvlensGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -1,11 +1,13 @@
 """Notebook display of analysis results: ``convlens.load(path)``, ``_repr_html_`` and ``.plot()``.
 
-``load`` returns the typed :class:`~convlens.analysis.result.AnalysisResult` of a run directory
-(its ``analysis.json``) or of a model analysis JSON (``MODEL.analysis.json``, or any file
-``convlens analyze --out`` wrote). The result, each :class:`LayerResult` and each
-:class:`KernelMatch` get a rich display in Jupyter (``_repr_html_``: a few figures of the analysis
-and one inline PNG, the report's figure style) and ``.plot()``, which returns a matplotlib
-``Figure``. The learned kernels are drawn from the weights beside the result (a run's
+``load`` returns a :class:`View` of the typed :class:`~convlens.analysis.result.AnalysisResult` of a
+run directory (its ``analysis.json``) or of a model analysis JSON (``MODEL.analysis.json``, or any
+file ``convlens analyze --out`` wrote). The view reads like the result (every attribute is the
+result's; ``view.result`` is the dataclass itself) and adds the display: the result, each
+:class:`LayerResult` and each :class:`KernelMatch` reached through it get a rich display in Jupyter
+(``_repr_html_``: a few figures of the analysis and one inline PNG, the report's figure style) and
+``.plot()``, which returns a matplotlib ``Figure``. The result types themselves know no display:
+:func:`show` wraps any of them. The learned kernels are drawn from the weights beside the result (a run's
 ``model.safetensors`` or an analysed ``.safetensors`` file, read with ``safetensors.numpy``) when
 they are there; otherwise only the matched bank kernels are drawn, and the display says so.
 
@@ -14,6 +16,7 @@ Torch-free; matplotlib is imported only when something is drawn.
 
 from __future__ import annotations
 
+import dataclasses
 import html
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,8 +37,102 @@ _WEIGHTS = "_convlens_weights"  # attribute names attached by load() (not datacl
 _PARENT = "_convlens_parent"
 
 
-def load(path: str | Path) -> AnalysisResult:
-    """The analysis of a run directory (``RUN/analysis.json``) or a model analysis JSON file."""
+class View:
+    """A typed result with notebook display. Attributes are the wrapped object's; dataclass values
+    (and lists of them, and what its methods return) come back wrapped too, so
+    ``view.first_layer.matching.kernels[0].plot()`` works. ``_repr_html_`` and ``plot()`` draw an
+    :class:`AnalysisResult`, a :class:`LayerResult` or a :class:`KernelMatch`; ``value`` (also
+    ``result`` on a whole analysis) is the unwrapped dataclass."""
+
+    __slots__ = ("_obj",)
+
+    def __init__(self, obj: Any) -> None:
+        object.__setattr__(self, "_obj", obj)
+
+    @property
+    def value(self) -> Any:
+        """The wrapped dataclass."""
+        return self._obj
+
+    @property
+    def result(self) -> Any:
+        """The wrapped :class:`AnalysisResult` (the same as ``value``)."""
+        return self._obj
+
+    def __getattr__(self, name: str) -> Any:
+        return _wrap(getattr(self._obj, name))
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._obj, name, value)
+
+    def __dir__(self) -> list[str]:
+        return sorted(set(dir(self._obj)) | {"value", "result", "plot", "_repr_html_"})
+
+    def __repr__(self) -> str:
+        return repr(self._obj)
+
+    def __eq__(self, other: object) -> bool:
+        return bool(self._obj == (other._obj if isinstance(other, View) else other))
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def _repr_html_(self) -> str | None:
+        from convlens.analysis.result import AnalysisResult, KernelMatch, LayerResult
+
+        o = self._obj
+        if isinstance(o, AnalysisResult):
+            return result_html(o)
+        if isinstance(o, LayerResult):
+            return layer_html(o)
+        if isinstance(o, KernelMatch):
+            return kernel_html(o)
+        return None  # Jupyter falls back to the text repr
+
+    def plot(self, *args: Any, **kwargs: Any) -> Any:
+        """A matplotlib Figure: :func:`plot_result`, :func:`plot_layer` (``max_kernels``) or
+        :func:`plot_kernel`, by what the view wraps."""
+        from convlens.analysis.result import AnalysisResult, KernelMatch, LayerResult
+
+        o = self._obj
+        if isinstance(o, AnalysisResult):
+            return plot_result(o, *args, **kwargs)
+        if isinstance(o, LayerResult):
+            return plot_layer(o, *args, **kwargs)
+        if isinstance(o, KernelMatch):
+            return plot_kernel(o, *args, **kwargs)
+        raise TypeError(f"a {type(o).__name__} has no plot")
+
+
+def _wrap(v: Any) -> Any:
+    if dataclasses.is_dataclass(v) and not isinstance(v, type):
+        return View(v)
+    if isinstance(v, list) and v and dataclasses.is_dataclass(v[0]):
+        return [_wrap(x) for x in v]
+    if callable(v) and not isinstance(v, type) and hasattr(v, "__self__"):
+        method = v
+
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            return _wrap(method(*args, **kwargs))
+
+        wrapped.__doc__ = getattr(method, "__doc__", None)
+        return wrapped
+    return v
+
+
+def show(obj: Any) -> View:
+    """Wrap a typed result (an :class:`AnalysisResult`, a layer, a kernel match) for display."""
+    if isinstance(obj, View):
+        return obj
+    from convlens.analysis.result import AnalysisResult
+
+    if isinstance(obj, AnalysisResult) and not hasattr(obj, _WEIGHTS):
+        attach(obj, None)  # layers and kernels know their parents; no weights file
+    return View(obj)
+
+
+def load(path: str | Path) -> View:
+    """The analysis of a run directory (``RUN/analysis.json``) or a model analysis JSON file, as a
+    :class:`View` (``load(path).result`` is the :class:`AnalysisResult`)."""
     from convlens.analysis.result import AnalysisResult
 
     p = Path(path)
@@ -63,7 +160,7 @@ def load(path: str | Path) -> AnalysisResult:
     else:
         raise ConvlensError(f"{str(p)!r} is neither a run directory nor an analysis JSON file")
     attach(result, weights if weights.suffix == ".safetensors" else None)
-    return result
+    return View(result)
 
 
 def attach(result: AnalysisResult, weights: Path | None) -> None:
@@ -80,7 +177,7 @@ def _weights(result: AnalysisResult | None) -> dict[str, NDArray[Any]]:
     if not held or held["path"] is None or not Path(held["path"]).is_file():
         return {}
     if held["loaded"] is None:
-        from convlens.analysis.evolution import read_tensors
+        from convlens.analysis.measure.evolution import read_tensors
 
         held["loaded"] = read_tensors(Path(held["path"]))
     return dict(held["loaded"])

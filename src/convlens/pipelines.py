@@ -90,7 +90,7 @@ def train_run(
     ``run.json`` says ``running``, no checkpoint) is started again from epoch 0 with its recorded
     config, and ``log`` says so. ``keep``: top-level names ``force`` leaves in place.
 
-    Under torchrun every rank runs this (DistributedDataParallel, :mod:`convlens.parallel.ddp`);
+    Under torchrun every rank runs this (DistributedDataParallel, :mod:`convlens.train.ddp`);
     rank 0 alone takes the lock and writes, and an error on any rank ends every rank with one
     line from rank 0."""
     from convlens.parallel import dist
@@ -117,8 +117,8 @@ def _train_run(
     checkpoint_seconds: float | None = None,
 ) -> TrainedRun:
     from convlens.data.loaders import load_dataset
-    from convlens.parallel.ddp import rank_run_dir
     from convlens.train import Trainer
+    from convlens.train.ddp import rank_run_dir
 
     run = rank_run_dir(out)
     if cfg is not None and not resume:
@@ -184,7 +184,7 @@ def analyze_target(
     is raised after, naming the file written.
 
     Under torchrun every rank runs this (the activation pass is sharded, see
-    :mod:`convlens.parallel.shard`); rank 0 alone writes the file, and an error on any rank ends
+    :mod:`convlens.analysis.measure.shard`); rank 0 alone writes the file, and an error on any rank ends
     every rank, with one line from rank 0 (:func:`convlens.parallel.dist.collective`)."""
     from convlens.parallel import dist
 
@@ -466,7 +466,7 @@ def _first_layer_verdict(result: AnalysisResult, name: str) -> str:
     v = result.verdicts.classical_kernels
     if first is None or name != first.name or v is None:
         return ""
-    from convlens.analysis.units import format_p
+    from convlens.analysis.measure.units import format_p
 
     p_text = "" if v.p_value is None else f", binomial p {format_p(v.p_value)}"
     return f"; first layer, classical kernels: {v.verdict}{p_text}"
@@ -563,7 +563,7 @@ def _untrained_lines(result: AnalysisResult) -> list[str]:
 
 def _sources_line(result: AnalysisResult) -> list[str]:
     """How many source images each OOD set comes from (a one-photo set says what its CI means)."""
-    from convlens.analysis.stats import ONE_SOURCE_LABEL
+    from convlens.analysis.evidence.stats import ONE_SOURCE_LABEL
 
     d = result.distribution
     if d is None or not any(o.n_sources is not None for o in d.ood):
@@ -650,7 +650,7 @@ def run_demo(
     demo (marked by ``demo.json``); ``force`` also takes any other folder, and removes only the
     files convlens writes there (see :meth:`convlens.train.RunDir.remove_own`)."""
     from convlens.analysis import analyze_run
-    from convlens.analysis.seeds import aggregate
+    from convlens.analysis.evidence.seeds import aggregate
     from convlens.parallel.dist import refuse_distributed
     from convlens.report import build_report
     from convlens.train import RunDir, TrainConfig

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from convlens._serde import SchemaError, from_jsonable, json_schema, to_jsonable
-from convlens.analysis.gaborfit import GaborFit
+from convlens.analysis.measure.gaborfit import GaborFit
 from convlens.errors import ConvlensError
 from convlens.ops.geometry import ReceptiveField
 
@@ -97,17 +97,6 @@ class KernelMatch:
     category: str
     gabor_fit: GaborFit | None
 
-    def _repr_html_(self) -> str:  # Jupyter display (convlens.display; matplotlib on use)
-        from convlens.display import kernel_html
-
-        return kernel_html(self)
-
-    def plot(self) -> Any:
-        """The learned kernel beside its best match, a matplotlib Figure (:mod:`convlens.display`)."""
-        from convlens.display import plot_kernel
-
-        return plot_kernel(self)
-
 
 @dataclass
 class ChannelSummedMatch:
@@ -171,7 +160,7 @@ class VolumeSummary:
 @dataclass
 class UnitSummary:
     """One 2-D layer counted per output unit (all input-channel slices of one output channel), as
-    the verdicts use it (:mod:`convlens.analysis.units`): the unit score and its rule, dead units
+    the verdicts use it (:mod:`convlens.analysis.measure.units`): the unit score and its rule, dead units
     (excluded and counted), units above the random / spectrum-matched null with Wilson 95%
     intervals, and unit categories (colour rule only where the layer reads the image's colours)."""
 
@@ -494,17 +483,6 @@ class LayerResult:
     def name(self) -> str:
         return self.identity.name
 
-    def _repr_html_(self) -> str:  # Jupyter display (convlens.display; matplotlib on use)
-        from convlens.display import layer_html
-
-        return layer_html(self)
-
-    def plot(self, max_kernels: int = 16) -> Any:
-        """Learned kernels above their best matches, a matplotlib Figure (:mod:`convlens.display`)."""
-        from convlens.display import plot_layer
-
-        return plot_layer(self, max_kernels)
-
 
 # ----------------------------------------------------------------------------- verdicts
 @dataclass
@@ -747,17 +725,6 @@ class AnalysisResult:
 
     def to_json(self, indent: int | None = 1) -> str:
         return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
-
-    def _repr_html_(self) -> str:  # Jupyter display (convlens.display; matplotlib on use)
-        from convlens.display import result_html
-
-        return result_html(self)
-
-    def plot(self) -> Any:
-        """Per-layer fractions above the null and the first layer over epochs, a matplotlib Figure."""
-        from convlens.display import plot_result
-
-        return plot_result(self)
 
     @staticmethod
     def from_dict(data: Any, where: str = "analysis") -> AnalysisResult:

@@ -2,7 +2,7 @@
 
 Every number in the report comes from here, and every step is reproducible with
 ``convlens analyze RUN`` (same seed, same null). Each stage is one small function that fills its
-part of the result; layers are identified once (:mod:`convlens.analysis.layers`) and everything
+part of the result; layers are identified once (:mod:`convlens.analysis.model.layers`) and everything
 per layer is attached to that identity.
 """
 
@@ -20,20 +20,22 @@ import torch
 from numpy.typing import NDArray
 from torch import nn
 
-from convlens.analysis import (
+from convlens.analysis.evidence import controls
+from convlens.analysis.evidence.verdicts import headline, verdicts
+from convlens.analysis.measure import (
     activations,
     caveats,
     cka,
-    controls,
     evolution,
     featuremaps,
     matching,
     receptive,
-    verify,
 )
-from convlens.analysis.adapters import ModelAdapter, OnnxModel, TorchModel, WeightsOnly
-from convlens.analysis.layers import identify_modules
-from convlens.analysis.loading import build_from_factory, conv_weights, load_weights
+from convlens.analysis.measure.units import sees_colour
+from convlens.analysis.model import verify
+from convlens.analysis.model.adapters import ModelAdapter, OnnxModel, TorchModel, WeightsOnly
+from convlens.analysis.model.layers import identify_modules
+from convlens.analysis.model.loading import build_from_factory, conv_weights, load_weights
 from convlens.analysis.result import (
     SCHEMA_VERSION,
     AnalysisError,
@@ -53,8 +55,6 @@ from convlens.analysis.result import (
     TrainOutcome,
     Verdicts,
 )
-from convlens.analysis.units import sees_colour
-from convlens.analysis.verdicts import headline, verdicts
 from convlens.data.fit import FitOptions
 from convlens.errors import ConvlensError
 
@@ -250,7 +250,7 @@ def analyze_weights(
     detail_total: int = matching.DETAIL_TOTAL,
 ) -> list[LayerResult]:
     """Kernel matching for every conv weight (no architecture needed): layers in file order, the
-    stem-like layer first (:data:`convlens.analysis.layers.STEM_RULE`)."""
+    stem-like layer first (:data:`convlens.analysis.model.layers.STEM_RULE`)."""
     _check_settings(n_null, seed)
     convs = conv_weights(weights)
     if not convs:
@@ -413,16 +413,16 @@ def _feature_map_stage(result: AnalysisResult, inp: _RunInputs) -> None:
 
 def _collect_all(model: nn.Module, sets: list[tuple[str, Any]]) -> list[activations.SetActivations]:
     """Every set through ``model``: sharded across ranks under torchrun, merged on rank 0."""
-    from convlens.parallel.shard import collect_sharded
+    from convlens.analysis.measure.shard import collect_sharded
 
     return [collect_sharded(model, x, name) for name, x in sets]
 
 
 def _distribution_stage(result: AnalysisResult, inp: _RunInputs) -> None:
     """ID (the face class only, for faces data) vs every OOD set and vs the other classes, for the
-    trained network and the untrained controls (:mod:`convlens.analysis.untrained`), and what each
+    trained network and the untrained controls (:mod:`convlens.analysis.measure.untrained`), and what each
     network predicts on every set."""
-    from convlens.analysis.untrained import ood_control, untrained_models
+    from convlens.analysis.measure.untrained import ood_control, untrained_models
     from convlens.data.ood import id_split
     from convlens.parallel.dist import is_main
 
@@ -487,7 +487,7 @@ def analyze_run(
 ) -> AnalysisResult:
     """Every analysis of a training run directory, with its nulls (see the module docstring);
     ``detail_limit``/``detail_total`` cap the per-kernel records (:func:`match_layers`);
-    ``control_runs``: random-label runs of the same recipe (:mod:`convlens.analysis.controls`)."""
+    ``control_runs``: random-label runs of the same recipe (:mod:`convlens.analysis.evidence.controls`)."""
     _check_settings(n_null, seed)
     timer = _Timer()
     with timer("load"):
@@ -833,7 +833,7 @@ def _distribution_model_file(
     result: AnalysisResult, adapter: ModelAdapter, prep: _Prepared
 ) -> None:
     """ID vs OOD (and vs the data's other classes) for a model file, with a fresh-init control
-    when a factory builds the module (:func:`convlens.analysis.untrained.fresh_from_factory`)."""
+    when a factory builds the module (:func:`convlens.analysis.measure.untrained.fresh_from_factory`)."""
     id_x = prep.id_stream if prep.id_stream is not None else prep.x_id
     named = [(prep.id_name, id_x)] + [(n, x) for n, x, _ in prep.sets + prep.others]
     trained = [adapter.activations(x, n) for n, x in named]
@@ -841,7 +841,7 @@ def _distribution_model_file(
     descriptions: dict[str, str] = {}
     factory = result.source.factory
     if isinstance(adapter, TorchModel) and factory is not None and adapter.call is None:
-        from convlens.analysis.untrained import fresh_from_factory
+        from convlens.analysis.measure.untrained import fresh_from_factory
 
         state = {k: v.detach().cpu().numpy() for k, v in adapter.module.state_dict().items()}
         fresh, note = fresh_from_factory(factory, state, result.settings.seed)

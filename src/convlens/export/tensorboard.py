@@ -163,8 +163,8 @@ def _first_weight_key(snap: dict[str, NDArray[Any]], root: Path) -> str | None:
 
 
 def _images(w: Any, root: Path, s: ExportSummary) -> None:
-    from convlens.analysis.evolution import load_snapshots
-    from convlens.analysis.featuremaps import load_probes
+    from convlens.analysis.measure.evolution import load_snapshots
+    from convlens.analysis.measure.featuremaps import load_probes
 
     snaps = load_snapshots(root / "snapshots") if (root / "snapshots").is_dir() else {}
     key = _first_weight_key(next(iter(snaps.values())), root) if snaps else None

@@ -1,7 +1,7 @@
 """Exact merging of what each rank accumulated: running statistics and per-image scores.
 
 :func:`combine` is Chan, Golub and LeVeque's pairwise update for two partial
-:class:`~convlens.analysis.stats.RunningStats` (count, mean, M2; min and max taken elementwise):
+:class:`~convlens.parallel.running.RunningStats` (count, mean, M2; min and max taken elementwise):
 
 ``n = na + nb``, ``d = mean_b - mean_a``, ``mean = mean_a + d * nb / n``,
 ``M2 = M2_a + M2_b + d**2 * na * nb / n``.
@@ -12,7 +12,7 @@ relative in float64). Per-image scores are not merged but placed back at their d
 AUROC and bootstrap on rank 0 see exactly the single-process vectors.
 
 >>> import numpy as np
->>> from convlens.analysis.stats import RunningStats
+>>> from convlens.parallel.running import RunningStats
 >>> a, b, whole = RunningStats(1), RunningStats(1), RunningStats(1)
 >>> a.update(np.array([[1.0], [2.0]])); b.update(np.array([[4.0]])); whole.update(np.array([[1.0], [2.0], [4.0]]))
 >>> m = combine(a, b)
@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from convlens.analysis.stats import RunningStats
 from convlens.errors import ConvlensError
+from convlens.parallel.running import RunningStats
 
 
 def state(stats: RunningStats) -> dict[str, Any]:

@@ -122,7 +122,7 @@ def _load_tensors(path: Path) -> dict[str, NDArray[Any]]:
 def load_inputs(target: str | Path) -> ReportInputs:
     """Read a run directory (``analysis.json`` and the arrays beside it) or a model-file analysis
     JSON (``MODEL.analysis.json`` written by ``convlens analyze MODEL``)."""
-    from convlens.analysis.featuremaps import load_probes
+    from convlens.analysis.measure.featuremaps import load_probes
 
     root = Path(target)
     if root.is_file():
@@ -288,7 +288,7 @@ def _bank_kernel(label: str, k: int) -> NDArray[Any]:
 
 
 def section_learned(inp: ReportInputs) -> dict[str, Any] | None:
-    from convlens.analysis.matching import random_null, spectrum_null
+    from convlens.analysis.measure.matching import random_null, spectrum_null
     from convlens.report.answer import kernel_origin
 
     first = inp.first
@@ -512,7 +512,7 @@ def section_featuremaps(inp: ReportInputs) -> dict[str, Any] | None:
 
 
 def _ncc(inp: ReportInputs) -> dict[str, Any] | None:
-    from convlens.analysis import featuremaps
+    from convlens.analysis.measure import featuremaps
 
     first, image = inp.first, inp.probe_image()
     m0 = first.matching if first is not None else None
@@ -681,7 +681,7 @@ def _num_text(v: float | None) -> str:
 
 def _p_text(p: float | None, n_null: int | None = None) -> str:
     """An empirical p-value at its resolution ("< 1/2001" at the floor), by ``units.format_p``."""
-    from convlens.analysis.units import format_p
+    from convlens.analysis.measure.units import format_p
 
     return format_p(p, n_null)
 

@@ -6,7 +6,7 @@ RUN/
   metrics.jsonl       one line per epoch
   snapshots/epoch-NNN.safetensors   conv weights (epoch 000 = initialisation)
   probes/inputs.safetensors         the fixed probe images (their conv outputs per snapshot epoch are
-                                    derived when read: analysis/probemaps.py; written as
+                                    derived when read: analysis/measure/probemaps.py; written as
                                     probes/epoch-NNN.safetensors only by runs without snapshots)
   model.safetensors   final weights;  checkpoint/state.pt  resumable state
   .lock               held (flock) by the process writing the run; holds its pid

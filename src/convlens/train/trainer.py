@@ -1,7 +1,7 @@
 """Train a reference CNN on in-memory tensors, snapshotting its conv layers at log-spaced epochs.
 
 The probe feature maps at the snapshot epochs are derived from the snapshots when the run is read
-(:mod:`convlens.analysis.probemaps`). Deterministic on CPU: the model is initialised from
+(:mod:`convlens.analysis.measure.probemaps`). Deterministic on CPU: the model is initialised from
 ``torch.manual_seed(seed)``, batches are drawn from a ``torch.Generator`` seeded with ``seed`` whose
 state goes into every checkpoint, so a run killed at any point and resumed ends with bit-identical
 weights.
@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from convlens import __version__
+from convlens._records import FEATURE_MAPS_DERIVED
 from convlens.data.datasets import Dataset
 from convlens.data.ood import OODSet, default_ood_names, make_oods
 from convlens.errors import ConvlensError
@@ -292,8 +293,9 @@ class Trainer:
         self.dataset = dataset
         self._checkpointed = -1  # the epoch of the last checkpoint submitted (for error messages)
         self.device = resolve_device(cfg.device)
-        # under torchrun: DDP steps, rank 0 writes (convlens.parallel.ddp); else the identity
-        from convlens.parallel import ddp, dist
+        # under torchrun: DDP steps, rank 0 writes (convlens.train.ddp); else the identity
+        from convlens.parallel import dist
+        from convlens.train import ddp
 
         self._step = ddp.Step(dist.init(self.device.type))
         self.run: RunDir = ddp.rank_run_dir(out)
@@ -314,7 +316,7 @@ class Trainer:
         names = cfg.ood if cfg.ood is not None else default_ood_names(dataset)
         # training needs the recipes (name, size, seed: the analysis rebuilds whole sets from them)
         # and, only when it computes probe maps itself (probes without snapshots), the OOD probe
-        # images; otherwise those are rebuilt from their recipes when read (analysis/probemaps.py)
+        # images; otherwise those are rebuilt from their recipes when read (analysis/measure/probemaps.py)
         first = cfg.probes_per_set if cfg.probes and not cfg.snapshots else 0
         self.ood_sets: list[OODSet] = make_oods(names, dataset, cfg.ood_size, cfg.seed, first=first)
 
@@ -379,9 +381,7 @@ class Trainer:
         if not self.cfg.probes:
             return None
         if self.cfg.snapshots:
-            from convlens.analysis.probemaps import RULE
-
-            return RULE
+            return FEATURE_MAPS_DERIVED
         return (
             "probes/epoch-NNN.safetensors hold each conv layer's output before ReLU "
             "(cross-correlation + bias), float32, keyed by layer name"
@@ -391,7 +391,7 @@ class Trainer:
     def _snapshot(self, model: nn.Module, epoch: int, probe_x: torch.Tensor) -> list[_Job]:
         """The writes of epoch ``epoch``'s snapshot, with copies of the conv weights taken now. The
         probe feature maps are derived from the snapshot when read
-        (:mod:`convlens.analysis.probemaps`); only a run with probes but no snapshots computes them
+        (:mod:`convlens.analysis.measure.probemaps`); only a run with probes but no snapshots computes them
         here."""
         meta = {"epoch": str(epoch)}
         if self.cfg.snapshots:
@@ -444,7 +444,7 @@ class Trainer:
             note = (
                 {
                     "probes": "the first len(x) probes of run.json; the rest are rebuilt from their "
-                    "recipes when read (convlens.analysis.probemaps)"
+                    "recipes when read (convlens.analysis.measure.probemaps)"
                 }
                 if len(probe_x) < len(self._probe_meta)
                 else None

@@ -12,7 +12,7 @@
    *learned from image statistics* or *not distinguishable from init*, from the per-unit scores of
    the trained, random-label and epoch-000 kernels (:data:`LEARN_RULE`).
 3. "A face-trained net barely reacts to bicycles": per layer and OOD set, from
-   :func:`convlens.analysis.activations.verdict` (AUROC and bootstrap CI rule).
+   :func:`convlens.analysis.measure.activations.verdict` (AUROC and bootstrap CI rule).
 4. "...and it learned that from faces": :func:`ood_learned_verdict` compares the trained network's
    AUROC with the same architecture untrained (the run's epoch-000 weights and a fresh
    initialisation); the verdict is about trained minus untrained (:data:`OOD_LEARNED_RULE`).
@@ -121,7 +121,7 @@ def unit_kernel_verdict(
 ) -> KernelVerdict:
     """:func:`kernel_verdict` on ``above`` of ``n_live`` output units (dead units excluded), with a
     Wilson 95% interval of the fraction and the p-value as text (never 0)."""
-    from convlens.analysis.units import format_p, wilson
+    from convlens.analysis.measure.units import format_p, wilson
 
     if above is None or n_live == 0:
         return KernelVerdict(
@@ -154,7 +154,7 @@ LEARN_RULE = (
 def _compare(control: str, a: list[float], b: list[float]) -> Comparison:
     from scipy.stats import mannwhitneyu
 
-    from convlens.analysis.units import format_p
+    from convlens.analysis.measure.units import format_p
 
     test = "one-sided Mann-Whitney U (trained > control)"
     if control == "random_labels vs init":

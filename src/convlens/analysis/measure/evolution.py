@@ -1,7 +1,7 @@
 """Kernels over training, from the snapshots: similarity to the bank and distance from init.
 
 Per snapshot epoch: for the first conv layer the fraction of kernels above the random null's 95th percentile
-and the median best-match score (same statistic and null as :mod:`convlens.analysis.matching`); for
+and the median best-match score (same statistic and null as :mod:`convlens.analysis.measure.matching`); for
 every conv layer the relative distance from initialisation ``|W_e - W_0| / |W_0|`` and the step
 ``|W_e - W_p| / |W_0|`` from the previous snapshot ``p`` (Frobenius norms). Snapshots need not be
 contiguous (the trainer's default cadence is log-spaced, see :mod:`convlens.train.schedule`): every
@@ -17,7 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from convlens._serde import finite
-from convlens.analysis.matching import dc_cosine_scores
+from convlens.analysis.measure.matching import dc_cosine_scores
 from convlens.analysis.result import Evolution, EvolutionEpoch
 from convlens.errors import ConvlensError
 from convlens.kernels import bank_matrix

@@ -1,7 +1,7 @@
 """Matching for conv layers that are not square 2-D: 1-D kernels, ``1 x k`` / ``k x 1`` kernels, 3-D.
 
 - **1-D** ``(O, C, K)``, and 2-D ``1 x K`` / ``K x 1`` (a 1-D kernel along the long axis): the same
-  DC-removed, sign-invariant cosine as the 2-D path (:func:`convlens.analysis.matching.dc_cosine_scores`)
+  DC-removed, sign-invariant cosine as the 2-D path (:func:`convlens.analysis.measure.matching.dc_cosine_scores`)
   against the 1-D bank (:func:`convlens.kernels.bank1d.matching_bank_1d`), next to a random null of
   the same length (:func:`random_null_1d`, PyTorch's uniform init) and a spectrum-matched null.
   Categories: ``"unclear"`` below the null's 95th percentile, ``"smoothing/DC"`` when the DC energy
@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from convlens.analysis import matching
+from convlens.analysis.measure import matching
 from convlens.analysis.result import KernelMatch, LayerMatch, SpectralSummary, VolumeSummary
 from convlens.kernels.bank1d import MAX_LENGTH_1D, bank_matrix_1d
 
@@ -179,7 +179,7 @@ def match_other(
     seed: int = 0,
     detail_limit: int = matching.DETAIL_LIMIT,
 ) -> LayerMatch:
-    """:func:`convlens.analysis.matching.match_layer` for weights that are not ``(O, C, k, k)``."""
+    """:func:`convlens.analysis.measure.matching.match_layer` for weights that are not ``(O, C, k, k)``."""
     res = LayerMatch(name, list(w.shape), None)
     if w.ndim >= 3:
         res.n_kernels = int(w.shape[0] * w.shape[1])

@@ -31,7 +31,7 @@ from numpy.typing import NDArray
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from convlens.analysis.layers import CONV_TYPES, conv_modules
+from convlens.analysis.model.layers import CONV_TYPES, conv_modules
 from convlens.analysis.result import LayerCheck
 from convlens.ops import convolve, correlate
 
@@ -303,7 +303,7 @@ def check_layer(
 
 def conv_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """Every conv module with its qualified name, in definition order (see
-    :func:`convlens.analysis.layers.identify_modules` for execution order and geometry)."""
+    :func:`convlens.analysis.model.layers.identify_modules` for execution order and geometry)."""
     return conv_modules(model)
 
 

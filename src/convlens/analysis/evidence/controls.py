@@ -6,11 +6,11 @@
 - ``random_labels``: a run of the same recipe trained on permuted labels (``convlens train
   --shuffle-labels``); its first-layer kernels matched and counted the same way. Must have the same
   model and data as the analysed run and ``shuffle_labels`` in its config.
-- ``input_statistics``: PCA / ZCA of the training patches (:mod:`convlens.analysis.patches`) and
+- ``input_statistics``: PCA / ZCA of the training patches (:mod:`convlens.analysis.measure.patches`) and
   the subspace energy, principal angles and ZCA similarity of the trained, random-label and init
   kernels, each against the random and spectrum-matched nulls.
 
-The three-way verdict on these is :func:`convlens.analysis.verdicts.three_way_verdict`.
+The three-way verdict on these is :func:`convlens.analysis.evidence.verdicts.three_way_verdict`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from convlens.analysis import matching, patches
+from convlens.analysis.measure import matching, patches
 from convlens.analysis.result import AnalysisResult, Control, LayerMatch, UnitSummary
 from convlens.errors import ConvlensError
 

@@ -2,11 +2,11 @@
 
 - :class:`TorchModel`: a ``torch.nn.Module`` (from ``--factory``), optionally run through a pipeline
   callable around it; execution order from forward hooks;
-- :class:`OnnxModel`: an ONNX graph run with onnxruntime (:mod:`convlens.analysis.onnxrun`);
+- :class:`OnnxModel`: an ONNX graph run with onnxruntime (:mod:`convlens.analysis.model.onnxrun`);
   execution order = the graph's topological order;
 - :class:`WeightsOnly`: tensors without an architecture (safetensors, a state dict, or an ONNX
   graph read without running it); order from the file, the stem-like layer first
-  (:data:`convlens.analysis.layers.STEM_RULE`), stated in ``notes``.
+  (:data:`convlens.analysis.model.layers.STEM_RULE`), stated in ``notes``.
 
 Every adapter gives :meth:`~ModelAdapter.layers` (identities with geometry: dims, kernel shape,
 stride, padding, dilation, groups, execution index) and :meth:`~ModelAdapter.weights`; the runnable
@@ -27,8 +27,10 @@ import torch
 from numpy.typing import NDArray
 from torch import nn
 
-from convlens.analysis import activations, verify
-from convlens.analysis.layers import (
+from convlens.analysis.measure import activations
+from convlens.analysis.measure.receptive import PoolStep
+from convlens.analysis.model import verify
+from convlens.analysis.model.layers import (
     conv_modules,
     identify_modules,
     identify_weights,
@@ -36,7 +38,6 @@ from convlens.analysis.layers import (
     stem_index,
     stem_note,
 )
-from convlens.analysis.receptive import PoolStep
 from convlens.analysis.result import LayerCheck, LayerIdentity
 from convlens.data.fit import InputExpectation
 from convlens.errors import ConvlensError
@@ -153,7 +154,7 @@ class WeightsOnly(ModelAdapter):
     @staticmethod
     def from_onnx(path: str | Path) -> WeightsOnly:
         """An ONNX graph read without onnxruntime: graph order and node geometry, no running."""
-        from convlens.analysis.onnxrun import onnx_layers
+        from convlens.analysis.model.onnxrun import onnx_layers
 
         idents, weights, notes = onnx_layers(path)
         return WeightsOnly(weights, idents, notes)
@@ -215,7 +216,7 @@ class TorchModel(ModelAdapter):
 
     def expectation(self) -> InputExpectation:
         """Channels and conv rank of the layer that reads the input, chosen before the model has
-        run by the weights-only rule (:data:`~convlens.analysis.layers.STEM_RULE`: fewest input
+        run by the weights-only rule (:data:`~convlens.analysis.model.layers.STEM_RULE`: fewest input
         channels, depthwise-looking layers aside, then definition order), stated in ``source``."""
         convs = conv_modules(self.module)
         if not convs:
@@ -285,8 +286,8 @@ class TorchModel(ModelAdapter):
 
     def activations(self, x: Any, name: str) -> activations.SetActivations:
         """``x``: an array or a torch ``Dataset`` (a streamed folder); sharded across ranks under
-        torchrun (:func:`convlens.parallel.shard.collect_sharded`), merged on rank 0."""
-        from convlens.parallel.shard import collect_sharded
+        torchrun (:func:`convlens.analysis.measure.shard.collect_sharded`), merged on rank 0."""
+        from convlens.analysis.measure.shard import collect_sharded
 
         return collect_sharded(self.module, x, name, call=self.call, pick=self._pick)
 
@@ -322,14 +323,14 @@ _AXES = {1: "L", 2: "H, W", 3: "D, H, W"}
 
 
 class OnnxModel(ModelAdapter):
-    """An ONNX graph run with onnxruntime (:class:`convlens.analysis.onnxrun.OnnxModel`)."""
+    """An ONNX graph run with onnxruntime (:class:`convlens.analysis.model.onnxrun.OnnxModel`)."""
 
     kind = "onnx"
     runnable = True
 
     def __init__(self, path: str | Path, output: str | None = None) -> None:
         super().__init__()
-        from convlens.analysis.onnxrun import OnnxModel as Runner
+        from convlens.analysis.model.onnxrun import OnnxModel as Runner
 
         self.runner = Runner(path)
         self.notes.extend(self.runner.notes)

@@ -5,7 +5,7 @@ size ``k`` (:func:`convlens.kernels.matching_bank`), the **DC-removed, sign-inva
 ``max_b |cos(w - mean w, b - mean b)|``. Sign-invariant because a conv layer followed by a ReLU and a
 next layer can use ``-w`` as well as ``w``; DC-removed because the mean of a kernel is brightness, not
 shape. Weights that are not ``(O, C, k, k)`` (1-D, ``1 x k``, other non-square, 3-D) are handled by
-:mod:`convlens.analysis.dims` (a 1-D bank and 1-D nulls; 3-D kernels measured, not matched).
+:mod:`convlens.analysis.measure.dims` (a 1-D bank and 1-D nulls; 3-D kernels measured, not matched).
 
 Null baselines (the same statistic on kernels that learned nothing):
 (a) the epoch-000 initial kernels of the same run (when snapshots exist);
@@ -22,7 +22,7 @@ the layer gets the fraction of kernels above the null's 95th percentile (5% by c
 Taxonomy (a coarse version of Olah et al. 2020's first-layer families), applied in this order:
 1. ``k == 1`` -> ``"unclear"`` (no spatial structure; matching skipped);
 2. only in a layer that reads the image's 3 colour channels directly (``colour=True``: the first
-   layer with 3 input channels, see :func:`convlens.analysis.units.sees_colour`), colour opponency
+   layer with 3 input channels, see :func:`convlens.analysis.measure.units.sees_colour`), colour opponency
    of the output unit ``1 - |sum_c w_c|^2 / (C * sum_c |w_c|^2) >= 0.9`` -> ``"colour-opponent"``
    (the channels largely cancel; random i.i.d. channels give about ``1 - 1/C``). Before the DC rule:
    an R-minus-G blob is colour-opponent, not smoothing;
@@ -32,7 +32,7 @@ Taxonomy (a coarse version of Olah et al. 2020's first-layer families), applied 
    blob/sharpen/smoothing -> ``"blob/centre-surround"``, gabor -> ``"Gabor-like"``.
 
 The same figures per output unit (best slice with a Sidak correction, dead units excluded, colour
-counted per unit) are in ``LayerMatch.units`` (:mod:`convlens.analysis.units`); verdicts use those.
+counted per unit) are in ``LayerMatch.units`` (:mod:`convlens.analysis.measure.units`); verdicts use those.
 """
 
 from __future__ import annotations
@@ -44,9 +44,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from convlens.analysis.gaborfit import GaborFit, fit_gabor
+from convlens.analysis.measure.gaborfit import GaborFit, fit_gabor
+from convlens.analysis.measure.units import unit_summary
 from convlens.analysis.result import ChannelSummedMatch, KernelMatch, LayerMatch, NullSummary
-from convlens.analysis.units import unit_summary
 from convlens.errors import ConvlensError
 from convlens.kernels import bank_matrix
 
@@ -79,7 +79,7 @@ def check_null_size(n: int) -> None:
     if not 1 <= n <= MAX_NULL_SIZE:
         raise ConvlensError(
             f"null size {n} is outside 1..{MAX_NULL_SIZE} (MAX_NULL_SIZE in "
-            "convlens.analysis.matching)"
+            "convlens.analysis.measure.matching)"
         )
 
 
@@ -241,7 +241,7 @@ def match_layer(
     """Match every ``k x k`` kernel of a conv weight ``(O, C, k, k)`` against the bank, with nulls.
 
     ``colour``: the layer reads the image's colour channels directly (the colour rule applies;
-    :func:`convlens.analysis.units.sees_colour`)."""
+    :func:`convlens.analysis.measure.units.sees_colour`)."""
     w = np.asarray(weight)
     if w.dtype.kind != "f":
         w = w.astype(np.float64)
@@ -249,7 +249,7 @@ def match_layer(
     if bad is not None:
         raise ConvlensError(bad)
     if w.ndim != 4 or w.shape[2] != w.shape[3]:
-        from convlens.analysis.dims import match_other  # 1-D, non-square and 3-D kernels
+        from convlens.analysis.measure.dims import match_other  # 1-D, non-square and 3-D kernels
 
         return match_other(
             name, w, init_weight=init_weight, n_null=n_null, seed=seed, detail_limit=detail_limit

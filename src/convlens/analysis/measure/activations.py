@@ -4,7 +4,7 @@ For every conv layer a forward hook reads the layer's output ``z``; the **activa
 ``relu(z)`` (what a ReLU network passes on). Per image and channel we take the spatial mean of
 ``relu(z)`` ("mean activation") and the spatial max ("max activation"). Per layer:
 
-- streaming per-channel statistics (:class:`~convlens.analysis.stats.RunningStats`, one pass, float64);
+- streaming per-channel statistics (:class:`~convlens.parallel.running.RunningStats`, one pass, float64);
 - a per-image **activation strength score** = the mean over channels of the per-image mean activation;
   its mean with a bootstrap 95% CI for the in-distribution set (ID: the test split, only its ``face``
   class for face data, see :func:`convlens.data.ood.id_split`; the other classes are compared with it
@@ -22,13 +22,13 @@ otherwise **not supported**.
 **Intervals resample source images.** An OOD set of 100 crops of one photo is one example of its
 category, not 100: every interval (means, ratio, difference, AUROC) is a percentile bootstrap that
 draws *source images* with replacement and keeps all their crops
-(:func:`~convlens.analysis.stats.cluster_weights`, ``N_BOOT`` resamples, seeded); a one-photo set
+(:func:`~convlens.analysis.evidence.stats.cluster_weights`, ``N_BOOT`` resamples, seeded); a one-photo set
 resamples its crops and is labelled as such.
 
 **Untrained controls.** The same measurements on the same architecture untrained (the run's epoch-000
 weights, and a fresh initialisation from another stated seed) go through the same code; every figure
 is given trained, untrained and trained minus untrained with a paired bootstrap interval (same images,
-same resamples), and :func:`~convlens.analysis.verdicts.ood_learned_verdict` judges the difference.
+same resamples), and :func:`~convlens.analysis.evidence.verdicts.ood_learned_verdict` judges the difference.
 """
 
 from __future__ import annotations
@@ -43,7 +43,18 @@ from numpy.typing import NDArray
 from torch import nn
 
 from convlens._serde import finite
-from convlens.analysis.layers import run_model
+from convlens.analysis.evidence.stats import (
+    bootstrap_p_positive,
+    cluster_weights,
+    percentile_ci,
+    proportion_ci,
+    resampling_text,
+    weighted_auroc,
+    weighted_means,
+)
+from convlens.analysis.evidence.verdicts import OOD_LEARNED_RULE, ood_learned_verdict
+from convlens.analysis.model.layers import run_model
+from convlens.analysis.model.verify import conv_layers
 from convlens.analysis.result import (
     ChannelStats,
     ControlComparison,
@@ -56,20 +67,8 @@ from convlens.analysis.result import (
     Predictions,
     SetPrediction,
 )
-from convlens.analysis.stats import (
-    GrowingArray,
-    RunningStats,
-    bootstrap_p_positive,
-    cluster_weights,
-    percentile_ci,
-    proportion_ci,
-    resampling_text,
-    weighted_auroc,
-    weighted_means,
-)
-from convlens.analysis.verdicts import OOD_LEARNED_RULE, ood_learned_verdict
-from convlens.analysis.verify import conv_layers
 from convlens.errors import ConvlensError
+from convlens.parallel.running import GrowingArray, RunningStats
 
 AUROC_HOLDS = 0.7
 AUROC_REVERSED = 0.3

@@ -17,7 +17,7 @@ covariance. This module measures it directly (torch-free):
    units and the top-``m`` components, summarised by the mean ``cos^2`` (1: the layer spans the top
    components; a random layer of ``O`` units in ``d`` dimensions gets about ``O / d``).
 
-Each figure against the two nulls of :mod:`convlens.analysis.matching`: i.i.d. uniform kernels
+Each figure against the two nulls of :mod:`convlens.analysis.measure.matching`: i.i.d. uniform kernels
 (PyTorch's init) and kernels with the layer's own mean power spectrum; a unit is above a null when it
 exceeds the null's 95th percentile (chance 5%); the layer figure against ``N_LAYER_NULL`` random
 layers of the same size.
@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from convlens.analysis.matching import random_kernels, spectrum_kernels
-from convlens.analysis.units import wilson
+from convlens.analysis.measure.matching import random_kernels, spectrum_kernels
+from convlens.analysis.measure.units import wilson
 
 N_PATCHES = 20_000
 N_LAYER_NULL = 200

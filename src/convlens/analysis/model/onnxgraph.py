@@ -1,7 +1,7 @@
 """One walk over an ONNX graph that finds every conv layer's weights, as ONNX files are found in the wild.
 
-Used by both the weights-only reader (:func:`convlens.analysis.loading.load_weights`) and the runner
-(:class:`convlens.analysis.onnxrun.OnnxModel`). Nothing from the file is executed: weights are
+Used by both the weights-only reader (:func:`convlens.analysis.model.loading.load_weights`) and the runner
+(:class:`convlens.analysis.model.onnxrun.OnnxModel`). Nothing from the file is executed: weights are
 decoded from tensors, never computed by running the model.
 
 - **Conv ops**: ``Conv``, ``ConvInteger`` and ``QLinearConv``. Quantised weights are dequantised to
@@ -215,7 +215,7 @@ def decode_tensor(t: Any, path: str | Path, *, integer_ok: bool = True) -> NDArr
     if count > MAX_WEIGHT_VALUES:
         raise ConvlensError(
             f"{where} declares dims {dims} ({count} values), over the limit of {MAX_WEIGHT_VALUES} "
-            "(MAX_WEIGHT_VALUES in convlens.analysis.loading)"
+            "(MAX_WEIGHT_VALUES in convlens.analysis.model.loading)"
         )
     try:
         arr = np.asarray(numpy_helper.to_array(t))
@@ -234,7 +234,7 @@ def _decode_sparse(sp: Any, path: str | Path) -> NDArray[Any]:
     if any(d < 0 for d in dims) or count > MAX_WEIGHT_VALUES:
         raise ConvlensError(
             f"{str(path)!r}: sparse tensor {sp.values.name!r} declares dims {dims}, over the limit of "
-            f"{MAX_WEIGHT_VALUES} values (MAX_WEIGHT_VALUES in convlens.analysis.loading)"
+            f"{MAX_WEIGHT_VALUES} values (MAX_WEIGHT_VALUES in convlens.analysis.model.loading)"
         )
     values = decode_tensor(sp.values, path).reshape(-1)
     idx = decode_tensor(sp.indices, path).astype(np.int64)
@@ -696,7 +696,7 @@ def _walk(
                 if depth + 1 > MAX_SUBGRAPH_DEPTH:
                     raise ConvlensError(
                         f"{str(res.path)!r}: subgraphs nested more than {MAX_SUBGRAPH_DEPTH} deep at "
-                        f"{qualified!r} (MAX_SUBGRAPH_DEPTH in convlens.analysis.onnxgraph)"
+                        f"{qualified!r} (MAX_SUBGRAPH_DEPTH in convlens.analysis.model.onnxgraph)"
                     )
                 part = _SUBGRAPH_ATTRS.get(a.name, a.name) + (f"{k}" if len(subs) > 1 else "")
                 for t in sub.initializer:

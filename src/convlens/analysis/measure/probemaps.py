@@ -29,17 +29,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from convlens._records import read_json
+from convlens._records import FEATURE_MAPS_DERIVED, read_json
 from convlens.errors import ConvlensError
 from convlens.ops import correlate
 
-RULE = (
-    "derived on read from snapshots/epoch-NNN.safetensors and the probe images: each conv layer's "
-    "output before ReLU (cross-correlation + bias, zero padding kernel // 2), the next conv reading "
-    "it after ReLU and max-pooling; exact engine in float64, stored as float32. "
-    "probes/inputs.safetensors holds the training probes; the OOD probes are rebuilt from their "
-    "recipes (make_ood with this run's seed, set size and training mean/std)"
-)
+RULE = FEATURE_MAPS_DERIVED
 
 
 def chain_spec(model: Mapping[str, Any]) -> tuple[list[int], list[int], int]:

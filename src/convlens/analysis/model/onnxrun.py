@@ -1,10 +1,10 @@
 """ONNX models run with onnxruntime (optional extra ``convlens[onnx]``): activations and verification.
 
-The conv layers come from one graph walk (:mod:`convlens.analysis.onnxgraph`): weights in
+The conv layers come from one graph walk (:mod:`convlens.analysis.model.onnxgraph`): weights in
 initializers or ``Constant`` nodes, behind ``Identity``/``Cast``/``Reshape``/``DequantizeLinear``,
 inside ``If``/``Loop``/``Scan`` subgraphs, and quantised ``ConvInteger``/``QLinearConv`` (dequantised).
 Every main-graph conv's input and output are added to the graph's outputs, the model runs on CPU, and
-(1) the ID-vs-OOD statistics of :mod:`convlens.analysis.activations` are computed from the conv outputs
+(1) the ID-vs-OOD statistics of :mod:`convlens.analysis.measure.activations` are computed from the conv outputs
 (for ``ConvInteger`` the rescaled float output, for ``QLinearConv`` the dequantised output) and the
 first original output (taken as the logits); (2) each ``Conv`` node is checked against
 :func:`convlens.ops.correlate` in float64 on the input the node actually received (onnxruntime computes
@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from convlens.analysis.activations import SetActivations, accumulate, batches_of, reduce_map
-from convlens.analysis.onnxgraph import (
+from convlens.analysis.measure.activations import SetActivations, accumulate, batches_of, reduce_map
+from convlens.analysis.model.onnxgraph import (
     ConvGraph,
     ConvNode,
     InputSpec,
@@ -34,8 +34,8 @@ from convlens.analysis.onnxgraph import (
     read_graph,
     topological_order,
 )
+from convlens.analysis.model.verify import compare_call, make_check
 from convlens.analysis.result import LayerCheck, LayerIdentity
-from convlens.analysis.verify import compare_call, make_check
 from convlens.errors import ConvlensError
 
 RTOL_FLOAT32 = 1e-4
@@ -272,7 +272,7 @@ class OnnxModel:
 
 
 def conv_identities(convs: list[ConvNode]) -> list[LayerIdentity]:
-    """Identities of the conv layers :func:`~convlens.analysis.onnxgraph.read_graph` found, in graph
+    """Identities of the conv layers :func:`~convlens.analysis.model.onnxgraph.read_graph` found, in graph
     (topological, i.e. execution) order, geometry from the node attributes."""
     out = []
     for i, c in enumerate(convs):

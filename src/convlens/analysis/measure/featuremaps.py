@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from convlens.analysis.evolution import epoch_of, read_tensors
+from convlens.analysis.measure.evolution import epoch_of, read_tensors
 from convlens.analysis.result import EpochActivation, FeatureMapInfo, LayerFeatureMaps
 from convlens.errors import ConvlensError
 from convlens.ops import correlate2d, normalized_cross_correlation
@@ -39,7 +39,7 @@ def load_probes(
         x = held["x"]
     rec = None
     if x is not None:
-        from convlens.analysis import probemaps
+        from convlens.analysis.measure import probemaps
 
         rec = probemaps.run_record(folder.parent)
         if rec is not None:
@@ -72,8 +72,8 @@ def _with_derived(
     maps: dict[int, dict[str, NDArray[np.float32]]],
 ) -> dict[int, dict[str, NDArray[np.float32]]]:
     """``maps`` plus, for every weight snapshot of the run in ``root`` without a probe file, the
-    maps derived from it (:mod:`convlens.analysis.probemaps`), ordered by epoch."""
-    from convlens.analysis import probemaps
+    maps derived from it (:mod:`convlens.analysis.measure.probemaps`), ordered by epoch."""
+    from convlens.analysis.measure import probemaps
 
     snaps = root / "snapshots"
     missing = [f for f in sorted(snaps.glob("epoch-*.safetensors")) if epoch_of(f) not in maps]

@@ -90,7 +90,7 @@ def fresh_from_factory(
     """A fresh-init control for a ``--factory`` model: the factory's module, not loaded with the
     file's weights, built under ``torch.manual_seed(seed + FRESH_SEED_OFFSET)``. ``None`` (with a
     note) when the factory already returns the file's weights (then nothing untrained is known)."""
-    from convlens.analysis.loading import build_from_factory
+    from convlens.analysis.model.loading import build_from_factory
 
     fresh_seed = seed + FRESH_SEED_OFFSET
     with torch.random.fork_rng(devices=[]):

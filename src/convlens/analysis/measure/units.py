@@ -5,7 +5,7 @@ The slices of one unit are not independent evidence (the R, G and B slices of an
 at |r| 0.9+), so the verdicts count units, never slices.
 
 Unit score (**best slice**): the largest slice score of the unit (the DC-removed, sign-invariant
-cosine of :mod:`convlens.analysis.matching`). Under the null the ``C`` slices are i.i.d. draws
+cosine of :mod:`convlens.analysis.measure.matching`). Under the null the ``C`` slices are i.i.d. draws
 (PyTorch's init), so the best slice's null p-value is corrected for the ``C`` looks by Šidák:
 ``p_unit = 1 - (1 - min_c p_c)^C``, with ``p_c = (1 + #{null >= s_c}) / (n_null + 1)``. A unit is
 *above the null* when ``p_unit < 0.05``, so chance stays 5% per unit for any ``C``.

@@ -4,7 +4,7 @@
 - ``.pt`` / ``.pth`` / ``.bin``: ``torch.load(weights_only=True)``, which refuses any pickle that would
   build something other than tensors and plain containers (a malicious ``__reduce__`` is rejected).
 - ``.onnx``: the ``onnx`` package (optional extra); only the constant weights of conv nodes are decoded
-  (:mod:`convlens.analysis.onnxgraph`); models with external data files are refused.
+  (:mod:`convlens.analysis.model.onnxgraph`); models with external data files are refused.
 - activations need an architecture: ``--factory package.module:function`` (your own code, imported by
   name, returning an ``nn.Module``) plus a weights file for it.
 """
@@ -20,7 +20,7 @@ import torch
 from numpy.typing import NDArray
 from torch import nn
 
-from convlens.analysis.onnxgraph import MAX_WEIGHT_VALUES as _MAX_ONNX_VALUES
+from convlens.analysis.model.onnxgraph import MAX_WEIGHT_VALUES as _MAX_ONNX_VALUES
 from convlens.errors import ConvlensError
 
 WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".onnx")
@@ -32,7 +32,7 @@ REFUSED_SUFFIXES = {
 MAX_WEIGHT_VALUES = _MAX_ONNX_VALUES
 """Most values one weight tensor of an ONNX model may declare (268,435,456: 1 GiB of float32),
 checked from its declared dims before the tensor is decoded (enforced in
-:mod:`convlens.analysis.onnxgraph`)."""
+:mod:`convlens.analysis.model.onnxgraph`)."""
 
 
 def _flatten(obj: Any, prefix: str = "") -> dict[str, torch.Tensor]:
@@ -85,10 +85,10 @@ def load_weights(path: str | Path) -> dict[str, NDArray[Any]]:
 
 def _onnx_conv_weights(p: Path) -> dict[str, NDArray[Any]]:
     """Every conv layer's weight in an ONNX model, keyed ``<layer>.weight``, found by the same graph
-    walk as the runner (:func:`convlens.analysis.onnxgraph.read_graph`): initializers, ``Constant``
+    walk as the runner (:func:`convlens.analysis.model.onnxgraph.read_graph`): initializers, ``Constant``
     nodes, ``Identity``/``Cast``/``Reshape``/``DequantizeLinear`` of them, ``If``/``Loop``/``Scan``
     subgraphs, ``ConvInteger``/``QLinearConv`` (dequantised)."""
-    from convlens.analysis.onnxgraph import read_graph
+    from convlens.analysis.model.onnxgraph import read_graph
 
     found = read_graph(p)
     if not found.convs and found.unresolved:

@@ -2,7 +2,7 @@
 
 The interval is ``mean +/- t(0.975, n-1) * sd / sqrt(n)`` over the per-seed values (no interval for a
 single seed). Kernel verdicts pool the counts of all seeds into one binomial test (same rule as
-:mod:`convlens.analysis.verdicts`); the OOD verdict reports in how many seeds the claim held.
+:mod:`convlens.analysis.evidence.verdicts`); the OOD verdict reports in how many seeds the claim held.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from convlens.analysis.evidence.verdicts import kernel_verdict
 from convlens.analysis.result import (
     SEEDS_SCHEMA_VERSION,
     AnalysisResult,
@@ -21,7 +22,6 @@ from convlens.analysis.result import (
     SeedRow,
     SeedsSummary,
 )
-from convlens.analysis.verdicts import kernel_verdict
 from convlens.errors import ConvlensError
 
 
@@ -101,7 +101,7 @@ def aggregate(analyses: list[AnalysisResult], seeds: list[int]) -> SeedsSummary:
 
 def _pooled(above: int, n: int) -> KernelVerdict:
     """The pooled binomial verdict with a Wilson 95% interval of the pooled fraction."""
-    from convlens.analysis.units import wilson
+    from convlens.analysis.measure.units import wilson
 
     v = kernel_verdict(above / n if n else None, n)
     v.ci = wilson(above, n)
@@ -110,7 +110,7 @@ def _pooled(above: int, n: int) -> KernelVerdict:
 
 def _pooled_counts(firsts: list[LayerMatch]) -> tuple[int, int, int]:
     """Pooled (n, above random null, above spectrum null): per live output unit when the layer has
-    per-unit figures (:mod:`convlens.analysis.units`), else per kernel slice."""
+    per-unit figures (:mod:`convlens.analysis.measure.units`), else per kernel slice."""
     n_total = above = above_s = 0
     for m in firsts:
         u = m.units
