@@ -210,13 +210,13 @@ class _Branchy(nn.Module):
 
 
 def test_a_conv_that_runs_on_some_sets_only_is_compared_where_it_ran():
+    from convlens.analysis.orchestration.stages import attach_distribution, new_result
     from convlens.analysis.result import Settings, Source
-    from convlens.analysis.run import _new_result, attach_distribution
 
     torch.manual_seed(0)
     a = TorchModel(_Branchy().eval())
     a.trace(np.ones((2, 1, 8, 8), np.float32))
-    result = _new_result(Source("model_file", "m"), Settings(100, 0), a.layers())
+    result = new_result(Source("model_file", "m"), Settings(100, 0), a.layers())
     x = np.random.default_rng(0).uniform(0.5, 1.5, (6, 1, 8, 8)).astype(np.float32)
     id_set = a.activations(x, "id")
     ood = a.activations(-x, "negative")

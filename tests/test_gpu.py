@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from convlens.analysis.measure import activations
-from convlens.analysis.run import analyze_run
+from convlens.analysis.orchestration.run_path import analyze_run
 from convlens.data.datasets import load_bundled
 from convlens.models import build_model, make_spec
 from convlens.ops import convolve, correlate

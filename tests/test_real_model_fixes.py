@@ -461,7 +461,7 @@ def test_wide_layers_keep_a_correlation_summary_not_the_matrix(tmp_path: Path) -
     """Over FEATURE_MAP_CHANNEL_LIMIT (64) channels only the mean |r| between channels is stored
     (checked against numpy's corrcoef), and the note says so; narrow layers keep the matrix."""
     from convlens.analysis.measure.featuremaps import mean_abs_offdiagonal
-    from convlens.analysis.run import FEATURE_MAP_CHANNEL_LIMIT
+    from convlens.analysis.orchestration.model_file import FEATURE_MAP_CHANNEL_LIMIT
 
     assert FEATURE_MAP_CHANNEL_LIMIT == 64
     x = np.random.default_rng(0).standard_normal((5, 40))

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from convlens.analysis import analyze_model_file, analyze_weights
 from convlens.analysis.evidence.verdicts import binomial_tail, kernel_verdict
 from convlens.analysis.measure.matching import DETAIL_LIMIT, DETAIL_TOTAL
 from convlens.analysis.model.layers import STEM_RULE, identify_weights, stem_index
 from convlens.analysis.result import AnalysisResult
-from convlens.analysis.run import analyze_model_file, analyze_weights
 from convlens.errors import ConvlensError
 from convlens.pipelines import analysis_summary
 

@@ -11,7 +11,7 @@ from scipy.stats import binomtest
 
 from convlens.analysis.evidence.verdicts import unit_kernel_verdict, verdicts
 from convlens.analysis.measure import matching, units
-from convlens.analysis.run import analyze_weights
+from convlens.analysis.orchestration.stages import analyze_weights
 from convlens.kernels import get_kernel
 from convlens.kernels.bank import matching_bank
 

@@ -240,13 +240,13 @@ def test_not_exact_when_a_call_differs():
 
 def test_failed_layer_is_an_analysis_error_and_the_rest_is_checked():
     from convlens.analysis.model.layers import identify_modules
-    from convlens.analysis.run import _checks, _finish, _new_result, _Timer
+    from convlens.analysis.orchestration.stages import Timer, call_checks, finish, new_result
 
     model = nn.Sequential(nn.Conv2d(1, 2, 3), Broken(2, 2, 3))
     modules = identify_modules(model)
-    a = _new_result(Source("run", "r"), Settings(10, 0), [i for i, _ in modules])
-    _checks(a, modules, [], 0)
-    a = _finish(a, _Timer())
+    a = new_result(Source("run", "r"), Settings(10, 0), [i for i, _ in modules])
+    call_checks(a, modules, [], 0)
+    a = finish(a, Timer())
     assert a.layer("0").check is not None and a.layer("0").check.status == "checked"
     assert a.layer("1").check is not None and a.layer("1").check.status == "failed"
     assert [(e.stage, e.message) for e in a.errors] == [

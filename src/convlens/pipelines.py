@@ -218,7 +218,7 @@ def _analyze_target(
     fit: Any,
 ) -> tuple[AnalysisResult, Path]:
     from convlens.analysis import analyze_model_file, analyze_run
-    from convlens.analysis.run import DataStageError
+    from convlens.analysis.orchestration.model_file import DataStageError
     from convlens.parallel.dist import is_main
 
     path = Path(target)

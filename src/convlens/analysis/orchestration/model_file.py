@@ -1,0 +1,447 @@
+"""Analyse a user's model file into a typed :class:`AnalysisResult` (``analyze_model_file``):
+the model adapter, the data fitted to the model (or streamed from a folder), and the stages that
+need the model to run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from convlens.analysis.measure import (
+    activations,
+    featuremaps,
+    matching,
+    receptive,
+)
+from convlens.analysis.model.adapters import ModelAdapter, OnnxModel, TorchModel, WeightsOnly
+from convlens.analysis.model.loading import build_from_factory, conv_weights, load_weights
+from convlens.analysis.orchestration.stages import (
+    Timer,
+    attach_checks,
+    attach_distribution,
+    by_name,
+    check_settings,
+    finish,
+    match_layers,
+    new_result,
+    nonfinite_layers,
+    record_failed,
+    skip_for_nonfinite,
+)
+from convlens.analysis.result import (
+    AnalysisError,
+    AnalysisResult,
+    EpochActivation,
+    FeatureMapInfo,
+    LayerFeatureMaps,
+    ReceptiveFields,
+    Settings,
+    Source,
+)
+from convlens.data.fit import FitOptions
+from convlens.errors import ConvlensError
+
+# ----------------------------------------------------------------------------- model files
+PROBES_PER_SET = 4
+"""Probe items per set (ID test split and each OOD set) whose feature maps a model file gets."""
+FEATURE_MAP_CHANNEL_LIMIT = 64
+"""Channel correlation matrices are kept for layers with at most this many channels (JSON size: a
+PP-OCR run wrote 15 MB, 89% of it matrices, at 256); larger layers keep the mean |r| only."""
+
+
+class DataStageError(ConvlensError):
+    """The data part of a model-file analysis failed: ``result`` holds everything else (the weight
+    analysis) with an ``errors`` entry of stage ``"activations"``, for the caller to write."""
+
+    def __init__(self, message: str, result: AnalysisResult, hint_key: Any = None) -> None:
+        super().__init__(message, hint_key=hint_key)
+        self.result = result
+
+
+@dataclass
+class _Prepared:
+    """The data of a model-file analysis, fitted to the model (see :mod:`convlens.data.fit`)."""
+
+    id_name: str
+    x_id: NDArray[np.float32]
+    sets: list[tuple[str, NDArray[np.float32], str]]
+    notes: list[str]
+    layout: str
+    id_description: str = ""
+    others: list[tuple[str, NDArray[np.float32], str]] = field(default_factory=list)
+    sources: dict[str, NDArray[np.int64]] = field(default_factory=dict)
+    classes: list[str] = field(default_factory=list)
+    id_stream: Any = None
+    """A streamed folder (``stream:DIR``): the ID set read lazily; ``x_id`` is then its sample."""
+
+
+def open_model(
+    path: str | Path,
+    convs: dict[str, NDArray[Any]],
+    *,
+    factory: str | None = None,
+    run: bool = False,
+    output: str | None = None,
+) -> ModelAdapter:
+    """The adapter for a model file: ONNX run with onnxruntime (``run``), a torch module from
+    ``factory``, or the weights alone (an ONNX graph read without running it, or ``convs``)."""
+    onnx = Path(path).suffix.lower() == ".onnx"
+    if onnx and run:
+        return OnnxModel(path, output)
+    if factory is not None:
+        return TorchModel(build_from_factory(factory, path), output=output)
+    if onnx:
+        return WeightsOnly.from_onnx(path)
+    return WeightsOnly(convs)
+
+
+def analyze_model_file(
+    path: str | Path,
+    *,
+    factory: str | None = None,
+    data: str | None = None,
+    ood: list[str] | None = None,
+    n_null: int = 2000,
+    seed: int = 0,
+    detail_limit: int = matching.DETAIL_LIMIT,
+    detail_total: int = matching.DETAIL_TOTAL,
+    fit: FitOptions | None = None,
+) -> AnalysisResult:
+    """Kernel analysis of every conv weight in a file through its adapter (:func:`open_model`);
+    with ``factory`` also verification, and with ``data`` (fitted to the model by ``fit``) the
+    ID-vs-OOD activations, receptive fields and probe feature maps (``.onnx`` files run with
+    onnxruntime). When the data part fails, :class:`DataStageError` carries the weight analysis."""
+    check_settings(n_null, seed)
+    options = fit or FitOptions()
+    options.check()
+    timer = Timer()
+    with timer("load"):
+        convs = conv_weights(load_weights(path))
+    if not convs:
+        raise ConvlensError(
+            "no conv layers found (no tensors shaped (O, C, k), (O, C, k, k) or (O, C, k, k, k))"
+        )
+    failure: BaseException | None = None
+    try:
+        adapter = open_model(
+            path, convs, factory=factory, run=data is not None, output=options.output
+        )
+    except ConvlensError as exc:  # an ONNX graph onnxruntime cannot run: its weights still can be
+        if data is None or factory is not None or Path(path).suffix.lower() != ".onnx":
+            raise
+        adapter, failure = WeightsOnly.from_onnx(path), exc
+    prepared = None
+    if data is not None and failure is None:
+        try:
+            with timer("data"):
+                prepared = _prepare_data(adapter, data, ood, options, seed)
+                adapter.trace(prepared.x_id)
+        except Exception as exc:  # any failure of the data part: the weight analysis still stands
+            failure = _data_failure(exc)
+    result = new_result(
+        Source("model_file", str(path), factory, data), Settings(n_null, seed), adapter.layers()
+    )
+    weights = adapter.weights()
+    bad = nonfinite_layers(result, weights)
+    with timer("matching"):
+        match_layers(result, weights, detail_limit=detail_limit, detail_total=detail_total)
+    if adapter.kind == "torch":
+        with timer("verify"):
+            _verify_stage(result, adapter, None, bad)
+    if prepared is not None and failure is None:
+        if bad:  # the model cannot be run meaningfully: nothing from running it is used
+            for stage in (
+                ("verify", "distribution") if adapter.kind == "onnx" else ("distribution",)
+            ):
+                skip_for_nonfinite(result, stage, bad)
+        else:
+            try:
+                _data_stages(result, adapter, prepared, timer, bad)
+            except Exception as exc:
+                failure = _data_failure(exc)
+    result.notes[:0] = adapter.notes + (prepared.notes if prepared is not None else [])
+    finish(result, timer)
+    if failure is not None:
+        message = (
+            str(failure)
+            if isinstance(failure, ConvlensError)
+            else (f"{type(failure).__name__}: {' '.join(str(failure).split())[:300]}")
+        )
+        result.errors.append(AnalysisError(stage="activations", message=message))
+        raise DataStageError(message, result, getattr(failure, "hint_key", None))
+    return result
+
+
+def _data_failure(exc: Exception) -> Exception:
+    """``exc`` as a failure of the data part, except a failed rank under torchrun: that ends the
+    whole job as it is (every rank has agreed on it; :mod:`convlens.parallel.dist`)."""
+    from convlens.parallel.dist import RankCrashed, RankFailed
+
+    if isinstance(exc, (RankFailed, RankCrashed)):
+        raise exc
+    return exc
+
+
+def _prepare_stream(
+    adapter: ModelAdapter, root: str, ood: list[str] | None, options: FitOptions, seed: int
+) -> _Prepared:
+    """A streamed image folder (:mod:`convlens.parallel.stream`): the ID set is every image of the
+    folder, decoded lazily (sharded across ranks under torchrun); the OOD sets are made from the
+    seeded normalisation sample. Images are fed as read: grey repeated to the model's channels,
+    resized to the first image's size, standardised by the folder's own mean/std."""
+    from dataclasses import replace
+
+    from convlens.data.ood import default_ood_names, make_oods
+    from convlens.parallel.stream import open_folder
+
+    if not isinstance(adapter, TorchModel):
+        raise ConvlensError(
+            f"data 'stream:{root}': streamed folders run with PyTorch models (a factory); give "
+            "the folder itself (DIR) for an ONNX model"
+        )
+    if replace(options, output=None) != FitOptions():
+        raise ConvlensError(
+            f"data 'stream:{root}': a streamed folder is fed as read (grey repeated to the "
+            "model's channels, standardised by the folder's own mean/std); --layout, "
+            "--normalize, --scale and --input-size apply to data loaded whole"
+        )
+    ds = open_folder(root, seed, channels=adapter.expectation().channels or 1)
+    names = ood if ood is not None else default_ood_names(ds)
+    oods = make_oods(names, ds, 100, seed)
+    return _Prepared(
+        f"{ds.name} (all {len(ds.stream)} images, streamed)",
+        ds.x,
+        [(o.name, o.x, o.description) for o in oods],
+        [f"data: {ds.source}; {ds.normalisation['rule']}"],
+        "NCHW",
+        f"ID: every image of the streamed folder {root!r}",
+        [],
+        {o.name: o.sources for o in oods},
+        list(ds.classes),
+        ds.stream,
+    )
+
+
+def _prepare_data(
+    adapter: ModelAdapter, data: str, ood: list[str] | None, options: FitOptions, seed: int
+) -> _Prepared:
+    """Load ``data`` and its OOD sets and fit them to the model: one plan for every set."""
+    from convlens.data.fit import noise_like, plan_fit
+
+    if data.startswith("stream:"):
+        return _prepare_stream(adapter, data[len("stream:") :], ood, options, seed)
+    from convlens.data.loaders import load_dataset
+    from convlens.data.ood import default_ood_names, id_split, make_ood
+
+    ds = load_dataset(data, seed)
+    expect = adapter.expectation()
+    x_test, _ = ds.split("test")
+    plan = plan_fit(
+        x_test.shape[1:],
+        expect,
+        options,
+        ds.normalisation,
+        repr(ds.name),
+        source_rank=ds.extra.get("x_rank"),
+    )
+    images = len(ds.shape) == 3 and expect.dims == 2
+    names = ood if ood is not None else (default_ood_names(ds) if images else ["noise"])
+    sets = []
+    sources: dict[str, NDArray[np.int64]] = {}
+    for n in names:
+        if images:
+            o = make_ood(n, ds, 100, seed)
+            sets.append((o.name, plan.apply(o.x), o.description))
+            sources[o.name] = o.sources
+        elif n == "noise":
+            x = noise_like(x_test.shape[1:], 100, seed, ds.normalisation)
+            desc = (
+                f"i.i.d. uniform noise in [0, 1] in the data's shape; standardised like {ds.name}"
+            )
+            sets.append(("noise", plan.apply(x), desc))
+        else:
+            raise ConvlensError(
+                f"OOD set {n!r} is made of images; for {expect.dims}-D data only 'noise' is made"
+            )
+    split = id_split(ds)  # the face class only for face data; the other classes compared apart
+    x_id = plan.apply(split.x)
+    if isinstance(adapter, OnnxModel):  # dtype; fixed dims were checked by the plan
+        spec = adapter.runner.input_spec
+        known = spec.layout if spec is not None and spec.layout != "unknown" else plan.layout
+        adapter.runner.check_data(x_id, repr(ds.name), known)
+    others = [(o.name, plan.apply(o.x), o.description) for o in split.others]
+    sources.update({o.name: o.sources for o in split.others})
+    return _Prepared(
+        split.name,
+        x_id,
+        sets,
+        list(plan.notes),
+        plan.layout,
+        "ID: " + split.description,
+        others,
+        sources,
+        list(split.classes),
+    )
+
+
+def _verify_stage(
+    result: AnalysisResult, adapter: ModelAdapter, x: NDArray[Any] | None, bad: list[str]
+) -> None:
+    for name in bad:
+        result.errors.append(
+            AnalysisError(
+                stage="verify", message=f"layer {name}: weights hold NaN or Inf; not verified"
+            )
+        )
+    checks, skipped = adapter.verify(x, result.settings.seed, set(bad))
+    record_failed(result, checks)
+    attach_checks(result, checks)
+    result.notes.extend(f"verification skipped for {s}" for s in skipped)
+
+
+def _data_stages(
+    result: AnalysisResult,
+    adapter: ModelAdapter,
+    prep: _Prepared,
+    timer: Timer,
+    bad: list[str],
+) -> None:
+    """Verification (ONNX), activations, receptive fields and probe feature maps on the data."""
+    if adapter.kind == "onnx":
+        with timer("verify"):
+            _verify_stage(result, adapter, prep.x_id, bad)
+    with timer("distribution"):
+        _distribution_model_file(result, adapter, prep)
+    idle = [r.name for r in result.layers if r.identity.order == "definition"]
+    if adapter.kind == "torch" and idle:
+        result.notes.append(
+            f"{len(idle)} conv layer(s) not executed by the model's forward on the data: "
+            f"{', '.join(idle)} (matched from their weights; no activations)"
+        )
+    with timer("receptive_fields"):
+        x = prep.x_id
+        spatial = tuple(x.shape[1:-1] if prep.layout == "NHWC" else x.shape[2:])
+        fields, rule = receptive.traced_chain(
+            [r.identity for r in result.layers], adapter.shapes, spatial, adapter.pools
+        )
+        if fields:
+            result.receptive_fields = ReceptiveFields(theoretical=fields, effective=[])
+            result.notes.append(rule + "; effective (gradient) fields only for training runs")
+    with timer("feature_maps"):
+        _probe_maps_stage(result, adapter, prep)
+
+
+def _distribution_model_file(
+    result: AnalysisResult, adapter: ModelAdapter, prep: _Prepared
+) -> None:
+    """ID vs OOD (and vs the data's other classes) for a model file, with a fresh-init control
+    when a factory builds the module (:func:`convlens.analysis.measure.untrained.fresh_from_factory`)."""
+    id_x = prep.id_stream if prep.id_stream is not None else prep.x_id
+    named = [(prep.id_name, id_x)] + [(n, x) for n, x, _ in prep.sets + prep.others]
+    trained = [adapter.activations(x, n) for n, x in named]
+    ctrls: dict[str, list[activations.SetActivations]] = {}
+    descriptions: dict[str, str] = {}
+    factory = result.source.factory
+    if isinstance(adapter, TorchModel) and factory is not None and adapter.call is None:
+        from convlens.analysis.measure.untrained import fresh_from_factory
+
+        state = {k: v.detach().cpu().numpy() for k, v in adapter.module.state_dict().items()}
+        fresh, note = fresh_from_factory(factory, state, result.settings.seed)
+        if note:
+            result.notes.append(note)
+        if fresh is not None:
+            twin = TorchModel(fresh.model, output=adapter.output)
+            ctrls[fresh.name] = [twin.activations(x, n) for n, x in named]
+            descriptions[fresh.name] = fresh.description
+    _attach_model_file(result, prep, trained, ctrls, descriptions)
+
+
+def _attach_model_file(
+    result: AnalysisResult,
+    prep: _Prepared,
+    trained: list[activations.SetActivations],
+    controls: dict[str, list[activations.SetActivations]],
+    control_descriptions: dict[str, str],
+) -> None:
+    """ID vs OOD for a model file (``trained``: ID set, OOD sets, other classes, in that order)
+    with the untrained ``controls`` there are (a fresh init from the factory; a model file's own
+    initial weights are unknown), and what each network predicts."""
+    n_ood = len(prep.sets)
+    attach_distribution(
+        result,
+        trained[0],
+        trained[1 : 1 + n_ood],
+        {prep.id_name: prep.id_description, **{n: d for n, _, d in prep.sets + prep.others}},
+        sources=prep.sources,
+        others=trained[1 + n_ood :],
+        controls={k: {s.name: s for s in v} for k, v in controls.items()},
+        control_descriptions=control_descriptions,
+    )
+    if len(trained[0].msp.values):  # the model's output is used as (batch, classes) logits
+        result.predictions = activations.predictions(
+            {"trained": trained, **controls},
+            prep.classes,
+            sources=prep.sources,
+            seed=result.settings.seed,
+        )
+    if not controls:
+        result.notes.append(
+            "no untrained control for this model file (its initial weights are unknown and no "
+            "factory builds a fresh one): the OOD figures are not compared with an untrained network"
+        )
+
+
+def _probe_maps_stage(result: AnalysisResult, adapter: ModelAdapter, prep: _Prepared) -> None:
+    """Feature maps of the first :data:`PROBES_PER_SET` items of each set: mean relu activation
+    per channel and set, and the channel correlation over all probes (one entry, epoch -1: the
+    model as given, no training history)."""
+    batch = getattr(getattr(adapter, "runner", None), "batch", None) or 1
+    per_set: list[tuple[str, dict[str, NDArray[np.float32]]]] = []
+    for name, x in [(prep.id_name, prep.x_id)] + [(n, x) for n, x, _ in prep.sets]:
+        n = min(len(x), -(-PROBES_PER_SET // batch) * batch) // batch * batch
+        if n:
+            per_set.append((name, adapter.feature_maps(x[:n])))
+    if not per_set:
+        return
+    layers = by_name(result)
+    probe_sets: list[str] = []
+    for name, maps in per_set:
+        probe_sets += [name] * len(next(iter(maps.values()))) if maps else []
+    large = []
+    for lname in per_set[0][1]:
+        parts = [(s, m[lname]) for s, m in per_set if lname in m]
+        if lname not in layers or len({p.shape[1:] for _, p in parts}) != 1:
+            continue
+        every = np.concatenate([p for _, p in parts])
+        axes = tuple(range(2, every.ndim))
+        mean_act = {
+            s: np.maximum(p.astype(np.float64), 0).mean(axis=(0, *axes)).tolist() for s, p in parts
+        }
+        full = featuremaps.channel_correlation(every)
+        corr: list[list[float]] = []
+        if every.shape[1] <= FEATURE_MAP_CHANNEL_LIMIT:
+            corr = full.tolist()
+        else:
+            large.append(lname)
+        layers[lname].feature_maps = LayerFeatureMaps(
+            shape=list(every.shape[1:]),
+            per_epoch=[EpochActivation(-1, mean_act)],
+            channel_correlation_final=corr,
+            channel_correlation_init=[],
+            mean_abs_channel_correlation=featuremaps.mean_abs_offdiagonal(full),
+        )
+    result.feature_maps = FeatureMapInfo([], probe_sets)
+    note = (
+        f"feature maps of {PROBES_PER_SET} probe(s) per set: mean relu activation per channel and "
+        "channel correlation of the model as given (epoch -1: no training history, no init)"
+    )
+    if large:
+        note += (
+            f"; for {len(large)} layer(s) over {FEATURE_MAP_CHANNEL_LIMIT} channels only the "
+            "mean |r| between channels is stored, not the matrix (JSON size)"
+        )
+    result.notes.append(note)

@@ -1,0 +1,277 @@
+"""Analyse a training run directory into a typed :class:`AnalysisResult` (``analyze_run``):
+weights, evolution over the snapshots, probe feature maps, activations against the untrained
+controls, receptive fields and the kernel controls."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from torch import nn
+
+from convlens.analysis.evidence import controls
+from convlens.analysis.measure import (
+    activations,
+    cka,
+    evolution,
+    featuremaps,
+    matching,
+    receptive,
+)
+from convlens.analysis.model.layers import identify_modules
+from convlens.analysis.orchestration.stages import (
+    Timer,
+    attach_distribution,
+    by_name,
+    call_checks,
+    check_settings,
+    finish,
+    match_layers,
+    new_result,
+    nonfinite_layers,
+    skip_for_nonfinite,
+)
+from convlens.analysis.result import (
+    AnalysisResult,
+    Evolution,
+    ReceptiveFields,
+    RunInfo,
+    Settings,
+    Source,
+    TrainOutcome,
+)
+from convlens.errors import ConvlensError
+
+
+@dataclass
+class _RunInputs:
+    """Everything :func:`analyze_run` reads from a run directory."""
+
+    root: Path
+    rec: dict[str, Any]
+    model: nn.Module
+    dataset: Any
+    oods: list[Any]
+    snaps: dict[int, dict[str, NDArray[np.float32]]]
+    probe_x: NDArray[np.float32] | None
+    probe_maps: dict[int, dict[str, NDArray[np.float32]]]
+
+
+def _load_run(run_dir: str | Path) -> _RunInputs:
+    from safetensors.torch import load_file
+
+    from convlens.data.loaders import load_dataset
+    from convlens.data.ood import make_oods
+    from convlens.models import ModelSpec, build_model
+    from convlens.train import RunDir
+
+    run = RunDir(run_dir)
+    rec = run.read_run()
+    for key in ("model", "config"):
+        if not isinstance(rec.get(key), dict):
+            raise ConvlensError(f"{str(run.run_json)!r}: {key!r} must be a JSON object")
+    if not run.model.is_file():
+        raise ConvlensError(
+            f"{str(run.root)!r} is a partial run (status {rec.get('status')!r}, no "
+            "model.safetensors); finish the training before analysing it",
+            hint_key="partial_run",
+        )
+    model = build_model(ModelSpec.from_dict(rec["model"]))
+    try:
+        state = load_file(str(run.model))
+    except Exception as exc:  # safetensors raises its own error type for bad headers/lengths
+        raise ConvlensError(
+            f"{str(run.model)!r} is not a valid safetensors file (truncated or corrupt): {exc}"
+        ) from None
+    try:
+        model.load_state_dict(state)
+    except Exception as exc:
+        raise ConvlensError(f"{str(run.model)!r} does not fit the run's model: {exc}") from None
+    model.eval()
+    cfg = rec["config"]
+    dataset = load_dataset(cfg["data"], int(cfg["seed"]))
+    names = [o["name"] for o in rec.get("ood", [])]
+    oods = make_oods(names, dataset, int(cfg["ood_size"]), int(cfg["seed"]))
+    snaps = evolution.load_snapshots(run.root / "snapshots")
+    probe_x, probe_maps = featuremaps.load_probes(run.root / "probes")
+    return _RunInputs(run.root, rec, model, dataset, oods, snaps, probe_x, probe_maps)
+
+
+def _run_info(rec: dict[str, Any]) -> RunInfo:
+    res = rec.get("result") or None
+    outcome = None
+    if isinstance(res, dict):
+        known = TrainOutcome.__dataclass_fields__
+        outcome = TrainOutcome(**{k: v for k, v in res.items() if k in known})
+    return RunInfo(
+        config=dict(rec.get("config") or {}),
+        dataset=dict(rec.get("dataset") or {}),
+        model=dict(rec.get("model") or {}),
+        result=outcome,
+        versions={str(k): str(v) for k, v in (rec.get("versions") or {}).items()},
+        device=None if rec.get("device") is None else str(rec.get("device")),
+        world_size=int(rec.get("world_size") or 1),
+    )
+
+
+def _example_input(inp: _RunInputs) -> torch.Tensor:
+    x_train, _ = inp.dataset.split("train")
+    return torch.from_numpy(np.asarray(x_train[:2]))
+
+
+def _evolution_stage(result: AnalysisResult, inp: _RunInputs) -> None:
+    first = result.first_layer
+    if first is None:
+        return
+    if not inp.snaps:
+        result.evolution = Evolution(first.name, None, [], "no snapshots in this run")
+        return
+    ident = first.identity
+    k = ident.kernel_size[-1] if ident.dims == 2 else 1
+    s = result.settings
+    null = matching.random_null(k, s.n_null, s.seed) if matching.has_bank(k) else np.zeros(0)
+    keys = {r.name: r.identity.weight_key for r in result.layers}
+    result.evolution = evolution.evolution(inp.snaps, keys, first.name, null)
+
+
+def _feature_map_stage(result: AnalysisResult, inp: _RunInputs) -> None:
+    info, per_layer = featuremaps.feature_map_summary(
+        inp.probe_x, inp.probe_maps, inp.rec.get("probes", [])
+    )
+    result.feature_maps = info
+    layers = by_name(result)
+    for name, fm in per_layer.items():
+        if name in layers:
+            layers[name].feature_maps = fm
+
+
+def _collect_all(model: nn.Module, sets: list[tuple[str, Any]]) -> list[activations.SetActivations]:
+    """Every set through ``model``: sharded across ranks under torchrun, merged on rank 0."""
+    from convlens.analysis.measure.shard import collect_sharded
+
+    return [collect_sharded(model, x, name) for name, x in sets]
+
+
+def _distribution_stage(result: AnalysisResult, inp: _RunInputs) -> None:
+    """ID (the face class only, for faces data) vs every OOD set and vs the other classes, for the
+    trained network and the untrained controls (:mod:`convlens.analysis.measure.untrained`), and what each
+    network predicts on every set."""
+    from convlens.analysis.measure.untrained import ood_control, untrained_models
+    from convlens.data.ood import id_split
+    from convlens.parallel.dist import is_main
+
+    split = id_split(inp.dataset)
+    id_name = split.name
+    sets = [(id_name, split.x)] + [(o.name, o.x) for o in inp.oods + split.others]
+    sources = {o.name: o.sources for o in inp.oods + split.others}
+    desc = {id_name: "ID: " + split.description, **{o.name: o.description for o in inp.oods}}
+    desc.update({o.name: o.description for o in split.others})
+    trained = _collect_all(inp.model, sets)
+    n_ood = len(inp.oods)
+    controls, notes = untrained_models(
+        inp.rec["model"], int(inp.rec["config"]["seed"]), inp.snaps.get(0)
+    )
+    result.notes.extend(notes)
+    ctrl_sets = {c.name: _collect_all(c.model, sets) for c in controls}
+    if not is_main():  # every rank took part in the sharded passes; rank 0 alone merges and writes
+        return
+    attach_distribution(
+        result,
+        trained[0],
+        trained[1 : 1 + n_ood],
+        desc,
+        sources=sources,
+        others=trained[1 + n_ood :],
+        controls={k: {s.name: s for s in v} for k, v in ctrl_sets.items()},
+        control_descriptions={c.name: c.description for c in controls},
+    )
+    result.predictions = activations.predictions(
+        {"trained": trained, **ctrl_sets},
+        list(inp.dataset.classes),
+        sources=sources,
+        seed=result.settings.seed,
+    )
+    control = ood_control(result.layers, {c.name: c.description for c in controls})
+    if control is not None:
+        result.controls.append(control)
+
+
+def _receptive_stage(result: AnalysisResult, inp: _RunInputs) -> None:
+    train_probes = None
+    if inp.probe_x is not None:
+        idx = [i for i, p in enumerate(inp.rec.get("probes", [])) if p["set"] == "train"]
+        train_probes = torch.from_numpy(inp.probe_x[idx]) if idx else None
+    if train_probes is None:
+        train_probes = torch.from_numpy(inp.dataset.split("train")[0][:8])
+    model: Any = inp.model
+    result.receptive_fields = ReceptiveFields(
+        theoretical=receptive.theoretical(model),
+        effective=receptive.effective(model, train_probes),
+    )
+
+
+def analyze_run(
+    run_dir: str | Path,
+    *,
+    n_null: int = 2000,
+    seed: int = 0,
+    detail_limit: int = matching.DETAIL_LIMIT,
+    detail_total: int = matching.DETAIL_TOTAL,
+    control_runs: list[str | Path] | None = None,
+) -> AnalysisResult:
+    """Every analysis of a training run directory, with its nulls (see the module docstring);
+    ``detail_limit``/``detail_total`` cap the per-kernel records (:func:`match_layers`);
+    ``control_runs``: random-label runs of the same recipe (:mod:`convlens.analysis.evidence.controls`)."""
+    check_settings(n_null, seed)
+    timer = Timer()
+    with timer("load"):
+        inp = _load_run(run_dir)
+        modules = identify_modules(inp.model, _example_input(inp))
+    result = new_result(
+        Source("run", str(inp.root)), Settings(n_null, seed), [i for i, _ in modules]
+    )
+    result.run = _run_info(inp.rec)
+    weights = {k: v.detach().numpy() for k, v in inp.model.state_dict().items()}
+    bad = nonfinite_layers(result, weights)
+    with timer("verify"):
+        call_checks(result, modules, bad, seed)
+    with timer("matching"):
+        match_layers(
+            result,
+            weights,
+            init=inp.snaps.get(0),
+            detail_limit=detail_limit,
+            detail_total=detail_total,
+        )
+        if not inp.snaps:
+            result.notes.append(
+                "no snapshots in this run (trained without snapshots): no epoch-000 null"
+            )
+    with timer("kernel_controls"):
+        if not bad:
+            controls.attach_kernel_controls(
+                result,
+                weights,
+                inp.snaps.get(0),
+                inp.rec,
+                inp.dataset.split("train")[0],
+                control_runs,
+            )
+    with timer("evolution"):
+        _evolution_stage(result, inp)
+    with timer("feature_maps"):
+        _feature_map_stage(result, inp)
+        result.representation = cka.representation_drift(
+            inp.probe_maps, [r.name for r in result.layers]
+        )
+    with timer("distribution"):
+        if not skip_for_nonfinite(result, "distribution", bad):
+            _distribution_stage(result, inp)
+    with timer("receptive_fields"):
+        if not skip_for_nonfinite(result, "receptive_fields", bad):
+            _receptive_stage(result, inp)
+    return finish(result, timer)
