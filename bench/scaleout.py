@@ -43,8 +43,8 @@ def measure(data: str) -> dict[str, float | int] | None:
 
     torch.set_num_threads(1)
     os.environ["CONVLENS_DATA_WORKERS"] = "0"
-    from convlens.analysis.measure.activations import collect
-    from convlens.analysis.measure.shard import _batches, _payload, merge_parts, shard_indices
+    from convlens.analysis.model.forward import collect
+    from convlens.analysis.model.shard import _batches, _payload, merge_parts, shard_indices
     from convlens.models import build_model, make_spec
     from convlens.parallel import dist
     from convlens.parallel.stream import open_folder

@@ -14,7 +14,7 @@ import time
 
 import torch
 
-from convlens.analysis.measure import activations
+from convlens.analysis.model import forward
 from convlens.models import build_model, make_spec
 
 
@@ -40,7 +40,7 @@ def main() -> None:
                 model(xb)
 
     def stream() -> None:
-        activations.collect(model, batches(a.n), "bench")
+        forward.collect(model, batches(a.n), "bench")
 
     if a.mode == "both":
         from bench.common import compare

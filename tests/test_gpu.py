@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from convlens.analysis.measure import activations
+from convlens.analysis.model import forward
 from convlens.analysis.orchestration.run_path import analyze_run
 from convlens.data.datasets import load_bundled
 from convlens.models import build_model, make_spec
@@ -70,11 +70,11 @@ def test_streaming_stats_match_between_cuda_and_cpu(no_tf32):
     torch.manual_seed(0)
     model = build_model(make_spec("faces-cnn", 1, (25, 25), 2)).eval()
     x = torch.randn(300, 1, 25, 25, generator=torch.Generator().manual_seed(1))
-    cpu = activations.collect(model, activations.batches_of(x, 128), "cpu")
+    cpu = forward.collect(model, forward.batches_of(x, 128), "cpu")
     gpu_model = build_model(make_spec("faces-cnn", 1, (25, 25), 2))
     gpu_model.load_state_dict(model.state_dict())
     gpu_model = gpu_model.cuda().eval()
-    gpu = activations.collect(gpu_model, activations.batches_of(x, 128, device="cuda"), "gpu")
+    gpu = forward.collect(gpu_model, forward.batches_of(x, 128, device="cuda"), "gpu")
     for layer in cpu.layer_scores:
         np.testing.assert_allclose(gpu.scores(layer), cpu.scores(layer), rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(gpu.maxes(layer), cpu.maxes(layer), rtol=1e-4, atol=1e-5)

@@ -106,7 +106,7 @@ def test_control_train_command_keeps_the_snapshot_cadence() -> None:
     ``--snapshot-epochs`` (issue 17's options); it must parse with the real CLI."""
     import shlex
 
-    from convlens.analysis.evidence.controls import train_command
+    from convlens.analysis.orchestration.controls import train_command
     from convlens.cli import cli
 
     base = {"data": "faces", "epochs": 5, "seed": 1, "shuffle_labels": True, "snapshots": True}
@@ -177,7 +177,7 @@ def test_load_of_a_model_file_says_to_analyse_it(tmp_path: Path) -> None:
 def test_control_train_command_of_a_torchrun_run_uses_torchrun() -> None:
     """A control trained by 2 ranks (``--batch-size`` per rank) was described by a 1-process
     ``convlens train`` line with the per-rank batch: another global batch, other weights."""
-    from convlens.analysis.evidence.controls import _world_size, train_command
+    from convlens.analysis.orchestration.controls import _world_size, train_command
 
     cfg = {"data": "faces", "epochs": 2, "batch_size": 16, "shuffle_labels": True}
     assert train_command(cfg, "c", 2).startswith("torchrun --nproc_per_node 2 -m convlens train ")

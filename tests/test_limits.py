@@ -556,12 +556,12 @@ def test_misshapen_snapshot_and_probe_files(tmp_path):
 
 # ----------------------------------------------------------------------------- analysis.json
 def test_result_reading_limits(tmp_path, monkeypatch, tiny_run_analysis):
-    from convlens.analysis import result as result_mod
+    from convlens.analysis.result import io as result_io
 
     p = tmp_path / "analysis.json"
     p.write_text(tiny_run_analysis.to_json())
     assert AnalysisResult.read(p).layers
-    monkeypatch.setattr(result_mod, "MAX_RESULT_BYTES", 100)
+    monkeypatch.setattr(result_io, "MAX_RESULT_BYTES", 100)
     with pytest.raises(
         ConvlensError,
         match=r"analysis.json'? is \d+ bytes, over the limit of 100 for a convlens result \(MAX_RESULT_BYTES",

@@ -19,7 +19,8 @@ from convlens.analysis.evidence.stats import (
     weighted_auroc,
 )
 from convlens.analysis.evidence.verdicts import ood_learned_verdict
-from convlens.analysis.measure.activations import SetActivations, accumulate, compare, predictions
+from convlens.analysis.measure.activations import compare, predictions
+from convlens.analysis.model.forward import SetActivations, accumulate
 from convlens.analysis.result import AnalysisResult
 from convlens.data.datasets import load_bundled
 from convlens.data.ood import default_ood_names, id_split, make_ood

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from convlens.analysis.measure.shard import shard_indices, worker_message
+from convlens.analysis.model.shard import shard_indices, worker_message
 from convlens.errors import ConvlensError
 from convlens.parallel import dist
 from convlens.parallel.merge import combine, combine_all, from_state, place, state
@@ -346,7 +346,7 @@ def test_stream_folder_matches_the_image_loader(tmp_path: Path) -> None:
 def test_stream_worker_error_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from torch import nn
 
-    from convlens.analysis.measure.shard import collect_sharded
+    from convlens.analysis.model.shard import collect_sharded
     from convlens.parallel.stream import open_folder
 
     data = _folder(tmp_path / "data", 6)

@@ -488,7 +488,7 @@ def test_first_layer_verdict_never_prints_p_zero() -> None:
 
     v = kernel_verdict(1.0, 256)
     assert v.p_value == 0.0
-    from convlens.analysis.measure.units import format_p
+    from convlens.analysis.evidence.stats import format_p
 
     assert format_p(v.p_value) == "< 1e-300"
 

@@ -11,7 +11,7 @@ import torch
 
 from convlens._atomic import write_text
 from convlens._serde import SchemaError, from_jsonable
-from convlens.analysis.measure import activations
+from convlens.analysis.model import forward
 from convlens.analysis.model.layers import identify_modules
 from convlens.errors import ConvlensError
 from convlens.explain import parse_matrix
@@ -44,10 +44,10 @@ def test_atomic_write_refuses_symlinks_fifos_and_devices(tmp_path):
 def test_activations_skip_convs_that_never_run_and_name_data_misfits():
     model = Unused()
     x = torch.zeros(5, 1, 8, 8)
-    acts = activations.collect(model, activations.batches_of(x), "digits")
+    acts = forward.collect(model, forward.batches_of(x), "digits")
     assert set(acts.layer_scores) == {"c"} and acts.n == 5
     with pytest.raises(ConvlensError, match=r"running the model on 'rgb' .* failed: RuntimeError"):
-        activations.collect(model, activations.batches_of(torch.zeros(2, 3, 8, 8)), "rgb")
+        forward.collect(model, forward.batches_of(torch.zeros(2, 3, 8, 8)), "rgb")
     with pytest.raises(ConvlensError, match="does the data fit the model"):
         identify_modules(model, torch.zeros(2, 3, 8, 8))
 

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import binomtest
 
+from convlens.analysis.evidence import stats
 from convlens.analysis.evidence.verdicts import unit_kernel_verdict, verdicts
 from convlens.analysis.measure import matching, units
 from convlens.analysis.orchestration.stages import analyze_weights
@@ -25,7 +26,7 @@ def _gauss(k: int = 5, s: float = 1.2) -> np.ndarray:
 @given(st.integers(0, 200), st.integers(1, 200))
 def test_wilson_interval_inside_unit_interval(x, n):
     x = min(x, n)
-    lo, hi = units.wilson(x, n)
+    lo, hi = stats.wilson(x, n)
     assert 0.0 <= lo <= x / n <= hi <= 1.0
     ref = binomtest(x, n).proportion_ci(0.95, method="wilson")
     assert lo == pytest.approx(max(0.0, ref.low), abs=1e-12)
@@ -33,18 +34,18 @@ def test_wilson_interval_inside_unit_interval(x, n):
 
 
 def test_wilson_edges_and_empty():
-    assert units.wilson(0, 8)[0] == 0.0 and units.wilson(8, 8)[1] == 1.0
-    assert units.wilson(0, 0) == (None, None)
+    assert stats.wilson(0, 8)[0] == 0.0 and stats.wilson(8, 8)[1] == 1.0
+    assert stats.wilson(0, 0) == (None, None)
 
 
 def test_p_values_are_floored_at_their_resolution():
     null = np.sort(np.random.default_rng(0).uniform(size=2000))
     p = units.slice_p_values(np.array([2.0, -1.0]), null)
     assert p[0] == 1 / 2001 and p[1] == 1.0  # never 0
-    assert units.format_p(float(p[0]), 2000) == "< 1/2001"
-    assert units.format_p(0.0) == "< 1e-300"
-    assert units.format_p(0.0123) == "0.012"
-    assert units.format_p(None) == "n/a"
+    assert stats.format_p(float(p[0]), 2000) == "< 1/2001"
+    assert stats.format_p(0.0) == "< 1e-300"
+    assert stats.format_p(0.0123) == "0.012"
+    assert stats.format_p(None) == "n/a"
 
 
 def test_sidak_matches_formula():

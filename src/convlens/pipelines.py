@@ -184,7 +184,7 @@ def analyze_target(
     is raised after, naming the file written.
 
     Under torchrun every rank runs this (the activation pass is sharded, see
-    :mod:`convlens.analysis.measure.shard`); rank 0 alone writes the file, and an error on any rank ends
+    :mod:`convlens.analysis.model.shard`); rank 0 alone writes the file, and an error on any rank ends
     every rank, with one line from rank 0 (:func:`convlens.parallel.dist.collective`)."""
     from convlens.parallel import dist
 
@@ -466,7 +466,7 @@ def _first_layer_verdict(result: AnalysisResult, name: str) -> str:
     v = result.verdicts.classical_kernels
     if first is None or name != first.name or v is None:
         return ""
-    from convlens.analysis.measure.units import format_p
+    from convlens.analysis.evidence.stats import format_p
 
     p_text = "" if v.p_value is None else f", binomial p {format_p(v.p_value)}"
     return f"; first layer, classical kernels: {v.verdict}{p_text}"

@@ -7,7 +7,7 @@
 - :mod:`convlens.parallel.merge`: exact merging of running statistics (Chan et al.) and of
   per-image scores placed back in dataset order.
 - :mod:`convlens.parallel.stream`: a streaming image-folder ``torch.utils.data.Dataset``.
-- :mod:`convlens.analysis.measure.shard`: the sharded activation pass (``DistributedSampler``, padding
+- :mod:`convlens.analysis.model.shard`: the sharded activation pass (``DistributedSampler``, padding
   dropped by position) behind ``convlens analyze``.
 
 No process pool, socket protocol or rendezvous of our own: torchrun starts the processes and

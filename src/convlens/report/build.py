@@ -680,8 +680,8 @@ def _num_text(v: float | None) -> str:
 
 
 def _p_text(p: float | None, n_null: int | None = None) -> str:
-    """An empirical p-value at its resolution ("< 1/2001" at the floor), by ``units.format_p``."""
-    from convlens.analysis.measure.units import format_p
+    """An empirical p-value at its resolution ("< 1/2001" at the floor), by ``evidence.stats.format_p``."""
+    from convlens.analysis.evidence.stats import format_p
 
     return format_p(p, n_null)
 

@@ -101,7 +101,7 @@ def aggregate(analyses: list[AnalysisResult], seeds: list[int]) -> SeedsSummary:
 
 def _pooled(above: int, n: int) -> KernelVerdict:
     """The pooled binomial verdict with a Wilson 95% interval of the pooled fraction."""
-    from convlens.analysis.measure.units import wilson
+    from convlens.analysis.evidence.stats import wilson
 
     v = kernel_verdict(above / n if n else None, n)
     v.ci = wilson(above, n)

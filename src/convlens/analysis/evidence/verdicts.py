@@ -121,7 +121,7 @@ def unit_kernel_verdict(
 ) -> KernelVerdict:
     """:func:`kernel_verdict` on ``above`` of ``n_live`` output units (dead units excluded), with a
     Wilson 95% interval of the fraction and the p-value as text (never 0)."""
-    from convlens.analysis.measure.units import format_p, wilson
+    from convlens.analysis.evidence.stats import format_p, wilson
 
     if above is None or n_live == 0:
         return KernelVerdict(
@@ -154,7 +154,7 @@ LEARN_RULE = (
 def _compare(control: str, a: list[float], b: list[float]) -> Comparison:
     from scipy.stats import mannwhitneyu
 
-    from convlens.analysis.measure.units import format_p
+    from convlens.analysis.evidence.stats import format_p
 
     test = "one-sided Mann-Whitney U (trained > control)"
     if control == "random_labels vs init":

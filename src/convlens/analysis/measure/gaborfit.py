@@ -12,32 +12,15 @@ least-squares fit is a projection onto a 3-D subspace. Its explained variance is
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from convlens.analysis.result.layer import GaborFit
+
 ANGLES = tuple(float(a) for a in np.arange(0.0, 180.0, 11.25))
-
-
-@dataclass(frozen=True)
-class GaborFit:
-    angle: float  # degrees
-    frequency: float  # cycles / pixel
-    phase: float  # degrees
-    sigma: float
-    r2: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "angle": self.angle,
-            "frequency": self.frequency,
-            "phase": self.phase,
-            "sigma": self.sigma,
-            "r2": self.r2,
-        }
 
 
 def _grid(k: int) -> list[tuple[float, float, float]]:

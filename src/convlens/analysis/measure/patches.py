@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from convlens.analysis.evidence.stats import wilson
 from convlens.analysis.measure.matching import random_kernels, spectrum_kernels
-from convlens.analysis.measure.units import wilson
 
 N_PATCHES = 20_000
 N_LAYER_NULL = 200

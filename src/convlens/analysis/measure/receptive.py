@@ -12,11 +12,10 @@ holding 95% of the gradient mass: conv units see a local patch, dense units the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 
+from convlens.analysis.model.layers import PoolStep
 from convlens.analysis.result import EffectiveField, LayerIdentity
 from convlens.models.cnn import SmallCNN
 from convlens.ops import LayerGeometry, receptive_fields
@@ -111,18 +110,6 @@ CHAIN_RULE = (
     "(out - 1) * stride); with skip connections or parallel branches the figures follow the longest "
     "path through every conv: an upper bound"
 )
-
-
-@dataclass(frozen=True)
-class PoolStep:
-    """A pooling layer seen between two convs in a traced run (per-axis geometry)."""
-
-    name: str
-    kernel: tuple[int, ...]
-    stride: tuple[int, ...]
-    padding: tuple[int, ...]
-    dilation: tuple[int, ...]
-    output: tuple[int, ...]
 
 
 class _Chain:

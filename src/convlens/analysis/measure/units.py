@@ -32,7 +32,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from convlens.analysis.result import CI, UnitSummary
+from convlens.analysis.evidence.stats import wilson
+from convlens.analysis.result import UnitSummary
 
 DEAD_RELATIVE_NORM = 1e-3
 ALPHA = 0.05
@@ -41,28 +42,6 @@ UNIT_SCORE = (
     "best slice: the largest slice score of the unit; unit p-value 1 - (1 - min_c p_c)^C "
     "(Sidak over its C input-channel slices, i.i.d. under the null); above the null when p < 0.05"
 )
-
-
-def wilson(x: int, n: int) -> CI:
-    """Wilson score 95% interval of ``x`` successes in ``n`` (``(None, None)`` when ``n == 0``)."""
-    if n <= 0:
-        return (None, None)
-    from scipy.stats import binomtest
-
-    ci = binomtest(int(x), int(n)).proportion_ci(confidence_level=0.95, method="wilson")
-    return (max(0.0, float(ci.low)), min(1.0, float(ci.high)))
-
-
-def format_p(p: float | None, n_null: int | None = None) -> str:
-    """A p-value as text: ``"< 1/2001"`` at an empirical null's floor, ``"< 1e-300"`` for a tail
-    that underflows, else two significant digits; never ``"0.000"``."""
-    if p is None:
-        return "n/a"
-    if n_null is not None and p <= 1.0 / (n_null + 1) * (1 + 1e-9):
-        return f"< 1/{n_null + 1}"
-    if p <= 0.0:
-        return "< 1e-300"
-    return f"{p:.2g}"
 
 
 def slice_p_values(scores: NDArray[Any], null_sorted: NDArray[Any]) -> NDArray[np.float64]:

@@ -27,10 +27,9 @@ import torch
 from numpy.typing import NDArray
 from torch import nn
 
-from convlens.analysis.measure import activations
-from convlens.analysis.measure.receptive import PoolStep
-from convlens.analysis.model import verify
+from convlens.analysis.model import forward, verify
 from convlens.analysis.model.layers import (
+    PoolStep,
     conv_modules,
     identify_modules,
     identify_weights,
@@ -107,7 +106,7 @@ class ModelAdapter:
         """Run once on the first items of ``x`` (already fitted): execution order and conv shapes."""
         raise ConvlensError("this model holds weights only: it cannot be run on data")
 
-    def activations(self, x: NDArray[Any], name: str) -> activations.SetActivations:
+    def activations(self, x: NDArray[Any], name: str) -> forward.SetActivations:
         """One pass over the fitted set ``x``: per-layer activation statistics and output scores."""
         raise ConvlensError("this model holds weights only: it cannot be run on data")
 
@@ -284,10 +283,10 @@ class TorchModel(ModelAdapter):
         head, _ = pick_output(out, self.output, "the model")
         return head if isinstance(head, torch.Tensor) and head.ndim == 2 else None
 
-    def activations(self, x: Any, name: str) -> activations.SetActivations:
+    def activations(self, x: Any, name: str) -> forward.SetActivations:
         """``x``: an array or a torch ``Dataset`` (a streamed folder); sharded across ranks under
-        torchrun (:func:`convlens.analysis.measure.shard.collect_sharded`), merged on rank 0."""
-        from convlens.analysis.measure.shard import collect_sharded
+        torchrun (:func:`convlens.analysis.model.shard.collect_sharded`), merged on rank 0."""
+        from convlens.analysis.model.shard import collect_sharded
 
         return collect_sharded(self.module, x, name, call=self.call, pick=self._pick)
 
@@ -468,14 +467,14 @@ class OnnxModel(ModelAdapter):
             prev = outs
         return events
 
-    def activations(self, x: NDArray[Any], name: str) -> activations.SetActivations:
+    def activations(self, x: NDArray[Any], name: str) -> forward.SetActivations:
         batches, left_out = self.runner.batches(x)
         if left_out:
             self._note(
                 f"{name}: last {left_out} item(s) left out (the model's fixed batch is "
                 f"{self.runner.batch})"
             )
-        out: activations.SetActivations = self.runner.collect(batches, name)
+        out: forward.SetActivations = self.runner.collect(batches, name)
         return out
 
     def feature_maps(self, x: NDArray[Any]) -> dict[str, NDArray[np.float32]]:

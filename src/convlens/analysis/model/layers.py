@@ -15,6 +15,7 @@ execution order; no code assumes a layer is called ``conv1``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -26,6 +27,18 @@ from convlens.analysis.result import LayerIdentity
 from convlens.errors import ConvlensError
 
 CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+@dataclass(frozen=True)
+class PoolStep:
+    """A pooling layer seen between two convs in a traced run (per-axis geometry)."""
+
+    name: str
+    kernel: tuple[int, ...]
+    stride: tuple[int, ...]
+    padding: tuple[int, ...]
+    dilation: tuple[int, ...]
+    output: tuple[int, ...]
 
 
 def conv_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:

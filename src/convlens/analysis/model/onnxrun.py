@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from convlens.analysis.measure.activations import SetActivations, accumulate, batches_of, reduce_map
+from convlens.analysis.model.forward import SetActivations, accumulate, batches_of, reduce_map
 from convlens.analysis.model.onnxgraph import (
     ConvGraph,
     ConvNode,

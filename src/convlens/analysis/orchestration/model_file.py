@@ -17,6 +17,7 @@ from convlens.analysis.measure import (
     matching,
     receptive,
 )
+from convlens.analysis.model import forward
 from convlens.analysis.model.adapters import ModelAdapter, OnnxModel, TorchModel, WeightsOnly
 from convlens.analysis.model.loading import build_from_factory, conv_weights, load_weights
 from convlens.analysis.orchestration.stages import (
@@ -343,7 +344,7 @@ def _distribution_model_file(
     id_x = prep.id_stream if prep.id_stream is not None else prep.x_id
     named = [(prep.id_name, id_x)] + [(n, x) for n, x, _ in prep.sets + prep.others]
     trained = [adapter.activations(x, n) for n, x in named]
-    ctrls: dict[str, list[activations.SetActivations]] = {}
+    ctrls: dict[str, list[forward.SetActivations]] = {}
     descriptions: dict[str, str] = {}
     factory = result.source.factory
     if isinstance(adapter, TorchModel) and factory is not None and adapter.call is None:
@@ -363,8 +364,8 @@ def _distribution_model_file(
 def _attach_model_file(
     result: AnalysisResult,
     prep: _Prepared,
-    trained: list[activations.SetActivations],
-    controls: dict[str, list[activations.SetActivations]],
+    trained: list[forward.SetActivations],
+    controls: dict[str, list[forward.SetActivations]],
     control_descriptions: dict[str, str],
 ) -> None:
     """ID vs OOD for a model file (``trained``: ID set, OOD sets, other classes, in that order)

@@ -13,7 +13,6 @@ import torch
 from numpy.typing import NDArray
 from torch import nn
 
-from convlens.analysis.evidence import controls
 from convlens.analysis.measure import (
     activations,
     cka,
@@ -22,7 +21,9 @@ from convlens.analysis.measure import (
     matching,
     receptive,
 )
+from convlens.analysis.model import forward
 from convlens.analysis.model.layers import identify_modules
+from convlens.analysis.orchestration import controls
 from convlens.analysis.orchestration.stages import (
     Timer,
     attach_distribution,
@@ -149,9 +150,9 @@ def _feature_map_stage(result: AnalysisResult, inp: _RunInputs) -> None:
             layers[name].feature_maps = fm
 
 
-def _collect_all(model: nn.Module, sets: list[tuple[str, Any]]) -> list[activations.SetActivations]:
+def _collect_all(model: nn.Module, sets: list[tuple[str, Any]]) -> list[forward.SetActivations]:
     """Every set through ``model``: sharded across ranks under torchrun, merged on rank 0."""
-    from convlens.analysis.measure.shard import collect_sharded
+    from convlens.analysis.model.shard import collect_sharded
 
     return [collect_sharded(model, x, name) for name, x in sets]
 
@@ -225,7 +226,7 @@ def analyze_run(
 ) -> AnalysisResult:
     """Every analysis of a training run directory, with its nulls (see the module docstring);
     ``detail_limit``/``detail_total`` cap the per-kernel records (:func:`match_layers`);
-    ``control_runs``: random-label runs of the same recipe (:mod:`convlens.analysis.evidence.controls`)."""
+    ``control_runs``: random-label runs of the same recipe (:mod:`convlens.analysis.orchestration.controls`)."""
     check_settings(n_null, seed)
     timer = Timer()
     with timer("load"):

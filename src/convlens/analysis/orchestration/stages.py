@@ -25,7 +25,7 @@ from convlens.analysis.measure import (
     matching,
 )
 from convlens.analysis.measure.units import sees_colour
-from convlens.analysis.model import verify
+from convlens.analysis.model import forward, verify
 from convlens.analysis.model.adapters import WeightsOnly
 from convlens.analysis.model.loading import conv_weights
 from convlens.analysis.result import (
@@ -265,8 +265,8 @@ def attach_checks(result: AnalysisResult, checks: list[LayerCheck]) -> None:
 
 def attach_distribution(
     result: AnalysisResult,
-    id_set: activations.SetActivations,
-    ood_sets: list[activations.SetActivations],
+    id_set: forward.SetActivations,
+    ood_sets: list[forward.SetActivations],
     descriptions: dict[str, str] | None = None,
     **extra: Any,
 ) -> None:

@@ -6,7 +6,7 @@ those padded positions (global position ``r + k * W >= N``) are dropped here, so
 counted exactly once (:func:`convlens.parallel.merge.place` checks it). With ``W = 1`` the indices
 are ``0..N-1`` in order and the pass is the single-process one, batch for batch.
 
-Each rank reduces its images with :func:`convlens.analysis.measure.activations.collect`; the parts are
+Each rank reduces its images with :func:`convlens.analysis.model.forward.collect`; the parts are
 gathered (:func:`convlens.parallel.dist.checked`), the per-channel statistics merged with
 :func:`convlens.parallel.merge.combine_all` and the per-image scores put back in dataset order, on
 rank 0 only, which alone computes the bootstrap and AUROC.
@@ -22,7 +22,7 @@ import torch
 from numpy.typing import NDArray
 from torch import nn
 
-from convlens.analysis.measure.activations import SetActivations, collect
+from convlens.analysis.model.forward import SetActivations, collect
 from convlens.errors import ConvlensError
 from convlens.parallel import dist
 from convlens.parallel.merge import combine_all, from_state, place, state
@@ -142,7 +142,7 @@ def collect_sharded(
     call: Any = None,
     pick: Any = None,
 ) -> SetActivations:
-    """:func:`~convlens.analysis.measure.activations.collect` over ``data`` (an array ``(N, C, H, W)`` or a
+    """:func:`~convlens.analysis.model.forward.collect` over ``data`` (an array ``(N, C, H, W)`` or a
     ``torch`` ``Dataset`` of images), this rank's shard only, merged on rank 0.
 
     Without torchrun this is exactly ``collect(model, batches_of(data), name)``. Under torchrun

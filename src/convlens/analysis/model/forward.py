@@ -1,0 +1,130 @@
+"""The activation pass over a model: forward hooks on every conv layer reduce each output as soon as
+it is computed (per image and channel: the spatial mean of ``relu(z)``; per image: the mean over
+channels of the spatial max of ``z``) into streaming accumulators (:class:`SetActivations`). The
+comparisons made from them (ID vs OOD, trained vs untrained) are
+:mod:`convlens.analysis.measure.activations`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from torch import nn
+
+from convlens.analysis.model.layers import run_model
+from convlens.analysis.model.verify import conv_layers
+from convlens.errors import ConvlensError
+from convlens.parallel.running import GrowingArray, RunningStats
+
+
+@dataclass
+class SetActivations:
+    """Per-layer per-image scores (kept: needed for AUROC) and streaming per-channel stats."""
+
+    name: str
+    n: int = 0
+    layer_scores: dict[str, GrowingArray] = field(default_factory=dict)
+    layer_max: dict[str, GrowingArray] = field(default_factory=dict)
+    channel_stats: dict[str, RunningStats] = field(default_factory=dict)
+    msp: GrowingArray = field(default_factory=GrowingArray)
+    energy: GrowingArray = field(default_factory=GrowingArray)
+    pred: GrowingArray = field(default_factory=GrowingArray)  # argmax class per image
+    n_outputs: int = 0  # number of logits (classes) the model returns
+
+    def scores(self, layer: str) -> NDArray[np.float64]:
+        return self.layer_scores[layer].values
+
+    def maxes(self, layer: str) -> NDArray[np.float64]:
+        return self.layer_max[layer].values
+
+
+def reduce_map(zmap: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image, per-channel mean of relu(z) ``(B, C)`` and per-image mean over channels of the
+    spatial max of z ``(B,)``, reduced in the layer's dtype (accumulated later in float64)."""
+    z = zmap.detach().flatten(2)
+    return z.clamp(min=0).sum(dim=2) / z.shape[2], z.amax(dim=2).mean(dim=1)
+
+
+@torch.no_grad()
+def collect(
+    model: nn.Module,
+    batches: Iterable[torch.Tensor],
+    name: str,
+    *,
+    call: Any = None,
+    pick: Any = None,
+) -> SetActivations:
+    """One pass over ``batches``: hooks on every conv layer; hooks removed and mode restored after.
+
+    The hooks reduce each conv output as soon as it is computed (while it is in cache) and keep only
+    the small per-image results, so no feature map outlives the layer that made it. ``call`` runs a
+    batch instead of ``model`` (a pipeline around it); ``pick`` takes the logits from the output (a
+    tuple/dict head) or returns ``None`` when the output is not used (no output-level baselines)."""
+    layers = conv_layers(model)
+    out = SetActivations(name)
+    reduced: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    handles = []
+
+    def hook(layer_name: str) -> Any:
+        def fn(_m: nn.Module, _inp: Any, output: torch.Tensor) -> None:
+            reduced[layer_name] = reduce_map(output)
+
+        return fn
+
+    was_training = model.training
+    model.eval()
+    try:
+        for lname, module in layers:
+            handles.append(module.register_forward_hook(hook(lname)))
+        for xb in batches:
+            logits = run_model(model if call is None else call, xb, f"{name!r} (a batch)")
+            if pick is not None:
+                logits = pick(logits)
+            if logits is not None and (not isinstance(logits, torch.Tensor) or logits.ndim != 2):
+                raise ConvlensError(
+                    f"the model's output on {name!r} is not a (batch, classes) tensor of logits "
+                    f"(got {type(logits).__name__} {tuple(getattr(logits, 'shape', ()))})"
+                )
+            # conv modules that never ran (defined but unused) have no entry: not executed
+            stats = {ln: reduced[ln] for ln, _ in layers if ln in reduced}
+            accumulate(out, logits, stats, n=len(xb))
+            reduced.clear()
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return out
+
+
+def accumulate(
+    out: SetActivations,
+    logits: torch.Tensor | None,
+    stats: dict[str, tuple[torch.Tensor, torch.Tensor]],
+    n: int | None = None,
+) -> None:
+    """Add one batch: output-level scores from ``logits`` (none when ``None``; then ``n`` gives the
+    batch size), per-layer scores from :func:`reduce_map`."""
+    if logits is not None:
+        probs = torch.softmax(logits.double(), dim=1)
+        out.msp.extend(probs.max(dim=1).values.cpu().numpy())
+        out.energy.extend(torch.logsumexp(logits.double(), dim=1).cpu().numpy())
+        out.pred.extend(probs.argmax(dim=1).cpu().numpy())
+        out.n_outputs = int(logits.shape[1])
+    out.n += len(logits) if logits is not None else int(n or 0)
+    for lname, (mean_relu, max_z) in stats.items():
+        per_channel = mean_relu.double().cpu().numpy()
+        out.channel_stats.setdefault(lname, RunningStats(per_channel.shape[1])).update(per_channel)
+        out.layer_scores.setdefault(lname, GrowingArray()).extend(per_channel.mean(axis=1))
+        out.layer_max.setdefault(lname, GrowingArray()).extend(max_z.double().cpu().numpy())
+
+
+def batches_of(
+    x: NDArray[Any] | torch.Tensor, batch: int = 256, device: torch.device | str = "cpu"
+) -> Iterable[torch.Tensor]:
+    t = torch.as_tensor(x)
+    for i in range(0, len(t), batch):
+        yield t[i : i + batch].to(device)

@@ -1,0 +1,132 @@
+"""The typed, versioned result of an analysis: what ``analysis.json`` and ``seeds.json`` hold.
+
+These dataclasses are the contract between the analyses, the report, the CLI and any other
+program: :meth:`AnalysisResult.to_json` / :meth:`AnalysisResult.from_json` write and read them
+(every field checked against its type), and ``schema.json`` beside this module is generated from
+them (:func:`analysis_schema`; a test keeps it in sync) for consumers in other languages.
+
+A conv layer is identified by :class:`LayerIdentity` (qualified name, execution index, geometry),
+never by a conventional name: "the first layer" is ``layers[0]``, the first in execution order.
+
+Undefined figures (an empty null, a CI of an empty set) are ``None``, written as JSON ``null``.
+This module imports neither torch nor the analyses, so the report can read results without them.
+"""
+
+from __future__ import annotations
+
+from convlens.analysis.result.io import MAX_RESULT_BYTES, SCHEMA_VERSION, SEEDS_SCHEMA_VERSION
+from convlens.analysis.result.layer import (
+    CI,
+    ChannelStats,
+    ChannelSummedMatch,
+    ControlComparison,
+    ControlLevel,
+    DataSet,
+    DistributionInfo,
+    EffectiveField,
+    EpochActivation,
+    Evolution,
+    EvolutionEpoch,
+    FeatureMapInfo,
+    KernelMatch,
+    LayerCheck,
+    LayerDistribution,
+    LayerFeatureMaps,
+    LayerIdentity,
+    LayerMatch,
+    LayerResult,
+    NullSummary,
+    OodComparison,
+    OutputBaseline,
+    Predictions,
+    ReceptiveFields,
+    SetPrediction,
+    SpectralSummary,
+    UnitSummary,
+    VolumeSummary,
+)
+from convlens.analysis.result.schema import (
+    SCHEMA_PATH,
+    analysis_schema,
+    schema_text,
+    seeds_schema,
+    write_schema,
+)
+from convlens.analysis.result.summary import (
+    AnalysisError,
+    AnalysisResult,
+    Comparison,
+    Control,
+    CrossCorrelationVerdict,
+    Headline,
+    KernelLearningVerdict,
+    KernelVerdict,
+    LayerCka,
+    Proportion,
+    RepresentationDrift,
+    RunInfo,
+    SeedRow,
+    SeedsSummary,
+    Settings,
+    Source,
+    TrainOutcome,
+    Verdicts,
+)
+
+__all__ = [
+    "CI",
+    "MAX_RESULT_BYTES",
+    "SCHEMA_PATH",
+    "SCHEMA_VERSION",
+    "SEEDS_SCHEMA_VERSION",
+    "AnalysisError",
+    "AnalysisResult",
+    "ChannelStats",
+    "ChannelSummedMatch",
+    "Comparison",
+    "Control",
+    "ControlComparison",
+    "ControlLevel",
+    "CrossCorrelationVerdict",
+    "DataSet",
+    "DistributionInfo",
+    "EffectiveField",
+    "EpochActivation",
+    "Evolution",
+    "EvolutionEpoch",
+    "FeatureMapInfo",
+    "GaborFit",
+    "Headline",
+    "KernelLearningVerdict",
+    "KernelMatch",
+    "KernelVerdict",
+    "LayerCheck",
+    "LayerCka",
+    "LayerDistribution",
+    "LayerFeatureMaps",
+    "LayerIdentity",
+    "LayerMatch",
+    "LayerResult",
+    "NullSummary",
+    "OodComparison",
+    "OutputBaseline",
+    "Predictions",
+    "Proportion",
+    "ReceptiveFields",
+    "RepresentationDrift",
+    "RunInfo",
+    "SeedRow",
+    "SeedsSummary",
+    "SetPrediction",
+    "Settings",
+    "Source",
+    "SpectralSummary",
+    "TrainOutcome",
+    "UnitSummary",
+    "Verdicts",
+    "VolumeSummary",
+    "analysis_schema",
+    "schema_text",
+    "seeds_schema",
+    "write_schema",
+]

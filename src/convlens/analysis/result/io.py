@@ -1,0 +1,76 @@
+"""Reading result files as untrusted data (size cap, JSON failures as one error) and the
+schema versions."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from convlens.errors import ConvlensError
+
+SCHEMA_VERSION = 3
+"""Version of the ``analysis.json`` layout. 1 was wave 1's untyped ``"format": "convlens-analysis/1"``;
+3 added per-unit figures, kernel controls, the three-way kernel verdict, CKA, and the untrained OOD
+controls with cluster-bootstrap intervals and predictions (issue 14)."""
+
+SEEDS_SCHEMA_VERSION = 2
+
+
+MAX_RESULT_BYTES = 1 << 29
+"""Largest ``analysis.json`` / ``seeds.json`` read (512 MiB), checked from the file size before
+reading; JSON nested too deeply to parse is refused too (a result is at most about 8 levels deep)."""
+
+
+def read_text(p: Path) -> str:
+    try:
+        size = p.stat().st_size
+    except FileNotFoundError:
+        raise ConvlensError(f"{str(p)!r} does not exist") from None
+    except OSError as exc:
+        raise ConvlensError(f"cannot read {str(p)!r}: {exc}") from None
+    if size > MAX_RESULT_BYTES:
+        raise ConvlensError(
+            f"{str(p)!r} is {size} bytes, over the limit of {MAX_RESULT_BYTES} for a convlens result "
+            "(MAX_RESULT_BYTES in convlens.analysis.result.io)"
+        )
+    try:
+        return p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConvlensError(f"{str(p)!r} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConvlensError(f"cannot read {str(p)!r}: {exc}") from None
+
+
+def loads(text: str, where: str) -> Any:
+    def no_constant(name: str) -> Any:  # convlens writes undefined numbers as null, never NaN
+        raise ConvlensError(f"{where} holds {name}, which is not JSON; undefined numbers are null")
+
+    try:
+        return json.loads(text, parse_constant=no_constant)
+    except ConvlensError:
+        raise
+    except json.JSONDecodeError as exc:
+        raise ConvlensError(f"{where} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ConvlensError(f"{where} is nested too deeply to be a convlens result") from None
+    except ValueError as exc:  # e.g. an integer longer than Python's int-from-text limit
+        raise ConvlensError(f"{where} is not valid JSON: {exc}") from None
+
+
+def check_version(data: Any, where: str, key: str, expected: int, what: str) -> None:
+    if not isinstance(data, dict):
+        raise ConvlensError(f"{where} is not {what}: expected a JSON object")
+    version = data.get(key)
+    if version is None:
+        old = data.get("format")
+        if isinstance(old, str) and old.startswith("convlens-analysis/"):
+            raise ConvlensError(
+                f"{where} was written by an older convlens ({old}); this version reads "
+                f"{key} {expected}: analyse the run again"
+            )
+        raise ConvlensError(f"{where} is not {what} (no {key}; expected {expected})")
+    if version != expected:
+        raise ConvlensError(
+            f"{where} has {key} {version!r}; this version of convlens reads {expected}"
+        )

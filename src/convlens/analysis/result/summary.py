@@ -1,0 +1,333 @@
+"""The whole-analysis result types: verdicts, headline, source, settings, run info, controls,
+representation drift, :class:`AnalysisResult` (``analysis.json``) and :class:`SeedsSummary`
+(``seeds.json``)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from convlens._serde import SchemaError, from_jsonable, to_jsonable
+from convlens.analysis.result.io import (
+    SCHEMA_VERSION,
+    SEEDS_SCHEMA_VERSION,
+    check_version,
+    loads,
+    read_text,
+)
+from convlens.analysis.result.layer import (
+    CI,
+    DistributionInfo,
+    Evolution,
+    FeatureMapInfo,
+    LayerResult,
+    Predictions,
+    ReceptiveFields,
+    UnitSummary,
+)
+from convlens.errors import ConvlensError
+
+
+# ----------------------------------------------------------------------------- verdicts
+@dataclass
+class KernelVerdict:
+    """Binomial test of "x of n kernels above the null's 95th percentile" vs 5% chance."""
+
+    verdict: str
+    n: int
+    p_value: float | None = None
+    above: int | None = None
+    fraction: float | None = None
+    chance: float | None = None
+    rule: str | None = None
+    layer: str | None = None
+    ci: CI = (None, None)
+    unit: str | None = None
+    n_dead: int | None = None
+    p_text: str | None = None
+
+
+@dataclass
+class Proportion:
+    """``x`` of ``n`` units with a Wilson score 95% interval."""
+
+    x: int
+    n: int
+    fraction: float | None
+    ci: CI
+
+
+@dataclass
+class Comparison:
+    """Trained kernels vs one control on the per-unit scores (one-sided test, stated)."""
+
+    control: str
+    test: str
+    p_value: float | None
+    p_text: str
+    beats: bool | None
+
+
+@dataclass
+class KernelLearningVerdict:
+    """Three-way verdict on where the first layer's classical-looking kernels come from: *learned
+    from the task*, *learned from image statistics*, *not distinguishable from init* (or
+    *inconclusive* / *limited* when a control is missing); the controls it used and its rule."""
+
+    verdict: str
+    layer: str | None
+    statistic: str
+    rule: str
+    controls: list[str] = field(default_factory=list)
+    proportions: dict[str, Proportion] = field(default_factory=dict)
+    comparisons: list[Comparison] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+
+
+@dataclass
+class CrossCorrelationVerdict:
+    """Does every conv layer compute cross-correlation (and not true convolution)?"""
+
+    verdict: str
+    differs_from_convolution: bool | None
+    max_abs_diff: float | None
+    rule: str
+    max_rel_diff: float | None = None
+    n_checked: int = 0
+    n_flip_invariant: int = 0
+    n_not_executed: int = 0
+    tolerances: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Verdicts:
+    """Verdicts on the seed's claims, each with its rule."""
+
+    cross_correlation: CrossCorrelationVerdict | None = None
+    classical_kernels: KernelVerdict | None = None
+    classical_kernels_spectrum_null: KernelVerdict | None = None
+    ood_activation: dict[str, dict[str, str]] = field(default_factory=dict)
+    ood_rule: str | None = None
+    ood_learned: dict[str, dict[str, str]] = field(default_factory=dict)
+    ood_learned_rule: str | None = None
+    kernel_learning: KernelLearningVerdict | None = None
+
+
+@dataclass
+class Headline:
+    """The few figures the CLI prints and the report leads with."""
+
+    test_accuracy: float | None = None
+    first_layer: str | None = None
+    first_layer_fraction_above_null95: float | None = None
+    first_layer_init_fraction_above_null95: float | None = None
+    null_p95: float | None = None
+    max_abs_diff_correlate: float | None = None
+    min_abs_diff_convolve: float | None = None
+    all_layers_cross_correlation: bool | None = None
+    max_rel_diff_correlate: float | None = None
+    min_rel_diff_convolve: float | None = None
+    n_layers_checked: int | None = None
+    n_flip_invariant: int | None = None
+    auroc: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    ood_verdicts: dict[str, dict[str, str]] = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------- the whole result
+@dataclass
+class Source:
+    """What was analysed: a training run directory or a model file (with its factory and data)."""
+
+    kind: Literal["run", "model_file"]
+    path: str
+    factory: str | None = None
+    data: str | None = None
+
+
+@dataclass
+class Settings:
+    """Settings of the analysis itself: null size and the seed of nulls and bootstraps."""
+
+    n_null: int
+    seed: int
+
+
+@dataclass
+class TrainOutcome:
+    """How the training run ended (from ``run.json``)."""
+
+    test_accuracy: float | None = None
+    test_loss: float | None = None
+    epochs_completed: int | None = None
+    train_seconds: float | None = None
+    final_val_accuracy: float | None = None
+
+
+@dataclass
+class RunInfo:
+    """The training run behind the analysis (copied from its ``run.json``)."""
+
+    config: dict[str, Any]
+    dataset: dict[str, Any]
+    model: dict[str, Any]
+    result: TrainOutcome | None
+    versions: dict[str, str]
+    device: str | None = None
+    world_size: int = 1  # ranks that trained it (torchrun; --batch-size is per rank)
+
+
+@dataclass
+class Control:
+    """A control analysis (untrained, random labels, input statistics) computed like the claims.
+
+    ``kind``: ``"random_labels"``, ``"input_statistics"``, ``"init"``, ``"untrained"`` or
+    ``"other"``; ``command``: how to reproduce it; ``source``: the control run it came from;
+    ``layers``: per-layer figures; ``null``: what the figures are compared with; ``units``: the
+    control's first-layer kernels counted per unit exactly like the claim's (kernel controls)."""
+
+    name: str
+    description: str
+    figures: dict[str, float | None] = field(default_factory=dict)
+    kind: str = "other"
+    command: str | None = None
+    source: str | None = None
+    layers: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    null: str | None = None
+    notes: list[str] = field(default_factory=list)
+    units: UnitSummary | None = None
+
+
+@dataclass
+class LayerCka:
+    """Linear CKA of one layer's probe representation at each snapshot epoch vs the final epoch."""
+
+    layer: str
+    epochs: list[int]
+    cka_to_final: list[float | None]
+    floor: float | None
+    settle_epoch: int | None
+
+
+@dataclass
+class RepresentationDrift:
+    """Deeper layers over training: per layer, linear CKA (Kornblith et al. 2019) between the probe
+    set's representation at each epoch and at the final epoch; the floor is the untrained
+    (epoch-000) representation vs the final one; ``settle_epoch`` the first epoch from which CKA
+    stays >= ``settle_threshold``."""
+
+    n_probes: int
+    final_epoch: int
+    settle_threshold: float
+    rule: str
+    layers: list[LayerCka] = field(default_factory=list)
+    skipped: str | None = None
+
+
+@dataclass
+class AnalysisError:
+    """A part of the analysis that could not be done, and why; the rest of the result stands."""
+
+    stage: str
+    message: str
+
+
+@dataclass
+class AnalysisResult:
+    """The result of ``convlens analyze`` (``analysis.json``)."""
+
+    schema_version: int
+    source: Source
+    settings: Settings
+    layers: list[LayerResult]
+    headline: Headline
+    verdicts: Verdicts
+    run: RunInfo | None = None
+    evolution: Evolution | None = None
+    distribution: DistributionInfo | None = None
+    feature_maps: FeatureMapInfo | None = None
+    receptive_fields: ReceptiveFields | None = None
+    controls: list[Control] = field(default_factory=list)
+    predictions: Predictions | None = None
+    notes: list[str] = field(default_factory=list)
+    errors: list[AnalysisError] = field(default_factory=list)
+    timings_s: dict[str, float] = field(default_factory=dict)
+    representation: RepresentationDrift | None = None
+
+    @property
+    def first_layer(self) -> LayerResult | None:
+        """The first conv layer in execution order (``None`` when there is none)."""
+        return min(self.layers, key=lambda r: r.identity.index) if self.layers else None
+
+    def layer(self, name: str) -> LayerResult:
+        for r in self.layers:
+            if r.identity.name == name:
+                return r
+        raise KeyError(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(to_jsonable(self))
+
+    def to_json(self, indent: int | None = 1) -> str:
+        return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
+
+    @staticmethod
+    def from_dict(data: Any, where: str = "analysis") -> AnalysisResult:
+        check_version(data, where, "schema_version", SCHEMA_VERSION, "an analysis")
+        try:
+            return from_jsonable(AnalysisResult, data, "")
+        except SchemaError as exc:
+            raise ConvlensError(f"{where}: not a valid convlens analysis: {exc}") from None
+
+    @staticmethod
+    def from_json(text: str, where: str = "analysis") -> AnalysisResult:
+        return AnalysisResult.from_dict(loads(text, where), where)
+
+    @staticmethod
+    def read(path: str | Path) -> AnalysisResult:
+        p = Path(path)
+        return AnalysisResult.from_json(read_text(p), repr(str(p)))
+
+
+# ----------------------------------------------------------------------------- seeds.json
+@dataclass
+class SeedRow:
+    """One figure across training seeds: per-seed values, mean and a 95% t-interval."""
+
+    name: str
+    values: list[float]
+    mean: float | None
+    ci: CI
+
+
+@dataclass
+class SeedsSummary:
+    """Headline figures across training seeds (``seeds.json``)."""
+
+    schema_version: int
+    n: int
+    seeds: list[int]
+    rows: list[SeedRow]
+    classical_kernels_pooled: KernelVerdict
+    classical_kernels_pooled_spectrum_null: KernelVerdict
+    ood_holds_in_seeds: dict[str, dict[str, int]]
+    interval: str
+    kernel_learning_verdicts: dict[str, int] = field(default_factory=dict)
+
+    def to_json(self, indent: int | None = 1) -> str:
+        return json.dumps(to_jsonable(self), indent=indent, allow_nan=False)
+
+    @staticmethod
+    def from_json(text: str, where: str = "seeds summary") -> SeedsSummary:
+        data = loads(text, where)
+        check_version(data, where, "schema_version", SEEDS_SCHEMA_VERSION, "a seeds summary")
+        try:
+            return from_jsonable(SeedsSummary, data, "")
+        except SchemaError as exc:
+            raise ConvlensError(f"{where}: not a valid convlens seeds summary: {exc}") from None
+
+    @staticmethod
+    def read(path: str | Path) -> SeedsSummary:
+        p = Path(path)
+        return SeedsSummary.from_json(read_text(p), repr(str(p)))
