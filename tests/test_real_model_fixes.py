@@ -310,7 +310,7 @@ def test_dynamic_quantize_linear_matches_onnxruntime() -> None:
     import onnxruntime as ort
     from onnx import TensorProto, helper
 
-    from convlens.analysis.model.onnxgraph import dynamic_quantize_linear
+    from convlens.analysis.model.onnxdecode import dynamic_quantize_linear
 
     node = helper.make_node("DynamicQuantizeLinear", ["x"], ["y", "s", "z"])
     g = helper.make_graph(

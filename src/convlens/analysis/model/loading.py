@@ -20,7 +20,7 @@ import torch
 from numpy.typing import NDArray
 from torch import nn
 
-from convlens.analysis.model.onnxgraph import MAX_WEIGHT_VALUES as _MAX_ONNX_VALUES
+from convlens.analysis.model.onnxdecode import MAX_WEIGHT_VALUES as _MAX_ONNX_VALUES
 from convlens.errors import ConvlensError
 
 WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".onnx")

@@ -20,14 +20,24 @@ decoded from tensors, never computed by running the model.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from convlens.analysis.model.onnxdecode import (
+    FLOAT_TYPES,
+    InputSpec,
+    NotConstant,
+    decode_sparse,
+    decode_tensor,
+    dequantise,
+    dynamic_quantize_linear,
+    input_spec,
+    load_model,
+)
 from convlens.errors import ConvlensError
 
 MAX_SUBGRAPH_DEPTH = 16
@@ -35,9 +45,6 @@ MAX_SUBGRAPH_DEPTH = 16
 MAX_PRODUCER_CHAIN = 32
 """Most nodes (``Identity``, ``Cast``, ``Reshape``, ``DequantizeLinear``, ...) followed back from a
 conv's weight to the constant it is computed from."""
-MAX_WEIGHT_VALUES = 1 << 28
-"""Most values one tensor of an ONNX model may declare (268,435,456: 1 GiB of float32), checked from
-its declared dims before it is decoded (the same limit as ``loading.MAX_WEIGHT_VALUES``)."""
 UNRESOLVED_SHOWN = 5
 """How many conv nodes with non-constant weights an error message names."""
 
@@ -45,48 +52,7 @@ CONV_OPS = ("Conv", "ConvInteger", "QLinearConv")
 OTHER_CONV_OPS = ("ConvTranspose", "DeformConv", "QLinearConvTranspose")
 """Conv-like ops convlens does not analyse: counted and named in a note, never silently dropped."""
 _SUBGRAPH_ATTRS = {"then_branch": "then", "else_branch": "else", "body": "body"}
-# TensorProto element types decoded here. Float ones are weights; integer ones are quantised weights,
-# zero points and shapes.
-_FLOAT_TYPES = {1: "FLOAT", 10: "FLOAT16", 11: "DOUBLE", 16: "BFLOAT16"}
-_INT_TYPES = {
-    2: "UINT8",
-    3: "INT8",
-    4: "UINT16",
-    5: "INT16",
-    6: "INT32",
-    7: "INT64",
-    12: "UINT32",
-    13: "UINT64",
-}
 _PASS_THROUGH = ("Identity", "Cast", "Reshape", "DequantizeLinear", "Squeeze", "Unsqueeze")
-
-Layout = Literal["NCHW", "NHWC", "unknown"]
-
-
-@dataclass
-class InputSpec:
-    """The model's (one) data input: dims (``None`` where symbolic), element type and layout guess."""
-
-    name: str
-    shape: list[int | None] | None
-    dtype: str
-    layout: Layout
-    layout_reason: str
-
-    @property
-    def batch(self) -> int | None:
-        """The fixed batch size, or ``None`` when the first dim is symbolic (or the rank unknown)."""
-        return self.shape[0] if self.shape else None
-
-    def describe(self) -> str:
-        dims = (
-            "?"
-            if self.shape is None
-            else "[" + ", ".join("N" if d is None else str(d) for d in self.shape) + "]"
-        )
-        return (
-            f"input {self.name!r}: {self.dtype} {dims}, layout {self.layout} ({self.layout_reason})"
-        )
 
 
 @dataclass
@@ -171,85 +137,6 @@ class ConvGraph:
         )
 
 
-class _NotConstant(Exception):
-    """A weight is computed at run time (the reason says from what)."""
-
-
-def load_model(path: str | Path) -> Any:
-    """The ONNX ``ModelProto`` without external data (refused later, tensor by tensor)."""
-    try:
-        import onnx
-    except ImportError:
-        raise ConvlensError(
-            "reading .onnx needs the optional 'onnx' package: pip install 'convlens[onnx]'"
-        ) from None
-    try:
-        return onnx.load(str(path), load_external_data=False)
-    except Exception as exc:
-        raise ConvlensError(f"{str(path)!r} is not a valid ONNX model: {exc}") from None
-
-
-def decode_tensor(t: Any, path: str | Path, *, integer_ok: bool = True) -> NDArray[Any]:
-    """One ``TensorProto`` as an array, after checking that it is stored inside the file, its element
-    type (a float type, or an integer type where ``integer_ok``) and its declared size (at most
-    ``MAX_WEIGHT_VALUES`` values, all present) before decoding it."""
-    from onnx import TensorProto, numpy_helper
-
-    where = f"{str(path)!r}: tensor {t.name!r}"
-    if t.data_location == TensorProto.EXTERNAL:
-        raise ConvlensError(
-            f"{str(path)!r} keeps tensor {t.name!r} in an external data file; refusing to read files "
-            "named inside a model (save it with all tensors inside)"
-        )
-    allowed = {**_FLOAT_TYPES, **(_INT_TYPES if integer_ok else {})}
-    if t.data_type not in allowed:
-        raise ConvlensError(
-            f"{where} has element type {t.data_type}; expected a float tensor "
-            f"({', '.join(_FLOAT_TYPES.values())})"
-            + (" or a quantised integer tensor" if integer_ok else "")
-        )
-    dims = [int(d) for d in t.dims]
-    if any(d < 0 for d in dims):
-        raise ConvlensError(f"{where} declares negative dims {dims}")
-    count = math.prod(dims)
-    if count > MAX_WEIGHT_VALUES:
-        raise ConvlensError(
-            f"{where} declares dims {dims} ({count} values), over the limit of {MAX_WEIGHT_VALUES} "
-            "(MAX_WEIGHT_VALUES in convlens.analysis.model.loading)"
-        )
-    try:
-        arr = np.asarray(numpy_helper.to_array(t))
-    except Exception as exc:
-        raise ConvlensError(f"{where} cannot be decoded (dims {dims}): {exc}") from None
-    if t.data_type == 16 and arr.dtype.kind == "V":  # bfloat16 (ml_dtypes): widen, exactly
-        arr = arr.astype(np.float32)
-    if arr.size != count or arr.dtype.kind not in "fiu":
-        raise ConvlensError(f"{where} declares dims {dims} but holds {arr.size} {arr.dtype} values")
-    return arr
-
-
-def _decode_sparse(sp: Any, path: str | Path) -> NDArray[Any]:
-    dims = [int(d) for d in sp.dims]
-    count = math.prod(dims)
-    if any(d < 0 for d in dims) or count > MAX_WEIGHT_VALUES:
-        raise ConvlensError(
-            f"{str(path)!r}: sparse tensor {sp.values.name!r} declares dims {dims}, over the limit of "
-            f"{MAX_WEIGHT_VALUES} values (MAX_WEIGHT_VALUES in convlens.analysis.model.loading)"
-        )
-    values = decode_tensor(sp.values, path).reshape(-1)
-    idx = decode_tensor(sp.indices, path).astype(np.int64)
-    if idx.ndim == 2 and len(dims) > 0:
-        idx = np.ravel_multi_index(tuple(idx.T), dims, mode="raise") if idx.size else idx.reshape(0)
-    idx = idx.reshape(-1)
-    if idx.size != values.size or (idx.size and (idx.min() < 0 or idx.max() >= count)):
-        raise ConvlensError(
-            f"{str(path)!r}: sparse tensor {sp.values.name!r} has indices that do not fit dims {dims}"
-        )
-    out = np.zeros(count, dtype=values.dtype)
-    out[idx] = values
-    return out.reshape(dims)
-
-
 def _attrs(node: Any) -> dict[str, Any]:
     from onnx import helper
 
@@ -297,16 +184,16 @@ class _Resolver:
     def const(self, scope: _Scope, name: str, depth: int = 0) -> tuple[NDArray[Any], list[str]]:
         """The constant value of tensor ``name`` and the dequantisation steps met on the way."""
         if depth > MAX_PRODUCER_CHAIN:
-            raise _NotConstant(f"more than {MAX_PRODUCER_CHAIN} nodes before a constant")
+            raise NotConstant(f"more than {MAX_PRODUCER_CHAIN} nodes before a constant")
         kind, obj = scope.lookup(name)
         if kind == "init":
             return decode_tensor(obj, self.path), []
         if kind == "sparse":
-            return _decode_sparse(obj, self.path), []
+            return decode_sparse(obj, self.path), []
         if kind == "input":
-            raise _NotConstant(f"input {name!r} is a graph input")
+            raise NotConstant(f"input {name!r} is a graph input")
         if kind == "missing":
-            raise _NotConstant(f"input {name!r} has no producer")
+            raise NotConstant(f"input {name!r} has no producer")
         node = obj
         op = node.op_type
         if op == "Constant":
@@ -314,13 +201,13 @@ class _Resolver:
         if op == "DynamicQuantizeLinear":
             x, steps = self.const(scope, node.input[0], depth + 1)
             if x.dtype.kind != "f":
-                raise _NotConstant(
+                raise NotConstant(
                     f"input {name!r} is a DynamicQuantizeLinear of a {x.dtype} tensor"
                 )
             outs = dynamic_quantize_linear(x)
             return outs[list(node.output).index(name)], steps
         if op not in _PASS_THROUGH:
-            raise _NotConstant(f"input {name!r} produced by {op}")
+            raise NotConstant(f"input {name!r} produced by {op}")
         x, steps = self.const(scope, node.input[0], depth + 1)
         a = _attrs(node)
         if op == "Identity":
@@ -331,10 +218,10 @@ class _Resolver:
             try:
                 return x.astype(helper.tensor_dtype_to_np_dtype(int(a["to"]))), steps
             except Exception:
-                raise _NotConstant(f"input {name!r} is a Cast to type {a.get('to')}") from None
+                raise NotConstant(f"input {name!r} is a Cast to type {a.get('to')}") from None
         if op == "Reshape":
             if len(node.input) < 2:
-                raise _NotConstant(f"input {name!r} is a Reshape without a shape")
+                raise NotConstant(f"input {name!r} is a Reshape without a shape")
             shape, _ = self.const(scope, node.input[1], depth + 1)
             dims = [int(d) for d in np.asarray(shape).reshape(-1)]
             if not int(a.get("allowzero", 0)):
@@ -342,7 +229,7 @@ class _Resolver:
             try:
                 return x.reshape(dims), steps
             except ValueError:
-                raise _NotConstant(
+                raise NotConstant(
                     f"input {name!r} is a Reshape to {dims} that does not fit"
                 ) from None
         if op in ("Squeeze", "Unsqueeze"):
@@ -354,12 +241,12 @@ class _Resolver:
                     return (np.squeeze(x) if axes is None else np.squeeze(x, tuple(axes))), steps
                 return np.expand_dims(x, tuple(axes or ())), steps
             except (ValueError, TypeError):
-                raise _NotConstant(f"input {name!r} is a {op} that does not fit") from None
+                raise NotConstant(f"input {name!r} is a {op} that does not fit") from None
         # DequantizeLinear
         if x.dtype.kind not in "iu":
-            raise _NotConstant(f"input {name!r} is a DequantizeLinear of a {x.dtype} tensor")
+            raise NotConstant(f"input {name!r} is a DequantizeLinear of a {x.dtype} tensor")
         if int(a.get("block_size", 0)):
-            raise _NotConstant(f"input {name!r} is a blocked DequantizeLinear (not supported)")
+            raise NotConstant(f"input {name!r} is a blocked DequantizeLinear (not supported)")
         scale, _ = self.const(scope, node.input[1], depth + 1)
         zp = None
         if len(node.input) > 2 and node.input[2]:
@@ -372,7 +259,7 @@ class _Resolver:
             if a.name == "value":
                 return decode_tensor(a.t, self.path)
             if a.name == "sparse_value":
-                return _decode_sparse(a.sparse_tensor, self.path)
+                return decode_sparse(a.sparse_tensor, self.path)
             if a.name == "value_float":
                 return np.asarray(a.f, dtype=np.float32)
             if a.name == "value_floats":
@@ -381,88 +268,7 @@ class _Resolver:
                 return np.asarray(a.i, dtype=np.int64)
             if a.name == "value_ints":
                 return np.asarray(list(a.ints), dtype=np.int64)
-        raise _NotConstant(f"Constant node {node.name or node.output[0]!r} holds no numeric value")
-
-
-def dynamic_quantize_linear(
-    x: NDArray[Any],
-) -> tuple[NDArray[np.uint8], NDArray[np.float32], NDArray[np.uint8]]:
-    """ONNX ``DynamicQuantizeLinear`` of a constant, in float32 as onnxruntime computes it:
-    ``scale = (max(0, max x) - min(0, min x)) / 255``, ``zp = saturate(round(-min / scale))``,
-    ``y = saturate(round(x / scale) + zp)`` (round half to even, saturate to 0..255; scale 1 for an
-    all-zero tensor, as onnxruntime does). Follows a
-    weight that onnxruntime's quantiser quantises at run time (a weight from a ``Constant`` node):
-    the values are fixed, so the dequantised weight is computable."""
-    xf = np.asarray(x, dtype=np.float32)
-    lo = np.float32(min(0.0, float(xf.min()))) if xf.size else np.float32(0)
-    hi = np.float32(max(0.0, float(xf.max()))) if xf.size else np.float32(0)
-    scale = np.float32((hi - lo) / np.float32(255))
-    if scale == 0:  # an all-zero tensor: onnxruntime takes scale 1, zero point 0
-        scale = np.float32(1)
-    zp = np.uint8(np.clip(np.rint(np.float32(0) - lo / scale), 0, 255))
-    y = np.clip(np.rint(xf / scale) + np.float32(zp), 0, 255).astype(np.uint8)
-    return y, np.asarray(scale, dtype=np.float32), np.asarray(zp, dtype=np.uint8)
-
-
-def dequantise(
-    q: NDArray[Any], scale: NDArray[Any], zp: NDArray[Any] | None, axis: int, what: str
-) -> tuple[NDArray[np.float64], str]:
-    """``(q - zp) * scale`` in float64: per tensor (one scale) or per ``axis`` (one per slice)."""
-    s = np.asarray(scale, dtype=np.float64).reshape(-1)
-    z = np.zeros(1) if zp is None else np.asarray(zp, dtype=np.float64).reshape(-1)
-    qf = np.asarray(q, dtype=np.float64)
-    if s.size == 1 and z.size == 1:
-        return (qf - z[0]) * s[0], "per tensor"
-    ax = axis + qf.ndim if axis < 0 else axis
-    n = qf.shape[ax] if 0 <= ax < qf.ndim else -1
-    if s.size == 1 and z.size == n:  # one scale, a zero point per slice
-        s = np.full(n, s[0])
-    if not 0 <= ax < qf.ndim or s.size != n or z.size not in (1, n):
-        raise _NotConstant(
-            f"{what}: dequantisation scale of {s.size} values does not fit weight shape "
-            f"{list(qf.shape)} on axis {axis}"
-        )
-    shape = [1] * qf.ndim
-    shape[ax] = -1
-    return (qf - z.reshape(shape)) * s.reshape(shape), f"per axis {ax}"
-
-
-def _input_spec(graph: Any) -> InputSpec | None:
-    from onnx import helper
-
-    inits = {i.name for i in graph.initializer}
-    data = [i for i in graph.input if i.name not in inits]
-    if len(data) != 1:
-        return None
-    vi = data[0]
-    tt = vi.type.tensor_type
-    try:
-        dtype = str(np.dtype(helper.tensor_dtype_to_np_dtype(tt.elem_type)))
-    except Exception:
-        dtype = f"element type {tt.elem_type}"
-    shape: list[int | None] | None = None
-    if tt.HasField("shape"):
-        shape = [
-            int(d.dim_value) if d.HasField("dim_value") and d.dim_value > 0 else None
-            for d in tt.shape.dim
-        ]
-    layout, reason = guess_layout(shape)
-    return InputSpec(vi.name, shape, dtype, layout, reason)
-
-
-def guess_layout(shape: list[int | None] | None) -> tuple[Layout, str]:
-    """NCHW vs NHWC from the dims: a channel count (1 or 3) in position 1 or last."""
-    if shape is None or len(shape) < 3:
-        return "unknown", "no image-shaped dims declared"
-    first, last = shape[1], shape[-1]
-    ch = (1, 3)
-    if first in ch and last not in ch:
-        return "NCHW", f"dim 1 is {first} (channels), last dim is {last or 'symbolic'}"
-    if last in ch and first not in ch:
-        return "NHWC", f"last dim is {last} (channels), dim 1 is {first or 'symbolic'}"
-    if first is not None and last is not None and first != last:
-        return "unknown", f"dim 1 ({first}) and last dim ({last}) are both channel-like or neither"
-    return "unknown", "dims do not say where the channels are"
+        raise NotConstant(f"Constant node {node.name or node.output[0]!r} holds no numeric value")
 
 
 def _conv_integer_chain(
@@ -482,7 +288,7 @@ def _conv_integer_chain(
         elif node.op_type == "Add" and len(others) == 1:
             try:
                 bias = res.const(scope, others[0])[0].astype(np.float64).reshape(-1)
-            except (_NotConstant, ConvlensError):
+            except (NotConstant, ConvlensError):
                 break
         name = node.output[0]
         if node.op_type == "Add":
@@ -494,7 +300,7 @@ def _const_factor(scope: _Scope, res: _Resolver, name: str) -> NDArray[Any] | No
     """The constant factor of ``name`` = ``Mul(runtime x_scale, constant w_scale)`` (or a constant)."""
     try:
         return res.const(scope, name)[0]
-    except (_NotConstant, ConvlensError):
+    except (NotConstant, ConvlensError):
         pass
     kind, node = scope.lookup(name)
     if kind != "node" or node.op_type != "Mul":
@@ -502,7 +308,7 @@ def _const_factor(scope: _Scope, res: _Resolver, name: str) -> NDArray[Any] | No
     for i in node.input:
         try:
             return res.const(scope, i)[0]
-        except (_NotConstant, ConvlensError):
+        except (NotConstant, ConvlensError):
             continue
     return None
 
@@ -515,12 +321,12 @@ def _conv_node(
     attrs = _attrs(node)
     if op == "Conv":
         if len(ins) < 2 or not ins[1]:
-            raise _NotConstant("no weight input")
+            raise NotConstant("no weight input")
         w, steps = res.const(scope, ins[1])
         if w.dtype.kind != "f":
             raise ConvlensError(
                 f"{str(res.path)!r}: tensor {ins[1]!r} has element type {w.dtype}; expected a float "
-                f"tensor ({', '.join(_FLOAT_TYPES.values())})"
+                f"tensor ({', '.join(FLOAT_TYPES.values())})"
             )
         bias = None
         if len(ins) > 2 and ins[2]:
@@ -564,7 +370,7 @@ def _qlinear_conv_node(
     op = node.op_type
     ins = list(node.input)
     if len(ins) < 8:
-        raise _NotConstant("QLinearConv with fewer than 8 inputs")
+        raise NotConstant("QLinearConv with fewer than 8 inputs")
     wq, _ = res.const(scope, ins[3])
     w_scale, _ = res.const(scope, ins[4])
     w_zp = res.const(scope, ins[5])[0] if ins[5] else None
@@ -577,7 +383,7 @@ def _qlinear_conv_node(
             )
             b = res.const(scope, ins[8])[0].astype(np.float64).reshape(-1)
             bias = b * x_scale * np.asarray(w_scale, dtype=np.float64).reshape(-1)
-        except (_NotConstant, ConvlensError):
+        except (NotConstant, ConvlensError):
             bias = None
     affine = None
     try:
@@ -589,7 +395,7 @@ def _qlinear_conv_node(
         )
         if y_scale.size == 1 and y_zp.size == 1:
             affine = (float(y_scale[0]), float(y_zp[0]))
-    except (_NotConstant, ConvlensError):
+    except (NotConstant, ConvlensError):
         affine = None
     return ConvNode(
         name,
@@ -679,7 +485,7 @@ def _walk(
             names.add(name)
             try:
                 conv = _conv_node(node, name, scope, res, prefix.rstrip("/") or None)
-            except _NotConstant as exc:
+            except NotConstant as exc:
                 found.unresolved.append(Unresolved(name, str(exc)))
                 continue
             if conv.weight.ndim not in (3, 4, 5):
@@ -724,7 +530,7 @@ def read_graph(path: str | Path, model: Any | None = None) -> ConvGraph:
         if t.data_location == 1:  # TensorProto.EXTERNAL
             decode_tensor(t, path)  # raises
     res = _Resolver(path)
-    found = ConvGraph([], [], _input_spec(graph), [], [o.name for o in graph.output])
+    found = ConvGraph([], [], input_spec(graph), [], [o.name for o in graph.output])
     inits = {i.name for i in graph.initializer}
     found.inputs = [i.name for i in graph.input if i.name not in inits]
     _walk(graph, _Scope(graph, None, path), res, "", 0, found, set())

@@ -26,14 +26,8 @@ import torch
 from numpy.typing import NDArray
 
 from convlens.analysis.model.forward import SetActivations, accumulate, batches_of, reduce_map
-from convlens.analysis.model.onnxgraph import (
-    ConvGraph,
-    ConvNode,
-    InputSpec,
-    load_model,
-    read_graph,
-    topological_order,
-)
+from convlens.analysis.model.onnxdecode import InputSpec, load_model
+from convlens.analysis.model.onnxgraph import ConvGraph, ConvNode, read_graph, topological_order
 from convlens.analysis.model.verify import compare_call, make_check
 from convlens.analysis.result import LayerCheck, LayerIdentity
 from convlens.errors import ConvlensError
