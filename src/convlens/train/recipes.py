@@ -1,7 +1,7 @@
 """The demo's training recipe, and why.
 
-Measured with ``python -m bench.recipes`` (faces, 5x5 first layer, 3 seeds per cell; table in the
-README): with Adam and no weight decay the first-layer kernels stay close to their random
+Measured with ``python -m bench.recipes`` (faces, 5x5 first layer, 3 seeds per cell; table in
+bench/recipes.md, summary in docs/findings.md): with Adam and no weight decay the first-layer kernels stay close to their random
 initialisation in shape (about 12% above the random null's 95th percentile after 30-100 epochs,
 chance 5%), while decoupled weight decay (AdamW) removes the components the data does not support and
 leaves smooth, oriented derivative- and Gabor-like kernels: 54% at weight decay 2 and about 90% at 4

@@ -4,7 +4,7 @@ training path; :class:`InlineWriter` writes at once on the calling thread.
 The trainer uses the background writer on CUDA, where the training thread only queues GPU work and
 a CPU core is free for the writes, and the inline one on the CPU, where torch already runs an
 intra-op thread per core: a writer thread there competes with those threads for cores and for the
-GIL, and cost more wall time than the writes themselves (measured in README, P3).
+GIL, and cost more wall time than the writes themselves (measured in docs/benchmarks.md, P3).
 
 Jobs run strictly in submission order, so whatever a kill leaves on disk is a prefix of the
 submitted writes: a checkpoint for epoch ``e`` is only ever written after the snapshots, probes and
@@ -23,7 +23,7 @@ from typing import Any
 NICE = 0
 """The writer thread's niceness (Linux, best effort; 0 leaves it alone). It was 19: on a busy
 machine a starved thread that holds the GIL stalls the training thread too, and the last writes
-took seconds; measured on a loaded 2-core machine, 0 was no slower than 10 or 19 (README, P3)."""
+took seconds; measured on a loaded 2-core machine, 0 was no slower than 10 or 19 (docs/benchmarks.md, P3)."""
 
 
 class OrderedWriter:
