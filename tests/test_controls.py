@@ -12,7 +12,7 @@ from hypothesis.extra.numpy import arrays
 
 from convlens.analysis.evidence.verdicts import LEARN_RULE, three_way_verdict
 from convlens.analysis.measure import cka, patches
-from convlens.analysis.result import AnalysisResult, UnitSummary
+from convlens.analysis.result import AnalysisResult
 from convlens.errors import ConvlensError
 from convlens.train.trainer import permuted_labels
 
@@ -118,64 +118,90 @@ def test_representation_drift_and_settle():
 
 
 # ----------------------------------------------------------------------------- three-way verdict
-def _units(scores: list[float]) -> UnitSummary:
-    above = sum(s > 0.7 for s in scores)
-    return UnitSummary(
-        unit_score="test",
-        n_units=len(scores),
-        n_live=len(scores),
-        n_dead=0,
-        dead_rule="",
-        dead_units=[],
-        slices_per_unit=1,
-        above_null95=above,
-        fraction_above_null95=above / len(scores),
-        ci_above_null95=(0.0, 1.0),
-        n_null=2000,
-        min_unit_p=1 / 2001,
-        best_scores=scores,
-        unit_categories=["x"] * len(scores),
-    )
+# Planted kernel sets whose truth is known: the verdict decides on what the units contain (their
+# power spectra), seeds combined; the one-sided Mann-Whitney tests of the scores are shown beside it.
+def _units_of(w: np.ndarray):
+    from convlens.analysis.measure.matching import match_layer
+
+    return match_layer("conv1", w, n_null=300, seed=0, gabor=False, spectra=True).units
 
 
-HIGH = [0.90, 0.92, 0.94, 0.95, 0.96, 0.97, 0.98, 0.99]
-LOW = [0.40, 0.45, 0.50, 0.52, 0.55, 0.58, 0.60, 0.62]
+def _edges(seed: int, n: int = 8, noise: float = 0.05) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    g = np.exp(-0.5 * (np.arange(5) - 2.0) ** 2)
+    base = np.outer(g, np.gradient(g))  # a vertical edge detector (varies along x)
+    return np.stack(
+        [base * rng.choice([-1, 1]) + noise * rng.standard_normal((5, 5)) for _ in range(n)]
+    )[:, None]
+
+
+def _blobs(seed: int, n: int = 8, noise: float = 0.05) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    r2 = (np.arange(5)[:, None] - 2.0) ** 2 + (np.arange(5)[None, :] - 2.0) ** 2
+    base = np.exp(-r2 / 2.0) - 0.5 * np.exp(-r2 / 6.0)  # a centre-surround (isotropic) unit
+    return np.stack(
+        [base * rng.choice([-1, 1]) + noise * rng.standard_normal((5, 5)) for _ in range(n)]
+    )[:, None]
+
+
+def _init(seed: int, n: int = 8) -> np.ndarray:
+    bound = 1 / 5  # PyTorch's default init for 1 x 5 x 5 kernels
+    return np.random.default_rng(seed).uniform(-bound, bound, (n, 1, 5, 5))
 
 
 def test_three_way_learned_from_the_task():
-    v = three_way_verdict(_units(HIGH), _units(LOW), _units(LOW), "conv1")
+    v = three_way_verdict(_units_of(_edges(1)), _units_of(_blobs(2)), _units_of(_init(3)), "conv1")
     assert v.verdict == "learned from the task"
     assert v.rule == LEARN_RULE and set(v.controls) == {"random_labels", "init"}
-    assert v.proportions["trained"].x == 8 and v.proportions["init"].x == 0
+    by = {c.pair: c for c in v.content}
+    assert by["trained vs random_labels"].differs and by["trained vs init"].differs
+    assert by["trained vs random_labels"].selectivity_ci90[0] > 0.2  # edges are oriented, blobs not
+    assert [c.control for c in v.comparisons] == ["init", "random_labels", "random_labels vs init"]
 
 
-def test_three_way_learned_from_image_statistics():
-    v = three_way_verdict(_units(HIGH), _units([s - 0.001 for s in HIGH]), _units(LOW), "conv1")
-    assert v.verdict == "learned from image statistics"
-    assert [c.beats for c in v.comparisons] == [True, False, True]
+def test_three_way_sees_which_kernel_was_learned_where_scores_cannot():
+    # vertical vs horizontal edge detectors: the same best-match scores, different kernels
+    vertical, horizontal = _edges(1), np.swapaxes(_edges(2), 2, 3)
+    v = three_way_verdict(_units_of(vertical), _units_of(horizontal), _units_of(_init(3)))
+    assert v.verdict == "learned from the task"
+    scores = {c.control: c.beats for c in v.comparisons}
+    assert scores["random_labels"] is False  # the score test alone would have missed it
+
+
+def test_three_way_learned_from_image_statistics_across_seeds():
+    seeds = range(3)
+    v = three_way_verdict(
+        [_units_of(_blobs(10 + s)) for s in seeds],
+        [_units_of(_blobs(20 + s)) for s in seeds],
+        [_units_of(_init(30 + s)) for s in seeds],
+        "conv1",
+    )
+    assert v.n_seeds == 3 and v.verdict == "learned from image statistics"
+    by = {c.pair: c for c in v.content}
+    same = by["trained vs random_labels"]
+    assert same.equivalent and not same.differs and same.seeds == 3 and same.n_a == 24
+    assert v.proportions["trained"].n == 24
 
 
 def test_three_way_not_distinguishable_from_init():
-    v = three_way_verdict(_units(LOW), _units(HIGH), _units(LOW), "conv1")
+    v = three_way_verdict(_units_of(_init(1)), _units_of(_edges(2)), _units_of(_init(3)), "conv1")
     assert v.verdict == "not distinguishable from init"
 
 
 def test_three_way_without_random_labels_is_limited_not_invented():
-    v = three_way_verdict(_units(HIGH), None, _units(LOW), "conv1")
+    v = three_way_verdict(_units_of(_edges(1)), None, _units_of(_init(3)), "conv1")
     assert v.verdict.startswith("limited") and v.missing == ["random_labels"]
-    assert three_way_verdict(_units(HIGH), None, None).verdict == "not measured"
+    assert three_way_verdict(_units_of(_edges(1)), None, None).verdict == "not measured"
 
 
-def test_three_way_inconclusive():
-    mid = [0.60, 0.70, 0.80, 0.90, 0.95, 0.97, 0.98, 0.99]
-    v = three_way_verdict(_units(HIGH), _units(mid), _units(LOW), "conv1")
-    # trained beats init but not the random-label run, and the random-label run does beat init:
-    assert v.verdict == "learned from image statistics"
-    # half the random-label units like init, half like trained: neither difference is detectable
-    split = [0.40, 0.45, 0.50, 0.55, 0.95, 0.96, 0.97, 0.99]
-    v2 = three_way_verdict(_units(HIGH), _units(split), _units(LOW), "conv1")
-    assert [c.beats for c in v2.comparisons] == [True, False, False]
-    assert v2.verdict == "inconclusive"
+def test_three_way_no_difference_found_is_not_sameness():
+    # three random-label units, half of them edges: no difference is found, none is excluded
+    few = np.concatenate([_edges(5, n=2), _blobs(6, n=1)])
+    v = three_way_verdict(_units_of(_edges(1)), _units_of(few), _units_of(_init(3)), "conv1")
+    by = {c.pair: c for c in v.content}
+    assert not by["trained vs random_labels"].differs
+    assert not by["trained vs random_labels"].equivalent
+    assert v.verdict == "inconclusive"
 
 
 # ----------------------------------------------------------------------------- random labels

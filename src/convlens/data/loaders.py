@@ -68,7 +68,8 @@ def absolute_data_spec(spec: str) -> str:
 
 
 def load_dataset(spec: str, seed: int = 0) -> Dataset:
-    """``faces`` / ``digits`` / ``PATH`` / ``idx:DIR`` / ``cifar:DIR`` / ``npz:FILE``."""
+    """``faces`` / ``digits`` / ``PATH`` / ``idx:DIR`` / ``cifar:DIR`` / ``npz:FILE`` /
+    ``planted:NAME[:DRAW]`` (:mod:`convlens.data.planted`)."""
     if spec in BUNDLED:
         return load_bundled(spec, seed)
     kind, sep, rest = spec.partition(":")
@@ -78,12 +79,33 @@ def load_dataset(spec: str, seed: int = 0) -> Dataset:
         return load_cifar(rest, seed)
     if sep and kind == "npz":
         return load_npz(rest, seed)
+    if sep and kind == "planted":
+        return load_planted(spec, seed)
     path = Path(spec)
     if path.is_dir():
         return load_image_folder(path, seed)
     raise ConvlensError(
-        f"dataset {spec!r}: expected faces, digits, a folder of class sub-folders, idx:DIR, cifar:DIR or npz:FILE",
+        f"dataset {spec!r}: expected faces, digits, a folder of class sub-folders, idx:DIR, cifar:DIR, npz:FILE or planted:NAME",
         hint_key="unknown_dataset",
+    )
+
+
+def load_planted(spec: str, seed: int) -> Dataset:
+    """A planted-truth dataset (:mod:`convlens.data.planted`), split and standardised like the rest."""
+    from convlens.data import planted
+
+    name, draw = planted.parse_spec(spec)
+    x, y = planted.planted01(name, draw)
+    case = planted.CASES[name]
+    return from_unit_range(
+        spec,
+        x,
+        y,
+        ["class 0", "class 1"],
+        f"convlens.data.planted {name!r} draw {draw}: {case.description} (truth: {case.truth})",
+        "generated in [0, 1]: clip(0.5 + 0.15 z, 0, 1)",
+        seed,
+        extra={"planted": name, "draw": draw, "truth": case.truth, "teacher": case.teacher},
     )
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from convlens.analysis.evidence.verdicts import kernel_verdict
+from convlens.analysis.evidence.verdicts import kernel_learning_verdict, kernel_verdict
 from convlens.analysis.result import (
     SEEDS_SCHEMA_VERSION,
     AnalysisResult,
@@ -21,6 +21,7 @@ from convlens.analysis.result import (
     OodComparison,
     SeedRow,
     SeedsSummary,
+    SeedsVerdicts,
 )
 from convlens.errors import ConvlensError
 
@@ -96,6 +97,7 @@ def aggregate(analyses: list[AnalysisResult], seeds: list[int]) -> SeedsSummary:
         interval="mean +/- t(0.975, n-1) * sd / sqrt(n) across seeds (clipped to [0, 1] for "
         "proportions); pooled kernel counts: Wilson score 95%",
         kernel_learning_verdicts=_verdict_counts(analyses),
+        verdicts=SeedsVerdicts(kernel_learning=kernel_learning_verdict(analyses)),
     )
 
 

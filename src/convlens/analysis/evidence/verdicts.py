@@ -22,9 +22,13 @@
 
 from __future__ import annotations
 
+import numpy as np
+
+from convlens.analysis.evidence import kernelsets
 from convlens.analysis.result import (
     AnalysisResult,
     Comparison,
+    ContentComparison,
     CrossCorrelationVerdict,
     Headline,
     KernelLearningVerdict,
@@ -138,16 +142,22 @@ def unit_kernel_verdict(
 
 LEARN_ALPHA = 0.05
 LEARN_STATISTIC = (
-    "per output unit of the first layer: best-slice score (DC-removed, sign-invariant cosine with "
-    "the classical bank), live units only; the same code and null for trained and control kernels"
+    "per live output unit of the first layer: what its kernel contains (the Hellinger embedding of "
+    "its DC-removed, normalised power spectrum: orientation and frequency tuning) and its best-slice "
+    "score against the classical bank; the same code for trained and control kernels"
 )
 LEARN_RULE = (
-    "A beats B: one-sided Mann-Whitney U test of A's unit scores > B's, p < "
-    f"{LEARN_ALPHA}; A ~ B: A does not beat B (no detectable difference at this number of units, "
-    "not a proof of equality). learned from the task: trained beats random-label and trained beats "
-    "init; learned from image statistics: trained ~ random-label, trained beats init and "
-    "random-label beats init; not distinguishable from init: trained does not beat init; "
-    "otherwise inconclusive. Without a random-label run the verdict is limited to trained vs init"
+    "A differs from B: stratified permutation test (seeds as strata, "
+    f"{kernelsets.N_PERM} permutations) of the energy distance between the two sets' spectrum "
+    f"descriptors, rejected by Holm's rule over the verdict's comparisons at family-wise {LEARN_ALPHA}. "
+    "A same as B: no difference found, and the 90% hierarchical-bootstrap intervals (seeds, then "
+    "units) of the difference of mean unit score and of mean orientation selectivity lie within "
+    f"+/-{kernelsets.SCORE_MARGIN} and +/-{kernelsets.SELECTIVITY_MARGIN} (TOST, 5% per side). "
+    "learned from the task: trained differs from random-label and from init; learned from image "
+    "statistics: trained same as random-label, and random-label differs from init; not "
+    "distinguishable from init: trained does not differ from init; otherwise inconclusive (a "
+    "difference neither found nor excluded). Without a random-label run the verdict is limited to "
+    "trained vs init. The one-sided Mann-Whitney tests of the unit scores are shown beside it"
 )
 
 
@@ -165,67 +175,172 @@ def _compare(control: str, a: list[float], b: list[float]) -> Comparison:
     return Comparison(control, test, p, format_p(p), p < LEARN_ALPHA)
 
 
-def _live_scores(u: UnitSummary) -> list[float]:
+def _live(u: UnitSummary) -> list[int]:
     cats = u.unit_categories or ["live"] * len(u.best_scores)
-    return [s for s, c in zip(u.best_scores, cats, strict=True) if c != "dead"]
+    return [i for i, c in enumerate(cats) if c != "dead"]
+
+
+def _live_scores(u: UnitSummary) -> list[float]:
+    return [u.best_scores[i] for i in _live(u)]
+
+
+def _spectra(u: UnitSummary) -> np.ndarray | None:
+    if not u.spectra:
+        return None
+    rows = [u.spectra[i] for i in _live(u) if all(v is not None for v in u.spectra[i])]
+    return np.asarray(rows, dtype=np.float64) if rows else None
+
+
+def _selectivity(u: UnitSummary) -> list[float]:
+    return [v for i in _live(u) if (v := u.selectivity[i]) is not None] if u.selectivity else []
+
+
+def content_comparison(
+    pair: str, a: list[UnitSummary], b: list[UnitSummary], seed: int = 0
+) -> ContentComparison:
+    """Two sets of units (one :class:`UnitSummary` per seed, paired by position) compared by what
+    they contain; ``differs`` is left to the family-wise rule of :func:`three_way_verdict`."""
+    from convlens.analysis.evidence.stats import format_p
+
+    test = "energy distance of spectrum descriptors, permutations within seeds"
+    da = [_spectra(u) for u in a]
+    db = [_spectra(u) for u in b]
+    n_a = sum(len(d) for d in da if d is not None)
+    n_b = sum(len(d) for d in db if d is not None)
+    if any(d is None or len(d) < 2 for d in da + db):
+        return ContentComparison(pair, test, None, None, "n/a", n_a, n_b, len(a), None)
+    r = kernelsets.set_test(da, db, seed=seed)  # type: ignore[arg-type]
+    s = kernelsets.hierarchical_diff([_live_scores(u) for u in a], [_live_scores(u) for u in b])
+    o = kernelsets.hierarchical_diff([_selectivity(u) for u in a], [_selectivity(u) for u in b])
+    return ContentComparison(
+        pair,
+        test,
+        r.statistic,
+        r.p_value,
+        format_p(r.p_value, r.n_perm),
+        r.n_a,
+        r.n_b,
+        r.strata,
+        None,
+        score_diff=s[0],
+        score_ci90=(s[1], s[2]),
+        selectivity_diff=o[0],
+        selectivity_ci90=(o[1], o[2]),
+    )
+
+
+def _as_list(u: UnitSummary | list[UnitSummary] | None) -> list[UnitSummary] | None:
+    if u is None:
+        return None
+    return u if isinstance(u, list) else [u]
 
 
 def three_way_verdict(
-    trained: UnitSummary,
-    random_labels: UnitSummary | None,
-    init: UnitSummary | None,
+    trained: UnitSummary | list[UnitSummary],
+    random_labels: UnitSummary | list[UnitSummary] | None,
+    init: UnitSummary | list[UnitSummary] | None,
     layer: str | None = None,
 ) -> KernelLearningVerdict:
-    """Where the first layer's kernels come from: the three-way rule of :data:`LEARN_RULE` on
-    per-unit scores, with each control's proportion above the random null (Wilson 95%)."""
+    """Where the first layer's kernels come from (:data:`LEARN_RULE`), from one run's units or from
+    several seeds' (lists paired by position: seed ``i`` of each), with each control's proportion
+    above the random null (Wilson 95%, pooled over seeds)."""
+    from convlens.analysis.evidence.stats import wilson
+
+    sets = {
+        "trained": _as_list(trained),
+        "random_labels": _as_list(random_labels),
+        "init": _as_list(init),
+    }
+    t_sets = sets["trained"] or []
     out = KernelLearningVerdict("not measured", layer, LEARN_STATISTIC, LEARN_RULE)
-    sets = {"trained": trained, "random_labels": random_labels, "init": init}
-    for name, u in sets.items():
-        if u is None:
+    out.n_seeds = len(t_sets)
+    out.margins = {"score": kernelsets.SCORE_MARGIN, "selectivity": kernelsets.SELECTIVITY_MARGIN}
+    for name, us in sets.items():
+        if us is None:
             out.missing.append(name)
             continue
         if name != "trained":
             out.controls.append(name)
-        out.proportions[name] = Proportion(
-            u.above_null95, u.n_live, u.fraction_above_null95, u.ci_above_null95
+        above = sum(u.above_null95 for u in us)
+        n = sum(u.n_live for u in us)
+        out.proportions[name] = Proportion(above, n, above / n if n else None, wilson(above, n))
+    i_sets, r_sets = sets["init"], sets["random_labels"]
+    if i_sets is None:
+        return out
+    pooled = {k: [s for u in v for s in _live_scores(u)] for k, v in sets.items() if v is not None}
+    out.comparisons.append(_compare("init", pooled["trained"], pooled["init"]))
+    pairs = [("trained vs init", t_sets, i_sets)]
+    if r_sets is not None:
+        out.comparisons.append(
+            _compare("random_labels", pooled["trained"], pooled["random_labels"])
         )
-    if init is None:
+        out.comparisons.append(
+            _compare("random_labels vs init", pooled["random_labels"], pooled["init"])
+        )
+        pairs += [
+            ("trained vs random_labels", t_sets, r_sets),
+            ("random_labels vs init", r_sets, i_sets),
+        ]
+    out.content = [content_comparison(name, a, b) for name, a, b in pairs]
+    if any(c.p_value is None for c in out.content):
+        out.verdict = "inconclusive"
+        out.rule += "; not decided: a set lacks per-unit spectra (fewer than 2 live units, or too many units to keep)"
         return out
-    t = _live_scores(trained)
-    vs_init = _compare("init", t, _live_scores(init))
-    out.comparisons.append(vs_init)
-    if vs_init.beats is None:
-        return out
-    if not vs_init.beats:
+    rejected = kernelsets.holm([float(c.p_value) for c in out.content], LEARN_ALPHA)  # type: ignore[arg-type]
+    for c, r in zip(out.content, rejected, strict=True):
+        c.differs = r
+        c.equivalent = (
+            not r
+            and _inside(c.score_ci90, kernelsets.SCORE_MARGIN)
+            and _inside(c.selectivity_ci90, kernelsets.SELECTIVITY_MARGIN)
+        )
+    by = {c.pair: c for c in out.content}
+    if not by["trained vs init"].differs:
         out.verdict = "not distinguishable from init"
-        return out
-    if random_labels is None:
-        out.verdict = (
-            "limited: beats init; task vs image statistics not measured (no random-label run)"
-        )
-        return out
-    r = _live_scores(random_labels)
-    vs_rl = _compare("random_labels", t, r)
-    rl_init = _compare("random_labels vs init", r, _live_scores(init))
-    out.comparisons += [vs_rl, rl_init]
-    if vs_rl.beats:
+    elif r_sets is None:
+        out.verdict = "limited: differs from init; task vs image statistics not measured (no random-label run)"
+    elif by["trained vs random_labels"].differs:
         out.verdict = "learned from the task"
-    elif rl_init.beats:
+    elif by["trained vs random_labels"].equivalent and by["random_labels vs init"].differs:
         out.verdict = "learned from image statistics"
     else:
         out.verdict = "inconclusive"
     return out
 
 
-def kernel_learning_verdict(a: AnalysisResult) -> KernelLearningVerdict | None:
+def _inside(ci: tuple[float | None, float | None], margin: float) -> bool:
+    lo, hi = ci
+    return lo is not None and hi is not None and kernelsets.equivalent(lo, hi, margin)
+
+
+def kernel_learning_verdict(
+    a: AnalysisResult | list[AnalysisResult],
+) -> KernelLearningVerdict | None:
     """:func:`three_way_verdict` on the first layer and the ``init`` / ``random_labels`` controls of
-    ``a.controls`` (``None`` when the first layer has no per-unit figures)."""
-    first = a.first_layer
-    m = first.matching if first is not None else None
-    if m is None or m.units is None or not m.units.best_scores:
-        return None
-    by_kind = {c.kind: c.units for c in a.controls if c.units is not None}
-    return three_way_verdict(m.units, by_kind.get("random_labels"), by_kind.get("init"), m.layer)
+    one analysis, or of several seeds' analyses combined (a control is used only when every seed
+    has it); ``None`` when a first layer has no per-unit figures."""
+    analyses = a if isinstance(a, list) else [a]
+    trained: list[UnitSummary] = []
+    controls: dict[str, list[UnitSummary | None]] = {"random_labels": [], "init": []}
+    layer = None
+    for x in analyses:
+        first = x.first_layer
+        m = first.matching if first is not None else None
+        if m is None or m.units is None or not m.units.best_scores:
+            return None
+        layer = m.layer
+        trained.append(m.units)
+        by_kind = {c.kind: c.units for c in x.controls if c.units is not None}
+        for kind, got in controls.items():
+            got.append(by_kind.get(kind))
+
+    def complete(units: list[UnitSummary | None]) -> list[UnitSummary] | None:
+        kept = [u for u in units if u is not None]
+        return kept if len(kept) == len(units) else None
+
+    return three_way_verdict(
+        trained, complete(controls["random_labels"]), complete(controls["init"]), layer
+    )
 
 
 def verdicts(a: AnalysisResult) -> Verdicts:

@@ -237,11 +237,14 @@ def match_layer(
     gabor: bool = True,
     detail_limit: int = DETAIL_LIMIT,
     colour: bool = False,
+    spectra: bool = False,
 ) -> LayerMatch:
     """Match every ``k x k`` kernel of a conv weight ``(O, C, k, k)`` against the bank, with nulls.
 
     ``colour``: the layer reads the image's colour channels directly (the colour rule applies;
-    :func:`convlens.analysis.measure.units.sees_colour`)."""
+    :func:`convlens.analysis.measure.units.sees_colour`). ``spectra``: keep each unit's power-spectrum
+    descriptor and orientation tuning (the first layer: what the content tests of the kernel
+    verdict compare)."""
     w = np.asarray(weight)
     if w.dtype.kind != "f":
         w = w.astype(np.float64)
@@ -296,7 +299,14 @@ def match_layer(
     res.categories = {name: int(n) for name, n in zip(CATEGORY_NAMES, cat_counts, strict=True) if n}
     cats = np.array(CATEGORY_NAMES)[cat_codes]
     res.units = unit_summary(
-        w, score, cats, null, snull, colour=colour, keep_lists=o <= detail_limit
+        w,
+        score,
+        cats,
+        null,
+        snull,
+        colour=colour,
+        keep_lists=o <= detail_limit,
+        spectra=spectra and o <= detail_limit,
     )
     if len(vecs) <= detail_limit:
         scored = _Scored(best, score, sign, above, fam_names[fam_codes], cat_codes, null)

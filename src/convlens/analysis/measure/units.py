@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from convlens.analysis.evidence import kernelsets
 from convlens.analysis.evidence.stats import wilson
 from convlens.analysis.result import UnitSummary
 
@@ -95,6 +96,7 @@ def unit_summary(
     *,
     colour: bool,
     keep_lists: bool = True,
+    spectra: bool = False,
 ) -> UnitSummary:
     """Per-unit figures of one 2-D layer ``w (O, C, k, k)`` from its slice ``scores`` (``O*C``,
     kernel order ``out * C + in``) and slice categories, against the sorted random ``null`` (and the
@@ -149,4 +151,14 @@ def unit_summary(
         out.best_scores = [float(v) for v in best]
         out.p_values = [float(v) for v in p_unit]
         out.unit_categories = [str(v) for v in cats]
+        if spectra:  # what each unit contains (orientation, frequency): for the content tests
+            desc = kernelsets.descriptors(w)
+            pref, sel, _ = kernelsets.orientation_tuning(w)
+            out.spectra = [[_num(v) for v in row] for row in desc]
+            out.orientation = [_num(v) for v in pref]
+            out.selectivity = [_num(v) for v in sel]
     return out
+
+
+def _num(v: float) -> float | None:
+    return round(float(v), 6) if np.isfinite(v) else None

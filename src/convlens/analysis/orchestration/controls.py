@@ -77,6 +77,7 @@ def first_layer_units(result: AnalysisResult, weight: NDArray[Any]) -> LayerMatc
         seed=s.seed,
         gabor=False,
         colour=colour,
+        spectra=True,
     )
 
 

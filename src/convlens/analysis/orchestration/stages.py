@@ -145,6 +145,7 @@ def match_layers(
             colour=sees_colour(ident.index, ident.in_channels, ident.groups)
             and w.ndim == 4
             and w.shape[1] == 3,
+            spectra=pos == 0,
         )
         m = layer.matching
         caveats.add_quantisation_note(m, w)

@@ -183,6 +183,13 @@ class UnitSummary:
     best_scores: list[float] = field(default_factory=list)
     p_values: list[float] = field(default_factory=list)
     unit_categories: list[str] = field(default_factory=list)
+    spectra: list[list[float | None]] = field(default_factory=list)
+    """Per unit, what its kernel contains: the Hellinger embedding of its normalised power spectrum
+    (:func:`convlens.analysis.evidence.kernelsets.descriptors`; ``None`` entries for an all-zero unit)."""
+    orientation: list[float | None] = field(default_factory=list)
+    """Per unit, the preferred orientation of its gradient in degrees [0, 180)."""
+    selectivity: list[float | None] = field(default_factory=list)
+    """Per unit, its orientation selectivity in [0, 1] (0: isotropic)."""
 
 
 @dataclass

@@ -71,6 +71,31 @@ class Comparison:
 
 
 @dataclass
+class ContentComparison:
+    """Two sets of first-layer units compared by what they contain (seeds combined): a stratified
+    permutation test of the energy distance between their power-spectrum descriptors, and the
+    differences of mean unit score and mean orientation selectivity with 90% hierarchical-bootstrap
+    intervals, judged for equivalence against stated margins (TOST)."""
+
+    pair: str
+    test: str
+    statistic: float | None
+    p_value: float | None
+    p_text: str
+    n_a: int
+    n_b: int
+    seeds: int
+    differs: bool | None
+    """Rejected at the verdict's family-wise level (Holm over its comparisons)."""
+    score_diff: float | None = None
+    score_ci90: CI = (None, None)
+    selectivity_diff: float | None = None
+    selectivity_ci90: CI = (None, None)
+    equivalent: bool | None = None
+    """Both 90% intervals inside their margins (and no difference found): the same within margins."""
+
+
+@dataclass
 class KernelLearningVerdict:
     """Three-way verdict on where the first layer's classical-looking kernels come from: *learned
     from the task*, *learned from image statistics*, *not distinguishable from init* (or
@@ -84,6 +109,9 @@ class KernelLearningVerdict:
     proportions: dict[str, Proportion] = field(default_factory=dict)
     comparisons: list[Comparison] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
+    content: list[ContentComparison] = field(default_factory=list)
+    n_seeds: int = 1
+    margins: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -302,6 +330,13 @@ class SeedRow:
 
 
 @dataclass
+class SeedsVerdicts:
+    """Verdicts decided on all seeds at once (the same rules as one run's, seeds as strata)."""
+
+    kernel_learning: KernelLearningVerdict | None = None
+
+
+@dataclass
 class SeedsSummary:
     """Headline figures across training seeds (``seeds.json``)."""
 
@@ -314,6 +349,7 @@ class SeedsSummary:
     ood_holds_in_seeds: dict[str, dict[str, int]]
     interval: str
     kernel_learning_verdicts: dict[str, int] = field(default_factory=dict)
+    verdicts: SeedsVerdicts = field(default_factory=SeedsVerdicts)
 
     def to_json(self, indent: int | None = 1) -> str:
         return json.dumps(to_jsonable(self), indent=indent, allow_nan=False)

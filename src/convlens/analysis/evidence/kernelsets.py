@@ -1,0 +1,201 @@
+"""Comparing two *sets* of kernels by what they contain, across training seeds.
+
+A best-match score says how "classical" a kernel looks; it does not say *which* kernel was learned.
+Two layers can score the same while one holds vertical edge detectors and the other horizontal ones.
+This module describes each output unit by its **normalised power spectrum** (the DC-removed kernel,
+zero-padded to ``GRID x GRID``, its power summed over input channels, normalised to sum 1: phase-
+and sign-free, so it sees orientation and frequency tuning) and compares sets of units with
+
+- a two-sample **energy distance** (Szekely & Rizzo 2004) between the units' Hellinger embeddings
+  (``sqrt`` of the normalised spectrum, so the Euclidean distance is the Hellinger distance), with a
+  **permutation null stratified by seed**: labels are exchanged only between the two sets of the same
+  seed, so seeds are combined without treating units of different networks as exchangeable;
+- **effect sizes with hierarchical-bootstrap intervals** (seeds resampled, then units within each):
+  the difference of mean unit score and of mean orientation selectivity;
+- **equivalence** by two one-sided tests (TOST, Lakens 2017): two sets are called the same only when
+  the 90% interval of each difference lies inside its stated margin; a non-significant test alone
+  is "no detectable difference", never sameness.
+
+>>> import numpy as np
+>>> sobel = np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], float)
+>>> pref, sel, freq = orientation_tuning(np.stack([sobel, sobel.T])[:, None])
+>>> [round(float(p)) % 180 for p in pref], bool(sel.min() > 0.5)
+([0, 90], True)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+GRID = 16
+"""Kernels are zero-padded to ``GRID x GRID`` before their power spectrum is taken."""
+N_PERM = 1999
+N_BOOT = 2000
+SCORE_MARGIN = 0.1
+"""Equivalence margin for the difference of mean unit scores (cosine units, scale 0..1)."""
+SELECTIVITY_MARGIN = 0.1
+"""Equivalence margin for the difference of mean orientation selectivity (scale 0..1)."""
+
+
+def _as_units(w: NDArray[np.floating]) -> NDArray[np.float64]:
+    a = np.asarray(w, dtype=np.float64)
+    if a.ndim == 3:  # (O, k, k): one input channel
+        a = a[:, None]
+    if a.ndim != 4:
+        raise ValueError(f"expected kernels (O, C, k, k), got shape {a.shape}")
+    return a - a.mean(axis=(2, 3), keepdims=True)
+
+
+def power_spectra(w: NDArray[np.floating], grid: int = GRID) -> NDArray[np.float64]:
+    """Per output unit, the power spectrum of its DC-removed kernel summed over input channels,
+    normalised to sum 1 (``(O, grid, grid)``, ``fftfreq`` order; all-zero units are ``NaN``)."""
+    a = _as_units(w)
+    power = (np.abs(np.fft.fft2(a, s=(grid, grid))) ** 2).sum(axis=1)
+    total = power.sum(axis=(1, 2), keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, power / np.where(total > 0, total, 1.0), np.nan)
+
+
+def descriptors(w: NDArray[np.floating], grid: int = GRID) -> NDArray[np.float64]:
+    """Hellinger embedding of :func:`power_spectra` on the half plane ``fy >= 0`` (a real kernel's
+    spectrum is symmetric): ``(O, D)``; Euclidean distances are Hellinger distances."""
+    p = power_spectra(w, grid)
+    half = p[:, : grid // 2 + 1, :] * 2.0
+    half[:, 0, :] /= 2.0  # the fy = 0 row is its own mirror
+    if grid % 2 == 0:
+        half[:, grid // 2, :] /= 2.0
+    return np.sqrt(half.reshape(len(p), -1))
+
+
+def orientation_tuning(
+    w: NDArray[np.floating], grid: int = GRID
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+    """Per unit: preferred orientation of the kernel's *gradient* in degrees ``[0, 180)`` (0 = the
+    kernel varies along x, like Sobel-x), orientation selectivity ``|sum P e^{2i phi}| / sum P`` in
+    ``[0, 1]`` (0 = isotropic) and the power-weighted mean radial frequency (cycles/pixel)."""
+    p = power_spectra(w, grid)
+    fy = np.fft.fftfreq(grid)[:, None]
+    fx = np.fft.fftfreq(grid)[None, :]
+    phi = np.arctan2(fy, fx)
+    vec = (p * np.exp(2j * phi)).sum(axis=(1, 2))
+    pref = (np.degrees(np.angle(vec)) / 2.0) % 180.0
+    return pref, np.abs(vec), (p * np.hypot(fx, fy)).sum(axis=(1, 2))
+
+
+def energy_distance(x: NDArray[np.floating], y: NDArray[np.floating]) -> float:
+    """Szekely's energy distance ``2 E|X - Y| - E|X - X'| - E|Y - Y'|`` (V-statistic) between the
+    rows of ``x`` and ``y``."""
+    from scipy.spatial.distance import cdist
+
+    return float(2 * cdist(x, y).mean() - cdist(x, x).mean() - cdist(y, y).mean())
+
+
+@dataclass
+class SetTest:
+    """A stratified permutation test of two kernel sets (see the module docstring)."""
+
+    statistic: float
+    p_value: float
+    n_perm: int
+    n_a: int
+    n_b: int
+    strata: int
+
+
+def _finite_rows(d: NDArray[np.float64]) -> NDArray[np.float64]:
+    return d[np.isfinite(d).all(axis=1)]
+
+
+def set_test(
+    a_sets: list[NDArray[np.floating]],
+    b_sets: list[NDArray[np.floating]],
+    n_perm: int = N_PERM,
+    seed: int = 0,
+) -> SetTest:
+    """Energy distance between the descriptors of the units of ``a_sets`` and ``b_sets`` (one array
+    of descriptors per seed, paired by position), with a permutation null that exchanges units only
+    within a seed. ``p = (1 + #{null >= observed}) / (1 + n_perm)``."""
+    if len(a_sets) != len(b_sets) or not a_sets:
+        raise ValueError("set_test needs the same number (>= 1) of A and B sets, one per seed")
+    pairs = [
+        (_finite_rows(np.asarray(a)), _finite_rows(np.asarray(b)))
+        for a, b in zip(a_sets, b_sets, strict=True)
+    ]
+    pooled = np.concatenate([np.concatenate([a, b]) for a, b in pairs])
+    from scipy.spatial.distance import cdist
+
+    dist = cdist(pooled, pooled)
+    offsets = np.cumsum([0] + [len(a) + len(b) for a, b in pairs])
+    is_a = np.concatenate([np.r_[np.ones(len(a), bool), np.zeros(len(b), bool)] for a, b in pairs])
+
+    def stat(mask: NDArray[np.bool_]) -> float:
+        ia, ib = np.flatnonzero(mask), np.flatnonzero(~mask)
+        return float(
+            2 * dist[np.ix_(ia, ib)].mean()
+            - dist[np.ix_(ia, ia)].mean()
+            - dist[np.ix_(ib, ib)].mean()
+        )
+
+    observed = stat(is_a)
+    rng = np.random.default_rng([seed, 4111])
+    count = 0
+    for _ in range(n_perm):
+        mask = is_a.copy()
+        for s in range(len(pairs)):
+            lo, hi = offsets[s], offsets[s + 1]
+            mask[lo:hi] = rng.permutation(mask[lo:hi])
+        count += stat(mask) >= observed - 1e-12
+    return SetTest(
+        statistic=observed,
+        p_value=(1 + count) / (1 + n_perm),
+        n_perm=n_perm,
+        n_a=int(is_a.sum()),
+        n_b=int((~is_a).sum()),
+        strata=len(pairs),
+    )
+
+
+def hierarchical_diff(
+    a_sets: Sequence[NDArray[np.floating] | Sequence[float]],
+    b_sets: Sequence[NDArray[np.floating] | Sequence[float]],
+    n_boot: int = N_BOOT,
+    level: float = 0.90,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    """``(mean(A) - mean(B), low, high)``: a percentile interval from a hierarchical bootstrap that
+    resamples seeds (pairs of sets) with replacement, then the values within each set."""
+    a = [x[np.isfinite(x)] for x in (np.asarray(v, np.float64) for v in a_sets)]
+    b = [x[np.isfinite(x)] for x in (np.asarray(v, np.float64) for v in b_sets)]
+    diff = float(np.concatenate(a).mean() - np.concatenate(b).mean())
+    rng = np.random.default_rng([seed, 7451])
+    k = len(a)
+    out = np.empty(n_boot)
+    for i in range(n_boot):
+        pick = rng.integers(0, k, k)
+        ra = np.concatenate([rng.choice(a[j], len(a[j])) for j in pick])
+        rb = np.concatenate([rng.choice(b[j], len(b[j])) for j in pick])
+        out[i] = ra.mean() - rb.mean()
+    tail = (1 - level) / 2 * 100
+    lo, hi = np.percentile(out, [tail, 100 - tail])
+    return diff, float(lo), float(hi)
+
+
+def equivalent(low: float, high: float, margin: float) -> bool:
+    """TOST at 5% per side: the 90% interval ``[low, high]`` lies inside ``(-margin, margin)``."""
+    return -margin < low and high < margin
+
+
+def holm(p_values: list[float], alpha: float = 0.05) -> list[bool]:
+    """Holm's step-down rule: which of the hypotheses are rejected at family-wise level ``alpha``."""
+    order = np.argsort(p_values)
+    reject = [False] * len(p_values)
+    for rank, i in enumerate(order):
+        if p_values[i] <= alpha / (len(p_values) - rank):
+            reject[i] = True
+        else:
+            break
+    return reject
