@@ -110,6 +110,19 @@ def _finite_rows(d: NDArray[np.float64]) -> NDArray[np.float64]:
     return d[np.isfinite(d).all(axis=1)]
 
 
+def _energy_of_masks(dist: NDArray[np.float64], masks: NDArray[np.float64]) -> NDArray[np.float64]:
+    """The energy distance for each row of ``masks`` (1 = set A, 0 = set B) from the pairwise
+    distances: ``2 mean(D_AB) - mean(D_AA) - mean(D_BB)``."""
+    other = 1.0 - masks
+    md = masks @ dist
+    od = other @ dist
+    n_a, n_b = masks.sum(axis=1), other.sum(axis=1)
+    ab = (md * other).sum(axis=1) / (n_a * n_b)
+    aa = (md * masks).sum(axis=1) / n_a**2
+    bb = (od * other).sum(axis=1) / n_b**2
+    return np.asarray(2 * ab - aa - bb, dtype=np.float64)
+
+
 def set_test(
     a_sets: list[NDArray[np.floating]],
     b_sets: list[NDArray[np.floating]],
@@ -129,32 +142,25 @@ def set_test(
     from scipy.spatial.distance import cdist
 
     dist = cdist(pooled, pooled)
-    offsets = np.cumsum([0] + [len(a) + len(b) for a, b in pairs])
-    is_a = np.concatenate([np.r_[np.ones(len(a), bool), np.zeros(len(b), bool)] for a, b in pairs])
-
-    def stat(mask: NDArray[np.bool_]) -> float:
-        ia, ib = np.flatnonzero(mask), np.flatnonzero(~mask)
-        return float(
-            2 * dist[np.ix_(ia, ib)].mean()
-            - dist[np.ix_(ia, ia)].mean()
-            - dist[np.ix_(ib, ib)].mean()
-        )
-
-    observed = stat(is_a)
+    is_a = np.concatenate([np.r_[np.ones(len(a)), np.zeros(len(b))] for a, b in pairs])
     rng = np.random.default_rng([seed, 4111])
-    count = 0
-    for _ in range(n_perm):
-        mask = is_a.copy()
-        for s in range(len(pairs)):
-            lo, hi = offsets[s], offsets[s + 1]
-            mask[lo:hi] = rng.permutation(mask[lo:hi])
-        count += stat(mask) >= observed - 1e-12
+    masks = np.empty((n_perm + 1, len(is_a)))
+    masks[0] = is_a
+    lo = 0
+    for a, b in pairs:  # labels exchanged within each seed only
+        hi = lo + len(a) + len(b)
+        order = rng.random((n_perm, hi - lo)).argsort(axis=1)
+        masks[1:, lo:hi] = is_a[lo:hi][order]
+        lo = hi
+    stats = _energy_of_masks(dist, masks)
+    observed = float(stats[0])
+    count = int((stats[1:] >= observed - 1e-12).sum())
     return SetTest(
         statistic=observed,
         p_value=(1 + count) / (1 + n_perm),
         n_perm=n_perm,
         n_a=int(is_a.sum()),
-        n_b=int((~is_a).sum()),
+        n_b=int(len(is_a) - is_a.sum()),
         strata=len(pairs),
     )
 
@@ -173,12 +179,21 @@ def hierarchical_diff(
     diff = float(np.concatenate(a).mean() - np.concatenate(b).mean())
     rng = np.random.default_rng([seed, 7451])
     k = len(a)
-    out = np.empty(n_boot)
-    for i in range(n_boot):
-        pick = rng.integers(0, k, k)
-        ra = np.concatenate([rng.choice(a[j], len(a[j])) for j in pick])
-        rb = np.concatenate([rng.choice(b[j], len(b[j])) for j in pick])
-        out[i] = ra.mean() - rb.mean()
+    pick = rng.integers(0, k, (n_boot, k))
+    sums = {"a": np.zeros(n_boot), "b": np.zeros(n_boot)}
+    counts = {"a": np.zeros(n_boot), "b": np.zeros(n_boot)}
+    for slot in range(k):
+        for j in range(k):
+            rows = np.flatnonzero(pick[:, slot] == j)
+            for key, sets in (("a", a), ("b", b)):
+                v = sets[j]
+                if len(rows) and len(v):
+                    draws = v[rng.integers(0, len(v), (len(rows), len(v)))]
+                    sums[key][rows] += draws.sum(axis=1)
+                    counts[key][rows] += len(v)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = sums["a"] / counts["a"] - sums["b"] / counts["b"]
+    out = out[np.isfinite(out)]
     tail = (1 - level) / 2 * 100
     lo, hi = np.percentile(out, [tail, 100 - tail])
     return diff, float(lo), float(hi)
