@@ -150,8 +150,14 @@ def _init(seed: int, n: int = 8) -> np.ndarray:
 
 
 def test_three_way_learned_from_the_task():
-    v = three_way_verdict(_units_of(_edges(1)), _units_of(_blobs(2)), _units_of(_init(3)), "conv1")
+    from convlens.analysis.evidence.kernelsets import spectra_agree
+
+    v = three_way_verdict(
+        _units_of(_edges(1)), _units_of(_blobs(2)), _units_of(_init(3)), "conv1", 5
+    )
     assert v.verdict == "learned from the task"
+    # what the task taught: an x-derivative, named by spectral enrichment over the control
+    assert spectra_agree(v.enriched, "sobel_x") and not spectra_agree(v.enriched, "sobel_y")
     assert v.rule == LEARN_RULE and set(v.controls) == {"random_labels", "init"}
     by = {c.pair: c for c in v.content}
     assert by["trained vs random_labels"].differs and by["trained vs init"].differs

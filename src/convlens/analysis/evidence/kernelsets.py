@@ -204,6 +204,52 @@ def equivalent(low: float, high: float, margin: float) -> bool:
     return -margin < low and high < margin
 
 
+SAME_ANSWER_BC = 0.85
+"""Two bank kernels are the same answer when the Bhattacharyya coefficient of their normalised power
+spectra is at least this: at 5 x 5 it joins Sobel-x, Prewitt-x, Farid-x and Gaussian x-derivatives
+and orientations 22.5 degrees apart, and keeps orthogonal edges apart (0.56)."""
+
+
+def bank_descriptors(size: int) -> tuple[list[str], NDArray[np.float64]]:
+    """The labels and :func:`descriptors` of the classical bank at ``size``."""
+    from convlens.kernels import matching_bank
+
+    bank = matching_bank(size)
+    return [e.label for e in bank], descriptors(np.stack([e.weights for e in bank])[:, None])
+
+
+def name_learned(
+    trained: Sequence[Sequence[Sequence[float | None]]],
+    controls: Sequence[Sequence[Sequence[float | None]]],
+    size: int,
+) -> str | None:
+    """The bank kernel most enriched in the trained units relative to the control units: the largest
+    difference of mean Bhattacharyya coefficient between a unit's normalised power spectrum and the
+    bank kernel's (phase- and sign-free). Each argument: per seed, the units' :func:`descriptors`."""
+    if size < 2:
+        return None
+    labels, bank = bank_descriptors(size)
+    if bank.shape[1] != len(next((r for s in trained for r in s), [])):
+        return None
+
+    def mean_bc(sets: Sequence[Sequence[Sequence[float | None]]]) -> NDArray[np.float64] | None:
+        rows = [r for s in sets for r in s if all(v is not None for v in r)]
+        return (np.asarray(rows, np.float64) @ bank.T).mean(axis=0) if rows else None
+
+    a, b = mean_bc(trained), mean_bc(controls)
+    if a is None or b is None:
+        return None
+    return labels[int(np.argmax(a - b))]
+
+
+def spectra_agree(label: str | None, truth: str, size: int = 5) -> bool:
+    """Whether ``label`` and ``truth`` are the same answer (:data:`SAME_ANSWER_BC`)."""
+    if label is None:
+        return False
+    labels, bank = bank_descriptors(size)
+    return float(bank[labels.index(label)] @ bank[labels.index(truth)]) >= SAME_ANSWER_BC
+
+
 def holm(p_values: list[float], alpha: float = 0.05) -> list[bool]:
     """Holm's step-down rule: which of the hypotheses are rejected at family-wise level ``alpha``."""
     order = np.argsort(p_values)

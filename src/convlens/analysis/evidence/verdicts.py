@@ -240,6 +240,7 @@ def three_way_verdict(
     random_labels: UnitSummary | list[UnitSummary] | None,
     init: UnitSummary | list[UnitSummary] | None,
     layer: str | None = None,
+    kernel_size: int | None = None,
 ) -> KernelLearningVerdict:
     """Where the first layer's kernels come from (:data:`LEARN_RULE`), from one run's units or from
     several seeds' (lists paired by position: seed ``i`` of each), with each control's proportion
@@ -301,6 +302,10 @@ def three_way_verdict(
         out.verdict = "limited: differs from init; task vs image statistics not measured (no random-label run)"
     elif by["trained vs random_labels"].differs:
         out.verdict = "learned from the task"
+        if kernel_size is not None:
+            out.enriched = kernelsets.name_learned(
+                [u.spectra for u in t_sets], [u.spectra for u in r_sets], kernel_size
+            )
     elif by["trained vs random_labels"].equivalent and by["random_labels vs init"].differs:
         out.verdict = "learned from image statistics"
     else:
@@ -322,13 +327,13 @@ def kernel_learning_verdict(
     analyses = a if isinstance(a, list) else [a]
     trained: list[UnitSummary] = []
     controls: dict[str, list[UnitSummary | None]] = {"random_labels": [], "init": []}
-    layer = None
+    layer, size = None, None
     for x in analyses:
         first = x.first_layer
         m = first.matching if first is not None else None
         if m is None or m.units is None or not m.units.best_scores:
             return None
-        layer = m.layer
+        layer, size = m.layer, m.kernel_size
         trained.append(m.units)
         by_kind = {c.kind: c.units for c in x.controls if c.units is not None}
         for kind, got in controls.items():
@@ -339,7 +344,7 @@ def kernel_learning_verdict(
         return kept if len(kept) == len(units) else None
 
     return three_way_verdict(
-        trained, complete(controls["random_labels"]), complete(controls["init"]), layer
+        trained, complete(controls["random_labels"]), complete(controls["init"]), layer, size
     )
 
 

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from convlens.analysis.evidence.kernelsets import name_learned, spectra_agree
 from convlens.analysis.evidence.stats import wilson
 from convlens.analysis.evidence.verdicts import three_way_verdict, unit_kernel_verdict
 from convlens.analysis.measure.matching import match_layer
@@ -155,39 +156,6 @@ def _units(w: NDArray[np.float64], n_null: int) -> UnitSummary:
     return m.units
 
 
-def _bank_descriptors(size: int) -> tuple[list[str], NDArray[np.float64]]:
-    from convlens.analysis.evidence.kernelsets import descriptors
-    from convlens.kernels import matching_bank
-
-    bank = matching_bank(size)
-    return [e.label for e in bank], descriptors(np.stack([e.weights for e in bank])[:, None])
-
-
-def name_learned(trained: list[UnitSummary], controls: list[UnitSummary], size: int) -> str | None:
-    """The bank kernel most enriched in the trained units relative to the random-label units: the
-    largest difference of mean Bhattacharyya coefficient between a unit's normalised power spectrum
-    and the bank kernel's (phase- and sign-free)."""
-    labels, bank = _bank_descriptors(size)
-
-    def mean_bc(units: list[UnitSummary]) -> NDArray[np.float64] | None:
-        rows = [r for u in units for r in u.spectra if all(v is not None for v in r)]
-        return (np.asarray(rows, np.float64) @ bank.T).mean(axis=0) if rows else None
-
-    a, b = mean_bc(trained), mean_bc(controls)
-    if a is None or b is None:
-        return None
-    return labels[int(np.argmax(a - b))]
-
-
-def spectra_agree(label: str | None, teacher: str, size: int = 5, threshold: float = 0.9) -> bool:
-    """The named kernel's power spectrum matches the teacher's (Bhattacharyya coefficient >= 0.9):
-    Sobel-x, Prewitt-x and a Gaussian x-derivative are the same answer."""
-    if label is None:
-        return False
-    labels, bank = _bank_descriptors(size)
-    return float(bank[labels.index(label)] @ bank[labels.index(teacher)]) >= threshold
-
-
 def validate_case(
     case: str,
     repetitions: int,
@@ -212,10 +180,12 @@ def validate_case(
             i_units.append(_units(w0, n_null))
             acc += [a] if a is not None else []
             acc_rl += [ar] if ar is not None else []
-        v = three_way_verdict(t_units, r_units, i_units, "conv1")
+        v = three_way_verdict(t_units, r_units, i_units, "conv1", 5)
         verdicts.append(v.verdict)
         if info.teacher is not None:
-            named.append(name_learned(t_units, r_units, 5))
+            named.append(
+                name_learned([u.spectra for u in t_units], [u.spectra for u in r_units], 5)
+            )
         log(f"{case} repetition {rep + 1}/{repetitions}: {v.verdict}")
     counts = {k: verdicts.count(k) for k in sorted(set(verdicts))}
     out = CaseResult(

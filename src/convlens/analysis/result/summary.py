@@ -112,6 +112,9 @@ class KernelLearningVerdict:
     content: list[ContentComparison] = field(default_factory=list)
     n_seeds: int = 1
     margins: dict[str, float] = field(default_factory=dict)
+    enriched: str | None = None
+    """When learned from the task: the bank kernel most enriched in the trained units over the
+    random-label units (by normalised power spectrum): what the task taught."""
 
 
 @dataclass

@@ -1,0 +1,99 @@
+"""``convlens validate`` (analysis/orchestration/validate.py): the kernel verdicts on planted truths.
+
+The full run (every planted case, 10 repetitions of 3 seeds) is ``make validate``; its tables are
+docs/validation.md. Here: the planted datasets themselves, the null layers' calibration, and one
+small end-to-end repetition."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from convlens.analysis.evidence.kernelsets import bank_descriptors, spectra_agree
+from convlens.analysis.orchestration import validate as val
+from convlens.data import planted
+from convlens.errors import ConvlensError
+
+
+def test_planted_datasets_are_seeded_balanced_and_in_unit_range():
+    for name in planted.CASES:
+        x, y = planted.planted01(name, 3)
+        x2, y2 = planted.planted01(name, 3)
+        assert np.array_equal(x, x2) and np.array_equal(y, y2)
+        assert x.shape == (planted.N_IMAGES, planted.SIZE, planted.SIZE)
+        assert np.bincount(y).tolist() == [planted.N_IMAGES // 2] * 2
+        assert x.min() >= 0.0 and x.max() <= 1.0
+    assert not np.array_equal(
+        planted.planted01("oriented", 0)[0], planted.planted01("oriented", 1)[0]
+    )
+
+
+def test_oriented_images_are_white_when_pooled_and_oriented_per_class():
+    x, y = planted.planted01("oriented", 0)
+    z = x - x.mean(axis=(1, 2), keepdims=True)
+    power = np.abs(np.fft.fft2(z)) ** 2
+    fy, fx = np.fft.fftfreq(planted.SIZE)[:, None], np.fft.fftfreq(planted.SIZE)[None, :]
+    horizontal = (np.abs(fx) > 2 * np.abs(fy)).astype(float)
+    vertical = (np.abs(fy) > 2 * np.abs(fx)).astype(float)
+
+    def ratio(p):
+        return float((p * horizontal).sum() / (p * vertical).sum())
+
+    assert ratio(power[y == 0].mean(0)) > 3 and ratio(power[y == 1].mean(0)) < 1 / 3
+    assert 0.8 < ratio(power.mean(0)) < 1.25  # pooled: no preferred orientation
+
+
+def test_teacher_labels_follow_the_hidden_kernel():
+    from convlens.kernels import matching_bank
+    from convlens.ops import correlate
+
+    x, y = planted.planted01("teacher-sobel", 0)
+    k = next(e.weights for e in matching_bank(5) if e.label == "sobel_x")
+    energy = np.maximum(correlate(x[:, None], np.asarray(k, float)[None, None])[:, 0], 0).mean(
+        (1, 2)
+    )
+    assert energy[y == 1].min() > energy[y == 0].max()  # a margin between the classes
+
+
+def test_planted_specs_are_checked():
+    assert planted.parse_spec("planted:oriented") == ("oriented", 0)
+    assert planted.parse_spec("planted:oriented:7") == ("oriented", 7)
+    for bad, match in [
+        ("planted:nope", "unknown planted case 'nope'"),
+        ("planted:oriented:x", "the draw must be an integer"),
+        ("planted:a:b:c", "expected planted:NAME"),
+    ]:
+        with pytest.raises(ConvlensError, match=match):
+            planted.parse_spec(bad)
+
+
+def test_null_layers_are_calibrated_against_the_headline_null():
+    # no training: random kernels as PyTorch draws them, and stationary blurred noise
+    for label, blur in val.NULL_LAYERS.items():
+        n = val.null_layer(label, blur, 60)
+        assert n.units == 480
+        lo, hi = n.above_spectrum_null.ci
+        assert lo is not None and hi is not None and lo < 0.05 < hi + 0.02, (label, n)
+        assert n.headline_yes.k <= 3, (label, n)  # "classical kernels: yes" in <= 5% of layers
+    blurred = val.null_layer("blur 1.5 px", 1.5, 60)
+    assert blurred.above_random_null.rate > 0.5  # smoothness alone beats the random null
+
+
+def test_same_answer_joins_derivative_filters_and_keeps_orientations_apart():
+    labels, bank = bank_descriptors(5)
+    assert spectra_agree("prewitt_x", "sobel_x") and spectra_agree("farid_x", "sobel_x")
+    assert not spectra_agree("sobel_y", "sobel_x") and not spectra_agree(None, "sobel_x")
+    assert bank.shape[0] == len(labels) and np.allclose((bank**2).sum(axis=1), 1.0)
+
+
+@pytest.mark.slow
+def test_one_repetition_end_to_end(tmp_path):
+    v = val.validate(
+        cases=["orismooth", "white-random"], repetitions=1, seeds=2, epochs=40, null_repetitions=5
+    )
+    by = {c.case: c for c in v.cases}
+    assert by["orismooth"].verdicts == ["learned from the task"]
+    assert by["white-random"].verdicts[0] != "learned from the task"
+    text = val.markdown(v)
+    assert "| `orismooth` | from the task |" in text and "null layer" in text
+    assert '"cases"' in v.to_json()
