@@ -43,7 +43,7 @@ from convlens.analysis.result import (
     Source,
 )
 from convlens.data.fit import FitOptions
-from convlens.errors import ConvlensError
+from convlens.errors import ConvlensError, is_user_error
 
 # ----------------------------------------------------------------------------- model files
 PROBES_PER_SET = 4
@@ -55,11 +55,16 @@ PP-OCR run wrote 15 MB, 89% of it matrices, at 256); larger layers keep the mean
 
 class DataStageError(ConvlensError):
     """The data part of a model-file analysis failed: ``result`` holds everything else (the weight
-    analysis) with an ``errors`` entry of stage ``"activations"``, for the caller to write."""
+    analysis) with an ``errors`` entry of the stage that failed (``stage``: ``"data"`` when the
+    data could not be prepared for the model, ``"activations"`` when running the model on them
+    failed), for the caller to write."""
 
-    def __init__(self, message: str, result: AnalysisResult, hint_key: Any = None) -> None:
+    def __init__(
+        self, message: str, result: AnalysisResult, hint_key: Any = None, stage: str = "activations"
+    ) -> None:
         super().__init__(message, hint_key=hint_key)
         self.result = result
+        self.stage = stage
 
 
 @dataclass
@@ -114,7 +119,9 @@ def analyze_model_file(
     """Kernel analysis of every conv weight in a file through its adapter (:func:`open_model`);
     with ``factory`` also verification, and with ``data`` (fitted to the model by ``fit``) the
     ID-vs-OOD activations, receptive fields and probe feature maps (``.onnx`` files run with
-    onnxruntime). When the data part fails, :class:`DataStageError` carries the weight analysis."""
+    onnxruntime). When the data part fails with bad input or environment (preparing the data, or
+    running the model on them: a model that raises, data that do not fit), :class:`DataStageError`
+    carries the weight analysis; a bug of convlens propagates as it is."""
     check_settings(n_null, seed)
     options = fit or FitOptions()
     options.check()
@@ -125,7 +132,8 @@ def analyze_model_file(
         raise ConvlensError(
             "no conv layers found (no tensors shaped (O, C, k), (O, C, k, k) or (O, C, k, k, k))"
         )
-    failure: BaseException | None = None
+    failure: Exception | None = None
+    stage = "activations"  # where the data part failed: "data" (preparing them) or running on them
     try:
         adapter = open_model(
             path, convs, factory=factory, run=data is not None, output=options.output
@@ -136,12 +144,20 @@ def analyze_model_file(
         adapter, failure = WeightsOnly.from_onnx(path), exc
     prepared = None
     if data is not None and failure is None:
-        try:
-            with timer("data"):
+        with timer("data"):
+            try:
                 prepared = _prepare_data(adapter, data, ood, options, seed)
-                adapter.trace(prepared.x_id)
-        except Exception as exc:  # any failure of the data part: the weight analysis still stands
-            failure = _data_failure(exc)
+            except Exception as exc:
+                if not _recoverable(exc):
+                    raise
+                failure, stage = exc, "data"
+            else:
+                try:
+                    adapter.trace(prepared.x_id)
+                except Exception as exc:
+                    if not _recoverable(exc):
+                        raise
+                    failure = exc
     result = new_result(
         Source("model_file", str(path), factory, data), Settings(n_null, seed), adapter.layers()
     )
@@ -154,15 +170,17 @@ def analyze_model_file(
             _verify_stage(result, adapter, None, bad)
     if prepared is not None and failure is None:
         if bad:  # the model cannot be run meaningfully: nothing from running it is used
-            for stage in (
+            for skipped in (
                 ("verify", "distribution") if adapter.kind == "onnx" else ("distribution",)
             ):
-                skip_for_nonfinite(result, stage, bad)
+                skip_for_nonfinite(result, skipped, bad)
         else:
             try:
                 _data_stages(result, adapter, prepared, timer, bad)
             except Exception as exc:
-                failure = _data_failure(exc)
+                if not _recoverable(exc):
+                    raise
+                failure = exc
     result.notes[:0] = adapter.notes + (prepared.notes if prepared is not None else [])
     finish(result, timer)
     if failure is not None:
@@ -171,19 +189,20 @@ def analyze_model_file(
             if isinstance(failure, ConvlensError)
             else (f"{type(failure).__name__}: {' '.join(str(failure).split())[:300]}")
         )
-        result.errors.append(AnalysisError(stage="activations", message=message))
-        raise DataStageError(message, result, getattr(failure, "hint_key", None))
+        result.errors.append(AnalysisError(stage=stage, message=message))
+        raise DataStageError(message, result, getattr(failure, "hint_key", None), stage)
     return result
 
 
-def _data_failure(exc: Exception) -> Exception:
-    """``exc`` as a failure of the data part, except a failed rank under torchrun: that ends the
-    whole job as it is (every rank has agreed on it; :mod:`convlens.parallel.dist`)."""
+def _recoverable(exc: Exception) -> bool:
+    """Whether a failure of the data part leaves the weight analysis standing: bad input or
+    environment (:func:`convlens.errors.is_user_error`; third-party code, e.g. the user's model,
+    onnxruntime or an image decoder, fails as a :class:`ConvlensError` where convlens calls it).
+    A bug of convlens is not: it propagates (exit 1, the traceback with ``--debug``), and so does a
+    failed rank under torchrun (every rank has agreed to end the job; :mod:`convlens.parallel.dist`)."""
     from convlens.parallel.dist import RankCrashed, RankFailed
 
-    if isinstance(exc, (RankFailed, RankCrashed)):
-        raise exc
-    return exc
+    return is_user_error(exc) and not isinstance(exc, RankFailed | RankCrashed)
 
 
 def _prepare_stream(
