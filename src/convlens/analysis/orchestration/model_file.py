@@ -14,17 +14,16 @@ from numpy.typing import NDArray
 from convlens.analysis.measure import (
     activations,
     featuremaps,
-    matching,
     receptive,
 )
 from convlens.analysis.model.adapters import ModelAdapter, OnnxModel, TorchModel, WeightsOnly
 from convlens.analysis.model.loading import build_from_factory, conv_weights, load_weights
+from convlens.analysis.orchestration.options import AnalyzeOptions
 from convlens.analysis.orchestration.stages import (
     Timer,
     attach_checks,
     attach_distribution,
     by_name,
-    check_settings,
     finish,
     match_layers,
     new_result,
@@ -105,26 +104,20 @@ def open_model(
 
 
 def analyze_model_file(
-    path: str | Path,
-    *,
-    factory: str | None = None,
-    data: str | None = None,
-    ood: list[str] | None = None,
-    n_null: int = 2000,
-    seed: int = 0,
-    detail_limit: int = matching.DETAIL_LIMIT,
-    detail_total: int = matching.DETAIL_TOTAL,
-    fit: FitOptions | None = None,
+    path: str | Path, options: AnalyzeOptions | None = None, **kw: Any
 ) -> AnalysisResult:
     """Kernel analysis of every conv weight in a file through its adapter (:func:`open_model`);
-    with ``factory`` also verification, and with ``data`` (fitted to the model by ``fit``) the
+    with a factory also verification, and with data (fitted to the model by the fit options) the
     ID-vs-OOD activations, receptive fields and probe feature maps (``.onnx`` files run with
-    onnxruntime). When the data part fails with bad input or environment (preparing the data, or
-    running the model on them: a model that raises, data that do not fit), :class:`DataStageError`
-    carries the weight analysis; a bug of convlens propagates as it is."""
-    check_settings(n_null, seed)
-    options = fit or FitOptions()
-    options.check()
+    onnxruntime). ``options`` (:class:`AnalyzeOptions`), or its fields as keyword arguments
+    (``analyze_model_file(path, data="digits", n_null=200)``).
+
+    When the data part fails with bad input or environment (preparing the data, or running the
+    model on them: a model that raises, data that do not fit), :class:`DataStageError` carries the
+    weight analysis; a bug of convlens propagates as it is."""
+    opts = AnalyzeOptions.of(options, kw)
+    opts.check_for(path)
+    factory, data, ood, seed = opts.factory, opts.data, opts.ood, opts.seed
     timer = Timer()
     with timer("load"):
         convs = conv_weights(load_weights(path))
@@ -136,7 +129,7 @@ def analyze_model_file(
     stage = "activations"  # where the data part failed: "data" (preparing them) or running on them
     try:
         adapter = open_model(
-            path, convs, factory=factory, run=data is not None, output=options.output
+            path, convs, factory=factory, run=data is not None, output=opts.fit.output
         )
     except ConvlensError as exc:  # an ONNX graph onnxruntime cannot run: its weights still can be
         if data is None or factory is not None or Path(path).suffix.lower() != ".onnx":
@@ -146,7 +139,7 @@ def analyze_model_file(
     if data is not None and failure is None:
         with timer("data"):
             try:
-                prepared = _prepare_data(adapter, data, ood, options, seed)
+                prepared = _prepare_data(adapter, data, ood, opts.fit, seed)
             except Exception as exc:
                 if not _recoverable(exc):
                     raise
@@ -159,12 +152,16 @@ def analyze_model_file(
                         raise
                     failure = exc
     result = new_result(
-        Source("model_file", str(path), factory, data), Settings(n_null, seed), adapter.layers()
+        Source("model_file", str(path), factory, data),
+        Settings(opts.n_null, seed),
+        adapter.layers(),
     )
     weights = adapter.weights()
     bad = nonfinite_layers(result, weights)
     with timer("matching"):
-        match_layers(result, weights, detail_limit=detail_limit, detail_total=detail_total)
+        match_layers(
+            result, weights, detail_limit=opts.detail_limit, detail_total=opts.detail_total
+        )
     if adapter.kind == "torch":
         with timer("verify"):
             _verify_stage(result, adapter, None, bad)
@@ -206,7 +203,7 @@ def _recoverable(exc: Exception) -> bool:
 
 
 def _prepare_stream(
-    adapter: ModelAdapter, root: str, ood: list[str] | None, options: FitOptions, seed: int
+    adapter: ModelAdapter, root: str, ood: tuple[str, ...] | None, options: FitOptions, seed: int
 ) -> _Prepared:
     """A streamed image folder (:mod:`convlens.parallel.stream`): the ID set is every image of the
     folder, decoded lazily (sharded across ranks under torchrun); the OOD sets are made from the
@@ -229,7 +226,7 @@ def _prepare_stream(
             "--normalize, --scale and --input-size apply to data loaded whole"
         )
     ds = open_folder(root, seed, channels=adapter.expectation().channels or 1)
-    names = ood if ood is not None else default_ood_names(ds)
+    names = list(ood) if ood is not None else default_ood_names(ds)
     oods = make_oods(names, ds, 100, seed)
     return _Prepared(
         f"{ds.name} (all {len(ds.stream)} images, streamed)",
@@ -246,7 +243,7 @@ def _prepare_stream(
 
 
 def _prepare_data(
-    adapter: ModelAdapter, data: str, ood: list[str] | None, options: FitOptions, seed: int
+    adapter: ModelAdapter, data: str, ood: tuple[str, ...] | None, options: FitOptions, seed: int
 ) -> _Prepared:
     """Load ``data`` and its OOD sets and fit them to the model: one plan for every set."""
     from convlens.data.fit import noise_like, plan_fit
