@@ -394,3 +394,12 @@ def test_pt2_is_refused(tmp_path):
     (tmp_path / "m.pt2").write_bytes(b"PK\x03\x04")
     with pytest.raises(ConvlensError, match="unrestricted pickle"):
         load_weights(tmp_path / "m.pt2")
+
+
+def test_cached_gabor_bases_are_read_only():
+    from convlens.analysis.measure import gaborfit
+
+    bases, grid = gaborfit._bases(5)
+    assert not bases.flags.writeable and isinstance(grid, tuple)
+    with pytest.raises(ValueError, match="read-only"):
+        bases[0, 0, 0] = 99.0

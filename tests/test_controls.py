@@ -283,7 +283,7 @@ def test_control_run_attached_and_verdict_names_controls(stripe_runs):
     assert a.representation is not None and a.representation.layers
     back = AnalysisResult.from_json(a.to_json())
     assert back.verdicts.kernel_learning == v
-    from convlens.pipelines import analysis_summary
+    from convlens.summary import analysis_summary
 
     text = "\n".join(analysis_summary(a))
     assert "kernel origin (conv1): " in text and "controls: random_labels, init" in text

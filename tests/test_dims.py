@@ -21,7 +21,7 @@ from convlens.analysis.result import (
 from convlens.errors import ConvlensError
 from convlens.kernels import matching_bank_1d
 from convlens.kernels.bank1d import hann_fourier_atom
-from convlens.pipelines import analysis_summary
+from convlens.summary import analysis_summary
 
 N_NULL = 500
 

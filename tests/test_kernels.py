@@ -408,3 +408,36 @@ def test_matching_bank_size_limit():
         matching_bank(True)
     entries = matching_bank(41)
     assert all(np.isfinite(e.weights).all() for e in entries)
+
+
+@pytest.mark.parametrize("k", [2, 3, 4, 5])
+def test_cached_bank_is_read_only_and_a_write_changes_no_later_match(k):
+    from convlens.analysis.measure.matching import dc_cosine_scores
+    from convlens.kernels import matching_bank
+    from convlens.kernels.bank import bank_matrix
+
+    probe = np.random.default_rng(k).standard_normal((8, k * k))
+    before = dc_cosine_scores(probe, bank_matrix(k)[0])
+    entries = matching_bank(k)
+    assert entries and not any(e.weights.flags.writeable for e in entries)
+    with pytest.raises(ValueError, match="read-only"):
+        entries[0].weights[0, 0] = 99.0
+    with pytest.raises(ValueError, match="read-only"):
+        entries[-1].weights *= 2
+    with pytest.raises(TypeError):
+        entries[0].params["size"] = 99  # type: ignore[index]
+    fresh = matching_bank(k)
+    assert all(np.array_equal(a.weights, b.weights) for a, b in zip(entries, fresh, strict=True))
+    after = dc_cosine_scores(probe, bank_matrix(k)[0])
+    for x, y in zip(before, after, strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_cached_1d_bank_is_read_only():
+    from convlens.kernels import matching_bank_1d
+
+    entries = matching_bank_1d(16)
+    assert not any(e.weights.flags.writeable for e in entries)
+    with pytest.raises(ValueError, match="read-only"):
+        entries[0].weights[0] = 99.0
+    assert matching_bank_1d(16)[0].weights[0] != 99.0

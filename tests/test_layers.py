@@ -1,6 +1,7 @@
 """Layer identity: execution order from hooks, geometry from the module, never a name convention."""
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
@@ -52,3 +53,36 @@ def test_weights_only_keep_file_order_and_say_so():
         ("blocks.0.conv_dw", 1, "file"),
     ]
     assert ids[0].weight_key == "conv_stem.weight" and ids[0].stride is None
+
+
+class _Fails(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.c = nn.Conv2d(1, 2, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        lookup: dict[str, torch.Tensor] = {}
+        return self.c(x) + lookup["missing"]  # the user's own bug
+
+
+def test_run_model_wraps_the_models_failures_not_convlens_bugs():
+    from convlens.analysis.model import layers
+    from convlens.analysis.model.layers import run_model
+    from convlens.errors import ConvlensError
+
+    x = torch.zeros(1, 1, 5, 5)
+    with pytest.raises(ConvlensError, match=r"the data of shape \(1, 1, 5, 5\) failed: KeyError"):
+        run_model(_Fails(), x, "the data")
+    with pytest.raises(ConvlensError, match="RuntimeError"):  # torch's own error: wrong channels
+        run_model(nn.Conv2d(3, 2, 3), x, "the data")
+
+    def hook(*_a: object) -> None:
+        raise TypeError("hook bug")
+
+    # the same hook as if convlens had defined it (convlens's forward hooks run inside the model):
+    # its failure is a bug of convlens and propagates as it is
+    hook.__code__ = hook.__code__.replace(co_filename=layers.__file__)
+    conv = nn.Conv2d(1, 2, 3)
+    conv.register_forward_hook(hook)
+    with pytest.raises(TypeError, match="hook bug"):
+        run_model(conv, x, "the data")

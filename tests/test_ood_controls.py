@@ -305,7 +305,7 @@ def test_factory_that_returns_the_files_weights_has_no_untrained_control(tmp_pat
 
 
 def test_analyze_prints_sources_controls_and_predictions(tiny_run_analysis):
-    from convlens.pipelines import analysis_summary
+    from convlens.summary import analysis_summary
 
     lines = analysis_summary(tiny_run_analysis)
     (src,) = [ln for ln in lines if ln.startswith("ID: ")]

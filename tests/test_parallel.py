@@ -393,7 +393,7 @@ def test_rank_loss_shares_average_to_the_global_mean_gradient() -> None:
 
 
 def test_demo_is_refused_under_torchrun(monkeypatch: pytest.MonkeyPatch) -> None:
-    from convlens.pipelines import run_demo
+    from convlens.demo import run_demo
 
     env = {"WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "1"}
     for k, v in env.items():

@@ -9,16 +9,10 @@ from safetensors.numpy import save_file
 
 from convlens.analysis.result import SCHEMA_VERSION, AnalysisResult, SeedsSummary
 from convlens.commands import ExplainArgs, explain_text, kernel_details, parse_ints, parse_padding
+from convlens.demo import demo_recipe, run_demo
 from convlens.errors import ConvlensError
-from convlens.pipelines import (
-    analysis_summary,
-    analyze_target,
-    default_run_dir,
-    demo_recipe,
-    resume_config,
-    run_demo,
-    train_run,
-)
+from convlens.pipelines import analyze_target, default_run_dir, resume_config, train_run
+from convlens.summary import analysis_summary
 from convlens.train import TrainConfig
 from convlens.train.recipes import DEMO_RECIPE
 
@@ -83,7 +77,7 @@ def test_demo_recipe():
     # another dataset keeps the recipe but not the faces model, and says so (issue 15)
     digits = demo_recipe("digits", None)
     assert digits == {k: v for k, v in DEMO_RECIPE.items() if k != "model"} | {"data": "digits"}
-    from convlens.pipelines import recipe_notes
+    from convlens.demo import recipe_notes
 
     assert recipe_notes(demo_recipe(None, None)) == []
     (note,) = recipe_notes(digits)

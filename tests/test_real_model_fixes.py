@@ -185,7 +185,7 @@ def test_three_tap_layers_report_no_test_power() -> None:
     test, the layer says why, and the first-layer verdict is not measured."""
     from convlens.analysis.evidence.verdicts import kernel_verdict
     from convlens.analysis.measure.dims import match_other
-    from convlens.pipelines import _one_d_line
+    from convlens.summary import _one_d_line
 
     w = np.random.default_rng(0).standard_normal((8, 4, 3))
     m = match_other("enc", w, n_null=2000)
@@ -228,7 +228,7 @@ def test_one_d_first_layer_line_has_the_verdict(tmp_path: Path) -> None:
 def test_all_zero_one_d_kernels_are_left_out_of_the_spectrum() -> None:
     """An all-zero kernel has no peak: it is counted apart, not a peak at 0 in the summary."""
     from convlens.analysis.measure.dims import kernel_spectra, match_other, spectral_summary
-    from convlens.pipelines import _one_d_line
+    from convlens.summary import _one_d_line
 
     t = np.arange(16)
     live = np.stack([np.cos(2 * np.pi * f * t / 16) for f in (2, 3, 4)])

@@ -15,7 +15,7 @@ from convlens.analysis.measure.matching import DETAIL_LIMIT, DETAIL_TOTAL
 from convlens.analysis.model.layers import STEM_RULE, identify_weights, stem_index
 from convlens.analysis.result import AnalysisResult
 from convlens.errors import ConvlensError
-from convlens.pipelines import analysis_summary
+from convlens.summary import analysis_summary
 
 
 @pytest.mark.parametrize("n", [10**6, 1030, 5000])

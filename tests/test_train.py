@@ -421,7 +421,7 @@ def test_resume_of_a_run_killed_before_its_first_checkpoint_starts_again(tmp_pat
 
 
 def test_demo_refuses_foreign_folders_and_train_runs(tmp_path, tiny_run_copy):
-    from convlens.pipelines import run_demo
+    from convlens.demo import run_demo
 
     mine = tmp_path / "mine"
     mine.mkdir()
@@ -442,7 +442,7 @@ def test_demo_refuses_foreign_folders_and_train_runs(tmp_path, tiny_run_copy):
 
 @pytest.mark.slow  # two 1-epoch demos
 def test_demo_is_marked_rewrites_itself_and_force_keeps_foreign_files(tmp_path):
-    from convlens.pipelines import run_demo
+    from convlens.demo import run_demo
 
     out = tmp_path / "demo"
     run_demo(out, epochs=1, n_seeds=2, n_null=100, progress=False)

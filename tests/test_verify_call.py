@@ -255,3 +255,23 @@ def test_failed_layer_is_an_analysis_error_and_the_rest_is_checked():
     v = a.verdicts.cross_correlation
     assert v is not None and v.verdict == "exact" and v.n_checked == 1
     assert "not checked: 1 (failed)" in v.rule
+
+
+def test_a_bug_in_the_comparison_propagates_a_refused_call_is_failed(monkeypatch):
+    """Only the user's module is wrapped: a bug in convlens's comparison is not a "failed" layer."""
+    from convlens.analysis.model import verify
+    from convlens.errors import ConvlensError
+
+    def buggy(*_a, **_kw):
+        raise TypeError("a bug in the comparison")
+
+    monkeypatch.setattr(verify, "compare_call", buggy)
+    with pytest.raises(TypeError, match="a bug in the comparison"):
+        check_layer("c", nn.Conv2d(2, 3, 3))
+
+    def refused(*_a, **_kw):
+        raise ConvlensError("the engine refuses this call")
+
+    monkeypatch.setattr(verify, "compare_call", refused)
+    c = check_layer("c", nn.Conv2d(2, 3, 3))
+    assert c.status == "failed" and c.message == "ConvlensError: the engine refuses this call"

@@ -18,6 +18,7 @@ from convlens.errors import (
     ConvlensError,
     describe_memory_error,
     describe_os_error,
+    is_out_of_memory,
     one_line,
 )
 
@@ -67,16 +68,9 @@ def _user_error_line(exc: BaseException) -> str | None:
         return f"convlens: error: {one_line(str(exc))}" + (f" ({hint})" if hint else "")
     if isinstance(exc, OSError):
         return f"convlens: error: {describe_os_error(exc)}"
-    if isinstance(exc, MemoryError) or _is_torch_oom(exc):
+    if is_out_of_memory(exc):
         return f"convlens: error: {describe_memory_error(exc)}"
     return None
-
-
-def _is_torch_oom(exc: BaseException) -> bool:
-    name = type(exc).__name__
-    return name == "OutOfMemoryError" or (
-        isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc)
-    )
 
 
 class ConvlensGroup(click.Group):

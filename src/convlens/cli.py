@@ -26,13 +26,9 @@ import click
 
 from convlens import __version__
 from convlens._cli_contract import HINTS, ConvlensGroup
+from convlens._cli_options import SEED, analyze_options, demo_options
 
 __all__ = ["HINTS", "cli", "main"]
-
-#: seeds reach torch.manual_seed and numpy, which take 0 .. 2**32 - 1
-SEED = click.IntRange(min=0, max=2**32 - 1)
-#: the largest null baseline (random kernels) analyze/demo accept
-MAX_NULL_SIZE = 200_000  # = convlens.analysis.measure.matching.MAX_NULL_SIZE
 
 
 @click.group(cls=ConvlensGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -161,111 +157,19 @@ def train(
 
 @cli.command()
 @click.argument("target")
-@click.option(
-    "--out",
-    "out_file",
-    default=None,
-    help="Where to write the JSON (default: RUN/analysis.json, or MODEL.analysis.json beside a model file).",
-)
-@click.option(
-    "--null-size",
-    default=2000,
-    show_default=True,
-    type=click.IntRange(min=100, max=MAX_NULL_SIZE),
-    help="Random kernels in the null baseline.",
-)
-@click.option(
-    "--seed",
-    default=0,
-    show_default=True,
-    type=SEED,
-    help="Seed of the null baseline and bootstraps.",
-)
-@click.option(
-    "--factory",
-    default=None,
-    help="package.module:function building the model (for a weights file).",
-)
-@click.option(
-    "--data",
-    default=None,
-    help="Dataset for activations with --factory (same forms as `train --data`, or "
-    "stream:DIR to stream a large folder).",
-)
-@click.option(
-    "--ood",
-    default=None,
-    help="Comma-separated OOD sets (default: all bundled ones; noise for 1-D/3-D data).",
-)
-@click.option(
-    "--layout",
-    type=click.Choice(["NCHW", "NHWC"]),
-    default=None,
-    help="Model input layout (default: from the ONNX input; NCHW for PyTorch).",
-)
-@click.option(
-    "--normalize",
-    default="dataset",
-    show_default=True,
-    help="dataset (training mean/std), imagenet, none, MEAN,STD or M1,..,MC,S1,..,SC.",
-)
-@click.option(
-    "--scale",
-    type=click.Choice(["0-1", "0-255"]),
-    default="0-1",
-    show_default=True,
-    help="Pixel value range the model reads.",
-)
-@click.option("--input-size", default=None, help="Resize the data to HxW (L, DxHxW) for the model.")
-@click.option(
-    "--output", default=None, help="Head of a tuple/dict output used as logits (key or index)."
-)
-@click.option(
-    "--control-run",
-    "control_runs",
-    multiple=True,
-    help="A random-label run of the same recipe (train --shuffle-labels) to compare the "
-    "first-layer kernels with (repeatable; run directories only).",
-)
-def analyze(
-    target: str,
-    out_file: str | None,
-    null_size: int,
-    seed: int,
-    factory: str | None,
-    data: str | None,
-    ood: str | None,
-    control_runs: tuple[str, ...],
-    layout: str | None,
-    normalize: str,
-    scale: str,
-    input_size: str | None,
-    output: str | None,
-) -> None:
+@analyze_options
+def analyze(target: str, out_file: str | None, **options: Any) -> None:
     """Measure what a trained CNN learned: TARGET is a run directory or a model file.
 
     \b
     Model files: .safetensors, .pt/.pth (weights_only=True), .onnx (weights from initializers, Constant nodes, If/Loop/Scan subgraphs; quantised convs dequantised).
     Writes analysis.json; prints the headline figures (model files: a per-layer table first).
     """
-    from convlens.data.fit import FitOptions, parse_input_size
-    from convlens.pipelines import analysis_summary, analyze_target, layer_table
+    from convlens._cli_options import to_analyze_options
+    from convlens.pipelines import analyze_target
+    from convlens.summary import analysis_summary, layer_table
 
-    ood_list = [o.strip() for o in ood.split(",") if o.strip()] if ood else None
-    size = parse_input_size(input_size) if input_size is not None else None
-    fit = FitOptions(layout, normalize, scale, size, output)
-    fit.check()
-    result, dest = analyze_target(
-        target,
-        out=out_file,
-        n_null=null_size,
-        seed=seed,
-        factory=factory,
-        data=data,
-        ood=ood_list,
-        control_runs=list(control_runs),
-        fit=fit,
-    )
+    result, dest = analyze_target(target, to_analyze_options(**options), out=out_file)
     from convlens.parallel.dist import is_main
 
     if not is_main():  # under torchrun rank 0 prints and writes
@@ -311,53 +215,8 @@ def export(run_dir: str, tb_dir: str) -> None:
 
 
 @cli.command()
-@click.option("--out", "out_dir", default="runs/demo", show_default=True, help="Run directory.")
-@click.option(
-    "--data",
-    default=None,
-    help="Dataset (default: the recipe's, bundled faces); another keeps the recipe but uses its own model.",
-)
-@click.option(
-    "--epochs", default=None, type=click.IntRange(min=1), help="Override the recipe's epochs."
-)
-@click.option(
-    "--seed",
-    default=10,
-    show_default=True,
-    type=SEED,
-    help="Seed of the main run (10: disjoint from the recipe sweep's seeds 0-2).",
-)
-@click.option(
-    "--seeds",
-    "n_seeds",
-    default=3,
-    show_default=True,
-    type=click.IntRange(min=1, max=1000),
-    help="Training runs (seed, seed+1, ...) for the across-seeds table.",
-)
-@click.option(
-    "--null-size",
-    default=2000,
-    show_default=True,
-    type=click.IntRange(min=100, max=MAX_NULL_SIZE),
-)
-@click.option(
-    "--force",
-    is_flag=True,
-    help="Write into a folder that is not empty and not a previous demo (removes only "
-    "convlens's own files there).",
-)
-@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
-def demo(
-    out_dir: str,
-    data: str | None,
-    epochs: int | None,
-    seed: int,
-    n_seeds: int,
-    null_size: int,
-    force: bool,
-    quiet: bool,
-) -> None:
+@demo_options
+def demo(out_dir: str, quiet: bool, **options: Any) -> None:
     """Train on bundled data, analyse, and write a self-contained HTML report; print its path.
 
     --out must be missing, empty or a previous demo (or give --force).
@@ -365,16 +224,12 @@ def demo(
     weight decay 4, 100 epochs. The first run gets the full report; the others feed the seeds table.
     Each seed also trains a random-label control (same recipe, permuted labels).
     """
-    from convlens.pipelines import run_demo
+    from convlens._cli_options import to_demo_options
+    from convlens.demo import run_demo
 
     path = run_demo(
         out_dir,
-        data=data,
-        epochs=epochs,
-        seed=seed,
-        n_seeds=n_seeds,
-        n_null=null_size,
-        force=force,
+        to_demo_options(**options),
         progress=not quiet,
         log=lambda line: click.echo(line, err=True),
     )

@@ -112,6 +112,43 @@ def describe_memory_error(exc: BaseException) -> str:
     )
 
 
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` says memory ran out: :class:`MemoryError`, torch's ``OutOfMemoryError`` or
+    its CPU allocator's ``RuntimeError`` (matched by name, without importing torch)."""
+    return (
+        isinstance(exc, MemoryError)
+        or type(exc).__name__ == "OutOfMemoryError"
+        or (isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc))
+    )
+
+
+def is_user_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is bad input or environment (exit 2): a :class:`ConvlensError` (which is
+    what a failure of third-party code becomes where convlens calls it), an :class:`OSError` or
+    running out of memory. Anything else is a bug of convlens (exit 1)."""
+    return isinstance(exc, ConvlensError | OSError) or is_out_of_memory(exc)
+
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__))
+_REFERENCE_MODELS = os.path.join(_PACKAGE, "models")
+
+
+def raised_in_convlens(exc: BaseException) -> bool:
+    """Whether convlens's own code was running when ``exc`` was raised, below the frame that caught
+    it: a frame of its traceback after the first one lies in a convlens source file (the reference
+    models of ``convlens/models`` aside: they run as a user's model does). A call into a user's
+    model or another library that fails there is not; a failure in a convlens hook that the model
+    ran is (a bug, to be reported as one)."""
+    tb = exc.__traceback__
+    tb = tb.tb_next if tb is not None else None
+    while tb is not None:
+        path = os.path.abspath(tb.tb_frame.f_code.co_filename)
+        if path.startswith(_PACKAGE + os.sep) and not path.startswith(_REFERENCE_MODELS + os.sep):
+            return True
+        tb = tb.tb_next
+    return False
+
+
 def one_line(text: str) -> str:
     """``text`` with its line breaks (and the blanks around them) replaced by single spaces."""
     return " ".join(part.strip() for part in text.strip().splitlines() if part.strip())

@@ -16,12 +16,14 @@ from convlens.analysis.result import SCHEMA_VERSION, AnalysisResult, LayerResult
 
 if TYPE_CHECKING:
     from convlens.analysis.orchestration.model_file import analyze_model_file
+    from convlens.analysis.orchestration.options import AnalyzeOptions
     from convlens.analysis.orchestration.run_path import analyze_run
     from convlens.analysis.orchestration.stages import analyze_weights
 
 __all__ = [
     "SCHEMA_VERSION",
     "AnalysisResult",
+    "AnalyzeOptions",
     "LayerResult",
     "analyze_model_file",
     "analyze_run",
@@ -30,6 +32,7 @@ __all__ = [
 
 
 _LAZY = {
+    "AnalyzeOptions": "convlens.analysis.orchestration.options",
     "analyze_model_file": "convlens.analysis.orchestration.model_file",
     "analyze_run": "convlens.analysis.orchestration.run_path",
     "analyze_weights": "convlens.analysis.orchestration.stages",

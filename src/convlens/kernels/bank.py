@@ -21,8 +21,10 @@ True
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -37,11 +39,24 @@ GABOR_PHASES = (0.0, 90.0)
 
 @dataclass(frozen=True)
 class BankEntry:
+    """One bank kernel. The banks are cached and shared by every caller in the process, so
+    ``weights`` is read-only and ``params`` a read-only mapping (see :func:`frozen_entry`)."""
+
     label: str  # unique, e.g. "gabor(angle=45,f=0.25,phase=90)"
     name: str  # the registry name
     family: str
-    params: dict[str, Any]
+    params: Mapping[str, Any]
     weights: NDArray[np.float64]
+
+
+def frozen_entry(
+    label: str, name: str, family: str, params: Mapping[str, Any], w: NDArray[Any]
+) -> BankEntry:
+    """A :class:`BankEntry` holding a read-only float64 copy of ``w`` and a read-only copy of
+    ``params``: writing into a cached bank kernel raises instead of changing every later match."""
+    weights = np.array(w, dtype=np.float64)
+    weights.setflags(write=False)
+    return BankEntry(label, name, family, MappingProxyType(dict(params)), weights)
 
 
 def _embed(w: NDArray[Any], k: int) -> NDArray[np.float64]:
@@ -67,7 +82,7 @@ def _bank(k: int) -> tuple[BankEntry, ...]:
         weights = np.asarray(w, dtype=np.float64)
         if np.allclose(weights - weights.mean(), 0.0):
             return
-        entries.append(BankEntry(label, name, kern.family, dict(params or {}), weights))
+        entries.append(frozen_entry(label, name, kern.family, params or {}, weights))
 
     if k == 2:
         for name in ("roberts_pos_diag", "roberts_neg_diag"):
@@ -130,7 +145,7 @@ def _even_bank(k: int) -> tuple[BankEntry, ...]:
         if np.allclose(w - w.mean(), 0.0):
             return
         family = "gabor" if name == "gabor" else get_kernel(name).family
-        entries.append(BankEntry(label, name, family, dict(params), np.asarray(w, np.float64)))
+        entries.append(frozen_entry(label, name, family, params, w))
 
     def gauss(s: float) -> NDArray[np.float64]:
         g: NDArray[np.float64] = np.exp(-(x**2 + y**2) / (2 * s * s))

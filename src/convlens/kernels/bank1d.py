@@ -28,7 +28,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from convlens.errors import ConvlensError
-from convlens.kernels.bank import BankEntry
+from convlens.kernels.bank import BankEntry, frozen_entry
 
 MAX_LENGTH_1D = 1024
 FAMILIES_1D = ("derivative/smoothing", "Fourier/Gabor", "box")
@@ -107,7 +107,7 @@ def _bank_1d(k: int) -> tuple[BankEntry, ...]:
     m /= np.linalg.norm(m, axis=1, keepdims=True)
     dup = np.triu(np.abs(m @ m.T) > 1 - 1e-9, k=1).any(axis=0)  # same as an earlier one
     return tuple(
-        BankEntry(label, label.split("(")[0], family, params, w)
+        frozen_entry(label, label.split("(")[0], family, params, w)
         for (label, family, params, w), d in zip(cands, dup, strict=True)
         if not d
     )

@@ -43,14 +43,17 @@ def _raw_basis(k: int, angle: float, f: float, sigma: float) -> NDArray[np.float
 
 
 @lru_cache(maxsize=8)
-def _bases(k: int) -> tuple[NDArray[np.float64], list[tuple[float, float, float]]]:
-    """Orthonormal bases ``(J, n, 3)`` and the raw (even, odd, const) coordinates transform."""
-    grid = _grid(k)
+def _bases(k: int) -> tuple[NDArray[np.float64], tuple[tuple[float, float, float], ...]]:
+    """Orthonormal bases ``(J, n, 3)`` and the raw (even, odd, const) coordinates transform
+    (cached: the array is read-only and the grid a tuple)."""
+    grid = tuple(_grid(k))
     qs = []
     for angle, f, sigma in grid:
         q, _ = np.linalg.qr(_raw_basis(k, angle, f, sigma))
         qs.append(q)
-    return np.stack(qs), grid
+    bases = np.stack(qs)
+    bases.setflags(write=False)
+    return bases, grid
 
 
 def fit_gabor(kernels: NDArray[Any]) -> list[GaborFit]:

@@ -24,7 +24,7 @@ from numpy.typing import NDArray
 from torch import nn
 
 from convlens.analysis.result import LayerIdentity
-from convlens.errors import ConvlensError
+from convlens.errors import ConvlensError, raised_in_convlens
 
 CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
@@ -113,11 +113,15 @@ def _execution_order(
 
 
 def run_model(model: Any, x: torch.Tensor, what: str, advice: str = "") -> Any:
-    """``model(x)``; the errors a model raises on input it cannot take (wrong channels, size,
-    dtype) become one :class:`ConvlensError` naming ``what`` and the input's shape."""
+    """``model(x)``; whatever the model (a user's code and torch) raises, e.g. on input it cannot
+    take (wrong channels, size, dtype), becomes one :class:`ConvlensError` naming ``what`` and the
+    input's shape. An error raised while convlens's own code ran inside the call (a forward hook)
+    is a bug of convlens and propagates as it is (:func:`convlens.errors.raised_in_convlens`)."""
     try:
         return model(x)
-    except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+    except Exception as exc:
+        if raised_in_convlens(exc):
+            raise
         msg = " ".join(str(exc).split())[:300]
         raise ConvlensError(
             f"running the model on {what} of shape {tuple(x.shape)} failed{advice}: "

@@ -21,7 +21,7 @@ from numpy.typing import NDArray
 from torch import nn
 
 from convlens.analysis.model.onnxdecode import MAX_WEIGHT_VALUES as _MAX_ONNX_VALUES
-from convlens.errors import ConvlensError
+from convlens.errors import ConvlensError, raised_in_convlens
 
 WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".onnx")
 REFUSED_SUFFIXES = {
@@ -109,6 +109,11 @@ def conv_weights(weights: dict[str, NDArray[Any]]) -> dict[str, NDArray[Any]]:
     }
 
 
+def _failure(exc: BaseException) -> str:
+    """``Type: message`` of a failure of the user's code, on one line (at most 300 characters)."""
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+
+
 def build_from_factory(factory: str, weights: str | Path | None) -> nn.Module:
     """Import ``package.module:function`` (user code, by name), call it, load ``weights`` strictly."""
     mod_name, sep, fn_name = factory.partition(":")
@@ -118,7 +123,16 @@ def build_from_factory(factory: str, weights: str | Path | None) -> nn.Module:
         fn = getattr(importlib.import_module(mod_name), fn_name)
     except (ImportError, AttributeError) as exc:
         raise ConvlensError(f"cannot import factory {factory!r}: {exc}") from None
-    model = fn()
+    except Exception as exc:  # the user's module fails while it is imported
+        if raised_in_convlens(exc):
+            raise
+        raise ConvlensError(f"cannot import factory {factory!r}: {_failure(exc)}") from None
+    try:
+        model = fn()
+    except Exception as exc:  # the user's code: anything may fail; a convlens bug propagates
+        if raised_in_convlens(exc):
+            raise
+        raise ConvlensError(f"factory {factory!r} failed: {_failure(exc)}") from None
     if not isinstance(model, nn.Module):
         raise ConvlensError(
             f"factory {factory!r} returned {type(model).__name__}, expected a torch.nn.Module"

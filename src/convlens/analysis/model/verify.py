@@ -33,6 +33,7 @@ from torch.overrides import TorchFunctionMode
 
 from convlens.analysis.model.layers import CONV_TYPES, conv_modules
 from convlens.analysis.result import LayerCheck
+from convlens.errors import ConvlensError
 from convlens.ops import convolve, correlate
 
 RTOL_FLOAT64 = 1e-9
@@ -252,6 +253,26 @@ def _call_figures(call: ConvCall) -> tuple[tuple[float, float, float, bool], lis
     return compare_call(xn, wn, y, kwargs), list(wn.shape), list(xn.shape)
 
 
+def _failed_check(
+    name: str, kind: str, w0: list[int], x_shape: list[int], exc: Exception, rtol: float
+) -> LayerCheck:
+    return LayerCheck(
+        name,
+        kind,
+        w0,
+        x_shape,
+        None,
+        None,
+        0.0,
+        False,
+        status="failed",
+        message=f"{type(exc).__name__}: {exc}".splitlines()[0],
+        backend="torch float64",
+        tolerance=rtol,
+        calls=0,
+    )
+
+
 def check_layer(
     name: str,
     conv: nn.Module,
@@ -261,35 +282,25 @@ def check_layer(
     rtol: float = RTOL_FLOAT64,
 ) -> LayerCheck:
     """Run a float64 CPU copy of ``conv`` on a random input, capture its conv calls and compare each
-    with the NumPy engine (see the module docstring). A forward that raises gives ``status
-    "failed"`` with the error, never an exception."""
+    with the NumPy engine (see the module docstring). A forward that raises (the module is a user's
+    code) gives ``status "failed"`` with the error, never an exception, and so does a captured
+    call the NumPy engine refuses (a :class:`ConvlensError`); a bug in the comparison propagates."""
     kind = type(conv).__name__
     w0 = [int(v) for v in getattr(getattr(conv, "weight", None), "shape", [])]
     x_shape: list[int] = []
-    try:
+    try:  # the user's module: copied, moved to float64 and run (with the calls recorded)
         layer: Any = copy.deepcopy(conv).to(device="cpu", dtype=torch.float64).eval()
         gen = torch.Generator().manual_seed(seed)
         spatial = _spatial_input(layer, size)
         x = torch.randn((2, int(layer.in_channels), *spatial), generator=gen, dtype=torch.float64)
         x_shape = list(x.shape)
         calls = [c for c in capture_calls(layer, x) if c.owner is layer]
-        figures = [_call_figures(c) for c in calls]
     except Exception as exc:  # a user's forward: anything may fail, the rest of the analysis stands
-        return LayerCheck(
-            name,
-            kind,
-            w0,
-            x_shape,
-            None,
-            None,
-            0.0,
-            False,
-            status="failed",
-            message=f"{type(exc).__name__}: {exc}".splitlines()[0],
-            backend="torch float64",
-            tolerance=rtol,
-            calls=0,
-        )
+        return _failed_check(name, kind, w0, x_shape, exc, rtol)
+    try:
+        figures = [_call_figures(c) for c in calls]
+    except ConvlensError as exc:  # a call the NumPy engine does not take (limits, arguments)
+        return _failed_check(name, kind, w0, x_shape, exc, rtol)
     return make_check(
         name,
         kind,

@@ -14,18 +14,17 @@ from numpy.typing import NDArray
 from convlens.analysis.measure import (
     activations,
     featuremaps,
-    matching,
     receptive,
 )
 from convlens.analysis.model import forward
 from convlens.analysis.model.adapters import ModelAdapter, OnnxModel, TorchModel, WeightsOnly
 from convlens.analysis.model.loading import build_from_factory, conv_weights, load_weights
+from convlens.analysis.orchestration.options import AnalyzeOptions
 from convlens.analysis.orchestration.stages import (
     Timer,
     attach_checks,
     attach_distribution,
     by_name,
-    check_settings,
     finish,
     match_layers,
     new_result,
@@ -44,7 +43,7 @@ from convlens.analysis.result import (
     Source,
 )
 from convlens.data.fit import FitOptions
-from convlens.errors import ConvlensError
+from convlens.errors import ConvlensError, is_user_error
 
 # ----------------------------------------------------------------------------- model files
 PROBES_PER_SET = 4
@@ -56,11 +55,16 @@ PP-OCR run wrote 15 MB, 89% of it matrices, at 256); larger layers keep the mean
 
 class DataStageError(ConvlensError):
     """The data part of a model-file analysis failed: ``result`` holds everything else (the weight
-    analysis) with an ``errors`` entry of stage ``"activations"``, for the caller to write."""
+    analysis) with an ``errors`` entry of the stage that failed (``stage``: ``"data"`` when the
+    data could not be prepared for the model, ``"activations"`` when running the model on them
+    failed), for the caller to write."""
 
-    def __init__(self, message: str, result: AnalysisResult, hint_key: Any = None) -> None:
+    def __init__(
+        self, message: str, result: AnalysisResult, hint_key: Any = None, stage: str = "activations"
+    ) -> None:
         super().__init__(message, hint_key=hint_key)
         self.result = result
+        self.stage = stage
 
 
 @dataclass
@@ -101,24 +105,20 @@ def open_model(
 
 
 def analyze_model_file(
-    path: str | Path,
-    *,
-    factory: str | None = None,
-    data: str | None = None,
-    ood: list[str] | None = None,
-    n_null: int = 2000,
-    seed: int = 0,
-    detail_limit: int = matching.DETAIL_LIMIT,
-    detail_total: int = matching.DETAIL_TOTAL,
-    fit: FitOptions | None = None,
+    path: str | Path, options: AnalyzeOptions | None = None, **kw: Any
 ) -> AnalysisResult:
     """Kernel analysis of every conv weight in a file through its adapter (:func:`open_model`);
-    with ``factory`` also verification, and with ``data`` (fitted to the model by ``fit``) the
+    with a factory also verification, and with data (fitted to the model by the fit options) the
     ID-vs-OOD activations, receptive fields and probe feature maps (``.onnx`` files run with
-    onnxruntime). When the data part fails, :class:`DataStageError` carries the weight analysis."""
-    check_settings(n_null, seed)
-    options = fit or FitOptions()
-    options.check()
+    onnxruntime). ``options`` (:class:`AnalyzeOptions`), or its fields as keyword arguments
+    (``analyze_model_file(path, data="digits", n_null=200)``).
+
+    When the data part fails with bad input or environment (preparing the data, or running the
+    model on them: a model that raises, data that do not fit), :class:`DataStageError` carries the
+    weight analysis; a bug of convlens propagates as it is."""
+    opts = AnalyzeOptions.of(options, kw)
+    opts.check_for(path)
+    factory, data, ood, seed = opts.factory, opts.data, opts.ood, opts.seed
     timer = Timer()
     with timer("load"):
         convs = conv_weights(load_weights(path))
@@ -126,10 +126,11 @@ def analyze_model_file(
         raise ConvlensError(
             "no conv layers found (no tensors shaped (O, C, k), (O, C, k, k) or (O, C, k, k, k))"
         )
-    failure: BaseException | None = None
+    failure: Exception | None = None
+    stage = "activations"  # where the data part failed: "data" (preparing them) or running on them
     try:
         adapter = open_model(
-            path, convs, factory=factory, run=data is not None, output=options.output
+            path, convs, factory=factory, run=data is not None, output=opts.fit.output
         )
     except ConvlensError as exc:  # an ONNX graph onnxruntime cannot run: its weights still can be
         if data is None or factory is not None or Path(path).suffix.lower() != ".onnx":
@@ -137,33 +138,47 @@ def analyze_model_file(
         adapter, failure = WeightsOnly.from_onnx(path), exc
     prepared = None
     if data is not None and failure is None:
-        try:
-            with timer("data"):
-                prepared = _prepare_data(adapter, data, ood, options, seed)
-                adapter.trace(prepared.x_id)
-        except Exception as exc:  # any failure of the data part: the weight analysis still stands
-            failure = _data_failure(exc)
+        with timer("data"):
+            try:
+                prepared = _prepare_data(adapter, data, ood, opts.fit, seed)
+            except Exception as exc:
+                if not _recoverable(exc):
+                    raise
+                failure, stage = exc, "data"
+            else:
+                try:
+                    adapter.trace(prepared.x_id)
+                except Exception as exc:
+                    if not _recoverable(exc):
+                        raise
+                    failure = exc
     result = new_result(
-        Source("model_file", str(path), factory, data), Settings(n_null, seed), adapter.layers()
+        Source("model_file", str(path), factory, data),
+        Settings(opts.n_null, seed),
+        adapter.layers(),
     )
     weights = adapter.weights()
     bad = nonfinite_layers(result, weights)
     with timer("matching"):
-        match_layers(result, weights, detail_limit=detail_limit, detail_total=detail_total)
+        match_layers(
+            result, weights, detail_limit=opts.detail_limit, detail_total=opts.detail_total
+        )
     if adapter.kind == "torch":
         with timer("verify"):
             _verify_stage(result, adapter, None, bad)
     if prepared is not None and failure is None:
         if bad:  # the model cannot be run meaningfully: nothing from running it is used
-            for stage in (
+            for skipped in (
                 ("verify", "distribution") if adapter.kind == "onnx" else ("distribution",)
             ):
-                skip_for_nonfinite(result, stage, bad)
+                skip_for_nonfinite(result, skipped, bad)
         else:
             try:
                 _data_stages(result, adapter, prepared, timer, bad)
             except Exception as exc:
-                failure = _data_failure(exc)
+                if not _recoverable(exc):
+                    raise
+                failure = exc
     result.notes[:0] = adapter.notes + (prepared.notes if prepared is not None else [])
     finish(result, timer)
     if failure is not None:
@@ -172,23 +187,24 @@ def analyze_model_file(
             if isinstance(failure, ConvlensError)
             else (f"{type(failure).__name__}: {' '.join(str(failure).split())[:300]}")
         )
-        result.errors.append(AnalysisError(stage="activations", message=message))
-        raise DataStageError(message, result, getattr(failure, "hint_key", None))
+        result.errors.append(AnalysisError(stage=stage, message=message))
+        raise DataStageError(message, result, getattr(failure, "hint_key", None), stage)
     return result
 
 
-def _data_failure(exc: Exception) -> Exception:
-    """``exc`` as a failure of the data part, except a failed rank under torchrun: that ends the
-    whole job as it is (every rank has agreed on it; :mod:`convlens.parallel.dist`)."""
+def _recoverable(exc: Exception) -> bool:
+    """Whether a failure of the data part leaves the weight analysis standing: bad input or
+    environment (:func:`convlens.errors.is_user_error`; third-party code, e.g. the user's model,
+    onnxruntime or an image decoder, fails as a :class:`ConvlensError` where convlens calls it).
+    A bug of convlens is not: it propagates (exit 1, the traceback with ``--debug``), and so does a
+    failed rank under torchrun (every rank has agreed to end the job; :mod:`convlens.parallel.dist`)."""
     from convlens.parallel.dist import RankCrashed, RankFailed
 
-    if isinstance(exc, (RankFailed, RankCrashed)):
-        raise exc
-    return exc
+    return is_user_error(exc) and not isinstance(exc, RankFailed | RankCrashed)
 
 
 def _prepare_stream(
-    adapter: ModelAdapter, root: str, ood: list[str] | None, options: FitOptions, seed: int
+    adapter: ModelAdapter, root: str, ood: tuple[str, ...] | None, options: FitOptions, seed: int
 ) -> _Prepared:
     """A streamed image folder (:mod:`convlens.parallel.stream`): the ID set is every image of the
     folder, decoded lazily (sharded across ranks under torchrun); the OOD sets are made from the
@@ -211,7 +227,7 @@ def _prepare_stream(
             "--normalize, --scale and --input-size apply to data loaded whole"
         )
     ds = open_folder(root, seed, channels=adapter.expectation().channels or 1)
-    names = ood if ood is not None else default_ood_names(ds)
+    names = list(ood) if ood is not None else default_ood_names(ds)
     oods = make_oods(names, ds, 100, seed)
     return _Prepared(
         f"{ds.name} (all {len(ds.stream)} images, streamed)",
@@ -228,7 +244,7 @@ def _prepare_stream(
 
 
 def _prepare_data(
-    adapter: ModelAdapter, data: str, ood: list[str] | None, options: FitOptions, seed: int
+    adapter: ModelAdapter, data: str, ood: tuple[str, ...] | None, options: FitOptions, seed: int
 ) -> _Prepared:
     """Load ``data`` and its OOD sets and fit them to the model: one plan for every set."""
     from convlens.data.fit import noise_like, plan_fit

@@ -24,12 +24,12 @@ from convlens.analysis.measure import (
 from convlens.analysis.model import forward
 from convlens.analysis.model.layers import identify_modules
 from convlens.analysis.orchestration import controls
+from convlens.analysis.orchestration.options import AnalyzeOptions
 from convlens.analysis.orchestration.stages import (
     Timer,
     attach_distribution,
     by_name,
     call_checks,
-    check_settings,
     finish,
     match_layers,
     new_result,
@@ -216,18 +216,16 @@ def _receptive_stage(result: AnalysisResult, inp: _RunInputs) -> None:
 
 
 def analyze_run(
-    run_dir: str | Path,
-    *,
-    n_null: int = 2000,
-    seed: int = 0,
-    detail_limit: int = matching.DETAIL_LIMIT,
-    detail_total: int = matching.DETAIL_TOTAL,
-    control_runs: list[str | Path] | None = None,
+    run_dir: str | Path, options: AnalyzeOptions | None = None, **kw: Any
 ) -> AnalysisResult:
-    """Every analysis of a training run directory, with its nulls (see the module docstring);
-    ``detail_limit``/``detail_total`` cap the per-kernel records (:func:`match_layers`);
-    ``control_runs``: random-label runs of the same recipe (:mod:`convlens.analysis.orchestration.controls`)."""
-    check_settings(n_null, seed)
+    """Every analysis of a training run directory, with its nulls (see the module docstring).
+    ``options`` (:class:`AnalyzeOptions`), or its fields as keyword arguments: ``n_null``,
+    ``seed``, ``detail_limit``/``detail_total`` (the per-kernel records, :func:`match_layers`) and
+    ``control_runs`` (random-label runs of the same recipe, :mod:`convlens.analysis.orchestration.controls`);
+    the model, data and OOD sets are the run's own (other options are refused)."""
+    opts = AnalyzeOptions.of(options, kw)
+    opts.check_for(run_dir)
+    n_null, seed = opts.n_null, opts.seed
     timer = Timer()
     with timer("load"):
         inp = _load_run(run_dir)
@@ -245,8 +243,8 @@ def analyze_run(
             result,
             weights,
             init=inp.snaps.get(0),
-            detail_limit=detail_limit,
-            detail_total=detail_total,
+            detail_limit=opts.detail_limit,
+            detail_total=opts.detail_total,
         )
         if not inp.snaps:
             result.notes.append(
@@ -260,7 +258,7 @@ def analyze_run(
                 inp.snaps.get(0),
                 inp.rec,
                 inp.dataset.split("train")[0],
-                control_runs,
+                list(opts.control_runs) or None,
             )
     with timer("evolution"):
         _evolution_stage(result, inp)

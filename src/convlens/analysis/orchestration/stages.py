@@ -28,6 +28,7 @@ from convlens.analysis.measure.units import sees_colour
 from convlens.analysis.model import forward, verify
 from convlens.analysis.model.adapters import WeightsOnly
 from convlens.analysis.model.loading import conv_weights
+from convlens.analysis.orchestration.options import check_settings
 from convlens.analysis.result import (
     SCHEMA_VERSION,
     AnalysisError,
@@ -77,12 +78,6 @@ def finish(result: AnalysisResult, timer: Timer) -> AnalysisResult:
 
 def by_name(result: AnalysisResult) -> dict[str, LayerResult]:
     return {r.name: r for r in result.layers}
-
-
-def check_settings(n_null: int, seed: int) -> None:
-    matching.check_null_size(n_null)
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
-        raise ConvlensError(f"seed must be an integer in 0..2**63-1, got {seed!r}")
 
 
 def match_layers(

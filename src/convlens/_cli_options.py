@@ -1,0 +1,184 @@
+"""The options of ``convlens analyze`` and ``convlens demo``, declared once, and the functions that
+turn what click parsed into the library's options (:class:`~convlens.analysis.orchestration.options.
+AnalyzeOptions`, :class:`~convlens.demo.DemoOptions`). Imports click only: the library loads when a
+command runs, so ``convlens --help`` stays light."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+if TYPE_CHECKING:
+    from convlens.analysis.orchestration.options import AnalyzeOptions
+    from convlens.demo import DemoOptions
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: seeds reach torch.manual_seed and numpy, which take 0 .. 2**32 - 1
+SEED = click.IntRange(min=0, max=2**32 - 1)
+#: the largest null baseline (random kernels) analyze/demo accept
+MAX_NULL_SIZE = 200_000  # = convlens.analysis.measure.matching.MAX_NULL_SIZE
+NULL_SIZE = click.IntRange(min=100, max=MAX_NULL_SIZE)
+
+
+def _options(*decorators: Callable[[F], F]) -> Callable[[F], F]:
+    """One decorator applying ``decorators`` as if written above the command in this order."""
+
+    def apply(f: F) -> F:
+        for d in reversed(decorators):
+            f = d(f)
+        return f
+
+    return apply
+
+
+analyze_options = _options(
+    click.option(
+        "--out",
+        "out_file",
+        default=None,
+        help="Where to write the JSON (default: RUN/analysis.json, or MODEL.analysis.json beside a model file).",
+    ),
+    click.option(
+        "--null-size",
+        default=2000,
+        show_default=True,
+        type=NULL_SIZE,
+        help="Random kernels in the null baseline.",
+    ),
+    click.option(
+        "--seed",
+        default=0,
+        show_default=True,
+        type=SEED,
+        help="Seed of the null baseline and bootstraps.",
+    ),
+    click.option(
+        "--factory",
+        default=None,
+        help="package.module:function building the model (for a weights file).",
+    ),
+    click.option(
+        "--data",
+        default=None,
+        help="Dataset for activations with --factory (same forms as `train --data`, or "
+        "stream:DIR to stream a large folder).",
+    ),
+    click.option(
+        "--ood",
+        default=None,
+        help="Comma-separated OOD sets (default: all bundled ones; noise for 1-D/3-D data).",
+    ),
+    click.option(
+        "--layout",
+        type=click.Choice(["NCHW", "NHWC"]),
+        default=None,
+        help="Model input layout (default: from the ONNX input; NCHW for PyTorch).",
+    ),
+    click.option(
+        "--normalize",
+        default="dataset",
+        show_default=True,
+        help="dataset (training mean/std), imagenet, none, MEAN,STD or M1,..,MC,S1,..,SC.",
+    ),
+    click.option(
+        "--scale",
+        type=click.Choice(["0-1", "0-255"]),
+        default="0-1",
+        show_default=True,
+        help="Pixel value range the model reads.",
+    ),
+    click.option(
+        "--input-size", default=None, help="Resize the data to HxW (L, DxHxW) for the model."
+    ),
+    click.option(
+        "--output", default=None, help="Head of a tuple/dict output used as logits (key or index)."
+    ),
+    click.option(
+        "--control-run",
+        "control_runs",
+        multiple=True,
+        help="A random-label run of the same recipe (train --shuffle-labels) to compare the "
+        "first-layer kernels with (repeatable; run directories only).",
+    ),
+)
+
+
+def to_analyze_options(
+    *,
+    null_size: int,
+    seed: int,
+    factory: str | None,
+    data: str | None,
+    ood: str | None,
+    control_runs: tuple[str, ...],
+    layout: str | None,
+    normalize: str,
+    scale: str,
+    input_size: str | None,
+    output: str | None,
+) -> AnalyzeOptions:
+    """The analysis options of ``convlens analyze``'s parsed options, checked (one line for a bad
+    value, before the target is read)."""
+    from convlens.analysis.orchestration.options import AnalyzeOptions
+    from convlens.data.fit import FitOptions, parse_input_size
+
+    size = parse_input_size(input_size) if input_size is not None else None
+    options = AnalyzeOptions(
+        n_null=null_size,
+        seed=seed,
+        factory=factory,
+        data=data,
+        ood=tuple(o.strip() for o in ood.split(",") if o.strip()) if ood else None,
+        control_runs=control_runs,
+        fit=FitOptions(layout, normalize, scale, size, output),
+    )
+    options.check()
+    return options
+
+
+demo_options = _options(
+    click.option("--out", "out_dir", default="runs/demo", show_default=True, help="Run directory."),
+    click.option(
+        "--data",
+        default=None,
+        help="Dataset (default: the recipe's, bundled faces); another keeps the recipe but uses its own model.",
+    ),
+    click.option(
+        "--epochs", default=None, type=click.IntRange(min=1), help="Override the recipe's epochs."
+    ),
+    click.option(
+        "--seed",
+        default=10,
+        show_default=True,
+        type=SEED,
+        help="Seed of the main run (10: disjoint from the recipe sweep's seeds 0-2).",
+    ),
+    click.option(
+        "--seeds",
+        "n_seeds",
+        default=3,
+        show_default=True,
+        type=click.IntRange(min=1, max=1000),
+        help="Training runs (seed, seed+1, ...) for the across-seeds table.",
+    ),
+    click.option("--null-size", default=2000, show_default=True, type=NULL_SIZE),
+    click.option(
+        "--force",
+        is_flag=True,
+        help="Write into a folder that is not empty and not a previous demo (removes only "
+        "convlens's own files there).",
+    ),
+    click.option("--quiet", "-q", is_flag=True, help="No progress bars."),
+)
+
+
+def to_demo_options(
+    *, data: str | None, epochs: int | None, seed: int, n_seeds: int, null_size: int, force: bool
+) -> DemoOptions:
+    """The demo options of ``convlens demo``'s parsed options."""
+    from convlens.demo import DemoOptions
+
+    return DemoOptions(data, epochs, seed, n_seeds, null_size, force)

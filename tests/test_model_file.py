@@ -1,0 +1,144 @@
+"""The error boundaries of a model-file analysis (``analysis/orchestration/model_file.py``) through
+``convlens analyze``: a failure of the user's data or model (third-party code) keeps the weight
+analysis, exits 2 with one line and records the stage that failed ("data" while preparing the data,
+"activations" while running the model on them); a bug of convlens exits 1, traceback with --debug."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from click.testing import CliRunner
+from PIL import Image
+from safetensors.torch import save_file
+from torch import nn
+
+from convlens.cli import cli
+from tests import model_zoo
+
+
+class _RuntimeFails(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.c = nn.Conv2d(1, 4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _ = self.c(x)
+        raise RuntimeError("the user's model fails\non two lines")
+
+
+def runtime_fails() -> nn.Module:
+    """A factory (``tests.test_model_file:runtime_fails``) whose model's forward raises."""
+    torch.manual_seed(0)
+    return _RuntimeFails()
+
+
+def _weights(tmp_path: Path, model: nn.Module, name: str) -> Path:
+    path = tmp_path / f"{name}.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    return path
+
+
+def _analyze(*args: str, debug: bool = False):
+    head = ["--debug"] if debug else []
+    return CliRunner().invoke(cli, [*head, "analyze", "--null-size", "100", *args])
+
+
+def _one_line_error(r) -> str:
+    assert r.exit_code == 2, r.output
+    assert "Traceback" not in r.output and "internal error" not in r.output
+    errors = [ln for ln in r.output.splitlines() if ln.startswith("convlens: error")]
+    assert len(errors) == 1, r.output
+    return errors[0]
+
+
+def _errors(path: Path) -> list[dict[str, str]]:
+    a = json.loads(path.read_text())
+    assert a["layers"] and a["layers"][0]["matching"] is not None  # the weight analysis stands
+    return a["errors"]
+
+
+def test_a_model_whose_forward_raises_is_exit_2_stage_activations(tmp_path):
+    w = _weights(tmp_path, runtime_fails(), "fails")
+    r = _analyze(str(w), "--factory", "tests.test_model_file:runtime_fails", "--data", "digits")
+    line = _one_line_error(r)
+    assert "RuntimeError: the user's model fails on two lines" in line
+    out = tmp_path / "fails.safetensors.analysis.json"
+    assert f"weight analysis was written to {out}" in line
+    assert _errors(out)[-1]["stage"] == "activations"
+    # --debug prints the traceback of a failure of the user's model too; the exit code stays 2
+    r = _analyze(str(w), "--factory", "tests.test_model_file:runtime_fails", "--data", "digits",
+                 debug=True)  # fmt: skip
+    assert r.exit_code == 2 and "Traceback" in r.output
+
+
+def test_data_that_do_not_fit_are_exit_2_stage_data(tmp_path):
+    w = _weights(tmp_path, model_zoo.one_d(), "one_d")
+    r = _analyze(str(w), "--factory", "tests.model_zoo:one_d", "--data", "digits")
+    line = _one_line_error(r)
+    assert "the model's conv layers are 1-D" in line
+    assert _errors(tmp_path / "one_d.safetensors.analysis.json")[-1]["stage"] == "data"
+
+
+def test_an_image_the_decoder_refuses_is_exit_2_stage_data(tmp_path):
+    folder = tmp_path / "images"
+    rng = np.random.default_rng(0)
+    for cls in ("a", "b"):
+        (folder / cls).mkdir(parents=True)
+        for i in range(6):
+            pixels = rng.integers(0, 256, (8, 8), dtype=np.uint8)
+            Image.fromarray(pixels).save(folder / cls / f"{i}.png")
+    (folder / "b" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    w = _weights(tmp_path, model_zoo.chain(), "chain")
+    r = _analyze(str(w), "--factory", "tests.model_zoo:chain", "--data", str(folder))
+    line = _one_line_error(r)
+    assert "broken.png" in line
+    assert _errors(tmp_path / "chain.safetensors.analysis.json")[-1]["stage"] == "data"
+
+
+def test_a_bug_in_data_preparation_is_exit_1_with_the_traceback(tmp_path, monkeypatch):
+    import convlens.data.fit
+
+    def buggy_plan(*_args, **_kw):
+        raise TypeError("a bug in convlens's data preparation")
+
+    monkeypatch.setattr(convlens.data.fit, "plan_fit", buggy_plan)
+    w = _weights(tmp_path, model_zoo.chain(), "chain")
+    args = (str(w), "--factory", "tests.model_zoo:chain", "--data", "digits", "--ood", "noise")
+    r = _analyze(*args)
+    assert r.exit_code == 1, r.output
+    assert "convlens: internal error: TypeError: a bug in convlens's data preparation" in r.output
+    assert "Traceback" not in r.output and "convlens: error" not in r.output
+    r = _analyze(*args, debug=True)
+    assert r.exit_code == 1, r.output
+    assert "Traceback" in r.output and "buggy_plan" in r.output
+
+
+def test_a_bug_in_a_convlens_hook_inside_the_model_is_exit_1(tmp_path, monkeypatch):
+    """The activation hooks run inside the user's model: a failure there is still convlens's."""
+    from convlens.analysis.model import forward
+
+    def buggy_reduce(_zmap):
+        raise TypeError("a bug in convlens's activation hook")
+
+    monkeypatch.setattr(forward, "reduce_map", buggy_reduce)
+    w = _weights(tmp_path, model_zoo.chain(), "chain")
+    args = (str(w), "--factory", "tests.model_zoo:chain", "--data", "digits", "--ood", "noise")
+    r = _analyze(*args, debug=True)
+    assert r.exit_code == 1, r.output
+    assert "Traceback" in r.output and "buggy_reduce" in r.output
+    assert "internal error: TypeError: a bug in convlens's activation hook" in r.output
+
+
+def broken_factory() -> nn.Module:
+    """A factory (``tests.test_model_file:broken_factory``) with a bug of its own."""
+    return nn.Conv2d(1, 4, 3).missing_attribute
+
+
+def test_a_factory_that_fails_is_exit_2_naming_it(tmp_path):
+    w = _weights(tmp_path, runtime_fails(), "fails")
+    r = _analyze(str(w), "--factory", "tests.test_model_file:broken_factory")
+    line = _one_line_error(r)
+    assert "factory 'tests.test_model_file:broken_factory' failed: AttributeError" in line
