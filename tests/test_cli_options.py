@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
-from convlens._cli_options import to_analyze_options, to_demo_options
+from convlens._cli.options import to_analyze_options, to_demo_options
 from convlens.analysis import AnalyzeOptions
 from convlens.cli import cli
 from convlens.data.fit import FitOptions

@@ -1,6 +1,6 @@
 """The ``convlens`` command. Thin: parse options, call one library function, print, exit code.
 
-The error contract (:class:`convlens._cli_contract.ConvlensGroup`), for every command:
+The error contract (:class:`convlens._cli.contract.ConvlensGroup`), for every command:
 
 - 0: success. Warnings raised on the way (numpy, torch) are printed at the end as one line each,
   ``convlens: warning: ...``; known harmless ones are dropped.
@@ -25,8 +25,8 @@ from typing import Any
 import click
 
 from convlens import __version__
-from convlens._cli_contract import HINTS, ConvlensGroup
-from convlens._cli_options import SEED, analyze_options, demo_options
+from convlens._cli.contract import HINTS, ConvlensGroup
+from convlens._cli.options import SEED, analyze_options, demo_options
 
 __all__ = ["HINTS", "cli", "main"]
 
@@ -165,7 +165,7 @@ def analyze(target: str, out_file: str | None, **options: Any) -> None:
     Model files: .safetensors, .pt/.pth (weights_only=True), .onnx (weights from initializers, Constant nodes, If/Loop/Scan subgraphs; quantised convs dequantised).
     Writes analysis.json; prints the headline figures (model files: a per-layer table first).
     """
-    from convlens._cli_options import to_analyze_options
+    from convlens._cli.options import to_analyze_options
     from convlens.pipelines import analyze_target
     from convlens.summary import analysis_summary, layer_table
 
@@ -224,7 +224,7 @@ def demo(out_dir: str, quiet: bool, **options: Any) -> None:
     weight decay 4, 100 epochs. The first run gets the full report; the others feed the seeds table.
     Each seed also trains a random-label control (same recipe, permuted labels).
     """
-    from convlens._cli_options import to_demo_options
+    from convlens._cli.options import to_demo_options
     from convlens.demo import run_demo
 
     path = run_demo(
@@ -236,11 +236,13 @@ def demo(out_dir: str, quiet: bool, **options: Any) -> None:
     click.echo(str(path))
 
 
-from convlens._cli_tools import explain, filter_cmd, kernels  # noqa: E402
+from convlens._cli.tools import explain, filter_cmd, kernels  # noqa: E402
+from convlens._cli.validate import validate_cmd  # noqa: E402
 
 cli.add_command(explain)
 cli.add_command(kernels)
 cli.add_command(filter_cmd)
+cli.add_command(validate_cmd)
 
 
 def main() -> None:
