@@ -11,12 +11,13 @@ import json
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from convlens._atomic import write_text
 from convlens.errors import ConvlensError
+from convlens.runs.layout import MODEL_ANALYSIS_SUFFIX, RunLayout
 
 if TYPE_CHECKING:
     from convlens.analysis.result import AnalysisResult, LayerMatch
@@ -30,19 +31,13 @@ def default_run_dir(data: str, seed: int) -> str:
 
 def resume_config(out: str | Path, epochs: int | None = None) -> TrainConfig:
     """The config of the run in ``out`` (from its ``run.json``); ``epochs`` extends it."""
-    from convlens.train import RunDir, TrainConfig
+    from convlens.runs import read
+    from convlens.runs.records import RunConfig
 
-    cfg_dict = RunDir(out).read_run().get("config")
+    cfg_dict = read.run_json(out).get("config")
     if not isinstance(cfg_dict, dict):
         raise ConvlensError(f"{str(out)!r}: run.json has no config to resume")
-    known = {f.name for f in fields(TrainConfig)}
-    unknown = sorted(set(cfg_dict) - known)
-    if unknown:
-        raise ConvlensError(f"{str(out)!r}: run.json config has unknown field {unknown[0]!r}")
-    try:
-        cfg = TrainConfig(**cfg_dict)
-    except TypeError as exc:
-        raise ConvlensError(f"{str(out)!r}: run.json config is not understood: {exc}") from None
+    cfg = RunConfig.from_dict(cfg_dict, f"{str(out)!r}: run.json config")
     if epochs is not None:
         cfg.epochs = max(cfg.epochs, epochs)
     return cfg
@@ -237,7 +232,7 @@ def _analyze_target(
         result = analyze_run(
             path, n_null=n_null, seed=seed, control_runs=list(control_runs or []) or None
         )
-        dest = Path(out) if out else path / "analysis.json"
+        dest = Path(out) if out else RunLayout(path).analysis
     elif path.is_file():
         if control_runs:
             raise ConvlensError(
@@ -258,7 +253,7 @@ def _analyze_target(
                 "the data fitting options (layout, normalisation, scale, input size, output) "
                 "apply to data run through the model: give the data as well"
             )
-        dest = Path(out) if out else path.with_name(path.name + ".analysis.json")
+        dest = Path(out) if out else path.with_name(path.name + MODEL_ANALYSIS_SUFFIX)
         try:
             result = analyze_model_file(
                 path, factory=factory, data=data, ood=ood, n_null=n_null, seed=seed, fit=fit
@@ -292,7 +287,7 @@ def _check_not_an_input(target: Path, dest: Path) -> None:
         return
     d = dest.resolve()
     t = target.resolve()
-    inside = target.is_dir() and t in d.parents and d != t / "analysis.json"
+    inside = target.is_dir() and t in d.parents and d != RunLayout(t).analysis
     if d == t or inside:
         raise ConvlensError(
             f"--out {str(dest)!r} is part of what is analysed ({str(target)!r}); writing the "
@@ -653,9 +648,9 @@ def run_demo(
     from convlens.analysis.evidence.seeds import aggregate
     from convlens.parallel.dist import refuse_distributed
     from convlens.report import build_report
+    from convlens.runs.layout import DEMO_FILE
     from convlens.train import RunDir, TrainConfig
     from convlens.train.recipes import RECIPE_SELECTION
-    from convlens.train.rundir import DEMO_FILE
 
     refuse_distributed("the demo")
 
@@ -678,7 +673,7 @@ def run_demo(
         _demo_check(run, force)
         run.remove_own()
         write_text(
-            root / DEMO_FILE,
+            run.demo,
             json.dumps(
                 {
                     "format": "convlens-demo/1",
@@ -691,17 +686,17 @@ def run_demo(
         )
         analyses = []
         for i, (s, cfg) in enumerate(zip(seeds, configs, strict=True)):
-            run_dir = root if i == 0 else root / "seeds" / f"seed-{s}"
+            run_dir = root if i == 0 else run.seed_run(s)
             log(f"[train {i + 1}/{len(seeds)}] {cfg.data}, seed {s}, {cfg.epochs} epochs ...")
             outcome = train_run(
                 cfg, run_dir, force=True, progress=progress, keep=(DEMO_FILE,) if i == 0 else ()
             )
-            control = root / "seeds" / f"random-labels-seed-{s}"
+            control = run.random_labels_run(s)
             log(f"      random-label control, seed {s} ...")
             train_run(_control_config(cfg), control, force=True, progress=progress)
             analysis = analyze_run(run_dir, n_null=n_null, seed=0, control_runs=[control])
             analysis.notes.append(selection_note(recipe, s))
-            write_result(analysis, run_dir / "analysis.json")
+            write_result(analysis, RunLayout(run_dir).analysis)
             analyses.append(analysis)
             first = analysis.first_layer
             frac = first.matching.fraction_above_null95 if first and first.matching else None
@@ -709,7 +704,7 @@ def run_demo(
                 f"      test accuracy {outcome.result.test_accuracy:.3f}; first layer above null "
                 f"{frac or 0:.0%} ({time.perf_counter() - t0:.1f} s so far)"
             )
-        write_text(root / "seeds.json", aggregate(analyses, seeds).to_json(indent=2) + "\n")
+        write_text(run.seeds_json, aggregate(analyses, seeds).to_json(indent=2) + "\n")
         path = build_report(root)
     log(f"[report] done; total {time.perf_counter() - t0:.1f} s")
     return path

@@ -23,11 +23,13 @@ from convlens._serde import SchemaError, from_jsonable, json_schema, to_jsonable
 from convlens.analysis.measure.gaborfit import GaborFit
 from convlens.errors import ConvlensError
 from convlens.ops.geometry import ReceptiveField
+from convlens.runs.records import DatasetSpec, ModelSpec, RunConfig, TrainOutcome
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """Version of the ``analysis.json`` layout. 1 was wave 1's untyped ``"format": "convlens-analysis/1"``;
 3 added per-unit figures, kernel controls, the three-way kernel verdict, CKA, and the untrained OOD
-controls with cluster-bootstrap intervals and predictions (issue 14)."""
+controls with cluster-bootstrap intervals and predictions (issue 14); 4 types ``run`` from the run
+directory's records (``RunConfig``, ``DatasetSpec``, ``ModelSpec``) instead of free-form objects."""
 
 SEEDS_SCHEMA_VERSION = 2
 
@@ -609,23 +611,13 @@ class Settings:
 
 
 @dataclass
-class TrainOutcome:
-    """How the training run ended (from ``run.json``)."""
-
-    test_accuracy: float | None = None
-    test_loss: float | None = None
-    epochs_completed: int | None = None
-    train_seconds: float | None = None
-    final_val_accuracy: float | None = None
-
-
-@dataclass
 class RunInfo:
-    """The training run behind the analysis (copied from its ``run.json``)."""
+    """The training run behind the analysis, typed from its ``run.json`` records
+    (:mod:`convlens.runs.records`)."""
 
-    config: dict[str, Any]
-    dataset: dict[str, Any]
-    model: dict[str, Any]
+    config: RunConfig
+    dataset: DatasetSpec
+    model: ModelSpec
     result: TrainOutcome | None
     versions: dict[str, str]
     device: str | None = None

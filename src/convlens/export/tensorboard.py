@@ -33,6 +33,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from convlens.errors import ConvlensError
+from convlens.runs import read
+from convlens.runs.layout import RunLayout
 
 PIXELS_PER_TAP = 8
 """Each kernel tap is drawn as a PIXELS_PER_TAP x PIXELS_PER_TAP block (nearest neighbour)."""
@@ -120,24 +122,21 @@ def _summary_writer(log_dir: Path) -> Any:
 def _read_analysis(root: Path) -> Any:
     from convlens.analysis.result import AnalysisResult
 
-    path = root / "analysis.json"
+    path = RunLayout(root).analysis
     return AnalysisResult.read(path) if path.is_file() else None
 
 
 def _scalars(w: Any, root: Path, s: ExportSummary) -> None:
-    from convlens.train.rundir import RunDir
-
     names = {
         "train_loss": "train/loss",
         "train_acc": "train/accuracy",
         "val_loss": "val/loss",
         "val_acc": "val/accuracy",
     }
-    for row in RunDir(root).read_metrics():
+    for row in read.metrics(root):
         for key, tag in names.items():
-            if isinstance(row.get(key), int | float):
-                w.add_scalar(tag, float(row[key]), int(row["epoch"]))
-                s.scalars[tag] = s.scalars.get(tag, 0) + 1
+            w.add_scalar(tag, float(getattr(row, key)), row.epoch)
+            s.scalars[tag] = s.scalars.get(tag, 0) + 1
     a = _read_analysis(root)
     evo = a.evolution if a is not None else None
     for r in evo.epochs if evo is not None else []:
@@ -163,10 +162,10 @@ def _first_weight_key(snap: dict[str, NDArray[Any]], root: Path) -> str | None:
 
 
 def _images(w: Any, root: Path, s: ExportSummary) -> None:
-    from convlens.analysis.measure.evolution import load_snapshots
     from convlens.analysis.measure.featuremaps import load_probes
 
-    snaps = load_snapshots(root / "snapshots") if (root / "snapshots").is_dir() else {}
+    run = RunLayout(root)
+    snaps = read.snapshots(run)
     key = _first_weight_key(next(iter(snaps.values())), root) if snaps else None
     for epoch, snap in sorted(snaps.items()):
         if key is not None:
@@ -177,7 +176,7 @@ def _images(w: Any, root: Path, s: ExportSummary) -> None:
             if t.size:
                 w.add_histogram(f"weights/{name}", np.asarray(t, np.float64), epoch)
                 s.histograms[f"weights/{name}"] = s.histograms.get(f"weights/{name}", 0) + 1
-    _, maps = load_probes(root / "probes") if (root / "probes").is_dir() else (None, {})
+    _, maps = load_probes(run.probes_dir) if run.probes_dir.is_dir() else (None, {})
     for epoch, held in sorted(maps.items()):
         for layer, m in held.items():
             if len(m):
@@ -190,10 +189,8 @@ def export_tensorboard(run_dir: str | Path, out_dir: str | Path) -> ExportSummar
     """Write the run in ``run_dir`` as TensorBoard events under ``out_dir/<run folder name>``.
 
     Refuses a path that is not a convlens run and a target that already holds files."""
-    from convlens.train.rundir import RunDir
-
     root = Path(run_dir)
-    if not RunDir(root).is_run():
+    if not RunLayout(root).is_run():
         raise ConvlensError(f"{str(root)!r} is not a convlens run directory (no run.json)")
     name = root.resolve().name or "run"
     out = Path(out_dir)
