@@ -490,6 +490,8 @@ def build_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     _check_report_destination(inp, dest)
     try:
         html = render_html(build_context(inp))
+    except ConvlensError:  # a file the sections read (metrics.jsonl, a snapshot) says what it is
+        raise
     except (KeyError, AttributeError, TypeError, ValueError, IndexError, ZeroDivisionError) as exc:
         # analysis.json passed the type checks but its values do not fit together (edited by hand,
         # or from another run): say which file, never a traceback
