@@ -412,3 +412,17 @@ def test_outcome_and_config_are_the_analysis_run_info_types():
     assert hints["config"] == "RunConfig" and hints["model"] == "ModelSpec"
     assert hints["dataset"] == "DatasetSpec" and hints["result"] == "TrainOutcome | None"
     assert TrainOutcome().test_accuracy is None
+
+
+def test_an_analysis_of_the_untyped_run_info_is_refused_in_one_line(tiny_run_analysis):
+    """Schema 4 types ``run``; an ``analysis.json`` of schema 3 (free-form run info) is refused by
+    the version check, one line, before any field is read."""
+    from convlens.analysis.result import SCHEMA_VERSION, AnalysisResult
+
+    assert SCHEMA_VERSION == 4
+    doc = json.loads(tiny_run_analysis.to_json())
+    assert doc["run"]["config"] == tiny_run_analysis.run.config.to_dict()
+    doc["schema_version"] = 3
+    doc["run"]["config"] = {"lr": None}
+    with pytest.raises(ConvlensError, match="schema_version 3; this version of convlens reads 4"):
+        AnalysisResult.from_dict(doc)
