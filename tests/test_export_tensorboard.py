@@ -80,3 +80,24 @@ def test_cli_export(tiny_run, tmp_path):
     ev = read_events(tmp_path / "tb" / "run")
     assert "train/accuracy" in ev["scalars"] and "evolution/median_score" not in ev["scalars"]
     assert json.loads((tiny_run / "run.json").read_text())["status"] == "complete"
+
+
+def test_export_draws_the_final_weights_no_snapshot_holds(tiny_run_copy, tmp_path):
+    """The final weights (model.safetensors) are read like every run file: their dense layers at
+    the last epoch beside the snapshots; in a run without snapshots, all of them and the first
+    layer's kernel grid. A corrupt file is refused before anything is written."""
+    import shutil
+
+    ev = read_events(export_tensorboard(tiny_run_copy, tmp_path / "a").out)
+    assert ev["histograms"]["weights/fc1.weight"] == [(3, 32.0 * 16 * 6 * 6)]
+    assert len(ev["histograms"]["weights/conv1.weight"]) == len(
+        list((tiny_run_copy / "snapshots").iterdir())
+    )
+    shutil.rmtree(tiny_run_copy / "snapshots")
+    ev = read_events(export_tensorboard(tiny_run_copy, tmp_path / "b").out)
+    assert [st for st, *_ in ev["images"]["kernels/conv1"]] == [3]
+    assert ev["histograms"]["weights/conv1.weight"] == [(3, 200.0)]
+    (tiny_run_copy / "model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{")
+    with pytest.raises(ConvlensError, match=r"model\.safetensors' is not a valid safetensors"):
+        export_tensorboard(tiny_run_copy, tmp_path / "c")
+    assert not (tmp_path / "c").exists()

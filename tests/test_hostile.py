@@ -185,6 +185,19 @@ def _run_with(c: Ctx, rel: str, data: bytes | str, *, analysed: bool = False) ->
     return run
 
 
+_BAD_HEADER = b"\x10\x00\x00\x00\x00\x00\x00\x00{"  # a safetensors header that is not JSON
+
+
+def _corrupt_control(c: Ctx) -> str:
+    """A random-label control run (the tiny run, relabelled) whose final weights are truncated."""
+    run = c.run("ctrl")
+    rec = json.loads(Path(run, "run.json").read_text())
+    rec["config"]["shuffle_labels"] = True
+    Path(run, "run.json").write_text(json.dumps(rec))
+    Path(run, "model.safetensors").write_bytes(c.model_bytes()[:200])
+    return run
+
+
 def _pickled_list(c: Ctx) -> str:
     import torch
 
@@ -529,6 +542,11 @@ CASES: list[Case] = [
         expect="nope",
     ),
     Case(
+        "analyze-control-run-model-truncated",
+        lambda c: ["analyze", c.run(), "--null-size", "100", "--control-run", _corrupt_control(c)],
+        expect="ctrl/model.safetensors",
+    ),
+    Case(
         "analyze-ood-unknown",
         lambda c: ["analyze", c.run(), "--null-size", "100", "--ood", "unicorns"],
         expect="ood",
@@ -560,6 +578,45 @@ CASES: list[Case] = [
         "report-analysis-folder",
         lambda c: ["report", _analysis_is_folder(c)],
         expect="analysis.json",
+    ),
+    Case(
+        "report-model-truncated",
+        lambda c: [
+            "report",
+            _run_with(c, "model.safetensors", c.model_bytes()[:200], analysed=True),
+        ],
+        expect="model.safetensors",
+    ),
+    Case(
+        "report-model-corrupt-header",
+        lambda c: ["report", _run_with(c, "model.safetensors", _BAD_HEADER, analysed=True)],
+        expect="model.safetensors",
+    ),
+    Case(
+        "report-metrics-corrupt",
+        lambda c: ["report", _run_with(c, "metrics.jsonl", '{"epoch": 1}\n', analysed=True)],
+        expect="metrics.jsonl",
+    ),
+    # -- export ------------------------------------------------------------------------------------
+    Case(
+        "export-model-truncated",
+        lambda c: [
+            "export",
+            _run_with(c, "model.safetensors", c.model_bytes()[:200]),
+            "--tensorboard",
+            c.p("tb"),
+        ],
+        expect="model.safetensors",
+    ),
+    Case(
+        "export-snapshot-corrupt",
+        lambda c: [
+            "export",
+            _run_with(c, "snapshots/epoch-001.safetensors", _BAD_HEADER),
+            "--tensorboard",
+            c.p("tb"),
+        ],
+        expect="epoch-001",
     ),
     Case(
         "report-out-proc",

@@ -106,12 +106,12 @@ def test_control_train_command_keeps_the_snapshot_cadence() -> None:
     ``--snapshot-epochs`` (issue 17's options); it must parse with the real CLI."""
     import shlex
 
-    from convlens.analysis.orchestration.controls import train_command
     from convlens.cli import cli
+    from convlens.runs.records import RunConfig
 
     base = {"data": "faces", "epochs": 5, "seed": 1, "shuffle_labels": True, "snapshots": True}
-    every = train_command({**base, "snapshot_every": 2, "snapshot_epochs": None}, "c")
-    listed = train_command({**base, "snapshot_every": None, "snapshot_epochs": [0, 3]}, "c")
+    every = RunConfig(**base, snapshot_every=2).command("c")
+    listed = RunConfig(**base, snapshot_epochs=[0, 3]).command("c")
     assert "--snapshot-every 2" in every and "--snapshot-epochs 0,3" in listed
     train = cli.commands["train"]  # type: ignore[attr-defined]
     for line in (every, listed):
@@ -177,12 +177,14 @@ def test_load_of_a_model_file_says_to_analyse_it(tmp_path: Path) -> None:
 def test_control_train_command_of_a_torchrun_run_uses_torchrun() -> None:
     """A control trained by 2 ranks (``--batch-size`` per rank) was described by a 1-process
     ``convlens train`` line with the per-rank batch: another global batch, other weights."""
-    from convlens.analysis.orchestration.controls import _world_size, train_command
+    from convlens.runs.records import RunConfig
 
-    cfg = {"data": "faces", "epochs": 2, "batch_size": 16, "shuffle_labels": True}
-    assert train_command(cfg, "c", 2).startswith("torchrun --nproc_per_node 2 -m convlens train ")
-    assert train_command(cfg, "c").startswith("convlens train ")
-    assert [_world_size(r) for r in ({}, {"world_size": 1}, {"world_size": 2})] == [1, 1, 2]
+    cfg = RunConfig(data="faces", epochs=2, batch_size=16, shuffle_labels=True)
+    two = cfg.command("c", world_size=2)
+    assert two.startswith("torchrun --nproc_per_node 2 -m convlens train ")
+    assert "--batch-size 16" in two
+    assert cfg.command("c").startswith("convlens train ")
+    assert cfg.command("c", world_size=1) == cfg.command("c")
 
 
 def test_control_with_another_recipe_is_noted(tmp_path: Path) -> None:

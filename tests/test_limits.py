@@ -18,7 +18,7 @@ from torch import nn
 
 from convlens.analysis import analyze_model_file, analyze_run, analyze_weights
 from convlens.analysis.measure import matching
-from convlens.analysis.measure.evolution import evolution, load_snapshots
+from convlens.analysis.measure.evolution import evolution
 from convlens.analysis.measure.featuremaps import load_probes
 from convlens.analysis.result import AnalysisResult
 from convlens.data import datasets, loaders
@@ -26,6 +26,7 @@ from convlens.data.datasets import MAX_CLASSES, from_unit_range
 from convlens.data.images import load_image
 from convlens.data.loaders import load_dataset, read_idx
 from convlens.errors import ConvlensError
+from convlens.runs import read
 
 IDX_CODES = {
     np.dtype("u1"): 0x08,
@@ -531,7 +532,7 @@ def test_misshapen_snapshot_and_probe_files(tmp_path):
         ConvlensError,
         match=r"epoch-001.safetensors'?: holds tensors c.weight 2x1x5x5, but the first snapshot holds c.weight 2x1x3x3",
     ):
-        load_snapshots(tmp_path / "snapshots")
+        read.snapshots(tmp_path)
     (tmp_path / "probes").mkdir()
     save_file(
         {"x": np.zeros((3, 1, 5, 5), np.float32)}, str(tmp_path / "probes/inputs.safetensors")

@@ -74,8 +74,15 @@ def test_reproduce_commands_parse_and_write_elsewhere(demo_run, no_figures):
     assert [name for name, _ in parsed] == ["train", "train", "analyze", "report", "demo"]
     train, control = parsed[0][1], parsed[1][1]
     for opt in ("data", "model", "epochs", "batch_size", "lr", "weight_decay", "optimizer", "seed"):
-        assert train[opt] == cfg[opt] and control[opt] == cfg[opt], opt
+        assert train[opt] == getattr(cfg, opt) and control[opt] == getattr(cfg, opt), opt
     assert control["shuffle_labels"] and not train["shuffle_labels"]
+    # every field, the ones the lines used to drop too (first_kernel, ood, ood_size, probes)
+    from dataclasses import replace
+
+    from convlens.runs.records import RunConfig
+
+    assert RunConfig.from_cli(train) == cfg
+    assert RunConfig.from_cli(control) == replace(cfg, shuffle_labels=True)
     new, new_control = Path(train["out_dir"]), Path(control["out_dir"])
     assert new != demo_run and not new.exists() and not new_control.exists()
     analyze = parsed[2][1]

@@ -101,13 +101,13 @@ def test_reproduce_commands_keep_the_cadence_and_the_ranks(tiny_run_analysis, tm
 
     a = copy.deepcopy(tiny_run_analysis)
     assert a.run is not None
-    a.run.config["snapshot_every"] = 2
+    a.run.config.snapshot_every = 2
     a.run.world_size = 2
     cmds = run_commands(a, tmp_path / "run", None)
     train = shlex.split(cmds[0]["cmd"])
     assert train[:6] == ["torchrun", "--nproc_per_node", "2", "-m", "convlens", "train"]
     assert train[train.index("--snapshot-every") + 1] == "2"
-    assert train[train.index("--batch-size") + 1] == str(a.run.config["batch_size"])
+    assert train[train.index("--batch-size") + 1] == str(a.run.config.batch_size)
 
 
 @pytest.mark.slow

@@ -124,9 +124,17 @@ def test_report_on_an_inconsistent_analysis_is_a_one_line_error(tiny_run_copy):
     analyze_target(tiny_run_copy, n_null=200)
     path = tiny_run_copy / "analysis.json"
     doc = json.loads(path.read_text())
-    doc["run"]["config"] = {}
+    # the probe sets name far more probes than the run holds: typed right, values that do not fit
+    doc["feature_maps"]["probe_sets"] = ["train"] * 1000
     path.write_text(json.dumps(doc))
     with pytest.raises(ConvlensError, match="values do not fit this run"):
+        build_report(tiny_run_copy)
+    assert not (tiny_run_copy / "report.html").exists()
+    # an empty run config was such a case while the config was a free-form object; it is typed
+    # now (convlens.runs.records.RunConfig), so the schema refuses it, naming the field
+    doc["run"]["config"] = {}
+    path.write_text(json.dumps(doc))
+    with pytest.raises(ConvlensError, match=r"not a valid convlens analysis: .*run\.config\.data"):
         build_report(tiny_run_copy)
     assert not (tiny_run_copy / "report.html").exists()
 

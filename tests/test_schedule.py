@@ -14,8 +14,8 @@ from convlens.data.datasets import load_bundled
 from convlens.errors import ConvlensError
 from convlens.models import build_model, make_spec
 from convlens.pipelines import resume_config
+from convlens.runs.schedule import log_spaced, parse_epochs, snapshot_schedule
 from convlens.train import RunDir, TrainConfig, Trainer
-from convlens.train.schedule import log_spaced, parse_epochs, snapshot_schedule
 
 
 def test_log_spaced_rule_matches_the_documented_sequence():

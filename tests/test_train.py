@@ -245,7 +245,7 @@ def test_detached_copy_of_an_optimizer_state_is_independent():
 
     import torch
 
-    from convlens.train.trainer import _detached_copy
+    from convlens.train.state import detached_copy as _detached_copy
 
     model = torch.nn.Linear(3, 2)
     opt = torch.optim.Adam(model.parameters(), lr=0.1)
@@ -460,7 +460,7 @@ def test_demo_is_marked_rewrites_itself_and_force_keeps_foreign_files(tmp_path):
 
 
 def test_run_record_reading_failures_are_one_clear_error(tmp_path, monkeypatch):
-    from convlens import _records as records_mod
+    from convlens.runs import read as records_mod
     from convlens.train import rundir as rundir_mod
 
     run = tmp_path / "run"
@@ -480,9 +480,17 @@ def test_run_record_reading_failures_are_one_clear_error(tmp_path, monkeypatch):
     with pytest.raises(ConvlensError, match="over the limit of 1 bytes"):
         rd.read_run()
     monkeypatch.setattr(records_mod, "MAX_RECORD_BYTES", 2**20)
-    (run / "metrics.jsonl").write_text('{"epoch": 1}\n[1]\n')
+    # a whole row first (metrics rows are typed: a row missing a figure is an error of its own)
+    row = json.dumps(
+        {"epoch": 1, "train_loss": 1.0, "train_acc": 0.5, "val_loss": 1.0, "val_acc": 0.5}
+        | {"seconds": 0.1}
+    )
+    (run / "metrics.jsonl").write_text(f"{row}\n[1]\n")
     with pytest.raises(ConvlensError, match="not a JSON object"):
         rd.read_metrics()
-    (run / "metrics.jsonl").write_text('{"epoch": 1}\n{"epoch"\n')
+    (run / "metrics.jsonl").write_text(f'{row}\n{{"epoch"\n')
     with pytest.raises(ConvlensError, match="not valid JSON"):
+        rd.read_metrics()
+    (run / "metrics.jsonl").write_text(f'{row}\n{{"epoch": 2}}\n')
+    with pytest.raises(ConvlensError, match=r"metrics.jsonl' line 2: train_loss: missing"):
         rd.read_metrics()

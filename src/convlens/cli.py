@@ -66,6 +66,29 @@ def cli(debug: bool) -> None:
     "--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"])
 )
 @click.option(
+    "--ood",
+    default=None,
+    metavar="LIST",
+    help="OOD sets, comma-separated (default: every bundled set but the data itself; none: no "
+    "OOD sets).",
+)
+@click.option(
+    "--ood-size", default=100, show_default=True, type=click.IntRange(min=1), help="Per OOD set."
+)
+@click.option(
+    "--probes-per-set",
+    default=4,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Probe images per set whose feature maps are kept.",
+)
+@click.option(
+    "--first-kernel",
+    default=None,
+    type=click.IntRange(min=1),
+    help="First conv layer's kernel size (odd; default: the model preset's).",
+)
+@click.option(
     "--out", "out_dir", default=None, help="Run directory (default: runs/<data>-seed<seed>)."
 )
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
@@ -76,6 +99,12 @@ def cli(debug: bool) -> None:
 )
 @click.option("--no-snapshots", is_flag=True, help="Skip kernel snapshots and probe feature maps.")
 @click.option(
+    "--probes/--no-probes",
+    default=None,
+    help="Keep probe feature maps (default: with the snapshots; --no-snapshots --probes keeps "
+    "them without snapshots).",
+)
+@click.option(
     "--snapshot-every",
     type=click.IntRange(min=1),
     default=None,
@@ -84,7 +113,6 @@ def cli(debug: bool) -> None:
 )
 @click.option(
     "--snapshot-epochs",
-    "snapshot_list",
     default=None,
     metavar="LIST",
     help="Snapshot exactly these epochs, e.g. 0,5,10 (0 and the last are always added).",
@@ -109,36 +137,25 @@ def train(
     out_dir: str | None,
     resume: bool,
     force: bool,
-    no_snapshots: bool,
     quiet: bool,
-    snapshot_list: str | None,
     checkpoint_seconds: float,
-    **cfg: Any,
+    **options: Any,
 ) -> None:
     """Train a reference CNN offline, snapshotting kernels and feature maps at log-spaced epochs."""
     from convlens.pipelines import default_run_dir, train_run
-    from convlens.train import TrainConfig
-    from convlens.train.schedule import parse_epochs
+    from convlens.runs.records import RunConfig
 
-    if snapshot_list is not None:
-        cfg["snapshot_epochs"] = parse_epochs(snapshot_list)
-
-    out = out_dir or default_run_dir(cfg["data"], cfg["seed"])
+    config = RunConfig.from_cli(options)  # the one mapping of options to the config
+    out = out_dir or default_run_dir(config.data, config.seed)
+    ctx = click.get_current_context()
+    cmdline = click.core.ParameterSource.COMMANDLINE
+    typed = [n for n in ctx.params if ctx.get_parameter_source(n) == cmdline]
     # --epochs extends a resumed run only when given on the command line (not its default)
-    given = click.get_current_context().get_parameter_source("epochs")
-    extend = cfg["epochs"] if given == click.core.ParameterSource.COMMANDLINE else None
-    config = TrainConfig(**cfg, snapshots=not no_snapshots, probes=not no_snapshots)
+    extend = config.epochs if "epochs" in typed else None
     if resume:  # options that contradict the recorded config are refused, not ignored
         from convlens.train.resume_options import check_resume_options
 
-        ctx = click.get_current_context()
-        cmdline = click.core.ParameterSource.COMMANDLINE
-        typed = {n for n in ctx.params if ctx.get_parameter_source(n) == cmdline}
-        chosen = {k: v for k, v in cfg.items() if k in typed}
-        chosen.update({"snapshots": not no_snapshots} if "no_snapshots" in typed else {})
-        if "snapshot_list" in typed:
-            chosen["snapshot_epochs"] = cfg["snapshot_epochs"]
-        check_resume_options(out, chosen)
+        check_resume_options(out, config, typed)
     run = train_run(
         config,
         out,

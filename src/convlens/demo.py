@@ -94,9 +94,9 @@ def run_demo(
     from convlens.parallel.dist import refuse_distributed
     from convlens.pipelines import train_run, write_result
     from convlens.report import build_report
+    from convlens.runs.layout import DEMO_FILE, RunLayout
     from convlens.train import RunDir, TrainConfig
     from convlens.train.recipes import RECIPE_SELECTION
-    from convlens.train.rundir import DEMO_FILE
 
     opts = DemoOptions.of(options, kw)
     refuse_distributed("the demo")
@@ -120,7 +120,7 @@ def run_demo(
         _demo_check(run, opts.force)
         run.remove_own()
         write_text(
-            root / DEMO_FILE,
+            run.demo,
             json.dumps(
                 {
                     "format": "convlens-demo/1",
@@ -133,19 +133,19 @@ def run_demo(
         )
         analyses = []
         for i, (s, cfg) in enumerate(zip(seeds, configs, strict=True)):
-            run_dir = root if i == 0 else root / "seeds" / f"seed-{s}"
+            run_dir = root if i == 0 else run.seed_run(s)
             log(f"[train {i + 1}/{len(seeds)}] {cfg.data}, seed {s}, {cfg.epochs} epochs ...")
             outcome = train_run(
                 cfg, run_dir, force=True, progress=progress, keep=(DEMO_FILE,) if i == 0 else ()
             )
-            control = root / "seeds" / f"random-labels-seed-{s}"
+            control = run.random_labels_run(s)
             log(f"      random-label control, seed {s} ...")
             train_run(_control_config(cfg), control, force=True, progress=progress)
             analysis = analyze_run(
                 run_dir, AnalyzeOptions(n_null=opts.n_null, seed=0, control_runs=(control,))
             )
             analysis.notes.append(selection_note(recipe, s))
-            write_result(analysis, run_dir / "analysis.json")
+            write_result(analysis, RunLayout(run_dir).analysis)
             analyses.append(analysis)
             first = analysis.first_layer
             frac = first.matching.fraction_above_null95 if first and first.matching else None
@@ -153,7 +153,7 @@ def run_demo(
                 f"      test accuracy {outcome.result.test_accuracy:.3f}; first layer above null "
                 f"{frac or 0:.0%} ({time.perf_counter() - t0:.1f} s so far)"
             )
-        write_text(root / "seeds.json", aggregate(analyses, seeds).to_json(indent=2) + "\n")
+        write_text(run.seeds_json, aggregate(analyses, seeds).to_json(indent=2) + "\n")
         path = build_report(root)
     log(f"[report] done; total {time.perf_counter() - t0:.1f} s")
     return path

@@ -134,21 +134,23 @@ def load(path: str | Path) -> View:
     """The analysis of a run directory (``RUN/analysis.json``) or a model analysis JSON file, as a
     :class:`View` (``load(path).result`` is the :class:`AnalysisResult`)."""
     from convlens.analysis.result import AnalysisResult
+    from convlens.runs.layout import MODEL_ANALYSIS_SUFFIX, RunLayout
 
     p = Path(path)
     if p.is_dir():
-        if not (p / "analysis.json").is_file():
+        run = RunLayout(p)
+        if not run.analysis.is_file():
             raise ConvlensError(
                 f"{str(p)!r} has no analysis.json: analyse the run first",
                 hint_key="no_analysis",
             )
-        result = AnalysisResult.read(p / "analysis.json")
-        weights = p / "model.safetensors"
+        result = AnalysisResult.read(run.analysis)
+        weights = run.model
     elif p.is_file():
         if p.suffix.lower() in (".safetensors", ".pt", ".pth", ".onnx"):
             raise ConvlensError(
                 f"{str(p)!r} is a model file, not its analysis: run `convlens analyze {p}` and "
-                f"load {str(p) + '.analysis.json'!r}"
+                f"load {str(p) + MODEL_ANALYSIS_SUFFIX!r}"
             )
         result = AnalysisResult.read(p)
         src = Path(result.source.path)
@@ -156,7 +158,7 @@ def load(path: str | Path) -> View:
         if not src.is_absolute():
             # a relative source: RUN/analysis.json of that run, else the model file beside it
             src = here if result.source.kind == "run" and here.name == src.name else here / src.name
-        weights = src / "model.safetensors" if src.is_dir() else src
+        weights = RunLayout(src).model if src.is_dir() else src
     else:
         raise ConvlensError(f"{str(p)!r} is neither a run directory nor an analysis JSON file")
     attach(result, weights if weights.suffix == ".safetensors" else None)
@@ -177,7 +179,7 @@ def _weights(result: AnalysisResult | None) -> dict[str, NDArray[Any]]:
     if not held or held["path"] is None or not Path(held["path"]).is_file():
         return {}
     if held["loaded"] is None:
-        from convlens.analysis.measure.evolution import read_tensors
+        from convlens.runs.read import read_tensors
 
         held["loaded"] = read_tensors(Path(held["path"]))
     return dict(held["loaded"])

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from convlens._atomic import write_text
 from convlens.errors import ConvlensError
+from convlens.runs.layout import MODEL_ANALYSIS_SUFFIX, RunLayout
 
 if TYPE_CHECKING:
     from convlens.analysis.orchestration.options import AnalyzeOptions
@@ -39,19 +40,13 @@ def default_run_dir(data: str, seed: int) -> str:
 
 def resume_config(out: str | Path, epochs: int | None = None) -> TrainConfig:
     """The config of the run in ``out`` (from its ``run.json``); ``epochs`` extends it."""
-    from convlens.train import RunDir, TrainConfig
+    from convlens.runs import read
+    from convlens.runs.records import RunConfig
 
-    cfg_dict = RunDir(out).read_run().get("config")
+    cfg_dict = read.run_json(out).get("config")
     if not isinstance(cfg_dict, dict):
         raise ConvlensError(f"{str(out)!r}: run.json has no config to resume")
-    known = {f.name for f in fields(TrainConfig)}
-    unknown = sorted(set(cfg_dict) - known)
-    if unknown:
-        raise ConvlensError(f"{str(out)!r}: run.json config has unknown field {unknown[0]!r}")
-    try:
-        cfg = TrainConfig(**cfg_dict)
-    except TypeError as exc:
-        raise ConvlensError(f"{str(out)!r}: run.json config is not understood: {exc}") from None
+    cfg = RunConfig.from_dict(cfg_dict, f"{str(out)!r}: run.json config")
     if epochs is not None:
         cfg.epochs = max(cfg.epochs, epochs)
     return cfg
@@ -212,9 +207,9 @@ def _analyze_target(
         _check_not_an_input(path, Path(out))
     if path.is_dir():
         result = analyze_run(path, options)
-        dest = Path(out) if out else path / "analysis.json"
+        dest = Path(out) if out else RunLayout(path).analysis
     elif path.is_file():
-        dest = Path(out) if out else path.with_name(path.name + ".analysis.json")
+        dest = Path(out) if out else path.with_name(path.name + MODEL_ANALYSIS_SUFFIX)
         try:
             result = analyze_model_file(path, options)
         except DataStageError as exc:
@@ -246,7 +241,7 @@ def _check_not_an_input(target: Path, dest: Path) -> None:
         return
     d = dest.resolve()
     t = target.resolve()
-    inside = target.is_dir() and t in d.parents and d != t / "analysis.json"
+    inside = target.is_dir() and t in d.parents and d != RunLayout(t).analysis
     if d == t or inside:
         raise ConvlensError(
             f"--out {str(dest)!r} is part of what is analysed ({str(target)!r}); writing the "

@@ -9,7 +9,10 @@ What is written (``step`` = epoch everywhere), into ``DIR/<run folder name>/``:
   of the analysis) and ``evolution/distance_from_init/<layer>``;
 - ``kernels/<first layer>``: the first conv layer's kernels as one image grid per snapshot (rows =
   output channels, columns = input channels; each kernel scaled by its own max |w| so 0 is mid-grey);
-- ``weights/<tensor>``: a histogram of every snapshot tensor (weights and biases) per snapshot;
+- ``weights/<tensor>``: a histogram of every snapshot tensor (weights and biases) per snapshot,
+  and of every tensor of the final weights (``model.safetensors``) that no snapshot holds (the
+  dense layers; everything in a run without snapshots, whose first-layer kernel grid is then drawn
+  from them) at the last epoch;
 - ``feature_maps/<layer>``: every channel of each layer's output for the first probe image, one
   grid per probe epoch (each channel scaled to its own min..max).
 
@@ -33,6 +36,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from convlens.errors import ConvlensError
+from convlens.runs import read
+from convlens.runs.layout import RunLayout
+from convlens.runs.records import MetricsRow
 
 PIXELS_PER_TAP = 8
 """Each kernel tap is drawn as a PIXELS_PER_TAP x PIXELS_PER_TAP block (nearest neighbour)."""
@@ -117,29 +123,51 @@ def _summary_writer(log_dir: Path) -> Any:
     return SummaryWriter(log_dir=str(log_dir))
 
 
-def _read_analysis(root: Path) -> Any:
+@dataclass
+class _RunData:
+    """Everything an export writes, read (and so checked) before anything is written."""
+
+    metrics: list[MetricsRow]
+    analysis: Any  # AnalysisResult | None
+    snapshots: dict[int, dict[str, NDArray[Any]]]
+    final: dict[str, NDArray[Any]]  # model.safetensors ({} in a partial run)
+    last_epoch: int
+    conv_layers: list[str]
+    probe_maps: dict[int, dict[str, NDArray[Any]]]
+
+
+def _read_run(root: Path) -> _RunData:
+    """The run's records, tensors and analysis through :mod:`convlens.runs.read`: a truncated or
+    corrupt file is one clear error naming it, before the target folder is touched."""
+    from convlens.analysis.measure.featuremaps import load_probes
     from convlens.analysis.result import AnalysisResult
 
-    path = root / "analysis.json"
-    return AnalysisResult.read(path) if path.is_file() else None
+    run = RunLayout(root)
+    rec = read.run_record(run)
+    last = rec.result.epochs_completed if rec.result is not None else None
+    return _RunData(
+        metrics=read.metrics(run),
+        analysis=AnalysisResult.read(run.analysis) if run.analysis.is_file() else None,
+        snapshots=read.snapshots(run),
+        final=read.model_weights(run) if run.model.is_file() else {},
+        last_epoch=last if last is not None else rec.config.epochs,
+        conv_layers=list(rec.conv_layers),
+        probe_maps=load_probes(run.probes_dir)[1] if run.probes_dir.is_dir() else {},
+    )
 
 
-def _scalars(w: Any, root: Path, s: ExportSummary) -> None:
-    from convlens.train.rundir import RunDir
-
+def _scalars(w: Any, run: _RunData, s: ExportSummary) -> None:
     names = {
         "train_loss": "train/loss",
         "train_acc": "train/accuracy",
         "val_loss": "val/loss",
         "val_acc": "val/accuracy",
     }
-    for row in RunDir(root).read_metrics():
+    for row in run.metrics:
         for key, tag in names.items():
-            if isinstance(row.get(key), int | float):
-                w.add_scalar(tag, float(row[key]), int(row["epoch"]))
-                s.scalars[tag] = s.scalars.get(tag, 0) + 1
-    a = _read_analysis(root)
-    evo = a.evolution if a is not None else None
+            w.add_scalar(tag, float(getattr(row, key)), row.epoch)
+            s.scalars[tag] = s.scalars.get(tag, 0) + 1
+    evo = run.analysis.evolution if run.analysis is not None else None
     for r in evo.epochs if evo is not None else []:
         values = {
             "evolution/fraction_above_null95": r.first_layer_fraction_above_null95,
@@ -152,48 +180,60 @@ def _scalars(w: Any, root: Path, s: ExportSummary) -> None:
                 s.scalars[tag] = s.scalars.get(tag, 0) + 1
 
 
-def _first_weight_key(snap: dict[str, NDArray[Any]], root: Path) -> str | None:
-    """The first conv layer's weight key: from analysis.json when present, else the first
-    ``*.weight`` in the run's recorded layer order (``conv1``...)."""
-    a = _read_analysis(root)
-    if a is not None and a.first_layer is not None and a.first_layer.identity.weight_key in snap:
+def _first_weight_key(tensors: dict[str, NDArray[Any]], run: _RunData) -> str | None:
+    """The first conv layer's weight key: from analysis.json when present, else the first conv
+    layer the run recorded (``conv1``...), else the first ``*.weight`` (shortest name)."""
+    a = run.analysis
+    if a is not None and a.first_layer is not None and a.first_layer.identity.weight_key in tensors:
         return str(a.first_layer.identity.weight_key)
-    keys = [k for k in snap if k.endswith(".weight")]
+    recorded = [f"{c}.weight" for c in run.conv_layers if f"{c}.weight" in tensors]
+    if recorded:
+        return recorded[0]
+    keys = [k for k in tensors if k.endswith(".weight")]
     return sorted(keys, key=lambda k: (len(k), k))[0] if keys else None
 
 
-def _images(w: Any, root: Path, s: ExportSummary) -> None:
-    from convlens.analysis.measure.evolution import load_snapshots
-    from convlens.analysis.measure.featuremaps import load_probes
-
-    snaps = load_snapshots(root / "snapshots") if (root / "snapshots").is_dir() else {}
-    key = _first_weight_key(next(iter(snaps.values())), root) if snaps else None
+def _images(w: Any, run: _RunData, s: ExportSummary) -> None:
+    snaps = run.snapshots
+    key = _first_weight_key(next(iter(snaps.values())), run) if snaps else None
     for epoch, snap in sorted(snaps.items()):
         if key is not None:
-            tag = f"kernels/{key.removesuffix('.weight')}"
-            w.add_image(tag, kernel_grid(snap[key]), epoch, dataformats="HW")
-            s.images[tag] = s.images.get(tag, 0) + 1
-        for name, t in snap.items():
-            if t.size:
-                w.add_histogram(f"weights/{name}", np.asarray(t, np.float64), epoch)
-                s.histograms[f"weights/{name}"] = s.histograms.get(f"weights/{name}", 0) + 1
-    _, maps = load_probes(root / "probes") if (root / "probes").is_dir() else (None, {})
-    for epoch, held in sorted(maps.items()):
-        for layer, m in held.items():
+            _kernels(w, s, key, snap[key], epoch)
+        _histograms(w, s, snap, epoch)
+    if run.final:  # the final weights no snapshot holds: the dense layers, or all of them
+        if not snaps and (key := _first_weight_key(run.final, run)) is not None:
+            _kernels(w, s, key, run.final[key], run.last_epoch)
+        held: set[str] = set().union(*snaps.values()) if snaps else set()
+        rest = {k: v for k, v in run.final.items() if k not in held}
+        _histograms(w, s, rest, run.last_epoch)
+    for epoch, maps in sorted(run.probe_maps.items()):
+        for layer, m in maps.items():
             if len(m):
                 tag = f"feature_maps/{layer}"
                 w.add_image(tag, map_grid(m[0]), epoch, dataformats="HW")
                 s.images[tag] = s.images.get(tag, 0) + 1
 
 
+def _kernels(w: Any, s: ExportSummary, key: str, weight: NDArray[Any], epoch: int) -> None:
+    tag = f"kernels/{key.removesuffix('.weight')}"
+    w.add_image(tag, kernel_grid(weight), epoch, dataformats="HW")
+    s.images[tag] = s.images.get(tag, 0) + 1
+
+
+def _histograms(w: Any, s: ExportSummary, tensors: dict[str, NDArray[Any]], epoch: int) -> None:
+    for name, t in tensors.items():
+        if t.size:
+            w.add_histogram(f"weights/{name}", np.asarray(t, np.float64), epoch)
+            s.histograms[f"weights/{name}"] = s.histograms.get(f"weights/{name}", 0) + 1
+
+
 def export_tensorboard(run_dir: str | Path, out_dir: str | Path) -> ExportSummary:
     """Write the run in ``run_dir`` as TensorBoard events under ``out_dir/<run folder name>``.
 
-    Refuses a path that is not a convlens run and a target that already holds files."""
-    from convlens.train.rundir import RunDir
-
+    Refuses a path that is not a convlens run and a target that already holds files; reads the
+    whole run first, so a corrupt file is refused before anything is written."""
     root = Path(run_dir)
-    if not RunDir(root).is_run():
+    if not RunLayout(root).is_run():
         raise ConvlensError(f"{str(root)!r} is not a convlens run directory (no run.json)")
     name = root.resolve().name or "run"
     out = Path(out_dir)
@@ -202,14 +242,15 @@ def export_tensorboard(run_dir: str | Path, out_dir: str | Path) -> ExportSummar
         raise ConvlensError(
             f"{str(target)!r} already exists and is not empty; choose another TensorBoard folder"
         )
+    run = _read_run(root)
     out.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=out))
     try:
         s = ExportSummary(target)
         w = _summary_writer(tmp)
         try:
-            _scalars(w, root, s)
-            _images(w, root, s)
+            _scalars(w, run, s)
+            _images(w, run, s)
         finally:
             w.close()
         if target.is_dir():

@@ -7,52 +7,23 @@ layer's kernels are directly comparable with classical kernels of the same size.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
 from convlens.errors import ConvlensError
+from convlens.runs.records import ModelSpec  # the run.json record; defined torch-free there
 
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """Everything needed to rebuild the network (saved in ``run.json``)."""
-
-    name: str
-    in_channels: int
-    input_hw: tuple[int, int]
-    n_classes: int
-    channels: tuple[int, ...] = (8, 16)
-    kernels: tuple[int, ...] = (5, 3)
-    pool: tuple[int, ...] = (2, 2)
-    hidden: int = 32
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["input_hw"] = list(self.input_hw)
-        for k in ("channels", "kernels", "pool"):
-            d[k] = list(d[k])
-        return d
-
-    @staticmethod
-    def from_dict(d: dict[str, Any]) -> ModelSpec:
-        try:
-            return ModelSpec(
-                name=str(d["name"]),
-                in_channels=int(d["in_channels"]),
-                input_hw=(int(d["input_hw"][0]), int(d["input_hw"][1])),
-                n_classes=int(d["n_classes"]),
-                channels=tuple(int(v) for v in d["channels"]),
-                kernels=tuple(int(v) for v in d["kernels"]),
-                pool=tuple(int(v) for v in d["pool"]),
-                hidden=int(d["hidden"]),
-                extra=dict(d.get("extra", {})),
-            )
-        except (KeyError, TypeError, ValueError, IndexError) as exc:
-            raise ConvlensError(f"invalid model spec {d!r:.200}: {exc}") from None
+__all__ = [
+    "DEFAULT_MODEL",
+    "PRESETS",
+    "ModelSpec",
+    "SmallCNN",
+    "build_model",
+    "make_spec",
+    "model_names",
+]
 
 
 class SmallCNN(nn.Module):

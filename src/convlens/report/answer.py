@@ -8,6 +8,7 @@ definitions that the template shows both where a term is first used and in its o
 from __future__ import annotations
 
 import shlex
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import numpy as np
 
 from convlens.analysis.result import AnalysisResult
 from convlens.report.ood import ood_answer, predictions_table
+from convlens.runs.layout import MODEL_ANALYSIS_SUFFIX
 
 #: every statistical term the report uses, defined once (key -> (term, definition))
 GLOSSARY: dict[str, tuple[str, str]] = {
@@ -200,29 +202,6 @@ def rerun_dir(root: Path, suffix: str) -> Path:
     return root.parent / f"{root.name}-{suffix}"
 
 
-def _train_line(cfg: dict[str, Any], out: Path, world_size: int, shuffle: bool) -> list[str]:
-    """``convlens train`` from a recorded config (under torchrun when it was trained by several
-    ranks: ``--batch-size`` is per rank), into ``out``."""
-    train = ["convlens", "train"]
-    if world_size > 1:
-        train = ["torchrun", "--nproc_per_node", str(world_size), "-m", "convlens", "train"]
-    train += ["--data", str(cfg["data"])]
-    if cfg.get("model"):
-        train += ["--model", str(cfg["model"])]
-    for opt in ("epochs", "batch_size", "lr", "weight_decay", "optimizer", "seed", "device"):
-        if cfg.get(opt) is not None:
-            train += [f"--{opt.replace('_', '-')}", str(cfg[opt])]
-    if cfg.get("snapshots") is False:
-        train.append("--no-snapshots")
-    elif cfg.get("snapshot_every"):
-        train += ["--snapshot-every", str(cfg["snapshot_every"])]
-    elif cfg.get("snapshot_epochs"):
-        train += ["--snapshot-epochs", ",".join(str(e) for e in cfg["snapshot_epochs"])]
-    if shuffle:  # a random-label run (issue 14)
-        train.append("--shuffle-labels")
-    return [*train, "--out", str(out)]
-
-
 def run_commands(a: AnalysisResult, root: Path, n_seeds: int | None) -> list[dict[str, str]]:
     """Commands that rebuild a run's figures from its own config, into new directories: the run,
     its random-label control when the analysis had one, the analysis and the report."""
@@ -232,7 +211,7 @@ def run_commands(a: AnalysisResult, root: Path, n_seeds: int | None) -> list[dic
     cmds = [
         {
             "what": "train the same recipe into a new directory",
-            "cmd": shlex.join(_train_line(cfg, new, ws, bool(cfg.get("shuffle_labels")))),
+            "cmd": cfg.command(new, world_size=ws),
         }
     ]
     s = a.settings
@@ -242,7 +221,7 @@ def run_commands(a: AnalysisResult, root: Path, n_seeds: int | None) -> list[dic
         cmds.append(
             {
                 "what": "train its random-label control (the same recipe, labels permuted)",
-                "cmd": shlex.join(_train_line(cfg, control, ws, True)),
+                "cmd": replace(cfg, shuffle_labels=True).command(control, world_size=ws),
             }
         )
         analyze += ["--control-run", str(control)]
@@ -251,10 +230,10 @@ def run_commands(a: AnalysisResult, root: Path, n_seeds: int | None) -> list[dic
         {"what": "render its report", "cmd": shlex.join(["convlens", "report", str(new)])},
     ]
     if n_seeds:
-        demo = ["convlens", "demo", "--seeds", str(n_seeds), "--seed", str(cfg.get("seed", 0))]
-        if cfg.get("data") not in (None, "faces"):
-            demo += ["--data", str(cfg["data"])]
-        demo += ["--epochs", str(cfg["epochs"]), "--null-size", str(s.n_null)]
+        demo = ["convlens", "demo", "--seeds", str(n_seeds), "--seed", str(cfg.seed)]
+        if cfg.data != "faces":
+            demo += ["--data", cfg.data]
+        demo += ["--epochs", str(cfg.epochs), "--null-size", str(s.n_null)]
         demo += ["--out", str(rerun_dir(root, "demo"))]
         cmds.append(
             {"what": "the across-seeds figures (all runs, one command)", "cmd": shlex.join(demo)}
@@ -266,8 +245,9 @@ def model_commands(a: AnalysisResult, analysis_path: Path) -> list[dict[str, str
     """Commands that re-analyse a model file into a new analysis file and render it."""
     src, s = a.source, a.settings
     name = analysis_path.name
-    stem = name[: -len(".analysis.json")] if name.endswith(".analysis.json") else analysis_path.stem
-    new = analysis_path.with_name(f"{stem}-rerun.analysis.json")  # a new file beside the one read
+    sfx = MODEL_ANALYSIS_SUFFIX
+    stem = name[: -len(sfx)] if name.endswith(sfx) else analysis_path.stem
+    new = analysis_path.with_name(f"{stem}-rerun{sfx}")  # a new file beside the one read
     cmd = ["convlens", "analyze", src.path]
     if src.factory:
         cmd += ["--factory", src.factory]

@@ -1,9 +1,10 @@
 """Build the self-contained HTML report of a run from its typed analysis result.
 
-One small function per report section: each takes :class:`ReportInputs` (the typed
-:class:`~convlens.analysis.result.AnalysisResult`, the optional across-seeds summary and the run's
-arrays: snapshots, probe feature maps, final weights) and returns that section's context, or
-``None`` when the run has no data for it. The template is rendered with ``StrictUndefined``: a
+One small function per report section: each takes :class:`~convlens.report.inputs.ReportInputs`
+(the typed :class:`~convlens.analysis.result.AnalysisResult`, the optional across-seeds summary and
+the run's arrays: snapshots, probe feature maps, final weights; read in :mod:`.inputs`) and returns
+that section's context, or ``None`` when the run has no data for it. The sections about the run
+itself (header, over training, loss and accuracy) are in :mod:`.run_sections`. The template is rendered with ``StrictUndefined``: a
 field the template names but a section does not provide is an error, never a blank.
 
 Everything shown is read from the run directory or recomputed from it with the library (the seed's
@@ -15,18 +16,19 @@ this module does not import torch.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from convlens import __version__
 from convlens._atomic import write_text
-from convlens.analysis.result import AnalysisResult, LayerResult, SeedsSummary
+from convlens.analysis.result import LayerResult, SeedsSummary
 from convlens.errors import ConvlensError
 from convlens.report import figures
+from convlens.report.inputs import ReportInputs, default_report_path, load_inputs
+from convlens.report.run_sections import section_evolution, section_header, section_training
+from convlens.runs.layout import REPORT_FILE
 
 SECTIONS = [
     ("answer", "The answer"),
@@ -60,161 +62,7 @@ CLASSICAL_SPECS = (
 )
 
 
-#: the most bytes of ``metrics.jsonl`` the report reads (a real run's are a few kB)
-MAX_METRICS_BYTES = 64 * 2**20
-MODEL_SUFFIX = ".analysis.json"
-
-
-@dataclass
-class ReportInputs:
-    """What the sections read: the typed result and the run's arrays (loaded once).
-
-    ``root`` is the run directory, or the folder of a model-file analysis (``kind == "model"``),
-    which has no snapshots, probes or metrics: those sections say "no data"."""
-
-    root: Path
-    a: AnalysisResult
-    seeds: SeedsSummary | None
-    probe_x: NDArray[np.float32] | None
-    probe_maps: dict[int, dict[str, NDArray[np.float32]]]
-    final: dict[str, NDArray[Any]]
-    kind: str = "run"
-    analysis_path: Path | None = None
-
-    @property
-    def first(self) -> LayerResult | None:
-        return self.a.first_layer
-
-    @property
-    def probe_sets(self) -> list[str]:
-        return self.a.feature_maps.probe_sets if self.a.feature_maps is not None else []
-
-    def probe_image(self) -> NDArray[Any] | None:
-        """The last training probe image (channel 0), the report's running example."""
-        idx = [i for i, s in enumerate(self.probe_sets) if s == "train"]
-        if self.probe_x is None or not idx:
-            return None
-        return self.probe_x[idx[-1], 0]
-
-    def snapshot(self, epoch: int) -> dict[str, NDArray[Any]]:
-        return _load_tensors(self.root / "snapshots" / f"epoch-{epoch:03d}.safetensors")
-
-    def snapshot_epochs(self) -> list[int]:
-        """The epochs with a kernel snapshot on disk, ascending (not necessarily contiguous)."""
-        folder = self.root / "snapshots"
-        if self.kind != "run" or not folder.is_dir():
-            return []
-        out = []
-        for f in folder.glob("epoch-*.safetensors"):
-            digits = f.name[len("epoch-") : -len(".safetensors")]
-            if digits.isdigit():
-                out.append(int(digits))
-        return sorted(out)
-
-
-def _load_tensors(path: Path) -> dict[str, NDArray[Any]]:
-    from safetensors.numpy import load_file
-
-    # a 1-D conv weight (O, C, K) is drawn as 1 x K images (what it computes on a 1 x L signal)
-    return {k: v[:, :, None, :] if v.ndim == 3 else v for k, v in load_file(str(path)).items()}
-
-
-def load_inputs(target: str | Path) -> ReportInputs:
-    """Read a run directory (``analysis.json`` and the arrays beside it) or a model-file analysis
-    JSON (``MODEL.analysis.json`` written by ``convlens analyze MODEL``)."""
-    from convlens.analysis.measure.featuremaps import load_probes
-
-    root = Path(target)
-    if root.is_file():
-        if root.suffix.lower() != ".json":
-            raise ConvlensError(
-                f"{str(root)!r} is not an analysis: give a run directory or the MODEL.analysis.json "
-                f"that `convlens analyze {root.name}` writes (analyse the model file first)",
-                hint_key="no_analysis",
-            )
-        return _load_model_inputs(root)
-    apath = root / "analysis.json"
-    if not apath.is_file():
-        raise ConvlensError(
-            f"{str(root)!r} has no analysis.json: analyse the run before building its report",
-            hint_key="no_analysis",
-        )
-    a = AnalysisResult.read(apath)
-    if a.run is None:
-        raise ConvlensError(
-            f"{str(apath)!r} is not the analysis of a training run; give the analysis file itself "
-            "to report a model file"
-        )
-    seeds_path = root / "seeds.json"
-    seeds = SeedsSummary.read(seeds_path) if seeds_path.is_file() else None
-    probe_x, probe_maps = load_probes(root / "probes")
-    model = root / "model.safetensors"
-    final = _load_tensors(model) if model.is_file() else {}
-    return ReportInputs(root, a, seeds, probe_x, probe_maps, final, "run", apath)
-
-
-def _load_model_inputs(path: Path) -> ReportInputs:
-    """A model-file analysis: the weights are read back only from a ``.safetensors`` file (the
-    report never imports torch, so ``.pt``/``.onnx`` weights are not drawn)."""
-    a = AnalysisResult.read(path)
-    final: dict[str, NDArray[Any]] = {}
-    weights = Path(a.source.path)
-    if not weights.is_absolute():
-        weights = path.parent / weights
-    if weights.suffix == ".safetensors" and weights.is_file():
-        final = _load_tensors(weights)
-    return ReportInputs(path.parent, a, None, None, {}, final, "model", path)
-
-
-def default_report_path(inp: ReportInputs) -> Path:
-    """``RUN/report.html``, or ``MODEL.report.html`` beside ``MODEL.analysis.json``."""
-    if inp.kind == "run" or inp.analysis_path is None:
-        return inp.root / "report.html"
-    name = inp.analysis_path.name
-    stem = name[: -len(MODEL_SUFFIX)] if name.endswith(MODEL_SUFFIX) else inp.analysis_path.stem
-    return inp.analysis_path.with_name(stem + ".report.html")
-
-
 # ----------------------------------------------------------------------------- sections
-def section_header(inp: ReportInputs) -> dict[str, Any]:
-    """Who and what: the run (dataset, model, recipe) or the model file analysed."""
-    run = inp.a.run
-    src = inp.a.source
-    ds = run.dataset if run is not None else {}
-    norm = ds.get("normalisation") or {}
-    cfg = run.config if run is not None else {}
-    recipe = None
-    if cfg:
-        recipe = (
-            f"{cfg.get('optimizer', '?')}, weight decay {cfg.get('weight_decay', '?')}, learning rate "
-            f"{cfg.get('lr', '?')}, {cfg.get('epochs', '?')} epochs, batch {cfg.get('batch_size', '?')}"
-        )
-    return {
-        "kind": inp.kind,
-        "dataset": ds.get("name", src.data or "none (weights only)"),
-        "source": ds.get("source", src.path),
-        "n": ds.get("n", "?"),
-        "shape": "x".join(str(v) for v in ds.get("shape", [])) or "?",
-        "n_test": (ds.get("splits") or {}).get("test", "?"),
-        "model": run.model.get("name", "?") if run is not None else Path(src.path).name,
-        "factory": src.factory,
-        "cfg": cfg,
-        "recipe": recipe,
-        "seed": cfg.get("seed", "n/a"),
-        "device": (run.device if run is not None else None) or "?",
-        "version": __version__,
-        "versions": run.versions if run is not None else {},
-        "notes": list(inp.a.notes),
-        "errors": [f"{e.stage}: {e.message}" for e in inp.a.errors],
-        "normalisation": {
-            "to_unit_range": norm.get("to_unit_range", "?"),
-            "rule": norm.get("rule", "?"),
-            "mean": norm.get("mean"),
-            "std": norm.get("std"),
-        },
-    }
-
-
 def section_answer(inp: ReportInputs) -> dict[str, Any]:
     """The first screen: the plain answer with this analysis's own numbers and verdicts."""
     from convlens.report.answer import answer
@@ -381,81 +229,6 @@ def section_layers(inp: ReportInputs) -> list[dict[str, Any]]:
             why = "the weights are not readable without torch (a .pt/.onnx file) or are missing"
         rows.append({"layer": layer, "m": m, "cards": cards, "why": why})
     return rows
-
-
-def section_evolution(inp: ReportInputs) -> dict[str, Any]:
-    """The epoch slider's data (every snapshot epoch) and the curves over training."""
-    from convlens.report.interactive import epoch_slider
-
-    epochs = inp.snapshot_epochs()
-    slider = epoch_slider(inp.first, epochs, inp.snapshot, inp.probe_x, inp.probe_sets)
-    evo = inp.a.evolution
-    curves = None
-    if evo is not None and evo.epochs:
-        eps = [r.epoch for r in evo.epochs]
-        layers = list(evo.epochs[0].distance_from_init)
-        curves = figures.evolution_curves(
-            eps,
-            [r.first_layer_fraction_above_null95 for r in evo.epochs],
-            [r.first_layer_median_score for r in evo.epochs],
-            evo.null_p95,
-            {layer: [r.distance_from_init.get(layer) for r in evo.epochs] for layer in layers},
-        )
-    missing = slider["missing"] or (evo.skipped if evo is not None else None)
-    return {"slider": slider, "curves": curves, "missing": missing, "cka": _cka_rows(inp.a)}
-
-
-def _cka_rows(a: AnalysisResult) -> dict[str, Any] | None:
-    """Per layer: CKA vs the final epoch at a few epochs, the untrained floor and the settling
-    epoch (``AnalysisResult.representation``; ``None`` where the analysis did not measure it)."""
-    r = a.representation
-    if r is None or not r.layers:
-        return None
-    epochs = r.layers[0].epochs
-    early = [e for e in (1, 2, 5, 10) if e in epochs]
-    pick = sorted({epochs[0], *early, epochs[len(epochs) // 4], epochs[-1]})
-    rows = [
-        {
-            "layer": x.layer,
-            "cka": [dict(zip(x.epochs, x.cka_to_final, strict=True)).get(e) for e in pick],
-            "floor": x.floor,
-            "settle": x.settle_epoch,
-        }
-        for x in r.layers
-    ]
-    return {"epochs": pick, "rows": rows, "rule": r.rule, "n": r.n_probes}
-
-
-def _read_metrics(path: Path) -> list[dict[str, Any]]:
-    """``metrics.jsonl`` rows (empty when missing, too large or unreadable: the figure says so)."""
-    import json
-
-    if not path.is_file() or path.stat().st_size > MAX_METRICS_BYTES:
-        return []
-    rows = []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        try:
-            row = json.loads(line)
-        except ValueError:
-            return []
-        if isinstance(row, dict) and isinstance(row.get("epoch"), int):
-            rows.append(row)
-    return rows
-
-
-def section_training(inp: ReportInputs) -> dict[str, Any] | None:
-    """Loss and accuracy per epoch from ``metrics.jsonl``, one line per training seed."""
-    if inp.kind != "run":
-        return None
-    runs = {f"seed {inp.a.run.config.get('seed', '?') if inp.a.run else '?'}": inp.root}
-    if inp.seeds is not None:
-        for s in inp.seeds.seeds[1:]:
-            runs[f"seed {s}"] = inp.root / "seeds" / f"seed-{s}"
-    metrics = {label: _read_metrics(d / "metrics.jsonl") for label, d in runs.items()}
-    metrics = {k: v for k, v in metrics.items() if v}
-    if not metrics:
-        return None
-    return {"figure": figures.training_curves(metrics), "n": len(metrics)}
 
 
 def section_playground(inp: ReportInputs) -> dict[str, Any]:
@@ -693,7 +466,7 @@ def _check_report_destination(inp: ReportInputs, dest: Path) -> None:
     if inp.analysis_path is not None and dest.resolve() == inp.analysis_path.resolve():
         raise ConvlensError(f"the report would overwrite its own analysis {str(dest)!r}")
     target = dest.resolve()
-    if inp.kind == "run" and target.parent == inp.root.resolve() and dest.name != "report.html":
+    if inp.kind == "run" and target.parent == inp.root.resolve() and dest.name != REPORT_FILE:
         raise ConvlensError(
             f"the report would overwrite {str(dest)!r} inside the run directory; write it to "
             "report.html there or outside the run"
@@ -717,6 +490,8 @@ def build_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     _check_report_destination(inp, dest)
     try:
         html = render_html(build_context(inp))
+    except ConvlensError:  # a file the sections read (metrics.jsonl, a snapshot) says what it is
+        raise
     except (KeyError, AttributeError, TypeError, ValueError, IndexError, ZeroDivisionError) as exc:
         # analysis.json passed the type checks but its values do not fit together (edited by hand,
         # or from another run): say which file, never a traceback

@@ -1,20 +1,10 @@
-"""The run directory: layout, atomic tensor/JSON writes, and refusing to clobber what is not a run.
-
-```
-RUN/
-  run.json            config, dataset, model spec, seed, versions, device, status, result
-  metrics.jsonl       one line per epoch
-  snapshots/epoch-NNN.safetensors   conv weights (epoch 000 = initialisation)
-  probes/inputs.safetensors         the fixed probe images (their conv outputs per snapshot epoch are
-                                    derived when read: analysis/measure/probemaps.py; written as
-                                    probes/epoch-NNN.safetensors only by runs without snapshots)
-  model.safetensors   final weights;  checkpoint/state.pt  resumable state
-  .lock               held (flock) by the process writing the run; holds its pid
-```
+"""The run directory's writer: atomic tensor/JSON writes, the lock, and refusing to clobber what
+is not a run. Every path comes from :class:`convlens.runs.layout.RunLayout` (the layout is
+described there) and every read goes through :mod:`convlens.runs.read`.
 
 A run directory may also hold files that are not convlens's: ``--force`` removes only the names
-in :data:`OWN_FILES` / :data:`OWN_FOLDERS` (and the demo's ``seeds/seed-N`` runs), never anything
-else.
+in :data:`~convlens.runs.layout.OWN_FILES` / :data:`~convlens.runs.layout.OWN_FOLDERS` (and the
+demo's ``seeds/seed-N`` runs), never anything else.
 """
 
 from __future__ import annotations
@@ -24,7 +14,6 @@ import errno
 import io
 import json
 import os
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,35 +21,22 @@ from typing import Any
 import torch
 
 from convlens._atomic import TMP_PATTERN, write_bytes
-from convlens._records import read_json as _read_json
 from convlens.errors import ConvlensError
+from convlens.runs import read
+from convlens.runs.layout import (
+    LOCK_FILE,
+    OWN_FILES,
+    OWN_FOLDERS,
+    SEED_RUN,
+    SEEDS_DIR,
+    RunLayout,
+)
+from convlens.runs.records import RunRecord
 
-RUN_FILE = "run.json"
 _NUMPY_DTYPES = frozenset(
     {torch.float16, torch.float32, torch.float64, torch.int8, torch.int16, torch.int32}
     | {torch.int64, torch.uint8, torch.bool}
 )
-LOCK_FILE = ".lock"
-DEMO_FILE = "demo.json"
-#: files convlens writes at the top of a run directory (train, analyze, report, demo)
-OWN_FILES = (
-    RUN_FILE,
-    "metrics.jsonl",
-    "model.safetensors",
-    "analysis.json",
-    "report.html",
-    "seeds.json",
-    DEMO_FILE,
-)
-#: folders convlens writes, with the names it writes inside them
-OWN_FOLDERS = {
-    "snapshots": re.compile(r"^epoch-\d{3,}\.safetensors$"),
-    "probes": re.compile(r"^(epoch-\d{3,}|inputs)\.safetensors$"),
-    "checkpoint": re.compile(r"^state\.pt$"),
-    "figures": re.compile(r"^[A-Za-z0-9_.-]+\.png$"),
-}
-SEEDS_FOLDER = "seeds"
-SEED_RUN = re.compile(r"^(random-labels-)?seed-\d+$")  # demo seed runs and their controls
 
 # run directories this process holds the lock of (the lock is re-entrant within a process)
 _HELD: dict[str, int] = {}
@@ -85,7 +61,7 @@ def _remove_own(root: Path, keep: tuple[str, ...] = ()) -> None:
                 p.unlink()
         with contextlib.suppress(OSError):
             folder.rmdir()  # only when nothing foreign is left in it
-    seeds = root / SEEDS_FOLDER
+    seeds = root / SEEDS_DIR
     if seeds.is_dir() and not seeds.is_symlink():
         for p in seeds.iterdir():
             if SEED_RUN.match(p.name) and p.is_dir() and not p.is_symlink():
@@ -107,47 +83,13 @@ def _is_own_leftover(name: str) -> bool:
     return name == LOCK_FILE or bool(TMP_PATTERN.match(name))
 
 
-class RunDir:
-    """Paths and atomic writers for one run directory."""
-
-    def __init__(self, root: str | Path) -> None:
-        self.root = Path(root)
-
-    @property
-    def run_json(self) -> Path:
-        return self.root / RUN_FILE
-
-    @property
-    def metrics(self) -> Path:
-        return self.root / "metrics.jsonl"
-
-    @property
-    def model(self) -> Path:
-        return self.root / "model.safetensors"
-
-    @property
-    def checkpoint(self) -> Path:
-        return self.root / "checkpoint" / "state.pt"
-
-    def snapshot(self, epoch: int) -> Path:
-        return self.root / "snapshots" / f"epoch-{epoch:03d}.safetensors"
-
-    def probe(self, epoch: int) -> Path:
-        return self.root / "probes" / f"epoch-{epoch:03d}.safetensors"
-
-    @property
-    def probe_inputs(self) -> Path:
-        return self.root / "probes" / "inputs.safetensors"
-
-    def is_run(self) -> bool:
-        return self.run_json.is_file()
+class RunDir(RunLayout):
+    """Atomic writers (and the lock) for one run directory; its paths are :class:`RunLayout`'s."""
 
     def is_demo(self) -> bool:
         """A run written by ``convlens demo`` (a ``demo.json`` marker; older demos: ``seeds.json``
         beside ``run.json``)."""
-        return (self.root / DEMO_FILE).is_file() or (
-            self.is_run() and (self.root / "seeds.json").is_file()
-        )
+        return self.demo.is_file() or (self.is_run() and self.seeds_json.is_file())
 
     def has_content(self) -> bool:
         """``root`` is a folder holding anything besides the lock and orphaned temporary files."""
@@ -157,12 +99,7 @@ class RunDir:
 
     def status(self) -> str | None:
         """The ``status`` recorded in ``run.json``; ``None`` without a readable one."""
-        try:
-            data = json.loads(self.run_json.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
-        status = data.get("status") if isinstance(data, dict) else None
-        return status if isinstance(status, str) else None
+        return read.status(self)
 
     def remove_own(self, keep: tuple[str, ...] = ()) -> None:
         """Remove every file and folder convlens writes here (run, analysis, report, demo seeds),
@@ -174,7 +111,7 @@ class RunDir:
         """Remove the temporary files (``.NAME.XXXXXXXX.tmp``) a killed writer left in the run
         directory and its own sub-folders."""
         folders = [self.root, *(self.root / sub for sub in OWN_FOLDERS)]
-        seeds = self.root / SEEDS_FOLDER
+        seeds = self.seeds_dir
         if seeds.is_dir():
             for p in seeds.iterdir():
                 if SEED_RUN.match(p.name) and p.is_dir():
@@ -187,7 +124,7 @@ class RunDir:
         """Raise the :meth:`lock` error if another process holds the lock now; touches nothing."""
         import fcntl
 
-        path = self.root / LOCK_FILE
+        path = self.lock_file
         if os.path.realpath(self.root) in _HELD:
             return
         try:
@@ -233,7 +170,7 @@ class RunDir:
         if key in _HELD:
             yield
             return
-        path = self.root / LOCK_FILE
+        path = self.lock_file
         fd = -1
         try:
             while True:
@@ -271,12 +208,12 @@ class RunDir:
                     p.rmdir()
 
     def read_run(self) -> dict[str, Any]:
-        if not self.run_json.exists():
-            raise ConvlensError(f"{str(self.root)!r} is not a run directory (no run.json)")
-        data = _read_json(self.run_json)
-        if not isinstance(data, dict):
-            raise ConvlensError(f"{str(self.run_json)!r} does not hold a JSON object")
-        return data
+        """``run.json`` as the JSON object it holds (:func:`convlens.runs.read.run_json`)."""
+        return read.run_json(self)
+
+    def read_record(self) -> RunRecord:
+        """``run.json``, typed (:func:`convlens.runs.read.run_record`)."""
+        return read.run_record(self)
 
     # The run directory's own files are written atomically (temporary file, then rename) but not
     # fsync'ed: a killed process leaves whole files either way, and the training loop cannot afford
@@ -286,12 +223,8 @@ class RunDir:
         write_bytes(self.run_json, text.encode("utf-8"))
 
     def read_metrics(self) -> list[dict[str, Any]]:
-        if not self.metrics.is_file():
-            return []
-        rows = _read_json(self.metrics, lines=True)
-        if not all(isinstance(r, dict) for r in rows):
-            raise ConvlensError(f"{str(self.metrics)!r} has a line that is not a JSON object")
-        return list(rows)
+        """The rows of ``metrics.jsonl`` (:func:`convlens.runs.read.metrics`) as plain dicts."""
+        return [row.to_dict() for row in read.metrics(self)]
 
     def write_metrics(self, rows: list[dict[str, Any]]) -> None:
         text = "".join(json.dumps(r) + "\n" for r in rows)

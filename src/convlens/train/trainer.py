@@ -9,13 +9,11 @@ weights.
 
 from __future__ import annotations
 
-import copy
 import math
-import platform
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,46 +21,23 @@ import numpy as np
 import torch
 from torch import nn
 
-from convlens import __version__
-from convlens._records import FEATURE_MAPS_DERIVED
 from convlens.data.datasets import Dataset
 from convlens.data.ood import OODSet, default_ood_names, make_oods
 from convlens.errors import ConvlensError
 from convlens.models import DEFAULT_MODEL, ModelSpec, build_model, make_spec
+from convlens.runs.records import RunConfig, TrainOutcome
 from convlens.train.rundir import RunDir
-from convlens.train.schedule import snapshot_schedule
+from convlens.train.state import LABEL_SEED_TAG, checkpoint_state, run_record
 from convlens.train.writer import InlineWriter, OrderedWriter
 
-OPTIMIZERS = ("adam", "adamw", "sgd")
-#: seeds go to torch.manual_seed, torch.Generator and numpy, which all take 0 .. 2**32 - 1
-MAX_SEED = 2**32 - 1
-# integer fields of TrainConfig: (smallest, name in messages); largest in _INT_MAX
-_INT_FIELDS = {
-    "epochs": (1, "epochs"),
-    "batch_size": (1, "batch size"),
-    "seed": (0, "seed"),
-    "ood_size": (1, "OOD set size"),
-    "probes_per_set": (1, "probes per set"),
-    "first_kernel": (1, "first-layer kernel size"),
-}
-_INT_MAX = {
-    "epochs": 1_000_000,
-    "batch_size": 2**31 - 1,
-    "seed": MAX_SEED,
-    "ood_size": 1_000_000,
-    "probes_per_set": 100_000,
-    "first_kernel": 1_000,
-}
-
-
-LABEL_SEED_TAG = 1402
-"""With ``shuffle_labels``, the training labels are permuted by
-``numpy.random.default_rng([seed, LABEL_SEED_TAG]).permutation`` (validation and test labels stay
-true, so their accuracy shows that nothing about the classes was learned)."""
+TrainConfig = RunConfig
+"""The training configuration is :class:`convlens.runs.records.RunConfig` (torch-free; the one
+definition of its fields, their validation and the command line)."""
 
 
 def permuted_labels(y: np.ndarray, seed: int) -> np.ndarray:
-    """The random-label control's training labels: ``y`` permuted with the stated seed."""
+    """The random-label control's training labels: ``y`` permuted with the stated seed
+    (:data:`~convlens.train.state.LABEL_SEED_TAG`)."""
     return np.asarray(y)[np.random.default_rng([seed, LABEL_SEED_TAG]).permutation(len(y))]
 
 
@@ -84,108 +59,6 @@ class TrainingError(ConvlensError):
     """Training cannot go on (e.g. the loss became non-finite)."""
 
 
-def _detached_copy(obj: Any) -> Any:
-    """A copy of a (nested) state dict: tensors cloned, containers rebuilt, other leaves copied.
-
-    Like ``copy.deepcopy`` for what optimizers put in ``state_dict()`` (tensors, numbers, lists,
-    dicts), without deepcopy's per-object bookkeeping.
-    """
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().clone()
-    if isinstance(obj, dict):
-        return {k: _detached_copy(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return type(obj)(_detached_copy(v) for v in obj)
-    return copy.copy(obj)
-
-
-MAX_LR = 1e30
-"""Learning rates above this are refused: torch converts them to float32 (max ~3.4e38) inside the
-optimizer step, which raises instead of training. Large but representable rates are allowed; a loss
-that becomes NaN/Inf stops the run with a clear error."""
-MAX_WEIGHT_DECAY = 1e30
-"""Weight decay above this is refused, and so is ``lr * weight_decay`` above it (AdamW and SGD use
-the product as a float32 factor)."""
-
-
-@dataclass
-class TrainConfig:
-    data: str = "faces"
-    model: str | None = None  # None: the dataset's default
-    epochs: int = 30
-    batch_size: int = 32
-    lr: float = 3e-3
-    weight_decay: float = 0.0
-    optimizer: str = "adam"
-    seed: int = 0
-    device: str = "auto"
-    ood: list[str] | None = None  # None: every bundled OOD set except the dataset itself
-    ood_size: int = 100
-    probes_per_set: int = 4
-    snapshots: bool = True
-    probes: bool = True
-    first_kernel: int | None = None  # None: the model preset's first-layer kernel size
-    shuffle_labels: bool = False  # random-label control: training labels permuted (LABEL_SEED_TAG)
-    # snapshot (and checkpoint) cadence, see train/schedule.py; both None: log-spaced epochs
-    snapshot_every: int | None = None
-    snapshot_epochs: list[int] | None = None
-
-    def validate(self) -> None:
-        """Raise :class:`ConvlensError` naming the first field with a bad type or value (a config
-        can come from a hand-edited ``run.json``)."""
-        for name, (lo, what) in _INT_FIELDS.items():
-            v = getattr(self, name)
-            if v is None and name == "first_kernel":
-                continue
-            if isinstance(v, bool) or not isinstance(v, int) or not (lo <= v <= _INT_MAX[name]):
-                raise ConvlensError(
-                    f"{what} must be an integer from {lo} to {_INT_MAX[name]}, got {v!r}"
-                )
-        for name, what in (("lr", "learning rate"), ("weight_decay", "weight decay")):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
-                raise ConvlensError(f"{what} must be a finite number, got {v!r}")
-        if not 0 < self.lr <= MAX_LR:
-            raise ConvlensError(f"learning rate must be in (0, {MAX_LR:g}], got {self.lr}")
-        if not 0 <= self.weight_decay <= MAX_WEIGHT_DECAY:
-            raise ConvlensError(
-                f"weight decay must be in [0, {MAX_WEIGHT_DECAY:g}], got {self.weight_decay}"
-            )
-        if self.lr * self.weight_decay > MAX_WEIGHT_DECAY:
-            raise ConvlensError(
-                f"learning rate x weight decay must be <= {MAX_WEIGHT_DECAY:g}, got "
-                f"{self.lr} x {self.weight_decay}"
-            )
-        if self.optimizer not in OPTIMIZERS:
-            raise ConvlensError(
-                f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}"
-            )
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise ConvlensError(f"device must be auto, cpu or cuda, got {self.device!r}")
-        if not isinstance(self.data, str) or (
-            self.model is not None and not isinstance(self.model, str)
-        ):
-            raise ConvlensError(f"data and model must be text, got {self.data!r}, {self.model!r}")
-        if self.ood is not None and not (
-            isinstance(self.ood, list) and all(isinstance(o, str) for o in self.ood)
-        ):
-            raise ConvlensError(f"ood must be a list of set names, got {self.ood!r}")
-        for name in ("snapshots", "probes", "shuffle_labels"):
-            if not isinstance(getattr(self, name), bool):
-                raise ConvlensError(f"{name} must be true or false, got {getattr(self, name)!r}")
-        if self.snapshot_epochs is not None and not isinstance(self.snapshot_epochs, list):
-            raise ConvlensError(f"snapshot epochs must be a list, got {self.snapshot_epochs!r}")
-        self.schedule()
-
-    def schedule(self) -> list[int]:
-        """The epochs that get a weight snapshot (their probe maps are derived from it); metrics
-        and checkpoints are written at some of them (see ``Trainer._loop``)."""
-        return snapshot_schedule(self.epochs, self.snapshot_every, self.snapshot_epochs)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
 def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise ConvlensError(
@@ -195,23 +68,6 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
-
-
-def versions() -> dict[str, str]:
-    import scipy
-    import skimage
-    import sklearn
-
-    return {
-        "convlens": __version__,
-        "python": platform.python_version(),
-        "torch": str(getattr(torch, "__version__", "?")),
-        "numpy": np.__version__,
-        "scipy": str(getattr(scipy, "__version__", "?")),
-        "scikit-image": str(getattr(skimage, "__version__", "?")),
-        "scikit-learn": str(getattr(sklearn, "__version__", "?")),
-        "platform": platform.platform(),
-    }
 
 
 @dataclass
@@ -224,7 +80,7 @@ class TrainResult:
     metrics: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+def _make_optimizer(cfg: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
     params = model.parameters()
     if cfg.optimizer == "adam":
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -272,7 +128,7 @@ class Trainer:
 
     def __init__(
         self,
-        cfg: TrainConfig,
+        cfg: RunConfig,
         dataset: Dataset,
         out: str | Path,
         *,
@@ -349,43 +205,21 @@ class Trainer:
             meta += [{"set": s.name, "index": i, "label": None} for i in range(count)]
         return torch.from_numpy(np.concatenate(xs)), meta
 
-    def _run_record(self, status: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-        rec = {
-            "format": "convlens-run/1",
-            "status": status,
-            "config": self.cfg.to_dict(),
-            "dataset": self.dataset.to_dict(),
-            "model": self.spec.to_dict(),
-            "ood": [s.to_dict() for s in self.ood_sets],
-            "seed": self.cfg.seed,
-            "device": str(self.device),
-            "world_size": self._step.ctx.world_size,
-            "backend": self._step.ctx.backend,
-            "versions": versions(),
-            "conv_layers": [f"conv{i + 1}" for i in range(len(self.spec.channels))],
-            "probes": self._probe_meta,
-            "snapshot_epochs": self.cfg.schedule(),
-            "feature_maps": self._feature_maps_rule(),
-        }
-        if self.cfg.shuffle_labels:
-            rec["label_permutation"] = (
-                f"training labels permuted by numpy.random.default_rng([{self.cfg.seed}, "
-                f"{LABEL_SEED_TAG}]).permutation; validation and test labels are the true ones"
-            )
-        if extra:
-            rec.update(extra)
-        return rec
-
-    def _feature_maps_rule(self) -> str | None:
-        """How the probe feature maps of this run are kept (run.json ``feature_maps``)."""
-        if not self.cfg.probes:
-            return None
-        if self.cfg.snapshots:
-            return FEATURE_MAPS_DERIVED
-        return (
-            "probes/epoch-NNN.safetensors hold each conv layer's output before ReLU "
-            "(cross-correlation + bias), float32, keyed by layer name"
-        )
+    def _run_record(self, status: str, result: TrainOutcome | None = None) -> dict[str, Any]:
+        """The ``run.json`` object (:func:`convlens.train.state.run_record`)."""
+        ctx = self._step.ctx
+        return run_record(
+            self.cfg,
+            self.dataset,
+            self.spec,
+            self.ood_sets,
+            self._probe_meta,
+            status=status,
+            device=str(self.device),
+            world_size=ctx.world_size,
+            backend=ctx.backend,
+            result=result,
+        ).to_dict()
 
     # -- snapshots -----------------------------------------------------------------------------
     def _snapshot(self, model: nn.Module, epoch: int, probe_x: torch.Tensor) -> list[_Job]:
@@ -416,14 +250,7 @@ class Trainer:
         seconds: float,
     ) -> dict[str, Any]:
         """A detached copy of everything resume needs (safe to write later from another thread)."""
-        return {
-            "model": _detached_copy(model.state_dict()),
-            "optimizer": _detached_copy(opt.state_dict()),
-            "generator": gen.get_state(),
-            "epoch": epoch,
-            "seconds": seconds,
-            **self._step.state(epoch),
-        }
+        return checkpoint_state(model, opt, gen, epoch, seconds, self._step.state(epoch))
 
     # -- the loop ------------------------------------------------------------------------------
     def train(self, *, force: bool = False, keep: tuple[str, ...] = ()) -> TrainResult:
@@ -671,12 +498,12 @@ class Trainer:
         self.run.save_tensors(
             self.run.model, model.state_dict(), {"format": "convlens SmallCNN state dict"}
         )
-        result = {
-            "test_loss": test_loss,
-            "test_accuracy": test_acc,
-            "epochs_completed": self.cfg.epochs,
-            "train_seconds": round(elapsed, 3),
-            "final_val_accuracy": metrics[-1]["val_acc"] if metrics else None,
-        }
-        self.run.write_run(self._run_record("complete", {"result": result}))
+        result = TrainOutcome(
+            test_loss=test_loss,
+            test_accuracy=test_acc,
+            epochs_completed=self.cfg.epochs,
+            train_seconds=round(elapsed, 3),
+            final_val_accuracy=metrics[-1]["val_acc"] if metrics else None,
+        )
+        self.run.write_run(self._run_record("complete", result))
         return TrainResult(self.run.root, test_acc, test_loss, self.cfg.epochs, elapsed, metrics)

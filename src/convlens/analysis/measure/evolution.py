@@ -4,13 +4,12 @@ Per snapshot epoch: for the first conv layer the fraction of kernels above the r
 and the median best-match score (same statistic and null as :mod:`convlens.analysis.measure.matching`); for
 every conv layer the relative distance from initialisation ``|W_e - W_0| / |W_0|`` and the step
 ``|W_e - W_p| / |W_0|`` from the previous snapshot ``p`` (Frobenius norms). Snapshots need not be
-contiguous (the trainer's default cadence is log-spaced, see :mod:`convlens.train.schedule`): every
+contiguous (the trainer's default cadence is log-spaced, see :mod:`convlens.runs.schedule`): every
 figure is per snapshot epoch, and a step spans the epochs since the previous snapshot.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,51 +18,7 @@ from numpy.typing import NDArray
 from convlens._serde import finite
 from convlens.analysis.measure.matching import dc_cosine_scores
 from convlens.analysis.result import Evolution, EvolutionEpoch
-from convlens.errors import ConvlensError
 from convlens.kernels import bank_matrix
-
-
-def epoch_of(f: Path) -> int:
-    """The epoch of ``epoch-NNN.safetensors`` (a clear error for any other name)."""
-    _, _, num = f.stem.partition("-")
-    if not num.isdigit():
-        raise ConvlensError(f"{str(f)!r}: expected a file named epoch-NNN.safetensors")
-    return int(num)
-
-
-def read_tensors(f: Path) -> dict[str, NDArray[Any]]:
-    """Every tensor of a safetensors file in a run directory; a corrupt file is a clear error."""
-    from safetensors.numpy import load_file
-
-    try:
-        return dict(load_file(str(f)))
-    except Exception as exc:  # safetensors raises its own error type for bad headers/lengths
-        raise ConvlensError(
-            f"{str(f)!r} is not a valid safetensors file (truncated or corrupt): {exc}"
-        ) from None
-
-
-def load_snapshots(folder: Path) -> dict[int, dict[str, NDArray[np.float32]]]:
-    """Every ``epoch-NNN.safetensors`` of a run's ``snapshots/``; every file must hold the tensors
-    of the first one, with the same shapes."""
-    out: dict[int, dict[str, NDArray[np.float32]]] = {}
-    first: dict[str, tuple[int, ...]] | None = None
-    for f in sorted(folder.glob("epoch-*.safetensors")):
-        tensors = read_tensors(f)
-        shapes = {k: tuple(v.shape) for k, v in tensors.items()}
-        if first is None:
-            first = shapes
-        elif shapes != first:
-            raise ConvlensError(
-                f"{str(f)!r}: holds tensors {_describe(shapes)}, but the first snapshot holds "
-                f"{_describe(first)}"
-            )
-        out[epoch_of(f)] = tensors
-    return out
-
-
-def _describe(shapes: dict[str, tuple[int, ...]]) -> str:
-    return ", ".join(f"{k} {'x'.join(map(str, v))}" for k, v in sorted(shapes.items())) or "none"
 
 
 def evolution(

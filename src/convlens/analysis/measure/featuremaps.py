@@ -16,74 +16,52 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from convlens.analysis.measure.evolution import epoch_of, read_tensors
 from convlens.analysis.result import EpochActivation, FeatureMapInfo, LayerFeatureMaps
 from convlens.errors import ConvlensError
 from convlens.ops import correlate2d, normalized_cross_correlation
+from convlens.runs import read
+from convlens.runs.layout import RunLayout
 
 
 def load_probes(
     folder: Path,
 ) -> tuple[NDArray[np.float32] | None, dict[int, dict[str, NDArray[np.float32]]]]:
-    """The probe images (``inputs.safetensors``: ``x`` ``(P, C, H, W)``) and, per epoch, each
-    layer's feature maps ``(P, C', H', W')`` for them; a corrupt or misshapen file is a clear error."""
-    inputs = folder / "inputs.safetensors"
-    x = None
-    if inputs.is_file():
-        held = read_tensors(inputs)
-        if "x" not in held or held["x"].ndim != 4:
-            raise ConvlensError(
-                f"{str(inputs)!r}: expected a tensor 'x' shaped (P, C, H, W), found "
-                f"{', '.join(f'{k} {v.shape}' for k, v in held.items()) or 'none'}"
-            )
-        x = held["x"]
-    rec = None
-    if x is not None:
-        from convlens.analysis.measure import probemaps
+    """The probe images of the run whose ``probes/`` is ``folder`` (``x`` ``(P, C, H, W)``, the
+    OOD probes a run with snapshots did not store rebuilt from their recipes) and, per epoch, each
+    layer's feature maps ``(P, C', H', W')`` for them: the probe files', and for every other
+    weight snapshot derived from it (:mod:`convlens.analysis.measure.probemaps`). Every file is
+    read by :mod:`convlens.runs.read`; a corrupt or misshapen one is a clear error."""
+    from convlens.analysis.measure import probemaps
 
-        rec = probemaps.run_record(folder.parent)
-        if rec is not None:
-            x = probemaps.complete_inputs(rec, folder.parent, x)
-    maps: dict[int, dict[str, NDArray[np.float32]]] = {}
-    for f in sorted(folder.glob("epoch-*.safetensors")):
-        epoch = epoch_of(f)
-        held = read_tensors(f)
-        for name, m in held.items():
-            if m.ndim != 4 or (x is not None and m.shape[0] != x.shape[0]):
-                want = "(P, C, H, W)" if x is None else f"({x.shape[0]}, C, H, W)"
-                raise ConvlensError(
-                    f"{str(f)!r}: feature maps {name!r} have shape {m.shape}, expected {want}"
-                )
-        if maps and set(held) != set(next(iter(maps.values()))):
-            raise ConvlensError(
-                f"{str(f)!r}: holds layers {sorted(held)}, but the first probe file holds "
-                f"{sorted(next(iter(maps.values())))}"
-            )
-        maps[epoch] = held
+    run = RunLayout(folder.parent)
+    x = read.probe_inputs(run)
+    rec = probemaps.run_record(run.root) if x is not None else None
     if x is not None and rec is not None:
-        maps = _with_derived(folder.parent, rec, x, maps)
+        x = probemaps.complete_inputs(rec, run.root, x)
+    maps = read.probe_maps(run, None if x is None else len(x))
+    if x is not None and rec is not None:
+        maps = _with_derived(run, rec, x, maps)
     return x, maps
 
 
 def _with_derived(
-    root: Path,
+    run: RunLayout,
     rec: dict[str, Any],
     x: NDArray[np.float32],
     maps: dict[int, dict[str, NDArray[np.float32]]],
 ) -> dict[int, dict[str, NDArray[np.float32]]]:
-    """``maps`` plus, for every weight snapshot of the run in ``root`` without a probe file, the
-    maps derived from it (:mod:`convlens.analysis.measure.probemaps`), ordered by epoch."""
+    """``maps`` plus, for every weight snapshot of ``run`` without a probe file, the maps derived
+    from it (:mod:`convlens.analysis.measure.probemaps`), ordered by epoch."""
     from convlens.analysis.measure import probemaps
 
-    snaps = root / "snapshots"
-    missing = [f for f in sorted(snaps.glob("epoch-*.safetensors")) if epoch_of(f) not in maps]
+    missing = {e: f for e, f in run.snapshot_files().items() if e not in maps}
     if not missing:
         return maps
-    kernels, pools, dims = probemaps.chain_spec(probemaps.model_entry(rec, root))
+    kernels, pools, dims = probemaps.chain_spec(probemaps.model_entry(rec, run.root))
     out = dict(maps)
-    for f in missing:
+    for epoch, f in missing.items():
         try:
-            out[epoch_of(f)] = probemaps.derive_maps(x, read_tensors(f), kernels, pools, dims)
+            out[epoch] = probemaps.derive_maps(x, read.read_tensors(f), kernels, pools, dims)
         except ConvlensError as exc:
             raise ConvlensError(f"{str(f)!r}: cannot derive the probe maps: {exc}") from None
     return dict(sorted(out.items()))

@@ -29,9 +29,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from convlens._records import FEATURE_MAPS_DERIVED, read_json
 from convlens.errors import ConvlensError
 from convlens.ops import correlate
+from convlens.runs import read
+from convlens.runs.layout import RunLayout
+from convlens.runs.records import FEATURE_MAPS_DERIVED
 
 RULE = FEATURE_MAPS_DERIVED
 
@@ -101,21 +103,19 @@ def derive_maps(
 
 
 def run_record(root: Path) -> dict[str, Any] | None:
-    """``run.json`` of the run in ``root``; ``None`` when there is none."""
-    path = root / "run.json"
-    if not path.is_file():
+    """``run.json`` of the run in ``root`` (:func:`convlens.runs.read.run_json`: size cap, every
+    JSON failure one line); ``None`` when there is none. Read as the JSON object it holds: what
+    it takes to rebuild the probes is checked where it is used, with its own message."""
+    if not RunLayout(root).is_run():
         return None
-    rec = read_json(path)  # the trainer's own reader: size cap, every JSON failure one line
-    if not isinstance(rec, dict):
-        raise ConvlensError(f"{str(path)!r} does not hold a JSON object")
-    return rec
+    return read.run_json(root)
 
 
 def model_entry(rec: Mapping[str, Any], root: Path) -> Mapping[str, Any]:
     """``run.json``'s ``model`` entry; a clear error without one."""
     model = rec.get("model")
     if not isinstance(model, dict):
-        raise ConvlensError(f"{str(root / 'run.json')!r} has no model entry")
+        raise ConvlensError(f"{str(RunLayout(root).run_json)!r} has no model entry")
     return model
 
 
@@ -125,7 +125,7 @@ def complete_inputs(rec: Mapping[str, Any], root: Path, x: NDArray[Any]) -> NDAr
     probes = rec.get("probes")
     if not isinstance(probes, list) or len(probes) <= len(x):
         return x
-    where = str(root / "probes" / "inputs.safetensors")
+    where = str(RunLayout(root).probe_inputs)
     try:
         sets = [str(p["set"]) for p in probes]
         d = rec["dataset"]

@@ -25,41 +25,20 @@ from numpy.typing import NDArray
 from convlens.analysis.measure import matching, patches
 from convlens.analysis.result import AnalysisResult, Control, LayerMatch, UnitSummary
 from convlens.errors import ConvlensError
+from convlens.runs import read
+from convlens.runs.layout import RunLayout
+from convlens.runs.records import RunRecord
 
 
-def rebuilt_init(rec: dict[str, Any]) -> dict[str, NDArray[Any]]:
+def rebuilt_init(rec: RunRecord) -> dict[str, NDArray[Any]]:
     """The epoch-000 weights of a run, rebuilt from its recorded seed and model (no snapshots)."""
     import torch
 
-    from convlens.models import ModelSpec, build_model
+    from convlens.models import build_model
 
-    torch.manual_seed(int(rec["config"]["seed"]))
-    model = build_model(ModelSpec.from_dict(rec["model"]))
+    torch.manual_seed(rec.config.seed)
+    model = build_model(rec.model)
     return {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
-
-
-def train_command(cfg: dict[str, Any], out: str, world_size: int = 1) -> str:
-    """The ``convlens train`` line that reproduces a run from its recorded config; a run trained
-    by ``world_size`` > 1 ranks under torchrun (``--batch-size`` is per rank) is rerun the same way."""
-    launch = "convlens train"
-    if world_size > 1:
-        launch = f"torchrun --nproc_per_node {world_size} -m convlens train"
-    parts = [launch, f"--data {cfg.get('data')}"]
-    if cfg.get("model"):
-        parts.append(f"--model {cfg['model']}")
-    for key in ("epochs", "batch_size", "lr", "weight_decay", "optimizer", "seed"):
-        if key in cfg:
-            parts.append(f"--{key.replace('_', '-')} {cfg[key]}")
-    if cfg.get("shuffle_labels"):
-        parts.append("--shuffle-labels")
-    if not cfg.get("snapshots", True):
-        parts.append("--no-snapshots")
-    elif cfg.get("snapshot_every"):
-        parts.append(f"--snapshot-every {cfg['snapshot_every']}")
-    elif cfg.get("snapshot_epochs"):
-        parts.append("--snapshot-epochs " + ",".join(str(e) for e in cfg["snapshot_epochs"]))
-    parts.append(f"--out {out}")
-    return " ".join(parts)
 
 
 def first_layer_units(result: AnalysisResult, weight: NDArray[Any]) -> LayerMatch:
@@ -113,35 +92,25 @@ def init_control(result: AnalysisResult, init_w: NDArray[Any], rebuilt: bool) ->
     )
 
 
-def _read_control_run(path: str | Path, rec: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+def _read_control_run(path: str | Path, rec: RunRecord) -> tuple[RunLayout, RunRecord]:
     """The control run at ``path`` checked (a random-label run of the same model and data, with
-    its final weights) before anything is read from it: ``(RunDir, run.json record)``."""
-    from convlens.train import RunDir
+    its final weights) before anything is read from it: ``(its layout, its run.json record)``."""
+    from convlens.data.loaders import absolute_data_spec
 
-    run = RunDir(path)
-    crec = run.read_run()
-    raw = crec.get("config")
-    ccfg: dict[str, Any] = raw if isinstance(raw, dict) else {}
-    if not ccfg.get("shuffle_labels"):
+    run = RunLayout(path)
+    crec = read.run_record(run)
+    if not crec.config.shuffle_labels:
         raise ConvlensError(
             f"{str(path)!r} is not a random-label run (its config does not have shuffle_labels); "
             "train it with shuffled labels"
         )
-    from convlens.data.loaders import absolute_data_spec
-
-    def data_of(cfg: dict[str, Any]) -> Any:
-        d = cfg.get("data")
-        return absolute_data_spec(d) if isinstance(d, str) else d
-
-    def shown(model: Any) -> Any:  # a model spec is a dict: name it, not all its fields
-        return model.get("name", model) if isinstance(model, dict) else model
-
     for key, mine, theirs in (
-        ("model", rec.get("model"), crec.get("model")),
-        ("data", data_of(rec["config"]), data_of(ccfg)),
+        ("model", rec.model, crec.model),
+        ("data", absolute_data_spec(rec.config.data), absolute_data_spec(crec.config.data)),
     ):
         if mine != theirs:
-            what = (shown(theirs), shown(mine))
+            # a model spec: name it, not all its fields
+            what = (getattr(theirs, "name", theirs), getattr(mine, "name", mine))
             if what[0] == what[1]:
                 what = ("another configuration", "the analysed run's")
             raise ConvlensError(
@@ -153,25 +122,16 @@ def _read_control_run(path: str | Path, rec: dict[str, Any]) -> tuple[Any, dict[
     return run, crec
 
 
-def _world_size(rec: dict[str, Any]) -> int:
-    """The number of ranks a run was trained with (``run.json``; 1 when not recorded)."""
-    w = rec.get("world_size")
-    return w if isinstance(w, int) and not isinstance(w, bool) and w > 1 else 1
-
-
 def random_label_control(
-    result: AnalysisResult, path: str | Path, rec: dict[str, Any]
+    result: AnalysisResult, path: str | Path, rec: RunRecord
 ) -> tuple[Control, NDArray[Any]]:
     """The random-label run at ``path`` as a control: its first layer matched like the claim's."""
-    from safetensors.numpy import load_file
-
     run, crec = _read_control_run(path, rec)
-    raw = crec.get("config")
-    ccfg: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    ccfg, cfg = crec.config, rec.config
     differ = [
-        f"{k} {ccfg.get(k)!r} vs {rec['config'].get(k)!r}"
+        f"{k} {getattr(ccfg, k)!r} vs {getattr(cfg, k)!r}"
         for k in ("epochs", "batch_size", "lr", "weight_decay", "optimizer")
-        if ccfg.get(k) != rec["config"].get(k)
+        if getattr(ccfg, k) != getattr(cfg, k)
     ]
     if differ:
         result.notes.append(
@@ -181,17 +141,15 @@ def random_label_control(
     first = result.first_layer
     assert first is not None
     key = first.identity.weight_key
-    state = load_file(str(run.model))
+    state = read.read_tensors(run.model)
     if key not in state:
         raise ConvlensError(f"control run {str(path)!r} has no weight {key!r}")
     w = np.asarray(state[key])
     m = first_layer_units(result, w)
     figures = _unit_figures(m.units) if m.units else {}
-    raw_res = crec.get("result")
-    res: dict[str, Any] = raw_res if isinstance(raw_res, dict) else {}
-    for k in ("test_accuracy", "final_val_accuracy"):
-        v = res.get(k)
-        figures[k] = float(v) if isinstance(v, int | float) else None
+    res = crec.result
+    figures["test_accuracy"] = None if res is None else res.test_accuracy
+    figures["final_val_accuracy"] = None if res is None else res.final_val_accuracy
     return (
         Control(
             name="random labels",
@@ -200,10 +158,10 @@ def random_label_control(
             "the trained kernels",
             figures=figures,
             kind="random_labels",
-            command=train_command(ccfg, str(path), _world_size(crec)),
+            command=ccfg.command(path, world_size=crec.world_size),
             source=str(path),
             null=m.null.source if m.null else None,
-            notes=[str(crec.get("label_permutation", ""))] if crec.get("label_permutation") else [],
+            notes=[crec.label_permutation] if crec.label_permutation else [],
             units=m.units,
         ),
         w,
@@ -270,7 +228,7 @@ def attach_kernel_controls(
     result: AnalysisResult,
     weights: dict[str, NDArray[Any]],
     init: dict[str, NDArray[Any]] | None,
-    rec: dict[str, Any],
+    rec: RunRecord,
     images: NDArray[Any],
     control_runs: list[str | Path] | None = None,
 ) -> None:

@@ -4,7 +4,7 @@ controls, receptive fields and the kernel controls."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,9 +43,11 @@ from convlens.analysis.result import (
     RunInfo,
     Settings,
     Source,
-    TrainOutcome,
 )
 from convlens.errors import ConvlensError
+from convlens.runs import read
+from convlens.runs.layout import RunLayout
+from convlens.runs.records import RunRecord
 
 
 @dataclass
@@ -53,7 +55,7 @@ class _RunInputs:
     """Everything :func:`analyze_run` reads from a run directory."""
 
     root: Path
-    rec: dict[str, Any]
+    rec: RunRecord
     model: nn.Module
     dataset: Any
     oods: list[Any]
@@ -63,59 +65,36 @@ class _RunInputs:
 
 
 def _load_run(run_dir: str | Path) -> _RunInputs:
-    from safetensors.torch import load_file
-
     from convlens.data.loaders import load_dataset
     from convlens.data.ood import make_oods
-    from convlens.models import ModelSpec, build_model
-    from convlens.train import RunDir
+    from convlens.models import build_model
 
-    run = RunDir(run_dir)
-    rec = run.read_run()
-    for key in ("model", "config"):
-        if not isinstance(rec.get(key), dict):
-            raise ConvlensError(f"{str(run.run_json)!r}: {key!r} must be a JSON object")
-    if not run.model.is_file():
-        raise ConvlensError(
-            f"{str(run.root)!r} is a partial run (status {rec.get('status')!r}, no "
-            "model.safetensors); finish the training before analysing it",
-            hint_key="partial_run",
-        )
-    model = build_model(ModelSpec.from_dict(rec["model"]))
+    run = RunLayout(run_dir)
+    rec = read.run_record(run)
+    weights = read.model_weights(run)
+    model = build_model(rec.model)
     try:
-        state = load_file(str(run.model))
-    except Exception as exc:  # safetensors raises its own error type for bad headers/lengths
-        raise ConvlensError(
-            f"{str(run.model)!r} is not a valid safetensors file (truncated or corrupt): {exc}"
-        ) from None
-    try:
-        model.load_state_dict(state)
+        model.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()})
     except Exception as exc:
         raise ConvlensError(f"{str(run.model)!r} does not fit the run's model: {exc}") from None
     model.eval()
-    cfg = rec["config"]
-    dataset = load_dataset(cfg["data"], int(cfg["seed"]))
-    names = [o["name"] for o in rec.get("ood", [])]
-    oods = make_oods(names, dataset, int(cfg["ood_size"]), int(cfg["seed"]))
-    snaps = evolution.load_snapshots(run.root / "snapshots")
-    probe_x, probe_maps = featuremaps.load_probes(run.root / "probes")
+    cfg = rec.config
+    dataset = load_dataset(cfg.data, cfg.seed)
+    oods = make_oods([o.name for o in rec.ood], dataset, cfg.ood_size, cfg.seed)
+    snaps = read.snapshots(run)
+    probe_x, probe_maps = featuremaps.load_probes(run.probes_dir)
     return _RunInputs(run.root, rec, model, dataset, oods, snaps, probe_x, probe_maps)
 
 
-def _run_info(rec: dict[str, Any]) -> RunInfo:
-    res = rec.get("result") or None
-    outcome = None
-    if isinstance(res, dict):
-        known = TrainOutcome.__dataclass_fields__
-        outcome = TrainOutcome(**{k: v for k, v in res.items() if k in known})
+def _run_info(rec: RunRecord) -> RunInfo:
     return RunInfo(
-        config=dict(rec.get("config") or {}),
-        dataset=dict(rec.get("dataset") or {}),
-        model=dict(rec.get("model") or {}),
-        result=outcome,
-        versions={str(k): str(v) for k, v in (rec.get("versions") or {}).items()},
-        device=None if rec.get("device") is None else str(rec.get("device")),
-        world_size=int(rec.get("world_size") or 1),
+        config=rec.config,
+        dataset=rec.dataset,
+        model=rec.model,
+        result=rec.result,
+        versions=dict(rec.versions),
+        device=rec.device,
+        world_size=rec.world_size,
     )
 
 
@@ -141,7 +120,7 @@ def _evolution_stage(result: AnalysisResult, inp: _RunInputs) -> None:
 
 def _feature_map_stage(result: AnalysisResult, inp: _RunInputs) -> None:
     info, per_layer = featuremaps.feature_map_summary(
-        inp.probe_x, inp.probe_maps, inp.rec.get("probes", [])
+        inp.probe_x, inp.probe_maps, [asdict(p) for p in inp.rec.probes]
     )
     result.feature_maps = info
     layers = by_name(result)
@@ -174,7 +153,7 @@ def _distribution_stage(result: AnalysisResult, inp: _RunInputs) -> None:
     trained = _collect_all(inp.model, sets)
     n_ood = len(inp.oods)
     controls, notes = untrained_models(
-        inp.rec["model"], int(inp.rec["config"]["seed"]), inp.snaps.get(0)
+        inp.rec.model.to_dict(), inp.rec.config.seed, inp.snaps.get(0)
     )
     result.notes.extend(notes)
     ctrl_sets = {c.name: _collect_all(c.model, sets) for c in controls}
@@ -204,7 +183,7 @@ def _distribution_stage(result: AnalysisResult, inp: _RunInputs) -> None:
 def _receptive_stage(result: AnalysisResult, inp: _RunInputs) -> None:
     train_probes = None
     if inp.probe_x is not None:
-        idx = [i for i, p in enumerate(inp.rec.get("probes", [])) if p["set"] == "train"]
+        idx = [i for i, p in enumerate(inp.rec.probes) if p.set == "train"]
         train_probes = torch.from_numpy(inp.probe_x[idx]) if idx else None
     if train_probes is None:
         train_probes = torch.from_numpy(inp.dataset.split("train")[0][:8])

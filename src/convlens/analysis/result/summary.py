@@ -28,6 +28,7 @@ from convlens.analysis.result.layer import (
     UnitSummary,
 )
 from convlens.errors import ConvlensError
+from convlens.runs.records import DatasetSpec, ModelSpec, RunConfig, TrainOutcome
 
 
 # ----------------------------------------------------------------------------- verdicts
@@ -186,23 +187,13 @@ class Settings:
 
 
 @dataclass
-class TrainOutcome:
-    """How the training run ended (from ``run.json``)."""
-
-    test_accuracy: float | None = None
-    test_loss: float | None = None
-    epochs_completed: int | None = None
-    train_seconds: float | None = None
-    final_val_accuracy: float | None = None
-
-
-@dataclass
 class RunInfo:
-    """The training run behind the analysis (copied from its ``run.json``)."""
+    """The training run behind the analysis, typed from its ``run.json`` records
+    (:mod:`convlens.runs.records`)."""
 
-    config: dict[str, Any]
-    dataset: dict[str, Any]
-    model: dict[str, Any]
+    config: RunConfig
+    dataset: DatasetSpec
+    model: ModelSpec
     result: TrainOutcome | None
     versions: dict[str, str]
     device: str | None = None
