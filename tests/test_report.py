@@ -52,7 +52,7 @@ def test_report_has_every_section_filled_with_measured_values(demo_run):
     seeds = SeedsSummary.read(demo_run / "seeds.json")
     assert seeds.n == 2 and '<section id="seeds">' in html
     assert f"{seeds.rows[0].mean:.3f}" in html
-    assert a.verdicts.classical_kernels_spectrum_null.verdict in html
+    assert a.verdicts.classical_kernels.verdict in html and "Differs from initialisation" in html
     assert html.count("data:image/png;base64,") == html.count("<img ")
 
 

@@ -97,15 +97,18 @@ def analysis_summary(result: AnalysisResult) -> list[str]:
 def _kernel_learning_lines(result: AnalysisResult) -> list[str]:
     """The per-unit kernel verdict and the three-way verdict with their controls."""
     lines = []
-    v = result.verdicts.classical_kernels
-    if v is not None and v.unit is not None and v.above is not None:
-        lo, hi = v.ci
-        ci = "" if lo is None or hi is None else f" [{lo:.2f}, {hi:.2f}]"
-        lines.append(
-            f"{v.layer}: {v.above} of {v.n} live units above the random null (Sidak over slices; "
-            f"{v.n_dead} dead excluded), {v.fraction or 0:.0%}{ci} Wilson 95%; binomial p "
-            f"{v.p_text}: {v.verdict}"
-        )
+    for v, null, what in (
+        (result.verdicts.classical_kernels, "spectrum-matched", "classical kernels"),
+        (result.verdicts.differs_from_init, "random (init)", "differs from initialisation"),
+    ):
+        if v is not None and v.unit is not None and v.above is not None:
+            lo, hi = v.ci
+            ci = "" if lo is None or hi is None else f" [{lo:.2f}, {hi:.2f}]"
+            lines.append(
+                f"{v.layer}: {v.above} of {v.n} live units above the {null} null (Sidak over "
+                f"slices; {v.n_dead} dead excluded), {v.fraction or 0:.0%}{ci} Wilson 95%; binomial "
+                f"p {v.p_text}: {what}: {v.verdict}"
+            )
     k = result.verdicts.kernel_learning
     if k is not None:
         props = "; ".join(

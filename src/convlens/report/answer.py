@@ -162,7 +162,7 @@ def answer(a: AnalysisResult) -> dict[str, Any]:
         "cc": a.verdicts.cross_correlation,
         "h": a.headline,
         "kv": a.verdicts.classical_kernels,
-        "kv_spec": a.verdicts.classical_kernels_spectrum_null,
+        "kv_init": a.verdicts.differs_from_init,
         "m0": m0 if m0 is not None and not m0.skipped and m0.null is not None else None,
         "m0_skipped": (m0.skipped if m0 is not None else "no conv layer was matched"),
         "ood": _ood_summary(a),

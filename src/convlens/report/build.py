@@ -149,7 +149,7 @@ def section_learned(inp: ReportInputs) -> dict[str, Any] | None:
         "skipped": None,
         "m0": m0,
         "verdict": inp.a.verdicts.classical_kernels,
-        "spectrum_verdict": inp.a.verdicts.classical_kernels_spectrum_null,
+        "init_verdict": inp.a.verdicts.differs_from_init,
         "figure": None,
         "null_figure": None,
         "origin": kernel_origin(inp.a),

@@ -91,8 +91,8 @@ def aggregate(analyses: list[AnalysisResult], seeds: list[int]) -> SeedsSummary:
         n=len(analyses),
         seeds=seeds,
         rows=rows,
-        classical_kernels_pooled=_pooled(above, n_total),
-        classical_kernels_pooled_spectrum_null=_pooled(above_s, n_total),
+        classical_kernels_pooled=_pooled(above_s, n_total, "spectrum-matched"),
+        differs_from_init_pooled=_pooled(above, n_total, "random (init)"),
         ood_holds_in_seeds=ood_held,
         interval="mean +/- t(0.975, n-1) * sd / sqrt(n) across seeds (clipped to [0, 1] for "
         "proportions); pooled kernel counts: Wilson score 95%",
@@ -101,11 +101,11 @@ def aggregate(analyses: list[AnalysisResult], seeds: list[int]) -> SeedsSummary:
     )
 
 
-def _pooled(above: int, n: int) -> KernelVerdict:
+def _pooled(above: int, n: int, null: str) -> KernelVerdict:
     """The pooled binomial verdict with a Wilson 95% interval of the pooled fraction."""
     from convlens.analysis.evidence.stats import wilson
 
-    v = kernel_verdict(above / n if n else None, n)
+    v = kernel_verdict(above / n if n else None, n, null=null)
     v.ci = wilson(above, n)
     return v
 

@@ -5,9 +5,12 @@
    onnxruntime float32 ``1e-4``); separately, whether it differs from true convolution, judged only
    on layers whose kernels change when flipped (1x1 kernels cannot tell the two apart).
 2. "A CNN learns approximations of classical kernels in its first layer": the number ``x`` of ``n``
-   first-layer kernels above the random null's 95th percentile is compared with chance (5%) by a
-   one-sided binomial tail ``P(X >= x | n, 0.05)``: **yes** when ``x/n >= 20%`` and the tail < 0.01;
-   **weak** when the tail < 0.05; otherwise **no evidence**.
+   first-layer units above the **spectrum-matched** null's 95th percentile (random kernels with the
+   layer's own mean power spectrum: smoothness alone does not beat it) is compared with chance (5%)
+   by a one-sided binomial tail ``P(X >= x | n, 0.05)``: **yes** when ``x/n >= 20%`` and the tail <
+   0.01; **weak** when the tail < 0.05; otherwise **no evidence**. The same count against the random
+   null (PyTorch's initialisation) is reported as ``differs_from_init``: smooth random kernels beat
+   that null too, so it says "differs from an initialisation draw", not "classical".
 2b. Where the first layer's kernels come from (:func:`three_way_verdict`): *learned from the task*,
    *learned from image statistics* or *not distinguishable from init*, from the per-unit scores of
    the trained, random-label and epoch-000 kernels (:data:`LEARN_RULE`).
@@ -96,7 +99,11 @@ def binomial_tail(x: int, n: int, p: float = CHANCE) -> float:
     return float(binom.sf(x - 1, n, p))
 
 
-def kernel_verdict(fraction: float | None, n: int, layer: str | None = None) -> KernelVerdict:
+def kernel_verdict(
+    fraction: float | None, n: int, layer: str | None = None, null: str | None = None
+) -> KernelVerdict:
+    """The binomial rule on ``fraction`` of ``n`` above a null's 95th percentile (``null`` names it
+    in the rule)."""
     if fraction is None or n == 0:
         return KernelVerdict(verdict="not measured", n=n, layer=layer)
     x = round(fraction * n)
@@ -114,24 +121,31 @@ def kernel_verdict(fraction: float | None, n: int, layer: str | None = None) -> 
         above=x,
         fraction=fraction,
         chance=CHANCE,
-        rule=f"yes: fraction >= {KERNEL_MIN_FRACTION:.0%} and binomial tail vs {CHANCE:.0%} chance "
+        rule=(f"above the {null} null's 95th percentile; " if null else "")
+        + f"yes: fraction >= {KERNEL_MIN_FRACTION:.0%} and binomial tail vs {CHANCE:.0%} chance "
         f"< {KERNEL_P_STRONG}; weak: tail < {KERNEL_P_WEAK}; else no evidence",
         layer=layer,
     )
 
 
 def unit_kernel_verdict(
-    above: int | None, n_live: int, layer: str | None, unit: str, n_dead: int
+    above: int | None,
+    n_live: int,
+    layer: str | None,
+    unit: str,
+    n_dead: int,
+    null: str = "spectrum-matched",
 ) -> KernelVerdict:
-    """:func:`kernel_verdict` on ``above`` of ``n_live`` output units (dead units excluded), with a
-    Wilson 95% interval of the fraction and the p-value as text (never 0)."""
+    """:func:`kernel_verdict` on ``above`` of ``n_live`` output units (dead units excluded) above
+    the ``null`` named in the rule, with a Wilson 95% interval of the fraction and the p-value as
+    text (never 0)."""
     from convlens.analysis.evidence.stats import format_p, wilson
 
     if above is None or n_live == 0:
         return KernelVerdict(
             verdict="not measured", n=n_live, layer=layer, unit=unit, n_dead=n_dead
         )
-    v = kernel_verdict(above / n_live, n_live, layer)
+    v = kernel_verdict(above / n_live, n_live, layer, null)
     v.ci = wilson(above, n_live)
     v.unit = unit
     v.n_dead = n_dead
@@ -363,16 +377,18 @@ def verdicts(a: AnalysisResult) -> Verdicts:
     if m is not None and not m.skipped and m.units is not None:
         u = m.units  # per output unit (units.py): dead units excluded, slices not double-counted
         out.classical_kernels = unit_kernel_verdict(
-            u.above_null95, u.n_live, m.layer, u.unit_score, u.n_dead
-        )
-        out.classical_kernels_spectrum_null = unit_kernel_verdict(
             u.above_spectrum_null95, u.n_live, m.layer, u.unit_score, u.n_dead
+        )
+        out.differs_from_init = unit_kernel_verdict(
+            u.above_null95, u.n_live, m.layer, u.unit_score, u.n_dead, null="random (init)"
         )
     elif m is not None and not m.skipped:
         n_live = m.n_kernels - m.n_zero_kernels  # all-zero kernels are out of the fractions
-        out.classical_kernels = kernel_verdict(m.fraction_above_null95, n_live, m.layer)
-        out.classical_kernels_spectrum_null = kernel_verdict(
-            m.fraction_above_spectrum_null95, n_live, m.layer
+        out.classical_kernels = kernel_verdict(
+            m.fraction_above_spectrum_null95, n_live, m.layer, "spectrum-matched"
+        )
+        out.differs_from_init = kernel_verdict(
+            m.fraction_above_null95, n_live, m.layer, "random (init)"
         )
     out.kernel_learning = kernel_learning_verdict(a)
     if a.distribution is not None:

@@ -139,7 +139,10 @@ class Verdicts:
 
     cross_correlation: CrossCorrelationVerdict | None = None
     classical_kernels: KernelVerdict | None = None
-    classical_kernels_spectrum_null: KernelVerdict | None = None
+    """The headline: first-layer units above the spectrum-matched null (smoothness alone does not
+    beat it)."""
+    differs_from_init: KernelVerdict | None = None
+    """The same count above the random (initialisation) null: differs from an initialisation draw."""
     ood_activation: dict[str, dict[str, str]] = field(default_factory=dict)
     ood_rule: str | None = None
     ood_learned: dict[str, dict[str, str]] = field(default_factory=dict)
@@ -339,7 +342,9 @@ class SeedsSummary:
     seeds: list[int]
     rows: list[SeedRow]
     classical_kernels_pooled: KernelVerdict
-    classical_kernels_pooled_spectrum_null: KernelVerdict
+    """Pooled over seeds: units above the spectrum-matched null (the headline)."""
+    differs_from_init_pooled: KernelVerdict
+    """Pooled over seeds: units above the random (initialisation) null."""
     ood_holds_in_seeds: dict[str, dict[str, int]]
     interval: str
     kernel_learning_verdicts: dict[str, int] = field(default_factory=dict)
