@@ -1,0 +1,219 @@
+"""The one answer to the seed's question, generated from the verdicts.
+
+"Does a conv layer learn the correlation between its input signals via its kernel?" is answered in
+a few plain-language lines, each with its verdict, the figures behind it, the control or null it was
+decided against, and the seeds it comes from. The report's first screen, the CLI's summary of
+``convlens demo`` and the README's answer section all print these lines verbatim
+(:func:`answer_lines`; the README block is :func:`readme_block`, checked by a test against a fresh
+demo), so they cannot say different things.
+
+Nothing here computes a figure: every number is read from the typed results (``analysis.json`` of
+the first seed and ``seeds.json`` for all seeds).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from convlens.analysis.result import AnalysisResult, KernelVerdict, SeedsSummary
+
+
+@dataclass
+class AnswerLine:
+    """One question, its verdict word and the sentence with the figures behind it."""
+
+    key: str
+    question: str
+    verdict: str
+    text: str
+    source: str
+    """Which results the figures come from (e.g. "seeds 10, 11, 12 (seeds.json)")."""
+
+
+@dataclass
+class Answer:
+    """The answer: a one-sentence summary, then one line per question, then what it cannot show."""
+
+    summary: str
+    lines: list[AnswerLine] = field(default_factory=list)
+    disclosure: str | None = None
+    """How the recipe was chosen (said first: the figures depend on it)."""
+    limits: str = ""
+
+
+def _pct(v: float | None) -> str:
+    return "n/a" if v is None else f"{100 * v:.0f}%"
+
+
+def _ci(ci: tuple[float | None, float | None]) -> str:
+    lo, hi = ci
+    return "" if lo is None or hi is None else f" [{100 * lo:.0f}, {100 * hi:.0f}]"
+
+
+def _count(v: KernelVerdict | None) -> str:
+    if v is None or v.above is None:
+        return "not measured"
+    return f"{v.above}/{v.n} units ({_pct(v.fraction)}{_ci(v.ci)}, p {v.p_text or v.p_value})"
+
+
+def _seeds_text(s: SeedsSummary | None, a: AnalysisResult) -> str:
+    if s is not None:
+        return "seeds " + ", ".join(str(x) for x in s.seeds) + " (seeds.json)"
+    seed = a.run.config.seed if a.run is not None else None
+    return f"seed {seed} (analysis.json)" if seed is not None else "this analysis"
+
+
+def answer(a: AnalysisResult, seeds: SeedsSummary | None = None) -> Answer:
+    """The answer for an analysis (the first seed's) and, where there is one, its across-seeds
+    summary."""
+    where_all = _seeds_text(seeds, a)
+    where_one = _seeds_text(None, a)
+    lines: list[AnswerLine] = []
+    cc = a.verdicts.cross_correlation
+    if cc is not None:
+        rel = "n/a" if cc.max_rel_diff is None else f"{cc.max_rel_diff:.1g}"
+        conv = a.headline.min_rel_diff_convolve
+        differs = "" if conv is None else f"; true convolution differs by {conv:.2f} (relative)"
+        lines.append(
+            AnswerLine(
+                "cross_correlation",
+                "Does a conv layer compute a cross-correlation of each patch with its kernel?",
+                cc.verdict,
+                f"Every conv layer's output equals convlens's cross-correlation within "
+                f"{rel} (relative, {cc.n_checked} layer(s) run in float64){differs}.",
+                where_one,
+            )
+        )
+    pooled = seeds.classical_kernels_pooled if seeds is not None else a.verdicts.classical_kernels
+    init = seeds.differs_from_init_pooled if seeds is not None else a.verdicts.differs_from_init
+    if pooled is not None:
+        lines.append(
+            AnswerLine(
+                "classical_kernels",
+                "Does the first layer learn classical (Sobel/Prewitt-like) kernels?",
+                pooled.verdict,
+                f"Above the spectrum-matched null (random kernels as smooth as the learned ones): "
+                f"{_count(pooled)}; chance 5%. Above the random null, i.e. differs from "
+                f"initialisation: {_count(init)} (smooth random kernels beat that null too).",
+                where_all,
+            )
+        )
+    k = seeds.verdicts.kernel_learning if seeds is not None else a.verdicts.kernel_learning
+    if k is not None:
+        by = {c.pair: c for c in k.content}
+        rl = by.get("trained vs random_labels")
+        detail = ""
+        if rl is not None and rl.p_value is not None:
+            detail = (
+                f" Trained vs random-label kernels: energy distance p {rl.p_text} "
+                f"({rl.n_a} vs {rl.n_b} units over {rl.seeds} seed(s)); difference in orientation "
+                f"selectivity {rl.selectivity_diff:+.2f} [{rl.selectivity_ci90[0]:+.2f}, "
+                f"{rl.selectivity_ci90[1]:+.2f}] (90%)."
+            )
+        taught = f" The kernel the task taught most: {k.enriched}." if k.enriched else ""
+        lines.append(
+            AnswerLine(
+                "kernel_learning",
+                "Where do the first-layer kernels come from: the task, the images, or init?",
+                k.verdict,
+                "Decided on what the kernels contain (power spectra), against a random-label "
+                f"control and the initial weights.{detail}{taught}",
+                where_all,
+            )
+        )
+    stats = next((c for c in a.controls if c.kind == "input_statistics"), None)
+    if stats is not None:
+        f = stats.figures
+        lines.append(
+            AnswerLine(
+                "input_correlation",
+                "Does the kernel measure the correlation between input signals?",
+                "no, a template",
+                "No single kernel computes how two input signals co-vary: it is a template matched "
+                "against each patch. What the kernels do carry is the images' correlation "
+                "structure: median energy of a unit in the top "
+                f"{int(f.get('m') or 0)} patch principal components "
+                f"{_pct(f.get('trained.energy_median'))} trained, "
+                f"{_pct(f.get('random_labels.energy_median'))} with random labels, "
+                f"{_pct(f.get('init.energy_median'))} at initialisation.",
+                where_one,
+            )
+        )
+    rep = a.representation
+    if rep is not None and rep.layers:
+        parts = []
+        for layer in rep.layers:
+            settle = "never" if layer.settle_epoch is None else f"from epoch {layer.settle_epoch}"
+            floor = "n/a" if layer.floor is None else f"{layer.floor:.2f}"
+            parts.append(f"{layer.layer}: CKA at init {floor}, >= {rep.settle_threshold} {settle}")
+        lines.append(
+            AnswerLine(
+                "deeper_layers",
+                "How do the feature maps change over training?",
+                "measured",
+                "Linear CKA of the probe feature maps vs the final epoch: "
+                + "; ".join(parts)
+                + ".",
+                where_one,
+            )
+        )
+    first = a.first_layer
+    ood = a.verdicts.ood_learned.get(first.name, {}) if first is not None else {}
+    if ood:
+        counts: dict[str, list[str]] = {}
+        for name, level in ood.items():
+            counts.setdefault(level, []).append(name)
+        text = "; ".join(f"{level}: {', '.join(sorted(names))}" for level, names in counts.items())
+        lines.append(
+            AnswerLine(
+                "ood",
+                "Does the trained net react weakly to images unlike its training data?",
+                "see sets",
+                f"At {first.name if first else '?'}, judged against untrained networks on the same "
+                f"images: {text}.",
+                where_one,
+            )
+        )
+    summary = (
+        "No, not between input signals: a conv layer computes the cross-correlation of each input "
+        "patch with its kernel, a template. Whether the first layer's templates are classical, "
+        "and whether the task or the images shaped them, is measured below against nulls and "
+        "controls."
+    )
+    limits = (
+        "This run cannot show what larger networks on natural images learn; a verdict of "
+        "'inconclusive' means that neither a difference nor an equivalence was shown with these "
+        "units and seeds."
+    )
+    return Answer(summary, lines, disclosure=_disclosure(a), limits=limits)
+
+
+def _disclosure(a: AnalysisResult) -> str | None:
+    notes = [n for n in a.notes if n.startswith("recipe chosen by a sweep")]
+    return notes[0] if notes else None
+
+
+def answer_lines(a: AnalysisResult, seeds: SeedsSummary | None = None) -> list[str]:
+    """The answer as plain text lines (what the CLI prints)."""
+    ans = answer(a, seeds)
+    out = [ans.summary]
+    if ans.disclosure:
+        out.append(f"Note: {ans.disclosure}.")
+    for line in ans.lines:
+        out.append(f"- {line.question} {line.verdict.upper()}. {line.text} [{line.source}]")
+    out.append(ans.limits)
+    return out
+
+
+def readme_block(a: AnalysisResult, seeds: SeedsSummary | None = None) -> str:
+    """The README's answer section (Markdown), generated from a demo's results."""
+    ans = answer(a, seeds)
+    rows = ["| question | verdict | figures (control or null) | from |", "|---|---|---|---|"]
+    for line in ans.lines:
+        text = line.text.replace("|", "\\|")
+        rows.append(f"| {line.question} | **{line.verdict}** | {text} | {line.source} |")
+    parts = [ans.summary, ""]
+    if ans.disclosure:
+        parts += [f"Note: {ans.disclosure}.", ""]
+    parts += [*rows, "", ans.limits]
+    return "\n".join(parts) + "\n"
