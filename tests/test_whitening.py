@@ -7,12 +7,14 @@ a positive slope for a layer of top principal components, and leave random layer
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
 from convlens.analysis.measure import patches
 from convlens.analysis.orchestration.controls import whitening_over_training
-from convlens.analysis.result import Control
+from convlens.analysis.result import AnalysisResult, Control, Whitening
 
 
 def power_law_images(n: int = 40, size: int = 64, alpha: float = 1.0, seed: int = 0) -> np.ndarray:
@@ -198,3 +200,16 @@ def test_calibration_rows(basis):
     assert by["principal"]["energy_principal"] == 5
     lo, hi = by["whitening"]["energy_whitening_ci"]
     assert 0 < lo < hi == pytest.approx(1.0)
+
+
+# ----------------------------------------------------------------------------- report
+def test_report_states_the_whitening_test_not_zca(demo_run):
+    a = AnalysisResult.read(demo_run / "analysis.json")
+    stats = next(c for c in a.controls if c.kind == "input_statistics")
+    assert isinstance(stats.whitening, Whitening)
+    assert not [k for k in stats.figures if "zca" in k]
+    html = re.sub(r"data:[^\"']*", "", (demo_run / "report.html").read_text())  # no base64
+    t = stats.whitening.sets["trained"]
+    assert f"{t.energy_slope:+.2f}" in html and t.energy_verdict.replace("'", "&#39;") in html
+    assert "ZCA" not in html and "not whitening" not in html
+    assert "random layers 2.5&ndash;97.5%" in html
