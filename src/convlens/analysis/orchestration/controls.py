@@ -288,6 +288,8 @@ def input_statistics_control(
         "explained_variance_top_m": basis.explained_top_m,
     }
     n_null = result.settings.n_null
+    order = ("trained", "random_labels", "init")  # the trained set first: the references' size
+    sets = dict(sorted(sets.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else 3))
     layers: dict[str, dict[str, float | None]] = {}
     for name, (weight, units) in sets.items():
         f = patches.layer_figures(
