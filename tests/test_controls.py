@@ -1,4 +1,4 @@
-"""Controls of the kernel claim (issue 14): patch PCA/ZCA, CKA, the three-way verdict, random labels."""
+"""Controls of the kernel claim (issue 14): patch PCA, CKA, the three-way verdict, random labels."""
 
 from __future__ import annotations
 
@@ -54,13 +54,6 @@ def test_random_layer_sits_in_its_null(basis):
     f = patches.layer_figures(basis, w, None, n_null=400, seed=1)
     assert f["energy_above_random_null95"] <= 0.2
     assert f["energy_median"] < 0.5
-
-
-def test_zca_filters_are_recognised(basis):
-    w = basis.zca[:6].reshape(-1, 1, 5, 5)
-    assert np.allclose(basis.zca_similarity(w), 1.0)
-    f = patches.layer_figures(basis, w, None, n_null=400, seed=0)
-    assert f["zca_above_random_null95"] == 1.0
 
 
 def test_energy_by_hand(basis):
@@ -290,6 +283,36 @@ def test_control_run_attached_and_verdict_names_controls(stripe_runs):
     assert "input statistics: patch PCA top 2 of 9 components" in text
     assert "representation over training (linear CKA of" in text and "conv2 floor" in text
     assert "0.000" not in text.split("kernel origin")[1].split("\n")[0]
+
+
+def test_input_statistics_carries_the_whitening_tests(stripe_runs):
+    from convlens.analysis import analyze_run
+    from convlens.runs.read import snapshots as load_snapshots
+    from convlens.summary import analysis_summary
+
+    root, _, _ = stripe_runs
+    a = analyze_run(root / "real", n_null=200, control_runs=[root / "ctrl"])
+    stats = next(c for c in a.controls if c.kind == "input_statistics")
+    w = stats.whitening
+    assert w is not None and set(w.sets) == {"trained", "random_labels", "init"}
+    assert w.n_null == 200 and w.n_components == 8  # 3x3, the DC direction left out
+    assert w.reference_energy["pca_whitening"] == pytest.approx(-1.0)
+    for name, t in w.sets.items():
+        assert t.energy_verdict in {patches.WHITENING, patches.PRINCIPAL, patches.NEITHER}
+        assert stats.figures[f"{name}.whitening_slope"] == pytest.approx(t.energy_slope)
+        lo, hi = t.energy_null
+        assert stats.figures[f"{name}.whitening_null_low"] == lo and lo < 0 < hi
+        assert stats.layers[name]["spectrum_slope"] == pytest.approx(t.spectrum_slope)
+    assert not [k for k in stats.figures if "zca" in k]
+    snaps = load_snapshots(root / "real")
+    assert [x.epoch for x in w.over_training] == sorted(snaps) and len(snaps) > 1
+    assert w.over_training[-1].test.energy_slope == pytest.approx(w.sets["trained"].energy_slope)
+    assert w.over_training[0].test.energy_slope == pytest.approx(w.sets["init"].energy_slope)
+    back = AnalysisResult.from_json(a.to_json())
+    assert next(c for c in back.controls if c.kind == "input_statistics").whitening == w
+    text = "\n".join(analysis_summary(a))
+    assert "whitening (log-log slope of the layer's energy along the 8 patch PCs" in text
+    assert "whitening slope over training (epoch slope): 0 " in text and "ZCA" not in text
 
 
 def test_control_run_must_be_a_random_label_run_of_the_same_recipe(stripe_runs, tmp_path):

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from convlens.analysis.result import AnalysisResult, LayerMatch
+    from convlens.analysis.result import AnalysisResult, LayerMatch, Whitening
 
 
 def layer_table(result: AnalysisResult, limit: int = 40) -> list[str]:
@@ -127,6 +127,8 @@ def _kernel_learning_lines(result: AnalysisResult) -> list[str]:
     for c in result.controls:
         if c.kind == "input_statistics":
             lines.append(_patch_line(c.figures))
+            if c.whitening is not None:
+                lines.extend(_whitening_lines(c.whitening))
     r = result.representation
     if r is not None and r.layers:
         per = "; ".join(
@@ -151,15 +153,50 @@ def _patch_line(f: dict[str, float | None]) -> str:
     sets = [s for s in ("trained", "random_labels", "init") if f"{s}.energy_median" in f]
     energy = ", ".join(f"{s} {g(s + '.energy_median')}" for s in sets)
     above = ", ".join(f"{s} {g(s + '.energy_above_spectrum_null95')}" for s in sets)
-    zca = ", ".join(f"{s} {g(s + '.zca_median')}" for s in sets)
     return (
         f"input statistics: patch PCA top {int(f.get('m') or 0)} of {int(f.get('d') or 0)} "
         "components; median "
         f"energy inside them: {energy} (random null p95 {g('trained.energy_random_null_p95')}, "
         f"spectrum null p95 {g('trained.energy_spectrum_null_p95')}); units above the spectrum "
-        f"null: {above}; median ZCA-filter |cos|: {zca} (random null p95 "
-        f"{g('trained.zca_random_null_p95')})"
+        f"null: {above}"
     )
+
+
+def _s2(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:+.2f}"
+
+
+def _interval(ci: tuple[float | None, float | None]) -> str:
+    return f"[{_s2(ci[0])}, {_s2(ci[1])}]"
+
+
+def _whitening_lines(w: Whitening) -> list[str]:
+    """``whitening (energy along the patch PCs vs eigenvalue, log-log slope; ...)``: both
+    rotation-invariant tests per kernel set against random layers, and the slope over training."""
+    e, s = w.reference_energy, w.reference_spectrum
+    energy = "; ".join(
+        f"{name} {_s2(t.energy_slope)} {_interval(t.energy_slope_ci)} vs null "
+        f"{_interval(t.energy_null)}: {t.energy_verdict}"
+        for name, t in w.sets.items()
+    )
+    spectrum = "; ".join(
+        f"{name} {_s2(t.spectrum_slope)} {_interval(t.spectrum_slope_ci)} vs null "
+        f"{_interval(t.spectrum_null)}: {t.spectrum_verdict}"
+        for name, t in w.sets.items()
+    )
+    lines = [
+        f"whitening (log-log slope of the layer's energy along the {w.n_components} patch PCs on "
+        f"their eigenvalues; PCA whitening {_s2(e.get('pca_whitening'))}, the top "
+        f"{w.reference_units} PCs {_s2(e.get('top_components'))}; 95% bootstrap over units vs "
+        f"{w.n_null} random layers): {energy}",
+        f"whitening (log-log slope of the filters' mean power spectrum on the patches'; PCA "
+        f"whitening {_s2(s.get('pca_whitening'))}, matched filter {_s2(s.get('covariance'))}): "
+        f"{spectrum}",
+    ]
+    if w.over_training:
+        per = ", ".join(f"{x.epoch} {_s2(x.test.energy_slope)}" for x in w.over_training)
+        lines.append(f"whitening slope over training (epoch slope): {per}")
+    return lines
 
 
 def _caveat(m: LayerMatch) -> str:

@@ -126,19 +126,20 @@ def kernel_origin(a: AnalysisResult) -> dict[str, Any] | None:
         return None
     patch = next((c for c in a.controls if c.kind == "input_statistics"), None)
     f = patch.figures if patch is not None else {}
+    white = patch.whitening if patch is not None else None
     rows = [
         {
             "name": name.replace("_", " "),
             "prop": prop,
             "energy": f.get(f"{name}.energy_median"),
             "angles": f.get(f"{name}.angles_mean_cos2"),
-            "zca": f.get(f"{name}.zca_median"),
+            "white": white.sets.get(name) if white is not None else None,
         }
         for name, prop in v.proportions.items()
     ]
     control = next((c for c in a.controls if c.kind == "random_labels"), None)
     command = control.command if control is not None else None
-    return {"v": v, "rows": rows, "patch": patch, "command": command}
+    return {"v": v, "rows": rows, "patch": patch, "white": white, "command": command}
 
 
 def _channel_r(a: AnalysisResult) -> dict[str, float]:

@@ -137,11 +137,15 @@ def _control_rows(analyses: list[AnalysisResult]) -> list[SeedRow]:
         ("input_statistics", "trained.energy_median", "trained: median top-m patch-PCA energy"),
         ("input_statistics", "random_labels.energy_median", "random-label: median top-m energy"),
         ("input_statistics", "init.energy_median", "init: median top-m patch-PCA energy"),
+        ("input_statistics", "trained.whitening_slope", "trained: whitening slope"),
+        ("input_statistics", "random_labels.whitening_slope", "random-label: whitening slope"),
+        ("input_statistics", "init.whitening_slope", "init: whitening slope"),
     )
     for kind, key, name in wanted:
         vals = [_control_figure(a, kind, key) for a in analyses]
         if any(v is not None for v in vals):
-            rows.append(_row(f"first layer, {name}", vals, bounded=True))
+            bounded = not key.endswith("_slope")  # a slope is not a fraction
+            rows.append(_row(f"first layer, {name}", vals, bounded=bounded))
     return rows
 
 

@@ -6,9 +6,11 @@
 - ``random_labels``: a run of the same recipe trained on permuted labels (``convlens train
   --shuffle-labels``); its first-layer kernels matched and counted the same way. Must have the same
   model and data as the analysed run and ``shuffle_labels`` in its config.
-- ``input_statistics``: PCA / ZCA of the training patches (:mod:`convlens.analysis.measure.patches`) and
-  the subspace energy, principal angles and ZCA similarity of the trained, random-label and init
-  kernels, each against the random and spectrum-matched nulls.
+- ``input_statistics``: PCA of the training patches (:mod:`convlens.analysis.measure.patches`) and
+  the subspace energy and principal angles of the trained, random-label and init kernels, each
+  against the random and spectrum-matched nulls; and the rotation-invariant whitening tests of each
+  set (energy-vs-eigenvalue and filter-power-vs-spectrum slopes against random layers), with the
+  energy slope of the trained first layer at every snapshot epoch (``Control.whitening``).
 
 The three-way verdict on these is :func:`convlens.analysis.evidence.verdicts.three_way_verdict`.
 """
@@ -23,7 +25,15 @@ import numpy as np
 from numpy.typing import NDArray
 
 from convlens.analysis.measure import matching, patches
-from convlens.analysis.result import AnalysisResult, Control, LayerMatch, UnitSummary
+from convlens.analysis.measure.units import dead_mask
+from convlens.analysis.result import (
+    AnalysisResult,
+    Control,
+    LayerMatch,
+    UnitSummary,
+    Whitening,
+    WhiteningEpoch,
+)
 from convlens.errors import ConvlensError
 from convlens.runs import read
 from convlens.runs.layout import RunLayout
@@ -168,14 +178,52 @@ def random_label_control(
     )
 
 
+def _live(units: UnitSummary | None) -> NDArray[np.bool_] | None:
+    if units is None or not units.unit_categories:
+        return None
+    return np.array([c != "dead" for c in units.unit_categories])
+
+
+def whitening_over_training(
+    whitening: Whitening,
+    basis: patches.PatchBasis,
+    snapshots: dict[int, dict[str, NDArray[Any]]] | None,
+    key: str,
+) -> None:
+    """The whitening test of the first layer (weight ``key``) at every snapshot epoch (the
+    snapshots as read by :func:`convlens.runs.read.snapshots`; live units of
+    each epoch by the dead-unit rule), into ``whitening.over_training``."""
+    if not snapshots:
+        whitening.over_training_skipped = "no snapshots in this run"
+        return
+    for epoch in sorted(snapshots):
+        w = snapshots[epoch].get(key)
+        if w is None:
+            whitening.over_training_skipped = f"snapshot epoch {epoch} has no weight {key!r}"
+            whitening.over_training = []
+            return
+        w64 = np.asarray(w, dtype=np.float64)
+        test = patches.whitening_test(
+            basis,
+            w64,
+            ~dead_mask(w64.reshape(len(w64), -1)),
+            n_null=whitening.n_null,
+            seed=whitening.seed,
+            n_boot=whitening.n_boot,
+        )
+        whitening.over_training.append(WhiteningEpoch(epoch, test))
+
+
 def input_statistics_control(
     result: AnalysisResult,
     images: NDArray[Any],
     sets: dict[str, tuple[NDArray[Any], UnitSummary | None]],
     seed: int,
+    snapshots: dict[int, dict[str, NDArray[Any]]] | None = None,
 ) -> Control | None:
-    """PCA/ZCA of the training patches and each kernel set's figures (``None`` when the first layer
-    cannot be compared with image patches: not 2-D square or not reading the images' channels)."""
+    """PCA of the training patches, each kernel set's figures and whitening tests, and the trained
+    layer's whitening slope over the ``snapshots`` (``None`` when the first layer cannot be compared
+    with image patches: not 2-D square or not reading the images' channels)."""
     first = result.first_layer
     trained = sets.get("trained")
     if first is None or trained is None:
@@ -198,20 +246,37 @@ def input_statistics_control(
         "explained_variance_top_m": basis.explained_top_m,
     }
     n_null = result.settings.n_null
+    order = ("trained", "random_labels", "init")  # the trained set first: the references' size
+    sets = dict(sorted(sets.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else 3))
     layers: dict[str, dict[str, float | None]] = {}
     for name, (weight, units) in sets.items():
-        live = None
-        if units is not None and units.unit_categories:
-            live = np.array([c != "dead" for c in units.unit_categories])
-        f = patches.layer_figures(basis, weight, live, n_null=n_null, seed=result.settings.seed)
+        f = patches.layer_figures(
+            basis, weight, _live(units), n_null=n_null, seed=result.settings.seed
+        )
         layers[name] = f
+    whitening = patches.whitening_summary(
+        basis,
+        {name: (weight, _live(units)) for name, (weight, units) in sets.items()},
+        n_null=n_null,
+        seed=result.settings.seed,
+    )
+    for name, test in whitening.sets.items():
+        layers[name].update(patches.whitening_figures(test))
+    for name, f in layers.items():
         figures.update({f"{name}.{key}": v for key, v in f.items()})
+    whitening_over_training(whitening, basis, snapshots, first.identity.weight_key)
+    ref = whitening.reference_energy
     return Control(
-        name="input correlation structure (patch PCA / ZCA)",
+        name="input correlation structure (patch PCA, whitening tests)",
         description=f"{n} random {w.shape[1]}x{k}x{k} training patches (seed {seed}, per-channel "
         f"mean removed); PCA: top m = ceil(d/5) = {basis.m} of d = {basis.d} components; figures "
-        "per kernel set: energy inside the top-m subspace, ZCA-filter similarity, principal "
-        "angles (mean cos^2) between the layer's span and the top-m components",
+        "per kernel set: energy inside the top-m subspace, principal angles (mean cos^2) between "
+        "the layer's span and the top-m components, and two whitening tests that any rotation of "
+        "the units leaves unchanged: the log-log slope of the layer's energy along each principal "
+        f"component on its eigenvalue ({whitening.n_components} components; PCA whitening "
+        f"{_f2(ref.get('pca_whitening'))}, the top {whitening.reference_units} components "
+        f"{_f2(ref.get('top_components'))}) and of its mean power spectrum on the patches' "
+        "(whitening about -1, matched filter +1)",
         figures={
             k2: (None if v is None or not math.isfinite(v) else v) for k2, v in figures.items()
         },
@@ -220,8 +285,15 @@ def input_statistics_control(
         layers=layers,
         null=f"i.i.d. uniform kernels and kernels with each set's own mean power spectrum "
         f"({n_null} units each; unit above a null when > its 95th percentile, chance 5%); layer "
-        f"figure vs up to {patches.N_LAYER_NULL} random layers of the same size",
+        f"figure vs up to {patches.N_LAYER_NULL} random layers of the same size; whitening slopes "
+        f"vs {n_null} random layers of the same shape (2.5-97.5 percentiles), 95% bootstrap "
+        f"interval over units ({whitening.n_boot} resamples); rule: {whitening.rule}",
+        whitening=whitening,
     )
+
+
+def _f2(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:+.2f}"
 
 
 def attach_kernel_controls(
@@ -231,9 +303,11 @@ def attach_kernel_controls(
     rec: RunRecord,
     images: NDArray[Any],
     control_runs: list[str | Path] | None = None,
+    snapshots: dict[int, dict[str, NDArray[Any]]] | None = None,
 ) -> None:
     """The stage: ``init``, ``random_labels`` (one per run in ``control_runs``) and
-    ``input_statistics`` controls of the first layer, appended to ``result.controls``."""
+    ``input_statistics`` controls of the first layer, appended to ``result.controls``; the
+    whitening test over training reads the run's ``snapshots``."""
     first = result.first_layer
     m = first.matching if first is not None else None
     if first is None or m is None or m.skipped or m.units is None:
@@ -270,6 +344,6 @@ def attach_kernel_controls(
             "no random-label control run: the kernel verdict is limited to trained vs init "
             "(train one with --shuffle-labels and pass it with --control-run)"
         )
-    stats = input_statistics_control(result, images, sets, result.settings.seed)
+    stats = input_statistics_control(result, images, sets, result.settings.seed, snapshots)
     if stats is not None:
         result.controls.append(stats)

@@ -238,6 +238,7 @@ def analyze_run(
                 inp.rec,
                 inp.dataset.split("train")[0],
                 list(opts.control_runs) or None,
+                inp.snaps,
             )
     with timer("evolution"):
         _evolution_stage(result, inp)

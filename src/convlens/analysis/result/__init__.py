@@ -73,6 +73,9 @@ from convlens.analysis.result.summary import (
     Source,
     TrainOutcome,
     Verdicts,
+    Whitening,
+    WhiteningEpoch,
+    WhiteningTest,
 )
 
 __all__ = [
@@ -129,6 +132,9 @@ __all__ = [
     "UnitSummary",
     "Verdicts",
     "VolumeSummary",
+    "Whitening",
+    "WhiteningEpoch",
+    "WhiteningTest",
     "analysis_schema",
     "schema_text",
     "seeds_schema",

@@ -204,13 +204,75 @@ class RunInfo:
 
 
 @dataclass
+class WhiteningTest:
+    """Rotation-invariant whitening figures of one first-layer kernel set (``n_units`` live units).
+
+    ``energy_slope``: least-squares slope of ``log e_j`` on ``log lambda_j`` over the patch principal
+    components ``u_j`` with ``lambda_j > 1e-6 lambda_max``, where ``e_j = |W u_j|^2 / |W|_F^2`` (units
+    DC-removed): -1 for a whitening layer (energy proportional to ``1 / lambda``), > 0 for a layer
+    that follows the input's principal directions. ``spectrum_slope``: log-log slope of the units'
+    mean power spectrum (DC removed, zero-padded) on the patches' mean power spectrum ``S(f)``
+    (whitening: -1; matched filter: +1). Both depend only on ``W^T W``, so any rotation of the units
+    gives the same value. ``*_ci``: percentile bootstrap over units; ``*_null``: 2.5th and 97.5th
+    percentiles of the same slope for random layers of the same shape (PyTorch's init
+    distribution). ``*_verdict``: ``"whitening-like"`` when the CI lies below the null interval and
+    below 0, ``"follows the input's principal directions"`` when above it and above 0, else
+    ``"neither"``."""
+
+    n_units: int
+    energy_slope: float | None
+    energy_slope_ci: CI
+    energy_null: CI
+    energy_verdict: str
+    spectrum_slope: float | None
+    spectrum_slope_ci: CI
+    spectrum_null: CI
+    spectrum_verdict: str
+
+
+@dataclass
+class WhiteningEpoch:
+    """The whitening figures of the first layer at one snapshot epoch (live units of that epoch)."""
+
+    epoch: int
+    test: WhiteningTest
+
+
+@dataclass
+class Whitening:
+    """Whether the first layer whitens its input, tested without reference to any particular
+    whitening matrix (whitening is defined only up to a rotation of the units).
+
+    ``sets``: the trained, random-label and init kernels; ``reference_*``: the same slopes for a
+    PCA-whitening layer ``Lambda^-1/2 U^T`` (energy slope -1), the patches' covariance square root
+    ``Lambda^1/2 U^T`` (+1) and the top ``reference_units`` principal components as a layer (energy
+    outside them at the floor ``energy_floor``); ``over_training``: the trained run's first layer at
+    each snapshot epoch (empty, with ``over_training_skipped``, without snapshots)."""
+
+    rule: str
+    n_components: int
+    n_null: int
+    n_boot: int
+    seed: int
+    energy_floor: float
+    spectrum_pad: int
+    reference_units: int
+    reference_energy: dict[str, float | None]
+    reference_spectrum: dict[str, float | None]
+    sets: dict[str, WhiteningTest] = field(default_factory=dict)
+    over_training: list[WhiteningEpoch] = field(default_factory=list)
+    over_training_skipped: str | None = None
+
+
+@dataclass
 class Control:
     """A control analysis (untrained, random labels, input statistics) computed like the claims.
 
     ``kind``: ``"random_labels"``, ``"input_statistics"``, ``"init"``, ``"untrained"`` or
     ``"other"``; ``command``: how to reproduce it; ``source``: the control run it came from;
     ``layers``: per-layer figures; ``null``: what the figures are compared with; ``units``: the
-    control's first-layer kernels counted per unit exactly like the claim's (kernel controls)."""
+    control's first-layer kernels counted per unit exactly like the claim's (kernel controls);
+    ``whitening``: the rotation-invariant whitening tests (``input_statistics`` only)."""
 
     name: str
     description: str
@@ -222,6 +284,7 @@ class Control:
     null: str | None = None
     notes: list[str] = field(default_factory=list)
     units: UnitSummary | None = None
+    whitening: Whitening | None = None
 
 
 @dataclass
