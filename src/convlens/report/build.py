@@ -67,7 +67,11 @@ def section_answer(inp: ReportInputs) -> dict[str, Any]:
     """The first screen: the plain answer with this analysis's own numbers and verdicts."""
     from convlens.report.answer import answer
 
-    return answer(inp.a)
+    from convlens.analysis.evidence.answer import answer as one_answer
+
+    out = answer(inp.a)
+    out["one"] = one_answer(inp.a, inp.seeds)  # the same lines as the CLI and the README
+    return out
 
 
 def section_glossary(inp: ReportInputs) -> list[dict[str, str]]:

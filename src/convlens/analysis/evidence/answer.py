@@ -53,7 +53,11 @@ def _ci(ci: tuple[float | None, float | None]) -> str:
 def _count(v: KernelVerdict | None) -> str:
     if v is None or v.above is None:
         return "not measured"
-    return f"{v.above}/{v.n} units ({_pct(v.fraction)}{_ci(v.ci)}, p {v.p_text or v.p_value})"
+    from convlens.analysis.evidence.stats import format_p
+
+    return (
+        f"{v.above}/{v.n} units ({_pct(v.fraction)}{_ci(v.ci)}, binomial p {format_p(v.p_value)})"
+    )
 
 
 def _seeds_text(s: SeedsSummary | None, a: AnalysisResult) -> str:
