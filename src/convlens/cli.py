@@ -233,7 +233,7 @@ def export(run_dir: str, tb_dir: str) -> None:
 
 @cli.command()
 @demo_options
-def demo(out_dir: str, quiet: bool, **options: Any) -> None:
+def demo(out_dir: str, quiet: bool, readme: str | None, **options: Any) -> None:
     """Train on bundled data, analyse, and write a self-contained HTML report; print its path.
 
     --out must be missing, empty or a previous demo (or give --force).
@@ -242,14 +242,17 @@ def demo(out_dir: str, quiet: bool, **options: Any) -> None:
     Each seed also trains a random-label control (same recipe, permuted labels).
     """
     from convlens._cli.options import to_demo_options
-    from convlens.demo import run_demo
+    from convlens.demo import demo_answer, run_demo, update_readme
 
-    path = run_demo(
-        out_dir,
-        to_demo_options(**options),
-        progress=not quiet,
-        log=lambda line: click.echo(line, err=True),
-    )
+    def log(line: str) -> None:
+        click.echo(line, err=True)
+
+    path = run_demo(out_dir, to_demo_options(**options), progress=not quiet, log=log)
+    for line in demo_answer(out_dir):
+        log(line)
+    if readme:
+        update_readme(out_dir, readme)
+        log(f"[readme] answer block of {readme} rewritten")
     click.echo(str(path))
 
 

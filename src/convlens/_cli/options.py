@@ -172,6 +172,13 @@ demo_options = _options(
         "convlens's own files there).",
     ),
     click.option("--quiet", "-q", is_flag=True, help="No progress bars."),
+    click.option(
+        "--readme",
+        "readme",
+        default=None,
+        help="Also rewrite the answer block of this README (between its answer markers) from "
+        "the demo's results.",
+    ),
 )
 
 

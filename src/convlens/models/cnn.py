@@ -98,8 +98,6 @@ class SmallCNN(nn.Module):
 # 3x3 for the tiny 8x8 digits.
 PRESETS: dict[str, dict[str, Any]] = {
     "faces-cnn": {"channels": (8, 16), "kernels": (5, 3), "pool": (2, 2), "hidden": 32},
-    # the demo's: a 5x5 first layer of 16 units, so the kernel verdicts have the units to decide on
-    "faces-cnn16": {"channels": (16, 16), "kernels": (5, 3), "pool": (2, 2), "hidden": 32},
     "digits-cnn": {"channels": (16, 32), "kernels": (3, 3), "pool": (2, 2), "hidden": 64},
     "small-cnn": {"channels": (8, 16), "kernels": (3, 3), "pool": (2, 2), "hidden": 32},
     "wide-cnn": {"channels": (32, 32), "kernels": (5, 3), "pool": (2, 2), "hidden": 64},

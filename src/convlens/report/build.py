@@ -65,9 +65,8 @@ CLASSICAL_SPECS = (
 # ----------------------------------------------------------------------------- sections
 def section_answer(inp: ReportInputs) -> dict[str, Any]:
     """The first screen: the plain answer with this analysis's own numbers and verdicts."""
-    from convlens.report.answer import answer
-
     from convlens.analysis.evidence.answer import answer as one_answer
+    from convlens.report.answer import answer
 
     out = answer(inp.a)
     out["one"] = one_answer(inp.a, inp.seeds)  # the same lines as the CLI and the README

@@ -75,7 +75,13 @@ def answer(a: AnalysisResult, seeds: SeedsSummary | None = None) -> Answer:
     lines: list[AnswerLine] = []
     cc = a.verdicts.cross_correlation
     if cc is not None:
-        rel = "n/a" if cc.max_rel_diff is None else f"{cc.max_rel_diff:.1g}"
+        rel = (
+            "n/a"
+            if cc.max_rel_diff is None
+            else "< 1e-12"
+            if cc.max_rel_diff < 1e-12
+            else f"{cc.max_rel_diff:.1g}"
+        )
         conv = a.headline.min_rel_diff_convolve
         differs = "" if conv is None else f"; true convolution differs by {conv:.2f} (relative)"
         lines.append(
@@ -139,7 +145,7 @@ def answer(a: AnalysisResult, seeds: SeedsSummary | None = None) -> Answer:
                 f"{int(f.get('m') or 0)} patch principal components "
                 f"{_pct(f.get('trained.energy_median'))} trained, "
                 f"{_pct(f.get('random_labels.energy_median'))} with random labels, "
-                f"{_pct(f.get('init.energy_median'))} at initialisation.",
+                f"{_pct(f.get('init.energy_median'))} at initialisation." + _whitening(f),
                 where_one,
             )
         )
@@ -190,6 +196,21 @@ def answer(a: AnalysisResult, seeds: SeedsSummary | None = None) -> Answer:
         "units and seeds."
     )
     return Answer(summary, lines, disclosure=_disclosure(a), limits=limits)
+
+
+def _whitening(f: dict[str, float | None]) -> str:
+    slope, lo, hi = (f.get(f"trained.whitening_{s}") for s in ("slope", "null_low", "null_high"))
+    if slope is None or lo is None or hi is None:
+        return ""
+    rl, init = f.get("random_labels.whitening_slope"), f.get("init.whitening_slope")
+    others = "".join(
+        f", {name} {v:+.2f}" for name, v in (("random labels", rl), ("init", init)) if v is not None
+    )
+    return (
+        f" They do not whiten it: log-log slope of a layer's energy along each principal component "
+        f"on its variance {slope:+.2f} trained{others} (random layers [{lo:+.2f}, {hi:+.2f}], "
+        "a whitening layer -1)."
+    )
 
 
 def _disclosure(a: AnalysisResult) -> str | None:
