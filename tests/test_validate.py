@@ -97,3 +97,19 @@ def test_one_repetition_end_to_end(tmp_path):
     text = val.markdown(v)
     assert "| `orismooth` | from the task |" in text and "null layer" in text
     assert '"cases"' in v.to_json()
+
+
+def test_docs_tables_are_what_the_recorded_validation_renders():
+    """docs/validation.md's tables are generated from docs/validation.json (`convlens validate
+    --out docs/validation.json --markdown docs/validation.md`); they may not drift."""
+    from pathlib import Path
+
+    from convlens._cli.validate import END, START, splice
+
+    docs = Path(__file__).resolve().parents[1] / "docs"
+    v = val.ValidationResult.from_json((docs / "validation.json").read_text(encoding="utf-8"))
+    text = (docs / "validation.md").read_text(encoding="utf-8")
+    block = text.split(START, 1)[1].split("\n", 1)[1].split(END, 1)[0]
+    assert block == val.markdown(v)
+    assert splice(docs / "validation.md", val.markdown(v)) == text
+    assert {c.case for c in v.cases} == set(planted.CASES)

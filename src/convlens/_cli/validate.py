@@ -2,7 +2,24 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
+
+START = "<!-- validation:start"
+END = "<!-- validation:end -->"
+
+
+def splice(path: Path, tables: str) -> str:
+    """``path``'s text with the block between its validation markers replaced by ``tables`` (the
+    whole file is ``tables`` when it has no markers or does not exist)."""
+    text = path.read_text(encoding="utf-8") if path.is_file() else ""
+    if START not in text or END not in text:
+        return tables
+    head, rest = text.split(START, 1)
+    marker, _ = rest.split("\n", 1)
+    tail = rest.split(END, 1)[1]
+    return f"{head}{START}{marker}\n{tables}{END}{tail}"
 
 
 @click.command("validate")
@@ -60,5 +77,5 @@ def validate_cmd(
     if out_file:
         write_text(out_file, result.to_json() + "\n")
     if md_file:
-        write_text(md_file, text)
+        write_text(md_file, splice(Path(md_file), text))
     click.echo(text, nl=False)

@@ -105,6 +105,12 @@ class ValidationResult:
 
         return json.dumps(to_jsonable(self), indent=1, allow_nan=False)
 
+    @staticmethod
+    def from_json(text: str) -> ValidationResult:
+        from convlens._serde import from_jsonable
+
+        return from_jsonable(ValidationResult, json.loads(text), "")
+
 
 def _first_layer(
     spec: str, seed: int, shuffle: bool, epochs: int
