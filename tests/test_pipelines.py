@@ -123,20 +123,3 @@ def test_argument_parsers():
     with pytest.raises(ConvlensError, match="stride is empty"):
         parse_ints(" ", "stride")
     assert kernel_details("sobel_x").startswith("sobel_x (3x3")
-
-
-@pytest.mark.slow
-def test_report_command_does_not_import_torch(tiny_run_copy):
-    import subprocess
-    import sys
-
-    analyze_target(tiny_run_copy, n_null=200)
-    code = (
-        "import sys\n"
-        "from convlens.cli import cli\n"
-        f"cli.main(['report', {str(tiny_run_copy)!r}], standalone_mode=False)\n"
-        "assert 'torch' not in sys.modules, 'convlens report imported torch'\n"
-    )
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr
-    assert (tiny_run_copy / "report.html").is_file()

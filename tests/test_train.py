@@ -11,9 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from click.testing import CliRunner
 from safetensors.torch import load_file
 
 from convlens.analysis.measure.featuremaps import load_probes
+from convlens.cli import cli
 from convlens.data.datasets import load_bundled
 from convlens.data.ood import make_ood
 from convlens.errors import ConvlensError
@@ -494,3 +496,35 @@ def test_run_record_reading_failures_are_one_clear_error(tmp_path, monkeypatch):
     (run / "metrics.jsonl").write_text(f'{row}\n{{"epoch": 2}}\n')
     with pytest.raises(ConvlensError, match=r"metrics.jsonl' line 2: train_loss: missing"):
         rd.read_metrics()
+
+
+@pytest.mark.slow
+def test_a_run_records_its_data_path_absolute(tmp_path, monkeypatch) -> None:
+    """`train --data npz:d.npz` from one folder; analysing or resuming from another finds it.
+
+    Regression: found testing the merged tree as an outsider (report targets)."""
+    import json
+
+    import numpy as np
+
+    from convlens.data.loaders import absolute_data_spec
+
+    work = tmp_path / "work"
+    work.mkdir()
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, size=(60, 1, 8, 8), dtype=np.uint8)
+    np.savez(work / "d.npz", x=x, y=np.arange(60) % 2)
+    monkeypatch.chdir(work)
+    args = ["train", "--data", "npz:d.npz", "--epochs", "1", "--out", "r", "-q"]
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 0, r.output
+    recorded = json.loads((work / "r" / "run.json").read_text())["config"]["data"]
+    assert recorded == f"npz:{work / 'd.npz'}"
+    monkeypatch.chdir(tmp_path)
+    r = CliRunner().invoke(cli, ["analyze", str(work / "r"), "--null-size", "100"])
+    assert r.exit_code == 0, r.output
+    # the same data given relatively on resume is not a contradiction
+    monkeypatch.chdir(work)
+    r = CliRunner().invoke(cli, ["train", "--resume", "--out", "r", "--data", "npz:d.npz", "-q"])
+    assert r.exit_code == 0, r.output
+    assert absolute_data_spec("faces") == "faces" and absolute_data_spec("npz:") == "npz:"
