@@ -1,4 +1,5 @@
-"""Training runs: layout, reproducibility, resume after SIGKILL, bad input."""
+"""Training runs (``convlens.train``): layout, reproducibility, resume after SIGKILL, bad input,
+progress output, the recorded data path."""
 
 import json
 import os
@@ -19,6 +20,7 @@ from convlens.cli import cli
 from convlens.data.datasets import load_bundled
 from convlens.data.ood import make_ood
 from convlens.errors import ConvlensError
+from convlens.pipelines import train_run
 from convlens.train import RunDir, TrainConfig, Trainer, TrainingError
 
 
@@ -422,45 +424,6 @@ def test_resume_of_a_run_killed_before_its_first_checkpoint_starts_again(tmp_pat
         train_run(None, out, resume=True, progress=False)
 
 
-def test_demo_refuses_foreign_folders_and_train_runs(tmp_path, tiny_run_copy):
-    from convlens.demo import run_demo
-
-    mine = tmp_path / "mine"
-    mine.mkdir()
-    (mine / "notes.txt").write_text("keep")
-    (mine / "seeds").mkdir()
-    (mine / "seeds" / "paper.tex").write_text("keep")
-    for out, message in ((mine, "files that are not a demo run"), (tiny_run_copy, "not a demo")):
-        before = sorted(p for p in out.rglob("*"))
-        with pytest.raises(ConvlensError, match=message) as info:
-            run_demo(out, epochs=1, n_seeds=1, n_null=100, progress=False)
-        assert info.value.hint_key == "folder_not_empty"
-        assert sorted(p for p in out.rglob("*")) == before
-    with pytest.raises(ConvlensError, match="seed must be"):
-        run_demo(tmp_path / "neg", seed=-1, progress=False)
-    assert not (tmp_path / "neg").exists()
-    assert RunDir(tmp_path / "x").is_demo() is False
-
-
-@pytest.mark.slow  # two 1-epoch demos
-def test_demo_is_marked_rewrites_itself_and_force_keeps_foreign_files(tmp_path):
-    from convlens.demo import run_demo
-
-    out = tmp_path / "demo"
-    run_demo(out, epochs=1, n_seeds=2, n_null=100, progress=False)
-    assert json.loads((out / "demo.json").read_text())["seeds"] == [10, 11]  # not the sweep's
-    assert RunDir(out).is_demo()
-    run_demo(out, epochs=1, n_seeds=1, n_null=100, progress=False)  # a previous demo: rewritten
-    # the old seed-11 run and its random-label control are gone with it; seed 10's control is new
-    assert sorted(p.name for p in (out / "seeds").iterdir()) == ["random-labels-seed-10"]
-    mine = tmp_path / "mine"
-    mine.mkdir()
-    (mine / "notes.txt").write_text("keep")
-    run_demo(mine, epochs=1, n_seeds=1, n_null=100, progress=False, force=True)
-    assert (mine / "notes.txt").read_text() == "keep" and (mine / "report.html").is_file()
-    assert not list(tmp_path.rglob(".lock")) and not list(tmp_path.rglob(".*.tmp"))
-
-
 def test_run_record_reading_failures_are_one_clear_error(tmp_path, monkeypatch):
     from convlens.runs import read as records_mod
     from convlens.train import rundir as rundir_mod
@@ -528,3 +491,16 @@ def test_a_run_records_its_data_path_absolute(tmp_path, monkeypatch) -> None:
     r = CliRunner().invoke(cli, ["train", "--resume", "--out", "r", "--data", "npz:d.npz", "-q"])
     assert r.exit_code == 0, r.output
     assert absolute_data_spec("faces") == "faces" and absolute_data_spec("npz:") == "npz:"
+
+
+def test_piped_progress_is_plain_lines(tmp_path, capfd):
+    """Issue 15 (progress output)."""
+    cfg = TrainConfig(epochs=3, ood=["noise"], ood_size=4, snapshots=False, probes=False)
+    train_run(cfg, tmp_path / "run", progress=True)
+    err = capfd.readouterr().err
+    assert "\r" not in err and "\x1b" not in err  # no bar redraws, no cursor codes
+    lines = [line for line in err.splitlines() if line.startswith("train faces: epoch")]
+    assert [line.split(",")[0] for line in lines] == [
+        f"train faces: epoch {e}/3" for e in (1, 2, 3)
+    ]
+    assert len(err) < 2000
