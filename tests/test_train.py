@@ -504,3 +504,19 @@ def test_piped_progress_is_plain_lines(tmp_path, capfd):
         f"train faces: epoch {e}/3" for e in (1, 2, 3)
     ]
     assert len(err) < 2000
+
+
+@pytest.mark.slow
+def test_learning_rate_and_weight_decay_are_bounded_before_anything_is_written(tmp_path):
+    """Regression: outside review of issues 11-12 (learning rate and weight decay bounds)."""
+    for kw in ({"lr": 1e308}, {"weight_decay": 1e308}, {"lr": 0.0}):
+        with pytest.raises(ConvlensError, match="must be in"):
+            TrainConfig(**kw).validate()
+    with pytest.raises(ConvlensError, match="learning rate x weight decay"):
+        TrainConfig(lr=1e20, weight_decay=1e20).validate()
+    r = subprocess.run(
+        [sys.executable, "-m", "convlens.cli", "train", "--epochs", "1", "--out",
+         str(tmp_path / "o"), "--weight-decay", "1e308"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 2 and not (tmp_path / "o").exists()
