@@ -2,6 +2,7 @@
 (default run folder, resume config, train_run, analyze_target), tested without click."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -65,3 +66,24 @@ def test_analyze_target_writes_a_typed_result(tiny_run_copy, tmp_path):
     assert analysis_summary(result)[0].startswith("stem: 4 kernels 3x3")
     with pytest.raises(ConvlensError, match="neither a run directory nor a model file"):
         analyze_target(tmp_path / "missing")
+
+
+def test_analyze_out_never_overwrites_what_it_analyses(signal_runs: Path, tmp_path: Path) -> None:
+    """``analyze MODEL --out MODEL`` replaced the model file with its own analysis (and
+    ``analyze RUN --out RUN/model.safetensors`` the run's weights).
+
+    Regression: integration QA of the merged branches (--out never overwrites the input)."""
+    from safetensors.torch import save_file
+
+    from convlens.pipelines import analyze_target
+    from tests.model_zoo import chain
+
+    model = tmp_path / "m.safetensors"
+    save_file(chain().state_dict(), str(model))
+    before = model.read_bytes()
+    run = signal_runs / "run"
+    weights = (run / "model.safetensors").read_bytes()
+    for target, out in ((model, model), (run, run / "model.safetensors")):
+        with pytest.raises(ConvlensError, match="part of what is analysed"):
+            analyze_target(target, out=out, n_null=100)
+    assert model.read_bytes() == before and (run / "model.safetensors").read_bytes() == weights

@@ -3,6 +3,8 @@ end, bad run directories, and the options that reach every layer."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from convlens.analysis import AnalysisResult, analyze_run
@@ -58,3 +60,17 @@ def test_analyze_run_bad_input(tmp_path):
     (run / "model.safetensors").unlink()
     with pytest.raises(ConvlensError, match="partial run"):
         analyze_run(run)
+
+
+def test_1d_matching_uses_the_requested_null_size(signal_runs: Path) -> None:
+    """``analyze --null-size`` reached the 2-D matching only; 1-D layers used 2000 kernels.
+
+    Regression: integration QA of the merged branches (null size of 1-D layers)."""
+    from convlens.analysis import analyze_run
+
+    a = analyze_run(signal_runs / "run", n_null=200)
+    for layer in a.layers:
+        m = layer.matching
+        assert m is not None and m.null is not None and m.spectrum_null is not None
+        assert (m.null.n, m.spectrum_null.n) == (200, 200), layer.name
+        assert m.null.source.startswith("200 ")

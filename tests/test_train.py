@@ -520,3 +520,23 @@ def test_learning_rate_and_weight_decay_are_bounded_before_anything_is_written(t
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert r.returncode == 2 and not (tmp_path / "o").exists()
+
+
+def test_train_on_npz_signals_picks_the_1d_preset(tmp_path: Path) -> None:
+    """``train --data npz:FILE`` with ``x`` (N, C, L) failed: the default 2-D ``small-cnn``
+    cannot pool an input of height 1 ("input (1, 64) is too small for 1 pooling stages").
+
+    Regression: integration QA of the merged branches (npz signals get the 1-D preset)."""
+    import json
+
+    import numpy as np
+
+    from convlens.pipelines import train_run
+    from convlens.train import TrainConfig
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 1, 64)).astype(np.float32)
+    np.savez(tmp_path / "s.npz", x=x, y=np.repeat([0, 1], 20))
+    cfg = TrainConfig(data=f"npz:{tmp_path / 's.npz'}", epochs=1, ood=["noise"], ood_size=4)
+    train_run(cfg, tmp_path / "run", progress=False)
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["model"]["name"] == "signals-cnn"
