@@ -336,3 +336,20 @@ def test_cached_gabor_bases_are_read_only():
     assert not bases.flags.writeable and isinstance(grid, tuple)
     with pytest.raises(ValueError, match="read-only"):
         bases[0, 0, 0] = 99.0
+
+
+@pytest.mark.slow
+def test_ratio_interval_of_a_silent_layer_is_null_without_a_warning() -> None:
+    """``mean(b) == 0`` in every resample: a null interval, no numpy 'All-NaN slice' warning.
+
+    Regression: real-model fix 6 (ID mean 0)."""
+    import warnings
+
+    from convlens.analysis.evidence.stats import bootstrap_ratio_ci
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        lo, hi = bootstrap_ratio_ci(np.ones(10), np.zeros(12), n_boot=200)
+    assert np.isnan(lo) and np.isnan(hi)
+    lo, hi = bootstrap_ratio_ci(np.full(10, 2.0), np.ones(12), n_boot=200)
+    assert lo == hi == 2.0

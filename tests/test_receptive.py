@@ -114,3 +114,64 @@ def test_onnx_pooling_nodes_enter_with_their_geometry(tmp_path):
     assert [f.size for f in fields] == [f.size for f in torch_fields]
     assert [f.start for f in fields] == [f.start for f in torch_fields]
     assert "pooling layers traced" in note and "inferred" not in note
+
+
+@pytest.mark.slow
+def test_squeeze_excitation_gate_does_not_carry_into_the_main_path() -> None:
+    """A squeeze-and-excitation block (global pool, two 1x1 convs, a gate on the main path): the
+    gate convs see the whole input ('global', size clipped to the input), the next main conv
+    resumes from the gated conv's output instead of the pool's stride (the bug: jump [48, 192]).
+
+    Regression: real-model fix 1 (receptive fields past a break)."""
+    from convlens.analysis.measure.receptive import traced_chain
+
+    layers = [_ident("a", 0, 3, 2), _ident("se1", 1, 1), _ident("se2", 2, 1), _ident("b", 3, 3)]
+    shapes = {
+        "a": ([1, 3, 15, 31], [1, 8, 7, 15]),
+        "se1": ([1, 8, 1, 1], [1, 2, 1, 1]),  # after a global average pool
+        "se2": ([1, 2, 1, 1], [1, 8, 1, 1]),
+        "b": ([1, 8, 7, 15], [1, 8, 5, 13]),  # reads a's output times the gate
+    }
+    fields, note = traced_chain(layers, shapes, (15, 31))
+    by = {f.name: f for f in fields}
+    assert by["a"].size == (3, 3) and by["a"].jump == (2, 2)
+    assert by["se1"].is_global and by["se1"].size == (15, 31)
+    assert by["b"].size == (7, 7) and by["b"].jump == (2, 2) and not by["b"].is_global
+    assert "b reads [7, 15]: resumed from a's output" in note
+    assert "clipped at the input extent 15x31" in note
+    for f in fields:  # never a size past the input
+        assert all(s <= n for s, n in zip(f.size, (15, 31), strict=True))
+
+
+@pytest.mark.slow
+def test_unexplained_spatial_break_stops_the_figures() -> None:
+    """A conv reading a size no pooling and no earlier output explains: no figures from there.
+
+    Regression: real-model fix 1 (receptive fields past a break)."""
+    from convlens.analysis.measure.receptive import traced_chain
+
+    layers = [_ident("a", 0, 3), _ident("b", 1, 3), _ident("c", 2, 3)]
+    shapes = {
+        "a": ([1, 4, 9, 9], [1, 4, 7, 7]),
+        "b": ([1, 4, 14, 14], [1, 4, 12, 12]),  # upsampled: no earlier output of this shape
+        "c": ([1, 4, 12, 12], [1, 4, 10, 10]),
+    }
+    fields, note = traced_chain(layers, shapes, (9, 9))
+    assert [f.name for f in fields] == ["a"]
+    assert "NOT a chain at b reads [14, 14] after [7, 7]" in note
+    assert "no figures from there on" in note
+
+
+@pytest.mark.slow
+def test_padding_before_a_conv_keeps_the_chain() -> None:
+    """An input grown by less than double (a Pad node, e.g. the VAD's reflection pad before its
+    STFT) is taken as padding: the figures go on, and the note says so.
+
+    Regression: a real-model fix (the silero VAD, tests/data/real)."""
+    from convlens.analysis.measure.receptive import traced_chain
+
+    layers = [_ident("a", 0, 3), _ident("b", 1, 3)]
+    shapes = {"a": ([1, 4, 12, 12], [1, 4, 10, 10]), "b": ([1, 4, 10, 10], [1, 4, 8, 8])}
+    fields, note = traced_chain(layers, shapes, (9, 9))
+    assert [f.size for f in fields] == [(3, 3), (5, 5)]
+    assert "taken as padding before a ([9, 9] -> [12, 12]; start not shifted)" in note
