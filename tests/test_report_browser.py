@@ -4,17 +4,11 @@ arithmetic, the playground's feature map against ``ops.correlate`` (bank kernels
 an uploaded PNG), the keyboard-operable epoch slider against the recorded probe maps, and the
 static content with scripts off. One browser for the module; every test here is slow."""
 
-import http.server
-import threading
-from functools import partial
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from convlens.ops import correlate2d
 from tests.browser import ARTIFACTS, CHROMIUM, FLAGS, sync_playwright
-from tests.test_report_build import SECTION_IDS
 
 pytestmark = pytest.mark.slow  # a real headless Chromium
 
@@ -308,60 +302,3 @@ def test_static_content_reads_without_javascript(browser, url):
     assert page.locator("#layers svg.kern").count() >= 16
     assert "needs JavaScript" in text  # the noscript notes of the playground and slider
     page.close()
-
-
-# ----------------------------------------------------------------------------- the whole page, from file and over HTTP
-
-
-def _browser():
-    return sync_playwright()
-
-
-def _check_page(url: str, shot: Path) -> None:
-    sync_playwright = _browser()
-    errors: list[str] = []
-    requests: list[str] = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        try:
-            page = browser.new_page(viewport={"width": 1200, "height": 900})
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.on("request", lambda r: requests.append(r.url))
-            page.goto(url, wait_until="load")
-            ids = page.eval_on_selector_all("section", "els => els.map(e => e.id)")
-            for sid in SECTION_IDS:
-                assert sid in ids
-            imgs = page.eval_on_selector_all(
-                "img", "els => els.map(e => [e.complete, e.naturalWidth])"
-            )
-            assert len(imgs) >= 10
-            assert all(complete and width > 0 for complete, width in imgs), imgs
-            ARTIFACTS.mkdir(exist_ok=True)
-            page.screenshot(path=str(shot), full_page=True)
-        finally:
-            browser.close()
-    assert not errors, errors
-    for r in requests:
-        assert r.startswith(("file://", "data:", "http://127.0.0.1")), r
-
-
-@pytest.mark.slow  # a real headless Chromium per test
-def test_report_in_chromium_from_file(demo_run):
-    _check_page((demo_run / "report.html").as_uri(), ARTIFACTS / "report-file.png")
-
-
-@pytest.mark.slow  # a real headless Chromium per test
-def test_report_in_chromium_over_loopback_http(demo_run):
-    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(demo_run))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        _check_page(
-            f"http://127.0.0.1:{server.server_address[1]}/report.html",
-            ARTIFACTS / "report-http.png",
-        )
-    finally:
-        server.shutdown()
-        server.server_close()

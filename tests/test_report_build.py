@@ -1,17 +1,20 @@
 """The report builder (``report/build.py``, ``inputs.py``, ``run_sections.py``, ``figures.py``,
 ``interactive.py``) and ``build_report``: every section filled from the run, self-contained and
 escaped, a strict template, what the report reads and where it may write, the layer cards, the
-epoch slider, the figures and the reproduce commands (checked by parsing them with the real CLI).
-The answer and OOD sections are test_report_answer.py; the page in Chromium is
-test_report_browser.py."""
+epoch slider, the figures and the reproduce commands (checked by parsing them with the real CLI);
+the whole page loaded in Chromium from file and over loopback HTTP (slow). The answer and OOD
+sections are test_report_answer.py; the page's styles and scripts in Chromium test_report_browser.py."""
 
 from __future__ import annotations
 
+import http.server
 import itertools
 import json
 import re
 import shlex
 import shutil
+import threading
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +29,7 @@ from convlens.pipelines import analyze_target
 from convlens.report import build_report
 from convlens.report.build import build_context, load_inputs, render_html
 from tests import model_zoo
+from tests.browser import ARTIFACTS, CHROMIUM, FLAGS, sync_playwright
 
 SECTION_IDS = [
     "answer",
@@ -154,6 +158,65 @@ def test_report_command_does_not_import_torch(tiny_run_copy):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert (tiny_run_copy / "report.html").is_file()
+
+
+# ----------------------------------------------------------------------------- the page in Chromium
+# (its own Playwright per test: not in test_report_browser.py, whose module-wide browser holds
+# the sync API's event loop while its tests run)
+
+
+def _browser():
+    return sync_playwright()
+
+
+def _check_page(url: str, shot: Path) -> None:
+    sync_playwright = _browser()
+    errors: list[str] = []
+    requests: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("request", lambda r: requests.append(r.url))
+            page.goto(url, wait_until="load")
+            ids = page.eval_on_selector_all("section", "els => els.map(e => e.id)")
+            for sid in SECTION_IDS:
+                assert sid in ids
+            imgs = page.eval_on_selector_all(
+                "img", "els => els.map(e => [e.complete, e.naturalWidth])"
+            )
+            assert len(imgs) >= 10
+            assert all(complete and width > 0 for complete, width in imgs), imgs
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(shot), full_page=True)
+        finally:
+            browser.close()
+    assert not errors, errors
+    for r in requests:
+        assert r.startswith(("file://", "data:", "http://127.0.0.1")), r
+
+
+@pytest.mark.slow  # a real headless Chromium per test
+def test_report_in_chromium_from_file(demo_run):
+    _check_page((demo_run / "report.html").as_uri(), ARTIFACTS / "report-file.png")
+
+
+@pytest.mark.slow  # a real headless Chromium per test
+def test_report_in_chromium_over_loopback_http(demo_run):
+    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(demo_run))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        _check_page(
+            f"http://127.0.0.1:{server.server_address[1]}/report.html",
+            ARTIFACTS / "report-http.png",
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 # ----------------------------------------------------------------------------- errors in the analysis
