@@ -111,6 +111,22 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def signal_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-epoch signals run and its random-label control (1-D first layer), trained once per
+    session for the 1-D checks of test_run_path, test_controls, test_display and test_pipelines.
+    Not hashed like ``tiny_run``: test_display writes ``run/analysis.json`` into it."""
+    from convlens.data.datasets import load_bundled
+    from convlens.train import TrainConfig, Trainer
+
+    root = tmp_path_factory.mktemp("signals")
+    common = {"data": "signals", "epochs": 2, "ood": ["noise"], "ood_size": 8}
+    for name, shuffle in (("run", False), ("ctrl", True)):
+        cfg = TrainConfig(**common, shuffle_labels=shuffle)  # type: ignore[arg-type]
+        Trainer(cfg, load_bundled("signals", 0), root / name, progress=False).train()
+    return root
+
+
 @pytest.fixture
 def no_figures(monkeypatch):
     """Every figure as an empty data URI: for tests of the text and template only (fast)."""

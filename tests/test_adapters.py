@@ -1,5 +1,5 @@
-"""Model adapters (issue 13 item 1): one interface over torch modules, ONNX graphs and bare weights,
-and the traced receptive-field chain they feed (item 7)."""
+"""Model adapters (issue 13 item 1): one interface over torch modules, ONNX graphs and bare weights.
+The receptive-field chain they feed (item 7) is test_receptive.py."""
 
 from __future__ import annotations
 
@@ -10,9 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from convlens.analysis.measure.receptive import traced_chain
 from convlens.analysis.model.adapters import OnnxModel, TorchModel, WeightsOnly, pick_output
-from convlens.analysis.result import LayerIdentity
 from convlens.errors import ConvlensError
 
 
@@ -156,43 +154,6 @@ def test_pick_output():
         pick_output((t, t), "2", "the model")
 
 
-def _ident(name, index, k, stride=1, padding=None, dims=2) -> LayerIdentity:
-    return LayerIdentity(
-        name=name,
-        index=index,
-        order="execution",
-        dims=dims,
-        weight_shape=[4, 4, *([k] * dims)],
-        in_channels=4,
-        out_channels=4,
-        kernel_size=[k] * dims,
-        stride=[stride] * dims,
-        padding=padding if padding is not None else [0] * dims,
-        dilation=[1] * dims,
-        groups=1,
-    )
-
-
-def test_traced_chain_onnx_pads_and_a_break():
-    # ONNX pads [lo..., hi...] and auto_pad SAME_UPPER: the start uses the padding before
-    layers = [
-        _ident("a", 0, 3, padding=[0, 0, 1, 1]),
-        _ident("b", 1, 3, stride=2, padding="SAME_UPPER"),
-        _ident("c", 2, 1),
-    ]
-    shapes = {
-        "a": ([1, 1, 9, 9], [1, 4, 8, 8]),
-        "b": ([1, 4, 8, 8], [1, 4, 4, 4]),
-        "c": ([1, 8, 4, 4], [1, 4, 4, 4]),  # reads 8 channels: a concatenation, not a chain
-    }
-    fields, note = traced_chain(layers, shapes, (9, 9))
-    assert [f.size for f in fields] == [(3, 3), (5, 5), (5, 5)]
-    assert [f.start for f in fields] == [(1.0, 1.0), (2.0, 2.0), (2.0, 2.0)]  # SAME_UPPER: lo 0
-    assert "assuming a chain" in note
-    assert "NOT a chain at c reads 8 channels, the previous conv gave 4" in note
-    assert "upper bounds" in note
-
-
 class _Branchy(nn.Module):
     """Runs ``late`` only on inputs with a positive mean: input-dependent control flow."""
 
@@ -223,62 +184,3 @@ def test_a_conv_that_runs_on_some_sets_only_is_compared_where_it_ran():
     attach_distribution(result, id_set, [ood])
     assert set(result.layer("stem").distribution.ood) == {"negative"}
     assert result.layer("late").distribution.ood == {}
-
-
-def test_traced_pooling_layers_enter_with_their_geometry():
-    # MTCNN RNet's layout: ceil-mode 3x3/2 max pools between the convs, 24x24 input. By hand:
-    # conv1 3 -> pool (3, /2) 5, jump 2 -> conv2 5 + 2*2 = 9 -> pool 9 + 2*2 = 13, jump 4 ->
-    # conv3 (2x2) 13 + 1*4 = 17
-    torch.manual_seed(0)
-    model = nn.Sequential(
-        nn.Conv2d(3, 4, 3),
-        nn.MaxPool2d(3, 2, ceil_mode=True),
-        nn.Conv2d(4, 4, 3),
-        nn.MaxPool2d(3, 2, ceil_mode=True),
-        nn.Conv2d(4, 4, 2),
-    ).eval()
-    a = TorchModel(model)
-    a.trace(np.zeros((2, 3, 24, 24), np.float32))
-    assert [p.name for p in a.pools["2"]] == ["1"] and a.pools["2"][0].output == (11, 11)
-    fields, note = traced_chain(a.layers(), a.shapes, (24, 24), a.pools)
-    assert [f.size for f in fields] == [(3, 3), (9, 9), (17, 17)]
-    assert [f.jump for f in fields] == [(1, 1), (2, 2), (4, 4)]
-    assert "pooling layers traced: 1, 3" in note and "inferred" not in note
-    # without the traced pools, the size drops 22 -> 11 and 9 -> 4 are inferred as valid windows:
-    # 2 (stride 2) and 3 (stride 2): the ceil-mode window hides in 22 -> 11, and the note says so
-    fields, note = traced_chain(a.layers(), a.shapes, (24, 24))
-    assert [f.size for f in fields] == [(3, 3), (8, 8), (16, 16)]
-    assert (
-        "pooling inferred before 2 (window 2x2 stride 2x2), before 4 (window 3x3 stride 2x2)"
-        in note
-    )
-
-
-def test_onnx_pooling_nodes_enter_with_their_geometry(tmp_path):
-    pytest.importorskip("onnx")
-    pytest.importorskip("onnxruntime")
-    torch.manual_seed(0)
-    model = nn.Sequential(
-        nn.Conv2d(3, 4, 3),
-        nn.ReLU(),
-        nn.MaxPool2d(3, 2, ceil_mode=True),
-        nn.Conv2d(4, 4, 3),
-        nn.AvgPool2d(2),
-        nn.Conv2d(4, 4, 2),
-    ).eval()
-    p = tmp_path / "pools.onnx"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(model, (torch.zeros(2, 3, 24, 24),), str(p), dynamo=False,
-                          input_names=["x"], dynamic_axes={"x": {0: "N"}})  # fmt: skip
-    t = TorchModel(model)
-    t.trace(np.zeros((2, 3, 24, 24), np.float32))
-    torch_fields, _ = traced_chain(t.layers(), t.shapes, (24, 24), t.pools)
-    o = OnnxModel(p)
-    o.trace(np.zeros((2, 3, 24, 24), np.float32))
-    fields, note = traced_chain(o.layers(), o.shapes, (24, 24), o.pools)
-    # by hand: conv 3; pool 3/2 -> 5, jump 2; conv 3 -> 9; avg 2/2 -> 11, jump 4; conv 2 -> 15
-    assert [f.size for f in fields] == [(3, 3), (9, 9), (15, 15)]
-    assert [f.size for f in fields] == [f.size for f in torch_fields]
-    assert [f.start for f in fields] == [f.start for f in torch_fields]
-    assert "pooling layers traced" in note and "inferred" not in note

@@ -1,4 +1,5 @@
-"""Analysis ground truth: planted kernels, nulls, Welford, receptive fields, safe loading, bad input."""
+"""Analysis ground truth: planted kernels, nulls, Welford, bootstrap, safe loading, model files and
+bad input. The run path is test_run_path.py, the call verification test_verify.py."""
 
 import json
 import pickle
@@ -14,7 +15,6 @@ from convlens.analysis import (
     SCHEMA_VERSION,
     AnalysisResult,
     analyze_model_file,
-    analyze_run,
     analyze_weights,
 )
 from convlens.analysis.evidence.stats import bootstrap_ci
@@ -22,7 +22,6 @@ from convlens.analysis.measure.activations import verdict
 from convlens.analysis.measure.gaborfit import fit_gabor
 from convlens.analysis.measure.matching import match_layer, random_null
 from convlens.analysis.model.loading import load_weights
-from convlens.analysis.model.verify import verify_model
 from convlens.errors import ConvlensError
 from convlens.kernels import get_kernel
 from convlens.ops import correlate
@@ -134,21 +133,6 @@ def test_verdict_rule():
     assert verdict(0.9, (-0.1, 0.3)) == "not supported"
 
 
-def test_verify_grouped_dilated_depthwise_1d_3d():
-    model = nn.Sequential(
-        nn.Conv2d(4, 8, 3, groups=4, dilation=2, stride=2, padding=1),
-        nn.Conv2d(8, 8, 3, groups=8, padding="same", padding_mode="replicate"),
-        nn.Conv1d(2, 3, 5) if False else nn.Identity(),
-    )
-    checks = verify_model(model)
-    assert all(c.is_cross_correlation and c.max_abs_diff_correlate < 1e-12 for c in checks)
-    assert all(c.max_abs_diff_convolve > 1e-3 for c in checks)
-    checks = verify_model(nn.Sequential(nn.Conv1d(2, 3, 5), nn.Conv3d(3, 2, 3)))
-    assert [c.kind for c in checks] == ["Conv1d", "Conv3d"] and all(
-        c.is_cross_correlation for c in checks
-    )
-
-
 def test_analyze_weights_on_state_dict_files(tmp_path):
     net = nn.Sequential(
         nn.Conv2d(3, 16, 7),
@@ -223,57 +207,6 @@ def test_onnx_conv_initializers_and_external_data_refused(tmp_path):
     onnx.save(helper.make_model(graph), str(tmp_path / "ext.onnx"))
     with pytest.raises(ConvlensError, match="external data"):
         load_weights(tmp_path / "ext.onnx")
-
-
-def _faces_run(tmp_path, **kw):
-    from convlens.data.datasets import load_bundled
-    from convlens.train import TrainConfig, Trainer
-
-    cfg = TrainConfig(epochs=3, ood=["motorcycle", "noise"], ood_size=20, **kw)
-    Trainer(cfg, load_bundled("faces", 0), tmp_path / "run", progress=False).train()
-    return tmp_path / "run"
-
-
-def test_analyze_run_end_to_end(tiny_run):
-    run = tiny_run
-    a = analyze_run(run, n_null=300)
-    assert AnalysisResult.from_json(a.to_json()) == a
-    assert a.headline.all_layers_cross_correlation
-    assert a.headline.max_abs_diff_correlate < 1e-12
-    assert [r.name for r in a.layers] == ["conv1", "conv2"]
-    assert [r.identity.index for r in a.layers] == [0, 1]
-    assert {r.identity.order for r in a.layers} == {"execution"}
-    ident = a.layers[0].identity
-    assert (ident.kernel_size, ident.padding, ident.stride, ident.groups) == (
-        [5, 5],
-        [2, 2],
-        [1, 1],
-        1,
-    )
-    assert a.first_layer is a.layers[0] and a.headline.first_layer == "conv1"
-    assert a.layers[0].matching.init_null.n == 8
-    assert len(a.evolution.epochs) == 4
-    assert all(r.distribution is not None for r in a.layers)
-    ood = a.layers[0].distribution.ood["motorcycle"]
-    assert 0 <= ood.auroc <= 1 and ood.verdict in ("holds", "reversed", "not supported")
-    rf = {r.layer: r for r in a.receptive_fields.effective}
-    assert rf["conv1"].support_fraction < 0.1 < rf["fc1"].support_fraction
-    assert rf["fc1"].support_fraction > 0.9
-    theo = {r.name: r for r in a.receptive_fields.theoretical}
-    assert theo["conv1"].size == (5, 5) and theo["conv2"].size == (10, 10)
-    assert theo["fc1"].is_global
-
-
-def test_analyze_run_bad_input(tmp_path):
-    with pytest.raises(ConvlensError, match="not a run directory"):
-        analyze_run(tmp_path)
-    run = _faces_run(tmp_path, snapshots=False, probes=False)
-    a = analyze_run(run, n_null=200)
-    assert a.evolution.skipped == "no snapshots in this run"
-    assert any("no snapshots" in n for n in a.notes)
-    (run / "model.safetensors").unlink()
-    with pytest.raises(ConvlensError, match="partial run"):
-        analyze_run(run)
 
 
 def test_analyze_weights_resnet_shaped_smoke():
@@ -403,3 +336,20 @@ def test_cached_gabor_bases_are_read_only():
     assert not bases.flags.writeable and isinstance(grid, tuple)
     with pytest.raises(ValueError, match="read-only"):
         bases[0, 0, 0] = 99.0
+
+
+@pytest.mark.slow
+def test_ratio_interval_of_a_silent_layer_is_null_without_a_warning() -> None:
+    """``mean(b) == 0`` in every resample: a null interval, no numpy 'All-NaN slice' warning.
+
+    Regression: real-model fix 6 (ID mean 0)."""
+    import warnings
+
+    from convlens.analysis.evidence.stats import bootstrap_ratio_ci
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        lo, hi = bootstrap_ratio_ci(np.ones(10), np.zeros(12), n_boot=200)
+    assert np.isnan(lo) and np.isnan(hi)
+    lo, hi = bootstrap_ratio_ci(np.full(10, 2.0), np.ones(12), n_boot=200)
+    assert lo == hi == 2.0

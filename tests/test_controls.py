@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -361,3 +362,37 @@ def test_cli_has_the_control_options():
     assert "--shuffle-labels" in runner.invoke(cli, ["train", "--help"]).output
     assert "--control-run" in runner.invoke(cli, ["analyze", "--help"]).output
     assert "[default: 10;" in runner.invoke(cli, ["demo", "--help"]).output
+
+
+def test_control_run_on_a_1d_run_is_checked_and_its_omission_said(signal_runs: Path) -> None:
+    """``--control-run`` on a run whose first layer has no per-unit matching (1-D) was ignored
+    silently, even when the path was not a run at all.
+
+    Regression: integration QA of the merged branches (--control-run on a 1-D run)."""
+    from convlens.analysis import analyze_run
+
+    with pytest.raises(ConvlensError, match="not a run directory"):
+        analyze_run(signal_runs / "run", n_null=100, control_runs=[signal_runs / "nope"])
+    with pytest.raises(ConvlensError, match="not a random-label run"):
+        analyze_run(signal_runs / "run", n_null=100, control_runs=[signal_runs / "run"])
+    a = analyze_run(signal_runs / "run", n_null=100, control_runs=[signal_runs / "ctrl"])
+    assert [n for n in a.notes if "kernel controls" in n and "not computed" in n]
+    assert "random_labels" not in {c.kind for c in a.controls}
+
+
+def test_control_with_another_recipe_is_noted(tmp_path: Path) -> None:
+    """Only model and data were compared: a control of 1 epoch beside a 2-epoch run (or another
+    optimizer, learning rate, weight decay) was used without a word.
+
+    Regression: integration QA of the merged branches (a control of another recipe)."""
+    from convlens.analysis import analyze_run
+    from convlens.data.datasets import load_bundled
+    from convlens.train import TrainConfig, Trainer
+
+    data = load_bundled("faces", 0)
+    for name, epochs, shuffle in (("run", 2, False), ("ctrl", 1, True)):
+        cfg = TrainConfig(data="faces", epochs=epochs, ood=["noise"], ood_size=8)
+        cfg.shuffle_labels = shuffle
+        Trainer(cfg, data, tmp_path / name, progress=False).train()
+    a = analyze_run(tmp_path / "run", n_null=100, control_runs=[tmp_path / "ctrl"])
+    assert [n for n in a.notes if "another recipe" in n and "epochs 1 vs 2" in n]

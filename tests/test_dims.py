@@ -1,10 +1,12 @@
 """1-D, non-square and 3-D conv layers (issue 13 item 5): matched or measured, never "0 kernels"."""
 
 import json
+from pathlib import Path
 
 import jsonschema
 import numpy as np
 import pytest
+import torch
 
 from convlens.analysis import analyze_weights
 from convlens.analysis.measure.dims import kernel_spectra, random_null_1d, volume_summary
@@ -22,6 +24,7 @@ from convlens.errors import ConvlensError
 from convlens.kernels import matching_bank_1d
 from convlens.kernels.bank1d import hann_fourier_atom
 from convlens.summary import analysis_summary
+from tests.onnx_tools import analyze, export, needs_onnx, torchscript_export
 
 N_NULL = 500
 
@@ -145,3 +148,89 @@ def test_mixed_state_dict_round_trips_and_validates():
     text = a.to_json()
     assert AnalysisResult.from_json(text) == a
     jsonschema.validate(json.loads(text), analysis_schema())
+
+
+def conv1d_stack() -> torch.nn.Module:
+    """A 1-D stack whose first conv is wide (16 taps) and whose last is 1 tap."""
+    torch.manual_seed(0)
+    return torch.nn.Sequential(
+        torch.nn.Conv1d(1, 8, 16, stride=4),
+        torch.nn.ReLU(),
+        torch.nn.Conv1d(8, 4, 3),
+        torch.nn.ReLU(),
+        torch.nn.Conv1d(4, 1, 1),
+    )
+
+
+@pytest.mark.slow
+def test_one_tap_kernels_only_mix_channels() -> None:
+    """A DC-removed 1-tap kernel is 0: the skip reason says what 1-tap kernels do instead.
+
+    Regression: real-model fix 7-9 (1-D matching)."""
+    from convlens.analysis.measure.dims import match_other
+
+    m = match_other("c", np.ones((4, 2, 1)), n_null=200)
+    assert (
+        m.skipped == "1-tap kernels (1): no spatial structure to compare (they only mix channels)"
+    )
+    assert "[-1, 1]" in str(match_other("c", np.ones((4, 2, 2)), n_null=200).skipped)
+
+
+@pytest.mark.slow
+def test_three_tap_layers_report_no_test_power() -> None:
+    """With 3 taps the random null's 95th percentile is ~0.9999: no fraction is reported as a
+    test, the layer says why, and the first-layer verdict is not measured.
+
+    Regression: real-model fix 7-9 (1-D matching)."""
+    from convlens.analysis.evidence.verdicts import kernel_verdict
+    from convlens.analysis.measure.dims import match_other
+    from convlens.summary import _one_d_line
+
+    w = np.random.default_rng(0).standard_normal((8, 4, 3))
+    m = match_other("enc", w, n_null=2000)
+    assert m.null is not None and m.null.p95 is not None and m.null.p95 > 0.999
+    assert m.fraction_above_null95 is None and m.fraction_above_spectrum_null95 is None
+    assert any("no test power" in n for n in m.notes)
+    assert "no test power" in _one_d_line(m) and "above the random" not in _one_d_line(m)
+    assert kernel_verdict(m.fraction_above_null95, m.n_kernels).verdict == "not measured"
+    five = match_other("c5", np.random.default_rng(0).standard_normal((8, 4, 5)), n_null=2000)
+    assert five.fraction_above_null95 is not None and not five.notes
+
+
+@pytest.mark.slow
+@needs_onnx
+@torchscript_export
+def test_one_d_first_layer_line_has_the_verdict(tmp_path: Path) -> None:
+    """The 1-D summary line of the first layer carries the classical-kernels verdict, like 2-D.
+
+    Regression: real-model fix 5 (1-D first-layer verdict)."""
+    f = export(conv1d_stack(), torch.zeros(1, 1, 64), tmp_path / "m.onnx")
+    r, data = analyze(f, tmp_path / "a.json")
+    assert r.exit_code == 0, r.output
+    assert data is not None
+    verdict = data["verdicts"]["classical_kernels"]["verdict"]
+    first = next(ln for ln in r.output.splitlines() if ln.startswith("/0/Conv: "))
+    assert f"; first layer, classical kernels: {verdict}" in first
+    second = next(ln for ln in r.output.splitlines() if ln.startswith("/2/Conv: "))
+    assert "first layer" not in second
+
+
+@pytest.mark.slow
+def test_all_zero_one_d_kernels_are_left_out_of_the_spectrum() -> None:
+    """An all-zero kernel has no peak: it is counted apart, not a peak at 0 in the summary.
+
+    Regression: real-model fix 5 (1-D first-layer verdict)."""
+    from convlens.analysis.measure.dims import kernel_spectra, match_other, spectral_summary
+    from convlens.summary import _one_d_line
+
+    t = np.arange(16)
+    live = np.stack([np.cos(2 * np.pi * f * t / 16) for f in (2, 3, 4)])
+    vecs = np.concatenate([live, np.zeros((2, 16))])
+    s = spectral_summary(vecs, keep=True)
+    want = kernel_spectra(live)[0]
+    assert s.n_zero_kernels == 2
+    assert s.peak_min == want.min() and s.peak_max == want.max() and s.peak_min > 0
+    assert sum(s.histogram_counts) == 3 and len(s.peak_frequencies_sorted) == 3
+    assert s.peaks[3:] == [0.0, 0.0] and len(s.peaks) == 5  # per-kernel order kept
+    m = match_other("c", vecs.reshape(5, 1, 16), n_null=200)
+    assert "2 all-zero kernel(s) left out of the spectrum" in _one_d_line(m)

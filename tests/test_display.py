@@ -109,3 +109,35 @@ def test_example_notebook_executes(tmp_path, monkeypatch):
     html = [o["data"]["text/html"] for o in outputs if "text/html" in o.get("data", {})]
     assert len(html) == 3 and all("data:image/png;base64," in h for h in html)
     assert "'Figure'" in outputs[-1]["data"]["text/plain"]
+
+
+def test_load_finds_a_runs_weights_from_its_analysis_json(
+    signal_runs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``convlens.load("RUN/analysis.json")`` of a run analysed by a relative path looked for the
+    weights in ``RUN/RUN`` and drew no learned kernels.
+
+    Regression: integration QA of the merged branches (load of a relative run's analysis.json)."""
+    import convlens
+    from convlens.analysis import analyze_run
+    from convlens.display import _weights
+    from convlens.pipelines import write_result
+
+    monkeypatch.chdir(signal_runs)
+    write_result(analyze_run(Path("run"), n_null=100), Path("run") / "analysis.json")
+    for path in ("run", "run/analysis.json", signal_runs / "run" / "analysis.json"):
+        r = convlens.load(path)
+        assert r.source.path == "run"
+        assert set(_weights(r)) >= {"conv1.weight"}, path
+
+
+def test_load_of_a_model_file_says_to_analyse_it(tmp_path: Path) -> None:
+    """``convlens.load("net.safetensors")`` failed with a UTF-8 decoding error.
+
+    Regression: integration QA of the merged branches (load of a model file)."""
+    import convlens
+
+    model = tmp_path / "net.safetensors"
+    model.write_bytes(b"\xf9\x00binary")
+    with pytest.raises(ConvlensError, match=r"is a model file.*net\.safetensors\.analysis\.json"):
+        convlens.load(model)

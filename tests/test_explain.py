@@ -526,3 +526,19 @@ def test_text_matrix_file_size_refused_before_reading(tmp_path, monkeypatch):
         ConvlensError, match=r"is 8 bytes, over the limit of 4 .*save large arrays as .npy"
     ):
         parse_array(str(path), "input")
+
+
+def test_explain_json_nesting_and_huge_integers_are_one_line_errors():
+    """Regression: outside review of issues 11-12 (deep JSON and huge integers)."""
+    with pytest.raises(ConvlensError, match="nested deeper than"):
+        parse_matrix("[" * 900 + "1" + "]" * 900, "kernel")
+    with pytest.raises(ConvlensError, match="5000 digits"):
+        parse_matrix("9" * 5000, "kernel")
+    with pytest.raises(ConvlensError, match="Exceeds the limit"):
+        parse_matrix("[" + "9" * 5000 + "]", "kernel")
+    r = subprocess.run(
+        [sys.executable, "-m", "convlens.cli", "explain", "--kernel", "[" * 2000 + "]" * 2000,
+         "--input", "1 2"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1

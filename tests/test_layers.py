@@ -1,11 +1,15 @@
-"""Layer identity: execution order from hooks, geometry from the module, never a name convention."""
+"""Layer identity (``analysis/model/layers.py``, ``forward.py``): execution order from hooks, geometry
+from the module, never a name convention; activations only of the convs that ran."""
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
+from convlens.analysis.model import forward
 from convlens.analysis.model.layers import identify_modules, identify_weights
+from convlens.errors import ConvlensError
+from tests.model_zoo import Unused
 
 
 class _Reordered(nn.Module):
@@ -86,3 +90,15 @@ def test_run_model_wraps_the_models_failures_not_convlens_bugs():
     conv.register_forward_hook(hook)
     with pytest.raises(TypeError, match="hook bug"):
         run_model(conv, x, "the data")
+
+
+def test_activations_skip_convs_that_never_run_and_name_data_misfits():
+    """Regression: outside review of issues 11-12 (convs that never run, data that do not fit)."""
+    model = Unused()
+    x = torch.zeros(5, 1, 8, 8)
+    acts = forward.collect(model, forward.batches_of(x), "digits")
+    assert set(acts.layer_scores) == {"c"} and acts.n == 5
+    with pytest.raises(ConvlensError, match=r"running the model on 'rgb' .* failed: RuntimeError"):
+        forward.collect(model, forward.batches_of(torch.zeros(2, 3, 8, 8)), "rgb")
+    with pytest.raises(ConvlensError, match="does the data fit the model"):
+        identify_modules(model, torch.zeros(2, 3, 8, 8))

@@ -28,6 +28,7 @@ from convlens.data.fit import (
 )
 from convlens.errors import ConvlensError
 from tests import model_zoo
+from tests.onnx_tools import analyze, export, needs_onnx, torchscript_export
 
 N_NULL = "100"
 
@@ -543,3 +544,80 @@ def test_one_d_onnx_model_with_symbolic_length_end_to_end(tmp_path):
     assert all(x["distribution"] is not None and x["check"] is not None for x in a["layers"])
     assert [d["name"] for d in a["distribution"]["ood"]] == ["noise"]
     assert [f["size"] for f in a["receptive_fields"]["theoretical"]] == [[5], [7]]
+
+
+@pytest.mark.slow
+@needs_onnx
+@torchscript_export
+def test_silent_layer_is_named_in_a_note(tmp_path: Path) -> None:
+    """A layer whose ID activations are all 0 (zero weights and bias): no ratio, a note names it.
+
+    Regression: real-model fix 6 (ID mean 0)."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Conv2d(4, 4, 3), torch.nn.ReLU()
+    )
+    with torch.no_grad():
+        model[2].weight.zero_()
+        model[2].bias.zero_()
+    f = export(model, torch.zeros(1, 1, 28, 28), tmp_path / "m.onnx")
+    r, data = analyze(f, tmp_path / "a.json", "--data", "digits", "--ood", "noise")
+    assert r.exit_code == 0, r.output
+    assert data is not None
+    assert "All-NaN" not in r.output
+    silent = [n for n in data["notes"] if n.startswith("mean ID activation 0 at ")]
+    assert len(silent) == 1 and "/2/Conv" in silent[0], data["notes"]
+    dist = next(x for x in data["layers"] if x["identity"]["name"] == "/2/Conv")["distribution"]
+    assert dist["ood"]["noise"]["ratio"] is None and dist["ood"]["noise"]["ratio_ci"] == [
+        None,
+        None,
+    ]
+
+
+@pytest.mark.slow
+def test_not_normalised_note_is_worded_by_data_kind() -> None:
+    """1-D data (audio) are samples as loaded, not 'pixel values in 0-1'; images keep the wording.
+
+    Regression: real-model fix 12 (notes by data kind)."""
+    from convlens.data.fit import FitOptions, InputExpectation, plan_fit
+
+    norm = {"mean": 0.0, "std": 1.0}
+    one = plan_fit(
+        [1, 576], InputExpectation(dims=1, channels=1), FitOptions(normalize="none"), norm, "a"
+    )
+    assert "not normalised: the model reads the samples as loaded" in one.notes
+    assert not any("pixel" in n for n in one.notes)
+    two = plan_fit(
+        [1, 8, 8], InputExpectation(dims=2, channels=1), FitOptions(normalize="none"), norm, "b"
+    )
+    assert "not normalised: the model reads pixel values in 0-1" in two.notes
+
+
+@pytest.mark.slow
+@needs_onnx
+@torchscript_export
+def test_wide_layers_keep_a_correlation_summary_not_the_matrix(tmp_path: Path) -> None:
+    """Over FEATURE_MAP_CHANNEL_LIMIT (64) channels only the mean |r| between channels is stored
+    (checked against numpy's corrcoef), and the note says so; narrow layers keep the matrix.
+
+    Regression: real-model fix 13 (JSON size of feature maps)."""
+    from convlens.analysis.measure.featuremaps import mean_abs_offdiagonal
+    from convlens.analysis.orchestration.model_file import FEATURE_MAP_CHANNEL_LIMIT
+
+    assert FEATURE_MAP_CHANNEL_LIMIT == 64
+    x = np.random.default_rng(0).standard_normal((5, 40))
+    r = np.corrcoef(x)
+    want = np.abs(r[np.triu_indices(5, 1)]).mean()
+    assert mean_abs_offdiagonal(r) == pytest.approx(want, rel=1e-12)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 8, 3), torch.nn.ReLU(), torch.nn.Conv2d(8, 80, 3)
+    )
+    f = export(model, torch.zeros(1, 1, 8, 8), tmp_path / "m.onnx")
+    res, data = analyze(f, tmp_path / "a.json", "--data", "digits", "--ood", "noise")
+    assert res.exit_code == 0, res.output
+    assert data is not None
+    narrow, wide = (lay["feature_maps"] for lay in data["layers"])
+    assert len(narrow["channel_correlation_final"]) == 8
+    assert wide["channel_correlation_final"] == [] and 0 < wide["mean_abs_channel_correlation"] <= 1
+    assert any("only the mean |r| between channels is stored" in n for n in data["notes"])

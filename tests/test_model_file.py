@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from click.testing import CliRunner
 from PIL import Image
@@ -16,6 +17,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from convlens.cli import cli
+from convlens.errors import ConvlensError
 from tests import model_zoo
 
 
@@ -142,3 +144,20 @@ def test_a_factory_that_fails_is_exit_2_naming_it(tmp_path):
     r = _analyze(str(w), "--factory", "tests.test_model_file:broken_factory")
     line = _one_line_error(r)
     assert "factory 'tests.test_model_file:broken_factory' failed: AttributeError" in line
+
+
+def test_factory_mismatch_names_the_keys(tmp_path: Path) -> None:
+    """Weights that do not fit ``--factory`` said only "Error(s) in loading state_dict for
+    Sequential:" (torch's first line), not which keys were missing or unexpected.
+
+    Regression: integration QA of the merged branches (factory mismatch names the keys)."""
+    from safetensors.torch import save_file
+
+    from convlens.analysis.model.loading import build_from_factory
+    from tests.model_zoo import chain
+
+    save_file(chain().state_dict(), str(tmp_path / "chain.safetensors"))
+    with pytest.raises(ConvlensError) as err:
+        build_from_factory("tests.model_zoo:rgb", tmp_path / "chain.safetensors")
+    msg = str(err.value)
+    assert "\n" not in msg and "Missing key(s)" in msg and '"1.weight"' in msg

@@ -78,3 +78,18 @@ def test_options_and_keywords_give_the_same_analysis(tmp_path):
     assert by_options.settings.n_null == 100 and by_options.settings.seed == 2
     with pytest.raises(TypeError, match="not both"):
         analyze_model_file(path, AnalyzeOptions(), n_null=100)
+
+
+def test_data_on_a_weights_only_file_is_refused_not_ignored(tmp_path):
+    """Regression: outside review of issues 11-12 (--data on a weights-only file)."""
+    from safetensors.numpy import save_file
+
+    from convlens.pipelines import analyze_target
+
+    save_file({"stem.weight": np.ones((2, 1, 3, 3), np.float32)}, str(tmp_path / "m.safetensors"))
+    with pytest.raises(ConvlensError, match="weights only") as info:
+        analyze_target(tmp_path / "m.safetensors", data="digits")
+    assert info.value.hint_key == "needs_factory"
+    with pytest.raises(ConvlensError, match="weights only"):
+        analyze_target(tmp_path / "m.safetensors", ood=["noise"])
+    assert not (tmp_path / "m.safetensors.analysis.json").exists()

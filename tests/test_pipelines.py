@@ -1,20 +1,18 @@
-"""The library functions behind the CLI commands, tested without click."""
+"""``convlens.pipelines``: the library functions behind the ``train`` and ``analyze`` commands
+(default run folder, resume config, train_run, analyze_target), tested without click."""
 
 import json
-import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from convlens.analysis.result import SCHEMA_VERSION, AnalysisResult, SeedsSummary
-from convlens.commands import ExplainArgs, explain_text, kernel_details, parse_ints, parse_padding
-from convlens.demo import demo_recipe, run_demo
+from convlens.analysis.result import SCHEMA_VERSION, AnalysisResult
 from convlens.errors import ConvlensError
 from convlens.pipelines import analyze_target, default_run_dir, resume_config, train_run
 from convlens.summary import analysis_summary
 from convlens.train import TrainConfig
-from convlens.train.recipes import DEMO_RECIPE
 
 
 def test_default_run_dir_is_a_safe_name():
@@ -70,73 +68,22 @@ def test_analyze_target_writes_a_typed_result(tiny_run_copy, tmp_path):
         analyze_target(tmp_path / "missing")
 
 
-def test_demo_recipe():
-    assert demo_recipe(None, None) == DEMO_RECIPE
-    assert demo_recipe("faces", 5)["epochs"] == 5
-    assert demo_recipe("faces", 5)["weight_decay"] == DEMO_RECIPE["weight_decay"]
-    # another dataset keeps the recipe but not the faces model, and says so (issue 15)
-    digits = demo_recipe("digits", None)
-    assert digits == {k: v for k, v in DEMO_RECIPE.items() if k != "model"} | {"data": "digits"}
-    from convlens.demo import recipe_notes
+def test_analyze_out_never_overwrites_what_it_analyses(signal_runs: Path, tmp_path: Path) -> None:
+    """``analyze MODEL --out MODEL`` replaced the model file with its own analysis (and
+    ``analyze RUN --out RUN/model.safetensors`` the run's weights).
 
-    assert recipe_notes(demo_recipe(None, None)) == []
-    (note,) = recipe_notes(digits)
-    assert "faces-cnn is built for faces" in note and "weight_decay 4.0" in note
+    Regression: integration QA of the merged branches (--out never overwrites the input)."""
+    from safetensors.torch import save_file
 
+    from convlens.pipelines import analyze_target
+    from tests.model_zoo import chain
 
-@pytest.mark.slow
-def test_run_demo_two_seeds(tmp_path):
-    lines: list[str] = []
-    path = run_demo(
-        tmp_path / "demo", epochs=2, n_seeds=2, n_null=200, progress=False, log=lines.append
-    )
-    assert path == tmp_path / "demo" / "report.html" and path.is_file()
-    seeds = SeedsSummary.read(tmp_path / "demo" / "seeds.json")
-    assert seeds.n == 2 and seeds.seeds == [10, 11]  # disjoint from the recipe sweep's 0-2
-    second = AnalysisResult.read(tmp_path / "demo" / "seeds" / "seed-11" / "analysis.json")
-    assert second.run and any(c.kind == "random_labels" for c in second.controls)
-    assert (tmp_path / "demo" / "seeds" / "random-labels-seed-10" / "model.safetensors").is_file()
-    main = AnalysisResult.read(tmp_path / "demo" / "analysis.json")
-    assert main.verdicts.kernel_learning is not None
-    assert "random_labels" in main.verdicts.kernel_learning.controls
-    assert any("disjoint from" in n and "[0, 1, 2]" in n for n in main.notes)
-    assert lines[0].startswith("[train 1/2] faces, seed 10, 2 epochs") and "[report]" in lines[-1]
-    shutil.rmtree(tmp_path / "demo")
-
-
-def test_explain_text_and_check():
-    text, ok = explain_text(
-        ExplainArgs(
-            "1 2 3; 4 5 6; 7 8 9", "9 8 7 6; 5 4 3 2; 1 2 3 4; 5 6 7 8", expect="146 157; 200 233"
-        )
-    )
-    assert not ok and "cell (0, 0): expected 146, actual 154" in text
-    text, ok = explain_text(ExplainArgs("1 0; 0 1", "1 2; 3 4", fmt="json"))
-    assert ok and json.loads(text)["output"] == [[5]]
-
-
-def test_argument_parsers():
-    assert parse_ints("2", "stride") == 2 and parse_ints("2x1", "stride") == (2, 1)
-    assert parse_padding("SAME") == "same" and parse_padding("1,2") == (1, 2)
-    with pytest.raises(ConvlensError, match="padding must be valid, same, full"):
-        parse_padding("lots")
-    with pytest.raises(ConvlensError, match="stride is empty"):
-        parse_ints(" ", "stride")
-    assert kernel_details("sobel_x").startswith("sobel_x (3x3")
-
-
-@pytest.mark.slow
-def test_report_command_does_not_import_torch(tiny_run_copy):
-    import subprocess
-    import sys
-
-    analyze_target(tiny_run_copy, n_null=200)
-    code = (
-        "import sys\n"
-        "from convlens.cli import cli\n"
-        f"cli.main(['report', {str(tiny_run_copy)!r}], standalone_mode=False)\n"
-        "assert 'torch' not in sys.modules, 'convlens report imported torch'\n"
-    )
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr
-    assert (tiny_run_copy / "report.html").is_file()
+    model = tmp_path / "m.safetensors"
+    save_file(chain().state_dict(), str(model))
+    before = model.read_bytes()
+    run = signal_runs / "run"
+    weights = (run / "model.safetensors").read_bytes()
+    for target, out in ((model, model), (run, run / "model.safetensors")):
+        with pytest.raises(ConvlensError, match="part of what is analysed"):
+            analyze_target(target, out=out, n_null=100)
+    assert model.read_bytes() == before and (run / "model.safetensors").read_bytes() == weights

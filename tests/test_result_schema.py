@@ -166,3 +166,19 @@ def test_read_reports_missing_and_unreadable_files(tmp_path):
     (tmp_path / "bin.json").write_bytes(b"\xff\xfe\x00")
     with pytest.raises(ConvlensError, match="cannot read"):
         AnalysisResult.read(tmp_path / "bin.json")
+
+
+@dataclass
+class _Num:
+    i: int
+    f: float
+
+
+def test_reader_agrees_with_the_schema_on_integral_floats_and_refuses_infinities():
+    """Regression: outside review of issues 11-12 (integral floats, infinities)."""
+    assert from_jsonable(_Num, {"i": 2.0, "f": 1}) == _Num(2, 1.0)
+    with pytest.raises(SchemaError, match="expected integer"):
+        from_jsonable(_Num, {"i": 2.5, "f": 1})
+    with pytest.raises(SchemaError, match="finite number"):
+        from_jsonable(_Num, {"i": 1, "f": float("inf")})
+    assert np.isfinite(from_jsonable(_Num, {"i": 1, "f": 1e308}).f)

@@ -428,3 +428,66 @@ def test_an_analysis_of_the_untyped_run_info_is_refused_in_one_line(tiny_run_ana
         ConvlensError, match=f"schema_version 3; this version of convlens reads {SCHEMA_VERSION}"
     ):
         AnalysisResult.from_dict(doc)
+
+
+def test_control_train_command_keeps_the_snapshot_cadence() -> None:
+    """The control's recorded ``convlens train`` line dropped ``--snapshot-every`` and
+    ``--snapshot-epochs`` (issue 17's options); it must parse with the real CLI.
+
+    Regression: integration QA of the merged branches (the control's train line keeps the cadence)."""
+    import shlex
+
+    from convlens.cli import cli
+    from convlens.runs.records import RunConfig
+
+    base = {"data": "faces", "epochs": 5, "seed": 1, "shuffle_labels": True, "snapshots": True}
+    every = RunConfig(**base, snapshot_every=2).command("c")
+    listed = RunConfig(**base, snapshot_epochs=[0, 3]).command("c")
+    assert "--snapshot-every 2" in every and "--snapshot-epochs 0,3" in listed
+    train = cli.commands["train"]  # type: ignore[attr-defined]
+    for line in (every, listed):
+        ctx = train.make_context("train", shlex.split(line)[2:])  # parses, runs nothing
+        assert ctx.params["snapshot_every"] in (2, None) and ctx.params["shuffle_labels"]
+
+
+def test_control_train_command_of_a_torchrun_run_uses_torchrun() -> None:
+    """A control trained by 2 ranks (``--batch-size`` per rank) was described by a 1-process
+    ``convlens train`` line with the per-rank batch: another global batch, other weights.
+
+    Regression: integration QA of the merged branches (the control's train line of a torchrun run)."""
+    from convlens.runs.records import RunConfig
+
+    cfg = RunConfig(data="faces", epochs=2, batch_size=16, shuffle_labels=True)
+    two = cfg.command("c", world_size=2)
+    assert two.startswith("torchrun --nproc_per_node 2 -m convlens train ")
+    assert "--batch-size 16" in two
+    assert cfg.command("c").startswith("convlens train ")
+    assert cfg.command("c", world_size=1) == cfg.command("c")
+
+
+def test_resume_refuses_options_that_contradict_the_recorded_run(tmp_path: Path) -> None:
+    """``train --resume`` ignored ``--shuffle-labels``, ``--snapshot-every``, ``--data`` ... given
+    on the command line (it continues with the recorded config): now exit 2 naming the option;
+    the same values as recorded, ``--epochs`` and ``--device`` still pass.
+
+    Regression: integration QA of the merged branches (resume options that contradict the run)."""
+    from click.testing import CliRunner
+
+    from convlens.cli import cli
+
+    out = str(tmp_path / "run")
+    base = ["train", "--data", "faces", "--epochs", "1", "-q", "--out", out]
+    assert CliRunner().invoke(cli, [*base, "--snapshot-every", "2"]).exit_code == 0
+    for extra, flag in (
+        (["--shuffle-labels"], "--shuffle-labels"),
+        (["--snapshot-every", "3"], "--snapshot-every 3"),
+        (["--data", "digits"], "--data 'digits'"),
+        (["--no-snapshots"], "--no-snapshots"),
+        (["--seed", "5"], "--seed 5"),
+    ):
+        r = CliRunner().invoke(cli, ["train", "--resume", "--out", out, *extra])
+        assert r.exit_code == 2, (extra, r.output)
+        assert r.output.count("\n") == 1 and f"error: {flag} contradicts" in r.output
+    same = ["--data", "faces", "--snapshot-every", "2", "--epochs", "2", "--device", "cpu"]
+    r = CliRunner().invoke(cli, ["train", "--resume", "-q", "--out", out, *same])
+    assert r.exit_code == 0, r.output

@@ -1,4 +1,5 @@
-"""Training runs: layout, reproducibility, resume after SIGKILL, bad input."""
+"""Training runs (``convlens.train``): layout, reproducibility, resume after SIGKILL, bad input,
+progress output, the recorded data path."""
 
 import json
 import os
@@ -11,12 +12,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from click.testing import CliRunner
 from safetensors.torch import load_file
 
 from convlens.analysis.measure.featuremaps import load_probes
+from convlens.cli import cli
 from convlens.data.datasets import load_bundled
 from convlens.data.ood import make_ood
 from convlens.errors import ConvlensError
+from convlens.pipelines import train_run
 from convlens.train import RunDir, TrainConfig, Trainer, TrainingError
 
 
@@ -420,45 +424,6 @@ def test_resume_of_a_run_killed_before_its_first_checkpoint_starts_again(tmp_pat
         train_run(None, out, resume=True, progress=False)
 
 
-def test_demo_refuses_foreign_folders_and_train_runs(tmp_path, tiny_run_copy):
-    from convlens.demo import run_demo
-
-    mine = tmp_path / "mine"
-    mine.mkdir()
-    (mine / "notes.txt").write_text("keep")
-    (mine / "seeds").mkdir()
-    (mine / "seeds" / "paper.tex").write_text("keep")
-    for out, message in ((mine, "files that are not a demo run"), (tiny_run_copy, "not a demo")):
-        before = sorted(p for p in out.rglob("*"))
-        with pytest.raises(ConvlensError, match=message) as info:
-            run_demo(out, epochs=1, n_seeds=1, n_null=100, progress=False)
-        assert info.value.hint_key == "folder_not_empty"
-        assert sorted(p for p in out.rglob("*")) == before
-    with pytest.raises(ConvlensError, match="seed must be"):
-        run_demo(tmp_path / "neg", seed=-1, progress=False)
-    assert not (tmp_path / "neg").exists()
-    assert RunDir(tmp_path / "x").is_demo() is False
-
-
-@pytest.mark.slow  # two 1-epoch demos
-def test_demo_is_marked_rewrites_itself_and_force_keeps_foreign_files(tmp_path):
-    from convlens.demo import run_demo
-
-    out = tmp_path / "demo"
-    run_demo(out, epochs=1, n_seeds=2, n_null=100, progress=False)
-    assert json.loads((out / "demo.json").read_text())["seeds"] == [10, 11]  # not the sweep's
-    assert RunDir(out).is_demo()
-    run_demo(out, epochs=1, n_seeds=1, n_null=100, progress=False)  # a previous demo: rewritten
-    # the old seed-11 run and its random-label control are gone with it; seed 10's control is new
-    assert sorted(p.name for p in (out / "seeds").iterdir()) == ["random-labels-seed-10"]
-    mine = tmp_path / "mine"
-    mine.mkdir()
-    (mine / "notes.txt").write_text("keep")
-    run_demo(mine, epochs=1, n_seeds=1, n_null=100, progress=False, force=True)
-    assert (mine / "notes.txt").read_text() == "keep" and (mine / "report.html").is_file()
-    assert not list(tmp_path.rglob(".lock")) and not list(tmp_path.rglob(".*.tmp"))
-
-
 def test_run_record_reading_failures_are_one_clear_error(tmp_path, monkeypatch):
     from convlens.runs import read as records_mod
     from convlens.train import rundir as rundir_mod
@@ -494,3 +459,84 @@ def test_run_record_reading_failures_are_one_clear_error(tmp_path, monkeypatch):
     (run / "metrics.jsonl").write_text(f'{row}\n{{"epoch": 2}}\n')
     with pytest.raises(ConvlensError, match=r"metrics.jsonl' line 2: train_loss: missing"):
         rd.read_metrics()
+
+
+@pytest.mark.slow
+def test_a_run_records_its_data_path_absolute(tmp_path, monkeypatch) -> None:
+    """`train --data npz:d.npz` from one folder; analysing or resuming from another finds it.
+
+    Regression: found testing the merged tree as an outsider (report targets)."""
+    import json
+
+    import numpy as np
+
+    from convlens.data.loaders import absolute_data_spec
+
+    work = tmp_path / "work"
+    work.mkdir()
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, size=(60, 1, 8, 8), dtype=np.uint8)
+    np.savez(work / "d.npz", x=x, y=np.arange(60) % 2)
+    monkeypatch.chdir(work)
+    args = ["train", "--data", "npz:d.npz", "--epochs", "1", "--out", "r", "-q"]
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 0, r.output
+    recorded = json.loads((work / "r" / "run.json").read_text())["config"]["data"]
+    assert recorded == f"npz:{work / 'd.npz'}"
+    monkeypatch.chdir(tmp_path)
+    r = CliRunner().invoke(cli, ["analyze", str(work / "r"), "--null-size", "100"])
+    assert r.exit_code == 0, r.output
+    # the same data given relatively on resume is not a contradiction
+    monkeypatch.chdir(work)
+    r = CliRunner().invoke(cli, ["train", "--resume", "--out", "r", "--data", "npz:d.npz", "-q"])
+    assert r.exit_code == 0, r.output
+    assert absolute_data_spec("faces") == "faces" and absolute_data_spec("npz:") == "npz:"
+
+
+def test_piped_progress_is_plain_lines(tmp_path, capfd):
+    """Issue 15 (progress output)."""
+    cfg = TrainConfig(epochs=3, ood=["noise"], ood_size=4, snapshots=False, probes=False)
+    train_run(cfg, tmp_path / "run", progress=True)
+    err = capfd.readouterr().err
+    assert "\r" not in err and "\x1b" not in err  # no bar redraws, no cursor codes
+    lines = [line for line in err.splitlines() if line.startswith("train faces: epoch")]
+    assert [line.split(",")[0] for line in lines] == [
+        f"train faces: epoch {e}/3" for e in (1, 2, 3)
+    ]
+    assert len(err) < 2000
+
+
+@pytest.mark.slow
+def test_learning_rate_and_weight_decay_are_bounded_before_anything_is_written(tmp_path):
+    """Regression: outside review of issues 11-12 (learning rate and weight decay bounds)."""
+    for kw in ({"lr": 1e308}, {"weight_decay": 1e308}, {"lr": 0.0}):
+        with pytest.raises(ConvlensError, match="must be in"):
+            TrainConfig(**kw).validate()
+    with pytest.raises(ConvlensError, match="learning rate x weight decay"):
+        TrainConfig(lr=1e20, weight_decay=1e20).validate()
+    r = subprocess.run(
+        [sys.executable, "-m", "convlens.cli", "train", "--epochs", "1", "--out",
+         str(tmp_path / "o"), "--weight-decay", "1e308"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 2 and not (tmp_path / "o").exists()
+
+
+def test_train_on_npz_signals_picks_the_1d_preset(tmp_path: Path) -> None:
+    """``train --data npz:FILE`` with ``x`` (N, C, L) failed: the default 2-D ``small-cnn``
+    cannot pool an input of height 1 ("input (1, 64) is too small for 1 pooling stages").
+
+    Regression: integration QA of the merged branches (npz signals get the 1-D preset)."""
+    import json
+
+    import numpy as np
+
+    from convlens.pipelines import train_run
+    from convlens.train import TrainConfig
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 1, 64)).astype(np.float32)
+    np.savez(tmp_path / "s.npz", x=x, y=np.repeat([0, 1], 20))
+    cfg = TrainConfig(data=f"npz:{tmp_path / 's.npz'}", epochs=1, ood=["noise"], ood_size=4)
+    train_run(cfg, tmp_path / "run", progress=False)
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["model"]["name"] == "signals-cnn"

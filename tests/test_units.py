@@ -158,3 +158,22 @@ def test_seed_rows_of_proportions_stay_inside_unit_interval(tiny_run_analysis):
     assert row.ci[1] == 1.0 and 0.0 <= row.ci[0] <= row.mean
     lo, hi = s.classical_kernels_pooled.ci
     assert 0.0 <= lo <= hi <= 1.0 and "Wilson" in s.interval
+
+
+@pytest.mark.slow
+def test_all_zero_kernels_are_out_of_the_fractions_and_the_verdict_n() -> None:
+    """Zero kernels (what 8-bit quantisation makes of small kernels) are counted apart: the
+    fraction is over the live kernels, and the first-layer verdict's n is the live count.
+
+    Regression: real-model fix 3 (quantised layers)."""
+    from convlens.analysis.measure.matching import match_layer
+
+    rng = np.random.default_rng(0)
+    w = rng.uniform(-1, 1, (6, 2, 3, 3))
+    full = match_layer("c", w, n_null=500, gabor=False)
+    w0 = np.concatenate([w, np.zeros((4, 2, 3, 3))])
+    m = match_layer("c", w0, n_null=500, gabor=False)
+    assert m.n_kernels == 20 and m.n_zero_kernels == 8
+    assert m.fraction_above_null95 == full.fraction_above_null95
+    assert m.fraction_above_spectrum_null95 is not None
+    assert any(n.startswith("8 of 20 kernels are all zero") for n in m.notes)

@@ -185,3 +185,17 @@ def test_spectrum_null_matches_an_fft2_oracle():
         bank, _ = bank_matrix(k)
         want = np.sort(dc_cosine_scores(shaped.reshape(300, k * k), bank)[1])
         np.testing.assert_allclose(spectrum_null(kernels, 300, seed=11), want, atol=1e-12)
+
+
+@pytest.mark.slow
+def test_first_layer_verdict_never_prints_p_zero() -> None:
+    """A binomial tail that underflows (the VAD's 256 of 256 STFT atoms) reads '< 1e-300', not 0.
+
+    Regression: a real-model fix (the silero VAD, tests/data/real)."""
+    from convlens.analysis.evidence.verdicts import kernel_verdict
+
+    v = kernel_verdict(1.0, 256)
+    assert v.p_value == 0.0
+    from convlens.analysis.evidence.stats import format_p
+
+    assert format_p(v.p_value) == "< 1e-300"

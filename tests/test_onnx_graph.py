@@ -1,10 +1,14 @@
 """ONNX models as found in the wild (issue 13 item 2): weights in ``Constant`` nodes (paddle2onnx),
 convs inside ``If``/``Loop`` subgraphs, quantised models (``ConvInteger``, ``DequantizeLinear`` ->
-``Conv``, ``QLinearConv``), fixed batch sizes, NHWC inputs and weights that are not constant."""
+``Conv``, ``QLinearConv``), fixed batch sizes, NHWC inputs and weights that are not constant;
+and, at the end, the ONNX regressions found on real pretrained CNNs (``tests/data/real``): convs in
+execution order, run-time-quantised constant weights, quantised-layer notes, ConvTranspose nodes, a
+graph input that is not data."""
 
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,6 +25,7 @@ from convlens.analysis.model.onnxgraph import MAX_SUBGRAPH_DEPTH, read_graph  # 
 from convlens.analysis.model.onnxrun import OnnxModel, onnx_layers  # noqa: E402
 from convlens.analysis.result import AnalysisResult  # noqa: E402
 from convlens.errors import ConvlensError  # noqa: E402
+from tests.onnx_tools import analyze, export, torchscript_export  # noqa: E402
 
 RNG = np.random.default_rng(0)
 W1 = RNG.standard_normal((4, 1, 3, 3)).astype(np.float32)
@@ -486,3 +491,216 @@ def test_partly_constant_model_runs_with_a_note(tmp_path):
         "1 conv node(s) not analysed, weights not constant: conv2 (input 'wflat' produced by MatMul)"
         in a.notes
     )
+
+
+# ----------------------------------------------------------------------------- real-model fixes
+
+
+REAL = Path(__file__).parent / "data" / "real"
+SILERO_16K = REAL / "silero_vad_16k_op15.onnx"
+MAGIKA = REAL / "magika_standard_v3_3.onnx"
+
+
+def quantise(src: Path, dst: Path) -> Path:
+    """onnxruntime's dynamic quantisation of every Conv (uint8 weights), as a user would run it."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(
+        str(src), str(dst), weight_type=QuantType.QUInt8, op_types_to_quantize=["Conv"]
+    )
+    return dst
+
+
+def constant_weights(src: Path, dst: Path) -> Path:
+    """``src`` with every initializer moved into a ``Constant`` node (as paddle2onnx writes them)."""
+    from onnx import helper
+
+    m = onnx.load(str(src))
+    g = m.graph
+    consts = [helper.make_node("Constant", [], [t.name], value=t) for t in g.initializer]
+    inits = {t.name for t in g.initializer}
+    keep = [i for i in g.input if i.name not in inits]
+    del g.initializer[:]
+    del g.input[:]
+    g.input.extend(keep)
+    nodes = consts + list(g.node)
+    del g.node[:]
+    g.node.extend(nodes)
+    onnx.save(m, str(dst))
+    return dst
+
+
+@pytest.mark.slow
+@torchscript_export
+def test_quantised_graph_convs_in_execution_order(tmp_path: Path) -> None:
+    """onnxruntime's quantiser stores the real VAD's nodes out of order (the 1-tap decoder conv
+    first); the convs are numbered by execution, so the STFT is the first layer.
+
+    Regression: real-model fix 2 (topological order)."""
+    from convlens.analysis.model.onnxgraph import read_graph
+
+    q = quantise(SILERO_16K, tmp_path / "q.onnx")
+    stored = [n.name for n in onnx.load(str(q)).graph.node if n.op_type == "ConvInteger"]
+    assert stored[0] == "/model/decoder/decoder/2/Conv_quant"  # the bug's precondition
+    shapes = [list(c.weight.shape) for c in read_graph(q).convs]
+    assert shapes == [
+        [258, 1, 256],
+        [128, 129, 3],
+        [64, 128, 3],
+        [64, 64, 3],
+        [128, 64, 3],
+        [1, 128, 1],
+    ]
+
+
+@pytest.mark.slow
+@torchscript_export
+def test_topological_order_is_stable_and_follows_subgraph_inputs() -> None:
+    """Reversed nodes come back in dependency order; a node whose subgraph reads an outer name
+    waits for that name's producer; independent nodes keep their stored order.
+
+    Regression: real-model fix 2 (topological order)."""
+    from onnx import TensorProto, helper
+
+    from convlens.analysis.model.onnxgraph import topological_order
+
+    body = helper.make_graph(
+        [helper.make_node("Identity", ["b"], ["s"])],
+        "then",
+        [],
+        [helper.make_tensor_value_info("s", TensorProto.FLOAT, None)],
+    )
+    nodes = [
+        helper.make_node("If", ["c"], ["d"], name="if", then_branch=body, else_branch=body),
+        helper.make_node("Relu", ["a"], ["b"], name="relu"),
+        helper.make_node("Neg", ["x"], ["a"], name="neg"),
+        helper.make_node("Abs", ["x"], ["e"], name="abs"),
+    ]
+    g = helper.make_graph(nodes, "g", [], [])
+    assert [n.name for _, n in topological_order(g)] == ["neg", "relu", "if", "abs"]
+    assert [k for k, _ in topological_order(g)] == [2, 1, 0, 3]
+
+
+@pytest.mark.slow
+@torchscript_export
+def test_dynamic_quantize_linear_matches_onnxruntime() -> None:
+    """The constant-folded ``DynamicQuantizeLinear`` equals onnxruntime's, bit for bit.
+
+    Regression: real-model fix 4 (DynamicQuantizeLinear weights)."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    from convlens.analysis.model.onnxdecode import dynamic_quantize_linear
+
+    node = helper.make_node("DynamicQuantizeLinear", ["x"], ["y", "s", "z"])
+    g = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)],
+        [helper.make_tensor_value_info(n, t, None) for n, t in (("y", 2), ("s", 1), ("z", 2))],
+    )
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    for x in [rng.standard_normal((8, 3, 3, 3)), rng.uniform(0.1, 2, (5, 7)), np.zeros((4, 2))]:
+        x = x.astype(np.float32)
+        want = sess.run(None, {"x": x})
+        got = dynamic_quantize_linear(x)
+        for a, b in zip(got, want, strict=True):
+            assert a.dtype == b.dtype and np.array_equal(a, b)
+
+
+@pytest.mark.slow
+@torchscript_export
+def test_constant_weights_quantised_at_run_time_are_followed(tmp_path: Path) -> None:
+    """``quantize_dynamic`` of a model whose weights are ``Constant`` nodes quantises them with
+    ``DynamicQuantizeLinear`` at run time: the weights are still constant and are read (the bug:
+    exit 2, "weights not constant"); the dequantised weight is within half a step of the float.
+
+    Regression: real-model fix 4 (DynamicQuantizeLinear weights)."""
+    from convlens.analysis.model.onnxgraph import read_graph
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 3, bias=False), torch.nn.ReLU(), torch.nn.Conv2d(4, 2, 3, bias=False)
+    )
+    f = constant_weights(
+        export(model, torch.zeros(1, 1, 12, 12), tmp_path / "m.onnx"), tmp_path / "c.onnx"
+    )
+    q = quantise(f, tmp_path / "q.onnx")
+    assert any(n.op_type == "DynamicQuantizeLinear" for n in onnx.load(str(q)).graph.node)
+    g = read_graph(q)
+    assert not g.unresolved and len(g.convs) == 2
+    for conv, ref in zip(g.convs, (model[0], model[2]), strict=True):
+        w = ref.weight.detach().double().numpy()
+        step = (max(0.0, w.max()) - min(0.0, w.min())) / 255
+        assert np.abs(conv.weight - w).max() <= step / 2 + 1e-6
+    r, data = analyze(q, tmp_path / "a.json")
+    assert r.exit_code == 0, r.output
+    assert data is not None and len(data["layers"]) == 2
+
+
+@pytest.mark.slow
+@torchscript_export
+def test_quantised_layers_carry_a_note(tmp_path: Path) -> None:
+    """A layer on an 8-bit grid says its fractions are not comparable with the float null (per
+    layer, in the JSON and in the printed line); a float layer does not.
+
+    Regression: real-model fix 3 (quantised layers)."""
+    from convlens.analysis.measure.caveats import quantised_levels
+
+    rng = np.random.default_rng(0)
+    assert quantised_levels(rng.standard_normal((8, 4, 3, 3))) is None
+    assert quantised_levels(np.round(rng.standard_normal((8, 4, 3, 3)) * 20) / 20) is not None
+    assert quantised_levels(np.round(rng.standard_normal((2, 1, 3, 3)) * 20) / 20) is None  # small
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 16, 5), torch.nn.ReLU(), torch.nn.Conv2d(16, 8, 3)
+    )
+    q = quantise(export(model, torch.zeros(1, 1, 16, 16), tmp_path / "m.onnx"), tmp_path / "q.onnx")
+    r, data = analyze(q, tmp_path / "a.json")
+    assert r.exit_code == 0, r.output
+    assert data is not None
+    for lay in data["layers"]:
+        assert any(n.startswith("quantised weights (") for n in lay["matching"]["notes"])
+    assert "quantised weights: fractions not comparable with the float null" in r.output
+    _, fdata = analyze(tmp_path / "m.onnx", tmp_path / "f.json")
+    assert fdata is not None and not any(lay["matching"]["notes"] for lay in fdata["layers"])
+
+
+@pytest.mark.slow
+@torchscript_export
+def test_conv_transpose_nodes_are_named_in_a_note(tmp_path: Path) -> None:
+    """ConvTranspose nodes are not analysed; a note (or the error, when nothing else is left)
+    says how many there are instead of dropping them silently.
+
+    Regression: real-model fix 10 (ConvTranspose)."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.ConvTranspose2d(4, 1, 3, stride=2)
+    )
+    f = export(model, torch.zeros(1, 1, 12, 12), tmp_path / "m.onnx")
+    r, data = analyze(f, tmp_path / "a.json")
+    assert r.exit_code == 0, r.output
+    assert data is not None and len(data["layers"]) == 1
+    want = (
+        "conv-like nodes not analysed (only Conv, ConvInteger and QLinearConv are): 1 ConvTranspose"
+    )
+    assert any(n.startswith(want) for n in data["notes"]), data["notes"]
+    only = export(torch.nn.ConvTranspose2d(1, 2, 3), torch.zeros(1, 1, 8, 8), tmp_path / "t.onnx")
+    r, _ = analyze(only, tmp_path / "b.json")
+    assert r.exit_code == 2 and "1 ConvTranspose" in r.output, r.output
+
+
+@pytest.mark.slow
+@torchscript_export
+def test_magika_error_names_the_graph_input(tmp_path: Path) -> None:
+    """Magika reads int32 byte ids ``[N, 2048]``: the error names that graph input (dtype and
+    shape) as what does not fit, not the first conv's 256 channels.
+
+    Regression: real-model fix 11 (a graph input that is not data)."""
+    r, _ = analyze(MAGIKA, tmp_path / "a.json", "--data", "digits", "--ood", "noise")
+    assert r.exit_code == 2, r.output
+    line = next(ln for ln in r.output.splitlines() if ln.startswith("convlens: error"))
+    assert "the graph input 'bytes' (int32 [N, 2048]) does not fit 2-D data (N, C, H, W)" in line
+    assert "reads 256" not in line

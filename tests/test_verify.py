@@ -275,3 +275,18 @@ def test_a_bug_in_the_comparison_propagates_a_refused_call_is_failed(monkeypatch
     monkeypatch.setattr(verify, "compare_call", refused)
     c = check_layer("c", nn.Conv2d(2, 3, 3))
     assert c.status == "failed" and c.message == "ConvlensError: the engine refuses this call"
+
+
+def test_verify_grouped_dilated_depthwise_1d_3d():
+    model = nn.Sequential(
+        nn.Conv2d(4, 8, 3, groups=4, dilation=2, stride=2, padding=1),
+        nn.Conv2d(8, 8, 3, groups=8, padding="same", padding_mode="replicate"),
+        nn.Conv1d(2, 3, 5) if False else nn.Identity(),
+    )
+    checks = verify_model(model)
+    assert all(c.is_cross_correlation and c.max_abs_diff_correlate < 1e-12 for c in checks)
+    assert all(c.max_abs_diff_convolve > 1e-3 for c in checks)
+    checks = verify_model(nn.Sequential(nn.Conv1d(2, 3, 5), nn.Conv3d(3, 2, 3)))
+    assert [c.kind for c in checks] == ["Conv1d", "Conv3d"] and all(
+        c.is_cross_correlation for c in checks
+    )
