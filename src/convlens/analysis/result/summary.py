@@ -207,7 +207,9 @@ class Control:
     ``kind``: ``"random_labels"``, ``"input_statistics"``, ``"init"``, ``"untrained"`` or
     ``"other"``; ``command``: how to reproduce it; ``source``: the control run it came from;
     ``layers``: per-layer figures; ``null``: what the figures are compared with; ``units``: the
-    control's first-layer kernels counted per unit exactly like the claim's (kernel controls)."""
+    control's first-layer kernels counted per unit exactly like the claim's (kernel controls);
+    ``seeds``: the ``torch.manual_seed`` of each untrained initialisation (the ``untrained``
+    control)."""
 
     name: str
     description: str
@@ -219,6 +221,7 @@ class Control:
     null: str | None = None
     notes: list[str] = field(default_factory=list)
     units: UnitSummary | None = None
+    seeds: list[int] = field(default_factory=list)
 
 
 @dataclass
