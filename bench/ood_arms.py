@@ -25,6 +25,13 @@ Cases (25 x 25 grey images, unit-variance Gaussian white noise ``z`` mapped by
 - ``before``: the ``task`` network; ID = fresh class-1 images, OOD = the same kind of images at one
   fifth of the contrast: any ReLU network, trained or not, responds less to them. Truth: **present
   before training**.
+- ``null``: the untrained arm's calibration: the "analysed" network is itself an untrained
+  initialisation (seed ``draw + 5000``), on the ``task`` case's sets, with no epoch-000 and no
+  random-label arm, so only the distribution decides: "no random-label control" (= above the
+  untrained initialisations) is a false positive, expected at most ``1 / (1 + N)``.
+
+Every case but ``null`` also has the analysed network's epoch-000 network (rebuilt under its seed,
+as the trainer initialises it) as the paired untrained control, as ``convlens analyze`` has.
 """
 
 from __future__ import annotations
@@ -56,13 +63,15 @@ RECIPE: dict[str, Any] = {
 }
 """The training recipe of every planted network (the demo's network, a shorter AdamW schedule)."""
 N_BOOT = 1000
-CASES = ("task", "task, shuffled", "images", "before")
+CASES = ("task", "task, shuffled", "images", "before", "null")
 TRUTH = {
     "task": "learned from the task",
     "task, shuffled": "not from the task",
     "images": "learned from training on these images",
     "before": "present before training",
+    "null": "present before training",
 }
+NULL_SEED_OFFSET = 5000
 
 
 def _xmark(k: int) -> NDArray[np.float64]:
@@ -161,7 +170,15 @@ def train(ds: Any, out: Path, seed: int, shuffle: bool) -> tuple[Any, Any]:
 
 
 def networks(case: str, draw: int, work: Path) -> tuple[Any, Any, Any, Any]:
-    """``(dataset, analysed network, random-label network, spec)`` of ``case`` for one draw."""
+    """``(dataset, analysed network, random-label network, spec)`` of ``case`` for one draw (for
+    ``null``: an untrained network and no random-label network)."""
+    if case == "null":
+        from convlens.analysis.measure.untrained import build_untrained
+        from convlens.models import make_spec
+
+        ds = x_dataset(draw)
+        spec = make_spec(RECIPE["model"], 1, (SIZE, SIZE), 2)
+        return ds, build_untrained(spec.to_dict(), draw + NULL_SEED_OFFSET), None, spec
     if case == "images":
         ds = blurred_dataset(draw)
         shuffled = True
@@ -196,64 +213,94 @@ def judge(
     """The three arms and the verdict for ``case`` with ``nets`` (:func:`networks`), measured as
     ``convlens analyze`` measures them (the untrained initialisations of the run seed)."""
     from convlens.analysis.measure.activations import compare
-    from convlens.analysis.measure.untrained import fresh_seeds, initialisations
+    from convlens.analysis.measure.untrained import fresh_seeds, initialisations, untrained_models
     from convlens.analysis.model.forward import batches_of, collect
 
     ds, trained, control, spec = nets
-    named = case_sets(case, ds, draw)
+    named = case_sets("task" if case == "null" else case, ds, draw)
 
     def sets(model: Any) -> dict[str, Any]:
         return {n: collect(model, list(batches_of(x)), n) for n, x in named}
 
     inits = initialisations(spec.to_dict(), draw, n_untrained)
-    t, r = sets(trained), sets(control)
+    t = sets(trained)
+    paired = {}
+    if case != "null":  # the analysed network's initial weights (its seed is the draw)
+        epoch0, _ = untrained_models(spec.to_dict(), draw, None)
+        paired = {epoch0.name: sets(epoch0.model)}
     (id_name, _), (ood_name, _) = named
     _, layers = compare(
         t[id_name],
         [t[ood_name]],
         seed=draw,
+        controls=paired,
         untrained=[sets(u.model) for u in inits],
         untrained_seeds=fresh_seeds(draw, n_untrained),
-        random_labels=r,
+        random_labels=None if control is None else sets(control),
         n_boot=n_boot,
     )
     levels, figures = {}, {}
     for layer, d in layers.items():
         c = d.ood[ood_name]
         u, rl = c.untrained, c.random_labels
-        assert u is not None and rl is not None
+        assert u is not None
         levels[layer] = str(c.learned_verdict)
         figures[layer] = {
             "auroc": c.auroc,
             "untrained_median": u.median,
             "untrained_interval": u.interval,
             "untrained_p": u.p_value,
-            "random_labels": rl.auroc,
-            "diff_ci": rl.auroc_diff_ci,
-            "random_labels_untrained_p": rl.untrained_p,
+            "epoch000_diff_ci": c.controls[0].auroc_diff_ci if c.controls else None,
+            "random_labels": None if rl is None else rl.auroc,
+            "diff_ci": None if rl is None else rl.auroc_diff_ci,
+            "random_labels_untrained_p": None if rl is None else rl.untrained_p,
         }
     return Judged(case, draw, levels, figures)
 
 
-def rates(reps: int, cases: tuple[str, ...] = CASES, log: Any = print) -> dict[str, Any]:
-    """Every case over ``reps`` draws: per layer, the count of each level."""
+def rates(
+    reps: int, cases: tuple[str, ...] = CASES, null_reps: int | None = None, log: Any = print
+) -> dict[str, Any]:
+    """Every case over ``reps`` draws (``null``: ``null_reps`` draws, 10 x ``reps`` by default; no
+    training, so cheap): per layer, the count of each level, and every draw's figures. For
+    ``null`` the count of ``untrained p <= OOD_ALPHA`` is added (the untrained arm's own false
+    positive rate, before the trained verdict's "holds" gate)."""
+    from convlens.analysis.evidence.verdicts import OOD_ALPHA
+
     counts: dict[str, dict[str, dict[str, int]]] = {}
+    draws: list[dict[str, Any]] = []
+
+    def add(j: Judged) -> None:
+        for layer, level in j.levels.items():
+            per = counts.setdefault(j.case, {}).setdefault(layer, {})
+            per[level] = per.get(level, 0) + 1
+            p = j.figures[layer]["untrained_p"]
+            if j.case == "null" and p is not None and p <= OOD_ALPHA:
+                per[NULL_P] = per.get(NULL_P, 0) + 1
+        draws.append({"case": j.case, "draw": j.draw, "levels": j.levels, "figures": j.figures})
+
     with tempfile.TemporaryDirectory() as tmp:
         for draw in range(reps):
             t0 = time.perf_counter()
             task_nets = None
-            for case in cases:
+            for case in (c for c in cases if c != "null"):
                 if case == "before" and task_nets is not None:
                     nets = task_nets  # the task network itself, other sets
                 else:
                     nets = networks("task" if case == "before" else case, draw, Path(tmp) / case)
                 task_nets = nets if case == "task" else task_nets
-                j = judge(case, draw, nets)
-                for layer, level in j.levels.items():
-                    per = counts.setdefault(case, {}).setdefault(layer, {})
-                    per[level] = per.get(level, 0) + 1
+                add(judge(case, draw, nets))
             log(f"draw {draw}: {time.perf_counter() - t0:.1f} s")
-    return {"reps": reps, "recipe": RECIPE, "truth": TRUTH, "counts": counts}
+        if "null" in cases:
+            n_null = 10 * reps if null_reps is None else null_reps
+            for draw in range(n_null):
+                add(judge("null", draw, networks("null", draw, Path(tmp))))
+            log(f"null: {n_null} draws")
+    reps_of = {c: (null_reps or 10 * reps) if c == "null" else reps for c in cases}
+    return {"reps": reps_of, "recipe": RECIPE, "truth": TRUTH, "counts": counts, "draws": draws}
+
+
+NULL_P = "untrained p <= 0.05"
 
 
 def table(result: dict[str, Any]) -> str:
@@ -261,17 +308,20 @@ def table(result: dict[str, Any]) -> str:
     "learned from the task", a false positive) with its Wilson 95% interval, and every level."""
     from convlens.analysis.evidence.stats import wilson
 
-    n = result["reps"]
     lines = [
         "| case | truth | layer | rate of the truth (Wilson 95%) | levels |",
         "|---|---|---|---|---|",
     ]
     for case, per_layer in result["counts"].items():
         truth = result["truth"][case]
+        n = result["reps"][case]
         for layer, levels in per_layer.items():
             if case == "task, shuffled":
                 k = levels.get("learned from the task", 0)
                 what = "false positive 'learned from the task'"
+            elif case == "null":
+                k = levels.get(NULL_P, 0)
+                what = f"false positive '{NULL_P}' (expected <= 1/21)"
             else:
                 k = levels.get(truth, 0)
                 what = ""

@@ -30,7 +30,7 @@ from torch import nn
 from convlens.analysis.result import Control, LayerResult
 
 FRESH_SEED_OFFSET = 1000
-"""The fresh-init control uses ``torch.manual_seed(run seed + FRESH_SEED_OFFSET)``."""
+"""The untrained initialisations use ``torch.manual_seed(run seed + FRESH_SEED_OFFSET + i)``."""
 
 EPOCH0 = "epoch 000"
 
@@ -44,7 +44,9 @@ class Untrained:
     model: nn.Module
 
 
-def _build(spec_dict: dict[str, Any], seed: int) -> nn.Module:
+def build_untrained(spec_dict: dict[str, Any], seed: int) -> nn.Module:
+    """The model of ``spec_dict`` built under ``torch.manual_seed(seed)`` (the global RNG state
+    is restored after), in eval mode."""
     from convlens.models import ModelSpec, build_model
 
     with torch.random.fork_rng(devices=[]):
@@ -70,7 +72,7 @@ def initialisations(spec_dict: dict[str, Any], run_seed: int, n: int) -> list[Un
         Untrained(
             fresh_name(s),
             f"the same architecture freshly initialised under torch.manual_seed({s})",
-            _build(spec_dict, s),
+            build_untrained(spec_dict, s),
         )
         for s in fresh_seeds(run_seed, n)
     ]
@@ -92,7 +94,7 @@ def untrained_models(
 ) -> tuple[Untrained, list[str]]:
     """The ``epoch 000`` control of a run (see the module docstring), and notes."""
     notes: list[str] = []
-    init = _build(spec_dict, run_seed)
+    init = build_untrained(spec_dict, run_seed)
     desc = f"the run's initial weights (model rebuilt under torch.manual_seed({run_seed})"
     if epoch0:
         state = init.state_dict()
