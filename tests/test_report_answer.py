@@ -158,6 +158,7 @@ def test_answer_never_claims_learned_without_the_controls(demo_run, no_figures):
     for r in a.layers:
         for v in r.distribution.ood.values():
             v.controls, v.learned_verdict = [], None
+            v.untrained = v.random_labels = None  # the arms outside `controls` (schema 6)
     a.verdicts.ood_learned = {}
     head = render_html(build_context(inp)).split('<section id="arithmetic">')[0]
     assert "No untrained control in this analysis" in head

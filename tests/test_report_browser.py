@@ -65,8 +65,10 @@ def _page(browser, url, width=1280, **kw):
 #: every level of ``verdicts.ood_learned``; the page gets one pill of each (whatever the run's data
 #: show) so that their colours and line styles are checked too
 OOD_LEVELS = {
-    "learned",
-    "strengthened by training",
+    "learned from the task",
+    "learned from training on these images",
+    "learned from training but task unresolved",
+    "no random-label control",
     "present before training",
     "not supported",
     "no untrained control",
@@ -117,9 +119,16 @@ def test_contrast_layout_nav_print_and_dark_mode(browser, url):
     assert all(bg in ("rgb(255, 255, 255)", "rgba(0, 0, 0, 0)") for _, bg, *_ in pills)
     assert all(float(w[:-2]) >= 1 for _, _, w, *_ in pills)
     # verdict levels differ in line style as well as in their words: legible in black and white
-    level = dict.fromkeys(("yes", "exact", "holds", "learned from the task", "learned"), "solid")
+    level = dict.fromkeys(("yes", "exact", "holds", "learned from the task"), "solid")
     level |= dict.fromkeys(
-        ("weak", "not supported", "learned from image statistics", "strengthened by training"),
+        (
+            "weak",
+            "not supported",
+            "learned from image statistics",
+            "learned from training on these images",
+            "learned from training but task unresolved",
+            "no random-label control",
+        ),
         "dashed",
     )
     for *_, style, word in pills:

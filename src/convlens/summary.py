@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from convlens.analysis.result import AnalysisResult, LayerMatch, Whitening
@@ -288,25 +288,39 @@ def _verify_lines(result: AnalysisResult) -> list[str]:
     return lines
 
 
+def _paired_text(c: Any) -> str:
+    """``epoch 000 0.61 (-0.19 [-0.30, -0.08])``: a paired control's AUROC and trained minus it."""
+    lo, hi = c.auroc_diff_ci
+    diff = f"{c.auroc_diff:+.2f}" if c.auroc_diff is not None else "n/a"
+    return f"{c.control} {_f2(c.auroc)} ({diff} [{_f2(lo)}, {_f2(hi)}])"
+
+
 def _untrained_lines(result: AnalysisResult) -> list[str]:
-    """Per layer: AUROC trained minus the epoch-000 control, its interval and the learned verdict."""
+    """Per layer and OOD set: the trained AUROC, the untrained initialisations' median [2.5, 97.5
+    percentiles] and the trained AUROC's empirical p among them, the epoch-000 and random-label
+    networks with trained minus each [95% CI], and the learned verdict."""
     lines = []
     for layer in result.layers:
         d = layer.distribution
-        if d is None or not any(c.controls for c in d.ood.values()):
+        arms = (
+            [c for c in d.ood.values() if c.controls or c.untrained or c.random_labels] if d else []
+        )
+        if d is None or not arms:
             continue
         parts = []
+        n = next((c.untrained.n for c in arms if c.untrained is not None), None)
         for o, c in d.ood.items():
-            ctrl = c.controls[0] if c.controls else None
-            if ctrl is None or ctrl.auroc_diff is None:
-                continue
-            lo, hi = ctrl.auroc_diff_ci
-            parts.append(
-                f"{o} {_f2(c.auroc)} vs {_f2(ctrl.auroc)} ({ctrl.auroc_diff:+.2f} "
-                f"[{_f2(lo)}, {_f2(hi)}]): {c.learned_verdict}"
-            )
-        first = next((c.controls[0].control for c in d.ood.values() if c.controls), "untrained")
-        lines.append(f"{layer.name} OOD AUROC trained vs untrained ({first}): " + "; ".join(parts))
+            text = f"{o} {_f2(c.auroc)}"
+            u = c.untrained
+            if u is not None:
+                p = "n/a" if u.p_value is None else f"{u.p_value:.2g}"
+                text += f" vs untrained {_f2(u.median)} [{_f2(u.interval[0])}, {_f2(u.interval[1])}] p {p}"
+            paired = [*c.controls, *([c.random_labels] if c.random_labels is not None else [])]
+            text += "".join(f", {_paired_text(x)}" for x in paired)
+            parts.append(f"{text}: {c.learned_verdict}")
+        what = [f"untrained: median [2.5, 97.5 percentiles] of {n} initialisations, p"] if n else []
+        what.append("paired: trained minus it [95% CI]")
+        lines.append(f"{layer.name} OOD AUROC trained vs ({'; '.join(what)}): " + "; ".join(parts))
     return lines
 
 

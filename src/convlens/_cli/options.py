@@ -21,6 +21,9 @@ SEED = click.IntRange(min=0, max=2**32 - 1)
 #: the largest null baseline (random kernels) analyze/demo accept
 MAX_NULL_SIZE = 200_000  # = convlens.analysis.measure.matching.MAX_NULL_SIZE
 NULL_SIZE = click.IntRange(min=100, max=MAX_NULL_SIZE)
+#: untrained initialisations in the OOD verdict (= analysis.orchestration.options.MIN_UNTRAINED,
+#: MAX_UNTRAINED; 19 is the fewest with which (1 + k) / (1 + N) can reach 0.05)
+UNTRAINED = click.IntRange(min=19, max=1000)
 
 
 def _options(*decorators: Callable[[F], F]) -> Callable[[F], F]:
@@ -101,7 +104,17 @@ analyze_options = _options(
         "control_runs",
         multiple=True,
         help="A random-label run of the same recipe (train --shuffle-labels) to compare the "
-        "first-layer kernels with (repeatable; run directories only).",
+        "first-layer kernels and the OOD AUROCs with (repeatable, the first one is the OOD "
+        "arm; run directories only).",
+    ),
+    click.option(
+        "--untrained",
+        "n_untrained",
+        default=20,
+        show_default=True,
+        type=UNTRAINED,
+        help="Untrained initialisations the OOD AUROCs are placed among (torch seeds: the run's "
+        "seed, or --seed for a model file, + 1000 + i).",
     ),
 )
 
@@ -119,6 +132,7 @@ def to_analyze_options(
     scale: str,
     input_size: str | None,
     output: str | None,
+    n_untrained: int = 20,
 ) -> AnalyzeOptions:
     """The analysis options of ``convlens analyze``'s parsed options, checked (one line for a bad
     value, before the target is read)."""
@@ -134,6 +148,7 @@ def to_analyze_options(
         ood=tuple(o.strip() for o in ood.split(",") if o.strip()) if ood else None,
         control_runs=control_runs,
         fit=FitOptions(layout, normalize, scale, size, output),
+        n_untrained=n_untrained,
     )
     options.check()
     return options

@@ -198,6 +198,15 @@ def controls(a: AnalysisResult) -> list[dict[str, Any]]:
     return out
 
 
+def _untrained_option(a: AnalysisResult) -> list[str]:
+    """``--untrained N`` when the analysis used another number of untrained initialisations than
+    the default."""
+    from convlens.analysis.evidence.verdicts import OOD_N_UNTRAINED
+
+    n = len(a.distribution.untrained_seeds) if a.distribution is not None else 0
+    return ["--untrained", str(n)] if n and n != OOD_N_UNTRAINED else []
+
+
 def rerun_dir(root: Path, suffix: str) -> Path:
     """A NEW sibling directory for a rerun (never the one being read)."""
     return root.parent / f"{root.name}-{suffix}"
@@ -217,6 +226,7 @@ def run_commands(a: AnalysisResult, root: Path, n_seeds: int | None) -> list[dic
     ]
     s = a.settings
     analyze = ["convlens", "analyze", str(new), "--null-size", str(s.n_null), "--seed", str(s.seed)]
+    analyze += _untrained_option(a)
     if any(c.kind == "random_labels" for c in a.controls):
         control = rerun_dir(root, "rerun-random-labels")
         cmds.append(
@@ -256,7 +266,8 @@ def model_commands(a: AnalysisResult, analysis_path: Path) -> list[dict[str, str
         cmd += ["--data", src.data]
     if a.distribution is not None and a.distribution.ood:
         cmd += ["--ood", ",".join(o.name for o in a.distribution.ood)]
-    cmd += ["--null-size", str(s.n_null), "--seed", str(s.seed), "--out", str(new)]
+    cmd += ["--null-size", str(s.n_null), "--seed", str(s.seed), *_untrained_option(a)]
+    cmd += ["--out", str(new)]
     return [
         {"what": "analyse the model file again, into a new file", "cmd": shlex.join(cmd)},
         {"what": "render its report", "cmd": shlex.join(["convlens", "report", str(new)])},

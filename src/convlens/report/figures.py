@@ -378,25 +378,50 @@ def receptive_figure(
     return to_data_uri(fig)
 
 
-#: trained, then the untrained controls in order: colour and marker shape both differ (legible in
-#: black and white and for colour-blind readers)
+#: trained, then the untrained initialisations, the paired controls and the random-label network in
+#: order: colour and marker shape both differ (legible in black and white and for colour-blind readers)
 NETWORK_STYLES = ((BLUE, "o"), (ORANGE, "s"), (GREY, "^"), (PURPLE, "D"))
 
 
+def _network_points(row: dict[str, Any], net: str) -> dict[str, Any] | None:
+    """One network's AUROC and interval in one table row (:func:`convlens.report.ood.layer_tables`):
+    the trained network, ``untrained`` (median and 2.5/97.5 percentiles of the initialisations),
+    ``random labels`` or a paired control by name."""
+    if net == "trained":
+        return row
+    if net == UNTRAINED_NET:
+        u = row.get("untrained")
+        return None if u is None else {"auroc": u["median"], "auroc_ci": u["interval"]}
+    if net == RANDOM_LABELS_NET:
+        rl: dict[str, Any] | None = row.get("random_labels")
+        return rl
+    paired: dict[str, Any] | None = row["controls"].get(net)
+    return paired
+
+
+UNTRAINED_NET = "untrained initialisations (median, 2.5-97.5%)"
+RANDOM_LABELS_NET = "random labels"
+
+
 def auroc_vs_untrained(tables: list[dict[str, Any]]) -> str:
-    """Per layer: ID-vs-set AUROC of the trained network and of each untrained control, with
-    their 95% CIs, one column per set (the OOD sets, then the data's other classes)."""
+    """Per layer: ID-vs-set AUROC of the trained network with its 95% CI, the untrained
+    initialisations' median with their 2.5-97.5 percentile range, and each paired control and the
+    random-label network with their 95% CIs; one column per set (the OOD sets, then the data's
+    other classes)."""
     plt = _plt()
     fig, axes = plt.subplots(
         1, len(tables), figsize=(3.8 * len(tables), 3.3), squeeze=False, layout="constrained"
     )
-    nets = ["trained", *dict.fromkeys(c for t in tables for c in t["control_names"])]
+    nets = ["trained"]
+    nets += [UNTRAINED_NET] if any(t.get("n_untrained") for t in tables) else []
+    nets += [*dict.fromkeys(c for t in tables for c in t["control_names"])]
+    nets += [RANDOM_LABELS_NET] if any(t.get("random_labels") for t in tables) else []
     for ax, t in zip(axes[0], tables, strict=True):
         rows = [*t["ood"], *t["other"]]
         width = 0.7 / len(nets)
         for k, net in enumerate(nets):
             colour, marker = NETWORK_STYLES[k % len(NETWORK_STYLES)]
-            pts = [r if net == "trained" else r["controls"].get(net) for r in rows]
+            pts = [_network_points(r, net) for r in rows]
             y = np.array([_num(p["auroc"]) if p else np.nan for p in pts])
             cis = [p["auroc_ci"] if p else (None, None) for p in pts]
             lo = np.array([_num(c[0]) for c in cis])
@@ -409,7 +434,7 @@ def auroc_vs_untrained(tables: list[dict[str, Any]]) -> str:
         ax.set_xticks(range(len(rows)))
         ax.set_xticklabels([r["set"] for r in rows], rotation=90)
         ax.set_ylabel("AUROC (ID vs set)")
-        ax.set_title(f"{t['layer']}: trained vs untrained")
+        ax.set_title(f"{t['layer']}: trained vs controls")
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncols=min(len(nets), 3), frameon=False)
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(len(nets), 2), frameon=False)
     return to_data_uri(fig)

@@ -1,28 +1,37 @@
-"""The OOD claim against its untrained controls, and the network's predictions, for the report.
+"""The OOD claim against its controls, and the network's predictions, for the report.
 
 The seed's follow-up ("a face-trained net barely reacts to a bicycle") is only as strong as the
-untrained controls allow: the analysis judges each (layer, OOD set) by trained minus untrained
-(``verdicts.ood_learned``, rule ``verdicts.ood_learned_rule``). This module turns those figures into
-rows for the answer and the ID-vs-OOD section, with no judgement of its own: every level, number
-and interval is read from the analysis. A set made from one photo says so wherever it appears.
+controls allow: the analysis judges each (layer, OOD set) against three arms (the untrained
+initialisations, the run's epoch-000 network, the random-label network; ``verdicts.ood_learned``,
+rule ``verdicts.ood_learned_rule``). This module turns those figures into rows for the answer and
+the ID-vs-OOD section, with no judgement of its own: every level, number and interval is read from
+the analysis. A set made from one photo says so wherever it appears.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from convlens.analysis.result import AnalysisResult, OodComparison
+from convlens.analysis.evidence.verdicts import OOD_LEARNED_LEVELS
+from convlens.analysis.result import AnalysisResult, ControlComparison, OodComparison
 
 #: the order in which the learned levels are listed (strongest claim first); others follow
-LEVEL_ORDER = (
-    "learned",
-    "strengthened by training",
-    "present before training",
-    "not supported",
-    "no untrained control",
-)
-#: the levels that say training made the difference (the only ones that support "learned")
-LEARNED_LEVELS = ("learned", "strengthened by training")
+LEVEL_ORDER = OOD_LEARNED_LEVELS
+#: the levels that say training made the difference (above the untrained networks)
+LEARNED_LEVELS = OOD_LEARNED_LEVELS[:4]
+#: the level that says the task made the difference (above the random-label network too)
+TASK_LEVEL = "learned from the task"
+
+
+def _paired(c: ControlComparison) -> dict[str, Any]:
+    return {
+        "auroc": c.auroc,
+        "auroc_ci": c.auroc_ci,
+        "diff": c.auroc_diff,
+        "diff_ci": c.auroc_diff_ci,
+        "p": c.auroc_diff_p,
+        "untrained_p": c.untrained_p,
+    }
 
 
 def _sources(a: AnalysisResult) -> dict[str, int | None]:
@@ -34,7 +43,10 @@ def _sources(a: AnalysisResult) -> dict[str, int | None]:
 
 
 def comparison_row(name: str, v: OodComparison, level: str | None) -> dict[str, Any]:
-    """One set at one layer: trained AUROC with its CI, each control and trained minus it."""
+    """One set at one layer: trained AUROC with its CI; the untrained initialisations' median,
+    2.5/97.5 percentiles and the trained AUROC's p among them; each paired control (epoch 000)
+    and the random-label network, and trained minus each."""
+    u = v.untrained
     return {
         "set": name,
         "n": v.n,
@@ -45,16 +57,11 @@ def comparison_row(name: str, v: OodComparison, level: str | None) -> dict[str, 
         "auroc_ci": v.auroc_ci,
         "verdict": v.verdict,
         "level": level if level is not None else (v.learned_verdict or "no untrained control"),
-        "controls": {
-            c.control: {
-                "auroc": c.auroc,
-                "auroc_ci": c.auroc_ci,
-                "diff": c.auroc_diff,
-                "diff_ci": c.auroc_diff_ci,
-                "p": c.auroc_diff_p,
-            }
-            for c in v.controls
-        },
+        "controls": {c.control: _paired(c) for c in v.controls},
+        "untrained": None
+        if u is None
+        else {"n": u.n, "median": u.median, "interval": u.interval, "p": u.p_value},
+        "random_labels": None if v.random_labels is None else _paired(v.random_labels),
     }
 
 
@@ -83,6 +90,8 @@ def layer_tables(a: AnalysisResult) -> list[dict[str, Any]]:
                 "ood": ood,
                 "other": other,
                 "control_names": _control_names([*ood, *other]),
+                "n_untrained": next((r["untrained"]["n"] for r in ood if r["untrained"]), None),
+                "random_labels": any(r["random_labels"] for r in [*ood, *other]),
                 "id_controls": d.controls,
                 "id_mean": d.id_mean,
                 "id_mean_ci": d.id_mean_ci,
@@ -103,22 +112,30 @@ def _counts(tables: list[dict[str, Any]]) -> dict[str, int]:
 
 def ood_answer(a: AnalysisResult) -> dict[str, Any] | None:
     """The answer's OOD statement: counts per learned level, the first layer's rows with their
-    numbers, which sets (if any) training made the difference for, and the one-photo sets."""
+    numbers, which sets (if any) training made the difference for and which of them the task
+    (above the random-label network too), and the one-photo sets."""
     tables = layer_tables(a)
     if not tables or not any(t["ood"] for t in tables):
         return None
     learned: dict[str, list[str]] = {}
+    task: dict[str, list[str]] = {}
     for t in tables:
         for row in t["ood"]:
             if row["level"] in LEARNED_LEVELS:
                 learned.setdefault(row["set"], []).append(t["layer"])
+            if row["level"] == TASK_LEVEL:
+                task.setdefault(row["set"], []).append(t["layer"])
     src = _sources(a)
-    n_controls = sum(len(row["controls"]) for t in tables for row in t["ood"])
+    rows = [row for t in tables for row in t["ood"]]
+    n_controls = sum(len(r["controls"]) + bool(r["untrained"]) for r in rows)
     return {
         "counts": _counts(tables),
         "n": sum(len(t["ood"]) for t in tables),
         "first": tables[0],
         "learned": learned,
+        "task": task,
+        "random_labels": any(r["random_labels"] for r in rows),
+        "n_untrained": next((r["untrained"]["n"] for r in rows if r["untrained"]), None),
         "has_controls": n_controls > 0,
         "one_photo": [name for name, k in src.items() if k == 1],
         "rule": a.verdicts.ood_learned_rule,

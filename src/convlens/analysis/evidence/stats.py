@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from convlens.analysis.result import CI
+from convlens.analysis.result import CI, UntrainedDistribution
 
 
 def bootstrap_ci(
@@ -138,6 +138,39 @@ def bootstrap_p_positive(diffs: NDArray[Any]) -> float:
     d = np.asarray(diffs, dtype=np.float64)
     d = d[np.isfinite(d)]
     return float((1 + np.count_nonzero(d <= 0)) / (len(d) + 1))
+
+
+def empirical_p_above(value: float | None, null: NDArray[Any]) -> tuple[int, float | None]:
+    """``(k, (1 + k) / (1 + N))`` for "``value`` is above the ``N`` draws of ``null``": ``k`` counts
+    the draws at or above ``value`` (ties and non-finite draws count against it); ``p`` is ``None``
+    when ``value`` is not finite."""
+    v = np.asarray(null, dtype=np.float64)
+    if value is None or not np.isfinite(value):
+        return len(v), None
+    k = int(np.count_nonzero(~np.isfinite(v) | (v >= value)))
+    return k, float((1 + k) / (1 + len(v)))
+
+
+def untrained_distribution(
+    trained: float | None, aurocs: list[float | None] | NDArray[Any]
+) -> UntrainedDistribution:
+    """The untrained initialisations' AUROCs ``aurocs``: median, 2.5/97.5 percentiles and the
+    trained AUROC's empirical p among them (:func:`empirical_p_above`)."""
+    a = np.array([np.nan if x is None else x for x in aurocs], dtype=np.float64)
+    ok = a[np.isfinite(a)]
+    k, p = empirical_p_above(trained, a)
+    if len(ok):
+        lo, med, hi = (float(q) for q in np.percentile(ok, [2.5, 50, 97.5]))
+    else:
+        lo = med = hi = None  # type: ignore[assignment]
+    return UntrainedDistribution(
+        n=len(a),
+        aurocs=[float(x) if np.isfinite(x) else None for x in a],
+        median=med,
+        interval=(lo, hi),
+        n_at_or_above=k,
+        p_value=p,
+    )
 
 
 def proportion_ci(k: int, n: int, level: float = 0.95) -> tuple[float | None, float | None]:

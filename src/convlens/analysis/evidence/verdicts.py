@@ -16,14 +16,18 @@
    the trained, random-label and epoch-000 kernels (:data:`LEARN_RULE`).
 3. "A face-trained net barely reacts to bicycles": per layer and OOD set, from
    :func:`convlens.analysis.measure.activations.verdict` (AUROC and bootstrap CI rule).
-4. "...and it learned that from faces": :func:`ood_learned_verdict` compares the trained network's
-   AUROC with the same architecture untrained (the run's epoch-000 weights and a fresh
-   initialisation); the verdict is about trained minus untrained (:data:`OOD_LEARNED_RULE`).
+4. "...and it learned that from faces": :func:`ood_learned_verdict` places the trained network's
+   AUROC among untrained initialisations of the same architecture (and against the run's own
+   epoch-000 network), then compares it with the random-label network of the same recipe
+   (:data:`OOD_LEARNED_RULE`): learned from the task, from training on these images, or present
+   before training.
 
 "First layer" is the first conv layer in execution order (``AnalysisResult.first_layer``).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -32,6 +36,7 @@ from convlens.analysis.result import (
     AnalysisResult,
     Comparison,
     ContentComparison,
+    ControlComparison,
     CrossCorrelationVerdict,
     Headline,
     KernelLearningVerdict,
@@ -39,6 +44,7 @@ from convlens.analysis.result import (
     LayerCheck,
     Proportion,
     UnitSummary,
+    UntrainedDistribution,
     Verdicts,
 )
 
@@ -53,40 +59,81 @@ ONNX_RTOL = 1e-4
 TORCH_RTOL = 1e-9
 
 
-OOD_CONTROL_AUROC = 0.7
-"""An untrained network at or above this AUROC already separates ID from OOD (as for "holds")."""
+OOD_ALPHA = 0.05
+"""The trained AUROC is above the untrained initialisations when its empirical p
+``(1 + k) / (1 + N)`` is at most this (so ``N >= 19`` initialisations are needed to decide)."""
+OOD_N_UNTRAINED = 20
+"""Untrained initialisations per analysis by default (seeds ``seed + FRESH_SEED_OFFSET + i``)."""
+OOD_LEARNED_LEVELS = (
+    "learned from the task",
+    "learned from training on these images",
+    "learned from training but task unresolved",
+    "no random-label control",
+    "present before training",
+    "not supported",
+    "no untrained control",
+)
+"""Every level of :func:`ood_learned_verdict`, strongest claim first."""
 OOD_LEARNED_RULE = (
-    "per layer and OOD set, trained vs each untrained control (epoch-000 weights; fresh init) on the "
-    "same images and resamples: learned = the trained verdict holds, the 95% CI of AUROC(trained) - "
-    "AUROC(control) lies above 0 for every control and every control's AUROC < "
-    f"{OOD_CONTROL_AUROC}; strengthened by training = holds and every CI above 0, but some control "
-    f"already reaches {OOD_CONTROL_AUROC}; present before training = holds but some CI reaches 0 "
-    "(training did not add to what the untrained network already does); not supported = the "
-    "trained verdict does not hold; no untrained control = nothing to compare with"
+    "per layer and OOD set, the trained network against two control arms on the same ID and OOD "
+    "images. "
+    f"Untrained: N ({OOD_N_UNTRAINED} by default) initialisations of the same architecture "
+    "(torch.manual_seed(seed + 1000 + i), i = 0..N-1); the trained AUROC is above them when its "
+    f"empirical p = (1 + k) / (1 + N) <= {OOD_ALPHA} (k: initialisations with an AUROC at or above "
+    "it) and, where the run's own epoch-000 network is known, the paired 95% CI of AUROC(trained) - "
+    "AUROC(epoch 000) lies above 0. Random labels: the same recipe trained on permuted labels "
+    "(--control-run), the paired 95% cluster-bootstrap CI of AUROC(trained) - AUROC(random labels) "
+    "on the same resamples. Levels: not supported = the trained verdict does not hold; no untrained "
+    "control = no untrained initialisations to compare with (and the epoch-000 network, if any, "
+    "below the trained one); present before training = holds, not above the untrained arm; no random-label control = above the untrained arm, no random-label "
+    "network to compare with; learned from the task = above the untrained arm and the CI vs random "
+    "labels above 0; learned from training on these images = above the untrained arm, the CI vs "
+    "random labels not above 0, and the random-label network itself above the untrained "
+    f"initialisations (p <= {OOD_ALPHA}: it shows the effect too); learned from training but task "
+    "unresolved = above the untrained arm, the random-label network neither clearly below the "
+    "trained one nor above the untrained initialisations"
 )
 
 
+def _above(lo: float | None) -> bool:
+    return lo is not None and lo > 0
+
+
+def _p_ok(p: float | None) -> bool:
+    return p is not None and p <= OOD_ALPHA
+
+
 def ood_learned_verdict(
-    trained_verdict: str, controls: list[tuple[float | None, float | None]]
+    trained_verdict: str,
+    untrained: UntrainedDistribution | None,
+    epoch0: Sequence[ControlComparison] = (),
+    random_labels: ControlComparison | None = None,
 ) -> str:
-    """The OOD claim judged against untrained controls (:data:`OOD_LEARNED_RULE`).
+    """The OOD claim judged against its arms (:data:`OOD_LEARNED_RULE`): ``untrained``, the
+    trained AUROC among the untrained initialisations; ``epoch0``, the paired untrained controls
+    (the run's own initial network; every one must be below the trained network); ``random_labels``,
+    the random-label network (paired, with its own ``untrained_p``).
 
-    ``controls``: per control, ``(control AUROC, lower end of the 95% CI of trained - control)``.
-
-    >>> ood_learned_verdict("holds", [(0.5, 0.2), (0.55, 0.1)])
-    'learned'
-    >>> ood_learned_verdict("holds", [(0.95, -0.02)])
+    >>> from convlens.analysis.evidence.stats import untrained_distribution
+    >>> ood_learned_verdict("holds", untrained_distribution(0.95, [0.5] * 20))
+    'no random-label control'
+    >>> ood_learned_verdict("holds", untrained_distribution(0.95, [0.5] * 19 + [0.97]))
     'present before training'
     """
     if trained_verdict != "holds":
         return "not supported"
-    if not controls:
-        return "no untrained control"
-    if any(lo is None or lo <= 0 for _, lo in controls):
+    below = any(not _above(c.auroc_diff_ci[0]) for c in epoch0)
+    if untrained is None:  # an epoch-000 network alone can show "present before", never "above"
+        return "present before training" if below else "no untrained control"
+    if below or not _p_ok(untrained.p_value):
         return "present before training"
-    if all(a is not None and a < OOD_CONTROL_AUROC for a, _ in controls):
-        return "learned"
-    return "strengthened by training"
+    if random_labels is None:
+        return "no random-label control"
+    if _above(random_labels.auroc_diff_ci[0]):
+        return "learned from the task"
+    if _p_ok(random_labels.untrained_p):
+        return "learned from training on these images"
+    return "learned from training but task unresolved"
 
 
 def binomial_tail(x: int, n: int, p: float = CHANCE) -> float:

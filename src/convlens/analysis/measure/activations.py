@@ -25,10 +25,13 @@ draws *source images* with replacement and keeps all their crops
 (:func:`~convlens.analysis.evidence.stats.cluster_weights`, ``N_BOOT`` resamples, seeded); a one-photo set
 resamples its crops and is labelled as such.
 
-**Untrained controls.** The same measurements on the same architecture untrained (the run's epoch-000
-weights, and a fresh initialisation from another stated seed) go through the same code; every figure
-is given trained, untrained and trained minus untrained with a paired bootstrap interval (same images,
-same resamples), and :func:`~convlens.analysis.evidence.verdicts.ood_learned_verdict` judges the difference.
+**Controls: three arms.** The same measurements go through the same code for (1) the run's own
+epoch-000 network, given trained, untrained and trained minus untrained with a paired bootstrap
+interval (same images, same resamples); (2) ``N`` untrained initialisations of the architecture
+(stated seeds): per layer and set the distribution of their AUROCs (median, 2.5/97.5 percentiles)
+and the trained AUROC's empirical p among them, ``(1 + k) / (1 + N)`` (point AUROCs only: no
+bootstrap per initialisation); (3) the random-label network of the same recipe, paired like (1).
+:func:`~convlens.analysis.evidence.verdicts.ood_learned_verdict` judges the three.
 """
 
 from __future__ import annotations
@@ -43,9 +46,11 @@ from convlens._serde import finite
 from convlens.analysis.evidence.stats import (
     bootstrap_p_positive,
     cluster_weights,
+    empirical_p_above,
     percentile_ci,
     proportion_ci,
     resampling_text,
+    untrained_distribution,
     weighted_auroc,
     weighted_means,
 )
@@ -80,6 +85,16 @@ def _auroc(id_scores: NDArray[Any], ood_scores: NDArray[Any]) -> float:
     return float(roc_auc_score(y, np.r_[id_scores, ood_scores]))
 
 
+def point_auroc(id_scores: NDArray[Any], ood_scores: NDArray[Any]) -> float:
+    """The AUROC of ID (positive) vs OOD, equal to :func:`_auroc` (``roc_auc_score``) but without
+    sklearn's per-call overhead (used for the many untrained initialisations); ``nan`` when a set
+    is empty."""
+    if not len(id_scores) or not len(ood_scores):
+        return float("nan")
+    one = np.ones((1, len(id_scores))), np.ones((1, len(ood_scores)))
+    return float(weighted_auroc(id_scores, ood_scores, *one)[0])
+
+
 def verdict(auroc: float, diff_ci: tuple[float, float]) -> str:
     if auroc >= AUROC_HOLDS and diff_ci[0] > 0:
         return "holds"
@@ -99,6 +114,9 @@ def _channel_stats(stats: RunningStats) -> ChannelStats:
         **{k: [finite(v) for v in d[k]] for k in ("mean", "std", "min", "max")},
     )
 
+
+RANDOM_LABELS = "random labels"
+"""The name of the random-label arm (``OodComparison.random_labels.control``, predictions)."""
 
 N_BOOT = 2000
 """Bootstrap resamples for every interval of the activation comparison."""
@@ -161,12 +179,62 @@ def _control_one(
     )
 
 
+@dataclass
+class _Arms:
+    """The networks the trained one is compared with, each as its sets by name: the paired
+    untrained ``controls`` (the epoch-000 network), the ``untrained`` initialisations and the
+    ``random_labels`` network."""
+
+    controls: dict[str, Sets]
+    untrained: list[Sets]
+    random_labels: Sets | None
+
+    def __bool__(self) -> bool:
+        return bool(self.controls or self.untrained or self.random_labels is not None)
+
+
+def _paired(
+    name: str,
+    layer: str,
+    ref: tuple[NDArray[Any], NDArray[Any], float, float],
+    ctrl: Sets,
+    names: tuple[str, str],
+    weights: tuple[NDArray[Any], NDArray[Any]],
+    untrained: NDArray[Any] | None,
+) -> ControlComparison | None:
+    """:func:`_control_one` with the point differences and, given the untrained AUROCs, the
+    control's own position among them."""
+    id_name, set_name = names
+    if set_name not in ctrl or id_name not in ctrl:
+        return None
+    auroc_b, mean_b, auroc, mean = ref
+    c = _control_one(name, layer, (auroc_b, mean_b), ctrl, id_name, set_name, *weights)
+    if c is None:
+        return None
+    c.auroc_diff = finite(auroc - c.auroc) if c.auroc is not None else None
+    c.mean_diff = finite(mean - c.mean) if c.mean is not None else None
+    if untrained is not None:  # the same AUROC code as the initialisations' (exact ties)
+        point = point_auroc(ctrl[id_name].scores(layer), ctrl[set_name].scores(layer))
+        c.untrained_p = empirical_p_above(point, untrained)[1]
+    return c
+
+
+def _untrained_aurocs(layer: str, names: tuple[str, str], untrained: list[Sets]) -> NDArray[Any]:
+    """The AUROC of each untrained initialisation (``nan`` where the layer did not run)."""
+    out = []
+    for u in untrained:
+        a, b = u.get(names[0]), u.get(names[1])
+        ok = a is not None and b is not None and layer in a.layer_scores and layer in b.layer_scores
+        out.append(point_auroc(a.scores(layer), b.scores(layer)) if ok else np.nan)  # type: ignore[union-attr]
+    return np.asarray(out, dtype=np.float64)
+
+
 def _compare_one(
     layer: str,
     id_set: SetActivations,
     s: SetActivations,
     boot: _Boot,
-    controls: dict[str, Sets],
+    arms: _Arms,
 ) -> OodComparison:
     ids, oo, om = id_set.scores(layer), s.scores(layer), s.maxes(layer)
     wi, wo = boot.weights[id_set.name], boot.weights[s.name]
@@ -192,17 +260,22 @@ def _compare_one(
         n_sources=boot.n_sources[s.name],
         resampling=boot.text[s.name],
     )
-    for cname, ctrl in controls.items():
-        if s.name not in ctrl or id_set.name not in ctrl:
-            continue
-        c = _control_one(cname, layer, (auroc_b, mean_b), ctrl, id_set.name, s.name, wi, wo)
+    names = (id_set.name, s.name)
+    u_aurocs = _untrained_aurocs(layer, names, arms.untrained) if arms.untrained else None
+    if u_aurocs is not None:
+        out.untrained = untrained_distribution(point_auroc(ids, oo), u_aurocs)
+    ref = (auroc_b, mean_b, auroc, float(oo.mean()))
+    for cname, ctrl in arms.controls.items():
+        c = _paired(cname, layer, ref, ctrl, names, (wi, wo), u_aurocs)
         if c is not None:
-            c.auroc_diff = finite(auroc - c.auroc) if c.auroc is not None else None
-            c.mean_diff = finite(oo.mean() - c.mean) if c.mean is not None else None
             out.controls.append(c)
-    if controls:
+    if arms.random_labels is not None:
+        out.random_labels = _paired(
+            RANDOM_LABELS, layer, ref, arms.random_labels, names, (wi, wo), u_aurocs
+        )
+    if arms:
         out.learned_verdict = ood_learned_verdict(
-            out.verdict, [(c.auroc, c.auroc_diff_ci[0]) for c in out.controls]
+            out.verdict, out.untrained, out.controls, out.random_labels
         )
     return out
 
@@ -248,15 +321,23 @@ def compare(
     others: list[SetActivations] | None = None,
     controls: dict[str, Sets] | None = None,
     control_descriptions: dict[str, str] | None = None,
+    untrained: list[Sets] | None = None,
+    untrained_seeds: list[int] | None = None,
+    untrained_description: str | None = None,
+    random_labels: Sets | None = None,
+    random_labels_description: str | None = None,
     n_boot: int = N_BOOT,
 ) -> tuple[DistributionInfo, dict[str, LayerDistribution]]:
     """Per layer: ID vs each OOD set (and vs each of the training data's ``others`` classes), with
     cluster-bootstrap CIs over ``sources`` (source image id per member, by set name; each member its
-    own source when absent), AUROC, ratio and verdict; with ``controls`` (untrained networks' sets
-    by name) also trained minus untrained and the learned verdict; plus output baselines."""
+    own source when absent), AUROC, ratio and verdict; plus output baselines. The arms of the
+    learned verdict, each a network's sets by name: ``controls`` (paired untrained controls by
+    name: trained minus each with paired intervals), ``untrained`` (initialisations made under
+    ``untrained_seeds``: the distribution of their AUROCs) and ``random_labels`` (paired)."""
     desc = descriptions or {}
     extra = others or []
     ctrls = controls or {}
+    arms = _Arms(ctrls, list(untrained or []), random_labels)
     boot = _boot([id_set, *ood_sets, *extra], sources or {}, seed, n_boot)
     layers: dict[str, LayerDistribution] = {}
     for layer in id_set.layer_scores:
@@ -271,12 +352,12 @@ def compare(
             # a conv that ran on the ID set but not on an OOD set (input-dependent control flow)
             # has no comparison for that set
             ood={
-                s.name: _compare_one(layer, id_set, s, boot, ctrls)
+                s.name: _compare_one(layer, id_set, s, boot, arms)
                 for s in ood_sets
                 if layer in s.layer_scores
             },
             other={
-                s.name: _compare_one(layer, id_set, s, boot, ctrls)
+                s.name: _compare_one(layer, id_set, s, boot, arms)
                 for s in extra
                 if layer in s.layer_scores
             },
@@ -297,7 +378,7 @@ def compare(
         rule=RULE,
         other=[dataset(s) for s in extra],
         controls=dict(control_descriptions or {}),
-        learned_rule=OOD_LEARNED_RULE if ctrls else None,
+        learned_rule=OOD_LEARNED_RULE if arms else None,
         n_boot=n_boot,
         control_baselines={
             c: {
@@ -307,13 +388,20 @@ def compare(
                 and len(sets[id_set.name].msp.values)
                 and len(sets[s.name].msp.values)
             }
-            for c, sets in ctrls.items()
+            for c, sets in {
+                **ctrls,
+                **({RANDOM_LABELS: random_labels} if random_labels is not None else {}),
+            }.items()
             if id_set.name in sets
         },
         resampling="95% percentile bootstrap over source images (clusters): each resample draws "
         "the source images of every set with replacement and keeps all their members; a set "
         "from one photo resamples its crops (its interval describes that photo, not the "
-        "category); the same resamples for the trained and untrained networks (paired)",
+        "category); the same resamples for the trained, untrained and random-label networks "
+        "(paired)",
+        untrained=untrained_description if arms.untrained else None,
+        untrained_seeds=list(untrained_seeds or []) if arms.untrained else [],
+        random_labels=random_labels_description if random_labels is not None else None,
     )
     return info, layers
 

@@ -164,3 +164,30 @@ def collect_sharded(
     if not ctx.is_main:
         return SetActivations(name)
     return merge_parts(name, n, [p for p in parts if isinstance(p, dict)])
+
+
+def collect_each(
+    models: list[nn.Module], data: Any, name: str, *, batch: int = BATCH
+) -> list[SetActivations]:
+    """:func:`collect_sharded` for several models of one architecture over the same ``data``:
+    this rank's batches are cut once and every model reads the same batches (an array's batches
+    are views of it; a streamed ``Dataset`` is read once per model). Rank 0 gets every model's
+    merged set; other ranks their own parts (not used)."""
+    if isinstance(data, torch.utils.data.Dataset):
+        return [collect_sharded(m, data, name, batch=batch) for m in models]
+    ctx = dist.context()
+    n = len(data)
+    idx = shard_indices(n, ctx)
+
+    def local() -> list[dict[str, Any]] | list[SetActivations]:
+        batches = list(_batches(data, idx, batch, None))
+        sets = [collect(m, batches, name) for m in models]
+        return [_payload(s, idx) for s in sets] if ctx.distributed else sets
+
+    parts = dist.checked(local, f"the untrained activations of {name!r}", to_main=True)
+    if not ctx.distributed:
+        return cast(list[SetActivations], parts[0])
+    if not ctx.is_main:
+        return [SetActivations(name) for _ in models]
+    per_rank = [cast(list[dict[str, Any]], p) for p in parts if isinstance(p, list)]
+    return [merge_parts(name, n, [r[i] for r in per_rank]) for i in range(len(models))]

@@ -214,6 +214,36 @@ def whitening_over_training(
         whitening.over_training.append(WhiteningEpoch(epoch, test))
 
 
+def random_label_network(path: str | Path, rec: RunRecord) -> tuple[Any, str]:
+    """The random-label run at ``path`` (checked like :func:`random_label_control`) as a network
+    for the OOD verdict's random-label arm: its final weights in its model, eval mode, and what it
+    is (one line)."""
+    import torch
+
+    from convlens.models import build_model
+
+    run, crec = _read_control_run(path, rec)
+    model = build_model(crec.model)
+    state = read.model_weights(run)
+    try:
+        model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in state.items()})
+    except Exception as exc:
+        raise ConvlensError(
+            f"control run {str(path)!r}: model.safetensors does not fit its model: {exc}"
+        ) from None
+    model.eval()
+    res = crec.result
+    acc = (
+        ""
+        if res is None or res.test_accuracy is None
+        else f", test accuracy {res.test_accuracy:.2f}"
+    )
+    return model, (
+        f"the same recipe trained on permuted labels ({str(path)!r}, seed {crec.config.seed}"
+        f"{acc}): what training on these images does without the task"
+    )
+
+
 def input_statistics_control(
     result: AnalysisResult,
     images: NDArray[Any],

@@ -174,7 +174,7 @@ def analyze_model_file(
                 skip_for_nonfinite(result, skipped, bad)
         else:
             try:
-                _data_stages(result, adapter, prepared, timer, bad)
+                _data_stages(result, adapter, prepared, timer, bad, opts.n_untrained)
             except Exception as exc:
                 if not _recoverable(exc):
                     raise
@@ -326,13 +326,14 @@ def _data_stages(
     prep: _Prepared,
     timer: Timer,
     bad: list[str],
+    n_untrained: int,
 ) -> None:
     """Verification (ONNX), activations, receptive fields and probe feature maps on the data."""
     if adapter.kind == "onnx":
         with timer("verify"):
             _verify_stage(result, adapter, prep.x_id, bad)
     with timer("distribution"):
-        _distribution_model_file(result, adapter, prep)
+        _distribution_model_file(result, adapter, prep, n_untrained)
     idle = [r.name for r in result.layers if r.identity.order == "definition"]
     if adapter.kind == "torch" and idle:
         result.notes.append(
@@ -353,41 +354,46 @@ def _data_stages(
 
 
 def _distribution_model_file(
-    result: AnalysisResult, adapter: ModelAdapter, prep: _Prepared
+    result: AnalysisResult, adapter: ModelAdapter, prep: _Prepared, n_untrained: int
 ) -> None:
-    """ID vs OOD (and vs the data's other classes) for a model file, with a fresh-init control
-    when a factory builds the module (:func:`convlens.analysis.measure.untrained.fresh_from_factory`)."""
+    """ID vs OOD (and vs the data's other classes) for a model file, with ``n_untrained`` untrained
+    initialisations when a factory builds the module
+    (:func:`convlens.analysis.measure.untrained.fresh_from_factory`)."""
     id_x = prep.id_stream if prep.id_stream is not None else prep.x_id
     named = [(prep.id_name, id_x)] + [(n, x) for n, x, _ in prep.sets + prep.others]
     trained = [adapter.activations(x, n) for n, x in named]
-    ctrls: dict[str, list[forward.SetActivations]] = {}
-    descriptions: dict[str, str] = {}
+    inits: list[list[forward.SetActivations]] = []
+    seeds: list[int] = []
     factory = result.source.factory
     if isinstance(adapter, TorchModel) and factory is not None and adapter.call is None:
-        from convlens.analysis.measure.untrained import fresh_from_factory
+        from convlens.analysis.measure.untrained import fresh_from_factory, fresh_seeds
 
         state = {k: v.detach().cpu().numpy() for k, v in adapter.module.state_dict().items()}
-        fresh, note = fresh_from_factory(factory, state, result.settings.seed)
+        fresh, note = fresh_from_factory(factory, state, result.settings.seed, n_untrained)
         if note:
             result.notes.append(note)
-        if fresh is not None:
-            twin = TorchModel(fresh.model, output=adapter.output)
-            ctrls[fresh.name] = [twin.activations(x, n) for n, x in named]
-            descriptions[fresh.name] = fresh.description
-    _attach_model_file(result, prep, trained, ctrls, descriptions)
+        for u in fresh:
+            twin = TorchModel(u.model, output=adapter.output)
+            inits.append([twin.activations(x, n) for n, x in named])
+        seeds = fresh_seeds(result.settings.seed, n_untrained) if fresh else []
+    _attach_model_file(result, prep, trained, inits, seeds)
 
 
 def _attach_model_file(
     result: AnalysisResult,
     prep: _Prepared,
     trained: list[forward.SetActivations],
-    controls: dict[str, list[forward.SetActivations]],
-    control_descriptions: dict[str, str],
+    inits: list[list[forward.SetActivations]],
+    seeds: list[int],
 ) -> None:
     """ID vs OOD for a model file (``trained``: ID set, OOD sets, other classes, in that order)
-    with the untrained ``controls`` there are (a fresh init from the factory; a model file's own
-    initial weights are unknown), and what each network predicts."""
+    with the untrained initialisations there are (``inits``, made under ``seeds``, from the
+    factory; a model file's own initial weights are unknown), and what the trained network and
+    the first initialisation predict."""
+    from convlens.analysis.measure.untrained import fresh_name, initialisations_text
+
     n_ood = len(prep.sets)
+    u_text = initialisations_text(seeds, "analysis seed") if seeds else None
     attach_distribution(
         result,
         trained[0],
@@ -395,17 +401,19 @@ def _attach_model_file(
         {prep.id_name: prep.id_description, **{n: d for n, _, d in prep.sets + prep.others}},
         sources=prep.sources,
         others=trained[1 + n_ood :],
-        controls={k: {s.name: s for s in v} for k, v in controls.items()},
-        control_descriptions=control_descriptions,
+        untrained=[{s.name: s for s in v} for v in inits],
+        untrained_seeds=seeds,
+        untrained_description=u_text,
     )
     if len(trained[0].msp.values):  # the model's output is used as (batch, classes) logits
+        first = {fresh_name(seeds[0]): inits[0]} if inits else {}
         result.predictions = activations.predictions(
-            {"trained": trained, **controls},
+            {"trained": trained, **first},
             prep.classes,
             sources=prep.sources,
             seed=result.settings.seed,
         )
-    if not controls:
+    if not inits:
         result.notes.append(
             "no untrained control for this model file (its initial weights are unknown and no "
             "factory builds a fresh one): the OOD figures are not compared with an untrained network"

@@ -9,9 +9,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from convlens.analysis.evidence.verdicts import OOD_ALPHA, OOD_N_UNTRAINED
 from convlens.analysis.measure import matching
 from convlens.data.fit import FitOptions
 from convlens.errors import ConvlensError
+
+MIN_UNTRAINED = round(1 / OOD_ALPHA) - 1
+"""The fewest untrained initialisations with which the empirical p ``(1 + k) / (1 + N)`` can reach
+the OOD verdict's level (``1 / (1 + N) <= OOD_ALPHA``)."""
+MAX_UNTRAINED = 1000
+
+
+def check_untrained(n: int) -> None:
+    """Refuse a number of untrained initialisations outside ``MIN_UNTRAINED..MAX_UNTRAINED``."""
+    if isinstance(n, bool) or not isinstance(n, int) or not MIN_UNTRAINED <= n <= MAX_UNTRAINED:
+        raise ConvlensError(
+            f"untrained initialisations must be an integer in {MIN_UNTRAINED}..{MAX_UNTRAINED} "
+            f"(with fewer, the empirical p (1 + k)/(1 + N) can never reach {OOD_ALPHA}), got {n!r}"
+        )
 
 
 def check_settings(n_null: int, seed: int) -> None:
@@ -27,7 +42,9 @@ class AnalyzeOptions:
 
     Every analysis reads ``n_null`` (random kernels in the null baseline), ``seed`` (of the null
     and the bootstraps) and ``detail_limit``/``detail_total`` (the per-kernel records kept,
-    :func:`convlens.analysis.orchestration.stages.match_layers`). A training run directory also
+    :func:`convlens.analysis.orchestration.stages.match_layers`) and ``n_untrained`` (untrained
+    initialisations in the OOD verdict's untrained arm, :data:`MIN_UNTRAINED` at least). A training
+    run directory also
     reads ``control_runs`` (random-label runs of the same recipe); a model file reads ``factory``
     (``package.module:function`` building the model), ``data`` (run through the model), ``ood``
     (OOD set names; ``None``: the defaults) and ``fit`` (how the data are fitted to the model's
@@ -43,6 +60,7 @@ class AnalyzeOptions:
     fit: FitOptions = field(default_factory=FitOptions)
     detail_limit: int = matching.DETAIL_LIMIT
     detail_total: int = matching.DETAIL_TOTAL
+    n_untrained: int = OOD_N_UNTRAINED
 
     def __post_init__(self) -> None:
         if self.ood is not None and not isinstance(self.ood, tuple):
@@ -68,8 +86,10 @@ class AnalyzeOptions:
         return self.fit != FitOptions()
 
     def check(self) -> None:
-        """Refuse a bad null size, seed, layout, scale, normalisation or input size (one line)."""
+        """Refuse a bad null size, seed, number of untrained initialisations, layout, scale,
+        normalisation or input size (one line)."""
         check_settings(self.n_null, self.seed)
+        check_untrained(self.n_untrained)
         self.fit.check()
 
     def check_for(self, target: str | Path) -> None:

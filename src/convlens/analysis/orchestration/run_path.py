@@ -136,11 +136,20 @@ def _collect_all(model: nn.Module, sets: list[tuple[str, Any]]) -> list[forward.
     return [collect_sharded(model, x, name) for name, x in sets]
 
 
-def _distribution_stage(result: AnalysisResult, inp: _RunInputs) -> None:
+def _distribution_stage(result: AnalysisResult, inp: _RunInputs, opts: AnalyzeOptions) -> None:
     """ID (the face class only, for faces data) vs every OOD set and vs the other classes, for the
-    trained network and the untrained controls (:mod:`convlens.analysis.measure.untrained`), and what each
-    network predicts on every set."""
-    from convlens.analysis.measure.untrained import ood_control, untrained_models
+    trained network and the three arms of the OOD verdict: the run's epoch-000 network, the
+    untrained initialisations (:mod:`convlens.analysis.measure.untrained`; one pass over the same
+    batches for all of them) and the random-label network of the first ``--control-run``; and what
+    the trained, epoch-000 and first fresh network predict on every set."""
+    from convlens.analysis.measure.untrained import (
+        fresh_seeds,
+        initialisations,
+        initialisations_text,
+        ood_control,
+        untrained_models,
+    )
+    from convlens.analysis.model.shard import collect_each
     from convlens.data.ood import id_split
     from convlens.parallel.dist import is_main
 
@@ -152,13 +161,22 @@ def _distribution_stage(result: AnalysisResult, inp: _RunInputs) -> None:
     desc.update({o.name: o.description for o in split.others})
     trained = _collect_all(inp.model, sets)
     n_ood = len(inp.oods)
-    controls, notes = untrained_models(
-        inp.rec.model.to_dict(), inp.rec.config.seed, inp.snaps.get(0)
-    )
+    seed = inp.rec.config.seed
+    spec = inp.rec.model.to_dict()
+    epoch0, notes = untrained_models(spec, seed, inp.snaps.get(0))
     result.notes.extend(notes)
-    ctrl_sets = {c.name: _collect_all(c.model, sets) for c in controls}
+    epoch0_sets = _collect_all(epoch0.model, sets)
+    inits = initialisations(spec, seed, opts.n_untrained)
+    per_set = [collect_each([u.model for u in inits], x, name) for name, x in sets]
+    init_sets = [[s[i] for s in per_set] for i in range(len(inits))]
+    rl_sets, rl_desc = None, None
+    if opts.control_runs:
+        rl_model, rl_desc = controls.random_label_network(opts.control_runs[0], inp.rec)
+        rl_sets = _collect_all(rl_model, sets)
     if not is_main():  # every rank took part in the sharded passes; rank 0 alone merges and writes
         return
+    seeds = fresh_seeds(seed, opts.n_untrained)
+    u_text = initialisations_text(seeds)
     attach_distribution(
         result,
         trained[0],
@@ -166,16 +184,35 @@ def _distribution_stage(result: AnalysisResult, inp: _RunInputs) -> None:
         desc,
         sources=sources,
         others=trained[1 + n_ood :],
-        controls={k: {s.name: s for s in v} for k, v in ctrl_sets.items()},
-        control_descriptions={c.name: c.description for c in controls},
+        controls={epoch0.name: {s.name: s for s in epoch0_sets}},
+        control_descriptions={epoch0.name: epoch0.description},
+        untrained=[{s.name: s for s in v} for v in init_sets],
+        untrained_seeds=seeds,
+        untrained_description=u_text,
+        random_labels={s.name: s for s in rl_sets} if rl_sets is not None else None,
+        random_labels_description=rl_desc,
     )
+    if len(opts.control_runs) > 1:
+        result.notes.append(
+            f"OOD verdict: the random-label arm is the first --control-run "
+            f"({str(opts.control_runs[0])!r}); the others are kernel controls only"
+        )
+    if rl_sets is None:
+        result.notes.append(
+            "no random-label control run: the OOD verdict cannot tell learning from the task "
+            "from training on these images (train one with --shuffle-labels and pass it with "
+            "--control-run)"
+        )
     result.predictions = activations.predictions(
-        {"trained": trained, **ctrl_sets},
+        {"trained": trained, epoch0.name: epoch0_sets, inits[0].name: init_sets[0]},
         list(inp.dataset.classes),
         sources=sources,
         seed=result.settings.seed,
     )
-    control = ood_control(result.layers, {c.name: c.description for c in controls})
+    descriptions = {epoch0.name: epoch0.description, "untrained initialisations": u_text}
+    if rl_desc is not None:
+        descriptions["random labels"] = rl_desc
+    control = ood_control(result.layers, descriptions, seeds)
     if control is not None:
         result.controls.append(control)
 
@@ -249,7 +286,7 @@ def analyze_run(
         )
     with timer("distribution"):
         if not skip_for_nonfinite(result, "distribution", bad):
-            _distribution_stage(result, inp)
+            _distribution_stage(result, inp, opts)
     with timer("receptive_fields"):
         if not skip_for_nonfinite(result, "receptive_fields", bad):
             _receptive_stage(result, inp)

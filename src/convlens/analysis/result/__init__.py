@@ -43,6 +43,7 @@ from convlens.analysis.result.layer import (
     SetPrediction,
     SpectralSummary,
     UnitSummary,
+    UntrainedDistribution,
     VolumeSummary,
 )
 from convlens.analysis.result.schema import (
@@ -130,6 +131,7 @@ __all__ = [
     "SpectralSummary",
     "TrainOutcome",
     "UnitSummary",
+    "UntrainedDistribution",
     "Verdicts",
     "VolumeSummary",
     "Whitening",

@@ -9,14 +9,16 @@ from typing import Any
 
 from convlens.errors import ConvlensError
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 """Version of the ``analysis.json`` layout. 1 was wave 1's untyped ``"format": "convlens-analysis/1"``;
 3 added per-unit figures, kernel controls, the three-way kernel verdict, CKA, and the untrained OOD
 controls with cluster-bootstrap intervals and predictions (issue 14); 4 typed ``run`` from the run
 directory's records (``RunConfig``, ``DatasetSpec``, ``ModelSpec``) instead of free-form objects;
 5 per-unit spectra and the content comparisons of the kernel verdict (issue 22); 6 the
 rotation-invariant whitening tests of the ``input_statistics`` control (``Control.whitening``, over
-training too) in place of the ZCA-filter similarity (issue 22, item 5)."""
+training too) in place of the ZCA-filter similarity (issue 22, item 5); 7 the OOD verdict's three
+arms: the distribution over untrained initialisations (``OodComparison.untrained``), the
+random-label network (``OodComparison.random_labels``) and the new ``verdicts.ood_learned`` levels."""
 
 SEEDS_SCHEMA_VERSION = 3
 """Version of ``seeds.json``; 3 added ``verdicts`` (the kernel verdict on all seeds at once)."""

@@ -268,10 +268,12 @@ class ChannelStats:
 class ControlComparison:
     """The same comparison on an untrained network (a control), and trained minus control.
 
-    ``control`` names it (``"epoch 000"``: the run's own initial weights; ``"fresh init (seed N)"``).
-    Differences are *trained - control* on the same images with the same resamples (paired);
-    ``auroc_diff_p`` is the one-sided bootstrap p-value of "difference > 0", floored at its
-    resolution ``1 / (n_boot + 1)``."""
+    ``control`` names it (``"epoch 000"``: the run's own initial weights; ``"random labels"``: the
+    same recipe trained on permuted labels, :attr:`OodComparison.random_labels`). Differences are
+    *trained - control* on the same images with the same resamples (paired); ``auroc_diff_p`` is the
+    one-sided bootstrap p-value of "difference > 0", floored at its resolution ``1 / (n_boot + 1)``;
+    ``untrained_p`` is this network's own AUROC placed among the untrained initialisations
+    (:attr:`UntrainedDistribution.p_value`'s rule; ``None`` without them)."""
 
     control: str
     auroc: float | None
@@ -283,6 +285,26 @@ class ControlComparison:
     mean_ci: CI
     mean_diff: float | None
     mean_diff_ci: CI
+    untrained_p: float | None = None
+
+
+@dataclass
+class UntrainedDistribution:
+    """The AUROC (ID vs one set, one layer) of ``n`` untrained initialisations of the same
+    architecture on the same images (seeds in :attr:`DistributionInfo.untrained_seeds`), and where
+    the trained AUROC lies among them.
+
+    ``interval``: the 2.5th and 97.5th percentiles of ``aurocs`` (``numpy.percentile``, linear);
+    ``n_at_or_above``: ``k``, the initialisations whose AUROC is at or above the trained one (a
+    non-finite AUROC counts as at or above); ``p_value``: the empirical p ``(1 + k) / (1 + n)`` of
+    "the trained AUROC is above the untrained ones" (its smallest value is ``1 / (1 + n)``)."""
+
+    n: int
+    aurocs: list[float | None]
+    median: float | None
+    interval: CI
+    n_at_or_above: int
+    p_value: float | None
 
 
 @dataclass
@@ -290,8 +312,10 @@ class OodComparison:
     """One OOD set vs the ID set at one layer: activation strength, CIs, AUROC and verdict.
 
     Intervals resample *source images* (a cluster bootstrap; ``resampling`` says how, and labels a
-    set made from one photo). ``controls`` holds the untrained networks' figures and
-    ``learned_verdict`` says whether the separation was learned or present before training."""
+    set made from one photo). ``controls`` holds the paired untrained control (the run's epoch-000
+    network), ``untrained`` the distribution over untrained initialisations, ``random_labels`` the
+    random-label network of the same recipe (paired), and ``learned_verdict`` the verdict on the
+    three arms (:func:`convlens.analysis.evidence.verdicts.ood_learned_verdict`)."""
 
     n: int
     mean: float | None
@@ -309,6 +333,8 @@ class OodComparison:
     resampling: str | None = None
     controls: list[ControlComparison] = field(default_factory=list)
     learned_verdict: str | None = None
+    untrained: UntrainedDistribution | None = None
+    random_labels: ControlComparison | None = None
 
 
 @dataclass
@@ -356,7 +382,12 @@ class DataSet:
 
 @dataclass
 class DistributionInfo:
-    """What the activation comparison ran on, its output baselines and its verdict rule."""
+    """What the activation comparison ran on, its output baselines and its verdict rule.
+
+    ``controls``: the paired untrained controls by name (the run's epoch-000 network) and what they
+    are; ``untrained``: what the untrained initialisations are, ``untrained_seeds`` their
+    ``torch.manual_seed`` values (``n = len(untrained_seeds)``); ``random_labels``: the random-label
+    network compared with (``None``: no random-label arm)."""
 
     id: DataSet
     ood: list[DataSet]
@@ -368,6 +399,9 @@ class DistributionInfo:
     n_boot: int | None = None
     resampling: str | None = None
     control_baselines: dict[str, dict[str, OutputBaseline]] = field(default_factory=dict)
+    untrained: str | None = None
+    untrained_seeds: list[int] = field(default_factory=list)
+    random_labels: str | None = None
 
 
 @dataclass

@@ -272,7 +272,8 @@ class Control:
     ``"other"``; ``command``: how to reproduce it; ``source``: the control run it came from;
     ``layers``: per-layer figures; ``null``: what the figures are compared with; ``units``: the
     control's first-layer kernels counted per unit exactly like the claim's (kernel controls);
-    ``whitening``: the rotation-invariant whitening tests (``input_statistics`` only)."""
+    ``whitening``: the rotation-invariant whitening tests (``input_statistics`` only); ``seeds``:
+    the ``torch.manual_seed`` of each untrained initialisation (the ``untrained`` control)."""
 
     name: str
     description: str
@@ -285,6 +286,7 @@ class Control:
     notes: list[str] = field(default_factory=list)
     units: UnitSummary | None = None
     whitening: Whitening | None = None
+    seeds: list[int] = field(default_factory=list)
 
 
 @dataclass
