@@ -221,6 +221,7 @@ def test_analyze_weights_resnet_shaped_smoke():
     assert out[0].matching.channel_summed and len(out[0].matching.channel_summed) == 64
 
 
+@pytest.mark.slow
 def test_cli_analyze(tmp_path, tiny_run_copy):
     from click.testing import CliRunner
 

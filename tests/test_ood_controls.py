@@ -264,6 +264,7 @@ def test_prediction_names_outputs_when_they_are_not_the_datasets_classes():
     assert p.sets[0].top_class == "output 2" and p.sets[0].class_fractions["output 2"] == 1.0
 
 
+@pytest.mark.slow
 def test_factory_model_gets_a_fresh_init_control(tmp_path):
     from safetensors.torch import save_file
 

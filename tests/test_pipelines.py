@@ -49,6 +49,7 @@ def test_train_run_new_then_resume_extends(tmp_path):
         train_run(None, tmp_path / "other")
 
 
+@pytest.mark.slow
 def test_analyze_target_writes_a_typed_result(tiny_run_copy, tmp_path):
     result, dest = analyze_target(tiny_run_copy, n_null=200)
     assert dest == tiny_run_copy / "analysis.json"

@@ -67,6 +67,7 @@ def test_planted_specs_are_checked():
             planted.parse_spec(bad)
 
 
+@pytest.mark.slow
 def test_null_layers_are_calibrated_against_the_headline_null():
     # no training: random kernels as PyTorch draws them, and stationary blurred noise
     for label, blur in val.NULL_LAYERS.items():
