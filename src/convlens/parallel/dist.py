@@ -17,6 +17,7 @@ fires) and rank 0 says which collective lost a peer.
 
 from __future__ import annotations
 
+import atexit
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -86,6 +87,9 @@ def init(device: str = "cpu") -> Context:
             f"{os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')} within {seconds} s "
             f"({type(exc).__name__}: {_first_line(exc)})"
         ) from None
+    # leave the group when the interpreter exits (before the C++ teardown): a group still alive
+    # then can abort the process ("terminate called without an active exception") after its work
+    atexit.register(shutdown)
     if backend == "nccl":
         import torch
 
