@@ -266,7 +266,23 @@ cli.add_command(validate_cmd)
 
 
 def main() -> None:
-    cli(prog_name="convlens")
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1:
+        cli(prog_name="convlens")
+        return
+    # A torchrun rank: once the command is done and its files written, leave without the C++
+    # teardown, which can abort a finished rank ("terminate called without an active exception").
+    code = 0
+    try:
+        cli(prog_name="convlens")
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    import sys
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":  # pragma: no cover
