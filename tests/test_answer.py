@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from convlens.analysis.evidence.answer import answer, answer_lines, readme_block
-from convlens.demo import README_END, README_START, readme_block_of
+from convlens.demo import README_END, README_START, demo_results, readme_block_of
 from convlens.errors import ConvlensError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,12 +54,6 @@ def test_readme_answer_equals_a_fresh_demo(tmp_path):
         "README.md's answer block differs from a fresh demo: run `convlens demo --readme README.md`"
     )
     html = (out / "report.html").read_text(encoding="utf-8")
-    for line in answer(*_results(out)).lines:
+    for line in answer(*demo_results(out)).lines:
         assert line.question in html
     assert "seeds 10, 11, 12 (seeds.json)" in readme
-
-
-def _results(out: Path):
-    from convlens.analysis.result import AnalysisResult, SeedsSummary
-
-    return AnalysisResult.read(out / "analysis.json"), SeedsSummary.read(out / "seeds.json")

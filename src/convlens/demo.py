@@ -205,26 +205,28 @@ README_START = (
 README_END = "<!-- answer:end -->"
 
 
-def demo_answer(out_dir: str | Path) -> list[str]:
-    """The one answer (:mod:`convlens.analysis.evidence.answer`) of a finished demo, as text."""
-    from convlens.analysis.evidence.answer import answer_lines
+def demo_results(out_dir: str | Path) -> tuple[Any, Any]:
+    """A finished demo's typed results: ``(analysis of the first seed, seeds summary or None)``."""
     from convlens.analysis.result import AnalysisResult, SeedsSummary
     from convlens.runs.layout import RunLayout
 
     run = RunLayout(Path(out_dir))
     seeds = SeedsSummary.read(run.seeds_json) if run.seeds_json.is_file() else None
-    return answer_lines(AnalysisResult.read(run.analysis), seeds)
+    return AnalysisResult.read(run.analysis), seeds
+
+
+def demo_answer(out_dir: str | Path) -> list[str]:
+    """The one answer (:mod:`convlens.analysis.evidence.answer`) of a finished demo, as text."""
+    from convlens.analysis.evidence.answer import answer_lines
+
+    return answer_lines(*demo_results(out_dir))
 
 
 def readme_answer(out_dir: str | Path) -> str:
     """The README's answer block, generated from a demo's ``analysis.json`` and ``seeds.json``."""
     from convlens.analysis.evidence.answer import readme_block
-    from convlens.analysis.result import AnalysisResult, SeedsSummary
-    from convlens.runs.layout import RunLayout
 
-    run = RunLayout(Path(out_dir))
-    seeds = SeedsSummary.read(run.seeds_json) if run.seeds_json.is_file() else None
-    return readme_block(AnalysisResult.read(run.analysis), seeds)
+    return readme_block(*demo_results(out_dir))
 
 
 def readme_block_of(text: str, where: str = "README") -> str:
