@@ -19,7 +19,7 @@ from convlens.train.recipes import DEMO_RECIPE
 def test_demo_options_defaults_frozen_and_one_way_to_give_them(tmp_path):
     o = DemoOptions()
     assert (o.data, o.epochs, o.seed, o.n_seeds, o.n_null, o.force) == (
-        None, None, 10, 3, 2000, False,
+        None, None, 10, 5, 2000, False,
     )  # fmt: skip
     with pytest.raises(dataclasses.FrozenInstanceError):
         o.seed = 1  # type: ignore[misc]

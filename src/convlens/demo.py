@@ -28,7 +28,7 @@ class DemoOptions:
     data: str | None = None
     epochs: int | None = None
     seed: int = 10
-    n_seeds: int = 3
+    n_seeds: int = 5
     n_null: int = 2000
     force: bool = False
 
@@ -78,7 +78,7 @@ def run_demo(
     log: Callable[[str], None] = lambda _line: None,
     **kw: Any,
 ) -> Path:
-    """Train ``n_seeds`` runs of the demo recipe (seeds ``seed, seed+1, ...``; default 10-12,
+    """Train ``n_seeds`` runs of the demo recipe (seeds ``seed, seed+1, ...``; default 10-14,
     disjoint from the recipe sweep's seeds 0-2), each with a random-label control run
     (``seeds/random-labels-seed-N``, same recipe, permuted labels), analyse each against its
     control, write the across-seeds summary and the report of the first run; return its path.

@@ -174,10 +174,13 @@ demo_options = _options(
     click.option(
         "--seeds",
         "n_seeds",
-        default=3,
+        default=5,
         show_default=True,
         type=click.IntRange(min=1, max=1000),
-        help="Training runs (seed, seed+1, ...) for the across-seeds table.",
+        help=(
+            "Training runs (seed, seed+1, ...), each with its random-label control; the "
+            "task-vs-image-statistics verdict compares whole networks and needs >= 4."
+        ),
     ),
     click.option("--null-size", default=2000, show_default=True, type=NULL_SIZE),
     click.option(

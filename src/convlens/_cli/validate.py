@@ -31,7 +31,7 @@ def splice(path: Path, tables: str) -> str:
 @click.option("--repetitions", default=10, show_default=True, type=click.IntRange(1, 1000))
 @click.option(
     "--seeds",
-    default=3,
+    default=5,
     show_default=True,
     type=click.IntRange(1, 100),
     help="Seeds per repetition (as convlens demo).",

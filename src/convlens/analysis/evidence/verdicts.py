@@ -208,12 +208,16 @@ LEARN_STATISTIC = (
     "score against the classical bank; the same code for trained and control kernels"
 )
 LEARN_RULE = (
-    "A differs from B: stratified permutation test (seeds as strata, "
-    f"{kernelsets.N_PERM} permutations) of the energy distance between the two sets' spectrum "
-    f"descriptors, rejected by Holm's rule over the verdict's comparisons at family-wise {LEARN_ALPHA}. "
+    "A differs from B: permutation test of the energy distance between the two sets' spectrum "
+    "descriptors. Trained vs random labels exchanges whole networks (units of one network share "
+    "its training; exact over all assignments, so it needs >= "
+    f"{kernelsets.MIN_NETWORKS} seeds per arm to reach p < {LEARN_ALPHA}); against init, whose "
+    f"units are drawn independently, units are exchanged within each seed ({kernelsets.N_PERM} "
+    f"permutations). Rejected by Holm's rule over the verdict's comparisons at family-wise {LEARN_ALPHA}. "
     "A same as B: no difference found, and the 90% hierarchical-bootstrap intervals (seeds, then "
     "units) of the difference of mean unit score and of mean orientation selectivity lie within "
-    f"+/-{kernelsets.SCORE_MARGIN} and +/-{kernelsets.SELECTIVITY_MARGIN} (TOST, 5% per side). "
+    f"+/-{kernelsets.SCORE_MARGIN} and +/-{kernelsets.SELECTIVITY_MARGIN} (TOST, 5% per side; "
+    f"trained vs random labels with >= {kernelsets.MIN_NETWORKS} seeds). "
     "learned from the task: trained differs from random-label and from init; learned from image "
     "statistics: trained same as random-label, and random-label differs from init; not "
     "distinguishable from init: trained does not differ from init; otherwise inconclusive (a "
@@ -257,20 +261,30 @@ def _selectivity(u: UnitSummary) -> list[float]:
 
 
 def content_comparison(
-    pair: str, a: list[UnitSummary], b: list[UnitSummary], seed: int = 0
+    pair: str,
+    a: list[UnitSummary],
+    b: list[UnitSummary],
+    seed: int = 0,
+    networks: bool = False,
 ) -> ContentComparison:
     """Two sets of units (one :class:`UnitSummary` per seed, paired by position) compared by what
-    they contain; ``differs`` is left to the family-wise rule of :func:`three_way_verdict`."""
+    they contain; ``differs`` is left to the family-wise rule of :func:`three_way_verdict`. With
+    ``networks`` the permutation null exchanges whole networks (:func:`kernelsets.network_test`),
+    else units within each seed (:func:`kernelsets.set_test`)."""
     from convlens.analysis.evidence.stats import format_p
 
-    test = "energy distance of spectrum descriptors, permutations within seeds"
+    test = (
+        "energy distance of spectrum descriptors, whole networks exchanged"
+        if networks
+        else "energy distance of spectrum descriptors, units exchanged within seeds"
+    )
     da = [_spectra(u) for u in a]
     db = [_spectra(u) for u in b]
     n_a = sum(len(d) for d in da if d is not None)
     n_b = sum(len(d) for d in db if d is not None)
     if any(d is None or len(d) < 2 for d in da + db):
         return ContentComparison(pair, test, None, None, "n/a", n_a, n_b, len(a), None)
-    r = kernelsets.set_test(da, db, seed=seed)  # type: ignore[arg-type]
+    r = (kernelsets.network_test if networks else kernelsets.set_test)(da, db, seed=seed)  # type: ignore[arg-type]
     s = kernelsets.hierarchical_diff([_live_scores(u) for u in a], [_live_scores(u) for u in b])
     o = kernelsets.hierarchical_diff([_selectivity(u) for u in a], [_selectivity(u) for u in b])
     return ContentComparison(
@@ -343,7 +357,10 @@ def three_way_verdict(
             ("trained vs random_labels", t_sets, r_sets),
             ("random_labels vs init", r_sets, i_sets),
         ]
-    out.content = [content_comparison(name, a, b) for name, a, b in pairs]
+    out.content = [
+        content_comparison(name, a, b, networks=name == "trained vs random_labels")
+        for name, a, b in pairs
+    ]
     if any(c.p_value is None for c in out.content):
         out.verdict = "inconclusive"
         out.rule += "; not decided: a set lacks per-unit spectra (fewer than 2 live units, or too many units to keep)"
@@ -357,6 +374,15 @@ def three_way_verdict(
             and _inside(c.selectivity_ci90, kernelsets.SELECTIVITY_MARGIN)
         )
     by = {c.pair: c for c in out.content}
+    few = r_sets is not None and len(t_sets) < kernelsets.MIN_NETWORKS
+    if few:  # too few networks to decide trained vs random labels either way
+        by["trained vs random_labels"].differs = False
+        by["trained vs random_labels"].equivalent = False
+        out.rule += (
+            f"; trained vs random labels not decided: {len(t_sets)} network(s) per arm "
+            f"(a network-level test needs >= {kernelsets.MIN_NETWORKS}: its smallest p with "
+            f"{len(t_sets)} is {kernelsets.smallest_network_p(len(t_sets), len(r_sets or [])):.2g})"
+        )
     if not by["trained vs init"].differs:
         out.verdict = "not distinguishable from init"
     elif r_sets is None:

@@ -254,7 +254,7 @@ def null_layer(label: str, blur: float, repetitions: int, n_null: int = 2000) ->
 def validate(
     cases: list[str] | None = None,
     repetitions: int = 10,
-    seeds: int = 3,
+    seeds: int = 5,
     epochs: int | None = None,
     null_repetitions: int = 200,
     log: Callable[[str], None] = lambda _line: None,
