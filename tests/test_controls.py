@@ -314,6 +314,41 @@ def stripe_runs(tmp_path_factory):
     return root, real, ctrl
 
 
+def test_reference_run_is_shown_beside_the_recipe(stripe_runs, tmp_path):
+    # the demo shows a run not selected on the kernel metric (no weight decay) beside its recipe
+    from dataclasses import replace
+
+    from click.testing import CliRunner
+
+    from convlens.analysis import analyze_run
+    from convlens.analysis.evidence.answer import _disclosure
+    from convlens.cli import cli
+    from convlens.pipelines import train_run
+    from convlens.runs import read
+    from convlens.runs.layout import RunLayout
+
+    root, _, _ = stripe_runs
+    cfg = read.run_record(RunLayout(root / "real")).config
+    ref_cfg = replace(cfg, weight_decay=0.5, snapshots=False, probes=False, ood=[])
+    train_run(ref_cfg, tmp_path / "ref", progress=False)
+    a = analyze_run(root / "real", n_null=200, reference_runs=[tmp_path / "ref"])
+    ref = next(c for c in a.controls if c.kind == "recipe_reference")
+    assert ref.units is not None and ref.units.n_live > 0
+    assert ref.notes == [f"weight_decay 0.5 vs {cfg.weight_decay!r}"]
+    assert ref.figures["test_accuracy"] is not None and "--weight-decay 0.5" in (ref.command or "")
+    a.notes.append("recipe chosen by a sweep (test)")
+    text = _disclosure(a)
+    assert text is not None and "reference run not selected on the metric" in text
+    assert f"/{ref.units.n_live} first-layer units above the spectrum-matched null" in text
+    # a random-label run, or the analysed run's own recipe, is not a reference: one line, exit 2
+    runner = CliRunner()
+    for bad, why in ((root / "ctrl", "is a random-label run"), (root / "real", "has the analysed")):
+        r = runner.invoke(
+            cli, ["analyze", str(root / "real"), "--null-size", "100", "--reference-run", str(bad)]
+        )
+        assert r.exit_code == 2 and why in r.output, r.output
+
+
 def test_random_label_run_learns_nothing_about_the_classes(stripe_runs):
     root, real, ctrl = stripe_runs
     assert real.result.test_accuracy >= 0.9  # the orientation task is easy ...
@@ -339,7 +374,11 @@ def test_control_run_attached_and_verdict_names_controls(stripe_runs):
     assert stats.figures["d"] == 9 and stats.figures["m"] == 2  # small-cnn: 3x3, m = ceil(9/5)
     assert "random_labels.energy_median" in stats.figures
     v = a.verdicts.kernel_learning
-    assert v is not None and set(v.controls) == {"random_labels", "init"} and v.rule.startswith(LEARN_RULE)
+    assert (
+        v is not None
+        and set(v.controls) == {"random_labels", "init"}
+        and v.rule.startswith(LEARN_RULE)
+    )
     assert v.verdict in {
         "learned from the task",
         "learned from image statistics",

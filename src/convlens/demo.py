@@ -141,8 +141,19 @@ def run_demo(
             control = run.random_labels_run(s)
             log(f"      random-label control, seed {s} ...")
             train_run(_control_config(cfg), control, force=True, progress=progress)
+            references: tuple[Path, ...] = ()
+            if i == 0 and cfg.weight_decay:
+                references = (run.reference_run(s),)
+                log(f"      reference run without weight decay, seed {s} ...")
+                train_run(_reference_config(cfg), references[0], force=True, progress=progress)
             analysis = analyze_run(
-                run_dir, AnalyzeOptions(n_null=opts.n_null, seed=0, control_runs=(control,))
+                run_dir,
+                AnalyzeOptions(
+                    n_null=opts.n_null,
+                    seed=0,
+                    control_runs=(control,),
+                    reference_runs=references,
+                ),
             )
             analysis.notes.append(selection_note(recipe, s))
             write_result(analysis, RunLayout(run_dir).analysis)
@@ -164,6 +175,14 @@ def _control_config(cfg: TrainConfig) -> TrainConfig:
     from dataclasses import replace
 
     return replace(cfg, shuffle_labels=True, snapshots=False, probes=False)
+
+
+def _reference_config(cfg: TrainConfig) -> TrainConfig:
+    """The demo's reference run: the same config without weight decay (the recipe was selected on
+    the kernel metric; this one was not), true labels, no snapshots."""
+    from dataclasses import replace
+
+    return replace(cfg, weight_decay=0.0, snapshots=False, probes=False)
 
 
 def selection_note(recipe: dict[str, Any], seed: int) -> str:

@@ -108,6 +108,14 @@ analyze_options = _options(
         "arm; run directories only).",
     ),
     click.option(
+        "--reference-run",
+        "reference_runs",
+        multiple=True,
+        help="A run of the same model and data with the true labels and another recipe (e.g. no "
+        "weight decay) whose first-layer figures are shown beside the analysed run's (repeatable; "
+        "run directories only).",
+    ),
+    click.option(
         "--untrained",
         "n_untrained",
         default=20,
@@ -133,6 +141,7 @@ def to_analyze_options(
     input_size: str | None,
     output: str | None,
     n_untrained: int = 20,
+    reference_runs: tuple[str, ...] = (),
 ) -> AnalyzeOptions:
     """The analysis options of ``convlens analyze``'s parsed options, checked (one line for a bad
     value, before the target is read)."""
@@ -147,6 +156,7 @@ def to_analyze_options(
         data=data,
         ood=tuple(o.strip() for o in ood.split(",") if o.strip()) if ood else None,
         control_runs=control_runs,
+        reference_runs=reference_runs,
         fit=FitOptions(layout, normalize, scale, size, output),
         n_untrained=n_untrained,
     )

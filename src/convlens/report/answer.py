@@ -86,6 +86,18 @@ GLOSSARY: dict[str, tuple[str, str]] = {
 }
 
 
+def _reference_config(source: str) -> Any:
+    """The recorded config of a reference run, or ``None`` when it cannot be read here."""
+    from convlens.errors import ConvlensError
+    from convlens.runs import read
+    from convlens.runs.layout import RunLayout
+
+    try:
+        return read.run_record(RunLayout(source)).config
+    except (ConvlensError, OSError):
+        return None
+
+
 def glossary() -> list[dict[str, str]]:
     """The glossary as rows for the template (anchor id, term, definition)."""
     return [{"id": f"g-{k}", "term": t, "text": d} for k, (t, d) in GLOSSARY.items()]
@@ -236,6 +248,18 @@ def run_commands(a: AnalysisResult, root: Path, n_seeds: int | None) -> list[dic
             }
         )
         analyze += ["--control-run", str(control)]
+    ref = next((c for c in a.controls if c.kind == "recipe_reference" and c.source), None)
+    if ref is not None and ref.source is not None:
+        refdir = rerun_dir(root, "rerun-reference")
+        rcfg = _reference_config(ref.source)
+        if rcfg is not None:
+            cmds.append(
+                {
+                    "what": "train its reference run (" + "; ".join(ref.notes) + ")",
+                    "cmd": replace(rcfg, seed=cfg.seed).command(refdir, world_size=ws),
+                }
+            )
+            analyze += ["--reference-run", str(refdir)]
     cmds += [
         {"what": "analyse it with the same null size and seed", "cmd": shlex.join(analyze)},
         {"what": "render its report", "cmd": shlex.join(["convlens", "report", str(new)])},

@@ -10,7 +10,7 @@ RUN/
   model.safetensors                 final weights (its absence: a partial run)
   checkpoint/state.pt               resumable state
   analysis.json, report.html        written by `convlens analyze` / `convlens report`
-  seeds.json, seeds/seed-N/, seeds/random-labels-seed-N/, demo.json   the demo's
+  seeds.json, seeds/seed-N/, seeds/random-labels-seed-N/, seeds/no-weight-decay-seed-N/, demo.json   the demo's
   .lock                             held by the process writing the run
 ```
 
@@ -58,8 +58,9 @@ OWN_FOLDERS = {
     CHECKPOINT_DIR: re.compile(r"^state\.pt$"),
     FIGURES_DIR: re.compile(r"^[A-Za-z0-9_.-]+\.png$"),
 }
-SEED_RUN = re.compile(r"^(random-labels-)?seed-\d+$")
-"""The demo's other runs under ``seeds/``: ``seed-N`` and their controls ``random-labels-seed-N``."""
+SEED_RUN = re.compile(r"^(random-labels-|no-weight-decay-)?seed-\d+$")
+"""The demo's other runs under ``seeds/``: ``seed-N``, their controls ``random-labels-seed-N`` and the
+reference ``no-weight-decay-seed-N``."""
 
 
 def epoch_name(epoch: int) -> str:
@@ -155,6 +156,10 @@ class RunLayout:
     def random_labels_run(self, seed: int) -> Path:
         """The demo's random-label control of a seed: ``seeds/random-labels-seed-N``."""
         return self.seeds_dir / f"random-labels-seed-{seed}"
+
+    def reference_run(self, seed: int) -> Path:
+        """The demo's reference run of a seed without weight decay: ``seeds/no-weight-decay-seed-N``."""
+        return self.seeds_dir / f"no-weight-decay-seed-{seed}"
 
     def snapshot_files(self) -> dict[int, Path]:
         """The weight snapshots on disk by epoch, ascending (not necessarily contiguous)."""

@@ -215,7 +215,26 @@ def _whitening(f: dict[str, float | None]) -> str:
 
 def _disclosure(a: AnalysisResult) -> str | None:
     notes = [n for n in a.notes if n.startswith("recipe chosen by a sweep")]
-    return notes[0] if notes else None
+    if not notes:
+        return None
+    ref = next((c for c in a.controls if c.kind == "recipe_reference" and c.units), None)
+    if ref is None or ref.units is None:
+        return notes[0]
+    u, f = ref.units, ref.figures
+    acc = f.get("test_accuracy")
+    main = a.first_layer.matching.units if a.first_layer and a.first_layer.matching else None
+    mine = (
+        f" (this run: {main.above_spectrum_null95}/{main.n_live} and {main.above_null95}/{main.n_live})"
+        if main is not None
+        else ""
+    )
+    return (
+        f"{notes[0]}. Beside it, a reference run not selected on the metric "
+        f"({'; '.join(ref.notes)}): test accuracy "
+        f"{'n/a' if acc is None else f'{acc:.3f}'}, {u.above_spectrum_null95}/{u.n_live} first-layer "
+        f"units above the spectrum-matched null and {u.above_null95}/{u.n_live} above the random "
+        f"null{mine}"
+    )
 
 
 def answer_lines(a: AnalysisResult, seeds: SeedsSummary | None = None) -> list[str]:

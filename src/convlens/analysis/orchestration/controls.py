@@ -102,14 +102,31 @@ def init_control(result: AnalysisResult, init_w: NDArray[Any], rebuilt: bool) ->
     )
 
 
-def _read_control_run(path: str | Path, rec: RunRecord) -> tuple[RunLayout, RunRecord]:
-    """The control run at ``path`` checked (a random-label run of the same model and data, with
+RECIPE_KEYS = ("epochs", "batch_size", "lr", "weight_decay", "optimizer")
+
+
+def _read_control_run(
+    path: str | Path, rec: RunRecord, reference: bool = False
+) -> tuple[RunLayout, RunRecord]:
+    """The control run at ``path`` checked (a random-label run of the same model and data, or with
+    ``reference`` a run of the same model and data with the true labels and another recipe, with
     its final weights) before anything is read from it: ``(its layout, its run.json record)``."""
     from convlens.data.loaders import absolute_data_spec
 
     run = RunLayout(path)
     crec = read.run_record(run)
-    if not crec.config.shuffle_labels:
+    if reference:
+        if crec.config.shuffle_labels:
+            raise ConvlensError(
+                f"{str(path)!r} is a random-label run; a reference run is trained on the true "
+                "labels with another recipe (give a random-label run with --control-run)"
+            )
+        if all(getattr(crec.config, k) == getattr(rec.config, k) for k in RECIPE_KEYS):
+            raise ConvlensError(
+                f"{str(path)!r} has the analysed run's recipe; a reference run differs in at "
+                f"least one of {', '.join(RECIPE_KEYS)}"
+            )
+    elif not crec.config.shuffle_labels:
         raise ConvlensError(
             f"{str(path)!r} is not a random-label run (its config does not have shuffle_labels); "
             "train it with shuffled labels"
@@ -138,11 +155,7 @@ def random_label_control(
     """The random-label run at ``path`` as a control: its first layer matched like the claim's."""
     run, crec = _read_control_run(path, rec)
     ccfg, cfg = crec.config, rec.config
-    differ = [
-        f"{k} {getattr(ccfg, k)!r} vs {getattr(cfg, k)!r}"
-        for k in ("epochs", "batch_size", "lr", "weight_decay", "optimizer")
-        if getattr(ccfg, k) != getattr(cfg, k)
-    ]
+    differ = _recipe_differences(ccfg, cfg)
     if differ:
         result.notes.append(
             f"control run {str(path)!r} was trained with another recipe than the analysed run "
@@ -322,6 +335,46 @@ def input_statistics_control(
     )
 
 
+def _recipe_differences(theirs: Any, mine: Any) -> list[str]:
+    return [
+        f"{k} {getattr(theirs, k)!r} vs {getattr(mine, k)!r}"
+        for k in RECIPE_KEYS
+        if getattr(theirs, k) != getattr(mine, k)
+    ]
+
+
+def reference_control(result: AnalysisResult, path: str | Path, rec: RunRecord) -> Control:
+    """A reference run at ``path`` (same model and data, true labels, another recipe: e.g. the
+    demo's run without weight decay) as a control: its first layer matched and counted per unit
+    like the claim's, beside its test accuracy, so a recipe chosen on the kernel metric is shown
+    next to one that was not."""
+    run, crec = _read_control_run(path, rec, reference=True)
+    first = result.first_layer
+    assert first is not None
+    key = first.identity.weight_key
+    state = read.read_tensors(run.model)
+    if key not in state:
+        raise ConvlensError(f"reference run {str(path)!r} has no weight {key!r}")
+    m = first_layer_units(result, np.asarray(state[key]))
+    figures = _unit_figures(m.units) if m.units else {}
+    res = crec.result
+    figures["test_accuracy"] = None if res is None else res.test_accuracy
+    differ = _recipe_differences(crec.config, rec.config)
+    return Control(
+        name="reference recipe (" + "; ".join(differ) + ")",
+        description="the same model and data with the true labels, trained with another recipe "
+        "(not selected on the kernel metric); its first-layer kernels matched and counted per "
+        "unit like the trained kernels",
+        figures=figures,
+        kind="recipe_reference",
+        command=crec.config.command(path, world_size=crec.world_size),
+        source=str(path),
+        null=m.null.source if m.null else None,
+        notes=differ,
+        units=m.units,
+    )
+
+
 def _f2(v: float | None) -> str:
     return "n/a" if v is None else f"{v:+.2f}"
 
@@ -334,6 +387,7 @@ def attach_kernel_controls(
     images: NDArray[Any],
     control_runs: list[str | Path] | None = None,
     snapshots: dict[int, dict[str, NDArray[Any]]] | None = None,
+    reference_runs: list[str | Path] | None = None,
 ) -> None:
     """The stage: ``init``, ``random_labels`` (one per run in ``control_runs``) and
     ``input_statistics`` controls of the first layer, appended to ``result.controls``; the
@@ -343,6 +397,8 @@ def attach_kernel_controls(
     if first is None or m is None or m.skipped or m.units is None:
         for path in control_runs or []:
             _read_control_run(path, rec)  # a wrong --control-run is still an error
+        for path in reference_runs or []:
+            _read_control_run(path, rec, reference=True)
         if control_runs:
             why = "no first layer" if first is None else f"first layer {first.name!r} has "
             if first is not None:
@@ -369,6 +425,8 @@ def attach_kernel_controls(
         c, cw = random_label_control(result, path, rec)
         result.controls.append(c)
         sets.setdefault("random_labels", (cw, c.units))
+    for path in reference_runs or []:
+        result.controls.append(reference_control(result, path, rec))
     if not control_runs:
         result.notes.append(
             "no random-label control run: the kernel verdict is limited to trained vs init "

@@ -45,7 +45,8 @@ class AnalyzeOptions:
     :func:`convlens.analysis.orchestration.stages.match_layers`) and ``n_untrained`` (untrained
     initialisations in the OOD verdict's untrained arm, :data:`MIN_UNTRAINED` at least). A training
     run directory also
-    reads ``control_runs`` (random-label runs of the same recipe); a model file reads ``factory``
+    reads ``control_runs`` (random-label runs of the same recipe) and ``reference_runs`` (runs of
+    the same model and data with another recipe); a model file reads ``factory``
     (``package.module:function`` building the model), ``data`` (run through the model), ``ood``
     (OOD set names; ``None``: the defaults) and ``fit`` (how the data are fitted to the model's
     input, :class:`convlens.data.fit.FitOptions`). :meth:`check_for` refuses an option the target
@@ -57,6 +58,7 @@ class AnalyzeOptions:
     data: str | None = None
     ood: tuple[str, ...] | None = None
     control_runs: tuple[str | Path, ...] = ()
+    reference_runs: tuple[str | Path, ...] = ()
     fit: FitOptions = field(default_factory=FitOptions)
     detail_limit: int = matching.DETAIL_LIMIT
     detail_total: int = matching.DETAIL_TOTAL
@@ -65,8 +67,9 @@ class AnalyzeOptions:
     def __post_init__(self) -> None:
         if self.ood is not None and not isinstance(self.ood, tuple):
             object.__setattr__(self, "ood", tuple(self.ood))
-        if not isinstance(self.control_runs, tuple):
-            object.__setattr__(self, "control_runs", tuple(self.control_runs or ()))
+        for name in ("control_runs", "reference_runs"):
+            if not isinstance(getattr(self, name), tuple):
+                object.__setattr__(self, name, tuple(getattr(self, name) or ()))
         if self.fit is None:
             object.__setattr__(self, "fit", FitOptions())
 
@@ -109,10 +112,10 @@ class AnalyzeOptions:
                     f"ones recorded in its run.json ({', '.join(given)}: for model files only)"
                 )
             return
-        if self.control_runs:
+        if self.control_runs or self.reference_runs:
             raise ConvlensError(
-                f"{str(target)!r} is a model file: a random-label control run is compared with a "
-                "training run directory of the same recipe"
+                f"{str(target)!r} is a model file: a control or reference run is compared with a "
+                "training run directory of the same model and data"
             )
         runnable = self.factory is not None or path.suffix.lower() == ".onnx"
         if not runnable and (self.data is not None or self.ood):

@@ -276,6 +276,7 @@ def analyze_run(
                 inp.dataset.split("train")[0],
                 list(opts.control_runs) or None,
                 inp.snaps,
+                list(opts.reference_runs) or None,
             )
     with timer("evolution"):
         _evolution_stage(result, inp)

@@ -74,6 +74,8 @@ class CaseResult:
     teacher: str | None = None
     named: list[str | None] = field(default_factory=list)
     named_right: Rate | None = None
+    p_task: list[float | None] = field(default_factory=list)
+    """Per repetition, the p-value of trained vs random labels (whole networks exchanged)."""
 
 
 @dataclass
@@ -173,6 +175,7 @@ def validate_case(
     info = planted.CASES[case]
     verdicts: list[str] = []
     named: list[str | None] = []
+    p_task: list[float | None] = []
     acc: list[float] = []
     acc_rl: list[float] = []
     for rep in range(repetitions):
@@ -188,11 +191,14 @@ def validate_case(
             acc_rl += [ar] if ar is not None else []
         v = three_way_verdict(t_units, r_units, i_units, "conv1", 5)
         verdicts.append(v.verdict)
+        p_task.append(
+            next((c.p_value for c in v.content if c.pair == "trained vs random_labels"), None)
+        )
         if info.teacher is not None:
             named.append(
                 name_learned([u.spectra for u in t_units], [u.spectra for u in r_units], 5)
             )
-        log(f"{case} repetition {rep + 1}/{repetitions}: {v.verdict}")
+        log(f"{case} repetition {rep + 1}/{repetitions}: {v.verdict} (p task {p_task[-1]})")
     counts = {k: verdicts.count(k) for k in sorted(set(verdicts))}
     out = CaseResult(
         case=case,
@@ -211,6 +217,7 @@ def validate_case(
         random_label_accuracy=float(np.mean(acc_rl)) if acc_rl else None,
         teacher=info.teacher,
         named=named,
+        p_task=p_task,
     )
     if info.teacher is not None:
         out.named_right = rate(sum(spectra_agree(n, info.teacher) for n in named), len(named))
