@@ -1,7 +1,7 @@
 """The OOD verdict's three arms (Evidence v2, item 6): the untrained initialisations as a
 distribution, the run's epoch-000 network, and the random-label network; every verdict level on
 synthetic AUROCs, on planted activation scores, and on planted images with trained networks
-(``bench.ood_arms``: power and false-positive rates over many draws are in docs/findings.md)."""
+(``convlens validate``: power and false-positive rates over many draws are in docs/validation.md)."""
 
 from __future__ import annotations
 
@@ -216,7 +216,7 @@ def test_run_analysis_with_a_random_label_run_has_all_three_arms(tiny_run, tmp_p
 # ----------------------------------------------------------------------------- planted images
 @pytest.fixture(scope="module")
 def work(tmp_path_factory):
-    """A folder for the planted runs; one torch thread meanwhile, as ``python -m bench.ood_arms``
+    """A folder for the planted runs; one torch thread meanwhile, as ``convlens validate``
     trains them (restored after the module)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -226,13 +226,13 @@ def work(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def task_nets(work):
-    from bench.ood_arms import networks
+    from convlens.analysis.orchestration.validate_ood import networks
 
     return networks("task", 1, work / "task")
 
 
 def test_planted_task_is_learned_from_the_task(task_nets):
-    from bench.ood_arms import judge
+    from convlens.analysis.orchestration.validate_ood import judge
 
     j = judge("task", 1, task_nets, n_boot=N_BOOT)
     assert j.levels["conv2"] == "learned from the task", j.figures
@@ -241,7 +241,7 @@ def test_planted_task_is_learned_from_the_task(task_nets):
 
 
 def test_planted_present_before_training(task_nets):
-    from bench.ood_arms import judge
+    from convlens.analysis.orchestration.validate_ood import judge
 
     j = judge("before", 1, task_nets, n_boot=N_BOOT)
     assert set(j.levels.values()) == {"present before training"}, j.figures
@@ -249,7 +249,7 @@ def test_planted_present_before_training(task_nets):
 
 
 def test_planted_image_statistics_are_learned_from_training_on_the_images(work):
-    from bench.ood_arms import judge, networks
+    from convlens.analysis.orchestration.validate_ood import judge, networks
 
     j = judge("images", 1, networks("images", 1, work / "images"), n_boot=N_BOOT)
     assert j.levels["conv2"] == "learned from training on these images", j.figures
@@ -257,7 +257,7 @@ def test_planted_image_statistics_are_learned_from_training_on_the_images(work):
 
 
 def test_planted_task_with_shuffled_labels_is_never_learned_from_the_task(work):
-    from bench.ood_arms import judge, networks
+    from convlens.analysis.orchestration.validate_ood import judge, networks
 
     j = judge("task, shuffled", 1, networks("task, shuffled", 1, work / "shuffled"), n_boot=N_BOOT)
     assert "learned from the task" not in j.levels.values(), j.figures

@@ -89,15 +89,24 @@ def test_same_answer_joins_derivative_filters_and_keeps_orientations_apart():
 
 @pytest.mark.slow
 def test_one_repetition_end_to_end(tmp_path):
+    # five seeds: trained vs random labels is decided on whole networks (>= 4 per arm)
     v = val.validate(
-        cases=["orismooth", "white-random"], repetitions=1, seeds=2, epochs=40, null_repetitions=5
+        cases=["orismooth", "white-random"],
+        repetitions=1,
+        seeds=5,
+        epochs=40,
+        null_repetitions=5,
+        ood_repetitions=1,
     )
     by = {c.case: c for c in v.cases}
     assert by["orismooth"].verdicts == ["learned from the task"]
+    assert by["orismooth"].p_task[0] is not None and by["orismooth"].p_task[0] <= 0.05
     assert by["white-random"].verdicts[0] != "learned from the task"
     text = val.markdown(v)
     assert "| `orismooth` | from the task |" in text and "null layer" in text
-    assert '"cases"' in v.to_json()
+    assert "| task | learned from the task | conv1 |" in text
+    assert {o.case for o in v.ood} == {"task", "task, shuffled", "images", "before", "null"}
+    assert val.ValidationResult.from_json(v.to_json()) == v
 
 
 def test_docs_tables_are_what_the_recorded_validation_renders():

@@ -47,6 +47,12 @@ def splice(path: Path, tables: str) -> str:
     type=click.IntRange(1, 100_000),
     help="Random and blurred-noise layers per null case.",
 )
+@click.option(
+    "--ood-repetitions",
+    default=None,
+    type=click.IntRange(0, 1000),
+    help="Draws per planted OOD case (default: --repetitions; 0 skips them).",
+)
 @click.option("--out", "out_file", default=None, help="Write the results as JSON here.")
 @click.option(
     "--markdown", "md_file", default=None, help="Write the tables as Markdown here (docs)."
@@ -58,6 +64,7 @@ def validate_cmd(
     seeds: int,
     epochs: int | None,
     null_repetitions: int,
+    ood_repetitions: int | None,
     out_file: str | None,
     md_file: str | None,
     quiet: bool,
@@ -72,7 +79,10 @@ def validate_cmd(
     for name in names or []:
         planted.parse_spec(f"planted:{name}")  # one line naming an unknown case, before any work
     log = (lambda _line: None) if quiet else (lambda line: click.echo(line, err=True))
-    result = validate(names, repetitions, seeds, epochs, null_repetitions, log=log)
+    ood_reps = repetitions if ood_repetitions is None else ood_repetitions
+    result = validate(
+        names, repetitions, seeds, epochs, null_repetitions, log=log, ood_repetitions=ood_reps
+    )
     text = markdown(result)
     if out_file:
         write_text(out_file, result.to_json() + "\n")

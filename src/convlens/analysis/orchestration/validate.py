@@ -91,6 +91,20 @@ class NullLayerResult:
 
 
 @dataclass
+class OodCaseResult:
+    """One planted OOD case at one layer over its draws (:mod:`.validate_ood`): how often each level
+    of ``verdicts.ood_learned`` came out, and the rate that is judged (``judged``: the truth's level,
+    or a false positive's)."""
+
+    case: str
+    truth: str
+    layer: str
+    counts: dict[str, int]
+    judged: str
+    rate: Rate
+
+
+@dataclass
 class ValidationResult:
     """What ``convlens validate`` measured (``validation.json``)."""
 
@@ -101,6 +115,8 @@ class ValidationResult:
     cases: list[CaseResult]
     null_layers: list[NullLayerResult]
     seconds: float = 0.0
+    ood: list[OodCaseResult] = field(default_factory=list)
+    ood_repetitions: int = 0
 
     def to_json(self) -> str:
         from convlens._serde import to_jsonable
@@ -258,6 +274,30 @@ def null_layer(label: str, blur: float, repetitions: int, n_null: int = 2000) ->
     )
 
 
+def ood_cases(repetitions: int, log: Callable[[str], None]) -> list[OodCaseResult]:
+    """The OOD verdict's planted cases (:func:`.validate_ood.rates`) as typed rows."""
+    from convlens.analysis.orchestration import validate_ood as vo
+
+    if repetitions < 1:
+        return []
+    res = vo.rates(repetitions, log=log)
+    out = []
+    for case, per_layer in res["counts"].items():
+        truth = vo.TRUTH[case]
+        n = res["reps"][case]
+        for layer, levels in per_layer.items():
+            judged = {
+                "task, shuffled": "learned from the task",
+                "null": vo.NULL_P,
+            }.get(case, truth)
+            out.append(
+                OodCaseResult(
+                    case, truth, layer, dict(levels), judged, rate(levels.get(judged, 0), n)
+                )
+            )
+    return out
+
+
 def validate(
     cases: list[str] | None = None,
     repetitions: int = 10,
@@ -265,8 +305,10 @@ def validate(
     epochs: int | None = None,
     null_repetitions: int = 200,
     log: Callable[[str], None] = lambda _line: None,
+    ood_repetitions: int = 0,
 ) -> ValidationResult:
-    """Every planted case (or ``cases``) and every null layer; see the module docstring."""
+    """Every planted case (or ``cases``), every null layer and, with ``ood_repetitions``, the OOD
+    verdict's planted cases; see the module docstring."""
     from convlens.train.recipes import DEMO_RECIPE
 
     started = time.perf_counter()
@@ -274,6 +316,7 @@ def validate(
     eps = int(epochs or DEMO_RECIPE["epochs"])
     results = [validate_case(c, repetitions, seeds, eps, log=log) for c in names]
     nulls = [null_layer(k, b, null_repetitions) for k, b in NULL_LAYERS.items()]
+    ood = ood_cases(ood_repetitions, log)
     return ValidationResult(
         recipe={**DEMO_RECIPE, "epochs": eps, "data": "planted:CASE:REPETITION"},
         seeds_per_repetition=seeds,
@@ -282,6 +325,8 @@ def validate(
         cases=results,
         null_layers=nulls,
         seconds=round(time.perf_counter() - started, 1),
+        ood=ood,
+        ood_repetitions=ood_repetitions,
     )
 
 
@@ -322,5 +367,19 @@ def markdown(v: ValidationResult) -> str:
             f"| {n.layer} ({n.repetitions} layers) | {_pct(n.above_random_null)} | "
             f"{_pct(n.above_spectrum_null)} | {_pct(n.headline_yes)} |"
         )
+    if v.ood:
+        lines += [
+            "",
+            f"OOD verdict (`verdicts.ood_learned`), {v.ood_repetitions} draws per case (the "
+            "untrained-arm calibration `null`: 10 per repetition):",
+            "",
+            "| OOD case | truth | layer | judged level | rate (Wilson 95%) | levels |",
+            "|---|---|---|---|---|---|",
+        ]
+        for o in v.ood:
+            shown = ", ".join(f"{k} {n}" for k, n in sorted(o.counts.items(), key=lambda x: -x[1]))
+            lines.append(
+                f"| {o.case} | {o.truth} | {o.layer} | {o.judged} | {_pct(o.rate)} | {shown} |"
+            )
     lines += ["", f"Rule: {v.rule}."]
     return "\n".join(lines) + "\n"
