@@ -18,7 +18,7 @@ from convlens.analysis.evidence.verdicts import (
 )
 from convlens.analysis.measure.activations import compare, point_auroc
 from convlens.analysis.model.forward import SetActivations, accumulate
-from convlens.analysis.result import ControlComparison
+from convlens.analysis.result import ControlComparison, OodComparison
 from convlens.errors import ConvlensError
 
 N_BOOT = 400
@@ -261,3 +261,84 @@ def test_planted_task_with_shuffled_labels_is_never_learned_from_the_task(work):
 
     j = judge("task, shuffled", 1, networks("task, shuffled", 1, work / "shuffled"), n_boot=N_BOOT)
     assert "learned from the task" not in j.levels.values(), j.figures
+
+
+# ----------------------------------------------------------------------------- across seeds
+def _comparison(auroc, untrained, rl, verdict="holds"):
+    from convlens.analysis.result import ChannelStats, UntrainedDistribution
+
+    stats = ChannelStats(1, [0.0], [0.0], [0.0], [0.0])
+    u = UntrainedDistribution(len(untrained), list(untrained), None, (None, None), 0, None)
+    return OodComparison(
+        n=10, mean=0.1, mean_ci=(0.0, 0.2), max=0.2, max_ci=(0.1, 0.3), ratio=0.5,
+        ratio_ci=(0.4, 0.6), diff_ci=(0.1, 0.2), auroc=auroc, verdict=verdict,
+        channel_stats=stats, untrained=u,
+        random_labels=rl,
+    )  # fmt: skip
+
+
+def _rl(auroc):
+    c = _paired(0.0, name="random labels")
+    c.auroc = auroc
+    return c
+
+
+def _seed(auroc, untrained, rl, verdict="holds"):
+    from dataclasses import replace
+
+    base = _comparison(auroc, untrained, None, verdict)
+    return replace(base, random_labels=None if rl is None else _rl(rl))
+
+
+@pytest.mark.parametrize(
+    ("trained", "rl", "untrained", "level"),
+    [
+        ([0.9] * 5, [0.5] * 5, [0.5] * 20, "learned from the task"),
+        ([0.9] * 5, [0.9] * 5, [0.5] * 20, "learned from training on these images"),
+        ([0.9] * 5, [0.95] * 5, [0.5] * 19 + [0.99], "learned from training on these images"),
+        ([0.9] * 5, [0.5] * 5, [0.95] * 20, "present before training"),
+        ([0.9] * 5, None, [0.5] * 20, "no random-label control"),
+        ([0.9, 0.9, 0.9, 0.9, 0.4], [0.5] * 5, [0.5] * 20, "learned from training but task unresolved"),
+    ],
+)  # fmt: skip
+def test_every_level_of_the_across_seeds_verdict(trained, rl, untrained, level):
+    from convlens.analysis.evidence.seeds_ood import RULE, ood_learned_across_seeds
+
+    per = [_seed(t, untrained, None if rl is None else rl[i]) for i, t in enumerate(trained)]
+    v = ood_learned_across_seeds(per)
+    assert v.verdict == level and v.n_seeds == 5 and v.holds == 5
+    assert level in OOD_LEARNED_LEVELS and "networks as the unit" in RULE
+
+
+def test_across_seeds_not_supported_when_the_difference_holds_in_half_or_fewer():
+    from convlens.analysis.evidence.seeds_ood import ood_learned_across_seeds
+
+    per = [_seed(0.9, [0.5] * 20, 0.5, "holds" if i < 2 else "not supported") for i in range(5)]
+    assert ood_learned_across_seeds(per).verdict == "not supported"
+
+
+def test_paired_floor_and_exactness():
+    from convlens.analysis.evidence.seeds_ood import stratified_p
+
+    assert stratified_p([0.9] * 5, [[0.5]] * 5) == pytest.approx(1 / 32)
+    assert stratified_p([0.9] * 3, [[0.5] * 20] * 3) == pytest.approx(1 / 21**3)
+    assert stratified_p([0.5] * 3, [[0.5] * 20] * 3) == 1.0  # ties count against
+
+
+def test_network_variation_fools_one_run_but_not_the_seeds():
+    # Planted null: trained and random-label networks draw their AUROC from one distribution
+    # (network-to-network spread 0.08), every image bootstrap is tight. One run compares two
+    # networks and calls the larger one "from the task" when its (image) interval clears 0; the
+    # across-seeds verdict compares networks with networks and stays near its 5%.
+    from convlens.analysis.evidence.seeds_ood import ood_learned_across_seeds
+
+    rng = np.random.default_rng(11)
+    reps, one_run, seeds = 200, 0, 0
+    for _ in range(reps):
+        t = rng.normal(0.85, 0.08, 5)
+        r = rng.normal(0.85, 0.08, 5)
+        one_run += t[0] - r[0] > 0.02  # an image-bootstrap CI of width ~0.04 clears 0
+        per = [_seed(float(t[i]), list(rng.normal(0.5, 0.05, 20)), float(r[i])) for i in range(5)]
+        seeds += ood_learned_across_seeds(per).verdict == "learned from the task"
+    assert one_run / reps > 0.35
+    assert seeds / reps <= 0.08  # nominal 1/32 = 3.1%; Binomial(200, 0.031) exceeds 16 w.p. < 1e-3

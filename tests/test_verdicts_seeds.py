@@ -111,6 +111,11 @@ def test_aggregate_pools_counts_and_counts_holding_seeds():
     assert agg.differs_from_init_pooled.above == 15 and agg.differs_from_init_pooled.n == 16
     assert agg.classical_kernels_pooled.above == 2 and agg.classical_kernels_pooled.n == 16
     assert agg.ood_holds_in_seeds == {"conv1": {"noise": 1}}
+    # where the OOD difference comes from, on both seeds at once: it holds in 1 of 2 (not more
+    # than half), and these fake seeds have no untrained arm
+    across = agg.verdicts.ood_learned["conv1"]["noise"]
+    assert across.verdict == "not supported" and across.n_seeds == 2 and across.holds == 1
+    assert across.trained == [0.9, 0.6] and agg.verdicts.ood_learned_rule
     assert SeedsSummary.from_json(agg.to_json()) == agg
 
 

@@ -169,19 +169,27 @@ def answer(a: AnalysisResult, seeds: SeedsSummary | None = None) -> Answer:
         )
     first = a.first_layer
     ood = a.verdicts.ood_learned.get(first.name, {}) if first is not None else {}
+    across = seeds.verdicts.ood_learned.get(first.name, {}) if seeds and first else {}
+    if across:
+        ood = {name: v.verdict for name, v in across.items()}
     if ood:
         counts: dict[str, list[str]] = {}
         for name, level in ood.items():
             counts.setdefault(level, []).append(name)
         text = "; ".join(f"{level}: {', '.join(sorted(names))}" for level, names in counts.items())
+        how = (
+            f"judged on all {seeds.n} seeds with the networks as the unit, against untrained and "
+            "random-label networks on the same images"
+            if across and seeds is not None
+            else "judged against untrained networks on the same images"
+        )
         lines.append(
             AnswerLine(
                 "ood",
                 "Does the trained net react weakly to images unlike its training data?",
                 "see sets",
-                f"At {first.name if first else '?'}, judged against untrained networks on the same "
-                f"images: {text}.",
-                where_one,
+                f"At {first.name if first else '?'}, {how}: {text}.",
+                where_all if across else where_one,
             )
         )
     summary = (

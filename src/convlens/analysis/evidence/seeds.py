@@ -2,7 +2,9 @@
 
 The interval is ``mean +/- t(0.975, n-1) * sd / sqrt(n)`` over the per-seed values (no interval for a
 single seed). Kernel verdicts pool the counts of all seeds into one binomial test (same rule as
-:mod:`convlens.analysis.evidence.verdicts`); the OOD verdict reports in how many seeds the claim held.
+:mod:`convlens.analysis.evidence.verdicts`); the OOD verdict reports in how many seeds the claim held,
+and where it comes from is decided on all seeds at once with the networks as the unit
+(:mod:`convlens.analysis.evidence.seeds_ood`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from convlens.analysis.evidence.seeds_ood import RULE as OOD_SEEDS_RULE
+from convlens.analysis.evidence.seeds_ood import ood_learned_across_seeds
 from convlens.analysis.evidence.verdicts import kernel_learning_verdict, kernel_verdict
 from convlens.analysis.result import (
     SEEDS_SCHEMA_VERSION,
@@ -19,6 +23,7 @@ from convlens.analysis.result import (
     KernelVerdict,
     LayerMatch,
     OodComparison,
+    OodSeedsVerdict,
     SeedRow,
     SeedsSummary,
     SeedsVerdicts,
@@ -75,6 +80,7 @@ def aggregate(analyses: list[AnalysisResult], seeds: list[int]) -> SeedsSummary:
     )
     rows += _control_rows(analyses)
     ood_held: dict[str, dict[str, int]] = {}
+    ood_learned: dict[str, dict[str, OodSeedsVerdict]] = {}
     for layer in analyses[0].layers:
         if layer.distribution is None:
             continue
@@ -85,6 +91,7 @@ def aggregate(analyses: list[AnalysisResult], seeds: list[int]) -> SeedsSummary:
                 _row(f"{layer.name} vs {ood}: activation ratio OOD/ID", [p.ratio for p in per])
             )
             ood_held.setdefault(layer.name, {})[ood] = sum(p.verdict == "holds" for p in per)
+            ood_learned.setdefault(layer.name, {})[ood] = ood_learned_across_seeds(per)
     n_total, above, above_s = _pooled_counts(firsts)
     return SeedsSummary(
         schema_version=SEEDS_SCHEMA_VERSION,
@@ -97,7 +104,11 @@ def aggregate(analyses: list[AnalysisResult], seeds: list[int]) -> SeedsSummary:
         interval="mean +/- t(0.975, n-1) * sd / sqrt(n) across seeds (clipped to [0, 1] for "
         "proportions); pooled kernel counts: Wilson score 95%",
         kernel_learning_verdicts=_verdict_counts(analyses),
-        verdicts=SeedsVerdicts(kernel_learning=kernel_learning_verdict(analyses)),
+        verdicts=SeedsVerdicts(
+            kernel_learning=kernel_learning_verdict(analyses),
+            ood_learned=ood_learned,
+            ood_learned_rule=OOD_SEEDS_RULE if ood_learned else None,
+        ),
     )
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from convlens.errors import ConvlensError
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 """Version of the ``analysis.json`` layout. 1 was wave 1's untyped ``"format": "convlens-analysis/1"``;
 3 added per-unit figures, kernel controls, the three-way kernel verdict, CKA, and the untrained OOD
 controls with cluster-bootstrap intervals and predictions (issue 14); 4 typed ``run`` from the run
@@ -18,10 +18,13 @@ directory's records (``RunConfig``, ``DatasetSpec``, ``ModelSpec``) instead of f
 rotation-invariant whitening tests of the ``input_statistics`` control (``Control.whitening``, over
 training too) in place of the ZCA-filter similarity (issue 22, item 5); 7 the OOD verdict's three
 arms: the distribution over untrained initialisations (``OodComparison.untrained``), the
-random-label network (``OodComparison.random_labels``) and the new ``verdicts.ood_learned`` levels."""
+random-label network (``OodComparison.random_labels``) and the new ``verdicts.ood_learned`` levels;
+8 trained vs random labels decided on whole networks (``ContentComparison.test`` says which null) and
+the ``recipe_reference`` control (``--reference-run``)."""
 
-SEEDS_SCHEMA_VERSION = 3
-"""Version of ``seeds.json``; 3 added ``verdicts`` (the kernel verdict on all seeds at once)."""
+SEEDS_SCHEMA_VERSION = 4
+"""Version of ``seeds.json``; 3 added ``verdicts`` (the kernel verdict on all seeds at once); 4 the
+OOD verdict on all seeds at once (``verdicts.ood_learned``, networks as the unit)."""
 
 
 MAX_RESULT_BYTES = 1 << 29

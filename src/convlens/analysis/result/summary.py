@@ -392,10 +392,36 @@ class SeedRow:
 
 
 @dataclass
+class OodSeedsVerdict:
+    """Where a layer's ID-vs-OOD difference comes from, decided on all seeds at once with the
+    networks as the unit (:func:`convlens.analysis.evidence.seeds_ood.ood_learned_across_seeds`).
+
+    Per seed: the trained network's AUROC, its random-label network's and its untrained
+    initialisations'. ``p_untrained``: one-sided p of "the trained AUROCs are above the untrained
+    ones" (within each seed the trained network is exchanged with that seed's initialisations);
+    ``p_random_labels``: of "above the random-label networks'" (paired by seed, signs flipped);
+    ``p_rl_untrained``: of "the random-label AUROCs are above the untrained ones"."""
+
+    verdict: str
+    n_seeds: int
+    holds: int
+    """Seeds in which the trained verdict (the activation difference itself) holds."""
+    trained: list[float | None] = field(default_factory=list)
+    random_labels: list[float | None] = field(default_factory=list)
+    untrained_median: float | None = None
+    p_untrained: float | None = None
+    p_random_labels: float | None = None
+    p_rl_untrained: float | None = None
+
+
+@dataclass
 class SeedsVerdicts:
     """Verdicts decided on all seeds at once (the same rules as one run's, seeds as strata)."""
 
     kernel_learning: KernelLearningVerdict | None = None
+    ood_learned: dict[str, dict[str, OodSeedsVerdict]] = field(default_factory=dict)
+    """Per layer and OOD set: :class:`OodSeedsVerdict` (networks as the unit)."""
+    ood_learned_rule: str | None = None
 
 
 @dataclass
