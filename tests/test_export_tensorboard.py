@@ -50,12 +50,12 @@ def test_export_reads_back_with_event_accumulator(tiny_run_copy, tiny_run_analys
         {r.epoch: r.first_layer_fraction_above_null95 for r in evo.epochs}, rel=1e-6
     )
     snaps = sorted(int(p.stem[6:]) for p in (tiny_run_copy / "snapshots").glob("*.safetensors"))
-    # 8 kernels of 1x5x5: an 8 x 1 grid of 40-pixel tiles with 1-pixel gaps, one per snapshot
+    # 16 kernels of 1x5x5: a 16 x 1 grid of 40-pixel tiles with 1-pixel gaps, one per snapshot
     t = 5 * PIXELS_PER_TAP
-    assert ev["images"]["kernels/conv1"] == [(e, t + 2, 8 * (t + 1) + 1) for e in snaps]
+    assert ev["images"]["kernels/conv1"] == [(e, t + 2, 16 * (t + 1) + 1) for e in snaps]
     assert {"weights/conv1.weight", "weights/conv2.bias"} <= set(ev["histograms"])
     assert [(st, n) for st, n in ev["histograms"]["weights/conv1.weight"]] == [
-        (e, 200.0) for e in snaps
+        (e, 400.0) for e in snaps
     ]
     assert [st for st, *_ in ev["images"]["feature_maps/conv2"]] == snaps
     assert s.images["kernels/conv1"] == len(snaps)
@@ -96,7 +96,7 @@ def test_export_draws_the_final_weights_no_snapshot_holds(tiny_run_copy, tmp_pat
     shutil.rmtree(tiny_run_copy / "snapshots")
     ev = read_events(export_tensorboard(tiny_run_copy, tmp_path / "b").out)
     assert [st for st, *_ in ev["images"]["kernels/conv1"]] == [3]
-    assert ev["histograms"]["weights/conv1.weight"] == [(3, 200.0)]
+    assert ev["histograms"]["weights/conv1.weight"] == [(3, 400.0)]
     (tiny_run_copy / "model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{")
     with pytest.raises(ConvlensError, match=r"model\.safetensors' is not a valid safetensors"):
         export_tensorboard(tiny_run_copy, tmp_path / "c")

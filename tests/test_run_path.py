@@ -37,7 +37,7 @@ def test_analyze_run_end_to_end(tiny_run):
         1,
     )
     assert a.first_layer is a.layers[0] and a.headline.first_layer == "conv1"
-    assert a.layers[0].matching.init_null.n == 8
+    assert a.layers[0].matching.init_null.n == 16
     assert len(a.evolution.epochs) == 4
     assert all(r.distribution is not None for r in a.layers)
     ood = a.layers[0].distribution.ood["motorcycle"]

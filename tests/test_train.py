@@ -53,9 +53,9 @@ def test_run_directory_layout(tmp_path):
     assert sorted(maps) == [0, 1, 2, 3]
     for e in range(4):
         snap = load_file(str(run.snapshot(e)))
-        assert snap["conv1.weight"].shape == (8, 1, 5, 5)
+        assert snap["conv1.weight"].shape == (16, 1, 5, 5)
         probe = maps[e]
-        assert probe["conv1"].shape[1:] == (8, 25, 25) and probe["conv2"].shape[1:] == (16, 12, 12)
+        assert probe["conv1"].shape[1:] == (16, 25, 25) and probe["conv2"].shape[1:] == (16, 12, 12)
     assert not torch.equal(
         load_file(str(run.snapshot(0)))["conv1.weight"],
         load_file(str(run.snapshot(3)))["conv1.weight"],

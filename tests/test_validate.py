@@ -104,7 +104,7 @@ def test_one_repetition_end_to_end(tmp_path):
     assert by["white-random"].verdicts[0] != "learned from the task"
     text = val.markdown(v)
     assert "| `orismooth` | from the task |" in text and "null layer" in text
-    assert "| task | learned from the task | conv1 |" in text
+    assert "| task | learned from the task | conv1 | 5 seeds |" in text
     assert {o.case for o in v.ood} == {"task", "task, shuffled", "images", "before", "null"}
     assert val.ValidationResult.from_json(v.to_json()) == v
 

@@ -196,7 +196,7 @@ def selection_note(recipe: dict[str, Any], seed: int) -> str:
     return (
         f"recipe chosen by a sweep ({RECIPE_SELECTION['sweep']}) maximising the "
         f"{RECIPE_SELECTION['metric']} on seeds {sweep_seeds}; this run's seed {seed} is {overlap} "
-        "the sweep's seeds"
+        f"the sweep's seeds ({RECIPE_SELECTION['width']})"
     )
 
 

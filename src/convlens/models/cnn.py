@@ -97,7 +97,7 @@ class SmallCNN(nn.Module):
 # Defaults per dataset: a 5x5 first layer for faces (big enough to compare with classical kernels),
 # 3x3 for the tiny 8x8 digits.
 PRESETS: dict[str, dict[str, Any]] = {
-    "faces-cnn": {"channels": (8, 16), "kernels": (5, 3), "pool": (2, 2), "hidden": 32},
+    "faces-cnn": {"channels": (16, 16), "kernels": (5, 3), "pool": (2, 2), "hidden": 32},
     "digits-cnn": {"channels": (16, 32), "kernels": (3, 3), "pool": (2, 2), "hidden": 64},
     "small-cnn": {"channels": (8, 16), "kernels": (3, 3), "pool": (2, 2), "hidden": 32},
     "wide-cnn": {"channels": (32, 32), "kernels": (5, 3), "pool": (2, 2), "hidden": 64},

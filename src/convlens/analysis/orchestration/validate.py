@@ -41,7 +41,9 @@ RULE = (
     "trains the demo recipe and its random-label control for every seed; the verdict combines the seeds"
 )
 NULL_LAYERS = {"init": 0.0, "blur 0.7 px": 0.7, "blur 1.0 px": 1.0, "blur 1.5 px": 1.5}
-"""Null layers of 8 units of 1 x 5 x 5: random kernels as PyTorch draws them, raw or blurred."""
+NULL_UNITS = 16
+"""Null layers have the demo's first-layer width: 16 units of 1 x 5 x 5, random kernels as PyTorch
+draws them, raw or blurred."""
 
 
 @dataclass
@@ -102,6 +104,9 @@ class OodCaseResult:
     counts: dict[str, int]
     judged: str
     rate: Rate
+    seeds: int = 1
+    """Networks per verdict: 1 = one run's verdict (``analysis.json``), more = the across-seeds
+    verdict (``seeds.json``)."""
 
 
 @dataclass
@@ -249,13 +254,14 @@ def _level(verdict: str) -> str:
 
 
 def null_layer(label: str, blur: float, repetitions: int, n_null: int = 2000) -> NullLayerResult:
-    """Layers of 8 random 1 x 5 x 5 units (PyTorch's init distribution), blurred by ``blur`` px."""
+    """Layers of :data:`NULL_UNITS` random 1 x 5 x 5 units (PyTorch's init distribution), blurred by
+    ``blur`` px."""
     from scipy.ndimage import gaussian_filter
 
     above = above_s = yes = units = 0
     for rep in range(repetitions):
         rng = np.random.default_rng([rep, 6007, int(blur * 10)])
-        w = rng.uniform(-0.2, 0.2, (8, 1, 5, 5))
+        w = rng.uniform(-0.2, 0.2, (NULL_UNITS, 1, 5, 5))
         if blur > 0:
             w = np.stack([[gaussian_filter(k, blur, mode="wrap")] for k in w[:, 0]])
         u = _units(w, n_null)
@@ -274,27 +280,29 @@ def null_layer(label: str, blur: float, repetitions: int, n_null: int = 2000) ->
     )
 
 
-def ood_cases(repetitions: int, log: Callable[[str], None]) -> list[OodCaseResult]:
-    """The OOD verdict's planted cases (:func:`.validate_ood.rates`) as typed rows."""
+def ood_cases(repetitions: int, log: Callable[[str], None], seeds: int = 1) -> list[OodCaseResult]:
+    """The OOD verdict's planted cases as typed rows: one run's verdict
+    (:func:`.validate_ood.rates`) and, with ``seeds`` > 1, the across-seeds verdict
+    (:func:`.validate_ood.rates_across_seeds`)."""
     from convlens.analysis.orchestration import validate_ood as vo
 
     if repetitions < 1:
         return []
-    res = vo.rates(repetitions, log=log)
+    results = [(1, vo.rates(repetitions, log=log))]
+    if seeds > 1:
+        results.append((seeds, vo.rates_across_seeds(repetitions, seeds, log=log)))
     out = []
-    for case, per_layer in res["counts"].items():
-        truth = vo.TRUTH[case]
-        n = res["reps"][case]
-        for layer, levels in per_layer.items():
-            judged = {
-                "task, shuffled": "learned from the task",
-                "null": vo.NULL_P,
-            }.get(case, truth)
-            out.append(
-                OodCaseResult(
-                    case, truth, layer, dict(levels), judged, rate(levels.get(judged, 0), n)
-                )
-            )
+    for k, res in results:
+        for case, per_layer in res["counts"].items():
+            truth = vo.TRUTH[case]
+            n = res["reps"][case]
+            for layer, levels in per_layer.items():
+                judged = {
+                    "task, shuffled": "learned from the task",
+                    "null": vo.NULL_P,
+                }.get(case, truth)
+                got = rate(levels.get(judged, 0), n)
+                out.append(OodCaseResult(case, truth, layer, dict(levels), judged, got, k))
     return out
 
 
@@ -316,7 +324,7 @@ def validate(
     eps = int(epochs or DEMO_RECIPE["epochs"])
     results = [validate_case(c, repetitions, seeds, eps, log=log) for c in names]
     nulls = [null_layer(k, b, null_repetitions) for k, b in NULL_LAYERS.items()]
-    ood = ood_cases(ood_repetitions, log)
+    ood = ood_cases(ood_repetitions, log, seeds)
     return ValidationResult(
         recipe={**DEMO_RECIPE, "epochs": eps, "data": "planted:CASE:REPETITION"},
         seeds_per_repetition=seeds,
@@ -359,7 +367,7 @@ def markdown(v: ValidationResult) -> str:
         )
     lines += [
         "",
-        "| null layer (8 units of 1x5x5) | units above the random null | units above the spectrum-matched null (headline) | headline 'classical kernels: yes' |",
+        f"| null layer ({NULL_UNITS} units of 1x5x5) | units above the random null | units above the spectrum-matched null (headline) | headline 'classical kernels: yes' |",
         "|---|---|---|---|",
     ]
     for n in v.null_layers:
@@ -370,16 +378,19 @@ def markdown(v: ValidationResult) -> str:
     if v.ood:
         lines += [
             "",
-            f"OOD verdict (`verdicts.ood_learned`), {v.ood_repetitions} draws per case (the "
-            "untrained-arm calibration `null`: 10 per repetition):",
+            "OOD verdict (`verdicts.ood_learned`: one run's in analysis.json, all seeds' at once in "
+            f"seeds.json), {v.ood_repetitions} draws per case (one run's untrained-arm "
+            "calibration `null`: 10 per repetition):",
             "",
-            "| OOD case | truth | layer | judged level | rate (Wilson 95%) | levels |",
-            "|---|---|---|---|---|---|",
+            "| OOD case | truth | layer | networks per verdict | judged level | rate (Wilson 95%) | levels |",
+            "|---|---|---|---|---|---|---|",
         ]
         for o in v.ood:
             shown = ", ".join(f"{k} {n}" for k, n in sorted(o.counts.items(), key=lambda x: -x[1]))
+            nets = "1 (one run)" if o.seeds == 1 else f"{o.seeds} seeds"
             lines.append(
-                f"| {o.case} | {o.truth} | {o.layer} | {o.judged} | {_pct(o.rate)} | {shown} |"
+                f"| {o.case} | {o.truth} | {o.layer} | {nets} | {o.judged} | {_pct(o.rate)} | "
+                f"{shown} |"
             )
     lines += ["", f"Rule: {v.rule}."]
     return "\n".join(lines) + "\n"

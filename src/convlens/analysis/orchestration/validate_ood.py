@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -166,26 +166,30 @@ def train(ds: Any, out: Path, seed: int, shuffle: bool) -> tuple[Any, Any]:
     return model, trainer.spec
 
 
-def networks(case: str, draw: int, work: Path) -> tuple[Any, Any, Any, Any]:
+def networks(
+    case: str, draw: int, work: Path, seed: int | None = None
+) -> tuple[Any, Any, Any, Any]:
     """``(dataset, analysed network, random-label network, spec)`` of ``case`` for one draw (for
-    ``null``: an untrained network and no random-label network)."""
+    ``null``: an untrained network and no random-label network); the networks' seed is ``seed``
+    (default: the draw)."""
+    seed = draw if seed is None else seed
     if case == "null":
         from convlens.analysis.measure.untrained import build_untrained
         from convlens.models import make_spec
 
         ds = x_dataset(draw)
         spec = make_spec(RECIPE["model"], 1, (SIZE, SIZE), 2)
-        return ds, build_untrained(spec.to_dict(), draw + NULL_SEED_OFFSET), None, spec
+        return ds, build_untrained(spec.to_dict(), seed + NULL_SEED_OFFSET), None, spec
     if case == "images":
         ds = blurred_dataset(draw)
         shuffled = True
     else:
         ds = x_dataset(draw)
         shuffled = case == "task, shuffled"
-    trained, spec = train(ds, work / f"{draw}-trained", draw, shuffled)
+    trained, spec = train(ds, work / f"{draw}-{seed}-trained", seed, shuffled)
     # the demo's control: the same seed (same initial network), labels permuted; a shuffled
     # analysed network is compared with another permutation from another seed
-    control, _ = train(ds, work / f"{draw}-control", draw + 500 if shuffled else draw, True)
+    control, _ = train(ds, work / f"{draw}-{seed}-control", seed + 500 if shuffled else seed, True)
     return ds, trained, control, spec
 
 
@@ -197,6 +201,8 @@ class Judged:
     draw: int
     levels: dict[str, str]
     figures: dict[str, dict[str, Any]]
+    comparisons: dict[str, Any] = field(default_factory=dict)
+    """Per layer the :class:`~convlens.analysis.result.OodComparison` (for the across-seeds verdict)."""
 
 
 def judge(
@@ -206,9 +212,11 @@ def judge(
     *,
     n_untrained: int = 20,
     n_boot: int = N_BOOT,
+    seed: int | None = None,
 ) -> Judged:
-    """The three arms and the verdict for ``case`` with ``nets`` (:func:`networks`), measured as
-    ``convlens analyze`` measures them (the untrained initialisations of the run seed)."""
+    """The three arms and the verdict for ``case`` with ``nets`` (:func:`networks`, trained under
+    ``seed``, default the draw), measured as ``convlens analyze`` measures them (the untrained
+    initialisations of the run seed)."""
     from convlens.analysis.measure.activations import compare
     from convlens.analysis.measure.untrained import fresh_seeds, initialisations, untrained_models
     from convlens.analysis.model.forward import batches_of, collect
@@ -219,20 +227,21 @@ def judge(
     def sets(model: Any) -> dict[str, Any]:
         return {n: collect(model, list(batches_of(x)), n) for n, x in named}
 
-    inits = initialisations(spec.to_dict(), draw, n_untrained)
+    seed = draw if seed is None else seed
+    inits = initialisations(spec.to_dict(), seed, n_untrained)
     t = sets(trained)
     paired = {}
     if case != "null":  # the analysed network's initial weights (its seed is the draw)
-        epoch0, _ = untrained_models(spec.to_dict(), draw, None)
+        epoch0, _ = untrained_models(spec.to_dict(), seed, None)
         paired = {epoch0.name: sets(epoch0.model)}
     (id_name, _), (ood_name, _) = named
     _, layers = compare(
         t[id_name],
         [t[ood_name]],
-        seed=draw,
+        seed=seed,
         controls=paired,
         untrained=[sets(u.model) for u in inits],
-        untrained_seeds=fresh_seeds(draw, n_untrained),
+        untrained_seeds=fresh_seeds(seed, n_untrained),
         random_labels=None if control is None else sets(control),
         n_boot=n_boot,
     )
@@ -252,7 +261,7 @@ def judge(
             "diff_ci": None if rl is None else rl.auroc_diff_ci,
             "random_labels_untrained_p": None if rl is None else rl.untrained_p,
         }
-    return Judged(case, draw, levels, figures)
+    return Judged(case, draw, levels, figures, {k: d.ood[ood_name] for k, d in layers.items()})
 
 
 def rates(
@@ -327,3 +336,42 @@ def table(result: dict[str, Any]) -> str:
             shown = ", ".join(f"{lv} {c}" for lv, c in sorted(levels.items(), key=lambda x: -x[1]))
             lines.append(f"| {case} | {truth} | {layer} | {rate} | {shown} |")
     return "\n".join(lines)
+
+
+def rates_across_seeds(
+    reps: int, seeds: int = 5, cases: tuple[str, ...] = CASES, log: Any = print
+) -> dict[str, Any]:
+    """Every case over ``reps`` draws with ``seeds`` networks per draw (network seeds ``100 * draw
+    + s``), judged by the across-seeds verdict
+    (:func:`convlens.analysis.evidence.seeds_ood.ood_learned_across_seeds`): per layer, the count
+    of each level; for ``null`` (``seeds`` untrained networks as the analysed ones) the count of
+    ``p(untrained) <= 0.05``."""
+    from convlens.analysis.evidence.seeds_ood import ALPHA, ood_learned_across_seeds
+
+    counts: dict[str, dict[str, dict[str, int]]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for draw in range(reps):
+            t0 = time.perf_counter()
+            task_nets: dict[int, Any] = {}
+            for case in cases:
+                per: dict[str, list[Any]] = {}
+                for s in range(seeds):
+                    seed = 100 * draw + s
+                    if case == "before" and seed in task_nets:
+                        nets = task_nets[seed]  # the task network itself, other sets
+                    else:
+                        base = "task" if case == "before" else case
+                        nets = networks(base, draw, Path(tmp) / case, seed=seed)
+                    if case == "task":
+                        task_nets[seed] = nets
+                    for layer, c in judge(case, draw, nets, seed=seed).comparisons.items():
+                        per.setdefault(layer, []).append(c)
+                for layer, comps in per.items():
+                    v = ood_learned_across_seeds(comps)
+                    level = v.verdict
+                    if case == "null":
+                        level = NULL_P if (v.p_untrained or 1) <= ALPHA else "above: no"
+                    cnt = counts.setdefault(case, {}).setdefault(layer, {})
+                    cnt[level] = cnt.get(level, 0) + 1
+            log(f"draw {draw} ({seeds} seeds per case): {time.perf_counter() - t0:.1f} s")
+    return {"reps": dict.fromkeys(cases, reps), "seeds": seeds, "truth": TRUTH, "counts": counts}
