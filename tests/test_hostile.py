@@ -243,6 +243,26 @@ def _zero_images_npz(c: Ctx) -> str:
     return f"npz:{path}"
 
 
+def _onnx_copy(c: Ctx) -> str:
+    src = Path(__file__).parent / "data" / "real" / "ch_ppocr_mobile_v2.0_cls_infer.onnx"
+    return c.file("cls.onnx", src.read_bytes())
+
+
+def _analysis_beside_a_foreign_report(c: Ctx) -> str:
+    """``m.analysis.json`` whose default report path ``m.report.html`` holds the user's own file."""
+    c.file("m.report.html", "<p>mine</p>")
+    return c.file("m.analysis.json", c.analysis_json)
+
+
+def _zero_sized_model(c: Ctx) -> str:
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    path = c.dir / "empty_conv.safetensors"
+    save_file({"conv1.weight": np.zeros((0, 1, 3, 3), np.float32)}, str(path))
+    return str(path)
+
+
 SEED = ["--kernel", "1 2 3; 4 5 6; 7 8 9", "--input", "9 8 7 6; 5 4 3 2; 1 2 3 4; 5 6 7 8"]
 # xfail reasons for cases whose fix belongs to another part of issue 12 (none open right now):
 OPS = "issue 12 part ops/explain in progress"
@@ -633,6 +653,47 @@ CASES: list[Case] = [
         lambda c: ["report", c.run(analysed=True), "--out", c.file("f.txt", "keep") + "/r.html"],
         expect="f.txt",
     ),
+    # -- reliability round 3 (issue 26) -------------------------------------------------------------
+    Case(
+        "export-disk-full",
+        lambda c: ["export", c.run(), "--tensorboard", c.p("tb")],
+        fsize=4096,
+        expect="File too large",
+    ),
+    Case(
+        "report-over-a-foreign-html",
+        lambda c: ["report", c.run(analysed=True), "--out", c.file("mine.html", "<p>mine</p>")],
+        expect="not a convlens report",
+    ),
+    Case(
+        "report-model-analysis-over-a-foreign-html",
+        lambda c: ["report", _analysis_beside_a_foreign_report(c)],
+        expect="not a convlens report",
+    ),
+    Case(
+        "train-no-snapshots-with-cadence",
+        lambda c: ["train", "--no-snapshots", "--snapshot-every", "1", "--out", c.p("r")],
+        expect="--snapshot-every sets when snapshots are taken",
+    ),
+    Case(
+        "analyze-normalize-overflow",
+        lambda c: [
+            "analyze",
+            _onnx_copy(c),
+            "--data",
+            "faces",
+            "--normalize",
+            "1e308,1e-308",
+            "--out",
+            c.p("a.json"),
+        ],
+        expect="maps pixel values of 0..255",
+    ),
+    Case(
+        "analyze-only-zero-sized-conv",
+        lambda c: ["analyze", _zero_sized_model(c), "--out", c.p("a.json")],
+        expect="no conv layer has weights to analyse",
+    ),
     # -- demo ----------------------------------------------------------------------------------------
     Case("demo-seed-neg", lambda c: ["demo", "--seed", "-1"], expect="--seed"),
     Case("demo-seeds-0", lambda c: ["demo", "--seeds", "0"]),
@@ -839,3 +900,29 @@ def test_two_trains_into_one_directory(tmp_path: Path) -> None:
     assert first.returncode == 130, err
     assert err.splitlines() == ["convlens: interrupted"]
     assert not (out / ".lock").exists()
+
+
+def test_export_of_a_diverged_run_leaves_nan_out_of_the_histograms(
+    tmp_path: Path, tiny_run
+) -> None:
+    """NaN weights (a diverged run) exported: exit 0, histograms of the finite values, a line naming
+    what was left out (it was an internal error: "The histogram is empty")."""
+    import numpy as np
+    from safetensors.numpy import load_file, save_file
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    for f in [run / "model.safetensors", *sorted((run / "snapshots").glob("*.safetensors"))[-1:]]:
+        save_file({k: np.full_like(v, np.nan) for k, v in load_file(str(f)).items()}, str(f))
+    proc = convlens(["export", str(run), "--tensorboard", str(tmp_path / "tb")], tmp_path)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    assert "non-finite weights left out of the histograms: conv1.bias" in proc.stdout
+
+
+def test_demo_quiet_prints_the_answer_but_no_progress(tmp_path: Path) -> None:
+    args = ["demo", "-q", "--seeds", "1", "--epochs", "2", "--null-size", "100", "--out", "d"]
+    proc = convlens(args, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "[train" not in proc.stderr and "epoch" not in proc.stderr.split("\n")[0]
+    assert proc.stderr.startswith("No, not between input signals")
+    assert proc.stdout.strip().endswith("report.html")

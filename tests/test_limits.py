@@ -657,3 +657,25 @@ def test_nan_weights_in_an_onnx_model_with_data(tmp_path):
     assert res.errors[0].message == "layer conv2: 1 of 72 weights are NaN or Inf; not analysed"
     assert res.layer("conv1").matching is not None and res.distribution is None
     AnalysisResult.from_json(res.to_json())
+
+
+def test_a_model_whose_only_conv_layers_are_zero_sized_is_refused_like_an_all_nan_one(tmp_path):
+    # one rule (reliability round 3): nothing real to analyse is an error, whether the weights are
+    # zero-sized or NaN; some such layers among real ones are skipped and named (above)
+    from convlens.errors import ConvlensError
+
+    p = tmp_path / "m.safetensors"
+    save_file({"conv1.weight": np.zeros((0, 1, 3, 3), np.float32)}, str(p))
+    with pytest.raises(ConvlensError, match="no conv layer has weights to analyse") as e:
+        analyze_model_file(p, n_null=200)
+    assert "conv1: zero-sized weight (0, 1, 3, 3)" in str(e.value)
+    mixed = tmp_path / "mixed.safetensors"
+    save_file(
+        {
+            "conv1.weight": np.zeros((0, 1, 3, 3), np.float32),
+            "conv2.weight": np.full((4, 1, 3, 3), np.nan, np.float32),
+        },
+        str(mixed),
+    )
+    with pytest.raises(ConvlensError, match="zero-sized or holds NaN/Inf"):
+        analyze_model_file(mixed, n_null=200)

@@ -275,3 +275,21 @@ def test_int_with_float16_holds_large_pixels():
     out = correlate2d(img, k)
     assert out.dtype == np.float32
     assert np.all(out == 140_000.0)
+
+
+def test_conv_matrix_of_a_uint64_kernel_above_2_63_is_exact():
+    # reliability round 3: a uint64 weight above 2**63 raised a NumPy casting error
+    from convlens.ops.matrix import conv_matrix
+
+    w = np.array([[2**64 - 1, 1], [2, 3]], dtype=np.uint64)
+    x = np.arange(9).reshape(3, 3)
+    m = conv_matrix(w, (3, 3))
+    assert m.dtype == object
+    loop = [
+        sum(int(w[i, j]) * int(x[r + i, c + j]) for i in range(2) for j in range(2))
+        for r in range(2)
+        for c in range(2)
+    ]
+    assert (m @ x.astype(object).ravel()).tolist() == loop
+    small = conv_matrix(np.array([[1, 2], [3, 4]], dtype=np.uint64), (3, 3))
+    assert small.dtype == np.int64  # int64 where no sum can wrap

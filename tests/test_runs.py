@@ -224,6 +224,8 @@ def test_run_config_is_the_train_config():
         ({"ood": ["two words"]}, "ood must be a list of set names"),
         ({"device": "tpu"}, "device must be"),
         ({"snapshot_every": 2, "snapshot_epochs": [1]}, "not both"),
+        ({"snapshots": False, "snapshot_every": 1}, "--snapshot-every sets when"),
+        ({"snapshots": False, "snapshot_epochs": [1]}, "--snapshot-epochs sets when"),
     ],
 )
 def test_configs_the_command_line_cannot_express_are_refused(kw, message):
@@ -286,7 +288,9 @@ def run_configs(draw: st.DrawFn) -> RunConfig:
     """Any valid config: every field drawn over its whole range (texts with spaces, quotes and
     leading dashes; lists; None for the defaults; every cadence)."""
     epochs = draw(st.integers(1, 1_000_000))
-    cadence = draw(st.sampled_from(["log", "every", "listed"]))
+    snapshots = draw(st.booleans())
+    # a cadence only with snapshots on (--no-snapshots with a cadence is refused)
+    cadence = draw(st.sampled_from(["log", "every", "listed"])) if snapshots else "log"
     lr = draw(st.floats(1e-12, 1e6) | st.integers(1, 1000))
     cfg = RunConfig(
         data=draw(_TEXT),
@@ -301,7 +305,7 @@ def run_configs(draw: st.DrawFn) -> RunConfig:
         ood=draw(st.none() | st.lists(_NAME, max_size=4)),
         ood_size=draw(st.integers(1, 1_000_000)),
         probes_per_set=draw(st.integers(1, 100_000)),
-        snapshots=draw(st.booleans()),
+        snapshots=snapshots,
         probes=draw(st.booleans()),
         first_kernel=draw(st.none() | st.integers(1, 1000)),
         shuffle_labels=draw(st.booleans()),

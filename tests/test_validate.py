@@ -123,3 +123,54 @@ def test_docs_tables_are_what_the_recorded_validation_renders():
     assert block == val.markdown(v)
     assert splice(docs / "validation.md", val.markdown(v)) == text
     assert {c.case for c in v.cases} == set(planted.CASES)
+
+
+def test_readme_summary_is_what_the_recorded_validation_renders():
+    """README.md's validation summary is generated from docs/validation.json (`convlens validate
+    --from docs/validation.json --readme README.md`); it may not drift."""
+    from pathlib import Path
+
+    from convlens._cli.validate import SUMMARY_END, SUMMARY_START, splice
+
+    root = Path(__file__).resolve().parents[1]
+    v = val.ValidationResult.from_json((root / "docs" / "validation.json").read_text("utf-8"))
+    readme = root / "README.md"
+    text = readme.read_text(encoding="utf-8")
+    assert splice(readme, val.summary_markdown(v), SUMMARY_START, SUMMARY_END) == text
+    assert "right answer" in text.split(SUMMARY_START, 1)[1]
+
+
+def test_validate_renders_a_recorded_result_and_refuses_a_readme_without_markers(tmp_path):
+    from pathlib import Path
+
+    from click.testing import CliRunner
+
+    from convlens.cli import cli
+
+    docs = Path(__file__).resolve().parents[1] / "docs"
+    readme = tmp_path / "R.md"
+    readme.write_text("# x\n", encoding="utf-8")
+    r = CliRunner().invoke(
+        cli, ["validate", "--from", str(docs / "validation.json"), "--readme", str(readme)]
+    )
+    assert r.exit_code == 2 and "no <!-- validation-summary:start" in r.output
+    assert readme.read_text(encoding="utf-8") == "# x\n"  # untouched
+    readme.write_text(
+        "a\n<!-- validation-summary:start x -->\nold\n<!-- validation-summary:end -->\nb\n"
+    )
+    r = CliRunner().invoke(
+        cli, ["validate", "--from", str(docs / "validation.json"), "--readme", str(readme)]
+    )
+    assert r.exit_code == 0, r.output
+    got = readme.read_text(encoding="utf-8")
+    assert got.startswith("a\n<!-- validation-summary:start x -->\n") and got.endswith(
+        "end -->\nb\n"
+    )
+    assert "old" not in got and "| planted truth |" in got
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}", encoding="utf-8")
+    r = CliRunner().invoke(
+        cli, ["validate", "--from", str(bad), "--markdown", str(tmp_path / "m.md")]
+    )
+    assert r.exit_code == 2 and "not a readable validation.json" in r.output
+    assert not (tmp_path / "m.md").exists()

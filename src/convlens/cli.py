@@ -247,7 +247,8 @@ def demo(out_dir: str, quiet: bool, readme: str | None, **options: Any) -> None:
     def log(line: str) -> None:
         click.echo(line, err=True)
 
-    path = run_demo(out_dir, to_demo_options(**options), progress=not quiet, log=log)
+    progress = (lambda _line: None) if quiet else log
+    path = run_demo(out_dir, to_demo_options(**options), progress=not quiet, log=progress)
     for line in demo_answer(out_dir):
         log(line)
     if readme:

@@ -199,7 +199,12 @@ demo_options = _options(
         help="Write into a folder that is not empty and not a previous demo (removes only "
         "convlens's own files there).",
     ),
-    click.option("--quiet", "-q", is_flag=True, help="No progress bars."),
+    click.option(
+        "--quiet",
+        "-q",
+        is_flag=True,
+        help="No progress lines; the answer and the report's path are still printed.",
+    ),
     click.option(
         "--readme",
         "readme",

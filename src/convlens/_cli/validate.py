@@ -8,18 +8,20 @@ import click
 
 START = "<!-- validation:start"
 END = "<!-- validation:end -->"
+SUMMARY_START = "<!-- validation-summary:start"
+SUMMARY_END = "<!-- validation-summary:end -->"
 
 
-def splice(path: Path, tables: str) -> str:
-    """``path``'s text with the block between its validation markers replaced by ``tables`` (the
-    whole file is ``tables`` when it has no markers or does not exist)."""
+def splice(path: Path, tables: str, start: str = START, end: str = END) -> str:
+    """``path``'s text with the block between its ``start``/``end`` markers replaced by ``tables``
+    (the whole file is ``tables`` when it has no markers or does not exist)."""
     text = path.read_text(encoding="utf-8") if path.is_file() else ""
-    if START not in text or END not in text:
+    if start not in text or end not in text:
         return tables
-    head, rest = text.split(START, 1)
+    head, rest = text.split(start, 1)
     marker, _ = rest.split("\n", 1)
-    tail = rest.split(END, 1)[1]
-    return f"{head}{START}{marker}\n{tables}{END}{tail}"
+    tail = rest.split(end, 1)[1]
+    return f"{head}{start}{marker}\n{tables}{end}{tail}"
 
 
 @click.command("validate")
@@ -57,6 +59,18 @@ def splice(path: Path, tables: str) -> str:
 @click.option(
     "--markdown", "md_file", default=None, help="Write the tables as Markdown here (docs)."
 )
+@click.option(
+    "--readme",
+    "readme_file",
+    default=None,
+    help="Rewrite the short summary between this file's validation-summary markers (README.md).",
+)
+@click.option(
+    "--from",
+    "from_file",
+    default=None,
+    help="Render a recorded validation.json (--markdown/--readme) instead of running one.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress lines.")
 def validate_cmd(
     cases: str | None,
@@ -67,25 +81,54 @@ def validate_cmd(
     ood_repetitions: int | None,
     out_file: str | None,
     md_file: str | None,
+    readme_file: str | None,
+    from_file: str | None,
     quiet: bool,
 ) -> None:
     """Train the demo recipe and its random-label control on planted truths and print each
     verdict's power and false-positive rate (docs/validation.md)."""
     from convlens._atomic import write_text
-    from convlens.analysis.orchestration.validate import markdown, validate
+    from convlens.analysis.orchestration.validate import (
+        ValidationResult,
+        markdown,
+        summary_markdown,
+        validate,
+    )
     from convlens.data import planted
+    from convlens.errors import ConvlensError
 
     names = [c.strip() for c in cases.split(",")] if cases else None
     for name in names or []:
         planted.parse_spec(f"planted:{name}")  # one line naming an unknown case, before any work
-    log = (lambda _line: None) if quiet else (lambda line: click.echo(line, err=True))
-    ood_reps = repetitions if ood_repetitions is None else ood_repetitions
-    result = validate(
-        names, repetitions, seeds, epochs, null_repetitions, log=log, ood_repetitions=ood_reps
-    )
+    for what, f in (("--markdown", md_file), ("--readme", readme_file)):
+        if f and Path(f).exists() and not Path(f).is_file():
+            raise ConvlensError(f"{what} {f!r} is not a file")
+    if readme_file:
+        text = Path(readme_file).read_text(encoding="utf-8") if Path(readme_file).is_file() else ""
+        if SUMMARY_START not in text or SUMMARY_END not in text:
+            raise ConvlensError(
+                f"--readme {readme_file!r} has no {SUMMARY_START} ... {SUMMARY_END} markers; add "
+                "them where the summary goes"
+            )
+    if from_file:
+        try:
+            result = ValidationResult.from_json(Path(from_file).read_text(encoding="utf-8"))
+        except (OSError, ValueError, UnicodeDecodeError) as exc:
+            raise ConvlensError(
+                f"--from {from_file!r}: not a readable validation.json ({exc})"
+            ) from None
+    else:
+        log = (lambda _line: None) if quiet else (lambda line: click.echo(line, err=True))
+        ood_reps = repetitions if ood_repetitions is None else ood_repetitions
+        result = validate(
+            names, repetitions, seeds, epochs, null_repetitions, log=log, ood_repetitions=ood_reps
+        )
     text = markdown(result)
     if out_file:
         write_text(out_file, result.to_json() + "\n")
     if md_file:
         write_text(md_file, splice(Path(md_file), text))
+    if readme_file:
+        summary = summary_markdown(result)
+        write_text(readme_file, splice(Path(readme_file), summary, SUMMARY_START, SUMMARY_END))
     click.echo(text, nl=False)

@@ -105,7 +105,20 @@ def parse_normalize(text: str) -> str | tuple[tuple[float, ...], tuple[float, ..
     means, stds = tuple(values[:half]), tuple(values[half:])
     if any(s <= 0 for s in stds):
         raise ConvlensError(f"normalisation standard deviations must be > 0, got {text!r}")
+    with np.errstate(over="ignore"):
+        reach = max(max(abs(m), abs(255.0 - m)) / s for m, s in zip(means, stds, strict=True))
+    if not np.isfinite(reach) or reach > MAX_NORMALISED:
+        raise ConvlensError(
+            f"normalisation {text!r} maps pixel values of 0..255 to magnitudes up to {reach:.3g}, "
+            f"beyond what the model can compute with (at most {MAX_NORMALISED:.0e}); give a "
+            "mean and std on the pixel scale"
+        )
     return means, stds
+
+
+MAX_NORMALISED = 1e30
+"""A normalisation may not map pixel values (0..255) beyond this (float32 holds 3.4e38, and a
+layer's sums of products must stay finite)."""
 
 
 def check_input_size(size: Sequence[int]) -> tuple[int, ...]:

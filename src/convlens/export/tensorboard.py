@@ -25,9 +25,12 @@ interrupted export leaves no half-written run; an existing non-empty target is r
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,15 +55,23 @@ class ExportSummary:
     scalars: dict[str, int] = field(default_factory=dict)  # tag -> number of points
     images: dict[str, int] = field(default_factory=dict)
     histograms: dict[str, int] = field(default_factory=dict)
+    non_finite: dict[str, int] = field(default_factory=dict)
+    """Tensor name -> non-finite values left out of its histograms (all of them: no histogram)."""
 
     def lines(self) -> list[str]:
         n_img = max(self.images.values(), default=0)
-        return [
+        out = [
             f"wrote TensorBoard events to {self.out}",
             f"  {len(self.scalars)} scalar tags, {len(self.images)} image tags "
             f"({sum(self.images.values())} images), {len(self.histograms)} histogram tags",
-            f"  view: tensorboard --logdir {self.out.parent} --samples_per_plugin images={max(n_img, 10)}",
         ]
+        if self.non_finite:
+            named = ", ".join(f"{k} ({n})" for k, n in sorted(self.non_finite.items()))
+            out.append(f"  non-finite weights left out of the histograms: {named}")
+        out.append(
+            f"  view: tensorboard --logdir {self.out.parent} --samples_per_plugin images={max(n_img, 10)}"
+        )
+        return out
 
 
 def _tile(tiles: list[list[NDArray[Any]]], pad: int = 1) -> NDArray[np.float32]:
@@ -76,8 +87,9 @@ def _tile(tiles: list[list[NDArray[Any]]], pad: int = 1) -> NDArray[np.float32]:
 
 
 def _as_2d(a: NDArray[Any]) -> NDArray[np.float64]:
-    """A kernel or map as a 2-D array: 1-D becomes one row, 3-D its middle slice."""
-    a = np.asarray(a, np.float64)
+    """A kernel or map as a 2-D array: 1-D becomes one row, 3-D its middle slice; non-finite
+    values (a diverged run) are drawn as 0 (mid grey in a kernel, the minimum in a map)."""
+    a = np.nan_to_num(np.asarray(a, np.float64), nan=0.0, posinf=0.0, neginf=0.0)
     if a.ndim == 1:
         return a[None, :]
     if a.ndim == 3:
@@ -222,9 +234,31 @@ def _kernels(w: Any, s: ExportSummary, key: str, weight: NDArray[Any], epoch: in
 
 def _histograms(w: Any, s: ExportSummary, tensors: dict[str, NDArray[Any]], epoch: int) -> None:
     for name, t in tensors.items():
-        if t.size:
-            w.add_histogram(f"weights/{name}", np.asarray(t, np.float64), epoch)
+        a = np.asarray(t, np.float64).ravel()
+        finite = a[np.isfinite(a)]
+        if finite.size < a.size:  # NaN/inf weights (a diverged run): histogram the rest, say so
+            s.non_finite[name] = s.non_finite.get(name, 0) + int(a.size - finite.size)
+        if finite.size:
+            w.add_histogram(f"weights/{name}", finite, epoch)
             s.histograms[f"weights/{name}"] = s.histograms.get(f"weights/{name}", 0) + 1
+
+
+@contextlib.contextmanager
+def _writer_thread_errors() -> Iterator[list[BaseException]]:
+    """Collect the exceptions of TensorBoard's background writer thread instead of letting Python
+    print their tracebacks (the export then fails with one line, from the first of them)."""
+    errors: list[BaseException] = []
+    previous = threading.excepthook
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        if args.exc_value is not None:
+            errors.append(args.exc_value)
+
+    threading.excepthook = hook
+    try:
+        yield errors
+    finally:
+        threading.excepthook = previous
 
 
 def export_tensorboard(run_dir: str | Path, out_dir: str | Path) -> ExportSummary:
@@ -243,21 +277,28 @@ def export_tensorboard(run_dir: str | Path, out_dir: str | Path) -> ExportSummar
             f"{str(target)!r} already exists and is not empty; choose another TensorBoard folder"
         )
     run = _read_run(root)
+    created = [p for p in (out, *out.parents) if not p.exists()]
     out.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=out))
     try:
         s = ExportSummary(target)
-        w = _summary_writer(tmp)
-        try:
-            _scalars(w, run, s)
-            _images(w, run, s)
-        finally:
-            w.close()
+        with _writer_thread_errors() as thread_errors:
+            w = _summary_writer(tmp)
+            try:
+                _scalars(w, run, s)
+                _images(w, run, s)
+            finally:
+                w.close()
+        if thread_errors:  # e.g. a full disk met by TensorBoard's writer thread
+            raise thread_errors[0]
         if target.is_dir():
             target.rmdir()  # empty (checked above)
         os.replace(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        for folder in created:  # the folders this export made, innermost first, if still empty
+            with contextlib.suppress(OSError):
+                folder.rmdir()
         raise
     return s
 

@@ -84,6 +84,15 @@ def conv_matrix(
             "use a smaller input"
         )
     dtype = result_dtype(wa)
+    if dtype.kind == "i" and wa.dtype.kind in "iu" and wa.size:
+        # an entry sums at most every tap of one kernel: keep int64 only where that cannot wrap
+        # (a uint64 weight above 2**63 cannot even be held); else Python ints, exact
+        bound = float(np.abs(wa.astype(np.float64)).reshape(o, -1).sum(axis=1).max())
+        if bound >= 2.0**62:
+            dtype = np.dtype(object)
+            wa = cast_exact(wa, dtype)
+        else:
+            wa = wa.astype(np.int64)  # uint64 + int64 would promote to float64
     m = np.zeros((rows, cols), dtype=dtype)
     og = o // groups
     out_strides = np.array([int(np.prod(out_sp[i + 1 :])) for i in range(nd)], dtype=np.int64)

@@ -482,6 +482,27 @@ def _check_report_destination(inp: ReportInputs, dest: Path) -> None:
             f"the report would overwrite {str(dest)!r}, which is not an HTML file; choose a "
             "new path ending in .html"
         )
+    if dest.exists() and not _is_convlens_report(dest):
+        raise ConvlensError(
+            f"the report would overwrite {str(dest)!r}, which is not a convlens report; move it "
+            "or choose another path (--out)"
+        )
+
+
+REPORT_MARKERS = (b'<meta name="generator" content="convlens">', b"<title>convlens report:")
+"""What marks an existing file as a convlens report (the generator tag; reports written before it
+have the title), so that rewriting the report never replaces a user's own HTML."""
+
+
+def _is_convlens_report(path: Path) -> bool:
+    if not path.is_file():
+        return False
+    try:
+        with path.open("rb") as f:
+            head = f.read(4096)
+    except OSError:
+        return False
+    return any(m in head for m in REPORT_MARKERS)
 
 
 def build_report(run_dir: str | Path, out: str | Path | None = None) -> Path:

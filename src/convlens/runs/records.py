@@ -119,6 +119,12 @@ class RunConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
                 raise ConvlensError(f"{what} must be a finite number, got {v!r}")
+        if not self.snapshots and (self.snapshot_every is not None or self.snapshot_epochs):
+            which = "--snapshot-every" if self.snapshot_every is not None else "--snapshot-epochs"
+            raise ConvlensError(
+                f"{which} sets when snapshots are taken, but snapshots are off (--no-snapshots); "
+                "drop one of the two"
+            )
         if not 0 < self.lr <= MAX_LR:
             raise ConvlensError(f"learning rate must be in (0, {MAX_LR:g}], got {self.lr}")
         if not 0 <= self.weight_decay <= MAX_WEIGHT_DECAY:

@@ -158,22 +158,33 @@ def match_layers(
 
 
 def nonfinite_layers(result: AnalysisResult, weights: dict[str, Any]) -> list[str]:
-    """Names of the layers whose weights hold NaN or Inf. Raises :class:`ConvlensError` when that is
-    every layer with weights: there is nothing real to analyse."""
-    found, bad, messages = 0, [], []
+    """Names of the layers whose weights hold NaN or Inf. Raises :class:`ConvlensError` when no
+    layer with weights has any to analyse (each is non-finite or zero-sized): one rule for both, as
+    a model with nothing real to analyse is an error, while a model with *some* such layers is
+    analysed and says which were skipped."""
+    found, bad, messages, empty = 0, [], [], []
     for layer in result.layers:
         ident = layer.identity
         w = weights.get(ident.weight_key, weights.get(ident.name))
         if w is None:
             continue
         found += 1
-        msg = matching.nonfinite_message(ident.name, np.asarray(w))
+        a = np.asarray(w)
+        if a.size == 0:
+            empty.append(f"{ident.name}: zero-sized weight {tuple(a.shape)}")
+            continue
+        msg = matching.nonfinite_message(ident.name, a)
         if msg is not None:
             bad.append(ident.name)
             messages.append(msg)
     if found and len(bad) == found:
         raise ConvlensError(
             f"every conv layer's weights hold NaN or Inf; nothing to analyse ({'; '.join(messages)})"
+        )
+    if found and len(bad) + len(empty) == found:
+        raise ConvlensError(
+            "no conv layer has weights to analyse (each is zero-sized or holds NaN/Inf): "
+            + "; ".join(empty + messages)
         )
     return bad
 

@@ -394,3 +394,35 @@ def markdown(v: ValidationResult) -> str:
             )
     lines += ["", f"Rule: {v.rule}."]
     return "\n".join(lines) + "\n"
+
+
+def summary_markdown(v: ValidationResult) -> str:
+    """The README's short version of :func:`markdown`: one line per planted case (the rate of the
+    right answer, and on negatives of a false "learned from the task"), the across-seeds OOD
+    verdict's rates and the headline's rate on structure-free layers."""
+    lines = [
+        f"{v.repetitions} repetitions of {v.seeds_per_repetition} seeds each (demo recipe, "
+        f"{v.recipe['model']}); Wilson 95% intervals; from `docs/validation.json`:",
+        "",
+        "| planted truth | right answer | false 'learned from the task' |",
+        "|---|---|---|",
+    ]
+    for c in v.cases:
+        extra = f"; teacher named {_pct(c.named_right)}" if c.named_right else ""
+        false = _pct(c.false_task) if c.false_task.n else "-"
+        lines.append(f"| `{c.case}` ({c.truth}) | {_pct(c.correct)}{extra} | {false} |")
+    for o in v.ood:
+        if o.seeds > 1 and o.case != "null":
+            what = "false 'learned from the task'" if o.case == "task, shuffled" else "right answer"
+            lines.append(
+                f"| OOD `{o.case}` at {o.layer}, {o.seeds} seeds ({o.truth}) | "
+                + (f"{_pct(o.rate)} |  |" if what == "right answer" else f" | {_pct(o.rate)} |")
+            )
+    worst = max(v.null_layers, key=lambda n: n.headline_yes.rate or 0.0, default=None)
+    if worst is not None:
+        lines += [
+            "",
+            "Headline 'classical kernels: yes' on layers with no classical structure (random and "
+            f"blurred random kernels): at most {_pct(worst.headline_yes)} ({worst.layer}).",
+        ]
+    return "\n".join(lines) + "\n"
