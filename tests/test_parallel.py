@@ -433,3 +433,41 @@ def test_merge_of_any_split_equals_one_pass() -> None:
             np.testing.assert_allclose(merged.var, x.var(axis=0, ddof=1), rtol=1e-9, atol=1e-6)
 
     check()
+
+
+def test_stream_normalisation_is_the_sample_pixels_mean_and_std(tmp_path: Path) -> None:
+    from convlens.parallel.stream import list_folder, open_folder, read01
+
+    data = _folder(tmp_path / "data", 12)
+    files, _, _ = list_folder(data)
+    ds = open_folder(data, seed=0)  # 12 files < NORM_SAMPLE: every image is in the sample
+    raw = np.stack([read01(f, (8, 8)) for f in files])
+    assert ds.normalisation["mean"] == pytest.approx(raw.mean(), rel=1e-12)
+    assert ds.normalisation["std"] == pytest.approx(raw.std(), rel=1e-12)
+    assert ds.x.dtype == np.float32 and len(ds.x) == 12
+
+
+@pytest.mark.slow
+def test_stream_of_one_huge_image_among_small_ones_stays_small(tmp_path: Path) -> None:
+    """Reliability round 3: one 4000x4000 PNG first among 60 tiny ones made every image 4000x4000
+    (about 8-15 GB). The stream size is now capped and the normalisation streamed: peak RSS of the
+    whole `open_folder` in a fresh process stays under 1.5 GiB."""
+    from PIL import Image
+
+    root = tmp_path / "data" / "a"
+    root.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    big = (rng.random((4000, 4000)) * 255).astype(np.uint8)
+    Image.fromarray(big).save(root / "000.png")
+    for i in range(1, 61):
+        Image.fromarray((rng.random((16, 16)) * 255).astype(np.uint8)).save(root / f"{i:03d}.png")
+    code = (
+        "import resource, sys\n"
+        "from convlens.parallel.stream import open_folder\n"
+        f"ds = open_folder({str(tmp_path / 'data')!r}, seed=0)\n"
+        "print(ds.stream.size, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    size, rss_kib = out.stdout.rsplit(maxsplit=1)[0], int(out.stdout.split()[-1])
+    assert size == "(512, 512)"
+    assert rss_kib < 1.5 * 1024 * 1024, f"peak RSS {rss_kib / 1024:.0f} MiB"

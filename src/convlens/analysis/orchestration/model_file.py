@@ -209,7 +209,8 @@ def _prepare_stream(
     """A streamed image folder (:mod:`convlens.parallel.stream`): the ID set is every image of the
     folder, decoded lazily (sharded across ranks under torchrun); the OOD sets are made from the
     seeded normalisation sample. Images are fed as read: grey repeated to the model's channels,
-    resized to the first image's size, standardised by the folder's own mean/std."""
+    resized to the model's fixed input size (else the first image's, capped), standardised by the
+    folder's own mean/std."""
     from dataclasses import replace
 
     from convlens.data.ood import default_ood_names, make_oods
@@ -226,7 +227,12 @@ def _prepare_stream(
             "model's channels, standardised by the folder's own mean/std); --layout, "
             "--normalize, --scale and --input-size apply to data loaded whole"
         )
-    ds = open_folder(root, seed, channels=adapter.expectation().channels or 1)
+    expect = adapter.expectation()
+    fixed = [v for v in (expect.spatial or ()) if v is not None]
+    model_size = (
+        (int(fixed[0]), int(fixed[1])) if len(fixed) == 2 == len(expect.spatial or ()) else None
+    )
+    ds = open_folder(root, seed, channels=expect.channels or 1, model_size=model_size)
     names = list(ood) if ood is not None else default_ood_names(ds)
     oods = make_oods(names, ds, 100, seed)
     return _Prepared(
