@@ -471,3 +471,79 @@ def test_stream_of_one_huge_image_among_small_ones_stays_small(tmp_path: Path) -
     size, rss_kib = out.stdout.rsplit(maxsplit=1)[0], int(out.stdout.split()[-1])
     assert size == "(512, 512)"
     assert rss_kib < 1.5 * 1024 * 1024, f"peak RSS {rss_kib / 1024:.0f} MiB"
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _descendants(pid: int) -> list[int]:
+    """``pid`` and every process below it (torchrun starts its workers in new sessions, so a
+    process group kill would miss them)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo += children.get(p, [])
+    return out
+
+
+@needs_torchrun
+@pytest.mark.slow
+@pytest.mark.parametrize("lost", [0, 1])
+def test_two_nodes_losing_either_one_leaves_one_line_on_the_survivor(
+    tmp_path: Path, lost: int
+) -> None:
+    """Two torchrun launchers on one machine (static rendezvous, node 0 hosts the store): rank k
+    runs on --node_rank k, rank 0 writes. Kill one node (its launcher and its worker) mid-training:
+    the survivor's worker prints one convlens line naming its rank and exits 2; torchrun then adds
+    its own failure report and exits 1 (its behaviour, stated in docs/scale-out.md)."""
+    import signal
+    import time
+
+    port = str(_free_port())
+    args = ["train", "--data", "faces", "--epochs", "100000", "--no-snapshots", "-q"]
+    nodes = []
+    for node in (0, 1):
+        cmd = [str(TORCHRUN), "--nnodes", "2", "--node_rank", str(node), "--nproc_per_node", "1"]
+        cmd += ["--master_addr", "127.0.0.1", "--master_port", port, "-m", "convlens", *args]
+        nodes.append(
+            subprocess.Popen(
+                [*cmd, "--out", "run"],
+                cwd=tmp_path,
+                env=_env(),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
+    metrics = tmp_path / "run" / "metrics.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (metrics.is_file() and metrics.stat().st_size):
+        time.sleep(0.1)
+    assert metrics.is_file(), "training did not start"
+    rec = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert rec["world_size"] == 2
+    assert _rank_pid(nodes[0].pid, 0) is not None  # rank 0, the writer, is on --node_rank 0
+    for pid in _descendants(nodes[lost].pid):
+        os.kill(pid, signal.SIGKILL)
+    survivor = nodes[1 - lost]
+    _, err = survivor.communicate(timeout=120)
+    nodes[lost].communicate(timeout=60)
+    ours = [ln for ln in err.splitlines() if ln.startswith("convlens: ")]
+    assert len(ours) == 1, err
+    assert ours[0].startswith(f"convlens: error: rank {1 - lost}: lost the other ranks"), err
+    assert ("rank 0, which writes the results, may be among them" in ours[0]) == (lost == 0)
+    assert "failed (exitcode: 2)" in err and survivor.returncode == 1, err

@@ -12,7 +12,14 @@ payload *or its error* to every rank. When any rank failed, rank 0 raises one er
 failed rank and its cause (``rank 1: image 'x.png' cannot be decoded ...``) and the other ranks exit
 with status 2 without printing, so the job ends with one line. A rank that a signal kills cannot
 report: the others then fail in the collective (gloo notices the closed connection, or the timeout
-fires) and rank 0 says which collective lost a peer.
+fires), and every surviving node says so in one line from its first local rank (``LOCAL_RANK`` 0;
+its other ranks exit with status 2 silently): rank 0 may be among the lost, e.g. when the node that
+hosts the rendezvous store and rank 0 dies, so no survivor waits for it to speak.
+
+**Which process writes.** The process with global rank 0 writes every file and prints the results.
+With the static rendezvous (``--master_addr``/``--master_port`` and ``--node_rank``) torchrun gives
+node ``k`` the global ranks ``k * nproc_per_node ...``, so rank 0 runs on ``--node_rank 0``; with the
+``c10d`` rendezvous ranks follow the order the nodes joined and ``--node_rank`` is not used.
 """
 
 from __future__ import annotations
@@ -211,16 +218,26 @@ def gather(payload: T | Failure, what: str, *, to_main: bool = False) -> list[T]
 
 
 def _collective(op: Callable[[], object], ctx: Context, what: str) -> None:
-    """Run one c10d collective; a lost peer or a timeout becomes one line on rank 0."""
+    """Run one c10d collective; a lost peer or a timeout becomes one line per surviving node."""
     try:
         op()
     except Exception as exc:
-        if not ctx.is_main:
-            raise SystemExit(2) from None
-        raise RankFailed(
-            f"rank {ctx.rank}: lost the other ranks while gathering {what} (a rank was killed or "
-            f"did not answer within {timeout_s()} s; see torchrun's report): {_first_line(exc)}"
-        ) from None
+        raise lost_peers(ctx, what, exc) from None
+
+
+def lost_peers(ctx: Context, what: str, exc: BaseException) -> BaseException:
+    """What a rank raises when a collective failed because other ranks were lost (killed, a node
+    gone, or the timeout passed): on rank 0 and on the first local rank of every other node a
+    :class:`RankFailed` with one line naming this rank and what it was doing (not rank 0: that
+    nothing was written by it); on the other ranks ``SystemExit(2)``, silently."""
+    if not (ctx.is_main or ctx.local_rank == 0):
+        return SystemExit(2)
+    writer = "" if ctx.is_main else "; rank 0, which writes the results, may be among them"
+    return RankFailed(
+        f"rank {ctx.rank}: lost the other ranks while gathering {what} (a rank or node was killed "
+        f"or did not answer within {timeout_s()} s{writer}; see torchrun's report): "
+        f"{_first_line(exc)}"
+    )
 
 
 def checked(fn: Callable[[], T], what: str, *, to_main: bool = False) -> list[T]:
