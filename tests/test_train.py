@@ -107,7 +107,15 @@ def test_resume_in_process_is_bit_identical(tmp_path):
 
 
 @pytest.mark.slow
-def test_resume_after_sigkill_is_bit_identical(tmp_path):
+@pytest.mark.parametrize(
+    ("data", "epochs", "kill_after"),
+    [
+        ("faces", 40, 5),  # early: between the first log-spaced checkpoints
+        ("faces", 400, 300),  # late: three quarters through a long run
+        ("digits", 12, 9),  # another dataset and model (digits-cnn, 3x3), late
+    ],
+)
+def test_resume_after_sigkill_is_bit_identical(tmp_path, data, epochs, kill_after):
     """A real process killed with SIGKILL mid-run, then resumed, ends bit-identical."""
     args = [
         sys.executable,
@@ -115,9 +123,9 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path):
         "convlens.cli",
         "train",
         "--data",
-        "faces",
+        data,
         "--epochs",
-        "40",
+        str(epochs),
         "--seed",
         "1",
         "--checkpoint-seconds",
@@ -135,13 +143,13 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path):
     deadline = time.time() + 120
     metrics = killed / "metrics.jsonl"
     while time.time() < deadline:
-        if metrics.is_file() and len(metrics.read_text().splitlines()) >= 5:
+        if metrics.is_file() and len(metrics.read_text().splitlines()) >= kill_after:
             break
         time.sleep(0.005)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     done = len(RunDir(killed).read_metrics())
-    assert 5 <= done < 40, f"kill landed after {done} epochs; the test needs a mid-run kill"
+    assert kill_after <= done < epochs, f"kill landed after {done} epochs; needs a mid-run kill"
     assert RunDir(killed).read_run()["status"] == "running"
     r = subprocess.run(
         [*args, "--out", str(killed), "--resume"], env=env, capture_output=True, text=True
