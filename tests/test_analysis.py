@@ -153,6 +153,29 @@ def test_analyze_weights_on_state_dict_files(tmp_path):
         assert AnalysisResult.from_json(a.to_json()) == a
 
 
+def test_a_lightning_style_ckpt_loads_its_state_dict_only(tmp_path):
+    # real models round 2: Lightning .ckpt files were refused by suffix though weights_only reads
+    # them; the layout below is what Lightning writes (state_dict, epoch, optimizer_states, ...)
+    net = nn.Sequential(nn.Conv2d(3, 4, 5))
+    ckpt = {
+        "epoch": 3,
+        "global_step": 120,
+        "pytorch-lightning_version": "2.4.0",
+        "state_dict": {f"model.{k}": v for k, v in net.state_dict().items()},
+        "optimizer_states": [
+            {"state": {0: {"exp_avg": torch.ones(4, 3, 5, 5)}}, "param_groups": []}
+        ],
+        "lr_schedulers": [],
+        "hyper_parameters": {"lr": 0.001, "channels": [4]},
+    }
+    torch.save(ckpt, tmp_path / "last.ckpt")
+    w = load_weights(tmp_path / "last.ckpt")
+    assert set(w) == {"model.0.weight", "model.0.bias"}
+    assert np.array_equal(w["model.0.weight"], net[0].weight.detach().numpy())
+    a = analyze_model_file(tmp_path / "last.ckpt", n_null=200)
+    assert [r.name for r in a.layers] == ["model.0"] and a.layers[0].matching.kernel_size == 5
+
+
 @pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_malicious_pickle_is_refused(tmp_path):
     marker = tmp_path / "marker"

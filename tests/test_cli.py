@@ -355,3 +355,18 @@ def test_analyze_refuses_options_that_do_not_apply_to_a_run(tmp_path):
     r = CliRunner().invoke(cli, ["analyze", str(tmp_path), "--out", str(tmp_path)])
     assert r.exit_code == 2 and "it is a folder" in r.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_analyze_out_dash_prints_the_json_and_writes_no_file(tiny_run_copy, tmp_path, monkeypatch):
+    # real models round 2: `--out -` wrote a file named "-"; now the JSON alone goes to stdout
+    from convlens.analysis.result import AnalysisResult
+
+    monkeypatch.chdir(tmp_path)
+    before = set((tiny_run_copy).iterdir())
+    r = CliRunner().invoke(
+        cli, ["analyze", str(tiny_run_copy), "--null-size", "100", "--out", "-"]
+    )
+    assert r.exit_code == 0, r.stderr
+    a = AnalysisResult.from_json(r.stdout)
+    assert a.layers and r.stderr.strip()  # the summary, on stderr
+    assert not (tmp_path / "-").exists() and set(tiny_run_copy.iterdir()) == before

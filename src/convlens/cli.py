@@ -191,12 +191,16 @@ def analyze(target: str, out_file: str | None, **options: Any) -> None:
 
     if not is_main():  # under torchrun rank 0 prints and writes
         return
+    to_stdout = out_file == "-"  # the JSON alone on stdout, for scripts; the summary on stderr
     if result.source.kind == "model_file":  # a compact table of every layer first
         for line in layer_table(result):
-            click.echo(line)
+            click.echo(line, err=to_stdout)
     for line in analysis_summary(result):
-        click.echo(line)
-    click.echo(f"wrote {dest}")
+        click.echo(line, err=to_stdout)
+    if to_stdout:
+        click.echo(result.to_json(indent=1))
+    else:
+        click.echo(f"wrote {dest}")
 
 
 @cli.command()

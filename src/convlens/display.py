@@ -147,7 +147,7 @@ def load(path: str | Path) -> View:
         result = AnalysisResult.read(run.analysis)
         weights = run.model
     elif p.is_file():
-        if p.suffix.lower() in (".safetensors", ".pt", ".pth", ".onnx"):
+        if p.suffix.lower() in (".safetensors", ".pt", ".pth", ".bin", ".ckpt", ".onnx"):
             raise ConvlensError(
                 f"{str(p)!r} is a model file, not its analysis: run `convlens analyze {p}` and "
                 f"load {str(p) + MODEL_ANALYSIS_SUFFIX!r}"

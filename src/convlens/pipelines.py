@@ -179,7 +179,8 @@ def analyze_target(
     ``options`` (:class:`~convlens.analysis.orchestration.options.AnalyzeOptions`), or its fields
     as keyword arguments (``n_null``, ``seed``, ``factory``, ``data``, ``ood``, ``control_runs``,
     ``fit``, ...); an option the target does not read is refused before any work. Default
-    destination ``out``: ``RUN/analysis.json``, or ``MODEL.analysis.json`` beside a model file.
+    destination ``out``: ``RUN/analysis.json``, or ``MODEL.analysis.json`` beside a model file;
+    ``"-"`` writes no file (the caller prints the result).
     When the data part of a model-file analysis fails, the weight analysis is written anyway and
     the error is raised after, naming the file written.
 
@@ -202,7 +203,8 @@ def _analyze_target(
     from convlens.parallel.dist import is_main
 
     path = Path(target)
-    if out is not None:
+    to_stdout = str(out) == STDOUT
+    if out is not None and not to_stdout:
         _check_destination(Path(out))
         _check_not_an_input(path, Path(out))
     if path.is_dir():
@@ -213,6 +215,8 @@ def _analyze_target(
         try:
             result = analyze_model_file(path, options)
         except DataStageError as exc:
+            if to_stdout:  # nothing is written: the error says what failed
+                raise ConvlensError(f"the data part failed: {exc}", hint_key=exc.hint_key) from None
             written = write_result(exc.result, dest) if is_main() else dest
             raise ConvlensError(
                 f"the data part failed: {exc}; the weight analysis was written to {written}",
@@ -220,9 +224,13 @@ def _analyze_target(
             ) from None
     else:
         raise ConvlensError(f"{str(target)!r} is neither a run directory nor a model file")
-    if not is_main():  # under torchrun only rank 0 writes
+    if not is_main() or to_stdout:  # under torchrun only rank 0 writes; "-": the caller prints
         return result, dest
     return result, write_result(result, dest)
+
+
+STDOUT = "-"
+"""``--out -``: the analysis is not written to a file; ``convlens analyze`` prints its JSON on stdout."""
 
 
 def _check_destination(dest: Path) -> None:

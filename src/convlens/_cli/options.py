@@ -42,7 +42,8 @@ analyze_options = _options(
         "--out",
         "out_file",
         default=None,
-        help="Where to write the JSON (default: RUN/analysis.json, or MODEL.analysis.json beside a model file).",
+        help="Where to write the JSON (default: RUN/analysis.json, or MODEL.analysis.json beside a "
+        "model file); - prints it on stdout instead (the summary goes to stderr).",
     ),
     click.option(
         "--null-size",

@@ -1,8 +1,10 @@
 """Load a user's model or weights safely: nothing from a file is ever executed.
 
 - ``.safetensors``: tensors only, by construction.
-- ``.pt`` / ``.pth`` / ``.bin``: ``torch.load(weights_only=True)``, which refuses any pickle that would
-  build something other than tensors and plain containers (a malicious ``__reduce__`` is rejected).
+- ``.pt`` / ``.pth`` / ``.bin`` / ``.ckpt``: ``torch.load(weights_only=True)``, which refuses any
+  pickle that would build something other than tensors and plain containers (a malicious
+  ``__reduce__`` is rejected); of a checkpoint with a ``state_dict`` entry (PyTorch Lightning) only
+  that entry is read.
 - ``.onnx``: the ``onnx`` package (optional extra); only the constant weights of conv nodes are decoded
   (:mod:`convlens.analysis.model.onnxgraph`); models with external data files are refused.
 - activations need an architecture: ``--factory package.module:function`` (your own code, imported by
@@ -23,7 +25,8 @@ from torch import nn
 from convlens.analysis.model.onnxdecode import MAX_WEIGHT_VALUES as _MAX_ONNX_VALUES
 from convlens.errors import ConvlensError, raised_in_convlens
 
-WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".onnx")
+WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt", ".onnx")
+TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 REFUSED_SUFFIXES = {
     ".pt2": "torch.export.load can fall back to unrestricted pickle (weights_only=False) for parts of a "
     ".pt2 archive, which would run code from the file; export the weights with safetensors or "
@@ -63,7 +66,7 @@ def load_weights(path: str | Path) -> dict[str, NDArray[Any]]:
                 f"{str(p)!r} is not a valid safetensors file (truncated or corrupt): {exc}"
             ) from None
         return {k: v.detach().float().numpy() for k, v in tensors.items()}
-    if suffix in (".pt", ".pth", ".bin"):
+    if suffix in TORCH_SUFFIXES:
         try:
             obj = torch.load(p, map_location="cpu", weights_only=True)
         except Exception as exc:
@@ -71,6 +74,8 @@ def load_weights(path: str | Path) -> dict[str, NDArray[Any]]:
                 f"refused to load {str(p)!r}: not a plain weights file (loaded with weights_only=True, "
                 f"which never runs code from the file): {str(exc).splitlines()[0]}"
             ) from None
+        if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+            obj = obj["state_dict"]  # a training checkpoint (Lightning): the model's weights only
         tensors = _flatten(obj)
         if not tensors:
             raise ConvlensError(f"{str(p)!r} holds no tensors (expected a state dict)")
