@@ -13,3 +13,13 @@ def build() -> nn.Module:
         nn.Flatten(),
         nn.Linear(4 * 4 * 4, 10),
     )
+
+
+def build_softmax() -> nn.Module:
+    """The same network ending in a softmax: its output is already probabilities."""
+    return nn.Sequential(*build(), nn.Softmax(dim=1))
+
+
+def build_log_softmax() -> nn.Module:
+    """The same network ending in a log-softmax: its output is log-probabilities."""
+    return nn.Sequential(*build(), nn.LogSoftmax(dim=1))

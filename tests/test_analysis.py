@@ -22,6 +22,7 @@ from convlens.analysis.measure.activations import verdict
 from convlens.analysis.measure.gaborfit import fit_gabor
 from convlens.analysis.measure.matching import match_layer, random_null
 from convlens.analysis.model.loading import load_weights
+from convlens.data.fit import FitOptions
 from convlens.errors import ConvlensError
 from convlens.kernels import get_kernel
 from convlens.ops import correlate
@@ -377,3 +378,47 @@ def test_ratio_interval_of_a_silent_layer_is_null_without_a_warning() -> None:
     assert np.isnan(lo) and np.isnan(hi)
     lo, hi = bootstrap_ratio_ci(np.full(10, 2.0), np.ones(12), n_boot=200)
     assert lo == hi == 2.0
+
+
+def test_probability_outputs_are_not_softmaxed_again(tmp_path):
+    # real models round 2: a head ending in Softmax was softmaxed again (mean max-probability
+    # 0.31 printed for a true 0.68). The kind is detected (or stated) and the figures match the
+    # logits model's: softmax(logits) == the softmax head's output
+    from convlens.analysis.model.forward import detect_output_kind
+    from tests.factory_model import build
+
+    torch.manual_seed(0)
+    sd = build().state_dict()
+    save_file(dict(sd), str(tmp_path / "m.safetensors"))
+    common = {"data": "digits", "ood": ["noise"], "n_null": 200}
+    runs = {
+        name: analyze_model_file(
+            tmp_path / "m.safetensors", factory=f"tests.factory_model:{name}", **common
+        )
+        for name in ("build", "build_softmax", "build_log_softmax")
+    }
+    kinds = {k: a.distribution.output_kind for k, a in runs.items()}
+    assert kinds == {
+        "build": "logits",
+        "build_softmax": "probabilities",
+        "build_log_softmax": "log-probabilities",
+    }
+    ref = runs["build"].distribution.baselines["noise"]
+    for name in ("build_softmax", "build_log_softmax"):
+        b = runs[name].distribution.baselines["noise"]
+        assert b.max_softmax_auroc == pytest.approx(ref.max_softmax_auroc, abs=1e-9)
+        assert b.energy_auroc is None and ref.energy_auroc is not None
+        p_ref = runs["build"].predictions.sets[0].mean_max_softmax
+        assert runs[name].predictions.sets[0].mean_max_softmax == pytest.approx(p_ref, abs=1e-9)
+        assert any("read as" in n and "detected" in n for n in runs[name].notes)
+    # stating the kind wins over detection; logits never look like probabilities by accident here
+    stated = analyze_model_file(
+        tmp_path / "m.safetensors",
+        factory="tests.factory_model:build",
+        fit=FitOptions(output_kind="logits"),
+        **common,
+    )
+    assert stated.distribution.output_kind == "logits"
+    assert detect_output_kind(torch.tensor([[0.2, 0.8], [1.0, 0.0]])) == "probabilities"
+    assert detect_output_kind(torch.tensor([[0.2, 0.9], [1.0, 0.0]])) == "logits"
+    assert detect_output_kind(torch.log(torch.tensor([[0.25, 0.75]]))) == "log-probabilities"

@@ -363,9 +363,7 @@ def test_analyze_out_dash_prints_the_json_and_writes_no_file(tiny_run_copy, tmp_
 
     monkeypatch.chdir(tmp_path)
     before = set((tiny_run_copy).iterdir())
-    r = CliRunner().invoke(
-        cli, ["analyze", str(tiny_run_copy), "--null-size", "100", "--out", "-"]
-    )
+    r = CliRunner().invoke(cli, ["analyze", str(tiny_run_copy), "--null-size", "100", "--out", "-"])
     assert r.exit_code == 0, r.stderr
     a = AnalysisResult.from_json(r.stdout)
     assert a.layers and r.stderr.strip()  # the summary, on stderr

@@ -101,6 +101,14 @@ analyze_options = _options(
         "--output", default=None, help="Head of a tuple/dict output used as logits (key or index)."
     ),
     click.option(
+        "--output-kind",
+        type=click.Choice(["auto", "logits", "probabilities", "log-probabilities"]),
+        default="auto",
+        show_default=True,
+        help="What the model's output holds (auto: probabilities when rows lie in [0, 1] and sum "
+        "to 1, log-probabilities when their logsumexp is 0, else logits).",
+    ),
+    click.option(
         "--control-run",
         "control_runs",
         multiple=True,
@@ -143,6 +151,7 @@ def to_analyze_options(
     output: str | None,
     n_untrained: int = 20,
     reference_runs: tuple[str, ...] = (),
+    output_kind: str = "auto",
 ) -> AnalyzeOptions:
     """The analysis options of ``convlens analyze``'s parsed options, checked (one line for a bad
     value, before the target is read)."""
@@ -158,7 +167,7 @@ def to_analyze_options(
         ood=tuple(o.strip() for o in ood.split(",") if o.strip()) if ood else None,
         control_runs=control_runs,
         reference_runs=reference_runs,
-        fit=FitOptions(layout, normalize, scale, size, output),
+        fit=FitOptions(layout, normalize, scale, size, output, output_kind),
         n_untrained=n_untrained,
     )
     options.check()

@@ -63,6 +63,11 @@ class InputExpectation:
     """The full fixed input shape in the model's own layout (batch first), when the model states one."""
 
 
+OUTPUT_KINDS = ("auto", "logits", "probabilities", "log-probabilities")
+"""What a model's output may hold (the same list as ``analysis.model.forward.OUTPUT_KINDS``: data
+does not import the analysis)."""
+
+
 @dataclass(frozen=True)
 class FitOptions:
     """The user's choices: ``layout`` (``None``: from the model), normalisation, scale, size."""
@@ -73,9 +78,16 @@ class FitOptions:
     input_size: tuple[int, ...] | None = None
     output: str | None = None
     """Which head of a tuple/dict model output is the output (a key or an index; ``None``: the first)."""
+    output_kind: str = "auto"
+    """What that output holds: ``auto`` (detected), ``logits``, ``probabilities`` or
+    ``log-probabilities`` (:data:`convlens.analysis.model.forward.OUTPUT_KIND_RULE`)."""
 
     def check(self) -> None:
-        """Refuse an unknown layout, scale or normalisation, or a bad input size (one line)."""
+        """Refuse an unknown layout, scale, normalisation or output kind, or a bad input size."""
+        if self.output_kind not in OUTPUT_KINDS:
+            raise ConvlensError(
+                f"output kind must be one of {', '.join(OUTPUT_KINDS)}, got {self.output_kind!r}"
+            )
         if self.layout is not None and self.layout not in LAYOUTS:
             raise ConvlensError(f"layout must be one of {', '.join(LAYOUTS)}, got {self.layout!r}")
         if self.scale not in SCALES:

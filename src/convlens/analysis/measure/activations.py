@@ -55,7 +55,7 @@ from convlens.analysis.evidence.stats import (
     weighted_means,
 )
 from convlens.analysis.evidence.verdicts import OOD_LEARNED_RULE, ood_learned_verdict
-from convlens.analysis.model.forward import SetActivations
+from convlens.analysis.model.forward import OUTPUT_KIND_RULE, SetActivations
 from convlens.analysis.result import (
     ChannelStats,
     ControlComparison,
@@ -305,9 +305,11 @@ def _control_levels(
 
 
 def _baseline(id_set: SetActivations, s: SetActivations) -> OutputBaseline:
+    logits = id_set.output_kind in (None, "logits") and s.output_kind in (None, "logits")
     return OutputBaseline(
         max_softmax_auroc=finite(_auroc(id_set.msp.values, s.msp.values)),
-        energy_auroc=finite(_auroc(id_set.energy.values, s.energy.values)),
+        # the energy score needs logits: not defined for probability outputs
+        energy_auroc=finite(_auroc(id_set.energy.values, s.energy.values)) if logits else None,
     )
 
 
@@ -378,6 +380,8 @@ def compare(
         rule=RULE,
         other=[dataset(s) for s in extra],
         controls=dict(control_descriptions or {}),
+        output_kind=id_set.output_kind,
+        output_rule=OUTPUT_KIND_RULE if id_set.output_kind is not None else None,
         learned_rule=OOD_LEARNED_RULE if arms else None,
         n_boot=n_boot,
         control_baselines={

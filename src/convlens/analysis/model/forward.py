@@ -6,7 +6,9 @@ comparisons made from them (ID vs OOD, trained vs untrained) are
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+import contextvars
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +36,9 @@ class SetActivations:
     energy: GrowingArray = field(default_factory=GrowingArray)
     pred: GrowingArray = field(default_factory=GrowingArray)  # argmax class per image
     n_outputs: int = 0  # number of logits (classes) the model returns
+    output_kind: str | None = None
+    """How the model's outputs were read: ``logits``, ``probabilities`` or ``log-probabilities``
+    (:data:`OUTPUT_KIND_RULE`); ``None`` before the first batch with outputs."""
 
     def scores(self, layer: str) -> NDArray[np.float64]:
         return self.layer_scores[layer].values
@@ -100,18 +105,73 @@ def collect(
     return out
 
 
+OUTPUT_KINDS = ("auto", "logits", "probabilities", "log-probabilities")
+OUTPUT_TOL = 1e-3
+OUTPUT_KIND_RULE = (
+    "auto: probabilities when every output of the first batch lies in [0, 1] and every row sums "
+    f"to 1 within {OUTPUT_TOL} (a softmax head); log-probabilities when every output is <= 0 and "
+    f"every row's logsumexp is 0 within {OUTPUT_TOL} (a log-softmax head); else logits. "
+    "Probabilities are read as they are (max-softmax = the largest probability, not a softmax of "
+    "them), log-probabilities through exp; the energy score (logsumexp of logits) is not defined "
+    "for either and is left out. --output-kind states the kind instead of detecting it"
+)
+_KIND: contextvars.ContextVar[str] = contextvars.ContextVar("convlens_output_kind", default="auto")
+
+
+@contextlib.contextmanager
+def output_kind(kind: str) -> Iterator[None]:
+    """Read the model's outputs as ``kind`` (one of :data:`OUTPUT_KINDS`) inside the block."""
+    if kind not in OUTPUT_KINDS:
+        raise ConvlensError(f"output kind must be one of {', '.join(OUTPUT_KINDS)}, got {kind!r}")
+    token = _KIND.set(kind)
+    try:
+        yield
+    finally:
+        _KIND.reset(token)
+
+
+def detect_output_kind(out: torch.Tensor) -> str:
+    """:data:`OUTPUT_KIND_RULE` on one batch of outputs ``(B, K)``."""
+    x = out.double()
+    if x.shape[1] >= 2 and bool(torch.isfinite(x).all()):
+        if bool(((x >= -OUTPUT_TOL) & (x <= 1 + OUTPUT_TOL)).all()) and bool(
+            ((x.sum(dim=1) - 1).abs() <= OUTPUT_TOL).all()
+        ):
+            return "probabilities"
+        if bool((x <= OUTPUT_TOL).all()) and bool(
+            (torch.logsumexp(x, dim=1).abs() <= OUTPUT_TOL).all()
+        ):
+            return "log-probabilities"
+    return "logits"
+
+
 def accumulate(
     out: SetActivations,
     logits: torch.Tensor | None,
     stats: dict[str, tuple[torch.Tensor, torch.Tensor]],
     n: int | None = None,
 ) -> None:
-    """Add one batch: output-level scores from ``logits`` (none when ``None``; then ``n`` gives the
-    batch size), per-layer scores from :func:`reduce_map`."""
+    """Add one batch: output-level scores from the model's outputs (none when ``None``; then ``n``
+    gives the batch size), read as :func:`output_kind` says (auto: detected on the set's first
+    batch, :data:`OUTPUT_KIND_RULE`), and per-layer scores from :func:`reduce_map`."""
     if logits is not None:
-        probs = torch.softmax(logits.double(), dim=1)
+        if out.output_kind is None:
+            kind = _KIND.get()
+            out.output_kind = detect_output_kind(logits) if kind == "auto" else kind
+        x = logits.double()
+        if out.output_kind == "probabilities":
+            probs = x
+        elif out.output_kind == "log-probabilities":
+            probs = torch.exp(x)
+        else:
+            probs = torch.softmax(x, dim=1)
         out.msp.extend(probs.max(dim=1).values.cpu().numpy())
-        out.energy.extend(torch.logsumexp(logits.double(), dim=1).cpu().numpy())
+        energy = (
+            torch.logsumexp(x, dim=1)
+            if out.output_kind == "logits"
+            else torch.full((len(x),), float("nan"), dtype=torch.float64)
+        )
+        out.energy.extend(energy.cpu().numpy())
         out.pred.extend(probs.argmax(dim=1).cpu().numpy())
         out.n_outputs = int(logits.shape[1])
     out.n += len(logits) if logits is not None else int(n or 0)

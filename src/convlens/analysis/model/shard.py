@@ -106,6 +106,7 @@ def _payload(s: SetActivations, idx: NDArray[np.int64]) -> dict[str, Any]:
         "energy": s.energy.values.copy(),
         "pred": s.pred.values.copy(),
         "n_outputs": s.n_outputs,
+        "output_kind": s.output_kind,
     }
 
 
@@ -129,6 +130,7 @@ def merge_parts(name: str, n: int, parts: list[dict[str, Any]]) -> SetActivation
         out.energy = _grown(place(n, [(p["idx"], p["energy"]) for p in parts]))
         out.pred = _grown(place(n, [(p["idx"], p["pred"]) for p in parts]))
         out.n_outputs = max(int(p["n_outputs"]) for p in parts)
+        out.output_kind = next((p["output_kind"] for p in parts if p.get("output_kind")), None)
     return out
 
 

@@ -174,11 +174,19 @@ def analyze_model_file(
                 skip_for_nonfinite(result, skipped, bad)
         else:
             try:
-                _data_stages(result, adapter, prepared, timer, bad, opts.n_untrained)
+                with forward.output_kind(opts.fit.output_kind):
+                    _data_stages(result, adapter, prepared, timer, bad, opts.n_untrained)
             except Exception as exc:
                 if not _recoverable(exc):
                     raise
                 failure = exc
+    kind = result.distribution.output_kind if result.distribution is not None else None
+    if kind not in (None, "logits"):
+        how = "stated (--output-kind)" if opts.fit.output_kind != "auto" else "detected"
+        result.notes.append(
+            f"the model's outputs were read as {kind} ({how}): max-softmax is the largest "
+            "probability itself, not a softmax of it; the energy score needs logits and is left out"
+        )
     result.notes[:0] = adapter.notes + (prepared.notes if prepared is not None else [])
     finish(result, timer)
     if failure is not None:
@@ -221,7 +229,7 @@ def _prepare_stream(
             f"data 'stream:{root}': streamed folders run with PyTorch models (a factory); give "
             "the folder itself (DIR) for an ONNX model"
         )
-    if replace(options, output=None) != FitOptions():
+    if replace(options, output=None, output_kind="auto") != FitOptions():
         raise ConvlensError(
             f"data 'stream:{root}': a streamed folder is fed as read (grey repeated to the "
             "model's channels, standardised by the folder's own mean/std); --layout, "

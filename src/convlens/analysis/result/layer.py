@@ -402,6 +402,10 @@ class DistributionInfo:
     untrained: str | None = None
     untrained_seeds: list[int] = field(default_factory=list)
     random_labels: str | None = None
+    output_kind: str | None = None
+    """How the model's outputs were read (``logits``, ``probabilities``, ``log-probabilities``;
+    detected or stated, ``output_rule`` says how); ``None``: the outputs were not used."""
+    output_rule: str | None = None
 
 
 @dataclass
