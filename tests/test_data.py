@@ -190,3 +190,22 @@ def test_make_ood_first_members_are_the_prefix_of_the_whole_set(train_set):
         assert part.to_dict() == whole.to_dict()  # records the recipe's size, 12
         none = make_ood(name, ds, 12, seed=3, first=0)
         assert none.x.shape == (0, *ds.shape) and none.to_dict()["n"] == 12
+
+
+def test_channels_last_npz_is_transposed_and_says_so(tmp_path):
+    # real models round 2: (N, 224, 224, 3) data for an NHWC model were read as 224 channels
+    from convlens.data.loaders import load_dataset
+
+    rng = np.random.default_rng(0)
+    x = rng.random((12, 10, 9, 3)).astype(np.float32)
+    y = np.repeat([0, 1], 6)
+    np.savez(tmp_path / "nhwc.npz", x=x, y=y)
+    np.savez(tmp_path / "nchw.npz", x=np.moveaxis(x, -1, 1), y=y)
+    a = load_dataset(f"npz:{tmp_path / 'nhwc.npz'}", 0)
+    b = load_dataset(f"npz:{tmp_path / 'nchw.npz'}", 0)
+    assert a.shape == b.shape == (3, 10, 9)
+    assert np.array_equal(a.x, b.x)
+    assert "read as (N, H, W, C)" in a.source and "read as" not in b.source
+    grey = rng.random((12, 3, 8, 1)).astype(np.float32)  # both axes could be channels: first wins
+    np.savez(tmp_path / "amb.npz", x=grey, y=y)
+    assert load_dataset(f"npz:{tmp_path / 'amb.npz'}", 0).shape == (3, 8, 1)

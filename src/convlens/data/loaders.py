@@ -408,22 +408,45 @@ def load_npz(file: str, seed: int) -> Dataset:
         )
     if x.ndim not in (3, 4, 5):
         raise ConvlensError(
-            f"{where}: x must be (N, H, W) or (N, C, L), (N, C, H, W) or (N, C, D, H, W), got "
-            f"shape {x.shape}"
+            f"{where}: x must be (N, H, W) or (N, C, L), (N, C, H, W) (or channels last "
+            f"(N, H, W, C) with C = 1, 3 or 4) or (N, C, D, H, W), got shape {x.shape}"
         )
     if len(x) != len(y):
         raise ConvlensError(f"{where}: {len(x)} images but {len(y)} labels")
     if len(x) == 0:
         raise ConvlensError(f"{where}: 0 images; expected at least three per class")
     n_classes = check_labels(y, where)
+    x, layout = channels_first(x)
     x01, rule = _to_unit(x, where)
     return from_unit_range(
         f"npz:{path.stem}",
         x01,
         y.astype(np.int64),
         [str(i) for i in range(n_classes)],
-        f"arrays x, y in {str(path)!r}",
+        f"arrays x, y in {str(path)!r}{layout}",
         rule,
         seed,
         extra={"x_rank": int(x.ndim)},  # rank 3 is (N, H, W) images or (N, C, L) signals
     )
+
+
+CHANNEL_COUNTS = (1, 3, 4)
+"""Channel counts that mark an axis as the channel axis of an image array (grey, RGB, RGBA)."""
+
+
+def channels_first(x: NDArray[Any]) -> tuple[NDArray[Any], str]:
+    """A rank-4 image array as ``(N, C, H, W)``: an ``(N, H, W, C)`` array (its last axis 1, 3 or 4
+    long and its second axis not) is transposed, and the returned text says so; anything else is
+    taken as channels first.
+
+    >>> import numpy as np
+    >>> channels_first(np.zeros((2, 224, 224, 3)))[0].shape, channels_first(np.zeros((2, 3, 8, 8)))[1]
+    ((2, 3, 224, 224), '')
+    """
+    if x.ndim == 4 and x.shape[-1] in CHANNEL_COUNTS and x.shape[1] not in CHANNEL_COUNTS:
+        note = (
+            f"; x {tuple(x.shape)} read as (N, H, W, C) (channels last: its last axis is "
+            f"{x.shape[-1]} long, its second {x.shape[1]}) and transposed to (N, C, H, W)"
+        )
+        return np.ascontiguousarray(np.moveaxis(x, -1, 1)), note
+    return x, ""
