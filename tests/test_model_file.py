@@ -161,3 +161,35 @@ def test_factory_mismatch_names_the_keys(tmp_path: Path) -> None:
         build_from_factory("tests.model_zoo:rgb", tmp_path / "chain.safetensors")
     msg = str(err.value)
     assert "\n" not in msg and "Missing key(s)" in msg and '"1.weight"' in msg
+
+
+def test_a_conv_subclass_returning_a_2d_tensor_is_analysed(tmp_path):
+    # real models round 2: pesto-pitch's ToeplitzLinear (Conv1d whose forward maps (B, L) to
+    # (B, L')) crashed the activation pass ("Dimension out of range") and blamed model or data
+    import numpy as np
+    from safetensors.torch import save_file
+
+    from convlens.analysis import analyze_model_file
+    from tests.toeplitz_model import build
+
+    save_file(build().state_dict(), str(tmp_path / "tz.safetensors"))
+    rng = np.random.default_rng(0)
+    np.savez(
+        tmp_path / "sig.npz",
+        x=rng.random((30, 1, 32)).astype(np.float32),
+        y=np.repeat([0, 1, 2], 10),
+    )
+    a = analyze_model_file(
+        tmp_path / "tz.safetensors",
+        factory="tests.toeplitz_model:build",
+        data=f"npz:{tmp_path / 'sig.npz'}",
+        ood=["noise"],
+        n_null=100,
+    )
+    toe = a.layer("toe")
+    assert (
+        toe.check is not None and toe.check.status == "checked" and toe.check.is_cross_correlation
+    )
+    assert "Conv1d call it inherits" in (toe.check.message or "")
+    assert toe.distribution is None and a.layer("conv").distribution is not None
+    assert any("no (batch, channels, ...) feature map" in n and "toe" in n for n in a.notes)

@@ -238,7 +238,14 @@ class TorchModel(ModelAdapter):
         for name, m in conv_modules(self.module):
 
             def hook(_m: nn.Module, inp: Any, out: Any, _n: str = name) -> None:
-                if _n not in shapes and inp and isinstance(out, torch.Tensor):
+                if (
+                    _n not in shapes
+                    and inp
+                    and isinstance(inp[0], torch.Tensor)
+                    and isinstance(out, torch.Tensor)
+                    and inp[0].ndim >= 3  # (B, C, *spatial) in and out: a feature map; a conv
+                    and out.ndim >= 3  # subclass that reshapes (B, L) -> (B, L') is no stage
+                ):
                     shapes[_n] = (list(inp[0].shape), list(out.shape))
                     events.append(("conv", _n))
 
@@ -288,7 +295,14 @@ class TorchModel(ModelAdapter):
         torchrun (:func:`convlens.analysis.model.shard.collect_sharded`), merged on rank 0."""
         from convlens.analysis.model.shard import collect_sharded
 
-        return collect_sharded(self.module, x, name, call=self.call, pick=self._pick)
+        out = collect_sharded(self.module, x, name, call=self.call, pick=self._pick)
+        if out.not_maps:
+            what = ", ".join(f"{k} ({v})" for k, v in sorted(out.not_maps.items()))
+            self._note(
+                "conv layer(s) whose forward returns no (batch, channels, ...) feature map, left "
+                f"out of the activation statistics and receptive fields: {what}"
+            )
+        return out
 
     def feature_maps(self, x: NDArray[Any]) -> dict[str, NDArray[np.float32]]:
         maps: dict[str, NDArray[np.float32]] = {}

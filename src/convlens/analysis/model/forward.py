@@ -36,6 +36,8 @@ class SetActivations:
     energy: GrowingArray = field(default_factory=GrowingArray)
     pred: GrowingArray = field(default_factory=GrowingArray)  # argmax class per image
     n_outputs: int = 0  # number of logits (classes) the model returns
+    not_maps: dict[str, str] = field(default_factory=dict)
+    """Conv layers whose module returned no ``(B, C, *spatial)`` feature map: what it returned."""
     output_kind: str | None = None
     """How the model's outputs were read: ``logits``, ``probabilities`` or ``log-probabilities``
     (:data:`OUTPUT_KIND_RULE`); ``None`` before the first batch with outputs."""
@@ -76,6 +78,12 @@ def collect(
 
     def hook(layer_name: str) -> Any:
         def fn(_m: nn.Module, _inp: Any, output: torch.Tensor) -> None:
+            if not isinstance(output, torch.Tensor) or output.ndim < 3:
+                # a conv subclass whose forward returns something else than (B, C, *spatial),
+                # e.g. (B, L) (pesto-pitch's ToeplitzLinear): no feature map to summarise
+                shape = tuple(getattr(output, "shape", ()))
+                out.not_maps[layer_name] = f"{type(output).__name__} {shape}"
+                return
             reduced[layer_name] = reduce_map(output)
 
         return fn

@@ -107,6 +107,7 @@ def _payload(s: SetActivations, idx: NDArray[np.int64]) -> dict[str, Any]:
         "pred": s.pred.values.copy(),
         "n_outputs": s.n_outputs,
         "output_kind": s.output_kind,
+        "not_maps": dict(s.not_maps),
     }
 
 
@@ -119,6 +120,8 @@ def _grown(values: NDArray[np.float64]) -> GrowingArray:
 def merge_parts(name: str, n: int, parts: list[dict[str, Any]]) -> SetActivations:
     """One :class:`SetActivations` from every rank's part, as if one process had seen all ``n``."""
     out = SetActivations(name, n=n)
+    for p in parts:
+        out.not_maps.update(p.get("not_maps", {}))
     layers: list[str] = next((p["layers"] for p in parts if p["layers"]), [])
     for layer in layers:
         have = [p for p in parts if layer in p["stats"]]
