@@ -661,6 +661,31 @@ CASES: list[Case] = [
         expect="File too large",
     ),
     Case(
+        "export-metrics-row-without-epoch",
+        lambda c: [
+            "export",
+            _run_with(c, "metrics.jsonl", '{"train_loss": 0.5}\n'),
+            "--tensorboard",
+            c.p("tb"),
+        ],
+        expect="epoch: missing",
+    ),
+    Case(
+        "export-metrics-epoch-a-string",
+        lambda c: [
+            "export",
+            _run_with(c, "metrics.jsonl", '{"epoch": "one", "train_loss": 0.5}\n'),
+            "--tensorboard",
+            c.p("tb"),
+        ],
+        expect="expected integer",
+    ),
+    Case(
+        "report-run-model-corrupt",
+        lambda c: ["report", _run_with(c, "model.safetensors", _BAD_HEADER, analysed=True)],
+        expect="model.safetensors",
+    ),
+    Case(
         "report-over-a-foreign-html",
         lambda c: ["report", c.run(analysed=True), "--out", c.file("mine.html", "<p>mine</p>")],
         expect="not a convlens report",
