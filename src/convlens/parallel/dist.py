@@ -235,7 +235,7 @@ def lost_peers(ctx: Context, what: str, exc: BaseException) -> BaseException:
     writer = "" if ctx.is_main else "; rank 0, which writes the results, may be among them"
     return RankFailed(
         f"rank {ctx.rank}: lost the other ranks while gathering {what} (a rank or node was killed "
-        f"or did not answer within {timeout_s()} s{writer}; see torchrun's report): "
+        f"or did not answer within {timeout_s()} s{writer}): "
         f"{_first_line(exc)}"
     )
 
