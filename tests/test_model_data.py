@@ -621,3 +621,23 @@ def test_wide_layers_keep_a_correlation_summary_not_the_matrix(tmp_path: Path) -
     assert len(narrow["channel_correlation_final"]) == 8
     assert wide["channel_correlation_final"] == [] and 0 < wide["mean_abs_channel_correlation"] <= 1
     assert any("only the mean |r| between channels is stored" in n for n in data["notes"])
+
+
+@pytest.mark.parametrize("name", ["small", "chain", "rgb"])
+def test_the_shipped_example_factories_run_as_the_docs_say(name, tmp_path):
+    # real models round 2: the docs' examples imported tests.* and ran only from a checkout;
+    # convlens.examples ships in the wheel
+    from safetensors.torch import save_file
+
+    from convlens import examples
+    from convlens.analysis import analyze_model_file
+
+    save_file(getattr(examples, name)().state_dict(), str(tmp_path / "m.safetensors"))
+    a = analyze_model_file(
+        tmp_path / "m.safetensors",
+        factory=f"convlens.examples:{name}",
+        data="digits",
+        ood=["noise"],
+        n_null=100,
+    )
+    assert a.headline.all_layers_cross_correlation and a.distribution is not None
