@@ -288,34 +288,20 @@ def check_layer(
     kind = type(conv).__name__
     w0 = [int(v) for v in getattr(getattr(conv, "weight", None), "shape", [])]
     x_shape: list[int] = []
-    note = None
     try:  # the user's module: copied, moved to float64 and run (with the calls recorded)
         layer: Any = copy.deepcopy(conv).to(device="cpu", dtype=torch.float64).eval()
         gen = torch.Generator().manual_seed(seed)
         spatial = _spatial_input(layer, size)
         x = torch.randn((2, int(layer.in_channels), *spatial), generator=gen, dtype=torch.float64)
         x_shape = list(x.shape)
-        try:
-            calls = [c for c in capture_calls(layer, x) if c.owner is layer]
-        except Exception:
-            base = _torch_base(layer)
-            if base is None:
-                raise
-            # a subclass whose own forward takes another input (e.g. (B, L), reshaped inside):
-            # check the conv it computes, the base class's forward with the same weights
-            wrapped = capture_calls(_BaseForward(layer, base), x)  # no module __call__: owner None
-            calls = [c for c in wrapped if c.owner in (layer, None)]
-            note = (
-                f"its own forward takes another input; the {base.__name__} call it inherits "
-                "was checked with its weights"
-            )
+        calls = [c for c in capture_calls(layer, x) if c.owner is layer]
     except Exception as exc:  # a user's forward: anything may fail, the rest of the analysis stands
         return _failed_check(name, kind, w0, x_shape, exc, rtol)
     try:
         figures = [_call_figures(c) for c in calls]
     except ConvlensError as exc:  # a call the NumPy engine does not take (limits, arguments)
         return _failed_check(name, kind, w0, x_shape, exc, rtol)
-    check = make_check(
+    return make_check(
         name,
         kind,
         figures[0][1] if figures else w0,
@@ -324,29 +310,6 @@ def check_layer(
         backend="torch float64",
         tolerance=rtol,
     )
-    if note is not None:
-        check.message = note if not check.message else f"{check.message}; {note}"
-    return check
-
-
-def _torch_base(layer: nn.Module) -> type[nn.Module] | None:
-    """The ``torch.nn`` conv class a user's subclass derives from (``None`` for torch's own)."""
-    bases = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
-    if type(layer) in bases:
-        return None
-    return next((b for b in type(layer).__mro__ if b in bases), None)
-
-
-class _BaseForward(nn.Module):
-    """Runs ``base.forward`` on ``layer`` (its conv, without the subclass's own reshaping)."""
-
-    def __init__(self, layer: nn.Module, base: type[nn.Module]) -> None:
-        super().__init__()
-        self.layer = layer
-        self.base = base
-
-    def forward(self, x: torch.Tensor) -> Any:
-        return self.base.forward(self.layer, x)
 
 
 def conv_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
