@@ -56,4 +56,4 @@ def test_readme_answer_equals_a_fresh_demo(tmp_path):
     html = (out / "report.html").read_text(encoding="utf-8")
     for line in answer(*demo_results(out)).lines:
         assert line.question in html
-    assert "seeds 10, 11, 12 (seeds.json)" in readme
+    assert "seeds 10, 11, 12, 13, 14 (seeds.json)" in readme

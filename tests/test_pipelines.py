@@ -55,7 +55,7 @@ def test_analyze_target_writes_a_typed_result(tiny_run_copy, tmp_path):
     assert dest == tiny_run_copy / "analysis.json"
     assert AnalysisResult.read(dest) == result
     lines = analysis_summary(result)
-    assert lines[0].startswith("conv1: 8 kernels 5x5") and "above the random null" in lines[0]
+    assert lines[0].startswith("conv1: 16 kernels 5x5") and "above the random null" in lines[0]
     assert any(line.startswith("layer == cross-correlation") for line in lines)
     assert any("ID-vs-OOD AUROC" in line for line in lines)
 

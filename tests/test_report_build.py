@@ -464,8 +464,9 @@ def test_reproduce_commands_parse_and_write_elsewhere(demo_run, no_figures):
     cmds = build_context(inp)["reproduce"]["commands"]
     cfg = inp.a.run.config
     parsed = [_parse(c["cmd"]) for c in cmds]
-    # the demo's analysis has a random-label control: its training run is reproduced too
-    assert [name for name, _ in parsed] == ["train", "train", "analyze", "report", "demo"]
+    # the demo's analysis has a random-label control and a reference run (no weight decay): their
+    # training runs are reproduced too
+    assert [name for name, _ in parsed] == ["train", "train", "train", "analyze", "report", "demo"]
     train, control = parsed[0][1], parsed[1][1]
     for opt in ("data", "model", "epochs", "batch_size", "lr", "weight_decay", "optimizer", "seed"):
         assert train[opt] == getattr(cfg, opt) and control[opt] == getattr(cfg, opt), opt
@@ -477,13 +478,20 @@ def test_reproduce_commands_parse_and_write_elsewhere(demo_run, no_figures):
 
     assert RunConfig.from_cli(train) == cfg
     assert RunConfig.from_cli(control) == replace(cfg, shuffle_labels=True)
+    reference = parsed[2][1]
+    assert RunConfig.from_cli(reference) == replace(
+        cfg, weight_decay=0.0, snapshots=False, probes=False
+    )
     new, new_control = Path(train["out_dir"]), Path(control["out_dir"])
+    new_reference = Path(reference["out_dir"])
     assert new != demo_run and not new.exists() and not new_control.exists()
-    analyze = parsed[2][1]
+    assert not new_reference.exists() and new_reference not in (new, new_control)
+    analyze = parsed[3][1]
     assert Path(analyze["target"]) == new and analyze["null_size"] == inp.a.settings.n_null
     assert [Path(c) for c in analyze["control_runs"]] == [new_control]
-    assert Path(parsed[3][1]["run_dir"]) == new
-    demo = parsed[4][1]
+    assert [Path(c) for c in analyze["reference_runs"]] == [new_reference]
+    assert Path(parsed[4][1]["run_dir"]) == new
+    demo = parsed[5][1]
     assert demo["n_seeds"] == 2 and Path(demo["out_dir"]) != demo_run
     html = render_html(build_context(inp))
     assert "convlens demo --seeds 2" in html

@@ -72,7 +72,7 @@ def test_null_layers_are_calibrated_against_the_headline_null():
     # no training: random kernels as PyTorch draws them, and stationary blurred noise
     for label, blur in val.NULL_LAYERS.items():
         n = val.null_layer(label, blur, 60)
-        assert n.units == 480
+        assert n.units == 60 * val.NULL_UNITS
         lo, hi = n.above_spectrum_null.ci
         assert lo is not None and hi is not None and lo < 0.05 < hi + 0.02, (label, n)
         assert n.headline_yes.k <= 3, (label, n)  # "classical kernels: yes" in <= 5% of layers
