@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PIP_FLAGS ?= --disable-pip-version-check -q
 
-.PHONY: venv demo test test-fast lint typecheck check bench validate clean
+.PHONY: venv demo test test-fast lint typecheck check bench validate wheel-check clean
 
 venv: $(STAMP)
 
@@ -34,8 +34,17 @@ check: lint test
 
 # The kernel verdicts on planted truths (about 30 minutes on 2 idle cores): docs/validation.md.
 validate: $(STAMP)
-	$(BIN)/convlens validate --out docs/validation.json --markdown docs/validation.md
-	@echo "copy the tables into docs/validation.md (Results)"
+	$(BIN)/convlens validate --out docs/validation.json --markdown docs/validation.md --readme README.md
+
+# The wheel as a user gets it: built, installed into a clean venv, the demo run outside the tree.
+WHEEL_VENV ?= /tmp/convlens-wheel-check
+wheel-check: $(STAMP)
+	rm -rf dist $(WHEEL_VENV)
+	$(BIN)/pip wheel $(PIP_FLAGS) --no-deps -w dist .
+	$(PYTHON) -m venv $(WHEEL_VENV)
+	$(WHEEL_VENV)/bin/pip install $(PIP_FLAGS) -c constraints.txt dist/convlens-*.whl
+	cd $(WHEEL_VENV) && bin/convlens demo --seeds 1 --epochs 5 --null-size 200 --out demo -q
+	test -s $(WHEEL_VENV)/demo/report.html
 
 bench: $(STAMP)
 	$(BIN)/pip install $(PIP_FLAGS) -c constraints.txt -e '.[bench]'

@@ -178,8 +178,9 @@ def answer(a: AnalysisResult, seeds: SeedsSummary | None = None) -> Answer:
             counts.setdefault(level, []).append(name)
         text = "; ".join(f"{level}: {', '.join(sorted(names))}" for level, names in counts.items())
         how = (
-            f"judged on all {seeds.n} seeds with the networks as the unit, against untrained and "
-            "random-label networks on the same images"
+            (f"judged on all {seeds.n} seeds" if seeds.n > 1 else "judged on its one seed")
+            + " with the networks as the unit, against untrained and random-label networks on "
+            "the same images"
             if across and seeds is not None
             else "judged against untrained networks on the same images"
         )
