@@ -10,6 +10,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from convlens import examples
+
 BUILT: list[nn.Module] = []
 
 
@@ -61,18 +63,7 @@ def grey16() -> nn.Module:
 
 def chain() -> nn.Module:
     """conv 3x3 p1 -> maxpool 2 -> conv 3x3 s2 p1 -> conv 1x2 (receptive fields by hand)."""
-    return _keep(
-        nn.Sequential(
-            nn.Conv2d(1, 4, 3, padding=1),
-            nn.ReLU(),
-            nn.MaxPool2d(2),
-            nn.Conv2d(4, 4, 3, stride=2, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(4, 4, (1, 2)),
-            nn.Flatten(),
-            nn.Linear(4 * 2 * 1, 10),
-        )
-    )
+    return _keep(examples.chain())
 
 
 class _Heads(nn.Module):
@@ -131,16 +122,7 @@ def raises() -> nn.Module:
 
 def one_d() -> nn.Module:
     """Reads (N, 2, L): Conv1d front end."""
-    return _keep(
-        nn.Sequential(
-            nn.Conv1d(2, 4, 5, padding=2),
-            nn.ReLU(),
-            nn.Conv1d(4, 4, 3, stride=2),
-            nn.AdaptiveAvgPool1d(1),
-            nn.Flatten(),
-            nn.Linear(4, 3),
-        )
-    )
+    return _keep(examples.one_d())
 
 
 def three_d() -> nn.Module:

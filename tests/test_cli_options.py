@@ -66,3 +66,10 @@ def test_analyze_and_demo_share_the_seed_and_null_size_options():
         "target", "out_file", "null_size", "seed", "factory", "data", "ood", "layout",
         "normalize", "scale", "input_size", "output", "output_kind", "control_runs", "reference_runs", "n_untrained",
     ]  # fmt: skip
+
+
+def test_output_kind_choices_are_the_fit_options():
+    from convlens.data.fit import OUTPUT_KINDS
+
+    params = {p.name: p for p in cli.commands["analyze"].params}
+    assert tuple(params["output_kind"].type.choices) == OUTPUT_KINDS

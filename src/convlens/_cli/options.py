@@ -102,6 +102,7 @@ analyze_options = _options(
     ),
     click.option(
         "--output-kind",
+        # data.fit.OUTPUT_KINDS, spelled out: this module loads at start-up, before numpy
         type=click.Choice(["auto", "logits", "probabilities", "log-probabilities"]),
         default="auto",
         show_default=True,

@@ -64,8 +64,7 @@ class InputExpectation:
 
 
 OUTPUT_KINDS = ("auto", "logits", "probabilities", "log-probabilities")
-"""What a model's output may hold (the same list as ``analysis.model.forward.OUTPUT_KINDS``: data
-does not import the analysis)."""
+"""What a model's output may hold (``--output-kind``; read by :mod:`convlens.analysis.model.forward`)."""
 
 
 @dataclass(frozen=True)

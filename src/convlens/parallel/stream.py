@@ -149,7 +149,8 @@ def open_folder(
     """List ``root`` and compute its normalisation from a seeded sample (see the module doc)."""
     path = Path(root)
     files, labels, classes = list_folder(path)
-    size = stream_size(_image_shape(files[0]), model_size)
+    first = _image_shape(files[0])
+    size = stream_size(first, model_size)
     rng = np.random.default_rng(seed)
     k = min(NORM_SAMPLE, len(files))
     pick = np.sort(rng.choice(len(files), size=k, replace=False))
@@ -170,7 +171,7 @@ def open_folder(
     if not std > 0:
         raise ConvlensError(f"{str(root)!r}: the sampled images are constant (std 0)")
     where = "the model's input size" if model_size is not None else "the first image's size"
-    if model_size is None and size != _image_shape(files[0]):
+    if model_size is None and size != first:
         where += f", scaled to at most {MAX_STREAM_PIXELS} pixels"
     norm: dict[str, Any] = {
         "to_unit_range": "per image: see convlens.data.images (grey, / dtype max)",

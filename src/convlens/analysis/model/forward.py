@@ -19,6 +19,7 @@ from torch import nn
 
 from convlens.analysis.model.layers import run_model
 from convlens.analysis.model.verify import conv_layers
+from convlens.data.fit import OUTPUT_KINDS
 from convlens.errors import ConvlensError
 from convlens.parallel.running import GrowingArray, RunningStats
 
@@ -113,7 +114,6 @@ def collect(
     return out
 
 
-OUTPUT_KINDS = ("auto", "logits", "probabilities", "log-probabilities")
 OUTPUT_TOL = 1e-3
 OUTPUT_KIND_RULE = (
     "auto: probabilities when every output of the first batch lies in [0, 1] and every row sums "

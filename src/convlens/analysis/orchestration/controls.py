@@ -161,17 +161,8 @@ def random_label_control(
             f"control run {str(path)!r} was trained with another recipe than the analysed run "
             f"({'; '.join(differ)}): the three-way verdict compares unlike runs"
         )
-    first = result.first_layer
-    assert first is not None
-    key = first.identity.weight_key
-    state = read.read_tensors(run.model)
-    if key not in state:
-        raise ConvlensError(f"control run {str(path)!r} has no weight {key!r}")
-    w = np.asarray(state[key])
-    m = first_layer_units(result, w)
-    figures = _unit_figures(m.units) if m.units else {}
+    w, m, figures = _run_first_layer(result, run, crec, f"control run {str(path)!r}")
     res = crec.result
-    figures["test_accuracy"] = None if res is None else res.test_accuracy
     figures["final_val_accuracy"] = None if res is None else res.final_val_accuracy
     return (
         Control(
@@ -335,6 +326,24 @@ def input_statistics_control(
     )
 
 
+def _run_first_layer(
+    result: AnalysisResult, run: RunLayout, crec: RunRecord, what: str
+) -> tuple[NDArray[Any], LayerMatch, dict[str, float | None]]:
+    """Another run's final first-layer weight (the analysed layer's key), matched like the claim's:
+    ``(weight, its match, its per-unit figures with the run's test accuracy)``."""
+    first = result.first_layer
+    assert first is not None
+    key = first.identity.weight_key
+    state = read.read_tensors(run.model)
+    if key not in state:
+        raise ConvlensError(f"{what} has no weight {key!r}")
+    w = np.asarray(state[key])
+    m = first_layer_units(result, w)
+    figures = _unit_figures(m.units) if m.units else {}
+    figures["test_accuracy"] = None if crec.result is None else crec.result.test_accuracy
+    return w, m, figures
+
+
 def _recipe_differences(theirs: Any, mine: Any) -> list[str]:
     return [
         f"{k} {getattr(theirs, k)!r} vs {getattr(mine, k)!r}"
@@ -349,16 +358,7 @@ def reference_control(result: AnalysisResult, path: str | Path, rec: RunRecord) 
     like the claim's, beside its test accuracy, so a recipe chosen on the kernel metric is shown
     next to one that was not."""
     run, crec = _read_control_run(path, rec, reference=True)
-    first = result.first_layer
-    assert first is not None
-    key = first.identity.weight_key
-    state = read.read_tensors(run.model)
-    if key not in state:
-        raise ConvlensError(f"reference run {str(path)!r} has no weight {key!r}")
-    m = first_layer_units(result, np.asarray(state[key]))
-    figures = _unit_figures(m.units) if m.units else {}
-    res = crec.result
-    figures["test_accuracy"] = None if res is None else res.test_accuracy
+    _, m, figures = _run_first_layer(result, run, crec, f"reference run {str(path)!r}")
     differ = _recipe_differences(crec.config, rec.config)
     return Control(
         name="reference recipe (" + "; ".join(differ) + ")",
