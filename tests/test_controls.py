@@ -337,9 +337,12 @@ def test_reference_run_is_shown_beside_the_recipe(stripe_runs, tmp_path):
     assert ref.notes == [f"weight_decay 0.5 vs {cfg.weight_decay!r}"]
     assert ref.figures["test_accuracy"] is not None and "--weight-decay 0.5" in (ref.command or "")
     a.notes.append("recipe chosen by a sweep (test)")
-    text = _disclosure(a)
+    text, short = _disclosure(a)
     assert text is not None and "reference run not selected on the metric" in text
     assert f"/{ref.units.n_live} first-layer units above the spectrum-matched null" in text
+    # the first screen's one-line form says the same: selected on the metric, the reference's count
+    assert short is not None and short.startswith("the recipe was selected to maximise")
+    assert f"{ref.units.above_spectrum_null95}/{ref.units.n_live} units above" in short
     # a random-label run, or the analysed run's own recipe, is not a reference: one line, exit 2
     runner = CliRunner()
     for bad, why in ((root / "ctrl", "is a random-label run"), (root / "real", "has the analysed")):

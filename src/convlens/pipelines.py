@@ -226,7 +226,12 @@ def _analyze_target(
         raise ConvlensError(f"{str(target)!r} is neither a run directory nor a model file")
     if not is_main() or to_stdout:  # under torchrun only rank 0 writes; "-": the caller prints
         return result, dest
-    return result, write_result(result, dest)
+    written = write_result(result, dest)
+    if path.is_file():
+        from convlens.analysis.orchestration.model_file import write_model_kernels
+
+        write_model_kernels(result, path, written)
+    return result, written
 
 
 STDOUT = "-"

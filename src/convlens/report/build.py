@@ -224,13 +224,17 @@ def section_layers(inp: ReportInputs) -> list[dict[str, Any]]:
         if m is not None and not m.skipped and w is not None and m.spectral is None:
             cards = _cards(layer, np.asarray(w))
         why = None
+        note = None  # a property of the layer (e.g. 1x1 kernels), not missing data
         if m is None:
             why = "this layer was not matched"
         elif m.skipped:
-            why = m.skipped
+            note = f"not matched against the bank: {m.skipped}"
         elif w is None:
-            why = "the weights are not readable without torch (a .pt/.onnx file) or are missing"
-        rows.append({"layer": layer, "m": m, "cards": cards, "why": why})
+            why = (
+                "its weights are not beside this analysis (re-run `convlens analyze` on the model "
+                "file: it keeps a .pt/.onnx file's conv kernels as MODEL.kernels.safetensors)"
+            )
+        rows.append({"layer": layer, "m": m, "cards": cards, "why": why, "note": note})
     return rows
 
 
@@ -400,7 +404,8 @@ SECTION_BUILDERS: dict[str, Callable[[ReportInputs], Any]] = {
 def build_context(inp: ReportInputs) -> dict[str, Any]:
     """Every section's context, keyed by section id (``None`` where a section has no data)."""
     ctx: dict[str, Any] = {name: build(inp) for name, build in SECTION_BUILDERS.items()}
-    ctx["sections"] = SECTIONS
+    ctx["shown"], ctx["omitted"] = shown_sections(inp, ctx)
+    ctx["sections"] = [(k, t) for k, t in SECTIONS if k in ctx["shown"]]
     from convlens.report.answer import GLOSSARY
 
     ctx["gl"] = {k: {"term": t, "text": d} for k, (t, d) in GLOSSARY.items()}
@@ -412,6 +417,25 @@ def build_context(inp: ReportInputs) -> dict[str, Any]:
         "max_channels": MAX_MAP_CHANNELS,
     }
     return ctx
+
+
+#: sections a model file never has data for: it carries no training history
+TRAINING_ONLY = ("evolution", "training", "seeds")
+#: sections that need the model run on data (``analyze --factory/--data``) or a control
+DATA_SECTIONS = ("crosscorr", "classical", "featuremaps", "distribution", "receptive", "controls")
+SEEDS_TITLE = "Across seeds"
+
+
+def shown_sections(inp: ReportInputs, ctx: dict[str, Any]) -> tuple[set[str], list[str]]:
+    """The section ids the page shows, and the titles of those left out. A run's report shows every
+    section (one with no data says why: e.g. a run trained without snapshots); a model file's
+    report shows only the sections it has data for, and names the others once."""
+    every = {k for k, _ in SECTIONS} | {"seeds"}
+    if inp.kind == "run":
+        return every, []
+    hidden = set(TRAINING_ONLY) | {k for k in DATA_SECTIONS if not ctx.get(k)}
+    titles = dict(SECTIONS) | {"seeds": SEEDS_TITLE}
+    return every - hidden, [titles[k] for k, _ in [*SECTIONS, ("seeds", "")] if k in hidden]
 
 
 def render_html(ctx: dict[str, Any]) -> str:

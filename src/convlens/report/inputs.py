@@ -14,7 +14,12 @@ from numpy.typing import NDArray
 from convlens.analysis.result import AnalysisResult, LayerResult, SeedsSummary
 from convlens.errors import ConvlensError
 from convlens.runs import read
-from convlens.runs.layout import MODEL_ANALYSIS_SUFFIX, MODEL_REPORT_SUFFIX, RunLayout
+from convlens.runs.layout import (
+    MODEL_ANALYSIS_SUFFIX,
+    MODEL_REPORT_SUFFIX,
+    RunLayout,
+    model_kernels_path,
+)
 
 
 @dataclass
@@ -96,15 +101,19 @@ def load_inputs(target: str | Path) -> ReportInputs:
 
 
 def _load_model_inputs(path: Path) -> ReportInputs:
-    """A model-file analysis: the weights are read back only from a ``.safetensors`` file (the
-    report never imports torch, so ``.pt``/``.onnx`` weights are not drawn)."""
+    """A model-file analysis: the weights are read back from a ``.safetensors`` model file, or
+    from the ``MODEL.kernels.safetensors`` that ``convlens analyze`` writes beside the analysis
+    of any other format (the report never imports torch)."""
     a = AnalysisResult.read(path)
     final: dict[str, NDArray[Any]] = {}
     weights = Path(a.source.path)
     if not weights.is_absolute():
         weights = path.parent / weights
+    kernels = model_kernels_path(path)
     if weights.suffix == ".safetensors" and weights.is_file():
         final = drawable(read.read_tensors(weights))
+    elif kernels.is_file():  # the kernels `convlens analyze` kept of a .pt/.onnx file
+        final = drawable(read.read_tensors(kernels))
     return ReportInputs(path.parent, a, None, None, {}, final, "model", path)
 
 

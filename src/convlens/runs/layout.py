@@ -45,6 +45,22 @@ MODEL_ANALYSIS_SUFFIX = ".analysis.json"
 """A model file's analysis is written beside it as ``MODEL.analysis.json``."""
 MODEL_REPORT_SUFFIX = ".report.html"
 """... and its report as ``MODEL.report.html``."""
+MODEL_KERNELS_SUFFIX = ".kernels.safetensors"
+"""... and, for a file that is not safetensors (``.pt``, ``.onnx``, ...), its conv kernels as
+``MODEL.kernels.safetensors``: the report draws them without torch or onnx."""
+
+
+def model_kernels_path(analysis: Path) -> Path:
+    """The conv kernels written beside a model file's analysis (``MODEL.analysis.json`` ->
+    ``MODEL.kernels.safetensors``; another name gets the suffix appended to its stem)."""
+    name = analysis.name
+    stem = (
+        name[: -len(MODEL_ANALYSIS_SUFFIX)]
+        if name.endswith(MODEL_ANALYSIS_SUFFIX)
+        else analysis.stem
+    )
+    return analysis.with_name(stem + MODEL_KERNELS_SUFFIX)
+
 
 EPOCH_GLOB = "epoch-*.safetensors"
 _EPOCH_NAME = re.compile(r"^epoch-([0-9]+)\.safetensors$")

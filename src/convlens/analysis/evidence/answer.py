@@ -28,6 +28,9 @@ class AnswerLine:
     text: str
     source: str
     """Which results the figures come from (e.g. "seeds 10, 11, 12 (seeds.json)")."""
+    figure: str = ""
+    """The one figure behind the verdict, short enough for one line of the report's first screen
+    (a part of ``text``, which gives it in full)."""
 
 
 @dataclass
@@ -38,6 +41,9 @@ class Answer:
     lines: list[AnswerLine] = field(default_factory=list)
     disclosure: str | None = None
     """How the recipe was chosen (said first: the figures depend on it)."""
+    disclosure_short: str | None = None
+    """The disclosure in one line: selected on the metric, and the reference run's count beside
+    this run's (the report's first screen; ``disclosure`` gives it in full)."""
     limits: str = ""
 
 
@@ -92,6 +98,8 @@ def answer(a: AnalysisResult, seeds: SeedsSummary | None = None) -> Answer:
                 f"Every conv layer's output equals convlens's cross-correlation within "
                 f"{rel} (relative, {cc.n_checked} layer(s) run in float64){differs}.",
                 where_one,
+                f"max relative difference {rel} over {cc.n_checked} layer(s)"
+                + ("" if conv is None else f"; convolution differs by {conv:.2f}"),
             )
         )
     pooled = seeds.classical_kernels_pooled if seeds is not None else a.verdicts.classical_kernels
@@ -106,6 +114,7 @@ def answer(a: AnalysisResult, seeds: SeedsSummary | None = None) -> Answer:
                 f"{_count(pooled)}; chance 5%. Above the random null, i.e. differs from "
                 f"initialisation: {_count(init)} (smooth random kernels beat that null too).",
                 where_all,
+                _short_count(pooled, "above the spectrum-matched null (chance 5%)"),
             )
         )
     k = seeds.verdicts.kernel_learning if seeds is not None else a.verdicts.kernel_learning
@@ -121,6 +130,12 @@ def answer(a: AnalysisResult, seeds: SeedsSummary | None = None) -> Answer:
                 f"{rl.selectivity_ci90[1]:+.2f}] (90%)."
             )
         taught = f" The kernel the task taught most: {k.enriched}." if k.enriched else ""
+        short = (
+            f"trained vs random-label kernels p {rl.p_text} ({rl.seeds} seed(s))"
+            if rl is not None and rl.p_value is not None
+            else "trained vs random-label kernels not compared"
+        )
+        short += f"; taught: {k.enriched}" if k.enriched else ""
         lines.append(
             AnswerLine(
                 "kernel_learning",
@@ -129,6 +144,7 @@ def answer(a: AnalysisResult, seeds: SeedsSummary | None = None) -> Answer:
                 "Decided on what the kernels contain (power spectra), against a random-label "
                 f"control and the initial weights.{detail}{taught}",
                 where_all,
+                short,
             )
         )
     stats = next((c for c in a.controls if c.kind == "input_statistics"), None)
@@ -147,15 +163,19 @@ def answer(a: AnalysisResult, seeds: SeedsSummary | None = None) -> Answer:
                 f"{_pct(f.get('random_labels.energy_median'))} with random labels, "
                 f"{_pct(f.get('init.energy_median'))} at initialisation." + _whitening(f),
                 where_one,
+                f"energy in the top {int(f.get('m') or 0)} patch principal components "
+                f"{_pct(f.get('trained.energy_median'))} trained, "
+                f"{_pct(f.get('init.energy_median'))} at init",
             )
         )
     rep = a.representation
     if rep is not None and rep.layers:
-        parts = []
+        parts, settles = [], []
         for layer in rep.layers:
             settle = "never" if layer.settle_epoch is None else f"from epoch {layer.settle_epoch}"
             floor = "n/a" if layer.floor is None else f"{layer.floor:.2f}"
             parts.append(f"{layer.layer}: CKA at init {floor}, >= {rep.settle_threshold} {settle}")
+            settles.append(f"{layer.layer} {floor} at init, settled {settle}")
         lines.append(
             AnswerLine(
                 "deeper_layers",
@@ -165,6 +185,7 @@ def answer(a: AnalysisResult, seeds: SeedsSummary | None = None) -> Answer:
                 + "; ".join(parts)
                 + ".",
                 where_one,
+                "CKA with the final epoch: " + "; ".join(settles),
             )
         )
     first = a.first_layer
@@ -191,6 +212,8 @@ def answer(a: AnalysisResult, seeds: SeedsSummary | None = None) -> Answer:
                 "see sets",
                 f"At {first.name if first else '?'}, {how}: {text}.",
                 where_all if across else where_one,
+                f"{len(ood)} image sets at {first.name if first else '?'}: "
+                + ", ".join(f"{len(names)} {level}" for level, names in counts.items()),
             )
         )
     summary = (
@@ -204,7 +227,14 @@ def answer(a: AnalysisResult, seeds: SeedsSummary | None = None) -> Answer:
         "'inconclusive' means that neither a difference nor an equivalence was shown with these "
         "units and seeds."
     )
-    return Answer(summary, lines, disclosure=_disclosure(a), limits=limits)
+    told, told_short = _disclosure(a)
+    return Answer(summary, lines, disclosure=told, disclosure_short=told_short, limits=limits)
+
+
+def _short_count(v: KernelVerdict, what: str) -> str:
+    if v.above is None:
+        return "not measured"
+    return f"{v.above}/{v.n} units ({_pct(v.fraction)}) {what}"
 
 
 def _whitening(f: dict[str, float | None]) -> str:
@@ -222,13 +252,15 @@ def _whitening(f: dict[str, float | None]) -> str:
     )
 
 
-def _disclosure(a: AnalysisResult) -> str | None:
+def _disclosure(a: AnalysisResult) -> tuple[str | None, str | None]:
+    """How the recipe was chosen, in full and in one line."""
     notes = [n for n in a.notes if n.startswith("recipe chosen by a sweep")]
     if not notes:
-        return None
+        return None, None
+    selected = "the recipe was selected to maximise the first-layer kernel metric"
     ref = next((c for c in a.controls if c.kind == "recipe_reference" and c.units), None)
     if ref is None or ref.units is None:
-        return notes[0]
+        return notes[0], selected
     u, f = ref.units, ref.figures
     acc = f.get("test_accuracy")
     main = a.first_layer.matching.units if a.first_layer and a.first_layer.matching else None
@@ -237,13 +269,18 @@ def _disclosure(a: AnalysisResult) -> str | None:
         if main is not None
         else ""
     )
+    short = (
+        f"{selected}; a reference run not selected on it ({'; '.join(ref.notes)}) has "
+        f"{u.above_spectrum_null95}/{u.n_live} units above the spectrum-matched null"
+        + (f" (this run {main.above_spectrum_null95}/{main.n_live})" if main is not None else "")
+    )
     return (
         f"{notes[0]}. Beside it, a reference run not selected on the metric "
         f"({'; '.join(ref.notes)}): test accuracy "
         f"{'n/a' if acc is None else f'{acc:.3f}'}, {u.above_spectrum_null95}/{u.n_live} first-layer "
         f"units above the spectrum-matched null and {u.above_null95}/{u.n_live} above the random "
         f"null{mine}"
-    )
+    ), short
 
 
 def answer_lines(a: AnalysisResult, seeds: SeedsSummary | None = None) -> list[str]:

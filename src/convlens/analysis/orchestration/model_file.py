@@ -484,3 +484,40 @@ def _probe_maps_stage(result: AnalysisResult, adapter: ModelAdapter, prep: _Prep
             "mean |r| between channels is stored, not the matrix (JSON size)"
         )
     result.notes.append(note)
+
+
+#: the most conv-kernel bytes (float32) kept beside a model file's analysis for its report
+KERNELS_BYTES = 64 * 2**20
+
+
+def write_model_kernels(result: AnalysisResult, model: Path, analysis: Path) -> Path | None:
+    """For a model file that is not safetensors, its conv kernels (float32, keyed by each layer's
+    weight key, in file order until :data:`KERNELS_BYTES`) beside the analysis
+    (:func:`~convlens.runs.layout.model_kernels_path`), so that the report, which never imports
+    torch, draws every layer's kernels. ``None`` when nothing is written (a safetensors file is
+    read directly)."""
+    from safetensors.numpy import save_file
+
+    from convlens._atomic import write_with
+    from convlens.runs.layout import model_kernels_path
+
+    if model.suffix.lower() == ".safetensors":
+        return None
+    try:
+        convs = conv_weights(load_weights(model))
+    except ConvlensError:  # weights only reachable through the factory: nothing to keep
+        return None
+    keep: dict[str, Any] = {}
+    total = 0
+    for layer in result.layers:
+        key = layer.identity.weight_key
+        w = convs.get(key, convs.get(layer.name))
+        if w is None or key in keep:
+            continue
+        arr = np.ascontiguousarray(w, dtype=np.float32)
+        if total + arr.nbytes > KERNELS_BYTES:
+            break
+        keep[key], total = arr, total + arr.nbytes
+    if not keep:
+        return None
+    return write_with(model_kernels_path(analysis), lambda tmp: save_file(keep, str(tmp)))

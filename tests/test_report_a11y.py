@@ -1,0 +1,119 @@
+"""The report's first screen and accessibility in a real headless Chromium (issue 23): axe-core
+(4.12, bundled by the pinned ``axe-playwright-python``) finds no serious or critical violation at
+1280 and 400 px, light and dark, on the demo's report and on a weights-only model-file report; the
+answer section fits in 1200 px at 1280 x 800 and answers the seed's questions there; a weights-only
+model-file report shows only the sections it has data for (at most two "No data" lines) and draws
+every layer's kernels. Slow: a browser."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from convlens.cli import cli
+from tests.browser import CHROMIUM, FLAGS, sync_playwright
+
+pytestmark = pytest.mark.slow
+
+REAL = Path(__file__).resolve().parent / "data" / "real"
+WIDTHS = (1280, 400)
+SCHEMES = ("light", "dark")
+SERIOUS = {"serious", "critical"}
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright()() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def model_report(tmp_path_factory) -> Path:
+    """MTCNN's P-Net state dict (a real .pt from facenet-pytorch, tests/data/real), analysed
+    weights-only and reported through the CLI."""
+    d = tmp_path_factory.mktemp("pnet")
+    shutil.copy(REAL / "pnet.pt", d / "pnet.pt")
+    runner = CliRunner()
+    r = runner.invoke(cli, ["analyze", str(d / "pnet.pt"), "--null-size", "200"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(cli, ["report", str(d / "pnet.pt.analysis.json")])
+    assert r.exit_code == 0, r.output
+    return d / "pnet.pt.report.html"
+
+
+def _serious(browser, url: str, width: int, scheme: str) -> list[str]:
+    from axe_playwright_python.sync_playwright import Axe
+
+    page = browser.new_page(viewport={"width": width, "height": 800}, color_scheme=scheme)
+    page.goto(url, wait_until="load")
+    found = Axe().run(page).response["violations"]
+    page.close()
+    return [
+        f"{v['id']} ({v['impact']}): {[n['target'] for n in v['nodes'][:3]]}"
+        for v in found
+        if v["impact"] in SERIOUS
+    ]
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_axe_finds_no_serious_violation_in_the_demo_report(browser, demo_run, width, scheme):
+    bad = _serious(browser, (demo_run / "report.html").as_uri(), width, scheme)
+    assert not bad, bad
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_axe_finds_no_serious_violation_in_a_model_file_report(
+    browser, model_report, width, scheme
+):
+    bad = _serious(browser, model_report.as_uri(), width, scheme)
+    assert not bad, bad
+
+
+def test_the_answer_fits_the_first_screen_and_answers_the_seeds_questions(browser, demo_run):
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    page.goto((demo_run / "report.html").as_uri(), wait_until="load")
+    height = page.evaluate("document.getElementById('answer').getBoundingClientRect().height")
+    assert height <= 1200, f"the answer section is {height:.0f} px tall at 1280 x 800"
+    text = page.inner_text("#answer")
+    for question in (
+        "cross-correlation of each patch",  # what a conv layer computes
+        "classical (Sobel/Prewitt-like) kernels",  # what the first layer learns
+        "come from: the task, the images, or init",  # ... and from what
+        "feature maps change over training",  # deeper layers over training
+        "images unlike its training data",  # the face net and the bicycle
+    ):
+        assert question in text, question
+    assert "cannot show" in text
+    # each line opens on its full sentence (the CLI's and the README's words)
+    first = page.locator("#answer ul.one-answer details").first
+    assert first.evaluate("d => d.open") is False
+    first.locator("summary").click()
+    assert first.evaluate("d => d.open") is True
+    assert "float64" in first.inner_text()
+    page.close()
+
+
+def test_a_weights_only_model_report_is_about_the_model(browser, model_report):
+    html = model_report.read_text(encoding="utf-8")
+    assert html.lower().count("no data") <= 2
+    # its kernels were kept beside the analysis (the report never imports torch) and are drawn
+    assert (model_report.parent / "pnet.pt.kernels.safetensors").is_file()
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(model_report.as_uri(), wait_until="load")
+    nav = page.inner_text("nav")
+    for absent in ("Over training", "Loss and accuracy", "Across seeds", "Feature maps"):
+        assert absent not in nav, absent  # a model file has no training history, no data given
+    assert "Every layer" in nav and "First layer" in nav
+    assert page.locator("#layers svg.kern").count() >= 4 * 2  # cards for every 2-D layer
+    assert "Not in this report" in page.inner_text("#answer")
+    assert not errors, errors
+    page.close()
