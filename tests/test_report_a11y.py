@@ -117,3 +117,30 @@ def test_a_weights_only_model_report_is_about_the_model(browser, model_report):
     assert "Not in this report" in page.inner_text("#answer")
     assert not errors, errors
     page.close()
+
+
+def _page_text(html: str) -> str:
+    import html as html_lib
+    import re
+
+    body = re.sub(r"<script.*?</script>|<style.*?</style>", "", html, flags=re.S)
+    return html_lib.unescape(re.sub(r"<[^>]+>", " ", body))
+
+
+def test_every_statistical_term_used_is_in_the_glossary_and_no_record_leaks(demo_run):
+    from convlens.report.answer import GLOSSARY, GLOSSARY_WORDS
+
+    html = (demo_run / "report.html").read_text(encoding="utf-8")
+    start, end = (
+        html.index('<section id="glossary">'),
+        html.index("</section>", html.index('<section id="glossary">')),
+    )
+    glossary, rest = html[start:end], _page_text(html[:start] + html[end:])
+    used = {word: key for word, key in GLOSSARY_WORDS.items() if word in rest}
+    assert {"binomial", "Wilson", "CKA", "AUROC"} <= set(used)  # the demo uses these at least
+    for word, key in used.items():
+        assert f'id="g-{key}"' in glossary, f"{word!r} is used but the glossary lacks {key!r}"
+        assert GLOSSARY[key][0] in _page_text(glossary)
+    # no Python record or dict printed as text (a control's further fields are flattened)
+    assert "{'" not in rest and "WhiteningTest(" not in rest
+    assert "kind: random_labels" not in rest and "(random_labels" not in rest

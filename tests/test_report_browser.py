@@ -311,4 +311,11 @@ def test_static_content_reads_without_javascript(browser, url):
     assert "cell (0, 0): 1\u00d79" in page.inner_text("#wx-detail")
     assert page.locator("#layers svg.kern").count() >= 16
     assert "needs JavaScript" in text  # the noscript notes of the playground and slider
+    # issue 23: no control that would do nothing stays visible (the worked example's output cells
+    # are buttons that show their values, so they stay)
+    dead = page.evaluate(
+        "[...document.querySelectorAll('input, select, textarea, canvas, output')]"
+        ".filter(e => e.getClientRects().length).map(e => e.id)"
+    )
+    assert dead == [], dead
     page.close()

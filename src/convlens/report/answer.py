@@ -7,6 +7,7 @@ definitions that the template shows both where a term is first used and in its o
 
 from __future__ import annotations
 
+import re
 import shlex
 from dataclasses import replace
 from pathlib import Path
@@ -83,6 +84,106 @@ GLOSSARY: dict[str, tuple[str, str]] = {
         "the input pixels a unit can see; for a conv unit a small window, for a dense unit the "
         "whole image.",
     ),
+    "binomial": (
+        "binomial test",
+        "how likely at least this many of n units beat the null's 95th percentile if each had only "
+        "the 5% chance of doing so by luck.",
+    ),
+    "wilson": (
+        "Wilson interval",
+        "a 95% confidence interval for a proportion (k of n) that stays sensible for small n and "
+        "for proportions near 0 or 1.",
+    ),
+    "clopper": (
+        "Clopper-Pearson interval",
+        "an exact 95% confidence interval for a proportion, from the binomial distribution itself; "
+        "wider than Wilson's, never too narrow.",
+    ),
+    "mannwhitney": (
+        "Mann-Whitney test",
+        "a rank test of whether values of one group tend to be larger than those of another, "
+        "without assuming a distribution.",
+    ),
+    "permutation": (
+        "permutation test",
+        "the p-value is the share of relabellings (which network or unit belongs to which group) "
+        "giving a statistic at least as large as the one observed; exact when every relabelling "
+        "is enumerated.",
+    ),
+    "energy": (
+        "energy distance",
+        "a distance between two sets of points (here units described by their power spectra) that "
+        "is zero only when both come from the same distribution.",
+    ),
+    "holm": (
+        "Holm correction / family-wise error",
+        "when several tests decide one verdict, Holm's step-down rule keeps the chance of any false "
+        "'differs' at 5% for the whole family of tests.",
+    ),
+    "tost": (
+        "equivalence test (TOST)",
+        "'same' is claimed only when the whole 90% interval of a difference lies inside a stated "
+        "margin; no significant difference alone is never read as sameness.",
+    ),
+    "hierarchical": (
+        "hierarchical bootstrap",
+        "resampling seeds, then units within each seed, so that units of one network are not "
+        "counted as independent evidence.",
+    ),
+    "selectivity": (
+        "orientation selectivity",
+        "how much of a kernel's power lies along one orientation (0: none preferred, 1: all power "
+        "along one orientation).",
+    ),
+    "gabor": (
+        "Gabor fit R\u00b2",
+        "the share of a kernel's variance explained by the best-fitting Gabor function (a sinusoid "
+        "under a Gaussian window): 1 a perfect Gabor.",
+    ),
+    "pca": (
+        "PCA (principal components)",
+        "the directions of image patches along which their pixel values vary most, ordered by "
+        "variance (eigenvalue).",
+    ),
+    "whitening": (
+        "whitening",
+        "a filter that equalises the variance along every principal component; a whitening layer's "
+        "energy falls with the component's variance (log-log slope -1).",
+    ),
+    "cka": (
+        "CKA (centred kernel alignment)",
+        "a similarity of two layers' representations of the same images, 1 when they agree up to "
+        "rotation and scale, 0 when unrelated.",
+    ),
+    "softmax": (
+        "max-softmax",
+        "the largest of a classifier's output probabilities: its confidence in its top class.",
+    ),
+}
+
+#: words in a report's text -> the glossary entry that must define them (tests/test_report_a11y.py)
+GLOSSARY_WORDS: dict[str, str] = {
+    "binomial": "binomial",
+    "Wilson": "wilson",
+    "Clopper-Pearson": "clopper",
+    "Mann-Whitney": "mannwhitney",
+    "permutation": "permutation",
+    "energy distance": "energy",
+    "Holm": "holm",
+    "TOST": "tost",
+    "hierarchical": "hierarchical",
+    "selectivity": "selectivity",
+    "Gabor": "gabor",
+    "PCA": "pca",
+    "principal component": "pca",
+    "whiten": "whitening",
+    "CKA": "cka",
+    "max-softmax": "softmax",
+    "AUROC": "auroc",
+    "bootstrap": "bootstrap",
+    "percentile": "p95",
+    "p-value": "pvalue",
+    "spectrum-matched": "spectrum",
 }
 
 
@@ -195,19 +296,71 @@ def controls(a: AnalysisResult) -> list[dict[str, Any]]:
         extra = {
             k: v
             for k, v in vars(c).items()
-            if k not in ("name", "description", "figures", "units") and v not in (None, [], {})
+            if k not in ("name", "description", "figures", "units", "kind")
+            and v not in (None, [], {})
         }
         level = extra.pop("verdict", None)  # a verdict field, when controls get one, as a pill
         out.append(
             {
                 "name": c.name,
                 "description": c.description,
-                "figures": dict(c.figures),
+                "figures": {humanise(k): v for k, v in c.figures.items()},
                 "verdict": level if isinstance(level, str) else None,
-                "extra": {k: str(v) for k, v in extra.items()},
+                "extra": dict(p for k, v in extra.items() for p in _flat(humanise(k), v)),
             }
         )
     return out
+
+
+_WORDS = (
+    (re.compile(r"\bp(\d+) (\d)\b"), r"\1.\2th percentile"),
+    (re.compile(r"\bp(\d+)\b"), r"\1th percentile"),
+    (re.compile(r"\bnull(\d+)\b"), r"null's \1th percentile"),
+    (re.compile(r"\bepoch0*(\d+)\b"), r"epoch \1"),
+    (re.compile(r"\bci\b"), "CI"),
+    (re.compile(r"\bauroc\b"), "AUROC"),
+    (re.compile(r"\bdiff\b"), "difference"),
+    (re.compile(r"\bn units\b"), "units"),
+    (re.compile(r"\bcos2\b"), "cos\u00b2"),
+)
+
+
+def humanise(key: str) -> str:
+    """A result's field name as words (``auroc_diff_epoch000_ci_low`` -> ``AUROC difference epoch
+    0 CI low``; dotted paths read ``a: b``)."""
+    text = key.replace(".", ": ").replace("_", " ")
+    for pattern, words in _WORDS:
+        text = pattern.sub(words, text)
+    return text
+
+
+def _record(x: Any) -> bool:
+    import dataclasses
+
+    return isinstance(x, dict) or (dataclasses.is_dataclass(x) and not isinstance(x, type))
+
+
+def _flat(label: str, v: Any) -> list[tuple[str, str]]:
+    """A control's further field as (label, text) rows: nested mappings and records become one
+    row per leaf ("layers: trained: energy median"), numbers 4 significant digits."""
+    import dataclasses
+
+    if dataclasses.is_dataclass(v) and not isinstance(v, type):
+        v = dataclasses.asdict(v)
+    if isinstance(v, dict):
+        return [p for k, x in v.items() for p in _flat(f"{label}: {humanise(str(k))}", x)]
+    if isinstance(v, float):
+        return [(label, f"{v:.4g}")]
+    if isinstance(v, (list, tuple)) and v and all(_record(x) for x in v):
+        rows = [dataclasses.asdict(x) if not isinstance(x, dict) else x for x in v]  # type: ignore[call-overload]
+        return [
+            p
+            for i, x in enumerate(rows)
+            for p in _flat(f"{label}: epoch {x['epoch']}" if "epoch" in x else f"{label} [{i}]", x)
+        ]
+    if isinstance(v, (list, tuple)) and v and all(isinstance(x, (int, float)) for x in v):
+        return [(label, ", ".join(f"{x:.4g}" if isinstance(x, float) else str(x) for x in v))]
+    return [(label, str(v))]
 
 
 def _untrained_option(a: AnalysisResult) -> list[str]:

@@ -461,6 +461,9 @@ def render_html(ctx: dict[str, Any]) -> str:
     )
     env.filters["vclass"] = lambda v: "v-" + str(v).replace(" ", "-")
     env.filters["ptext"] = _p_text
+    from convlens.report.answer import humanise
+
+    env.filters["words"] = lambda v: humanise(str(v))
     env.filters["num"] = _num_text
     from markupsafe import Markup
 
