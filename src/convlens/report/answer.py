@@ -352,7 +352,7 @@ def _flat(label: str, v: Any) -> list[tuple[str, str]]:
     if isinstance(v, float):
         return [(label, f"{v:.4g}")]
     if isinstance(v, (list, tuple)) and v and all(_record(x) for x in v):
-        rows = [dataclasses.asdict(x) if not isinstance(x, dict) else x for x in v]  # type: ignore[call-overload]
+        rows = [dataclasses.asdict(x) if not isinstance(x, dict) else x for x in v]
         return [
             p
             for i, x in enumerate(rows)
