@@ -319,3 +319,43 @@ def test_static_content_reads_without_javascript(browser, url):
     )
     assert dead == [], dead
     page.close()
+
+
+@pytest.mark.parametrize(
+    ("k", "stride", "pad", "dil"),
+    [(3, 1, 0, 1), (5, 2, 2, 1), (3, 1, 1, 3), (2, 3, 2, 2), (1, 1, 0, 1), (4, 2, 1, 2)],
+)
+def test_multichannel_step_equals_the_engine(browser, url, k, stride, pad, dil):
+    """Issue 23: the page's 3-channel step (bias, ReLU, stride, zero padding, dilation) equals
+    ``convlens.ops.correlate`` (PyTorch's Conv2d semantics) exactly on its integers, and its
+    output-size line is PyTorch's formula."""
+    from convlens.ops import correlate
+
+    page = _page(browser, url)
+    for name, v in (("k", k), ("stride", stride), ("pad", pad), ("dil", dil)):
+        page.select_option(f"#mc-{name}", str(v))
+    st = page.evaluate("window.convlens.mc")
+    x = np.array(st["x"], dtype=np.int64)[None]
+    w = np.array(st["w"], dtype=np.int64)[None]
+    assert w.shape == (1, 3, k, k)
+    ref = correlate(x, w, bias=np.array([st["bias"]]), stride=stride, padding=pad, dilation=dil)
+    assert np.array_equal(np.array(st["pre"]), ref[0, 0])
+    assert np.array_equal(np.array(st["out"]), np.maximum(ref[0, 0], 0))
+    side = (7 + 2 * pad - dil * (k - 1) - 1) // stride + 1
+    assert page.inner_text("#mc-size").endswith(f"= {side}")
+    cell = page.locator("#mc button.cell").last
+    cell.click()
+    got = page.evaluate("window.convlens.mcCell")
+    i, j = got["cell"]
+    assert got["pre"] == ref[0, 0, i, j] and "ReLU: max(0, " in page.inner_text("#mc-detail")
+    assert not page.errors, page.errors
+    page.close()
+
+
+def test_multichannel_step_says_when_the_dilated_kernel_does_not_fit(browser, url):
+    page = _page(browser, url)
+    for name, v in (("k", 5), ("dil", 3)):
+        page.select_option(f"#mc-{name}", str(v))
+    assert "does not fit" in page.inner_text("#mc-size")
+    assert page.evaluate("window.convlens.mc.pre") == []
+    page.close()

@@ -102,6 +102,26 @@ def section_arithmetic(inp: ReportInputs | None = None) -> dict[str, Any]:
         "kernel": parse_matrix(SEED_KERNEL).tolist(),
         "input": parse_matrix(SEED_INPUT).tolist(),
         "command": f'convlens explain --kernel "{SEED_KERNEL}" --input "{SEED_INPUT}" --expect "{SEED_CLAIM}"',
+        "mc": multichannel_example(),
+    }
+
+
+#: the multi-channel step's input: channels, side, largest kernel (small integers: exact sums)
+MC_SHAPE = (3, 7, 5)
+
+
+def multichannel_example(seed: int = 7) -> dict[str, Any]:
+    """The multi-channel step's numbers: a C x S x S input of digits 0..9, a C x K x K kernel of
+    integers -2..2 (the page uses its top-left k x k block for a k x k kernel) and a bias."""
+    c, side, kmax = MC_SHAPE
+    rng = np.random.default_rng(seed)
+    return {
+        "c": c,
+        "side": side,
+        "kmax": kmax,
+        "x": rng.integers(0, 10, (c, side, side)).tolist(),
+        "w": rng.integers(-2, 3, (c, kmax, kmax)).tolist(),
+        "b": -4,
     }
 
 
@@ -412,6 +432,7 @@ def build_context(inp: ReportInputs) -> dict[str, Any]:
     arith, play = ctx["arithmetic"], ctx["playground"]
     ctx["payload"] = {
         "worked": {"kernel": arith["kernel"], "input": arith["input"]},
+        "mc": arith["mc"],
         "playground": {**play, "max_side": UPLOAD_SIDE},
         "slider": ctx["evolution"]["slider"],
         "max_channels": MAX_MAP_CHANNELS,
