@@ -174,3 +174,26 @@ def test_validate_renders_a_recorded_result_and_refuses_a_readme_without_markers
     )
     assert r.exit_code == 2 and "not a readable validation.json" in r.output
     assert not (tmp_path / "m.md").exists()
+
+
+def test_the_30_repetition_negatives_quoted_in_the_docs_are_the_recorded_ones():
+    """docs/validation.md quotes docs/validation-negatives.json (30 repetitions of the planted
+    negatives); the quoted counts may not drift from the file."""
+    from pathlib import Path
+
+    docs = Path(__file__).resolve().parents[1] / "docs"
+    v = val.ValidationResult.from_json(
+        (docs / "validation-negatives.json").read_text(encoding="utf-8")
+    )
+    text = " ".join((docs / "validation.md").read_text(encoding="utf-8").split())
+    by = {c.case: c for c in v.cases}
+    assert set(by) == {"blurred-random", "white-random"} and v.repetitions == 30
+    for case, c in by.items():
+        f = c.false_task
+        assert f is not None
+        lo, hi = f.ci
+        quoted = f"`{case}` " + (
+            'false "learned from the task" ' if case == "blurred-random" else ""
+        )
+        quoted += f"**{f.k}/{f.n} = {100 * f.rate:.0f}% [{100 * lo:.0f}, {100 * hi:.0f}]**"
+        assert quoted in text, quoted
