@@ -435,6 +435,10 @@ def build_context(inp: ReportInputs) -> dict[str, Any]:
         "mc": arith["mc"],
         "playground": {**play, "max_side": UPLOAD_SIDE},
         "slider": ctx["evolution"]["slider"],
+        "charts": {
+            **((ctx["training"] or {}).get("charts") or {}),
+            **(ctx["evolution"].get("charts") or {}),
+        },
         "max_channels": MAX_MAP_CHANNELS,
     }
     return ctx

@@ -11,6 +11,7 @@ from typing import Any
 from convlens import __version__
 from convlens.analysis.result import AnalysisResult
 from convlens.report import figures
+from convlens.report.charts import evolution_charts, training_charts, weight_histograms
 from convlens.report.inputs import ReportInputs
 from convlens.runs import read
 from convlens.runs.layout import RunLayout
@@ -88,7 +89,27 @@ def section_evolution(inp: ReportInputs) -> dict[str, Any]:
             {layer: [r.distance_from_init.get(layer) for r in evo.epochs] for layer in layers},
         )
     missing = slider["missing"] or (evo.skipped if evo is not None else None)
-    return {"slider": slider, "curves": curves, "missing": missing, "cka": _cka_rows(inp.a)}
+    charts: dict[str, Any] = {}
+    if evo is not None and evo.epochs:
+        charts = evolution_charts(
+            eps,
+            [r.first_layer_fraction_above_null95 for r in evo.epochs],
+            [r.first_layer_median_score for r in evo.epochs],
+            evo.null_p95,
+            {layer: [r.distance_from_init.get(layer) for r in evo.epochs] for layer in layers},
+        )
+    hist = weight_histograms(
+        epochs, inp.snapshot, [r.identity.weight_key for r in inp.a.layers if r.identity.weight_key]
+    )
+    if hist is not None:
+        charts["weights"] = hist
+    return {
+        "slider": slider,
+        "curves": curves,
+        "missing": missing,
+        "cka": _cka_rows(inp.a),
+        "charts": charts,
+    }
 
 
 def _cka_rows(a: AnalysisResult) -> dict[str, Any] | None:
@@ -126,4 +147,8 @@ def section_training(inp: ReportInputs) -> dict[str, Any] | None:
     metrics = {k: v for k, v in rows.items() if v}
     if not metrics:
         return None
-    return {"figure": figures.training_curves(metrics), "n": len(metrics)}
+    return {
+        "figure": figures.training_curves(metrics),
+        "n": len(metrics),
+        "charts": training_charts(metrics),
+    }
