@@ -204,6 +204,8 @@ def test_playground_matches_the_engine_and_reads_an_uploaded_png(browser, url, t
     n_k = page.locator("#pg-kernel option").count() - 1
     n_i = page.locator("#pg-image option").count() - 1
     assert n_k >= 5 and n_i >= 2
+    labels = page.locator("#pg-kernel option").all_inner_texts()
+    assert "prewitt_x" in labels and any(t.startswith("trained conv1 unit") for t in labels)
     for i in range(n_i):
         page.select_option("#pg-image", str(i))
         for kk in range(n_k):
@@ -358,4 +360,113 @@ def test_multichannel_step_says_when_the_dilated_kernel_does_not_fit(browser, ur
         page.select_option(f"#mc-{name}", str(v))
     assert "does not fit" in page.inner_text("#mc-size")
     assert page.evaluate("window.convlens.mc.pre") == []
+    page.close()
+
+
+def _torch_net(payload, weights=None):
+    """convlens's SmallCNN in float64 with the page's own weights (the final ones, or a snapshot's
+    conv weights over them)."""
+    import torch
+
+    from convlens.models import build_model
+    from convlens.runs.records import ModelSpec
+
+    n = payload["net"]
+    spec = ModelSpec(
+        "page",
+        n["in_channels"],
+        tuple(n["input_hw"]),
+        len(n["classes"]),
+        tuple(len(n["weights"][f"conv{i + 1}.bias"]) for i in range(len(n["kernels"]))),
+        tuple(n["kernels"]),
+        tuple(n["pool"]),
+        len(n["weights"]["fc1.bias"]),
+    )
+    model = build_model(spec).double()
+    state = {
+        k: torch.tensor(v, dtype=torch.float64)
+        for k, v in {**n["weights"], **(weights or {})}.items()
+    }
+    model.load_state_dict(state)
+    return model
+
+
+def _payload(page):
+    return page.evaluate("JSON.parse(document.getElementById('convlens-data').textContent)")
+
+
+def test_own_image_pass_equals_the_network_in_torch(browser, url, tmp_path):
+    """Issue 23: an image through the trained network in the page (every conv layer's maps, the
+    logits) equals convlens's SmallCNN in torch float64 on the same weights and input to 1e-6; an
+    uploaded image of the network's size is normalised exactly as the training data were."""
+    import torch
+    from PIL import Image
+
+    page = _page(browser, url)
+    payload = _payload(page)
+    model = _torch_net(payload)
+    n = payload["net"]
+
+    def check():
+        st = page.evaluate("window.convlens.net")
+        x = torch.tensor([st["x"]], dtype=torch.float64)
+        with torch.no_grad():
+            logits, maps = model.forward_with_convs(x)
+        for i, m in enumerate(st["maps"]):
+            assert np.abs(np.array(m) - maps[f"conv{i + 1}"][0].numpy()).max() < 1e-6
+        assert np.abs(np.array(st["logits"]) - logits[0].numpy()).max() < 1e-6
+        assert abs(sum(st["probs"]) - 1) < 1e-12
+        return st
+
+    for i in range(len(payload["slider"]["probes"])):
+        page.select_option("#net-image", str(i))
+        check()
+    h, w = n["input_hw"]
+    rgb = np.random.default_rng(3).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "mine.png")
+    page.set_input_files("#net-file", str(tmp_path / "mine.png"))
+    page.wait_for_function("window.convlens.net && window.convlens.net.source === 'upload'")
+    st = check()
+    grey = (0.2126 * rgb[..., 0] + 0.7152 * rgb[..., 1] + 0.0722 * rgb[..., 2]) / 255
+    assert np.abs(np.array(st["x"][0]) - (grey - n["mean"]) / n["std"]).max() < 1e-9
+    assert "prediction: " in page.inner_text("#net-out")
+    assert not page.errors, page.errors
+    page.close()
+
+
+def test_the_epoch_slider_serves_every_conv_layer(browser, url, demo_run):
+    """Issue 23: the slider's layer menu shows a deeper layer's kernels at each snapshot epoch
+    (the snapshot's own values, 7 significant digits) and its probe feature maps, computed through
+    the layers before it with that epoch's weights (equal to torch float64 to 1e-6)."""
+    import torch
+
+    from convlens.runs.layout import RunLayout
+    from convlens.runs.read import read_tensors
+
+    page = _page(browser, url)
+    payload = _payload(page)
+    S = payload["slider"]
+    layers = list(S["layers"])
+    assert len(layers) >= 2 and page.locator("#ev-layer option").count() == len(layers)
+    page.select_option("#ev-layer", layers[-1])
+    for index in (0, len(S["epochs"]) // 2):
+        page.locator("#ev-slider").fill(str(index))
+        st = page.evaluate("window.convlens.slider")
+        epoch = S["epochs"][index]
+        assert st["layer"] == layers[-1] and st["epoch"] == epoch
+        snap = read_tensors(RunLayout(demo_run).snapshot(epoch))
+        for name in layers:
+            got = np.array(S["layers"][name]["weights"][index])
+            assert np.allclose(got, snap[f"{name}.weight"], rtol=1e-6, atol=1e-12)
+        weights = {
+            f"{name}.{t}": S["layers"][name]["weights" if t == "weight" else "bias"][index]
+            for name in layers
+            for t in ("weight", "bias")
+        }
+        model = _torch_net(payload, weights)
+        probe = S["probes"][int(page.input_value("#ev-probe"))]["x"]
+        with torch.no_grad():
+            _, maps = model.forward_with_convs(torch.tensor([probe], dtype=torch.float64))
+        assert np.abs(np.array(st["maps"]) - maps[layers[-1]][0].numpy()).max() < 1e-6
+    assert not page.errors, page.errors
     page.close()

@@ -263,7 +263,10 @@ def section_playground(inp: ReportInputs) -> dict[str, Any]:
     from convlens.report.interactive import playground_kernels, sample_images
 
     return {
-        "kernels": playground_kernels(),
+        "kernels": playground_kernels(
+            inp.final.get(inp.first.identity.weight_key) if inp.first is not None else None,
+            inp.first.name if inp.first is not None else "conv1",
+        ),
         "samples": sample_images(inp.probe_x, inp.probe_sets),
     }
 
@@ -427,6 +430,7 @@ def build_context(inp: ReportInputs) -> dict[str, Any]:
     ctx["shown"], ctx["omitted"] = shown_sections(inp, ctx)
     ctx["sections"] = [(k, t) for k, t in SECTIONS if k in ctx["shown"]]
     from convlens.report.answer import GLOSSARY
+    from convlens.report.interactive import network_payload
 
     ctx["gl"] = {k: {"term": t, "text": d} for k, (t, d) in GLOSSARY.items()}
     arith, play = ctx["arithmetic"], ctx["playground"]
@@ -435,6 +439,9 @@ def build_context(inp: ReportInputs) -> dict[str, Any]:
         "mc": arith["mc"],
         "playground": {**play, "max_side": UPLOAD_SIDE},
         "slider": ctx["evolution"]["slider"],
+        "net": network_payload(inp.a.run.model, inp.a.run.dataset, inp.final)
+        if inp.kind == "run" and inp.a.run is not None
+        else None,
         "charts": {
             **((ctx["training"] or {}).get("charts") or {}),
             **(ctx["evolution"].get("charts") or {}),

@@ -25,6 +25,8 @@ from numpy.typing import NDArray
 PLAYGROUND_KERNELS = (
     "sobel_x",
     "sobel_y",
+    "prewitt_x",
+    "prewitt_y",
     "laplacian_4",
     "log:sigma=1,size=5",
     "gabor:angle=0,frequency=0.2,size=7",
@@ -44,14 +46,92 @@ def _f(a: NDArray[Any]) -> Any:
     return np.asarray(a, dtype=np.float64).tolist()
 
 
-def playground_kernels() -> list[dict[str, Any]]:
-    """The playground's bank kernels: label, weights, and where they come from."""
+def _f7(a: NDArray[Any]) -> Any:
+    """A float array as nested lists of floats rounded to 7 significant digits (float32 precision:
+    what the page draws and runs; tests compare against the engine on these same numbers)."""
+    flat = [float(f"{v:.7g}") for v in np.asarray(a, dtype=np.float64).ravel()]
+    return np.asarray(flat, dtype=np.float64).reshape(np.shape(a)).tolist()
+
+
+def layer_snapshots(layers: list[Any], epochs: list[int], load: Any) -> dict[str, dict[str, Any]]:
+    """Every 2-D conv layer's kernels and biases at each snapshot epoch (7 significant digits),
+    for the epoch slider's layer menu; a layer missing from a snapshot is left out."""
+    out: dict[str, dict[str, Any]] = {}
+    snaps = {e: load(e) for e in epochs}
+    for layer in layers:
+        key = layer.identity.weight_key
+        if not key:
+            continue
+        bias_key = key[: -len("weight")] + "bias"
+        ws = [snaps[e].get(key) for e in epochs]
+        if any(w is None or np.ndim(w) != 4 or not np.isfinite(w).all() for w in ws):
+            continue
+        out[layer.name] = {
+            "weights": [_f7(w) for w in ws],
+            "bias": [
+                _f7(snaps[e][bias_key]) if bias_key in snaps[e] else [0.0] * np.shape(w)[0]
+                for e, w in zip(epochs, ws, strict=True)
+            ],
+        }
+    return out
+
+
+def network_payload(
+    model: Any, dataset: Any, final: dict[str, NDArray[Any]]
+) -> dict[str, Any] | None:
+    """What the page needs to run a convlens-trained network (``run.json``'s typed ``ModelSpec``
+    and ``DatasetSpec``) on an image of the user's own: its architecture (conv blocks with zero
+    padding k // 2, ReLU, max-pool; then fc1, ReLU, fc2), the final weights (7 significant digits)
+    and the training split's normalisation. ``None`` for a 1-D network or missing weights."""
+    if model is None or dataset is None or (model.extra or {}).get("dims", 2) != 2:
+        return None
+    n = len(model.channels)
+    keys = [f"conv{i + 1}.{t}" for i in range(n) for t in ("weight", "bias")]
+    keys += ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"]
+    if any(k not in final or not np.isfinite(final[k]).all() for k in keys):
+        return None
+    norm = dataset.normalisation or {}
+    mean, std = norm.get("mean"), norm.get("std")
+    if mean is None or std is None:
+        return None
+    return {
+        "in_channels": int(model.in_channels),
+        "input_hw": list(model.input_hw),
+        "kernels": list(model.kernels),
+        "pool": list(model.pool),
+        "classes": list(dataset.classes) or [str(c) for c in range(model.n_classes)],
+        "mean": mean,
+        "std": std,
+        "norm_rule": str(norm.get("rule", "")),
+        "weights": {k: _f7(final[k]) for k in keys},
+    }
+
+
+#: trained first-layer kernels offered in the playground (the first this many units)
+PLAYGROUND_TRAINED = 16
+
+
+def playground_kernels(
+    trained: NDArray[Any] | None = None, layer: str = "conv1"
+) -> list[dict[str, Any]]:
+    """The playground's kernels: the bank's (label, weights, where they come from), then the
+    trained first layer's (``trained``: its weight ``(O, C, kh, kw)``; input channel 0 of each
+    unit, 2-D layers only)."""
     from convlens.kernels import parse_kernel_spec
 
     out = []
     for spec in PLAYGROUND_KERNELS:
         k = parse_kernel_spec(spec)
         out.append({"label": spec, "weights": _f(k.weights), "source": k.source})
+    if trained is not None and np.ndim(trained) == 4 and np.isfinite(trained).all():
+        for o in range(min(len(trained), PLAYGROUND_TRAINED)):
+            out.append(
+                {
+                    "label": f"trained {layer} unit {o}",
+                    "weights": _f(trained[o, 0]),
+                    "source": f"this run's final {layer} weights, unit {o}, input channel 0",
+                }
+            )
     return out
 
 

@@ -72,10 +72,14 @@ def section_header(inp: ReportInputs) -> dict[str, Any]:
 
 def section_evolution(inp: ReportInputs) -> dict[str, Any]:
     """The epoch slider's data (every snapshot epoch) and the curves over training."""
-    from convlens.report.interactive import epoch_slider
+    from convlens.report.interactive import epoch_slider, layer_snapshots
 
     epochs = inp.snapshot_epochs()
     slider = epoch_slider(inp.first, epochs, inp.snapshot, inp.probe_x, inp.probe_sets)
+    if not slider["missing"]:  # every 2-D conv layer's kernels per epoch, for the layer menu
+        slider["layers"] = layer_snapshots(
+            [r for r in inp.a.layers if r.identity.dims == 2], epochs, inp.snapshot
+        )
     evo = inp.a.evolution
     curves = None
     if evo is not None and evo.epochs:
