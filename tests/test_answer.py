@@ -57,3 +57,19 @@ def test_readme_answer_equals_a_fresh_demo(tmp_path):
     for line in answer(*demo_results(out)).lines:
         assert line.question in html
     assert "seeds 10, 11, 12, 13, 14 (seeds.json)" in readme
+
+
+def test_answer_wording_follows_the_models_modality(tiny_run_analysis):
+    """Issue 23: a 1-D first layer is asked about filters and signals, not Sobel kernels and
+    images; a model file's limits speak of a model file, not of a run."""
+    import copy
+
+    a = copy.deepcopy(tiny_run_analysis)
+    assert a.first_layer is not None
+    a.first_layer.identity.dims = 1
+    text = "\n".join(answer_lines(a))
+    assert "(edge- or band-pass-like) filters" in text and "Sobel" not in text
+    a.run = None
+    assert "This analysis of one model file cannot show" in answer(a).limits
+    two_d = "\n".join(answer_lines(tiny_run_analysis))
+    assert "(Sobel/Prewitt-like) kernels" in two_d and "This run cannot show" in two_d

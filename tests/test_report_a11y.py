@@ -46,6 +46,31 @@ def model_report(tmp_path_factory) -> Path:
     return d / "pnet.pt.report.html"
 
 
+@pytest.fixture(scope="module")
+def model_report_with_data(tmp_path_factory) -> Path:
+    """MTCNN's R-Net state dict run on the bundled faces through its factory (tests/data/real)."""
+    d = tmp_path_factory.mktemp("rnet")
+    shutil.copy(REAL / "rnet.pt", d / "rnet.pt")
+    runner = CliRunner()
+    args = ["analyze", str(d / "rnet.pt"), "--factory", "tests.data.real.mtcnn:rnet"]
+    r = runner.invoke(cli, [*args, "--data", "faces", "--null-size", "200"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(cli, ["report", str(d / "rnet.pt.analysis.json")])
+    assert r.exit_code == 0, r.output
+    return d / "rnet.pt.report.html"
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_axe_finds_no_serious_violation_in_a_model_report_with_data(
+    browser, model_report_with_data, width
+):
+    bad = _serious(browser, model_report_with_data.as_uri(), width, "light")
+    assert not bad, bad
+    html = model_report_with_data.read_text(encoding="utf-8")
+    assert '<section id="distribution">' in html and '<section id="crosscorr">' in html
+    assert '<section id="training">' not in html  # no training history in a model file
+
+
 def _serious(browser, url: str, width: int, scheme: str) -> list[str]:
     from axe_playwright_python.sync_playwright import Axe
 
@@ -144,3 +169,24 @@ def test_every_statistical_term_used_is_in_the_glossary_and_no_record_leaks(demo
     # no Python record or dict printed as text (a control's further fields are flattened)
     assert "{'" not in rest and "WhiteningTest(" not in rest
     assert "kind: random_labels" not in rest and "(random_labels" not in rest
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_figures_show_at_natural_size_so_their_text_is_at_least_11_px(browser, demo_run, width):
+    """Issue 23: matplotlib text is FONT_PT points at DPI dots per inch (>= 11 px); figures are shown
+    at their natural size (scrolling sideways in their own focusable region), never shrunk."""
+    from convlens.report.figures import DPI, FONT_PT
+
+    assert FONT_PT * DPI / 72 >= 11
+    page = browser.new_page(viewport={"width": width, "height": 800})
+    page.goto((demo_run / "report.html").as_uri(), wait_until="load")
+    shown = page.evaluate(
+        "[...document.querySelectorAll('figure img')].filter(i => i.getClientRects().length)"
+        ".map(i => [i.alt, i.naturalWidth, i.getBoundingClientRect().width,"
+        " i.closest('figure').tabIndex])"
+    )
+    page.close()
+    assert len(shown) >= 5
+    for alt, natural, drawn, tab in shown:
+        assert abs(drawn - natural) < 1, (alt, natural, drawn)
+        assert tab == 0, alt  # keyboard users can scroll it

@@ -17,6 +17,9 @@ from convlens.analysis.result import EffectiveField, LayerDistribution
 from convlens.ops.geometry import ReceptiveField
 
 DPI = 90
+#: every figure text in points: 9 pt at 90 dpi is 11.25 px, shown at natural size (figures scroll
+#: sideways in their own region rather than shrink), so no figure text is below 11 px
+FONT_PT = 9
 #: Okabe-Ito colours
 BLUE, ORANGE, SKY, GREEN, VERMILLION, PURPLE, GREY, BLACK = (
     "#0072B2",
@@ -45,7 +48,7 @@ def _plt() -> Any:
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
-    plt.rcParams.update({"font.size": 8, "axes.titlesize": 8, "figure.dpi": DPI})
+    plt.rcParams.update({"font.size": FONT_PT, "axes.titlesize": FONT_PT, "figure.dpi": DPI})
     if DIVERGING not in matplotlib.colormaps:
         from matplotlib.colors import LinearSegmentedColormap
 
@@ -150,7 +153,7 @@ def null_histogram(
     ax.set_ylim(0, top * 1.02)  # keep the rug of scores inside the axes
     ax.set_xlabel("best |cosine| to a classical kernel (DC removed)")
     ax.set_ylabel("density")
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    ax.legend(fontsize=FONT_PT, loc="center left", bbox_to_anchor=(1.01, 0.5))
     return to_data_uri(fig)
 
 
@@ -170,19 +173,19 @@ def evolution_curves(
     a1.set_xlabel("epoch")
     a1.set_ylabel("fraction of kernels")
     a1.set_ylim(-0.02, 1.02)
-    a1.legend(fontsize=7)
+    a1.legend(fontsize=FONT_PT)
     a2.plot(epochs, [_num(v) for v in median], marker=".", color=BLUE, label="median best |cos|")
     if p95 is not None:
         a2.axhline(p95, color=BLACK, ls="--", lw=0.8, label="null p95")
     a2.set_xlabel("epoch")
     a2.set_ylabel("score")
-    a2.legend(fontsize=7)
+    a2.legend(fontsize=FONT_PT)
     colours = [BLUE, ORANGE, SKY, VERMILLION, PURPLE, GREEN, BLACK]
     for i, (layer, d) in enumerate(distance.items()):
         a3.plot(epochs, [_num(v) for v in d], color=colours[i % len(colours)], label=layer)
     a3.set_xlabel("epoch")
     a3.set_ylabel("|W_e - W_0| / |W_0|")
-    a3.legend(fontsize=7)
+    a3.legend(fontsize=FONT_PT)
     return to_data_uri(fig)
 
 
@@ -214,7 +217,7 @@ def training_curves(metrics: dict[str, list[dict[str, Any]]]) -> str:
     a2.set_ylabel("accuracy")
     for ax in (a1, a2):
         ax.set_xlabel("epoch")
-    a2.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    a2.legend(fontsize=FONT_PT, loc="center left", bbox_to_anchor=(1.01, 0.5))
     return to_data_uri(fig)
 
 
@@ -262,7 +265,7 @@ def feature_maps_over_epochs(
     # both mosaics fill the same height (aspect "auto"), so probe rows line up with map rows
     a0.imshow(probe_m, cmap="gray", vmin=0, vmax=1, interpolation="nearest", aspect="auto")
     ph = probe_m.shape[0] / n_rows
-    a0.set_yticks([ph * (i + 0.5) for i in range(n_rows)], labels, fontsize=7)
+    a0.set_yticks([ph * (i + 0.5) for i in range(n_rows)], labels, fontsize=FONT_PT)
     a0.set_xticks([])
     a0.set_title("probe")
     im = a1.imshow(
@@ -271,7 +274,7 @@ def feature_maps_over_epochs(
     a1.set_xticks(
         [(w + 1) * c + w / 2 for c in range(n_cols)],
         [f"ch {c}" for c in range(n_cols)],
-        fontsize=7,
+        fontsize=FONT_PT,
         rotation=90,
     )
     a1.xaxis.tick_top()

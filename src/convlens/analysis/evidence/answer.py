@@ -79,6 +79,8 @@ def answer(a: AnalysisResult, seeds: SeedsSummary | None = None) -> Answer:
     where_all = _seeds_text(seeds, a)
     where_one = _seeds_text(None, a)
     lines: list[AnswerLine] = []
+    one_d = a.first_layer is not None and a.first_layer.identity.dims == 1
+    inputs = "signals" if one_d else "images"  # the wording follows the model's modality
     cc = a.verdicts.cross_correlation
     if cc is not None:
         rel = (
@@ -108,7 +110,9 @@ def answer(a: AnalysisResult, seeds: SeedsSummary | None = None) -> Answer:
         lines.append(
             AnswerLine(
                 "classical_kernels",
-                "Does the first layer learn classical (Sobel/Prewitt-like) kernels?",
+                "Does the first layer learn classical (edge- or band-pass-like) filters?"
+                if one_d
+                else "Does the first layer learn classical (Sobel/Prewitt-like) kernels?",
                 pooled.verdict,
                 f"Above the spectrum-matched null (random kernels as smooth as the learned ones): "
                 f"{_count(pooled)}; chance 5%. Above the random null, i.e. differs from "
@@ -208,7 +212,7 @@ def answer(a: AnalysisResult, seeds: SeedsSummary | None = None) -> Answer:
         lines.append(
             AnswerLine(
                 "ood",
-                "Does the trained net react weakly to images unlike its training data?",
+                f"Does the trained net react weakly to {inputs} unlike its training data?",
                 "see sets",
                 f"At {first.name if first else '?'}, {how}: {text}.",
                 where_all if across else where_one,
@@ -222,10 +226,15 @@ def answer(a: AnalysisResult, seeds: SeedsSummary | None = None) -> Answer:
         "and whether the task or the images shaped them, is measured below against nulls and "
         "controls."
     )
+    undecided = (
+        "a verdict of 'inconclusive' means that neither a difference nor an equivalence was "
+        "shown with these units and seeds."
+    )
     limits = (
-        "This run cannot show what larger networks on natural images learn; a verdict of "
-        "'inconclusive' means that neither a difference nor an equivalence was shown with these "
-        "units and seeds."
+        f"This run cannot show what larger networks on natural images learn; {undecided}"
+        if a.run is not None
+        else "This analysis of one model file cannot show how its kernels arose (no training "
+        f"history, no random-label control) or what other models learn; {undecided}"
     )
     told, told_short = _disclosure(a)
     return Answer(summary, lines, disclosure=told, disclosure_short=told_short, limits=limits)
