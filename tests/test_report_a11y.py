@@ -69,6 +69,9 @@ def test_axe_finds_no_serious_violation_in_a_model_report_with_data(
     html = model_report_with_data.read_text(encoding="utf-8")
     assert '<section id="distribution">' in html and '<section id="crosscorr">' in html
     assert '<section id="training">' not in html  # no training history in a model file
+    # issue 24: a torch model file run on data gets its channels' exemplars and maximising inputs
+    assert '<section id="channels">' in html and "maximising input of conv3 channel 0" in html
+    assert (model_report_with_data.parent / "rnet.pt.channels.safetensors").is_file()
 
 
 def _serious(browser, url: str, width: int, scheme: str) -> list[str]:

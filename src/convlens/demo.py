@@ -153,6 +153,7 @@ def run_demo(
                     seed=0,
                     control_runs=(control,),
                     reference_runs=references,
+                    channels=i == 0,  # the report shows the first seed's channels
                 ),
             )
             analysis.notes.append(selection_note(recipe, s))

@@ -160,8 +160,19 @@ def _train_run(
 
 
 def write_result(result: AnalysisResult, dest: str | Path) -> Path:
-    """Write ``analysis.json`` atomically (indented JSON, trailing newline)."""
+    """Write ``analysis.json`` atomically (indented JSON, trailing newline), and the channel
+    arrays of a fresh analysis beside it (:func:`~convlens.runs.layout.channels_path`)."""
+    from convlens.analysis.orchestration.channels import pending_arrays
+
     try:
+        arrays = pending_arrays(result)
+        if arrays:
+            from safetensors.numpy import save_file
+
+            from convlens._atomic import write_with
+            from convlens.runs.layout import channels_path
+
+            write_with(channels_path(Path(dest)), lambda tmp: save_file(arrays, str(tmp)))
         return write_text(dest, result.to_json(indent=2) + "\n")
     except OSError as exc:
         raise ConvlensError(f"cannot write {str(dest)!r}: {exc.strerror or exc}") from None

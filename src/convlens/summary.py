@@ -89,8 +89,35 @@ def analysis_summary(result: AnalysisResult) -> list[str]:
     lines.extend(_sources_line(result))
     lines.extend(_untrained_lines(result))
     lines.extend(_prediction_lines(result))
+    lines.extend(channel_lines(result))
     lines.extend(f"note: {n}" for n in result.notes)
     lines.extend(f"error in {e.stage}: {e.message}" for e in result.errors)
+    return lines
+
+
+def channel_lines(result: AnalysisResult) -> list[str]:
+    """Per layer, what its channels respond to: how many channels' top exemplars all come from one
+    set, and the strongest channel per set (no part names: those need labelled part masks)."""
+    lines = []
+    for rec in result.channels or []:
+        if rec.skipped:
+            lines.append(f"{rec.layer} channels: not measured ({rec.skipped})")
+            continue
+        pure: dict[str, list[int]] = {}
+        for ch in rec.channels:
+            sets = {e.set for e in ch.top}
+            if len(sets) == 1:
+                pure.setdefault(next(iter(sets)), []).append(ch.channel)
+        text = "; ".join(
+            f"{len(chs)} on {name!r} only (channels {', '.join(map(str, chs[:6]))}"
+            + (", ..." if len(chs) > 6 else "")
+            + ")"
+            for name, chs in sorted(pure.items(), key=lambda kv: -len(kv[1]))
+        )
+        lines.append(
+            f"{rec.layer} channels: top {rec.k} exemplars of {len(rec.channels)} channels on "
+            f"{rec.n_images} images; {text or 'none from a single set'}"
+        )
     return lines
 
 

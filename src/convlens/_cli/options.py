@@ -134,6 +134,13 @@ analyze_options = _options(
         help="Untrained initialisations the OOD AUROCs are placed among (torch seeds: the run's "
         "seed, or --seed for a model file, + 1000 + i).",
     ),
+    click.option(
+        "--channels/--no-channels",
+        default=True,
+        show_default=True,
+        help="What each channel responds to: top/bottom exemplars with receptive-field crops and "
+        "maximising inputs (analysis.json channels, channels.safetensors; training runs).",
+    ),
 )
 
 
@@ -153,6 +160,7 @@ def to_analyze_options(
     n_untrained: int = 20,
     reference_runs: tuple[str, ...] = (),
     output_kind: str = "auto",
+    channels: bool = True,
 ) -> AnalyzeOptions:
     """The analysis options of ``convlens analyze``'s parsed options, checked (one line for a bad
     value, before the target is read)."""
@@ -170,6 +178,7 @@ def to_analyze_options(
         reference_runs=reference_runs,
         fit=FitOptions(layout, normalize, scale, size, output, output_kind),
         n_untrained=n_untrained,
+        channels=channels,
     )
     options.check()
     return options

@@ -26,6 +26,7 @@ from convlens._atomic import write_text
 from convlens.analysis.result import LayerResult, SeedsSummary
 from convlens.errors import ConvlensError
 from convlens.report import figures
+from convlens.report.channels import section_channels
 from convlens.report.inputs import ReportInputs, default_report_path, load_inputs
 from convlens.report.run_sections import section_evolution, section_header, section_training
 from convlens.runs.layout import REPORT_FILE
@@ -42,6 +43,7 @@ SECTIONS = [
     ("evolution", "Over training"),
     ("training", "Loss and accuracy"),
     ("featuremaps", "Feature maps"),
+    ("channels", "Channels"),
     ("distribution", "ID vs OOD"),
     ("receptive", "Receptive fields"),
     ("controls", "Controls"),
@@ -416,6 +418,7 @@ SECTION_BUILDERS: dict[str, Callable[[ReportInputs], Any]] = {
     "evolution": section_evolution,
     "training": section_training,
     "featuremaps": section_featuremaps,
+    "channels": lambda inp: section_channels(inp.a, inp.analysis_path),
     "distribution": section_distribution,
     "controls": section_controls,
     "receptive": section_receptive,
@@ -454,7 +457,15 @@ def build_context(inp: ReportInputs) -> dict[str, Any]:
 #: sections a model file never has data for: it carries no training history
 TRAINING_ONLY = ("evolution", "training", "seeds")
 #: sections that need the model run on data (``analyze --factory/--data``) or a control
-DATA_SECTIONS = ("crosscorr", "classical", "featuremaps", "distribution", "receptive", "controls")
+DATA_SECTIONS = (
+    "crosscorr",
+    "classical",
+    "featuremaps",
+    "channels",
+    "distribution",
+    "receptive",
+    "controls",
+)
 SEEDS_TITLE = "Across seeds"
 
 

@@ -50,6 +50,24 @@ MODEL_KERNELS_SUFFIX = ".kernels.safetensors"
 ``MODEL.kernels.safetensors``: the report draws them without torch or onnx."""
 
 
+CHANNELS_FILE = "channels.safetensors"
+"""The exemplar crops and maximising inputs of an analysis (``AnalysisResult.channels``), beside
+its JSON: ``RUN/channels.safetensors``, or ``MODEL.channels.safetensors``."""
+
+
+def channels_path(analysis: Path) -> Path:
+    """Where the channel arrays of the analysis at ``analysis`` are."""
+    name = analysis.name
+    if name == "analysis.json":
+        return analysis.with_name(CHANNELS_FILE)
+    stem = (
+        name[: -len(MODEL_ANALYSIS_SUFFIX)]
+        if name.endswith(MODEL_ANALYSIS_SUFFIX)
+        else analysis.stem
+    )
+    return analysis.with_name(f"{stem}.{CHANNELS_FILE}")
+
+
 def model_kernels_path(analysis: Path) -> Path:
     """The conv kernels written beside a model file's analysis (``MODEL.analysis.json`` ->
     ``MODEL.kernels.safetensors``; another name gets the suffix appended to its stem)."""

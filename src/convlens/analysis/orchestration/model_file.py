@@ -180,6 +180,17 @@ def analyze_model_file(
                 if not _recoverable(exc):
                     raise
                 failure = exc
+    if (
+        opts.channels
+        and prepared is not None
+        and failure is None
+        and not bad
+        and isinstance(adapter, TorchModel)
+        and adapter.call is None
+        and prepared.id_stream is None
+    ):
+        with timer("channels"):
+            _channels_stage(result, adapter, prepared, seed)
     kind = result.distribution.output_kind if result.distribution is not None else None
     if kind not in (None, "logits"):
         how = "stated (--output-kind)" if opts.fit.output_kind != "auto" else "detected"
@@ -521,3 +532,22 @@ def write_model_kernels(result: AnalysisResult, model: Path, analysis: Path) -> 
     if not keep:
         return None
     return write_with(model_kernels_path(analysis), lambda tmp: save_file(keep, str(tmp)))
+
+
+def _channels_stage(
+    result: AnalysisResult, adapter: TorchModel, prep: _Prepared, seed: int
+) -> None:
+    """Exemplars and maximising inputs of a torch model's channels on the fitted ID and OOD sets
+    (a streamed folder is not re-read: its channels are left out). A model that cannot be run
+    that way (a tuple head fed through a pipeline) is left out with a note."""
+    from convlens.analysis.orchestration.channels import attach_arrays, channels_stage
+    from convlens.parallel.dist import is_main
+
+    if not is_main():
+        return
+    sets = [(prep.id_name, prep.x_id)] + [(name, x) for name, x, _ in prep.sets]
+    rfs = result.receptive_fields.theoretical if result.receptive_fields is not None else None
+    try:
+        attach_arrays(result, channels_stage(result, adapter.module, sets, rfs, seed=seed))
+    except ConvlensError as exc:
+        result.notes.append(f"channels not measured: {exc}")

@@ -63,6 +63,8 @@ class AnalyzeOptions:
     detail_limit: int = matching.DETAIL_LIMIT
     detail_total: int = matching.DETAIL_TOTAL
     n_untrained: int = OOD_N_UNTRAINED
+    channels: bool = True
+    """What each channel responds to (exemplars, maximising inputs; ``AnalysisResult.channels``)."""
 
     def __post_init__(self) -> None:
         if self.ood is not None and not isinstance(self.ood, tuple):

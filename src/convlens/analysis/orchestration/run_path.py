@@ -291,4 +291,22 @@ def analyze_run(
     with timer("receptive_fields"):
         if not skip_for_nonfinite(result, "receptive_fields", bad):
             _receptive_stage(result, inp)
+    with timer("channels"):
+        if opts.channels and not bad:
+            _channels_stage(result, inp)
     return finish(result, timer)
+
+
+def _channels_stage(result: AnalysisResult, inp: _RunInputs) -> None:
+    """Exemplars and maximising inputs of every channel on the ID split and the OOD sets (rank 0
+    alone under torchrun: the pass is small; the arrays go to ``channels.safetensors``)."""
+    from convlens.analysis.orchestration.channels import attach_arrays, channels_stage
+    from convlens.data.ood import id_split
+    from convlens.parallel.dist import is_main
+
+    if not is_main():
+        return
+    split = id_split(inp.dataset)
+    sets = [(split.name, split.x)] + [(o.name, o.x) for o in inp.oods]
+    rfs = result.receptive_fields.theoretical if result.receptive_fields is not None else None
+    attach_arrays(result, channels_stage(result, inp.model, sets, rfs, seed=result.settings.seed))

@@ -14,6 +14,12 @@ This module imports neither torch nor the analyses, so the report can read resul
 
 from __future__ import annotations
 
+from convlens.analysis.result.channels import (
+    ChannelRecord,
+    Exemplar,
+    LayerChannels,
+    MaximisingInput,
+)
 from convlens.analysis.result.io import MAX_RESULT_BYTES, SCHEMA_VERSION, SEEDS_SCHEMA_VERSION
 from convlens.analysis.result.layer import (
     CI,
@@ -88,6 +94,7 @@ __all__ = [
     "SEEDS_SCHEMA_VERSION",
     "AnalysisError",
     "AnalysisResult",
+    "ChannelRecord",
     "ChannelStats",
     "ChannelSummedMatch",
     "Comparison",
@@ -102,12 +109,14 @@ __all__ = [
     "EpochActivation",
     "Evolution",
     "EvolutionEpoch",
+    "Exemplar",
     "FeatureMapInfo",
     "GaborFit",
     "Headline",
     "KernelLearningVerdict",
     "KernelMatch",
     "KernelVerdict",
+    "LayerChannels",
     "LayerCheck",
     "LayerCka",
     "LayerDistribution",
@@ -115,6 +124,7 @@ __all__ = [
     "LayerIdentity",
     "LayerMatch",
     "LayerResult",
+    "MaximisingInput",
     "NullSummary",
     "OodComparison",
     "OodSeedsVerdict",

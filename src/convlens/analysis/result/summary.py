@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from convlens._serde import SchemaError, from_jsonable, to_jsonable
+from convlens.analysis.result.channels import LayerChannels
 from convlens.analysis.result.io import (
     SCHEMA_VERSION,
     SEEDS_SCHEMA_VERSION,
@@ -344,6 +345,8 @@ class AnalysisResult:
     errors: list[AnalysisError] = field(default_factory=list)
     timings_s: dict[str, float] = field(default_factory=dict)
     representation: RepresentationDrift | None = None
+    channels: list[LayerChannels] | None = None
+    """What each channel of each conv layer responds to (exemplars, maximising inputs)."""
 
     @property
     def first_layer(self) -> LayerResult | None:
