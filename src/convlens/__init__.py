@@ -7,7 +7,26 @@ here imports torch.
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # what type checkers see: the real names (at run time they load on first use)
+    from convlens.display import load as load
+    from convlens.errors import ConvlensError as ConvlensError
+    from convlens.explain import Explanation as Explanation
+    from convlens.explain import explain as explain
+    from convlens.explain import parse_matrix as parse_matrix
+    from convlens.kernels import Kernel as Kernel
+    from convlens.kernels import get_kernel as get_kernel
+    from convlens.kernels import list_kernels as list_kernels
+    from convlens.ops import conv_matrix as conv_matrix
+    from convlens.ops import convolve as convolve
+    from convlens.ops import convolve2d as convolve2d
+    from convlens.ops import correlate as correlate
+    from convlens.ops import correlate2d as correlate2d
+    from convlens.ops import flip as flip
+    from convlens.ops import normalized_cross_correlation as normalized_cross_correlation
+    from convlens.ops import output_shape as output_shape
+    from convlens.ops import receptive_fields as receptive_fields
 
 __version__ = "0.1.0"
 
