@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # what type checkers see: the real names (at run time they lo
     from convlens.ops import normalized_cross_correlation as normalized_cross_correlation
     from convlens.ops import output_shape as output_shape
     from convlens.ops import receptive_fields as receptive_fields
+    from convlens.pipelines import analyze as analyze
 
 __version__ = "0.1.0"
 
@@ -48,6 +49,7 @@ _EXPORTS = {
     "Kernel": "convlens.kernels",
     "ConvlensError": "convlens.errors",
     "load": "convlens.display",
+    "analyze": "convlens.pipelines",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]

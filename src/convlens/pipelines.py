@@ -159,6 +159,35 @@ def _train_run(
     )
 
 
+def analyze(
+    target: Any,
+    data: Any = None,
+    *,
+    ood: Any = None,
+    options: AnalyzeOptions | None = None,
+    **kw: Any,
+) -> AnalysisResult:
+    """Analyse and return the result, writing nothing: ``target`` is a training run directory, a
+    model file (``data``: a dataset spec, with ``factory=``) or an in-memory ``torch.nn.Module``
+    (``data``: arrays, a tensor, a DataLoader or a dataset spec; ``ood``: named arrays)."""
+    from convlens.analysis import analyze_model_file, analyze_run
+
+    if isinstance(target, (str, Path)):
+        path = Path(target)
+        if path.is_dir():
+            if data is not None or ood is not None:
+                raise ConvlensError(f"{str(target)!r} is a run directory: its data are its own")
+            return analyze_run(path, options, **kw)
+        if data is not None:
+            kw["data"] = data
+        if ood is not None:
+            kw["ood"] = tuple(ood)
+        return analyze_model_file(path, options, **kw)
+    from convlens.analysis.orchestration.in_memory import analyze_module
+
+    return analyze_module(target, data, ood=ood, options=options, **kw)
+
+
 def write_result(result: AnalysisResult, dest: str | Path) -> Path:
     """Write ``analysis.json`` atomically (indented JSON, trailing newline), and the channel
     arrays of a fresh analysis beside it (:func:`~convlens.runs.layout.channels_path`)."""
