@@ -172,11 +172,14 @@ def test_analyze_stream_on_two_ranks_equals_one_process(tmp_path: Path) -> None:
     assert (
         b["layers"][0]["distribution"]["ood"]["noise"]["auroc"] == dist_a["ood"]["noise"]["auroc"]
     )
+    # beside each analysis of a .pt file, its conv kernels for the torch-free report (issue 23)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "data",
         "model.pt",
         "one.json",
+        "one.kernels.safetensors",
         "two.json",
+        "two.kernels.safetensors",
     ]
 
 

@@ -191,6 +191,8 @@ def analyze(
 def write_result(result: AnalysisResult, dest: str | Path) -> Path:
     """Write ``analysis.json`` atomically (indented JSON, trailing newline), and the channel
     arrays of a fresh analysis beside it (:func:`~convlens.runs.layout.channels_path`)."""
+    from safetensors import SafetensorError
+
     from convlens.analysis.orchestration.channels import pending_arrays
 
     try:
@@ -203,8 +205,9 @@ def write_result(result: AnalysisResult, dest: str | Path) -> Path:
 
             write_with(channels_path(Path(dest)), lambda tmp: save_file(arrays, str(tmp)))
         return write_text(dest, result.to_json(indent=2) + "\n")
-    except OSError as exc:
-        raise ConvlensError(f"cannot write {str(dest)!r}: {exc.strerror or exc}") from None
+    except (OSError, SafetensorError) as exc:
+        why = getattr(exc, "strerror", None) or " ".join(str(exc).split())
+        raise ConvlensError(f"cannot write {str(dest)!r}: {why}") from None
 
 
 def analyze_target(

@@ -175,10 +175,12 @@ def crop_box(rf: ReceptiveField, position: tuple[int, ...]) -> list[int]:
     """The input box ``[r0, r1, c0, c1]`` (end exclusive; may reach past the image) seen by the
     unit at ``position`` of a layer whose theoretical receptive field is ``rf`` (2-D; a 1-D layer's
     field is 2-D with a height-1 axis)."""
-    box: list[int] = []
-    pos = (0, *position) if len(position) == 1 else position
-    for axis in range(2):
-        centre = rf.start[axis] + pos[axis] * rf.jump[axis]
+    if len(position) not in (1, 2):
+        return []  # a 3-D layer: no crop (its exemplars keep their positions)
+    box: list[int] = [0, 1] if len(position) == 1 else []
+    axes = range(len(rf.size) - len(position), len(rf.size))  # a 1-D field may carry a height axis
+    for axis, p in zip(axes, position, strict=True):
+        centre = rf.start[axis] + p * rf.jump[axis]
         lo = math.floor(centre - (rf.size[axis] - 1) / 2 + 1e-9)
         box += [lo, lo + rf.size[axis]]
     return box
@@ -221,6 +223,8 @@ def maximising_inputs(
     conv = modules[layer]
     n_out = int(getattr(conv, "out_channels", 0))
     c, *spatial = input_shape
+    if len(spatial) not in (1, 2):
+        raise ValueError(f"maximising inputs are made for 1-D and 2-D inputs, not {input_shape}")
     h, w = (1, spatial[0]) if len(spatial) == 1 else (spatial[0], spatial[1])
     fy = torch.fft.fftfreq(h)[:, None]
     fx = torch.fft.rfftfreq(w)[None, :]

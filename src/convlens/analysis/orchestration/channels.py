@@ -78,12 +78,12 @@ def channels_stage(
         maxi = None
         if maximise:
             try:
-                x, reached, secs = exemplars.maximising_inputs(
+                x, reached, _secs = exemplars.maximising_inputs(
                     model, layer, tuple(images.shape[1:]), seed=seed
                 )
-                maxi = (x, reached, secs)
+                maxi = (x, reached)
                 rec.maximising_rule = exemplars.MAXIMISE_RULE
-            except (KeyError, RuntimeError) as exc:
+            except (KeyError, RuntimeError, ValueError) as exc:
                 rec.maximising_rule = f"not computed: {type(exc).__name__}: {exc}"[:300]
         for c in range(ext.top.values.shape[0]):
             ch = ChannelRecord(channel=c)
@@ -107,7 +107,7 @@ def channels_stage(
                     arrays[key] = np.stack(crops)
                     ch.arrays[direction] = key
             if maxi is not None:
-                x, reached, secs = maxi
+                x, reached = maxi
                 key = f"{layer}/{c}/maximising"
                 arrays[key] = x[c]
                 ch.arrays["maximising"] = key
@@ -115,7 +115,6 @@ def channels_stage(
                     activation=float(reached[c]),
                     best_image_activation=float(best_mean.get(layer, np.full(c + 1, np.nan))[c]),
                     steps=exemplars.STEPS,
-                    seconds=round(secs / len(reached), 4),
                 )
             rec.channels.append(ch)
         if dims.get(layer) == 1:
@@ -162,3 +161,149 @@ def _best_mean(model: nn.Module, images: NDArray[Any], batch: int) -> dict[str, 
             h.remove()
         model.train(was)
     return best
+
+
+@torch.no_grad()
+def layer_maps(model: nn.Module, x: NDArray[Any], batch: int = 128) -> dict[str, NDArray[Any]]:
+    """Every 2-D conv layer's output ``(N, C, h, w)`` on ``x`` (pre-activation), float64."""
+    from convlens.analysis.model.verify import conv_layers
+
+    parts: dict[str, list[NDArray[Any]]] = {}
+
+    def hook(name: str) -> Any:
+        def fn(_m: nn.Module, _i: Any, z: Any) -> None:
+            if isinstance(z, torch.Tensor) and z.ndim == 4:
+                parts.setdefault(name, []).append(z.detach().double().numpy())
+
+        return fn
+
+    handles = [m.register_forward_hook(hook(n)) for n, m in conv_layers(model)]
+    was = model.training
+    model.eval()
+    try:
+        for xb in batches_of(x, batch):
+            model(xb)
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was)
+    return {k: np.concatenate(v) for k, v in parts.items()}
+
+
+def concepts_stage(
+    result: AnalysisResult,
+    model: nn.Module,
+    faces: NDArray[Any],
+    receptive: list[ReceptiveField] | None,
+    *,
+    untrained: list[nn.Module] | None = None,
+    snapshots: dict[int, nn.Module] | None = None,
+    random_labels: nn.Module | None = None,
+) -> None:
+    """Which channels of each 2-D conv layer detect the eyes, nose or mouth of aligned faces
+    (:mod:`convlens.analysis.evidence.concepts`), against the shift and untrained nulls, over the
+    snapshot epochs and in the random-label network; written into ``result.channels``."""
+    from convlens.analysis.evidence import concepts
+    from convlens.analysis.result import ConceptMatch
+
+    if not result.channels or receptive is None or len(faces) == 0 or faces.shape[1] < 1:
+        return
+    rfs = {r.name: r for r in receptive}
+    shape = (int(faces.shape[-2]), int(faces.shape[-1]))
+    masks = concepts.part_masks(faces[:, 0].mean(axis=0))
+
+    def table(net: nn.Module) -> dict[str, tuple[Any, Any]]:
+        out = {}
+        for name, maps in layer_maps(net, faces).items():
+            if name in rfs:
+                out[name] = concepts.iou_table(concepts.upsample(maps, rfs[name], shape), masks)
+        return out
+
+    trained = table(model)
+    # the untrained null (network-level, Bonferroni over the layers and parts tested)
+    inits = []
+    for u in untrained or []:
+        maps = layer_maps(u, faces)
+        inits.append(
+            {
+                n: concepts.best_iou(concepts.upsample(m, rfs[n], shape), masks)
+                for n, m in maps.items()
+                if n in rfs
+            }
+        )
+    tests = len(trained) * len(concepts.PARTS)
+    init_max = {
+        layer: {
+            p: concepts.untrained_floor([t[layer][p] for t in inits], tests) for p in concepts.PARTS
+        }
+        for layer in trained
+        if inits and all(layer in t for t in inits)
+    }
+    epochs = {e: table(m) for e, m in sorted((snapshots or {}).items())}
+    rl = table(random_labels) if random_labels is not None else None
+    for rec in result.channels:
+        if rec.layer not in trained:
+            continue
+        ious, shift = trained[rec.layer]
+        init_p95 = {
+            p: init_max[rec.layer][p] if rec.layer in init_max else None for p in concepts.PARTS
+        }
+
+        for ch in rec.channels:
+            c = ch.channel
+            ch.concepts = []
+            for part in concepts.PARTS:
+                over = {
+                    str(e): float(t[rec.layer][0][part][c])
+                    for e, t in epochs.items()
+                    if rec.layer in t
+                }
+                first = next(
+                    (
+                        e
+                        for e, t in epochs.items()
+                        if rec.layer in t
+                        and _detects(
+                            float(t[rec.layer][0][part][c]),
+                            float(t[rec.layer][1][part][c]),
+                            init_p95[part],
+                        )
+                    ),
+                    None,
+                )
+                value, null = float(ious[part][c]), float(shift[part][c])
+                ch.concepts.append(
+                    ConceptMatch(
+                        part,
+                        value,
+                        null,
+                        init_p95[part],
+                        _detects(value, null, init_p95[part]),
+                        first,
+                        over,
+                    )
+                )
+        rec.concept_rule = concepts.RULE
+        rec.concept_images = len(faces)
+        if rl is not None and rec.layer in rl:
+            r_ious, r_shift = rl[rec.layer]
+            rec.random_label_detectors = {
+                part: int(
+                    sum(
+                        _detects(float(r_ious[part][c]), float(r_shift[part][c]), init_p95[part])
+                        for c in range(len(r_ious[part]))
+                    )
+                )
+                for part in concepts.PARTS
+            }
+
+
+def _detects(iou: float, shift_p95: float, untrained_p95: float | None) -> bool:
+    """The detector rule (:data:`convlens.analysis.evidence.concepts.RULE`)."""
+    from convlens.analysis.evidence import concepts
+
+    return bool(
+        iou >= concepts.MIN_IOU
+        and iou > shift_p95
+        and (untrained_p95 is None or iou > untrained_p95)
+    )

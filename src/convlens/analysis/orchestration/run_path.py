@@ -293,11 +293,11 @@ def analyze_run(
             _receptive_stage(result, inp)
     with timer("channels"):
         if opts.channels and not bad:
-            _channels_stage(result, inp)
+            _channels_stage(result, inp, opts)
     return finish(result, timer)
 
 
-def _channels_stage(result: AnalysisResult, inp: _RunInputs) -> None:
+def _channels_stage(result: AnalysisResult, inp: _RunInputs, opts: AnalyzeOptions) -> None:
     """Exemplars and maximising inputs of every channel on the ID split and the OOD sets (rank 0
     alone under torchrun: the pass is small; the arrays go to ``channels.safetensors``)."""
     from convlens.analysis.orchestration.channels import attach_arrays, channels_stage
@@ -310,3 +310,35 @@ def _channels_stage(result: AnalysisResult, inp: _RunInputs) -> None:
     sets = [(split.name, split.x)] + [(o.name, o.x) for o in inp.oods]
     rfs = result.receptive_fields.theoretical if result.receptive_fields is not None else None
     attach_arrays(result, channels_stage(result, inp.model, sets, rfs, seed=result.settings.seed))
+    if "face" in inp.dataset.classes and inp.dataset.name == "faces":  # aligned face crops
+        _concepts(result, inp, rfs, opts)
+
+
+def _concepts(result: AnalysisResult, inp: _RunInputs, rfs: Any, opts: AnalyzeOptions) -> None:
+    """Eyes, nose and mouth detectors on every face image of the run's data, against the
+    untrained initialisations of the OOD verdict (their best channel per part), at every snapshot
+    epoch, and in the first random-label run."""
+    from convlens.analysis.measure.untrained import initialisations
+    from convlens.analysis.orchestration.channels import concepts_stage
+    from convlens.models import build_model
+
+    face = list(inp.dataset.classes).index("face")
+    splits = [inp.dataset.split(s) for s in ("train", "val", "test")]
+    faces = np.concatenate([x[y == face] for x, y in splits])
+    spec = inp.rec.model.to_dict()
+    from convlens.analysis.evidence.concepts import N_UNTRAINED
+
+    fresh = [u.model for u in initialisations(spec, inp.rec.config.seed, N_UNTRAINED)]
+    snapshots: dict[int, nn.Module] = {}
+    for e, state in inp.snaps.items():
+        net = build_model(inp.rec.model)
+        net.load_state_dict(
+            {k: torch.from_numpy(np.array(v)) for k, v in state.items()}, strict=False
+        )
+        snapshots[e] = net
+    rl = None
+    if opts.control_runs:
+        rl, _ = controls.random_label_network(opts.control_runs[0], inp.rec)
+    concepts_stage(
+        result, inp.model, faces, rfs, untrained=fresh, snapshots=snapshots, random_labels=rl
+    )

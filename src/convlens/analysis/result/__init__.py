@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from convlens.analysis.result.channels import (
     ChannelRecord,
+    ConceptMatch,
     Exemplar,
     LayerChannels,
     MaximisingInput,
@@ -98,6 +99,7 @@ __all__ = [
     "ChannelStats",
     "ChannelSummedMatch",
     "Comparison",
+    "ConceptMatch",
     "ContentComparison",
     "Control",
     "ControlComparison",

@@ -27,12 +27,28 @@ class Exemplar:
 class MaximisingInput:
     """An input optimised to maximise the channel's mean activation (Fourier parameterisation,
     jitter, L2 penalty; seeded): the activation it reaches and, for scale, the channel's largest
-    spatial-mean activation on the analysed images."""
+    spatial-mean activation on the analysed images. The time taken is in ``timings_s``
+    (``channels``)."""
 
     activation: float
     best_image_activation: float
     steps: int
-    seconds: float
+
+
+@dataclass
+class ConceptMatch:
+    """How well a channel's strongest region lines up with a labelled part (eyes, nose, mouth):
+    its pooled IoU, the two nulls (the same channel against the part shifted, the layer's
+    untrained channels) and whether it detects the part (above both nulls and the floor), with the
+    first snapshot epoch from which it does and the IoU at each snapshot epoch."""
+
+    part: str
+    iou: float
+    null_shift_p95: float
+    null_untrained_p95: float | None
+    detector: bool
+    first_epoch: int | None = None
+    over_epochs: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -46,6 +62,7 @@ class ChannelRecord:
     bottom: list[Exemplar] = field(default_factory=list)
     maximising_input: MaximisingInput | None = None
     arrays: dict[str, str] = field(default_factory=dict)
+    concepts: list[ConceptMatch] = field(default_factory=list)
 
 
 @dataclass
@@ -61,3 +78,10 @@ class LayerChannels:
     channels: list[ChannelRecord] = field(default_factory=list)
     maximising_rule: str | None = None
     skipped: str | None = None
+    concept_rule: str | None = None
+    concept_images: int = 0
+    """Face images the concepts were measured on (0: not measured: the data are not aligned
+    faces)."""
+    random_label_detectors: dict[str, int] | None = None
+    """Per part, how many channels of the random-label network's same layer detect it (``None``:
+    no random-label run)."""
