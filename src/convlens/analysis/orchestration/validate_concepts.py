@@ -175,3 +175,77 @@ def markdown(v: dict[str, Any]) -> str:
         f"| trained, part C (no disc there) | none | false positives {pct(v['false_misplaced'])} |\n"
         f"| untrained, part A | none | false positives {pct(v['false_untrained'])} |\n"
     )
+
+
+START = "<!-- channels-validation:start"
+END = "<!-- channels-validation:end -->"
+
+
+def splice(text: str, block: str) -> str:
+    """``text`` with the block between the channel-validation markers replaced by ``block``."""
+    if START not in text or END not in text:
+        raise ValueError(f"no {START} ... {END} markers")
+    head, rest = text.split(START, 1)
+    marker, _ = rest.split("\n", 1)
+    return f"{head}{START}{marker}\n{block}{END}{rest.split(END, 1)[1]}"
+
+
+def mask_figure(path: str) -> None:
+    """The part masks over the bundled faces' mean face (docs/channels-masks.png)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    from convlens.data.loaders import load_dataset
+
+    ds = load_dataset("faces", 0)
+    face = list(ds.classes).index("face")
+    xs = np.concatenate([ds.split(s)[0][ds.split(s)[1] == face] for s in ("train", "val", "test")])
+    mean = xs[:, 0].mean(axis=0)
+    masks = concepts.part_masks(mean)
+    fig, axes = plt.subplots(1, 4, figsize=(8, 2.3), layout="constrained")
+    axes[0].imshow(mean, cmap="gray")
+    axes[0].set_title(f"mean of {len(xs)} faces", fontsize=9)
+    for ax, (part, m) in zip(axes[1:], masks.items(), strict=True):
+        ax.imshow(mean, cmap="gray")
+        ax.contour(m, levels=[0.5], colors=["#E69F00"], linewidths=1.5)
+        ax.set_title(part, fontsize=9)
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m convlens.analysis.orchestration.validate_concepts``: run (or render) the
+    planted-parts validation and write docs/channels.md's table."""
+    import argparse
+    import json
+    from pathlib import Path
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--repetitions", type=int, default=10)
+    ap.add_argument("--out", help="write the results as JSON here")
+    ap.add_argument("--from", dest="source", help="render a recorded JSON instead of running")
+    ap.add_argument("--markdown", help="rewrite the block between this file's markers")
+    ap.add_argument("--figure", help="write the part-mask figure (PNG) here")
+    a = ap.parse_args(argv)
+    if a.source:
+        v = json.loads(Path(a.source).read_text(encoding="utf-8"))
+    else:
+        v = validate_concepts(a.repetitions, log=print)
+    if a.out:
+        Path(a.out).write_text(json.dumps(v, indent=1) + "\n", encoding="utf-8")
+    if a.markdown:
+        md = Path(a.markdown)
+        md.write_text(splice(md.read_text(encoding="utf-8"), markdown(v)), encoding="utf-8")
+    if a.figure:
+        mask_figure(a.figure)
+    print(markdown(v))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
