@@ -118,6 +118,21 @@ def channel_lines(result: AnalysisResult) -> list[str]:
             f"{rec.layer} channels: top {rec.k} exemplars of {len(rec.channels)} channels on "
             f"{rec.n_images} images; {text or 'none from a single set'}"
         )
+        named = [
+            f"channel {ch.channel}: {c.part} (IoU {c.iou:.2f}, null p95 "
+            f"{max(c.null_shift_p95, c.null_untrained_p95 or 0):.2f})"
+            for ch in rec.channels
+            for c in ch.concepts
+            if c.detector
+        ]
+        if rec.concept_rule:
+            rl = rec.random_label_detectors
+            rl_text = (
+                ""
+                if rl is None
+                else "; random-label network: " + ", ".join(f"{p} {n}" for p, n in rl.items())
+            )
+            lines.append(f"{rec.layer} face-part detectors: {'; '.join(named) or 'none'}{rl_text}")
     return lines
 
 

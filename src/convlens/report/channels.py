@@ -97,6 +97,20 @@ def section_channels(a: AnalysisResult, analysis_path: Path | None) -> dict[str,
                     "best": ch.maximising_input.best_image_activation,
                 }
             row["sets"] = _composition([e.set for e in ch.top])
+            found = [c for c in ch.concepts if c.detector]
+            best = max(found or ch.concepts, key=lambda c: c.iou, default=None)
+            row["concept"] = (
+                None
+                if best is None
+                else {
+                    "part": best.part,
+                    "iou": best.iou,
+                    "shift": best.null_shift_p95,
+                    "untrained": best.null_untrained_p95,
+                    "detector": best.detector,
+                    "first": best.first_epoch,
+                }
+            )
             rows.append(row)
         layers.append(
             {
@@ -109,6 +123,10 @@ def section_channels(a: AnalysisResult, analysis_path: Path | None) -> dict[str,
                 "maximising_rule": rec.maximising_rule,
                 "skipped": None,
                 "missing_arrays": not arrays,
+                "concept_rule": rec.concept_rule,
+                "concept_images": rec.concept_images,
+                "detectors": _detector_counts(rec),
+                "random_label_detectors": rec.random_label_detectors,
             }
         )
     return {"layers": layers, "shown": MAX_CHANNELS}
@@ -120,3 +138,12 @@ def _composition(sets: list[str]) -> str:
     for s in sets:
         counts[s] = counts.get(s, 0) + 1
     return ", ".join(f"{n} {s}" for s, n in sorted(counts.items(), key=lambda t: -t[1]))
+
+
+def _detector_counts(rec: Any) -> dict[str, int]:
+    """Per part, how many of the layer's channels detect it."""
+    counts: dict[str, int] = {}
+    for ch in rec.channels:
+        for c in ch.concepts:
+            counts[c.part] = counts.get(c.part, 0) + int(c.detector)
+    return counts
