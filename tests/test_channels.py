@@ -164,6 +164,71 @@ def test_the_cli_summary_says_which_sets_drive_each_layers_channels(demo_run):
 
     a = AnalysisResult.read(demo_run / "analysis.json")
     lines = channel_lines(a)
-    assert [ln.split(" ", 1)[0] for ln in lines] == [c.layer for c in a.channels or []]
-    assert all(f"top {exemplars.K} exemplars of 16 channels" in ln for ln in lines)
+    sets = [ln for ln in lines if " channels: " in ln]
+    parts = [ln for ln in lines if " face-part detectors: " in ln]
+    assert [ln.split(" ", 1)[0] for ln in sets] == [c.layer for c in a.channels or []]
+    assert all(f"top {exemplars.K} exemplars of 16 channels" in ln for ln in sets)
+    # the faces demo is aligned faces: each layer names its detectors (or says none), with the
+    # random-label network's count beside them
+    assert [ln.split(" ", 1)[0] for ln in parts] == [c.layer for c in a.channels or []]
+    assert all("random-label network: eyes " in ln for ln in parts)
     assert set(lines) <= set(analysis_summary(a))
+
+
+def test_part_masks_sit_on_the_mean_faces_eyes_nose_and_mouth():
+    from convlens.analysis.evidence import concepts
+    from convlens.data.loaders import load_dataset
+
+    ds = load_dataset("faces", 0)
+    face = list(ds.classes).index("face")
+    xs = np.concatenate([ds.split(s)[0][ds.split(s)[1] == face] for s in ("train", "val", "test")])
+    masks = concepts.part_masks(xs[:, 0].mean(axis=0))
+    centre = {p: np.argwhere(m).mean(axis=0) for p, m in masks.items()}
+    assert centre["eyes"][0] < centre["nose"][0] < centre["mouth"][0]  # top to bottom
+    assert abs(centre["nose"][1] - 12) <= 1.5 and abs(centre["mouth"][1] - 12) <= 1.5
+    assert masks["eyes"][:, :12].sum() == masks["eyes"][:, 13:].sum() == 25  # two 5x5 boxes
+    assert not (masks["eyes"] & masks["nose"]).any() and not (masks["nose"] & masks["mouth"]).any()
+
+
+def test_the_shift_null_by_fft_equals_rolling_the_mask():
+    from convlens.analysis.evidence import concepts
+
+    rng = np.random.default_rng(1)
+    binary = concepts._binary(rng.normal(size=(30, 3, 17, 19)))
+    count = binary.sum(axis=0).astype(float)
+    mask = np.zeros((17, 19), bool)
+    mask[4:8, 2:9] = True
+    fft = concepts.shift_ious(count, 30, mask)
+    for dy, dx in [(0, 0), (5, -7), (-8, 9), (16, 18)]:
+        rolled = concepts._pooled_iou(count, 30, np.roll(mask, (dy, dx), axis=(0, 1)))
+        np.testing.assert_allclose(fft[:, dy % 17, dx % 19], rolled, rtol=0, atol=1e-12)
+
+
+@pytest.mark.slow
+def test_a_planted_part_is_detected_and_a_misplaced_one_is_not():
+    """One repetition of the planted-parts validation (docs/channels.md has 20): the trained
+    network detects the disc where it is planted, not where no disc ever is."""
+    from convlens.analysis.orchestration import validate_concepts as vc
+
+    x, y = vc.planted_parts(0)
+    assert x.shape == (vc.N_IMAGES, 1, 25, 25) and set(np.unique(y)) == {0, 1}
+    net, _ = vc._train(x, y, 100, 60)
+    nulls = [vc._train(x[:2], y[:2], 20_000 + k, 0)[0] for k in range(30)]
+    xa = x[y == 1]
+    assert vc._any_detector(net, nulls, xa, vc.disc(vc.A))
+    assert not vc._any_detector(net, nulls, xa, vc.disc(vc.C))
+
+
+def test_docs_channels_table_is_what_the_recorded_validation_renders():
+    """docs/channels.md's planted-parts table is generated from docs/channels-validation.json
+    (python -m convlens.analysis.orchestration.validate_concepts --from ... --markdown ...)."""
+    import json
+    from pathlib import Path
+
+    from convlens.analysis.orchestration import validate_concepts as vc
+
+    docs = Path(__file__).resolve().parents[1] / "docs"
+    v = json.loads((docs / "channels-validation.json").read_text(encoding="utf-8"))
+    text = (docs / "channels.md").read_text(encoding="utf-8")
+    assert vc.splice(text, vc.markdown(v)) == text
+    assert v["repetitions"] >= 20 and v["rule"] == vc.concepts.RULE
