@@ -57,19 +57,27 @@ def channels_stage(
 ) -> dict[str, NDArray[Any]]:
     """Attach ``result.channels`` for every conv layer of ``model`` on the images of ``sets`` (in
     the network's input units) and return the arrays for ``channels.safetensors``."""
-    images = np.concatenate([np.asarray(x) for _, x in sets]) if sets else None
-    if images is None or len(images) == 0:
+    arrays_in = [np.asarray(x) for _, x in sets]
+    n_total = sum(len(x) for x in arrays_in)
+    if n_total == 0:
         return {}
+    starts = np.cumsum([0] + [len(x) for x in arrays_in])
+
+    def image(i: int) -> NDArray[Any]:  # the i-th analysed image, without copying the sets
+        s = int(np.searchsorted(starts, i, side="right")) - 1
+        return arrays_in[s][i - starts[s]]
+
+    shape = tuple(arrays_in[0].shape[1:])
     found = exemplars.exemplar_pass(model, [(name, batches_of(x, batch)) for name, x in sets], k=k)
     rfs = {r.name: r for r in receptive or []}
     arrays: dict[str, NDArray[Any]] = {}
     out: list[LayerChannels] = []
     dims = {r.name: r.identity.dims for r in result.layers}
-    best_mean = _best_mean(model, images, batch)
+    best_mean = _best_mean(model, arrays_in, batch)
     for layer, ext in found.layers.items():
         rec = LayerChannels(
             layer=layer,
-            n_images=len(images),
+            n_images=n_total,
             sets=list(dict.fromkeys(found.sets)),
             k=k,
             rule=exemplars.RULE,
@@ -78,9 +86,7 @@ def channels_stage(
         maxi = None
         if maximise:
             try:
-                x, reached, _secs = exemplars.maximising_inputs(
-                    model, layer, tuple(images.shape[1:]), seed=seed
-                )
+                x, reached, _secs = exemplars.maximising_inputs(model, layer, shape, seed=seed)
                 maxi = (x, reached)
                 rec.maximising_rule = exemplars.MAXIMISE_RULE
             except (KeyError, RuntimeError, ValueError) as exc:
@@ -100,7 +106,7 @@ def channels_stage(
                         Exemplar(int(index), found.sets[index], float(sign * value), position, box)
                     )
                     if box:
-                        crops.append(exemplars.cut(_as_3d(images[index]), box))
+                        crops.append(exemplars.cut(_as_3d(image(int(index))), box))
                 setattr(ch, direction, rows)
                 if crops:
                     key = f"{layer}/{c}/{direction}"
@@ -121,9 +127,7 @@ def channels_stage(
             rec.rule += "; a 1-D layer's positions and boxes are (row 0, sample)"
         out.append(rec)
     for layer, what in found.not_maps.items():
-        out.append(
-            LayerChannels(layer, len(images), [], k, exemplars.RULE, skipped=f"returned {what}")
-        )
+        out.append(LayerChannels(layer, n_total, [], k, exemplars.RULE, skipped=f"returned {what}"))
     result.channels = out
     return arrays
 
@@ -135,7 +139,7 @@ def _as_3d(image: NDArray[Any]) -> NDArray[Any]:
 
 
 @torch.no_grad()
-def _best_mean(model: nn.Module, images: NDArray[Any], batch: int) -> dict[str, NDArray[Any]]:
+def _best_mean(model: nn.Module, sets: list[NDArray[Any]], batch: int) -> dict[str, NDArray[Any]]:
     """Per layer and channel, the largest spatial-mean output over the images (the scale a
     maximising input is read against)."""
     from convlens.analysis.model.verify import conv_layers
@@ -154,8 +158,9 @@ def _best_mean(model: nn.Module, images: NDArray[Any], batch: int) -> dict[str, 
     was = model.training
     model.eval()
     try:
-        for xb in batches_of(images, batch):
-            model(xb)
+        for x in sets:
+            for xb in batches_of(x, batch):
+                model(xb)
     finally:
         for h in handles:
             h.remove()
