@@ -86,35 +86,37 @@ def _train(x: NDArray[Any], y: NDArray[Any], seed: int, epochs: int) -> tuple[An
     return net.eval(), init.eval()
 
 
-def _any_detector(net: Any, null_nets: list[Any], x: NDArray[Any], mask: NDArray[np.bool_]) -> bool:
+def _null_bests(
+    null_nets: list[Any], x: NDArray[Any], mask: NDArray[np.bool_]
+) -> list[dict[str, float]]:
+    """Per untrained network, each layer's best channel IoU with ``mask`` on ``x``."""
+    from convlens.analysis.measure import receptive
+
+    rfs = {r.name: r for r in receptive.theoretical(null_nets[0])}
+    return [
+        {
+            name: concepts.best_iou(concepts.upsample(m, rfs[name], (SIDE, SIDE)), {"p": mask})["p"]
+            for name, m in layer_maps(n, x).items()
+        }
+        for n in null_nets
+    ]
+
+
+def _any_detector(
+    net: Any, nulls: list[dict[str, float]], x: NDArray[Any], mask: NDArray[np.bool_]
+) -> bool:
     """Does some conv channel of ``net`` detect ``mask`` on ``x`` (untrained null: the best
-    channel of each of ``null_nets``)?"""
+    channels of untrained networks, :func:`_null_bests`)?"""
     from convlens.analysis.measure import receptive
 
     rfs = {r.name: r for r in receptive.theoretical(net)}
-    masks = {"part": mask}
-
-    def ious(model: Any) -> dict[str, tuple[Any, Any]]:
-        out = {}
-        for name, m in layer_maps(model, x).items():
-            t = concepts.iou_table(concepts.upsample(m, rfs[name], (SIDE, SIDE)), masks)
-            out[name] = (t[0]["part"], t[1]["part"])
-        return out
-
-    nulls = []
-    for n in null_nets:
-        nulls.append(
-            {
-                name: concepts.best_iou(concepts.upsample(m, rfs[name], (SIDE, SIDE)), masks)[
-                    "part"
-                ]
-                for name, m in layer_maps(n, x).items()
-            }
-        )
-    measured = ious(net)
-    for name, (values, shift) in measured.items():
-        floor = concepts.untrained_floor([t[name] for t in nulls], len(measured))
-        if any(_detects(float(v), float(s), floor) for v, s in zip(values, shift, strict=True)):
+    maps = layer_maps(net, x)
+    for name, m in maps.items():
+        ious, shift = concepts.iou_table(concepts.upsample(m, rfs[name], (SIDE, SIDE)), {"p": mask})
+        floor = concepts.untrained_floor([t[name] for t in nulls], len(maps))
+        if any(
+            _detects(float(v), float(s), floor) for v, s in zip(ious["p"], shift["p"], strict=True)
+        ):
             return True
     return False
 
@@ -136,12 +138,13 @@ def validate_concepts(
         with torch.no_grad():
             acc.append(float((net(torch.from_numpy(x)).argmax(1).numpy() == y).mean()))
         xa = x[y == 1]
-        nulls = [_train(x[:2], y[:2], 20_000 + 100 * rep + k, 0)[0] for k in range(N_NULL)]
-        hits.append(_any_detector(net, nulls, xa, disc(A)))
-        misplaced.append(_any_detector(net, nulls, xa, disc(C)))
+        null_nets = [_train(x[:2], y[:2], 20_000 + 1000 * rep + k, 0)[0] for k in range(N_NULL)]
+        null_a, null_c = _null_bests(null_nets, xa, disc(A)), _null_bests(null_nets, xa, disc(C))
+        hits.append(_any_detector(net, null_a, xa, disc(A)))
+        misplaced.append(_any_detector(net, null_c, xa, disc(C)))
         for k in range(FRESH_PER_REPETITION):
             fresh, _ = _train(x[:2], y[:2], 10_000 + 100 * rep + k, 0)
-            untrained.append(_any_detector(fresh, nulls, xa, disc(A)))
+            untrained.append(_any_detector(fresh, null_a, xa, disc(A)))
         log(
             f"parts repetition {rep + 1}/{repetitions}: hit {hits[-1]}, misplaced {misplaced[-1]}, "
             f"untrained {sum(untrained[-FRESH_PER_REPETITION:])}/{FRESH_PER_REPETITION}, "
