@@ -92,10 +92,12 @@ def upsample(maps: NDArray[Any], rf: ReceptiveField, shape: tuple[int, int]) -> 
 
 
 def _binary(maps: NDArray[Any]) -> NDArray[np.bool_]:
-    """Per channel, the positions above the channel's top-quantile value over all images."""
+    """Per channel, the positions above the channel's top-quantile value over all images (the
+    order statistic at rank ``floor(QUANTILE * (n - 1))``, by partition: no interpolation)."""
     c = maps.shape[1]
     flat = maps.transpose(1, 0, 2, 3).reshape(c, -1)
-    t = np.quantile(flat, QUANTILE, axis=1)
+    k = int(np.floor(QUANTILE * (flat.shape[1] - 1)))
+    t = np.partition(flat, k, axis=1)[:, k]
     return maps > t[None, :, None, None]
 
 
