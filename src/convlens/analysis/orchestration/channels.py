@@ -11,6 +11,7 @@ analysis to the writer without putting them in ``analysis.json``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -28,6 +29,11 @@ from convlens.analysis.result import (
     MaximisingInput,
 )
 from convlens.ops.geometry import ReceptiveField
+
+_NULL_CACHE: dict[str, list[dict[str, dict[str, float]]]] = {}
+"""The last untrained null of :func:`concepts_stage`, keyed by the caller (architecture, seed,
+initialisations and the face images): a pure function of the key, so a second analysis of the
+same model and data (a test suite, a notebook) does not rebuild its initialisations."""
 
 _ARRAYS = "_convlens_channel_arrays"
 """Attribute of an :class:`AnalysisResult` holding the channel arrays until they are written (not
@@ -201,7 +207,8 @@ def concepts_stage(
     faces: NDArray[Any],
     receptive: list[ReceptiveField] | None,
     *,
-    untrained: list[nn.Module] | None = None,
+    untrained: list[nn.Module] | Callable[[], list[nn.Module]] | None = None,
+    null_key: str | None = None,
     snapshots: dict[int, nn.Module] | None = None,
     random_labels: nn.Module | None = None,
 ) -> None:
@@ -226,16 +233,21 @@ def concepts_stage(
 
     trained = table(model)
     # the untrained null (network-level, Bonferroni over the layers and parts tested)
-    inits = []
-    for u in untrained or []:
-        maps = layer_maps(u, faces)
-        inits.append(
-            {
-                n: concepts.best_iou(concepts.upsample(m, rfs[n], shape), masks)
-                for n, m in maps.items()
-                if n in rfs
-            }
-        )
+    inits = _NULL_CACHE.get(null_key) if null_key is not None else None
+    if inits is None:
+        inits = []
+        for u in (untrained() if callable(untrained) else untrained) or []:
+            maps = layer_maps(u, faces)
+            inits.append(
+                {
+                    n: concepts.best_iou(concepts.upsample(m, rfs[n], shape), masks)
+                    for n, m in maps.items()
+                    if n in rfs
+                }
+            )
+        if null_key is not None:
+            _NULL_CACHE.clear()  # one entry: the untrained null of the last architecture and data
+            _NULL_CACHE[null_key] = inits
     tests = len(trained) * len(concepts.PARTS)
     init_max = {
         layer: {

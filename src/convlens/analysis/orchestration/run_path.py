@@ -326,9 +326,22 @@ def _concepts(result: AnalysisResult, inp: _RunInputs, rfs: Any, opts: AnalyzeOp
     splits = [inp.dataset.split(s) for s in ("train", "val", "test")]
     faces = np.concatenate([x[y == face] for x, y in splits])
     spec = inp.rec.model.to_dict()
+    import hashlib
+    import json
+
     from convlens.analysis.evidence.concepts import N_UNTRAINED
 
-    fresh = [u.model for u in initialisations(spec, inp.rec.config.seed, N_UNTRAINED)]
+    def fresh() -> list[nn.Module]:
+        return [u.model for u in initialisations(spec, inp.rec.config.seed, N_UNTRAINED)]
+
+    key = json.dumps(
+        [
+            spec,
+            inp.rec.config.seed,
+            N_UNTRAINED,
+            hashlib.sha1(np.ascontiguousarray(faces).tobytes()).hexdigest(),
+        ]
+    )
     snapshots: dict[int, nn.Module] = {}
     for e, state in inp.snaps.items():
         net = build_model(inp.rec.model)
@@ -340,5 +353,12 @@ def _concepts(result: AnalysisResult, inp: _RunInputs, rfs: Any, opts: AnalyzeOp
     if opts.control_runs:
         rl, _ = controls.random_label_network(opts.control_runs[0], inp.rec)
     concepts_stage(
-        result, inp.model, faces, rfs, untrained=fresh, snapshots=snapshots, random_labels=rl
+        result,
+        inp.model,
+        faces,
+        rfs,
+        untrained=fresh,
+        null_key=key,
+        snapshots=snapshots,
+        random_labels=rl,
     )
