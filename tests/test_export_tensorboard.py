@@ -101,3 +101,28 @@ def test_export_draws_the_final_weights_no_snapshot_holds(tiny_run_copy, tmp_pat
     with pytest.raises(ConvlensError, match=r"model\.safetensors' is not a valid safetensors"):
         export_tensorboard(tiny_run_copy, tmp_path / "c")
     assert not (tmp_path / "c").exists()
+
+
+def test_export_writes_each_layers_channels(tiny_run_copy, tmp_path):
+    """Issue 24: the exemplar crops and maximising inputs of every conv layer as images."""
+    from convlens.analysis import analyze_run
+    from convlens.export.tensorboard import channel_grids
+    from convlens.runs import read
+
+    a = analyze_run(tiny_run_copy, n_null=100)
+    write_result(a, tiny_run_copy / "analysis.json")  # with channels.safetensors beside it
+    out = tmp_path / "tb"
+    s = export_tensorboard(tiny_run_copy, out)
+    ev = read_events(out / "run")
+    arrays = read.read_tensors(tiny_run_copy / "channels.safetensors")
+    for rec in a.channels or []:
+        grids = channel_grids(arrays, rec.layer)
+        for name in ("top_exemplars", "bottom_exemplars", "maximising_inputs"):
+            tag = f"channels/{rec.layer}/{name}"
+            assert s.images[tag] == 1
+            (_step, width, height) = ev["images"][tag][0]  # read_events gives (step, width, height)
+            assert (height, width) == grids[name].shape
+            assert 0 <= grids[name].min() <= grids[name].max() <= 1
+        # one row of k crops per channel
+        top = arrays[f"{rec.layer}/0/top"]
+        assert grids["top_exemplars"].shape[0] == len(rec.channels) * (4 * top.shape[2] + 1) + 1

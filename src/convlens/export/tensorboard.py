@@ -40,7 +40,7 @@ from numpy.typing import NDArray
 
 from convlens.errors import ConvlensError
 from convlens.runs import read
-from convlens.runs.layout import RunLayout
+from convlens.runs.layout import CHANNELS_FILE, RunLayout
 from convlens.runs.records import MetricsRow
 
 PIXELS_PER_TAP = 8
@@ -146,6 +146,8 @@ class _RunData:
     last_epoch: int
     conv_layers: list[str]
     probe_maps: dict[int, dict[str, NDArray[Any]]]
+    channels: dict[str, NDArray[Any]] = field(default_factory=dict)
+    """``channels.safetensors``: each channel's exemplar crops and maximising input."""
 
 
 def _read_run(root: Path) -> _RunData:
@@ -165,6 +167,9 @@ def _read_run(root: Path) -> _RunData:
         last_epoch=last if last is not None else rec.config.epochs,
         conv_layers=list(rec.conv_layers),
         probe_maps=load_probes(run.probes_dir)[1] if run.probes_dir.is_dir() else {},
+        channels=read.read_tensors(run.root / CHANNELS_FILE)
+        if (run.root / CHANNELS_FILE).is_file()
+        else {},
     )
 
 
@@ -224,6 +229,54 @@ def _images(w: Any, run: _RunData, s: ExportSummary) -> None:
                 tag = f"feature_maps/{layer}"
                 w.add_image(tag, map_grid(m[0]), epoch, dataformats="HW")
                 s.images[tag] = s.images.get(tag, 0) + 1
+    _channels(w, run, s)
+
+
+def channel_grids(arrays: dict[str, NDArray[Any]], layer: str) -> dict[str, NDArray[np.float32]]:
+    """A layer's ``channels.safetensors`` entries as grey grids in [0, 1] (input channel 0, one
+    shared range per grid, padding drawn at the minimum): ``top_exemplars`` (a row of crops per
+    channel), ``bottom_exemplars`` and ``maximising_inputs`` (one per channel, in a row)."""
+    out: dict[str, NDArray[np.float32]] = {}
+    chans = sorted({int(k.split("/")[1]) for k in arrays if k.startswith(f"{layer}/")})
+    for direction, tag in (("top", "top_exemplars"), ("bottom", "bottom_exemplars")):
+        rows = [
+            [_as_2d(c[0]) for c in arrays[f"{layer}/{ch}/{direction}"]]
+            for ch in chans
+            if f"{layer}/{ch}/{direction}" in arrays
+        ]
+        if rows:
+            out[tag] = _scaled(rows)
+    maxi = [
+        [
+            _as_2d(arrays[f"{layer}/{ch}/maximising"][0])
+            for ch in chans
+            if f"{layer}/{ch}/maximising" in arrays
+        ]
+    ]
+    if maxi[0]:
+        out["maximising_inputs"] = _scaled(maxi)
+    return out
+
+
+def _scaled(rows: list[list[NDArray[Any]]]) -> NDArray[np.float32]:
+    finite = np.concatenate([t[np.isfinite(t)].ravel() for r in rows for t in r] or [np.zeros(1)])
+    lo, hi = float(finite.min()), float(finite.max())
+    span = (hi - lo) or 1.0
+    big = [
+        [np.kron((np.nan_to_num(t, nan=lo) - lo) / span, np.ones((4, 4))) for t in r] for r in rows
+    ]
+    return _tile(big)
+
+
+def _channels(w: Any, run: _RunData, s: ExportSummary) -> None:
+    """Each layer's exemplar crops and maximising inputs (``convlens analyze`` wrote them)."""
+    if not run.channels or run.analysis is None or not run.analysis.channels:
+        return
+    for rec in run.analysis.channels:
+        for name, grid in channel_grids(run.channels, rec.layer).items():
+            tag = f"channels/{rec.layer}/{name}"
+            w.add_image(tag, grid, run.last_epoch, dataformats="HW")
+            s.images[tag] = s.images.get(tag, 0) + 1
 
 
 def _kernels(w: Any, s: ExportSummary, key: str, weight: NDArray[Any], epoch: int) -> None:
