@@ -137,3 +137,15 @@ def no_figures(monkeypatch):
         ours = callable(fn) and getattr(fn, "__module__", "") == figures.__name__
         if ours and not name.startswith("_") and name != "to_data_uri":
             monkeypatch.setattr(figures, name, lambda *_a, **_k: "data:image/png;base64,")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """One headless Debian Chromium per test module (tests/browser.py: its binary, flags and the
+    skip-or-fail rule), for the report's browser tests."""
+    from tests.browser import CHROMIUM, FLAGS, sync_playwright
+
+    with sync_playwright()() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield b
+        b.close()

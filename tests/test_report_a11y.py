@@ -14,7 +14,6 @@ import pytest
 from click.testing import CliRunner
 
 from convlens.cli import cli
-from tests.browser import CHROMIUM, FLAGS, sync_playwright
 
 pytestmark = pytest.mark.slow
 
@@ -22,14 +21,6 @@ REAL = Path(__file__).resolve().parent / "data" / "real"
 WIDTHS = (1280, 400)
 SCHEMES = ("light", "dark")
 SERIOUS = {"serious", "critical"}
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright()() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from convlens.ops import correlate2d
-from tests.browser import ARTIFACTS, CHROMIUM, FLAGS, sync_playwright
+from tests.browser import ARTIFACTS
 
 pytestmark = pytest.mark.slow  # a real headless Chromium
 
@@ -37,14 +37,6 @@ CONTRAST_JS = """() => {
   }
   return {n, bad};
 }"""
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright()() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")

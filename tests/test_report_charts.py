@@ -16,7 +16,6 @@ import pytest
 from convlens.report.charts import HIST_BINS, training_charts, weight_histograms
 from convlens.runs import read
 from convlens.runs.layout import RunLayout
-from tests.browser import CHROMIUM, FLAGS, sync_playwright
 
 
 def test_training_charts_hold_every_seeds_metrics():
@@ -57,14 +56,6 @@ def test_weight_histograms_share_bins_across_epochs():
     both = np.concatenate([snaps[0]["w"].ravel(), snaps[5]["w"].ravel()])
     assert w["edges"][0] == both.min() and w["edges"][-1] == both.max()
     assert weight_histograms([], snaps.__getitem__, ["w"]) is None
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright()() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        yield b
-        b.close()
 
 
 def _open(browser, demo_run):

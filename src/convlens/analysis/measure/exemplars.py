@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -108,11 +108,14 @@ class TopK:
 
 @dataclass
 class LayerExtremes:
-    """A layer's running top (max) and bottom (min, stored negated) tables and its map shape."""
+    """A layer's running top (max) and bottom (min, stored negated) tables, its map shape, and
+    per channel the largest spatial-mean output over the images (the scale a maximising input is
+    read against)."""
 
     top: TopK
     bottom: TopK
     map_shape: tuple[int, ...]
+    best_mean: NDArray[np.float64]
 
 
 @dataclass
@@ -146,29 +149,39 @@ def exemplar_pass(
             ext = out.layers.get(name)
             if ext is None:
                 c = z.shape[1]
-                ext = LayerExtremes(TopK.empty(c, k), TopK.empty(c, k), tuple(z.shape[2:]))
+                ext = LayerExtremes(
+                    TopK.empty(c, k), TopK.empty(c, k), tuple(z.shape[2:]), np.full(c, -np.inf)
+                )
                 out.layers[name] = ext
             off = state["offset"]
             ext.top = ext.top.update(mx.cpu().numpy(), am.cpu().numpy(), off)
             ext.bottom = ext.bottom.update(-mn.cpu().numpy(), an.cpu().numpy(), off)
+            ext.best_mean = np.maximum(ext.best_mean, flat.mean(dim=2).amax(dim=0).cpu().numpy())
 
         return fn
 
-    layers = conv_layers(model)
-    handles = [m.register_forward_hook(hook(n)) for n, m in layers]
-    was_training = model.training
-    model.eval()
-    try:
+    with conv_hooks(model, hook):
         for name, batches in sets:
             for xb in batches:
                 run_model(model, xb, f"{name!r} (a batch)")
                 state["offset"] += len(xb)
                 out.sets.extend([name] * len(xb))
+    return out
+
+
+@contextlib.contextmanager
+def conv_hooks(model: nn.Module, hook_for: Callable[[str], Any]) -> Iterator[None]:
+    """A forward hook ``hook_for(name)`` on every conv layer of ``model``, in eval mode, for the
+    ``with`` block; hooks removed and the mode restored after."""
+    handles = [m.register_forward_hook(hook_for(n)) for n, m in conv_layers(model)]
+    was_training = model.training
+    model.eval()
+    try:
+        yield
     finally:
         for h in handles:
             h.remove()
         model.train(was_training)
-    return out
 
 
 def crop_box(rf: ReceptiveField, position: tuple[int, ...]) -> list[int]:

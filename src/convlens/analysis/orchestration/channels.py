@@ -79,7 +79,6 @@ def channels_stage(
     arrays: dict[str, NDArray[Any]] = {}
     out: list[LayerChannels] = []
     dims = {r.name: r.identity.dims for r in result.layers}
-    best_mean = _best_mean(model, arrays_in, batch)
     for layer, ext in found.layers.items():
         rec = LayerChannels(
             layer=layer,
@@ -125,7 +124,7 @@ def channels_stage(
                 ch.arrays["maximising"] = key
                 ch.maximising_input = MaximisingInput(
                     activation=float(reached[c]),
-                    best_image_activation=float(best_mean.get(layer, np.full(c + 1, np.nan))[c]),
+                    best_image_activation=float(ext.best_mean[c]),
                     steps=exemplars.STEPS,
                 )
             rec.channels.append(ch)
@@ -145,40 +144,8 @@ def _as_3d(image: NDArray[Any]) -> NDArray[Any]:
 
 
 @torch.no_grad()
-def _best_mean(model: nn.Module, sets: list[NDArray[Any]], batch: int) -> dict[str, NDArray[Any]]:
-    """Per layer and channel, the largest spatial-mean output over the images (the scale a
-    maximising input is read against)."""
-    from convlens.analysis.model.verify import conv_layers
-
-    best: dict[str, NDArray[Any]] = {}
-
-    def hook(name: str) -> Any:
-        def fn(_m: nn.Module, _i: Any, z: Any) -> None:
-            if isinstance(z, torch.Tensor) and z.ndim >= 3:
-                m = z.detach().double().flatten(2).mean(dim=2).amax(dim=0).numpy()
-                best[name] = m if name not in best else np.maximum(best[name], m)
-
-        return fn
-
-    handles = [m.register_forward_hook(hook(n)) for n, m in conv_layers(model)]
-    was = model.training
-    model.eval()
-    try:
-        for x in sets:
-            for xb in batches_of(x, batch):
-                model(xb)
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was)
-    return best
-
-
-@torch.no_grad()
 def layer_maps(model: nn.Module, x: NDArray[Any], batch: int = 128) -> dict[str, NDArray[Any]]:
     """Every 2-D conv layer's output ``(N, C, h, w)`` on ``x`` (pre-activation), float64."""
-    from convlens.analysis.model.verify import conv_layers
-
     parts: dict[str, list[NDArray[Any]]] = {}
 
     def hook(name: str) -> Any:
@@ -188,16 +155,9 @@ def layer_maps(model: nn.Module, x: NDArray[Any], batch: int = 128) -> dict[str,
 
         return fn
 
-    handles = [m.register_forward_hook(hook(n)) for n, m in conv_layers(model)]
-    was = model.training
-    model.eval()
-    try:
+    with exemplars.conv_hooks(model, hook):
         for xb in batches_of(x, batch):
             model(xb)
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was)
     return {k: np.concatenate(v) for k, v in parts.items()}
 
 

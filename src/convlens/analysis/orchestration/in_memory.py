@@ -27,11 +27,8 @@ from convlens.analysis.orchestration.options import AnalyzeOptions
 from convlens.analysis.orchestration.stages import (
     Timer,
     finish,
-    match_layers,
-    new_result,
-    nonfinite_layers,
 )
-from convlens.analysis.result import AnalysisResult, Settings, Source
+from convlens.analysis.result import AnalysisResult, Source
 from convlens.errors import ConvlensError
 
 MAX_IMAGES = 4096
@@ -129,17 +126,8 @@ def analyze_module(
     adapter = TorchModel(module, output=opts.fit.output)
     label = f"<in-memory {type(module).__name__}>"
     spec = data if isinstance(data, str) else None
-    result = new_result(
-        Source("model_file", label, None, spec or (None if data is None else "arrays")),
-        Settings(opts.n_null, opts.seed),
-        adapter.layers(),
-    )
-    weights = adapter.weights()
-    bad = nonfinite_layers(result, weights)
-    with timer("matching"):
-        match_layers(
-            result, weights, detail_limit=opts.detail_limit, detail_total=opts.detail_total
-        )
+    source = Source("model_file", label, None, spec or (None if data is None else "arrays"))
+    result, bad = model_file.matched_result(source, adapter, opts, timer)
     with timer("verify"):
         model_file._verify_stage(result, adapter, None, bad)
     if data is not None and not bad:

@@ -152,17 +152,9 @@ def analyze_model_file(
                     if not _recoverable(exc):
                         raise
                     failure = exc
-    result = new_result(
-        Source("model_file", str(path), factory, data),
-        Settings(opts.n_null, seed),
-        adapter.layers(),
+    result, bad = matched_result(
+        Source("model_file", str(path), factory, data), adapter, opts, timer
     )
-    weights = adapter.weights()
-    bad = nonfinite_layers(result, weights)
-    with timer("matching"):
-        match_layers(
-            result, weights, detail_limit=opts.detail_limit, detail_total=opts.detail_total
-        )
     if adapter.kind == "torch":
         with timer("verify"):
             _verify_stage(result, adapter, None, bad)
@@ -209,6 +201,21 @@ def analyze_model_file(
         result.errors.append(AnalysisError(stage=stage, message=message))
         raise DataStageError(message, result, getattr(failure, "hint_key", None), stage)
     return result
+
+
+def matched_result(
+    source: Source, adapter: ModelAdapter, opts: AnalyzeOptions, timer: Timer
+) -> tuple[AnalysisResult, list[str]]:
+    """A new result for ``adapter``'s layers with every layer matched against the bank, and the
+    layers whose weights are not finite (what a model file and an in-memory model share)."""
+    result = new_result(source, Settings(opts.n_null, opts.seed), adapter.layers())
+    weights = adapter.weights()
+    bad = nonfinite_layers(result, weights)
+    with timer("matching"):
+        match_layers(
+            result, weights, detail_limit=opts.detail_limit, detail_total=opts.detail_total
+        )
+    return result, bad
 
 
 def _recoverable(exc: Exception) -> bool:
