@@ -143,7 +143,7 @@ def _init(seed: int, n: int = 8) -> np.ndarray:
     return np.random.default_rng(seed).uniform(-bound, bound, (n, 1, 5, 5))
 
 
-SEEDS = range(5)  # a network-level test needs >= 4 networks per arm (smallest p 2/C(10,5) at 5)
+SEEDS = range(5)  # trained vs random labels needs >= 5 networks per arm (smallest p 2/C(10,5) at 5)
 
 
 def _nets(make, base: int, **kw) -> list:
@@ -184,7 +184,43 @@ def test_one_network_per_arm_cannot_decide_trained_vs_random_labels():
     assert by["trained vs init"].differs
     assert not by["trained vs random_labels"].differs
     assert not by["trained vs random_labels"].equivalent
-    assert v.verdict == "inconclusive" and "needs >= 4" in v.rule
+    assert v.verdict == "inconclusive" and ">= 5 seeds reach it" in v.rule
+
+
+def test_four_networks_per_arm_cannot_reach_the_task_level():
+    # perfectly separated arms of 4: p 2/C(8,4) = 0.029 < 0.05 but above the task level 0.01
+    from convlens.analysis.evidence.verdicts import TASK_ALPHA
+
+    four = range(4)
+    t = [_units_of(_edges(10 + s)) for s in four]
+    r = [_units_of(_blobs(20 + s)) for s in four]
+    v = three_way_verdict(t, r, [_units_of(_init(30 + s)) for s in four], "conv1", 5)
+    by = {c.pair: c for c in v.content}
+    assert by["trained vs random_labels"].p_value == pytest.approx(2 / 70)
+    assert TASK_ALPHA < 2 / 70
+    assert not by["trained vs random_labels"].differs
+    assert not by["trained vs random_labels"].equivalent  # no difference shown is not sameness
+    assert v.verdict == "inconclusive" and "smallest p with 4 and 4 is 0.029" in v.rule
+
+
+def test_task_difference_between_the_levels_is_inconclusive(monkeypatch):
+    # p in (0.01, 0.05]: Holm rejects at the family's 0.05, the task level does not
+    from convlens.analysis.evidence import kernelsets
+
+    real = kernelsets.network_test
+
+    def at_003(*a, **kw):
+        out = real(*a, **kw)
+        out.p_value = 0.03
+        return out
+
+    monkeypatch.setattr(kernelsets, "network_test", at_003)
+    v = three_way_verdict(_nets(_edges, 10), _nets(_blobs, 20), _nets(_init, 30), "conv1", 5)
+    by = {c.pair: c for c in v.content}
+    assert by["trained vs random_labels"].p_value == 0.03
+    assert not by["trained vs random_labels"].differs
+    assert not by["trained vs random_labels"].equivalent
+    assert v.verdict == "inconclusive"
 
 
 def _oriented_net(seed: int, n: int = 16, noise: float = 0.3) -> np.ndarray:

@@ -32,6 +32,13 @@ def splice(path: Path, tables: str, start: str = START, end: str = END) -> str:
 )
 @click.option("--repetitions", default=10, show_default=True, type=click.IntRange(1, 1000))
 @click.option(
+    "--first-repetition",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0, 1_000_000),
+    help="The first draw of the planted images (a later one gives draws independent of a recorded run).",
+)
+@click.option(
     "--seeds",
     default=5,
     show_default=True,
@@ -75,6 +82,7 @@ def splice(path: Path, tables: str, start: str = START, end: str = END) -> str:
 def validate_cmd(
     cases: str | None,
     repetitions: int,
+    first_repetition: int,
     seeds: int,
     epochs: int | None,
     null_repetitions: int,
@@ -121,7 +129,14 @@ def validate_cmd(
         log = (lambda _line: None) if quiet else (lambda line: click.echo(line, err=True))
         ood_reps = repetitions if ood_repetitions is None else ood_repetitions
         result = validate(
-            names, repetitions, seeds, epochs, null_repetitions, log=log, ood_repetitions=ood_reps
+            names,
+            repetitions,
+            seeds,
+            epochs,
+            null_repetitions,
+            log=log,
+            ood_repetitions=ood_reps,
+            first_repetition=first_repetition,
         )
     text = markdown(result)
     if out_file:

@@ -165,8 +165,9 @@ def set_test(
     )
 
 
-MIN_NETWORKS = 4
-"""Networks per arm a network-level test needs: with ``S`` per arm its smallest p-value is
+MIN_NETWORKS = 5
+"""Networks per arm the trained-vs-random-label test needs to reach its level (0.01, see
+:data:`convlens.analysis.evidence.verdicts.TASK_ALPHA`): with ``S`` per arm its smallest p-value is
 ``2 / C(2S, S)`` (the energy distance is symmetric in the arms): 0.1 at 3, 0.029 at 4, 0.0079 at 5."""
 
 

@@ -202,6 +202,12 @@ def unit_kernel_verdict(
 
 
 LEARN_ALPHA = 0.05
+TASK_ALPHA = 0.01
+"""The level of "trained differs from random labels" (stricter than the family's 0.05): the
+network-level test is exact only if a network trained on the task's labels is exchangeable with
+one trained on a random relabelling, and the trained networks share one label vector while each
+control has its own. At 0.05 planted random labels gave a false "learned from the task" in 3/30
+draws (docs/validation.md); the stricter level was then checked on fresh draws."""
 LEARN_STATISTIC = (
     "per live output unit of the first layer: what its kernel contains (the Hellinger embedding of "
     "its DC-removed, normalised power spectrum: orientation and frequency tuning) and its best-slice "
@@ -210,10 +216,11 @@ LEARN_STATISTIC = (
 LEARN_RULE = (
     "A differs from B: permutation test of the energy distance between the two sets' spectrum "
     "descriptors. Trained vs random labels exchanges whole networks (units of one network share "
-    "its training; exact over all assignments, so it needs >= "
-    f"{kernelsets.MIN_NETWORKS} seeds per arm to reach p < {LEARN_ALPHA}); against init, whose "
+    "its training; exact over all assignments); against init, whose "
     f"units are drawn independently, units are exchanged within each seed ({kernelsets.N_PERM} "
-    f"permutations). Rejected by Holm's rule over the verdict's comparisons at family-wise {LEARN_ALPHA}. "
+    f"permutations). Rejected by Holm's rule over the verdict's comparisons at family-wise {LEARN_ALPHA}, "
+    f"and trained vs random labels only at p <= {TASK_ALPHA} besides (so it needs >= "
+    f"{kernelsets.MIN_NETWORKS} seeds per arm: the smallest p is 0.029 with 4, 0.0079 with 5). "
     "A same as B: no difference found, and the 90% hierarchical-bootstrap intervals (seeds, then "
     "units) of the difference of mean unit score and of mean orientation selectivity lie within "
     f"+/-{kernelsets.SCORE_MARGIN} and +/-{kernelsets.SELECTIVITY_MARGIN} (TOST, 5% per side; "
@@ -225,8 +232,8 @@ LEARN_RULE = (
     "trained vs init. The one-sided Mann-Whitney tests of the unit scores are shown beside it. "
     "Caveat: the trained networks share one label vector while each control has its own "
     "relabelling, so the network-level test treats them as exchangeable when a shared random "
-    "labelling may make them alike; its false 'learned from the task' rate on planted random "
-    "labels is measured in docs/validation.md (above 5% there, target not met)"
+    f"labelling may make them alike; hence the stricter level {TASK_ALPHA}, whose false 'learned "
+    "from the task' rate on planted random labels is measured in docs/validation.md"
 )
 
 
@@ -378,14 +385,20 @@ def three_way_verdict(
             and _inside(c.selectivity_ci90, kernelsets.SELECTIVITY_MARGIN)
         )
     by = {c.pair: c for c in out.content}
-    few = r_sets is not None and len(t_sets) < kernelsets.MIN_NETWORKS
+    task = by.get("trained vs random_labels")
+    if task is not None and task.differs:
+        task.differs = float(task.p_value) <= TASK_ALPHA  # type: ignore[arg-type]
+    few = r_sets is not None and (
+        kernelsets.smallest_network_p(len(t_sets), len(r_sets)) > TASK_ALPHA
+    )
     if few:  # too few networks to decide trained vs random labels either way
         by["trained vs random_labels"].differs = False
         by["trained vs random_labels"].equivalent = False
         out.rule += (
             f"; trained vs random labels not decided: {len(t_sets)} network(s) per arm "
-            f"(a network-level test needs >= {kernelsets.MIN_NETWORKS}: its smallest p with "
-            f"{len(t_sets)} is {kernelsets.smallest_network_p(len(t_sets), len(r_sets or [])):.2g})"
+            f"(its smallest p with {len(t_sets)} and {len(r_sets or [])} is "
+            f"{kernelsets.smallest_network_p(len(t_sets), len(r_sets or [])):.2g}, above the level "
+            f"{TASK_ALPHA}; >= {kernelsets.MIN_NETWORKS} seeds reach it)"
         )
     if not by["trained vs init"].differs:
         out.verdict = "not distinguishable from init"

@@ -122,6 +122,8 @@ class ValidationResult:
     seconds: float = 0.0
     ood: list[OodCaseResult] = field(default_factory=list)
     ood_repetitions: int = 0
+    first_repetition: int = 0
+    """The first draw (``planted:CASE:DRAW``); a later one gives draws independent of a recorded run."""
 
     def to_json(self) -> str:
         from convlens._serde import to_jsonable
@@ -192,6 +194,7 @@ def validate_case(
     epochs: int,
     n_null: int = 2000,
     log: Callable[[str], None] = lambda _line: None,
+    first: int = 0,
 ) -> CaseResult:
     info = planted.CASES[case]
     verdicts: list[str] = []
@@ -199,7 +202,7 @@ def validate_case(
     p_task: list[float | None] = []
     acc: list[float] = []
     acc_rl: list[float] = []
-    for rep in range(repetitions):
+    for rep in range(first, first + repetitions):
         t_units, r_units, i_units = [], [], []
         for s in range(seeds):
             spec = f"planted:{case}:{rep}"
@@ -219,7 +222,9 @@ def validate_case(
             named.append(
                 name_learned([u.spectra for u in t_units], [u.spectra for u in r_units], 5)
             )
-        log(f"{case} repetition {rep + 1}/{repetitions}: {v.verdict} (p task {p_task[-1]})")
+        log(
+            f"{case} draw {rep} ({rep - first + 1}/{repetitions}): {v.verdict} (p task {p_task[-1]})"
+        )
     counts = {k: verdicts.count(k) for k in sorted(set(verdicts))}
     out = CaseResult(
         case=case,
@@ -314,6 +319,7 @@ def validate(
     null_repetitions: int = 200,
     log: Callable[[str], None] = lambda _line: None,
     ood_repetitions: int = 0,
+    first_repetition: int = 0,
 ) -> ValidationResult:
     """Every planted case (or ``cases``), every null layer and, with ``ood_repetitions``, the OOD
     verdict's planted cases; see the module docstring."""
@@ -322,7 +328,9 @@ def validate(
     started = time.perf_counter()
     names = cases or list(planted.CASES)
     eps = int(epochs or DEMO_RECIPE["epochs"])
-    results = [validate_case(c, repetitions, seeds, eps, log=log) for c in names]
+    results = [
+        validate_case(c, repetitions, seeds, eps, log=log, first=first_repetition) for c in names
+    ]
     nulls = [null_layer(k, b, null_repetitions) for k, b in NULL_LAYERS.items()]
     ood = ood_cases(ood_repetitions, log, seeds)
     return ValidationResult(
@@ -335,6 +343,7 @@ def validate(
         seconds=round(time.perf_counter() - started, 1),
         ood=ood,
         ood_repetitions=ood_repetitions,
+        first_repetition=first_repetition,
     )
 
 
@@ -345,13 +354,19 @@ def _pct(r: Rate | None) -> str:
     return f"{r.k}/{r.n} = {100 * r.rate:.0f}% [{100 * (lo or 0):.0f}, {100 * (hi or 0):.0f}]"
 
 
+def _draws(v: ValidationResult) -> str:
+    if not v.first_repetition:
+        return ""
+    return f": draws {v.first_repetition}-{v.first_repetition + v.repetitions - 1}"
+
+
 def markdown(v: ValidationResult) -> str:
     """The tables ``docs/validation.md`` shows (generated: ``convlens validate --markdown``)."""
     lines = [
         f"Recipe: {v.recipe['model']}, {v.recipe['optimizer']}, weight decay "
         f"{v.recipe['weight_decay']}, {v.recipe['epochs']} epochs; {v.seeds_per_repetition} seeds "
         f"per repetition, each with its random-label control; {v.repetitions} repetitions per case "
-        f"(a new draw of the images each); {v.seconds:.0f} s.",
+        f"(a new draw of the images each{_draws(v)}); {v.seconds:.0f} s.",
         "",
         "| planted case | truth | verdicts over the repetitions | right answer (power) | false 'from the task' | teacher named | test accuracy (random labels) |",
         "|---|---|---|---|---|---|---|",
