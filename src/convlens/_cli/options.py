@@ -209,7 +209,7 @@ demo_options = _options(
         type=click.IntRange(min=1, max=1000),
         help=(
             "Training runs (seed, seed+1, ...), each with its random-label control; the "
-            "task-vs-image-statistics verdict compares whole networks and needs >= 4."
+            "task-vs-image-statistics verdict compares whole networks and needs >= 5."
         ),
     ),
     click.option("--null-size", default=2000, show_default=True, type=NULL_SIZE),

@@ -35,7 +35,7 @@ SIDE = 25
 A, B, C = (8, 6), (8, 18), (18, 12)
 RADIUS = 2.0
 N_IMAGES = 200
-FRESH_PER_REPETITION = 10
+FRESH_PER_REPETITION = 25
 """Fresh initialisations tested per repetition for the untrained false-positive rate."""
 N_NULL = concepts.N_UNTRAINED
 """Untrained initialisations in the untrained null (as in the analysis)."""
