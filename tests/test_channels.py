@@ -235,3 +235,74 @@ def test_docs_channels_table_is_what_the_recorded_validation_renders():
     text = (docs / "channels.md").read_text(encoding="utf-8")
     assert vc.splice(text, vc.markdown(v)) == text
     assert v["repetitions"] >= 20 and v["rule"] == vc.concepts.RULE
+
+
+# ----------------------------------------------------------------------------- ONNX models
+def _onnx_and_torch(tmp_path, in_channels: int = 3):
+    torch.manual_seed(3)
+    model = nn.Sequential(
+        nn.Conv2d(in_channels, 4, 3), nn.ReLU(), nn.Conv2d(4, 5, 3, stride=2), nn.Flatten()
+    ).eval()
+    path = tmp_path / "m.onnx"
+    torch.onnx.export(model, (torch.zeros(2, in_channels, 12, 12),), str(path), dynamo=False,
+                      input_names=["x"], dynamic_axes={"x": {0: "N"}})  # fmt: skip
+    return model, path
+
+
+@pytest.mark.filterwarnings("ignore:You are using the legacy TorchScript-based ONNX export")
+@pytest.mark.filterwarnings("ignore:The feature will be removed")
+def test_onnx_exemplars_equal_the_torch_models_on_the_same_images(tmp_path):
+    """The ONNX pass (onnxruntime's conv outputs) finds the same images, positions and values as
+    the torch pass on the model it was exported from (float32 rounding aside), across two sets."""
+    pytest.importorskip("onnxruntime")
+    from convlens.analysis.model.onnxrun import OnnxModel
+
+    model, path = _onnx_and_torch(tmp_path)
+    runner = OnnxModel(path)
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(2, 9, 3, 12, 12)).astype(np.float32)
+    names = [c.name for c in runner.running]
+    got = exemplars.exemplar_pass_maps(
+        runner.conv_maps, [("a", a), ("b", b)], lambda x: [x[:4], x[4:]], k=3
+    )
+    want = exemplar_pass(model, [("a", [torch.from_numpy(a)]), ("b", [torch.from_numpy(b)])], k=3)
+    assert got.sets == want.sets == ["a"] * 9 + ["b"] * 9
+    for onnx_name, torch_name in zip(names, ["0", "2"], strict=True):
+        g, w = got.layers[onnx_name], want.layers[torch_name]
+        assert g.map_shape == w.map_shape
+        for direction in ("top", "bottom"):
+            gt, wt = getattr(g, direction), getattr(w, direction)
+            np.testing.assert_array_equal(gt.index, wt.index)
+            np.testing.assert_array_equal(gt.pos, wt.pos)
+            np.testing.assert_allclose(gt.values, wt.values, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.filterwarnings("ignore:You are using the legacy TorchScript-based ONNX export")
+@pytest.mark.filterwarnings("ignore:The feature will be removed")
+def test_an_onnx_model_file_with_data_gets_exemplars_and_crops(tmp_path):
+    """``convlens analyze MODEL.onnx --data`` writes channel records for every conv node, the
+    receptive-field crops of its exemplars, and says why there is no maximising input."""
+    pytest.importorskip("onnxruntime")
+    from convlens.runs import read
+    from convlens.runs.layout import channels_path
+
+    _, path = _onnx_and_torch(tmp_path, in_channels=4)
+    rng = np.random.default_rng(1)
+    np.savez(tmp_path / "d.npz", x=rng.normal(size=(30, 4, 12, 12)).astype(np.float32),
+             y=np.arange(30) % 2)  # fmt: skip
+    from tests.onnx_tools import analyze
+
+    r, data = analyze(path, tmp_path / "m.json", "--data", f"npz:{tmp_path / 'd.npz'}",
+                      "--ood", "noise")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert data is not None and data["channels"]
+    assert [c["layer"] for c in data["channels"]] == [ly["identity"]["name"] for ly in data["layers"]]
+    arrays = read.read_tensors(channels_path(tmp_path / "m.json"))
+    for rec in data["channels"]:
+        assert rec["maximising_rule"].startswith("not computed: an ONNX graph")
+        for ch in rec["channels"]:
+            assert len(ch["top"]) == 6 and len(ch["bottom"]) == 6
+            assert ch["maximising_input"] is None
+    first = data["channels"][0]["channels"][0]
+    assert first["top"][0]["box"] and "top" in first["arrays"]
+    assert arrays[first["arrays"]["top"]].shape == (6, 4, 3, 3)  # k crops of C x 3 x 3

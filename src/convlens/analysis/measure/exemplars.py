@@ -127,6 +127,27 @@ class ExemplarPass:
     not_maps: dict[str, str] = field(default_factory=dict)
 
 
+def _observe(out: ExemplarPass, name: str, z: Any, offset: int, k: int) -> None:
+    """Fold one batch of a layer's output maps ``z`` ``(B, C, *S)`` (images ``offset`` on) into
+    ``out``'s running tables; an output that is not a map is named in ``out.not_maps``."""
+    if not isinstance(z, torch.Tensor) or z.ndim < 3:
+        out.not_maps[name] = f"{type(z).__name__} {tuple(getattr(z, 'shape', ()))}"
+        return
+    flat = z.detach().double().flatten(2)
+    mx, am = flat.max(dim=2)
+    mn, an = flat.min(dim=2)
+    ext = out.layers.get(name)
+    if ext is None:
+        c = z.shape[1]
+        ext = LayerExtremes(
+            TopK.empty(c, k), TopK.empty(c, k), tuple(z.shape[2:]), np.full(c, -np.inf)
+        )
+        out.layers[name] = ext
+    ext.top = ext.top.update(mx.cpu().numpy(), am.cpu().numpy(), offset)
+    ext.bottom = ext.bottom.update(-mn.cpu().numpy(), an.cpu().numpy(), offset)
+    ext.best_mean = np.maximum(ext.best_mean, flat.mean(dim=2).amax(dim=0).cpu().numpy())
+
+
 @torch.no_grad()
 def exemplar_pass(
     model: nn.Module,
@@ -140,23 +161,7 @@ def exemplar_pass(
 
     def hook(name: str) -> Any:
         def fn(_m: nn.Module, _inp: Any, z: Any) -> None:
-            if not isinstance(z, torch.Tensor) or z.ndim < 3:
-                out.not_maps[name] = f"{type(z).__name__} {tuple(getattr(z, 'shape', ()))}"
-                return
-            flat = z.detach().double().flatten(2)
-            mx, am = flat.max(dim=2)
-            mn, an = flat.min(dim=2)
-            ext = out.layers.get(name)
-            if ext is None:
-                c = z.shape[1]
-                ext = LayerExtremes(
-                    TopK.empty(c, k), TopK.empty(c, k), tuple(z.shape[2:]), np.full(c, -np.inf)
-                )
-                out.layers[name] = ext
-            off = state["offset"]
-            ext.top = ext.top.update(mx.cpu().numpy(), am.cpu().numpy(), off)
-            ext.bottom = ext.bottom.update(-mn.cpu().numpy(), an.cpu().numpy(), off)
-            ext.best_mean = np.maximum(ext.best_mean, flat.mean(dim=2).amax(dim=0).cpu().numpy())
+            _observe(out, name, z, state["offset"], k)
 
         return fn
 
@@ -166,6 +171,29 @@ def exemplar_pass(
                 run_model(model, xb, f"{name!r} (a batch)")
                 state["offset"] += len(xb)
                 out.sets.extend([name] * len(xb))
+    return out
+
+
+def exemplar_pass_maps(
+    maps_of: Callable[[NDArray[Any]], dict[str, NDArray[Any]]],
+    sets: Iterable[tuple[str, NDArray[Any]]],
+    batches: Callable[[NDArray[Any]], Iterable[Any]],
+    k: int = K,
+) -> ExemplarPass:
+    """:func:`exemplar_pass` for a model run outside torch (an ONNX graph): ``maps_of(batch)`` gives
+    every conv layer's output maps ``(B, C, *S)`` on a batch, ``batches(x)`` the batches of a set
+    the model accepts (a model with a fixed batch size may leave out a set's last images: indices
+    still count every image of every set, so they name the same images as the sets)."""
+    out = ExemplarPass()
+    offset = 0
+    for name, x in sets:
+        at = offset
+        for xb in batches(x):
+            for layer, z in maps_of(np.asarray(xb)).items():
+                _observe(out, layer, torch.from_numpy(np.asarray(z)), at, k)
+            at += len(xb)
+        offset += len(x)
+        out.sets.extend([name] * len(x))
     return out
 
 

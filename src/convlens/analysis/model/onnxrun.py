@@ -165,6 +165,11 @@ class OnnxModel:
             ) from None
         return dict(zip(self.output_names, values, strict=True))
 
+    def conv_maps(self, x: NDArray[Any]) -> dict[str, NDArray[np.float32]]:
+        """Every running conv node's output on the batch ``x`` (float; quantised outputs rescaled)."""
+        res = self.run(x)
+        return {c.name: self._float_output(c, res) for c in self.running}
+
     def _float_output(self, c: ConvNode, res: dict[str, NDArray[Any]]) -> NDArray[np.float32]:
         y = res[c.output]
         if c.output_affine is not None:

@@ -12,7 +12,7 @@ analysis to the writer without putting them in ``analysis.json``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -29,6 +29,9 @@ from convlens.analysis.result import (
     MaximisingInput,
 )
 from convlens.ops.geometry import ReceptiveField
+
+if TYPE_CHECKING:
+    from convlens.analysis.model.onnxrun import OnnxModel
 
 _NULL_CACHE: dict[str, list[dict[str, dict[str, float]]]] = {}
 """The last untrained null of :func:`concepts_stage`, keyed by the caller (architecture, seed,
@@ -52,7 +55,7 @@ def pending_arrays(result: AnalysisResult) -> dict[str, NDArray[Any]] | None:
 
 def channels_stage(
     result: AnalysisResult,
-    model: nn.Module,
+    model: nn.Module | None,
     sets: list[tuple[str, NDArray[Any]]],
     receptive: list[ReceptiveField] | None,
     *,
@@ -60,9 +63,13 @@ def channels_stage(
     seed: int = 0,
     k: int = exemplars.K,
     batch: int = 64,
+    runner: OnnxModel | None = None,
+    layout: str = "NCHW",
 ) -> dict[str, NDArray[Any]]:
     """Attach ``result.channels`` for every conv layer of ``model`` on the images of ``sets`` (in
-    the network's input units) and return the arrays for ``channels.safetensors``."""
+    the network's input units) and return the arrays for ``channels.safetensors``. With an ONNX
+    ``runner`` (``model`` is then ``None``) the maps come from onnxruntime and no maximising input
+    is made; ``layout`` ``NHWC`` says the images are channels-last (crops are cut channels-first)."""
     arrays_in = [np.asarray(x) for _, x in sets]
     n_total = sum(len(x) for x in arrays_in)
     if n_total == 0:
@@ -71,10 +78,19 @@ def channels_stage(
 
     def image(i: int) -> NDArray[Any]:  # the i-th analysed image, without copying the sets
         s = int(np.searchsorted(starts, i, side="right")) - 1
-        return arrays_in[s][i - starts[s]]
+        a = arrays_in[s][i - starts[s]]
+        return np.moveaxis(a, -1, 0) if layout == "NHWC" else a
 
     shape = tuple(arrays_in[0].shape[1:])
-    found = exemplars.exemplar_pass(model, [(name, batches_of(x, batch)) for name, x in sets], k=k)
+    if runner is not None:
+        found = exemplars.exemplar_pass_maps(
+            runner.conv_maps, sets, lambda x: runner.batches(x)[0], k=k
+        )
+    else:
+        assert model is not None, "a torch model or an ONNX runner"
+        found = exemplars.exemplar_pass(
+            model, [(name, batches_of(x, batch)) for name, x in sets], k=k
+        )
     rfs = {r.name: r for r in receptive or []}
     arrays: dict[str, NDArray[Any]] = {}
     out: list[LayerChannels] = []
@@ -89,7 +105,11 @@ def channels_stage(
         )
         rf = rfs.get(layer)
         maxi = None
-        if maximise:
+        if runner is not None:
+            rec.maximising_rule = (
+                "not computed: an ONNX graph runs in onnxruntime, which gives no gradients"
+            )
+        elif maximise and model is not None:
             try:
                 x, reached, _secs = exemplars.maximising_inputs(model, layer, shape, seed=seed)
                 maxi = (x, reached)

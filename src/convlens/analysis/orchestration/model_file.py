@@ -177,8 +177,10 @@ def analyze_model_file(
         and prepared is not None
         and failure is None
         and not bad
-        and isinstance(adapter, TorchModel)
-        and adapter.call is None
+        and (
+            isinstance(adapter, OnnxModel)
+            or (isinstance(adapter, TorchModel) and adapter.call is None)
+        )
         and prepared.id_stream is None
     ):
         with timer("channels"):
@@ -542,11 +544,11 @@ def write_model_kernels(result: AnalysisResult, model: Path, analysis: Path) -> 
 
 
 def _channels_stage(
-    result: AnalysisResult, adapter: TorchModel, prep: _Prepared, seed: int
+    result: AnalysisResult, adapter: TorchModel | OnnxModel, prep: _Prepared, seed: int
 ) -> None:
-    """Exemplars and maximising inputs of a torch model's channels on the fitted ID and OOD sets
-    (a streamed folder is not re-read: its channels are left out). A model that cannot be run
-    that way (a tuple head fed through a pipeline) is left out with a note."""
+    """Exemplars (and, for a torch model, maximising inputs) of the model's channels on the fitted
+    ID and OOD sets (a streamed folder is not re-read: its channels are left out). A model that
+    cannot be run that way (a tuple head fed through a pipeline) is left out with a note."""
     from convlens.analysis.orchestration.channels import attach_arrays, channels_stage
     from convlens.parallel.dist import is_main
 
@@ -555,6 +557,12 @@ def _channels_stage(
     sets = [(prep.id_name, prep.x_id)] + [(name, x) for name, x, _ in prep.sets]
     rfs = result.receptive_fields.theoretical if result.receptive_fields is not None else None
     try:
-        attach_arrays(result, channels_stage(result, adapter.module, sets, rfs, seed=seed))
+        if isinstance(adapter, OnnxModel):
+            arrays = channels_stage(
+                result, None, sets, rfs, seed=seed, runner=adapter.runner, layout=prep.layout
+            )
+        else:
+            arrays = channels_stage(result, adapter.module, sets, rfs, seed=seed)
+        attach_arrays(result, arrays)
     except ConvlensError as exc:
         result.notes.append(f"channels not measured: {exc}")
