@@ -296,7 +296,9 @@ def test_an_onnx_model_file_with_data_gets_exemplars_and_crops(tmp_path):
                       "--ood", "noise")  # fmt: skip
     assert r.exit_code == 0, r.output
     assert data is not None and data["channels"]
-    assert [c["layer"] for c in data["channels"]] == [ly["identity"]["name"] for ly in data["layers"]]
+    assert [c["layer"] for c in data["channels"]] == [
+        ly["identity"]["name"] for ly in data["layers"]
+    ]
     arrays = read.read_tensors(channels_path(tmp_path / "m.json"))
     for rec in data["channels"]:
         assert rec["maximising_rule"].startswith("not computed: an ONNX graph")
@@ -306,3 +308,31 @@ def test_an_onnx_model_file_with_data_gets_exemplars_and_crops(tmp_path):
     first = data["channels"][0]["channels"][0]
     assert first["top"][0]["box"] and "top" in first["arrays"]
     assert arrays[first["arrays"]["top"]].shape == (6, 4, 3, 3)  # k crops of C x 3 x 3
+
+
+@pytest.mark.parametrize("world", [2, 3])
+def test_shards_of_every_set_merge_to_the_one_process_pass(world):
+    """What each rank does under torchrun (a contiguous share of every set, global indices) and
+    what rank 0 does (merge_passes) give exactly the one-process tables."""
+    torch.manual_seed(2)
+    model = nn.Sequential(nn.Conv2d(2, 3, 3), nn.ReLU(), nn.Conv2d(3, 4, 3)).eval()
+    sets = [("a", torch.randn(7, 2, 9, 9)), ("b", torch.randn(5, 2, 9, 9))]
+    one = exemplar_pass(model, [(n, [x[:4], x[4:]]) for n, x in sets], k=4)
+    parts, offset_of = [], {"a": 0, "b": 7}
+    for r in range(world):
+        chunks, starts = [], []
+        for n, x in sets:
+            lo, hi = len(x) * r // world, len(x) * (r + 1) // world
+            chunks.append((n, [x[lo:hi]] if hi > lo else []))
+            starts.append(offset_of[n] + lo)
+        parts.append(exemplar_pass(model, chunks, k=4, starts=starts))
+    merged = exemplars.merge_passes(parts, ["a"] * 7 + ["b"] * 5)
+    assert merged.sets == one.sets
+    for name, ext in one.layers.items():
+        m = merged.layers[name]
+        for direction in ("top", "bottom"):
+            a, b = getattr(ext, direction), getattr(m, direction)
+            np.testing.assert_array_equal(a.index, b.index)
+            np.testing.assert_array_equal(a.pos, b.pos)
+            np.testing.assert_allclose(a.values, b.values, rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(ext.best_mean, m.best_mean, rtol=1e-6, atol=1e-6)

@@ -141,3 +141,29 @@ def test_load_of_a_model_file_says_to_analyse_it(tmp_path: Path) -> None:
     model.write_bytes(b"\xf9\x00binary")
     with pytest.raises(ConvlensError, match=r"is a model file.*net\.safetensors\.analysis\.json"):
         convlens.load(model)
+
+
+def test_channels_display_in_notebooks(loaded, tiny_run_analysis):
+    """``view.channels[i]`` shows a layer's channels: a summary (images, sets, face-part detectors
+    against their nulls) and one PNG of each channel's maximising input and top exemplar crops,
+    read from channels.safetensors beside the analysis; a fresh in-memory result draws the arrays
+    it holds."""
+    from matplotlib.figure import Figure
+
+    assert "with exemplars (view.channels[i])" in loaded._repr_html_()
+    rec = loaded.channels[0]
+    page = rec._repr_html_()
+    assert page.count("<img") == 1 and "top and bottom 6 per channel" in page
+    assert "face-part detectors" in page and "random-label network" not in page  # no control here
+    fig = rec.plot(max_channels=3)
+    assert isinstance(fig, Figure) and len(fig.axes) == 3 * (1 + rec.k)
+    drawn = [len(ax.images) for ax in fig.axes]
+    assert drawn[0] == 1 and sum(drawn) == 3 * (1 + rec.k)  # maximising input and k crops each
+    # the title of a crop is its exemplar's peak value
+    top = rec.channels[0].top[0]
+    assert fig.axes[1].get_title() == f"{top.value:.2f}"  # an exemplar's own field, not the view's
+    assert type(top.result).__name__ == "Exemplar" and top.value == top.result.value
+    from convlens.display import show
+
+    fresh = show(tiny_run_analysis).channels[1].plot(max_channels=2)
+    assert sum(len(ax.images) for ax in fresh.axes) == 2 * (1 + rec.k)

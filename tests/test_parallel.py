@@ -307,7 +307,8 @@ def test_analyze_run_on_two_ranks_equals_one_process(
 ) -> None:
     """``convlens analyze RUN`` under torchrun: the in-memory test split and OOD sets sharded
     (40 and 20 images), the result equal to the one-process analysis (channel statistics to 1e-9
-    relative, everything else identical); the run directory untouched (--out elsewhere)."""
+    relative, everything else identical, the channel exemplars too: each rank's share of the
+    exemplar pass merged on rank 0); the run directory untouched (--out elsewhere)."""
     out = tmp_path / "a.json"
     res = _run(
         ["analyze", str(tiny_run), "--null-size", "200", "--out", str(out)], nproc=2, cwd=tmp_path
@@ -316,6 +317,7 @@ def test_analyze_run_on_two_ranks_equals_one_process(
     a = json.loads(tiny_run_analysis.to_json())
     b = json.loads(out.read_text())
     a.pop("timings_s"), b.pop("timings_s")
+    assert b["channels"] and all(ch["top"] for rec in b["channels"] for ch in rec["channels"])
     for where, u, v in _floats(a, b):
         # merged channel statistics (Chan) agree to 1e-9 relative; the mean max-softmax of the
         # predictions comes from the float32 head, whose last bits depend on the batch

@@ -27,13 +27,18 @@ from numpy.typing import NDArray
 from convlens.errors import ConvlensError
 
 if TYPE_CHECKING:
-    from convlens.analysis.result import AnalysisResult, KernelMatch, LayerResult
+    from convlens.analysis.result import AnalysisResult, KernelMatch, LayerChannels, LayerResult
 
 MAX_KERNELS = 16
 """``LayerResult.plot()`` and its HTML draw at most this many kernels (the first ones, in kernel
 order ``out * C + in``); ``plot(max_kernels=...)`` changes it."""
 
+MAX_CHANNELS = 16
+"""``LayerChannels.plot()`` and its HTML draw at most this many channels (the first ones)."""
+
 _WEIGHTS = "_convlens_weights"  # attribute names attached by load() (not dataclass fields)
+_CHANNELS = "_convlens_channels_file"
+_PENDING = "_convlens_channel_arrays"  # a fresh analysis's arrays not yet written (orchestration)
 _PARENT = "_convlens_parent"
 
 
@@ -41,8 +46,9 @@ class View:
     """A typed result with notebook display. Attributes are the wrapped object's; dataclass values
     (and lists of them, and what its methods return) come back wrapped too, so
     ``view.first_layer.matching.kernels[0].plot()`` works. ``_repr_html_`` and ``plot()`` draw an
-    :class:`AnalysisResult`, a :class:`LayerResult` or a :class:`KernelMatch`; ``value`` (also
-    ``result`` on a whole analysis) is the unwrapped dataclass."""
+    :class:`AnalysisResult`, a :class:`LayerResult`, a :class:`KernelMatch` or a
+    :class:`LayerChannels` (``view.channels[i]``); ``result`` is the unwrapped dataclass, and so is
+    ``value`` unless the dataclass has a field of that name."""
 
     __slots__ = ("_obj",)
 
@@ -51,12 +57,16 @@ class View:
 
     @property
     def value(self) -> Any:
-        """The wrapped dataclass."""
-        return self._obj
+        """The wrapped dataclass; where it has a field of its own named ``value`` (an exemplar's
+        peak value), that field (the dataclass is then ``result``)."""
+        o = self._obj
+        if any(f.name == "value" for f in dataclasses.fields(o)):
+            return _wrap(o.value)
+        return o
 
     @property
     def result(self) -> Any:
-        """The wrapped :class:`AnalysisResult` (the same as ``value``)."""
+        """The wrapped dataclass (:class:`AnalysisResult` for a whole analysis)."""
         return self._obj
 
     def __getattr__(self, name: str) -> Any:
@@ -77,11 +87,13 @@ class View:
     __hash__ = None  # type: ignore[assignment]
 
     def _repr_html_(self) -> str | None:
-        from convlens.analysis.result import AnalysisResult, KernelMatch, LayerResult
+        from convlens.analysis.result import AnalysisResult, KernelMatch, LayerChannels, LayerResult
 
         o = self._obj
         if isinstance(o, AnalysisResult):
             return result_html(o)
+        if isinstance(o, LayerChannels):
+            return channels_html(o)
         if isinstance(o, LayerResult):
             return layer_html(o)
         if isinstance(o, KernelMatch):
@@ -89,13 +101,15 @@ class View:
         return None  # Jupyter falls back to the text repr
 
     def plot(self, *args: Any, **kwargs: Any) -> Any:
-        """A matplotlib Figure: :func:`plot_result`, :func:`plot_layer` (``max_kernels``) or
-        :func:`plot_kernel`, by what the view wraps."""
-        from convlens.analysis.result import AnalysisResult, KernelMatch, LayerResult
+        """A matplotlib Figure: :func:`plot_result`, :func:`plot_layer` (``max_kernels``),
+        :func:`plot_kernel` or :func:`plot_channels` (``max_channels``), by what the view wraps."""
+        from convlens.analysis.result import AnalysisResult, KernelMatch, LayerChannels, LayerResult
 
         o = self._obj
         if isinstance(o, AnalysisResult):
             return plot_result(o, *args, **kwargs)
+        if isinstance(o, LayerChannels):
+            return plot_channels(o, *args, **kwargs)
         if isinstance(o, LayerResult):
             return plot_layer(o, *args, **kwargs)
         if isinstance(o, KernelMatch):
@@ -126,7 +140,7 @@ def show(obj: Any) -> View:
     from convlens.analysis.result import AnalysisResult
 
     if isinstance(obj, AnalysisResult) and not hasattr(obj, _WEIGHTS):
-        attach(obj, None)  # layers and kernels know their parents; no weights file
+        attach(obj, None)  # layers, kernels and channels know their parents; no files
     return View(obj)
 
 
@@ -134,7 +148,7 @@ def load(path: str | Path) -> View:
     """The analysis of a run directory (``RUN/analysis.json``) or a model analysis JSON file, as a
     :class:`View` (``load(path).result`` is the :class:`AnalysisResult`)."""
     from convlens.analysis.result import AnalysisResult
-    from convlens.runs.layout import MODEL_ANALYSIS_SUFFIX, RunLayout
+    from convlens.runs.layout import MODEL_ANALYSIS_SUFFIX, RunLayout, channels_path
 
     p = Path(path)
     if p.is_dir():
@@ -146,6 +160,7 @@ def load(path: str | Path) -> View:
             )
         result = AnalysisResult.read(run.analysis)
         weights = run.model
+        arrays = channels_path(run.analysis)
     elif p.is_file():
         if p.suffix.lower() in (".safetensors", ".pt", ".pth", ".bin", ".ckpt", ".onnx"):
             raise ConvlensError(
@@ -153,6 +168,7 @@ def load(path: str | Path) -> View:
                 f"load {str(p) + MODEL_ANALYSIS_SUFFIX!r}"
             )
         result = AnalysisResult.read(p)
+        arrays = channels_path(p)
         src = Path(result.source.path)
         here = p.absolute().parent
         if not src.is_absolute():
@@ -161,21 +177,25 @@ def load(path: str | Path) -> View:
         weights = RunLayout(src).model if src.is_dir() else src
     else:
         raise ConvlensError(f"{str(p)!r} is neither a run directory nor an analysis JSON file")
-    attach(result, weights if weights.suffix == ".safetensors" else None)
+    attach(result, weights if weights.suffix == ".safetensors" else None, arrays)
     return View(result)
 
 
-def attach(result: AnalysisResult, weights: Path | None) -> None:
-    """Link layers and kernels to their result and the weights file (read on first use)."""
+def attach(result: AnalysisResult, weights: Path | None, channels: Path | None = None) -> None:
+    """Link layers, kernels and channel records to their result, the weights file and the channel
+    arrays (``channels.safetensors``), both read on first use."""
     setattr(result, _WEIGHTS, {"path": weights, "loaded": None})
+    setattr(result, _CHANNELS, {"path": channels, "loaded": None})
+    for rec in result.channels or []:
+        setattr(rec, _PARENT, result)
     for layer in result.layers:
         setattr(layer, _PARENT, result)
         for k in layer.matching.kernels if layer.matching is not None else []:
             setattr(k, _PARENT, layer)
 
 
-def _weights(result: AnalysisResult | None) -> dict[str, NDArray[Any]]:
-    held = getattr(result, _WEIGHTS, None) if result is not None else None
+def _weights(result: AnalysisResult | None, which: str = _WEIGHTS) -> dict[str, NDArray[Any]]:
+    held = getattr(result, which, None) if result is not None else None
     if not held or held["path"] is None or not Path(held["path"]).is_file():
         return {}
     if held["loaded"] is None:
@@ -356,6 +376,23 @@ def result_html(result: AnalysisResult) -> str:
         m = r.matching
         if m is not None and m.fraction_above_null95 is not None:
             rows.append((r.name, f"{_pct(m.fraction_above_null95)} of kernels above null95"))
+    if result.channels:
+        n = sum(len(rec.channels) for rec in result.channels)
+        found = [
+            f"{rec.layer} ch {ch.channel}: {c.part}"
+            for rec in result.channels
+            for ch in rec.channels
+            for c in ch.concepts
+            if c.detector
+        ]
+        rows.append(
+            (
+                "channels",
+                f"{n} in {len(result.channels)} layer(s), with exemplars (view.channels[i])"
+                + (f"; face-part detectors: {', '.join(found) or 'none'}" if any(
+                    rec.concept_images for rec in result.channels) else ""),
+            )
+        )  # fmt: skip
     return f"<div><b>convlens analysis</b>{_table(rows)}{_img(plot_result(result))}</div>"
 
 
@@ -389,3 +426,87 @@ def kernel_html(k: KernelMatch) -> str:
         ("category", k.category),
     ]
     return f"<div>{_table(rows)}{_img(plot_kernel(k))}</div>"
+
+
+def _picture(a: NDArray[Any] | None) -> NDArray[Any] | None:
+    """A crop or maximising input ``(C, H, W)`` (``(C, L)`` for 1-D) as something ``imshow``
+    draws: RGB scaled to [0, 1] for 3 channels, else the mean over channels; NaN (padding) kept."""
+    if a is None:
+        return None
+    x = np.asarray(a, dtype=np.float64)
+    x = x[:, None, :] if x.ndim == 2 else x
+    if x.shape[0] != 3:
+        return x.mean(axis=0)
+    lo, hi = np.nanmin(x), np.nanmax(x)
+    return np.moveaxis((x - lo) / (hi - lo if hi > lo else 1.0), 0, -1)
+
+
+def plot_channels(rec: LayerChannels, max_channels: int = MAX_CHANNELS) -> Any:
+    """One row per channel (the first ``max_channels``): its maximising input, then its top
+    exemplars' receptive-field crops with their peak values (from ``channels.safetensors``)."""
+    from convlens.report.figures import _plt
+
+    plt = _plt()
+    parent = getattr(rec, _PARENT, None)
+    arrays = _weights(parent, _CHANNELS) or dict(
+        getattr(parent, "__dict__", {}).get(_PENDING) or {}
+    )
+    chans = rec.channels[:max_channels]
+    if not chans or not arrays:
+        fig, ax = plt.subplots(figsize=(4.0, 0.8))
+        ax.axis("off")
+        why = rec.skipped or ("no channels" if not chans else "no channels.safetensors beside it")
+        ax.text(0, 0.5, f"{rec.layer}: nothing to draw ({why})")
+        return fig
+    cols = 1 + rec.k
+    fig, axes = plt.subplots(
+        len(chans), cols, figsize=(0.9 * cols, 0.95 * len(chans) + 0.3), squeeze=False
+    )
+    for i, ch in enumerate(chans):
+        pictures = [(arrays.get(ch.arrays.get("maximising", "")), f"ch {ch.channel}: max")]
+        crops = arrays.get(ch.arrays.get("top", ""))
+        for j, e in enumerate(ch.top[: rec.k]):
+            crop = crops[j] if crops is not None and j < len(crops) else None
+            pictures.append((crop, f"{e.value:.2f}"))
+        for ax, (a, title) in zip(axes[i], pictures + [(None, "")] * cols, strict=False):
+            ax.set_xticks([])
+            ax.set_yticks([])
+            picture = _picture(a)
+            if picture is None:
+                ax.axis("off")
+            else:
+                ax.imshow(picture, cmap="gray" if picture.ndim == 2 else None)
+            ax.set_title(title, fontsize=6)
+    fig.suptitle(f"{rec.layer}: maximising input, then top exemplars (peak value)", fontsize=8)
+    return fig
+
+
+def channels_html(rec: LayerChannels) -> str:
+    """The layer's channel summary (images, sets, named detectors against their nulls) and
+    :func:`plot_channels` as an inline PNG."""
+    detected = [
+        f"channel {ch.channel}: {c.part} (IoU {c.iou:.2f}; nulls: shifted {c.null_shift_p95:.2f}"
+        + (f", untrained {c.null_untrained_p95:.2f}" if c.null_untrained_p95 is not None else "")
+        + ")"
+        for ch in rec.channels
+        for c in ch.concepts
+        if c.detector
+    ]
+    rows = [
+        ("layer", rec.layer),
+        ("images", f"{rec.n_images} ({', '.join(rec.sets)})"),
+        ("channels", str(len(rec.channels))),
+        ("exemplars", f"top and bottom {rec.k} per channel"),
+    ]
+    if rec.concept_images:
+        rows.append(("face-part detectors", "; ".join(detected) or "none above both nulls"))
+    if rec.random_label_detectors is not None:
+        rows.append(
+            (
+                "random-label network",
+                ", ".join(f"{p} {n}" for p, n in rec.random_label_detectors.items()),
+            )
+        )
+    if rec.skipped:
+        rows.append(("skipped", rec.skipped))
+    return f"<div>{_table(rows)}{_img(plot_channels(rec))}</div>"

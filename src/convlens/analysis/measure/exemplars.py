@@ -153,9 +153,12 @@ def exemplar_pass(
     model: nn.Module,
     sets: Iterable[tuple[str, Iterable[torch.Tensor]]],
     k: int = K,
+    starts: list[int] | None = None,
 ) -> ExemplarPass:
     """One pass over every set's batches: the top-k and bottom-k images of each channel of each
-    conv layer (see the module docstring). Image indices count across the sets in order."""
+    conv layer (see the module docstring). Image indices count across the sets in order; with
+    ``starts`` (a shard's pass) set ``i``'s first batch is image ``starts[i]`` and ``sets`` is
+    left for the caller to fill."""
     out = ExemplarPass()
     state: dict[str, Any] = {"offset": 0}
 
@@ -166,11 +169,33 @@ def exemplar_pass(
         return fn
 
     with conv_hooks(model, hook):
-        for name, batches in sets:
+        for i, (name, batches) in enumerate(sets):
+            if starts is not None:
+                state["offset"] = starts[i]
             for xb in batches:
                 run_model(model, xb, f"{name!r} (a batch)")
                 state["offset"] += len(xb)
-                out.sets.extend([name] * len(xb))
+                if starts is None:
+                    out.sets.extend([name] * len(xb))
+    return out
+
+
+def merge_passes(parts: list[ExemplarPass], sets: list[str]) -> ExemplarPass:
+    """One pass from the passes of disjoint shards (global image indices), exactly as if one
+    process had seen every image (:meth:`TopK.merge`); ``sets`` names every image's set."""
+    out = ExemplarPass(sets=list(sets))
+    for p in parts:
+        out.not_maps.update(p.not_maps)
+        for name, ext in p.layers.items():
+            have = out.layers.get(name)
+            if have is None:
+                out.layers[name] = LayerExtremes(
+                    ext.top, ext.bottom, ext.map_shape, ext.best_mean.copy()
+                )
+            else:
+                have.top = have.top.merge(ext.top)
+                have.bottom = have.bottom.merge(ext.bottom)
+                have.best_mean = np.maximum(have.best_mean, ext.best_mean)
     return out
 
 
@@ -179,21 +204,24 @@ def exemplar_pass_maps(
     sets: Iterable[tuple[str, NDArray[Any]]],
     batches: Callable[[NDArray[Any]], Iterable[Any]],
     k: int = K,
+    starts: list[int] | None = None,
 ) -> ExemplarPass:
     """:func:`exemplar_pass` for a model run outside torch (an ONNX graph): ``maps_of(batch)`` gives
     every conv layer's output maps ``(B, C, *S)`` on a batch, ``batches(x)`` the batches of a set
     the model accepts (a model with a fixed batch size may leave out a set's last images: indices
-    still count every image of every set, so they name the same images as the sets)."""
+    still count every image of every set, so they name the same images as the sets); ``starts``
+    as in :func:`exemplar_pass`."""
     out = ExemplarPass()
     offset = 0
-    for name, x in sets:
-        at = offset
+    for i, (name, x) in enumerate(sets):
+        at = offset if starts is None else starts[i]
         for xb in batches(x):
             for layer, z in maps_of(np.asarray(xb)).items():
                 _observe(out, layer, torch.from_numpy(np.asarray(z)), at, k)
             at += len(xb)
         offset += len(x)
-        out.sets.extend([name] * len(x))
+        if starts is None:
+            out.sets.extend([name] * len(x))
     return out
 
 

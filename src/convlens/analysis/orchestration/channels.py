@@ -82,15 +82,9 @@ def channels_stage(
         return np.moveaxis(a, -1, 0) if layout == "NHWC" else a
 
     shape = tuple(arrays_in[0].shape[1:])
-    if runner is not None:
-        found = exemplars.exemplar_pass_maps(
-            runner.conv_maps, sets, lambda x: runner.batches(x)[0], k=k
-        )
-    else:
-        assert model is not None, "a torch model or an ONNX runner"
-        found = exemplars.exemplar_pass(
-            model, [(name, batches_of(x, batch)) for name, x in sets], k=k
-        )
+    found = _sharded_pass(model, runner, sets, k, batch)
+    if found is None:  # a rank other than 0 under torchrun: its shard is merged on rank 0
+        return {}
     rfs = {r.name: r for r in receptive or []}
     arrays: dict[str, NDArray[Any]] = {}
     out: list[LayerChannels] = []
@@ -155,6 +149,46 @@ def channels_stage(
         out.append(LayerChannels(layer, n_total, [], k, exemplars.RULE, skipped=f"returned {what}"))
     result.channels = out
     return arrays
+
+
+def _sharded_pass(
+    model: nn.Module | None,
+    runner: OnnxModel | None,
+    sets: list[tuple[str, NDArray[Any]]],
+    k: int,
+    batch: int,
+) -> exemplars.ExemplarPass | None:
+    """The exemplar pass over ``sets``; under torchrun each rank takes a contiguous share of every
+    set and rank 0 merges the tables exactly (other ranks get ``None``)."""
+    from convlens.parallel import dist
+
+    ctx = dist.context()
+    w, r = (ctx.world_size, ctx.rank) if ctx.distributed else (1, 0)
+    chunks, starts, offset = [], [], 0
+    for name, x in sets:
+        lo, hi = len(x) * r // w, len(x) * (r + 1) // w
+        chunks.append((name, x[lo:hi]))
+        starts.append(offset + lo)
+        offset += len(x)
+
+    def local() -> exemplars.ExemplarPass:
+        if runner is not None:
+
+            def onnx_batches(x: NDArray[Any]) -> Any:  # a share smaller than a fixed batch: none
+                return runner.batches(x)[0] if len(x) >= (runner.batch or 1) else []
+
+            return exemplars.exemplar_pass_maps(
+                runner.conv_maps, chunks, onnx_batches, k=k, starts=starts
+            )
+        assert model is not None, "a torch model or an ONNX runner"
+        return exemplars.exemplar_pass(
+            model, [(n, batches_of(x, batch)) for n, x in chunks], k=k, starts=starts
+        )
+
+    parts = dist.checked(local, "the channel exemplars", to_main=True)
+    if ctx.distributed and not ctx.is_main:
+        return None
+    return exemplars.merge_passes(parts, [n for n, x in sets for _ in range(len(x))])
 
 
 def _as_3d(image: NDArray[Any]) -> NDArray[Any]:

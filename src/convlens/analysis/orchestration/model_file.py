@@ -550,10 +550,7 @@ def _channels_stage(
     ID and OOD sets (a streamed folder is not re-read: its channels are left out). A model that
     cannot be run that way (a tuple head fed through a pipeline) is left out with a note."""
     from convlens.analysis.orchestration.channels import attach_arrays, channels_stage
-    from convlens.parallel.dist import is_main
 
-    if not is_main():
-        return
     sets = [(prep.id_name, prep.x_id)] + [(name, x) for name, x, _ in prep.sets]
     rfs = result.receptive_fields.theoretical if result.receptive_fields is not None else None
     try:

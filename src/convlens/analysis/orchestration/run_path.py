@@ -298,18 +298,20 @@ def analyze_run(
 
 
 def _channels_stage(result: AnalysisResult, inp: _RunInputs, opts: AnalyzeOptions) -> None:
-    """Exemplars and maximising inputs of every channel on the ID split and the OOD sets (rank 0
-    alone under torchrun: the pass is small; the arrays go to ``channels.safetensors``)."""
+    """Exemplars and maximising inputs of every channel on the ID split and the OOD sets (under
+    torchrun every rank runs its share of the exemplar pass and rank 0 merges it, then alone
+    makes the crops, the maximising inputs and the concepts; the arrays go to
+    ``channels.safetensors``)."""
     from convlens.analysis.orchestration.channels import attach_arrays, channels_stage
     from convlens.data.ood import id_split
     from convlens.parallel.dist import is_main
 
-    if not is_main():
-        return
     split = id_split(inp.dataset)
     sets = [(split.name, split.x)] + [(o.name, o.x) for o in inp.oods]
     rfs = result.receptive_fields.theoretical if result.receptive_fields is not None else None
     attach_arrays(result, channels_stage(result, inp.model, sets, rfs, seed=result.settings.seed))
+    if not is_main():
+        return
     if "face" in inp.dataset.classes and inp.dataset.name == "faces":  # aligned face crops
         _concepts(result, inp, rfs, opts)
 
