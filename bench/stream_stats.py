@@ -1,6 +1,7 @@
 """P4 worker: one process per measurement so peak memory (ru_maxrss) belongs to that run alone.
 
-python -m bench.stream_stats --n 50000 --mode stream|plain  -> prints JSON {seconds, peak_rss_kib}
+python -m bench.stream_stats --n 50000 --mode stream|plain|exemplars  -> prints JSON {seconds, peak_rss_kib}
+(exemplars: the channel stage's streaming top-k pass, issue 24)
 python -m bench.stream_stats --n 50000 --mode both          -> also the per-round throughput ratio
 (plain and streaming interleaved in one process, the order alternating each round)
 """
@@ -27,7 +28,7 @@ def batches(n: int, batch: int = 256):  # type: ignore[no-untyped-def]
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--n", type=int, required=True)
-    p.add_argument("--mode", choices=["plain", "stream", "both"], required=True)
+    p.add_argument("--mode", choices=["plain", "stream", "exemplars", "both"], required=True)
     p.add_argument("--reps", type=int, default=3)
     a = p.parse_args()
     reset_peak_rss()
@@ -41,6 +42,11 @@ def main() -> None:
 
     def stream() -> None:
         forward.collect(model, batches(a.n), "bench")
+
+    def exemplar() -> None:
+        from convlens.analysis.measure.exemplars import exemplar_pass
+
+        exemplar_pass(model, [("bench", batches(a.n))])
 
     if a.mode == "both":
         from bench.common import compare
@@ -59,7 +65,7 @@ def main() -> None:
             )
         )
         return
-    fn = plain if a.mode == "plain" else stream
+    fn = {"plain": plain, "stream": stream, "exemplars": exemplar}[a.mode]
     fn()  # warm-up
     times = []
     for _ in range(a.reps):
