@@ -43,7 +43,13 @@ def _fourier_layer(k: int = 64, n_freq: int = 16) -> tuple[np.ndarray, list[int]
 
 def test_bank_1d_families_and_limits():
     bank = matching_bank_1d(15)
-    assert {e.family for e in bank} == {"derivative/smoothing", "Fourier/Gabor", "box"}
+    assert {e.family for e in bank} == {
+        "derivative/smoothing",
+        "Fourier/Gabor",
+        "windowed-sinc",
+        "box",
+    }
+    assert "windowed-sinc" not in {e.family for e in matching_bank_1d(7)}  # short: boxes do
     assert len({e.label for e in bank}) == len(bank)
     with pytest.raises(ConvlensError):
         matching_bank_1d(2)
@@ -234,3 +240,83 @@ def test_all_zero_one_d_kernels_are_left_out_of_the_spectrum() -> None:
     assert s.peaks[3:] == [0.0, 0.0] and len(s.peaks) == 5  # per-kernel order kept
     m = match_other("c", vecs.reshape(5, 1, 16), n_null=200)
     assert "2 all-zero kernel(s) left out of the spectrum" in _one_d_line(m)
+
+
+# ----------------------------------------------------------------------------- filter responses
+def _edges_3db(h: np.ndarray) -> tuple[float, float]:
+    """The oracle: scipy.signal.freqz at 2**16 points, the -3 dB run around the peak."""
+    from scipy.signal import freqz
+
+    f, r = freqz(h, worN=2**16)
+    mag, f = np.abs(r), f / (2 * np.pi)
+    p = int(mag.argmax())
+    above = mag >= mag[p] / np.sqrt(2)
+    lo = p
+    while lo > 0 and above[lo - 1]:
+        lo -= 1
+    hi = p
+    while hi < len(mag) - 1 and above[hi + 1]:
+        hi += 1
+    return float(f[lo]), float(f[hi]) if hi < len(mag) - 1 else 0.5
+
+
+@pytest.mark.parametrize(
+    ("taps", "cutoff", "pass_zero", "kind"),
+    [
+        (101, 0.2, True, "low-pass"),
+        (256, 0.1, True, "low-pass"),  # basic-pitch's 256-tap anti-aliasing filter is of this kind
+        (63, 0.5, False, "high-pass"),
+        (129, [0.2, 0.4], False, "band-pass"),
+        (31, [0.5, 0.7], False, "band-pass"),
+        (201, [0.1, 0.2, 0.6, 0.7], False, "multi-band"),
+    ],
+)
+def test_filter_kind_and_cutoffs_equal_scipys_response(taps, cutoff, pass_zero, kind):
+    from scipy.signal import firwin
+
+    from convlens.analysis.measure.dims import frequency_responses
+
+    h = firwin(taps, cutoff, pass_zero=pass_zero, window=("kaiser", 6.0))
+    kinds, bands = frequency_responses(h[None, :])
+    assert kinds == [kind]
+    lo, hi = _edges_3db(h)
+    nfft = max(64, 2 ** int(np.ceil(np.log2(taps))))
+    assert abs(bands[0, 0] - lo) <= 0.5 / nfft and abs(bands[0, 1] - hi) <= 0.5 / nfft
+
+
+def test_classic_small_kernels_have_their_textbook_responses():
+    from convlens.analysis.measure.dims import frequency_responses
+
+    kernels = [[1, 0, -1], [-1, 1], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0], [1, -2, 1]]
+    kinds, bands = frequency_responses(
+        np.array([np.pad(k, (0, 5 - len(k))) for k in kernels], float)
+    )
+    assert kinds == ["band-pass", "high-pass", "low-pass", "all-pass", "high-pass"]
+    # |2 sin(2 pi f)| is at -3 dB at f = 1/8 and 3/8; |2 sin(pi f)| at f = 1/4
+    np.testing.assert_allclose(bands[0], [0.125, 0.375], atol=0.005)
+    np.testing.assert_allclose(bands[1], [0.25, 0.5], atol=0.005)
+
+
+def test_a_long_windowed_sinc_is_named_a_low_pass_not_a_box():
+    """The failure of issue 25: basic-pitch's 256-tap windowed-sinc low-pass was called box(width=3).
+    A Blackman-windowed sinc (not the bank's Hann window) and band-pass kernels like CREPE's."""
+    from scipy.signal import firwin
+
+    rng = np.random.default_rng(5)
+    low = firwin(255, 0.2, window="blackman")
+    bands = [firwin(255, [c, c + 0.1], pass_zero=False) for c in (0.2, 0.35, 0.5)]
+    w = np.stack([low, *bands])[:, None, :] + 1e-4 * rng.standard_normal((4, 1, 255))
+    m = match_layer("front", w, n_null=N_NULL)
+    assert m.kernels[0].family == "windowed-sinc" and m.kernels[0].best_match.startswith(
+        "sinc_lowpass(fc=0.1)"
+    )
+    s = m.spectral
+    assert s is not None and s.responses == {"low-pass": 1, "band-pass": 3}
+    assert s.response_kinds == ["low-pass", "band-pass", "band-pass", "band-pass"]
+    assert s.median_lowpass_cutoff is not None and abs(s.median_lowpass_cutoff - 0.1) < 0.01
+    for (lo, hi), c in zip(s.bands_3db[1:], (0.2, 0.35, 0.5), strict=True):
+        assert abs(lo - c / 2) < 0.01 and abs(hi - (c + 0.1) / 2) < 0.01
+    line = analysis_summary(
+        _result(analyze_weights({"front.weight": w[:, :, :255]}, n_null=N_NULL))
+    )[0]
+    assert "filters by -3 dB band: band-pass 3, low-pass 1 (median cutoff 0.09" in line

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from convlens.analysis.result import AnalysisResult, LayerMatch, Whitening
+    from convlens.analysis.result import AnalysisResult, LayerMatch, SpectralSummary, Whitening
 
 
 def layer_table(result: AnalysisResult, limit: int = 40) -> list[str]:
@@ -288,8 +288,19 @@ def _one_d_line(m: LayerMatch, verdict: str = "") -> str:
     )
     return (
         f"{m.layer}: {m.n_kernels} kernels (1-D, {m.kernel_size} taps{where}), "
-        f"{frac}{verdict}; categories {cat_text}; {peaks}"
+        f"{frac}{verdict}; categories {cat_text}; {peaks}{_responses(s)}"
     )
+
+
+def _responses(s: SpectralSummary) -> str:
+    """``; filters (-3 dB band): low-pass 3 (median cutoff 0.10 cycles/sample), band-pass 5``"""
+    if not s.responses:
+        return ""
+    parts = []
+    for kind, n in sorted(s.responses.items(), key=lambda kv: (-kv[1], kv[0])):
+        cut = {"low-pass": s.median_lowpass_cutoff, "high-pass": s.median_highpass_cutoff}.get(kind)
+        parts.append(f"{kind} {n}" + (f" (median cutoff {cut:.3f})" if cut is not None else ""))
+    return "; filters by -3 dB band: " + ", ".join(parts)
 
 
 def _volume_line(m: LayerMatch) -> str:

@@ -8,6 +8,10 @@
   (``j = 0 .. K//2``; the window is ``0.5 - 0.5 cos(2 pi n / K)``, ``torch.hann_window``'s default, so
   the first layer of a Hann-windowed Fourier front end matches at ``|cos| = 1``), and Gaussian-windowed
   Gabor atoms (``sigma = K/4``) at three frequencies from ``1/K`` to 0.4 cycles/sample, two phases;
+- ``"windowed-sinc"``: Hann-windowed sinc low-pass filters (the window method of FIR design, as
+  ``scipy.signal.firwin(K, 2 fc, window="hann")``) at cutoffs ``fc = 0.05, 0.1, ... 0.45``
+  cycles/sample, and for odd ``K`` the matching high-pass filters (spectral inversion: the centre
+  impulse minus the low-pass); ``K >= 8`` only (shorter, they are boxes and differences);
 - ``"box"``: centred boxes of width 3, 5, ... (< K), the differences ``[-1, 1]``, ``[-1, 0, 1]``,
   ``[1, -2, 1]`` centred, and a step (half -1, half +1).
 
@@ -31,7 +35,9 @@ from convlens.errors import ConvlensError
 from convlens.kernels.bank import BankEntry, frozen_entry
 
 MAX_LENGTH_1D = 1024
-FAMILIES_1D = ("derivative/smoothing", "Fourier/Gabor", "box")
+FAMILIES_1D = ("derivative/smoothing", "Fourier/Gabor", "windowed-sinc", "box")
+SINC_CUTOFFS = tuple(round(0.05 * i, 2) for i in range(1, 10))
+MIN_SINC_LENGTH = 8
 
 
 def hann_periodic(k: int) -> NDArray[np.float64]:
@@ -75,6 +81,33 @@ def _fourier(k: int) -> list[tuple[str, dict[str, Any], NDArray[np.float64]]]:
     return out
 
 
+def windowed_sinc(k: int, cutoff: float) -> NDArray[np.float64]:
+    """A Hann-windowed sinc low-pass of ``k`` taps with cutoff ``cutoff`` cycles/sample, unit DC
+    gain (``scipy.signal.firwin(k, 2 * cutoff, window="hann")``)."""
+    n = np.arange(k) - (k - 1) / 2
+    h = (
+        2
+        * cutoff
+        * np.sinc(2 * cutoff * n)
+        * (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(k) / (k - 1)))
+    )
+    return np.asarray(h / h.sum(), dtype=np.float64)
+
+
+def _sincs(k: int) -> list[tuple[str, dict[str, Any], NDArray[np.float64]]]:
+    if k < MIN_SINC_LENGTH:
+        return []
+    out = []
+    for fc in SINC_CUTOFFS:
+        low = windowed_sinc(k, fc)
+        out.append((f"sinc_lowpass(fc={fc:g})", {"cutoff": fc, "kind": "low-pass"}, low))
+        if k % 2:
+            high = -low
+            high[k // 2] += 1.0
+            out.append((f"sinc_highpass(fc={fc:g})", {"cutoff": fc, "kind": "high-pass"}, high))
+    return out
+
+
 def _boxes(k: int) -> list[tuple[str, dict[str, Any], NDArray[np.float64]]]:
     out = []
 
@@ -97,7 +130,7 @@ def _boxes(k: int) -> list[tuple[str, dict[str, Any], NDArray[np.float64]]]:
 @lru_cache(maxsize=32)
 def _bank_1d(k: int) -> tuple[BankEntry, ...]:
     cands: list[tuple[str, str, dict[str, Any], NDArray[np.float64]]] = []
-    groups = zip(FAMILIES_1D, (_gaussian_derivatives, _fourier, _boxes), strict=True)
+    groups = zip(FAMILIES_1D, (_gaussian_derivatives, _fourier, _sincs, _boxes), strict=True)
     for family, build in groups:
         for label, params, w in build(k):
             v = w - w.mean()

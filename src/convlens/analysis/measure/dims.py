@@ -6,7 +6,9 @@
   the same length (:func:`random_null_1d`, PyTorch's uniform init) and a spectrum-matched null.
   Categories: ``"unclear"`` below the null's 95th percentile, ``"smoothing/DC"`` when the DC energy
   fraction is ``>= 0.6``, else the best match's family (``"derivative/smoothing"``,
-  ``"Fourier/Gabor"``, ``"box"``). A :class:`SpectralSummary` says where each kernel's energy lies.
+  ``"Fourier/Gabor"``, ``"windowed-sinc"``, ``"box"``). A :class:`SpectralSummary` says where each
+  kernel's energy lies and what kind of filter it is (:func:`frequency_responses`: low-pass,
+  band-pass, high-pass, all-pass or multi-band, with its -3 dB band edges).
 - **Other non-square 2-D** (e.g. ``3 x 5``): counted, not matched; the skip reason names the shape.
 - **3-D** ``(O, C, kd, kh, kw)``: no classical bank; a :class:`VolumeSummary` (norms, DC fraction,
   separability) is measured and the skip reason says so.
@@ -76,6 +78,49 @@ def kernel_spectra(vecs: NDArray[Any]) -> tuple[NDArray[np.float64], NDArray[np.
     return peak / nfft, bw, nfft
 
 
+RESPONSE_KINDS = ("low-pass", "band-pass", "high-pass", "all-pass", "multi-band")
+RESPONSE_RULE = (
+    "|rfft| of each kernel zero-padded to n_fft; its pass band is where the magnitude is at or above "
+    "the peak / sqrt(2) (-3 dB), edges interpolated linearly between bins: low-pass when that band "
+    "is one run from 0 cycles/sample to a cutoff below 0.5, high-pass when it is one run from a "
+    "cutoff up to 0.5, band-pass when it is one run touching neither, all-pass when it covers "
+    "0-0.5, multi-band when it is more than one run"
+)
+
+
+def frequency_responses(vecs: NDArray[Any]) -> tuple[list[str], NDArray[np.float64]]:
+    """Per 1-D kernel ``vecs`` ``(N, K)``: its kind (:data:`RESPONSE_KINDS`, ``"zero"`` for an
+    all-zero kernel) and its -3 dB band ``[low, high]`` in cycles/sample (the run around the peak;
+    :data:`RESPONSE_RULE`)."""
+    v = np.asarray(vecs, dtype=np.float64)
+    nfft = n_fft_for(v.shape[1])
+    mag = np.abs(np.fft.rfft(v, n=nfft, axis=1))
+    n, bins = mag.shape
+    peak_at = mag.argmax(axis=1)
+    level = mag[np.arange(n), peak_at] / np.sqrt(2)
+    above = mag >= level[:, None] * (1 - 1e-12)
+    idx = np.arange(bins)[None, :]
+    lo = np.where(~above & (idx < peak_at[:, None]), idx, -1).max(axis=1)  # last bin below, left
+    hi = np.where(~above & (idx > peak_at[:, None]), idx, bins).min(axis=1)  # first below, right
+    runs = (np.diff(above.astype(np.int8), axis=1) == 1).sum(axis=1) + above[:, 0]
+
+    def cross(a: NDArray[Any], b: NDArray[Any]) -> NDArray[np.float64]:
+        # the -3 dB crossing between bins a (below) and b (above), linearly interpolated
+        ma, mb = mag[np.arange(n), a], mag[np.arange(n), b]
+        t = np.clip((level - ma) / np.where(mb != ma, mb - ma, 1.0), 0.0, 1.0)
+        return np.asarray((a + t * (b - a)) / nfft, dtype=np.float64)
+
+    safe_lo, safe_hi = np.maximum(lo, 0), np.minimum(hi, bins - 1)
+    low = np.where(lo < 0, 0.0, cross(safe_lo, np.minimum(safe_lo + 1, bins - 1)))
+    high = np.where(hi >= bins, 0.5, cross(safe_hi, np.maximum(safe_hi - 1, 0)))
+    kinds = np.select(
+        [mag.max(axis=1) == 0, runs > 1, (lo < 0) & (hi >= bins), lo < 0, hi >= bins],
+        ["zero", "multi-band", "all-pass", "low-pass", "high-pass"],
+        "band-pass",
+    )
+    return [str(x) for x in kinds], np.stack([low, high], axis=1)
+
+
 def spectral_summary(vecs: NDArray[Any], keep: bool) -> SpectralSummary:
     """The :class:`SpectralSummary` of 1-D kernels ``vecs`` ``(N, K)``."""
     v = np.asarray(vecs, dtype=np.float64)
@@ -98,7 +143,23 @@ def spectral_summary(vecs: NDArray[Any], keep: bool) -> SpectralSummary:
         out.fraction_concentrated = float((frac[live] > CONCENTRATED).mean())
     out.histogram_edges = [float(e) for e in edges]
     out.histogram_counts = [int(c) for c in counts]
+    kinds, bands = frequency_responses(v)
+    out.responses = {k: kinds.count(k) for k in RESPONSE_KINDS if k in kinds}
+    out.response_rule = RESPONSE_RULE
+    for kind, field_name in (
+        ("low-pass", "median_lowpass_cutoff"),
+        ("high-pass", "median_highpass_cutoff"),
+    ):
+        sel = [
+            b[1] if kind == "low-pass" else b[0]
+            for k_, b in zip(kinds, bands, strict=True)
+            if k_ == kind
+        ]
+        if sel:
+            setattr(out, field_name, float(np.median(sel)))
     if keep:
+        out.response_kinds = kinds
+        out.bands_3db = [[float(a), float(b)] for a, b in bands]
         out.peak_frequencies_sorted = [float(p) for p in np.sort(peaks[live])]
         out.peaks = [float(p) for p in peaks]
         out.bandwidths_3db = [float(b) for b in bws]

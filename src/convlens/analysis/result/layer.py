@@ -133,6 +133,17 @@ class SpectralSummary:
     n_zero_kernels: int = 0
     """All-zero kernels (no spectrum): left out of the summary figures and the histogram; their
     per-kernel peak and bandwidth read 0."""
+    responses: dict[str, int] = field(default_factory=dict)
+    """How many kernels are low-pass, band-pass, high-pass, all-pass or multi-band (``response_rule``)."""
+    response_rule: str | None = None
+    median_lowpass_cutoff: float | None = None
+    """The median -3 dB cutoff of the low-pass kernels (cycles/sample)."""
+    median_highpass_cutoff: float | None = None
+    response_kinds: list[str] = field(default_factory=list)
+    """Per kernel (kept with the per-kernel records): its kind, ``"zero"`` for an all-zero kernel."""
+    bands_3db: list[list[float]] = field(default_factory=list)
+    """Per kernel (kept with the per-kernel records): its -3 dB band ``[low, high]`` around the
+    peak, cycles/sample (0 and 0.5 at the ends of the spectrum)."""
 
 
 @dataclass
