@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -76,8 +77,17 @@ def timeout_s() -> int:
     return value
 
 
+def _group_possible() -> bool:
+    """Whether a process group can exist: torchrun launched this process, or torch.distributed is
+    already imported (a caller's own group). Otherwise nothing here imports torch: a weights-only
+    analysis stays torch-free."""
+    return launched() or "torch.distributed" in sys.modules
+
+
 def init(device: str = "cpu") -> Context:
     """Join the process group when launched by torchrun (once; later calls return the same)."""
+    if not _group_possible():
+        return Context()
     import torch.distributed as tdist
 
     if tdist.is_available() and tdist.is_initialized():
@@ -119,6 +129,8 @@ def refuse_distributed(what: str) -> None:
 
 def context() -> Context:
     """The current :class:`Context` (world size 1 when no group is initialised)."""
+    if not _group_possible():
+        return Context()
     import torch.distributed as tdist
 
     if not (tdist.is_available() and tdist.is_initialized()):
