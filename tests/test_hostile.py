@@ -715,6 +715,37 @@ CASES: list[Case] = [
         expect="maps pixel values of 0..255",
     ),
     Case(
+        "analyze-input-malformed",
+        lambda c: ["analyze", _onnx_copy(c), "--data", "faces", "--input", "sr", "--out", c.p("a")],
+        expect="--input 'sr': expected NAME=VALUE",
+    ),
+    Case(
+        "analyze-input-twice",
+        lambda c: [
+            "analyze",
+            _onnx_copy(c),
+            "--data",
+            "faces",
+            "--input",
+            "sr=1",
+            "--input",
+            "sr=2",
+            "--out",
+            c.p("a"),
+        ],
+        expect="--input 'sr' is given twice",
+    ),
+    Case(
+        "analyze-input-without-data",
+        lambda c: ["analyze", _onnx_copy(c), "--input", "sr=1", "--out", c.p("a")],
+        expect="give the data as well",
+    ),
+    Case(
+        "analyze-input-not-onnx",
+        lambda c: ["analyze", _zero_sized_model(c), "--data", "faces", "--input", "sr=1"],
+        expect="is not an .onnx file",
+    ),
+    Case(
         "analyze-only-zero-sized-conv",
         lambda c: ["analyze", _zero_sized_model(c), "--out", c.p("a.json")],
         expect="no conv layer has weights to analyse",

@@ -604,14 +604,11 @@ def test_pnet_probability_map_is_one_clear_error(tmp_path: Path) -> None:
     assert data["layers"][0]["identity"]["name"] == "conv1"
 
 
-@pytest.mark.xfail(
-    reason="analyze --data runs ONNX models with one graph input only; the VAD also takes its "
-    "recurrent `state` and the sample rate `sr`",
-    strict=False,
-)
 def test_silero_with_audio(tmp_path: Path) -> None:
-    """A synthetic 16 kHz signal (tones in noise vs noise) through the real VAD: runs, the STFT
-    layer's activations are measured."""
+    """A synthetic 16 kHz signal (tones in noise vs noise) through the real VAD, its recurrent
+    ``state`` and sample rate ``sr`` given with --input (the graph's data input is ``[batch,
+    sequence]``, no channel axis): runs, every conv node is verified against the engine, the STFT
+    layer's activations are measured, and the note says what was fed."""
     rng = np.random.default_rng(0)
     t = np.arange(512) / 16000
     x = 0.05 * rng.standard_normal((40, 1, 512))
@@ -619,7 +616,15 @@ def test_silero_with_audio(tmp_path: Path) -> None:
     y = (np.arange(40) % 2 == 0).astype(np.int64)
     np.savez(tmp_path / "audio.npz", x=x.astype(np.float32), y=y)
     r, data = analyze(
-        SILERO_16K, tmp_path / "a.json", "--data", f"npz:{tmp_path / 'audio.npz'}", "--ood", "noise"
-    )
+        SILERO_16K, tmp_path / "a.json", "--data", f"npz:{tmp_path / 'audio.npz'}", "--ood", "noise",
+        "--input", "state=zeros", "--input", "sr=16000",
+    )  # fmt: skip
     assert_clean(r)
+    assert data is not None and all(
+        layer["check"]["is_cross_correlation"] for layer in data["layers"]
+    )
+    assert "the data go to graph input 'input'" in r.output and "sr: array(16000)" in r.output
+    # without the other inputs: one line naming them and the option
+    r2, _ = analyze(SILERO_16K, tmp_path / "b.json", "--data", f"npz:{tmp_path / 'audio.npz'}")
+    assert r2.exit_code == 2 and "--input NAME=VALUE" in r2.output
     assert data is not None and data["layers"][0]["distribution"] is not None

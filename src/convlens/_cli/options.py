@@ -110,6 +110,14 @@ analyze_options = _options(
         "to 1, log-probabilities when their logsumexp is 0, else logits).",
     ),
     click.option(
+        "--input",
+        "inputs",
+        multiple=True,
+        metavar="NAME=VALUE",
+        help="An ONNX graph input besides the data, fed with every batch: a number, zeros (its "
+        "declared shape, the symbolic dim the batch size) or a .npy file. Repeat per input.",
+    ),
+    click.option(
         "--control-run",
         "control_runs",
         multiple=True,
@@ -144,6 +152,23 @@ analyze_options = _options(
 )
 
 
+def parse_inputs(items: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """``--input NAME=VALUE`` items as pairs, one line for a malformed or repeated one."""
+    from convlens.errors import ConvlensError
+
+    out: dict[str, str] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip() or not value.strip():
+            raise ConvlensError(
+                f"--input {item!r}: expected NAME=VALUE (a number, zeros, or a .npy file)"
+            )
+        if name.strip() in out:
+            raise ConvlensError(f"--input {name.strip()!r} is given twice")
+        out[name.strip()] = value.strip()
+    return tuple(out.items())
+
+
 def to_analyze_options(
     *,
     null_size: int,
@@ -161,6 +186,7 @@ def to_analyze_options(
     reference_runs: tuple[str, ...] = (),
     output_kind: str = "auto",
     channels: bool = True,
+    inputs: tuple[str, ...] = (),
 ) -> AnalyzeOptions:
     """The analysis options of ``convlens analyze``'s parsed options, checked (one line for a bad
     value, before the target is read)."""
@@ -176,7 +202,7 @@ def to_analyze_options(
         ood=tuple(o.strip() for o in ood.split(",") if o.strip()) if ood else None,
         control_runs=control_runs,
         reference_runs=reference_runs,
-        fit=FitOptions(layout, normalize, scale, size, output, output_kind),
+        fit=FitOptions(layout, normalize, scale, size, output, output_kind, parse_inputs(inputs)),
         n_untrained=n_untrained,
         channels=channels,
     )

@@ -80,6 +80,9 @@ class FitOptions:
     output_kind: str = "auto"
     """What that output holds: ``auto`` (detected), ``logits``, ``probabilities`` or
     ``log-probabilities`` (:data:`convlens.analysis.model.forward.OUTPUT_KIND_RULE`)."""
+    inputs: tuple[tuple[str, str], ...] = ()
+    """An ONNX graph's inputs besides the data, ``(NAME, VALUE)``: a number, ``zeros`` or a
+    ``.npy`` file (``--input NAME=VALUE``)."""
 
     def check(self) -> None:
         """Refuse an unknown layout, scale, normalisation or output kind, or a bad input size."""

@@ -341,12 +341,20 @@ class OnnxModel(ModelAdapter):
     kind = "onnx"
     runnable = True
 
-    def __init__(self, path: str | Path, output: str | None = None) -> None:
+    def __init__(
+        self, path: str | Path, output: str | None = None, inputs: tuple[tuple[str, str], ...] = ()
+    ) -> None:
         super().__init__()
         from convlens.analysis.model.onnxrun import OnnxModel as Runner
 
-        self.runner = Runner(path)
+        self.runner = Runner(path, inputs)
         self.notes.extend(self.runner.notes)
+        if self.runner.extra:
+            self.notes.append(
+                f"the data go to graph input {self.runner.input_name!r}; the other inputs are fed "
+                "with every batch as given (--input): "
+                + "; ".join(e.describe() for e in self.runner.extra.values())
+            )
         self.output = output
         outs = self.runner.model_outputs
         if output is not None:
@@ -371,6 +379,24 @@ class OnnxModel(ModelAdapter):
         first = self.runner.convs[0]
         dims = first.weight.ndim - 2
         conv_c = int(first.weight.shape[1]) * int(first.attrs.get("group", 1))
+        if (
+            spec is not None
+            and spec.shape is not None
+            and len(spec.shape) == dims + 1
+            and conv_c == 1
+            and spec.layout == "unknown"
+        ):  # a signal without a channel axis ([N, L]): the data's one channel is dropped to feed it
+            self.runner.squeeze_channel = True
+            shape = [spec.shape[0], 1, *spec.shape[1:]]
+            return InputExpectation(
+                dims=dims,
+                channels=1,
+                spatial=tuple(shape[2:]),
+                layout="NCHW",
+                layout_reason="the graph input has no channel axis: one channel, fed as [N, L]",
+                source=f"ONNX {spec.describe()}",
+                fixed_shape=tuple(shape),
+            )
         if spec is not None and spec.shape is not None and len(spec.shape) != dims + 2:
             dims_text = "[" + ", ".join("N" if d is None else str(d) for d in spec.shape) + "]"
             raise ConvlensError(

@@ -182,11 +182,12 @@ def dequantise(
     return (qf - z.reshape(shape)) * s.reshape(shape), f"per axis {ax}"
 
 
-def input_spec(graph: Any) -> InputSpec | None:
+def input_spec(graph: Any, name: str | None = None) -> InputSpec | None:
+    """The spec of the graph's one data input (``None`` when it has several), or of input ``name``."""
     from onnx import helper
 
     inits = {i.name for i in graph.initializer}
-    data = [i for i in graph.input if i.name not in inits]
+    data = [i for i in graph.input if i.name not in inits and (name is None or i.name == name)]
     if len(data) != 1:
         return None
     vi = data[0]

@@ -26,7 +26,7 @@ import torch
 from numpy.typing import NDArray
 
 from convlens.analysis.model.forward import SetActivations, accumulate, batches_of, reduce_map
-from convlens.analysis.model.onnxdecode import InputSpec, load_model
+from convlens.analysis.model.onnxdecode import InputSpec, input_spec, load_model
 from convlens.analysis.model.onnxgraph import ConvGraph, ConvNode, read_graph, topological_order
 from convlens.analysis.model.verify import compare_call, make_check
 from convlens.analysis.result import LayerCheck, LayerIdentity
@@ -37,8 +37,75 @@ DEFAULT_BATCH = 256
 _FEED_DTYPES = ("float32", "float16", "float64")
 
 
+class ExtraInput:
+    """A graph input besides the data (``--input NAME=VALUE``): a number (a scalar of the input's
+    element type), ``zeros`` (the input's declared shape, its one symbolic dim the batch size), or a
+    ``.npy`` file (its array, cast to the input's element type)."""
+
+    def __init__(
+        self, name: str, kind: str, dtype: str, shape: list[int | None], array: Any
+    ) -> None:
+        self.name, self.kind, self.dtype, self.shape, self.array = name, kind, dtype, shape, array
+
+    @staticmethod
+    def parse(name: str, text: str, spec: InputSpec | None) -> ExtraInput:
+        dtype = spec.dtype if spec is not None else "float32"
+        try:
+            np.dtype(dtype)
+        except TypeError:
+            raise ConvlensError(
+                f"--input {name}: the graph input has {dtype}; cannot feed it"
+            ) from None
+        shape = list(spec.shape) if spec is not None and spec.shape is not None else []
+        if text == "zeros":
+            if spec is None or spec.shape is None:
+                raise ConvlensError(f"--input {name}=zeros: the graph does not declare its shape")
+            if sum(d is None for d in shape) > 1:
+                raise ConvlensError(
+                    f"--input {name}=zeros: its shape {spec.describe()} has more than one "
+                    "symbolic dim; give a .npy file instead"
+                )
+            return ExtraInput(name, "zeros", dtype, shape, None)
+        if text.endswith(".npy"):
+            try:
+                a = np.load(text, allow_pickle=False)
+            except (OSError, ValueError) as exc:
+                raise ConvlensError(
+                    f"--input {name}={text!r}: not a readable .npy file ({exc})"
+                ) from None
+            return ExtraInput(name, "file", dtype, shape, a.astype(dtype))
+        try:
+            number = float(text)
+        except ValueError:
+            raise ConvlensError(
+                f"--input {name}={text!r}: expected a number, zeros, or a .npy file"
+            ) from None
+        kind = np.dtype(dtype).kind
+        if kind in "iu" and number != int(number):
+            raise ConvlensError(
+                f"--input {name}={text!r}: the graph input is {dtype}, not a whole number"
+            )
+        if any(d not in (None, 1) for d in shape):
+            raise ConvlensError(
+                f"--input {name}={text!r}: a number fills a scalar input; this one is "
+                f"{spec.describe() if spec else 'not a scalar'}"
+            )
+        value = np.asarray(number).astype(dtype).reshape([1] * len(shape))
+        return ExtraInput(name, "number", dtype, shape, value)
+
+    def value(self, batch: int) -> NDArray[Any]:
+        """The array fed with a batch of ``batch`` items."""
+        if self.kind == "zeros":
+            return np.zeros([batch if d is None else d for d in self.shape], dtype=self.dtype)
+        return np.asarray(self.array)
+
+    def describe(self) -> str:
+        what = {"zeros": "zeros, the batch size in its symbolic dim", "number": f"{self.array!r}"}
+        return f"{self.name}: {what.get(self.kind, f'a .npy array {list(np.shape(self.array))}')} ({self.dtype})"
+
+
 class OnnxModel:
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, inputs: tuple[tuple[str, str], ...] = ()) -> None:
         try:
             import onnx
             import onnxruntime as ort
@@ -56,10 +123,30 @@ class OnnxModel:
                 raise ConvlensError(graph.not_constant_message(self.path))
             raise ConvlensError(f"{self.path!r} has no Conv nodes with weights{_other(graph)}")
         self.convs: list[ConvNode] = graph.convs
-        self.input_spec: InputSpec | None = graph.input_spec
-        if len(graph.inputs) != 1:
-            raise ConvlensError(f"{self.path!r}: expected one graph input, found {graph.inputs}")
-        self.input_name = graph.inputs[0]
+        given = dict(inputs)
+        unknown = [n for n in given if n not in graph.inputs]
+        if unknown:
+            raise ConvlensError(
+                f"--input {unknown[0]!r}: {self.path!r} has no graph input of that name; its "
+                f"inputs are {graph.inputs}"
+            )
+        data_inputs = [n for n in graph.inputs if n not in given]
+        if len(data_inputs) != 1:
+            raise ConvlensError(
+                f"{self.path!r} takes the graph inputs {graph.inputs}; the data go to one of them: "
+                "give the others with --input NAME=VALUE (a number, zeros, or a .npy file)"
+            )
+        self.input_name = data_inputs[0]
+        self.input_spec: InputSpec | None = (
+            graph.input_spec if not given else input_spec(model.graph, self.input_name)
+        )
+        self.extra = {
+            n: ExtraInput.parse(n, v, input_spec(model.graph, n)) for n, v in given.items()
+        }
+        """Graph inputs besides the data (``--input NAME=VALUE``), fed with every batch."""
+        self.squeeze_channel = False
+        """The data input has no channel axis (a 1-D model fed ``[N, L]``): the data's single
+        channel axis is dropped before feeding (set by the adapter's expectation)."""
         self.pool_nodes = [
             (
                 list(n.input[:1]),
@@ -128,6 +215,8 @@ class OnnxModel:
             )
         shape = list(np.shape(x))
         data_dims = "[N, " + ", ".join(map(str, shape[1:])) + "]"
+        if self.squeeze_channel and len(shape) >= 2 and shape[1] == 1:
+            shape = shape[:1] + shape[2:]
         if spec.layout not in ("unknown", data_layout):
             raise ConvlensError(
                 f"{self.path!r}: model {spec.describe()}, but the data {what} are {data_layout} "
@@ -154,10 +243,13 @@ class OnnxModel:
         return iter(batches_of(x[:n], b)), len(x) - n
 
     def run(self, x: NDArray[Any]) -> dict[str, NDArray[Any]]:
+        x = np.asarray(x)
+        if self.squeeze_channel and x.ndim >= 2 and x.shape[1] == 1:
+            x = x[:, 0]
+        feed = {self.input_name: np.ascontiguousarray(x, dtype=self.feed_dtype)}
+        feed.update({n: e.value(len(x)) for n, e in self.extra.items()})
         try:
-            values = self.session.run(
-                None, {self.input_name: np.ascontiguousarray(x, dtype=self.feed_dtype)}
-            )
+            values = self.session.run(None, feed)
         except Exception as exc:  # e.g. the data's shape does not fit the model's input
             raise ConvlensError(
                 f"{self.path!r}: onnxruntime failed on input of shape {list(np.shape(x))}: "

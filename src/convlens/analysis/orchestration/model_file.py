@@ -91,12 +91,13 @@ def open_model(
     factory: str | None = None,
     run: bool = False,
     output: str | None = None,
+    inputs: tuple[tuple[str, str], ...] = (),
 ) -> ModelAdapter:
     """The adapter for a model file: ONNX run with onnxruntime (``run``), a torch module from
     ``factory``, or the weights alone (an ONNX graph read without running it, or ``convs``)."""
     onnx = Path(path).suffix.lower() == ".onnx"
     if onnx and run:
-        return OnnxModel(path, output)
+        return OnnxModel(path, output, inputs)
     if factory is not None:
         return TorchModel(build_from_factory(factory, path), output=output)
     if onnx:
@@ -130,7 +131,12 @@ def analyze_model_file(
     stage = "activations"  # where the data part failed: "data" (preparing them) or running on them
     try:
         adapter = open_model(
-            path, convs, factory=factory, run=data is not None, output=opts.fit.output
+            path,
+            convs,
+            factory=factory,
+            run=data is not None,
+            output=opts.fit.output,
+            inputs=opts.fit.inputs,
         )
     except ConvlensError as exc:  # an ONNX graph onnxruntime cannot run: its weights still can be
         if data is None or factory is not None or Path(path).suffix.lower() != ".onnx":

@@ -119,6 +119,10 @@ class AnalyzeOptions:
                 f"{str(target)!r} is a model file: a control or reference run is compared with a "
                 "training run directory of the same model and data"
             )
+        if self.fit.inputs and path.suffix.lower() != ".onnx":
+            raise ConvlensError(
+                f"--input feeds an ONNX graph's other inputs; {str(target)!r} is not an .onnx file"
+            )
         runnable = self.factory is not None or path.suffix.lower() == ".onnx"
         if not runnable and (self.data is not None or self.ood):
             raise ConvlensError(
