@@ -312,7 +312,7 @@ def test_one_d_model_with_npz_signals_end_to_end(tmp_path):
     assert r.exit_code == 0, r.output
     assert "read as (N, C=2, L=32) for a 1-D model" in r.output
     a = json.loads((tmp_path / "one_d.safetensors.analysis.json").read_text())
-    assert [d["name"] for d in a["distribution"]["ood"]] == ["noise"]
+    assert [d["name"] for d in a["distribution"]["ood"]] == ["noise", "tones", "chirps", "silence"]
     assert all(x["distribution"] is not None for x in a["layers"])
     rf = a["receptive_fields"]["theoretical"]
     assert [f["size"] for f in rf] == [[5], [7]] and [f["jump"] for f in rf] == [[1], [2]]
@@ -327,7 +327,7 @@ def test_one_d_model_with_npz_signals_end_to_end(tmp_path):
             "cat",
         )
     )
-    assert "OOD set 'cat' is made of images; for 1-D data only 'noise'" in line
+    assert "OOD set 'cat' is made of images; for 1-D data the sets are noise, tones" in line
 
 
 def test_three_d_model_with_npz_volumes_end_to_end(tmp_path):
@@ -542,8 +542,35 @@ def test_one_d_onnx_model_with_symbolic_length_end_to_end(tmp_path):
     assert r.exit_code == 0, r.output
     a = json.loads((tmp_path / "one_d.onnx.analysis.json").read_text())
     assert all(x["distribution"] is not None and x["check"] is not None for x in a["layers"])
-    assert [d["name"] for d in a["distribution"]["ood"]] == ["noise"]
+    # signals get signal OOD sets, not images squashed to 1 x L
+    assert [d["name"] for d in a["distribution"]["ood"]] == ["noise", "tones", "chirps", "silence"]
     assert [f["size"] for f in a["receptive_fields"]["theoretical"]] == [[5], [7]]
+    line = _one_line_error(_analyze(str(p), "--data", f"npz:{tmp_path / 'sig.npz'}", "--ood", "cat"))
+    assert "for 1-D data the sets are noise, tones, chirps, silence" in line
+
+
+def test_signal_ood_sets_are_what_they_say():
+    """Tones: one spectral line in [0.01, 0.45] cycles/sample; chirps: a rising instantaneous
+    frequency inside [0.01, 0.45]; silence: constant; all in [0, 1] before standardising, seeded."""
+    from convlens.data.fit import signal_like
+
+    norm = {"mean": 0.0, "std": 1.0}
+    tones = signal_like("tones", (2, 256), 30, 7, norm)
+    assert tones.shape == (30, 2, 256) and tones.min() >= 0 and tones.max() <= 1
+    spec = np.abs(np.fft.rfft(tones - tones.mean(axis=-1, keepdims=True), n=4096, axis=-1))
+    peaks = spec.argmax(axis=-1) / 4096
+    assert peaks.min() >= 0.01 - 1 / 256 and peaks.max() <= 0.45 + 1 / 256
+    top = np.sort(spec, axis=-1)
+    assert np.all(top[..., -40] < 0.5 * top[..., -1])  # one line, not a spread spectrum
+    chirps = signal_like("chirps", (1, 512), 10, 7, norm)[:, 0].astype(np.float64)
+    from scipy.signal import hilbert
+
+    inst = np.diff(np.unwrap(np.angle(hilbert(chirps - 0.5)))) / (2 * np.pi)
+    early, late = np.median(inst[:, 40:120], axis=1), np.median(inst[:, -120:-40], axis=1)
+    assert np.all(late > early) and early.min() > 0.005 and late.max() < 0.46
+    silence = signal_like("silence", (1, 64), 3, 7, {"mean": 0.5, "std": 2.0})
+    assert np.all(silence == 0.0)
+    np.testing.assert_array_equal(tones, signal_like("tones", (2, 256), 30, 7, norm))
 
 
 @pytest.mark.slow

@@ -432,6 +432,45 @@ def _check_fixed(fit: DataFit, channels: int, spatial: list[int], what: str) -> 
         )
 
 
+SIGNAL_OOD = ("noise", "tones", "chirps", "silence")
+"""The OOD sets made for 1-D data (signals, audio); 3-D data get ``noise`` only."""
+SIGNAL_OOD_TEXT = {
+    "noise": "i.i.d. uniform noise in [0, 1]",
+    "tones": "pure tones 0.5 + 0.5 sin(2 pi f t + phase), f uniform in [0.01, 0.45] cycles/sample",
+    "chirps": "linear chirps 0.5 + 0.5 sin(...) sweeping from f0 in [0.01, 0.1] to f1 in [0.2, 0.45] "
+    "cycles/sample",
+    "silence": "a constant 0.5 (the middle of the same [0, 1] range)",
+}
+
+
+def signal_like(
+    name: str, shape: Sequence[int], n: int, seed: int, normalisation: dict[str, Any]
+) -> Any:
+    """``n`` items of the 1-D OOD set ``name`` (:data:`SIGNAL_OOD`) of per-item ``shape``
+    ``(..., L)`` (every row along the last axis a signal), in [0, 1] like :func:`noise_like` and standardised like the data; every item and
+    channel its own frequency and phase."""
+    if name == "noise":
+        return noise_like(shape, n, seed, normalisation)
+    c, length = int(np.prod(shape[:-1])), int(shape[-1])  # 1-D data may be held as (1, C, L)
+    rng = np.random.default_rng([seed, 1005, SIGNAL_OOD.index(name)])
+    t = np.arange(length, dtype=np.float64)
+    phase0 = rng.uniform(0.0, 2 * np.pi, size=(n, c, 1))
+    if name == "tones":
+        f = rng.uniform(0.01, 0.45, size=(n, c, 1))
+        raw = 0.5 + 0.5 * np.sin(2 * np.pi * f * t + phase0)
+    elif name == "chirps":
+        f0 = rng.uniform(0.01, 0.1, size=(n, c, 1))
+        f1 = rng.uniform(0.2, 0.45, size=(n, c, 1))
+        raw = 0.5 + 0.5 * np.sin(2 * np.pi * (f0 * t + (f1 - f0) * t**2 / (2 * length)) + phase0)
+    elif name == "silence":
+        raw = np.full((n, c, length), 0.5)
+    else:
+        raise ConvlensError(f"OOD set {name!r}: for 1-D data the sets are {', '.join(SIGNAL_OOD)}")
+    raw = raw.reshape((n, *shape))
+    mean, std = float(normalisation["mean"]), float(normalisation["std"])
+    return ((raw - mean) / std).astype(np.float32)
+
+
 def noise_like(shape: Sequence[int], n: int, seed: int, normalisation: dict[str, Any]) -> Any:
     """``n`` items of i.i.d. uniform noise in [0, 1] of per-item ``shape``, standardised like the
     data: the one OOD set for data that are not images (1-D signals, 3-D volumes)."""

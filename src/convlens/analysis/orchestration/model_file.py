@@ -287,7 +287,7 @@ def _prepare_data(
     adapter: ModelAdapter, data: str, ood: tuple[str, ...] | None, options: FitOptions, seed: int
 ) -> _Prepared:
     """Load ``data`` and its OOD sets and fit them to the model: one plan for every set."""
-    from convlens.data.fit import noise_like, plan_fit
+    from convlens.data.fit import SIGNAL_OOD, SIGNAL_OOD_TEXT, plan_fit, signal_like
 
     if data.startswith("stream:"):
         return _prepare_stream(adapter, data[len("stream:") :], ood, options, seed)
@@ -306,7 +306,9 @@ def _prepare_data(
         source_rank=ds.extra.get("x_rank"),
     )
     images = len(ds.shape) == 3 and expect.dims == 2
-    names = ood if ood is not None else (default_ood_names(ds) if images else ["noise"])
+    one_d = expect.dims == 1  # 1-D data may be held as (N, C, 1, L)
+    made = list(SIGNAL_OOD) if one_d else ["noise"]
+    names = ood if ood is not None else (default_ood_names(ds) if images else made)
     sets = []
     sources: dict[str, NDArray[np.int64]] = {}
     for n in names:
@@ -314,15 +316,14 @@ def _prepare_data(
             o = make_ood(n, ds, 100, seed)
             sets.append((o.name, plan.apply(o.x), o.description))
             sources[o.name] = o.sources
-        elif n == "noise":
-            x = noise_like(x_test.shape[1:], 100, seed, ds.normalisation)
-            desc = (
-                f"i.i.d. uniform noise in [0, 1] in the data's shape; standardised like {ds.name}"
-            )
-            sets.append(("noise", plan.apply(x), desc))
+        elif n in made:
+            x = signal_like(n, x_test.shape[1:], 100, seed, ds.normalisation)
+            desc = f"{SIGNAL_OOD_TEXT[n]}, in the data's shape; standardised like {ds.name}"
+            sets.append((n, plan.apply(x), desc))
         else:
             raise ConvlensError(
-                f"OOD set {n!r} is made of images; for {expect.dims}-D data only 'noise' is made"
+                f"OOD set {n!r} is made of images; for {expect.dims}-D data the sets are "
+                f"{', '.join(made)}"
             )
     split = id_split(ds)  # the face class only for face data; the other classes compared apart
     x_id = plan.apply(split.x)
