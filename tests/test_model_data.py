@@ -545,7 +545,9 @@ def test_one_d_onnx_model_with_symbolic_length_end_to_end(tmp_path):
     # signals get signal OOD sets, not images squashed to 1 x L
     assert [d["name"] for d in a["distribution"]["ood"]] == ["noise", "tones", "chirps", "silence"]
     assert [f["size"] for f in a["receptive_fields"]["theoretical"]] == [[5], [7]]
-    line = _one_line_error(_analyze(str(p), "--data", f"npz:{tmp_path / 'sig.npz'}", "--ood", "cat"))
+    line = _one_line_error(
+        _analyze(str(p), "--data", f"npz:{tmp_path / 'sig.npz'}", "--ood", "cat")
+    )
     assert "for 1-D data the sets are noise, tones, chirps, silence" in line
 
 
