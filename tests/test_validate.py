@@ -178,7 +178,8 @@ def test_validate_renders_a_recorded_result_and_refuses_a_readme_without_markers
 
 def test_the_30_repetition_negatives_quoted_in_the_docs_are_the_recorded_ones():
     """docs/validation.md quotes docs/validation-negatives.json (30 repetitions of the planted
-    negatives); the quoted counts may not drift from the file."""
+    negatives, re-decided at the task level) and docs/validation-fresh-negatives.json (30 new
+    draws at that level); the quoted counts may not drift from the files."""
     from pathlib import Path
 
     docs = Path(__file__).resolve().parents[1] / "docs"
@@ -197,3 +198,42 @@ def test_the_30_repetition_negatives_quoted_in_the_docs_are_the_recorded_ones():
         )
         quoted += f"**{f.k}/{f.n} = {100 * f.rate:.0f}% [{100 * lo:.0f}, {100 * hi:.0f}]**"
         assert quoted in text, quoted
+    # the fresh draws 30-59 that checked the task level (p <= 0.01) after it was chosen
+    fresh = val.ValidationResult.from_json(
+        (docs / "validation-fresh-negatives.json").read_text(encoding="utf-8")
+    )
+    assert fresh.first_repetition == 30 and fresh.repetitions == 30 and not fresh.redecided
+    f = fresh.cases[0].false_task
+    lo, hi = f.ci
+    quoted = '`blurred-random` (fresh draws) false "learned from the task" '
+    quoted += f"**{f.k}/{f.n} = {100 * f.rate:.0f}% [{100 * lo:.0f}, {100 * hi:.0f}]**"
+    assert quoted in text, quoted
+
+
+def test_redecide_applies_the_task_level_to_the_recorded_comparisons(tmp_path):
+    """A recorded "learned from the task" at p in (0.01, 0.05] becomes "inconclusive" (never
+    "same"), one at p <= 0.01 stays, every other verdict is unchanged; the rates are recounted,
+    re-deciding twice changes nothing more, and the CLI wants --from with --redecide."""
+    from dataclasses import replace
+    from pathlib import Path
+
+    from click.testing import CliRunner
+
+    from convlens.cli import cli
+
+    docs = Path(__file__).resolve().parents[1] / "docs"
+    v = val.ValidationResult.from_json((docs / "validation.json").read_text(encoding="utf-8"))
+    case = next(c for c in v.cases if c.case == "blurred-random")
+    planted_case = replace(
+        case,
+        verdicts=["learned from the task", "learned from the task", "learned from image statistics"],
+        p_task=[0.0079, 0.032, 0.5],
+    )
+    once = val.redecide(replace(v, cases=[planted_case], redecided=None), "commit x")
+    c = once.cases[0]
+    assert c.verdicts == ["learned from the task", "inconclusive", "learned from image statistics"]
+    assert c.false_task.k == 1 and c.correct.k == 1 and c.counts["inconclusive"] == 1
+    assert "1 verdict(s) changed" in (once.redecided or "") and "commit x" in once.redecided
+    assert val.redecide(once, "commit x").cases[0].verdicts == c.verdicts
+    r = CliRunner().invoke(cli, ["validate", "--redecide", "abc"])
+    assert r.exit_code == 2 and "give it with --from" in r.output

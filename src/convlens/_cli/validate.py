@@ -78,6 +78,14 @@ def splice(path: Path, tables: str, start: str = START, end: str = END) -> str:
     default=None,
     help="Render a recorded validation.json (--markdown/--readme) instead of running one.",
 )
+@click.option(
+    "--redecide",
+    "recorded_at",
+    default=None,
+    metavar="WHERE",
+    help="With --from: re-decide the recorded verdicts under the current level for trained vs "
+    "random labels (WHERE: the commit the run was recorded at); nothing is retrained.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress lines.")
 def validate_cmd(
     cases: str | None,
@@ -91,6 +99,7 @@ def validate_cmd(
     md_file: str | None,
     readme_file: str | None,
     from_file: str | None,
+    recorded_at: str | None,
     quiet: bool,
 ) -> None:
     """Train the demo recipe and its random-label control on planted truths and print each
@@ -99,6 +108,7 @@ def validate_cmd(
     from convlens.analysis.orchestration.validate import (
         ValidationResult,
         markdown,
+        redecide,
         summary_markdown,
         validate,
     )
@@ -118,6 +128,8 @@ def validate_cmd(
                 f"--readme {readme_file!r} has no {SUMMARY_START} ... {SUMMARY_END} markers; add "
                 "them where the summary goes"
             )
+    if recorded_at and not from_file:
+        raise ConvlensError("--redecide re-decides a recorded run: give it with --from")
     if from_file:
         try:
             result = ValidationResult.from_json(Path(from_file).read_text(encoding="utf-8"))
@@ -125,6 +137,8 @@ def validate_cmd(
             raise ConvlensError(
                 f"--from {from_file!r}: not a readable validation.json ({exc})"
             ) from None
+        if recorded_at:
+            result = redecide(result, recorded_at)
     else:
         log = (lambda _line: None) if quiet else (lambda line: click.echo(line, err=True))
         ood_reps = repetitions if ood_repetitions is None else ood_repetitions

@@ -124,6 +124,9 @@ class ValidationResult:
     ood_repetitions: int = 0
     first_repetition: int = 0
     """The first draw (``planted:CASE:DRAW``); a later one gives draws independent of a recorded run."""
+    redecided: str | None = None
+    """Set when the verdicts were re-decided from the recorded comparisons under a later rule
+    (:func:`redecide`), not retrained: what changed and from which run."""
 
     def to_json(self) -> str:
         from convlens._serde import to_jsonable
@@ -250,6 +253,49 @@ def validate_case(
     return out
 
 
+def redecide(v: ValidationResult, recorded_at: str) -> ValidationResult:
+    """The verdicts of ``v`` (recorded at ``recorded_at`` with trained vs random labels decided at
+    0.05) under the current level :data:`~convlens.analysis.evidence.verdicts.TASK_ALPHA`: a
+    "learned from the task" whose ``p_task`` is above it becomes "inconclusive" (Holm had rejected
+    at 0.05, so no equivalence was tested either); every other verdict is what the current rule
+    gives on the same comparisons, unchanged. Rates are recounted; nothing is retrained."""
+    from dataclasses import replace
+
+    from convlens.analysis.evidence.verdicts import TASK_ALPHA
+
+    cases = []
+    changed = 0
+    for c in v.cases:
+        verdicts = [
+            "inconclusive"
+            if verdict == "learned from the task" and p is not None and p > TASK_ALPHA
+            else verdict
+            for verdict, p in zip(c.verdicts, c.p_task, strict=True)
+        ]
+        changed += sum(a != b for a, b in zip(verdicts, c.verdicts, strict=True))
+        info = planted.CASES[c.case]
+        negative = info.truth != "from the task"
+        cases.append(
+            replace(
+                c,
+                verdicts=verdicts,
+                counts={k: verdicts.count(k) for k in sorted(set(verdicts))},
+                correct=rate(sum(_level(x) == info.truth for x in verdicts), len(verdicts)),
+                false_task=rate(
+                    sum(x == "learned from the task" for x in verdicts) if negative else 0,
+                    len(verdicts) if negative else 0,
+                ),
+            )
+        )
+    note = (
+        f"verdicts re-decided from the comparisons recorded at {recorded_at} (trained vs random "
+        f"labels then at p < 0.05), with trained vs random labels at p <= {TASK_ALPHA}: "
+        f"{changed} verdict(s) changed, each a 'learned from the task' at p in ({TASK_ALPHA}, 0.05] "
+        "now 'inconclusive'; nothing retrained"
+    )
+    return replace(v, cases=cases, rule=RULE, redecided=note)
+
+
 def _level(verdict: str) -> str:
     return {
         "learned from the task": "from the task",
@@ -366,7 +412,8 @@ def markdown(v: ValidationResult) -> str:
         f"Recipe: {v.recipe['model']}, {v.recipe['optimizer']}, weight decay "
         f"{v.recipe['weight_decay']}, {v.recipe['epochs']} epochs; {v.seeds_per_repetition} seeds "
         f"per repetition, each with its random-label control; {v.repetitions} repetitions per case "
-        f"(a new draw of the images each{_draws(v)}); {v.seconds:.0f} s.",
+        f"(a new draw of the images each{_draws(v)}); {v.seconds:.0f} s."
+        + (f" Then {v.redecided}." if v.redecided else ""),
         "",
         "| planted case | truth | verdicts over the repetitions | right answer (power) | false 'from the task' | teacher named | test accuracy (random labels) |",
         "|---|---|---|---|---|---|---|",
@@ -417,7 +464,14 @@ def summary_markdown(v: ValidationResult) -> str:
     verdict's rates and the headline's rate on structure-free layers."""
     lines = [
         f"{v.repetitions} repetitions of {v.seeds_per_repetition} seeds each (demo recipe, "
-        f"{v.recipe['model']}); Wilson 95% intervals; from `docs/validation.json`:",
+        f"{v.recipe['model']}); Wilson 95% intervals; from `docs/validation.json`"
+        + (
+            " (verdicts re-decided at the current level from the recorded comparisons, not "
+            "retrained; see docs/validation.md)"
+            if v.redecided
+            else ""
+        )
+        + ":",
         "",
         "| planted truth | right answer | false 'learned from the task' |",
         "|---|---|---|",
