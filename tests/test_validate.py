@@ -226,7 +226,11 @@ def test_redecide_applies_the_task_level_to_the_recorded_comparisons(tmp_path):
     case = next(c for c in v.cases if c.case == "blurred-random")
     planted_case = replace(
         case,
-        verdicts=["learned from the task", "learned from the task", "learned from image statistics"],
+        verdicts=[
+            "learned from the task",
+            "learned from the task",
+            "learned from image statistics",
+        ],
         p_task=[0.0079, 0.032, 0.5],
     )
     once = val.redecide(replace(v, cases=[planted_case], redecided=None), "commit x")

@@ -60,8 +60,8 @@ class View:
         """The wrapped dataclass; where it has a field of its own named ``value`` (an exemplar's
         peak value), that field (the dataclass is then ``result``)."""
         o = self._obj
-        if any(f.name == "value" for f in dataclasses.fields(o)):
-            return _wrap(o.value)
+        if dataclasses.is_dataclass(o) and any(f.name == "value" for f in dataclasses.fields(o)):
+            return _wrap(getattr(o, "value"))  # noqa: B009 (a dataclass field, not the property)
         return o
 
     @property

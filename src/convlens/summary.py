@@ -293,13 +293,15 @@ def _one_d_line(m: LayerMatch, verdict: str = "") -> str:
 
 
 def _responses(s: SpectralSummary) -> str:
-    """``; filters (-3 dB band): low-pass 3 (median cutoff 0.10 cycles/sample), band-pass 5``"""
+    """``; filters by -3 dB band: low-pass 3 (median cutoff 0.100), band-pass 5`` (cutoffs in
+    cycles/sample)"""
     if not s.responses:
         return ""
     parts = []
     for kind, n in sorted(s.responses.items(), key=lambda kv: (-kv[1], kv[0])):
         cut = {"low-pass": s.median_lowpass_cutoff, "high-pass": s.median_highpass_cutoff}.get(kind)
-        parts.append(f"{kind} {n}" + (f" (median cutoff {cut:.3f})" if cut is not None else ""))
+        cut_text = f" (median cutoff {cut:.3f} cycles/sample)" if cut is not None else ""
+        parts.append(f"{kind} {n}{cut_text}")
     return "; filters by -3 dB band: " + ", ".join(parts)
 
 

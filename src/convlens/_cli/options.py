@@ -147,7 +147,8 @@ analyze_options = _options(
         default=True,
         show_default=True,
         help="What each channel responds to: top/bottom exemplars with receptive-field crops and "
-        "maximising inputs (analysis.json channels, channels.safetensors; training runs).",
+        "maximising inputs (analysis.json channels, channels.safetensors; training runs, and model "
+        "files run on data: torch and ONNX).",
     ),
 )
 

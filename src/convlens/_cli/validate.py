@@ -36,7 +36,8 @@ def splice(path: Path, tables: str, start: str = START, end: str = END) -> str:
     default=0,
     show_default=True,
     type=click.IntRange(0, 1_000_000),
-    help="The first draw of the planted images (a later one gives draws independent of a recorded run).",
+    help="The first draw of the planted kernel cases' images (a later one gives draws independent "
+    "of a recorded run; the null layers and OOD cases keep their draws).",
 )
 @click.option(
     "--seeds",

@@ -51,9 +51,9 @@ RULE = (
     "images and positions; IoU with a part mask pooled over images (intersections over unions); "
     f"detector when the IoU exceeds {MIN_IOU}, the 95th percentile of the same channel against "
     f"the part mask shifted by every offset of >= {MIN_SHIFT} px, and a rank p-value <= "
-    f"{FAMILY_ALPHA}/(layers x parts) among the best channels of {N_UNTRAINED} untrained "
-    f"initialisations (Bonferroni: at most {100 * FAMILY_ALPHA:g}% of untrained networks show any "
-    "detector); part "
+    f"{FAMILY_ALPHA}/(layers x parts) among the best channels of K untrained "
+    f"initialisations (K >= {N_UNTRAINED}, and (K + 1) x {FAMILY_ALPHA} / (layers x parts) >= 1; "
+    f"Bonferroni: at most {100 * FAMILY_ALPHA:g}% of untrained networks show any detector); part "
     "masks from the mean face (docs/channels.md)"
 )
 
@@ -158,6 +158,15 @@ def best_iou(maps: NDArray[Any], masks: dict[str, NDArray[np.bool_]]) -> dict[st
     binary = _binary(np.asarray(maps, dtype=np.float64))
     count = binary.sum(axis=0).astype(np.float64)
     return {p: float(_pooled_iou(count, binary.shape[0], m).max()) for p, m in masks.items()}
+
+
+def untrained_needed(tests: int) -> int:
+    """Initialisations the untrained null needs for a rank p-value of ``FAMILY_ALPHA / tests``:
+    at least :data:`N_UNTRAINED`, more for a network with more layers (``(K + 1) x alpha / tests
+    >= 1``)."""
+    import math
+
+    return max(N_UNTRAINED, math.ceil(max(tests, 1) / FAMILY_ALPHA - 1e-9) - 1)
 
 
 def untrained_floor(best: list[float], tests: int) -> float:

@@ -385,7 +385,7 @@ class OnnxModel(ModelAdapter):
             and len(spec.shape) == dims + 1
             and conv_c == 1
             and spec.layout == "unknown"
-        ):  # a signal without a channel axis ([N, L]): the data's one channel is dropped to feed it
+        ):  # an input without a channel axis ([N, L], [N, H, W]): the data's one channel is dropped
             self.runner.squeeze_channel = True
             shape = [spec.shape[0], 1, *spec.shape[1:]]
             return InputExpectation(
@@ -393,7 +393,7 @@ class OnnxModel(ModelAdapter):
                 channels=1,
                 spatial=tuple(shape[2:]),
                 layout="NCHW",
-                layout_reason="the graph input has no channel axis: one channel, fed as [N, L]",
+                layout_reason="the graph input has no channel axis: one channel, fed without it",
                 source=f"ONNX {spec.describe()}",
                 fixed_shape=tuple(shape),
             )

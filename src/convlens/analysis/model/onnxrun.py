@@ -73,7 +73,20 @@ class ExtraInput:
                 raise ConvlensError(
                     f"--input {name}={text!r}: not a readable .npy file ({exc})"
                 ) from None
-            return ExtraInput(name, "file", dtype, shape, a.astype(dtype))
+            fixed_ok = a.ndim == len(shape) and all(
+                d is None or d == n for d, n in zip(shape, a.shape, strict=True)
+            )
+            if shape and not fixed_ok:
+                raise ConvlensError(
+                    f"--input {name}={text!r}: an array of shape {list(a.shape)}; the graph input "
+                    f"is {spec.describe() if spec else 'of another shape'}"
+                )
+            try:
+                return ExtraInput(name, "file", dtype, shape, a.astype(dtype))
+            except (TypeError, ValueError) as exc:
+                raise ConvlensError(
+                    f"--input {name}={text!r}: cannot be read as {dtype} ({exc})"
+                ) from None
         try:
             number = float(text)
         except ValueError:
@@ -81,6 +94,8 @@ class ExtraInput:
                 f"--input {name}={text!r}: expected a number, zeros, or a .npy file"
             ) from None
         kind = np.dtype(dtype).kind
+        if not np.isfinite(number) and kind not in "fc":
+            raise ConvlensError(f"--input {name}={text!r}: the graph input is {dtype}, not a float")
         if kind in "iu" and number != int(number):
             raise ConvlensError(
                 f"--input {name}={text!r}: the graph input is {dtype}, not a whole number"
@@ -95,8 +110,11 @@ class ExtraInput:
 
     def value(self, batch: int) -> NDArray[Any]:
         """The array fed with a batch of ``batch`` items."""
+        dims = [batch if d is None else d for d in self.shape]
         if self.kind == "zeros":
-            return np.zeros([batch if d is None else d for d in self.shape], dtype=self.dtype)
+            return np.zeros(dims, dtype=self.dtype)
+        if self.kind == "number":  # the one value in every element, a symbolic dim the batch size
+            return np.full(dims, self.array.reshape(-1)[0], dtype=self.dtype)
         return np.asarray(self.array)
 
     def describe(self) -> str:
@@ -251,8 +269,11 @@ class OnnxModel:
         try:
             values = self.session.run(None, feed)
         except Exception as exc:  # e.g. the data's shape does not fit the model's input
+            extra = "".join(
+                f", {n} {list(a.shape)}" for n, a in feed.items() if n != self.input_name
+            )
             raise ConvlensError(
-                f"{self.path!r}: onnxruntime failed on input of shape {list(np.shape(x))}: "
+                f"{self.path!r}: onnxruntime failed on input of shape {list(np.shape(x))}{extra}: "
                 f"{str(exc).splitlines()[0]}"
             ) from None
         return dict(zip(self.output_names, values, strict=True))

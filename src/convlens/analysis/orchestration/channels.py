@@ -164,9 +164,13 @@ def _sharded_pass(
 
     ctx = dist.context()
     w, r = (ctx.world_size, ctx.rank) if ctx.distributed else (1, 0)
+    # shares of whole batches for a model with a fixed batch size, so every rank count sees the
+    # same images (the last partial batch of a set is left out, as in one process)
+    unit = runner.batch if runner is not None and runner.batch else 1
     chunks, starts, offset = [], [], 0
     for name, x in sets:
-        lo, hi = len(x) * r // w, len(x) * (r + 1) // w
+        blocks = len(x) // unit if unit > 1 else len(x)
+        lo, hi = blocks * r // w * unit, blocks * (r + 1) // w * unit
         chunks.append((name, x[lo:hi]))
         starts.append(offset + lo)
         offset += len(x)
@@ -314,7 +318,12 @@ def concepts_stage(
                         over,
                     )
                 )
-        rec.concept_rule = concepts.RULE
+        rec.concept_rule = concepts.RULE + (
+            f"; K = {len(inits)} here"
+            if inits and len(inits) >= concepts.untrained_needed(tests)
+            else f"; no detector can be shown: {len(inits or [])} untrained initialisations, "
+            f"{concepts.untrained_needed(tests)} needed for {tests} tests"
+        )
         rec.concept_images = len(faces)
         if rl is not None and rec.layer in rl:
             r_ious, r_shift = rl[rec.layer]

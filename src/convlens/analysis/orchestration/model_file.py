@@ -569,4 +569,6 @@ def _channels_stage(
             arrays = channels_stage(result, adapter.module, sets, rfs, seed=seed)
         attach_arrays(result, arrays)
     except ConvlensError as exc:
+        if not _recoverable(exc):  # a failed rank under torchrun: every rank ends the job
+            raise
         result.notes.append(f"channels not measured: {exc}")

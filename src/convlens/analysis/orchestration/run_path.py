@@ -331,16 +331,20 @@ def _concepts(result: AnalysisResult, inp: _RunInputs, rfs: Any, opts: AnalyzeOp
     import hashlib
     import json
 
-    from convlens.analysis.evidence.concepts import N_UNTRAINED
+    from convlens.analysis.evidence.concepts import PARTS, untrained_needed
+
+    # enough initialisations for the Bonferroni level over every 2-D conv layer and part
+    layers_2d = sum(1 for r in result.layers if r.identity.dims == 2)
+    n_untrained = untrained_needed(layers_2d * len(PARTS))
 
     def fresh() -> list[nn.Module]:
-        return [u.model for u in initialisations(spec, inp.rec.config.seed, N_UNTRAINED)]
+        return [u.model for u in initialisations(spec, inp.rec.config.seed, n_untrained)]
 
     key = json.dumps(
         [
             spec,
             inp.rec.config.seed,
-            N_UNTRAINED,
+            n_untrained,
             hashlib.sha1(np.ascontiguousarray(faces).tobytes()).hexdigest(),
         ]
     )

@@ -123,7 +123,8 @@ class ValidationResult:
     ood: list[OodCaseResult] = field(default_factory=list)
     ood_repetitions: int = 0
     first_repetition: int = 0
-    """The first draw (``planted:CASE:DRAW``); a later one gives draws independent of a recorded run."""
+    """The first draw of the planted kernel cases (``planted:CASE:DRAW``); a later one gives draws
+    independent of a recorded run (the null layers and OOD cases keep theirs)."""
     redecided: str | None = None
     """Set when the verdicts were re-decided from the recorded comparisons under a later rule
     (:func:`redecide`), not retrained: what changed and from which run."""
@@ -261,8 +262,22 @@ def redecide(v: ValidationResult, recorded_at: str) -> ValidationResult:
     gives on the same comparisons, unchanged. Rates are recounted; nothing is retrained."""
     from dataclasses import replace
 
+    from convlens.analysis.evidence.kernelsets import smallest_network_p
     from convlens.analysis.evidence.verdicts import TASK_ALPHA
+    from convlens.errors import ConvlensError
 
+    seeds = v.seeds_per_repetition
+    if smallest_network_p(seeds, seeds) > TASK_ALPHA:
+        raise ConvlensError(
+            f"--redecide: the recorded run has {seeds} seed(s) per repetition; trained vs random "
+            f"labels needs a p-value <= {TASK_ALPHA}, which {seeds} seeds cannot give: rerun it"
+        )
+    for c in v.cases:
+        if c.case not in planted.CASES or len(c.p_task) != len(c.verdicts):
+            raise ConvlensError(
+                f"--redecide: case {c.case!r} of the recorded run has no p-value per repetition "
+                "or is no longer a planted case: rerun it"
+            )
     cases = []
     changed = 0
     for c in v.cases:
