@@ -64,7 +64,8 @@ def test_analyze_and_demo_share_the_seed_and_null_size_options():
     assert params["analyze"]["null_size"].type is params["demo"]["null_size"].type
     assert [p.name for p in cli.commands["analyze"].params] == [
         "target", "out_file", "null_size", "seed", "factory", "data", "ood", "layout",
-        "normalize", "scale", "input_size", "output", "output_kind", "control_runs", "reference_runs", "n_untrained",
+        "normalize", "scale", "input_size", "output", "output_kind", "inputs", "control_runs",
+        "reference_runs", "n_untrained",
         "channels",
     ]  # fmt: skip
 

@@ -493,7 +493,8 @@ def test_onnx_model_that_cannot_run_keeps_the_weight_analysis(tmp_path):
     p = tmp_path / "two.onnx"
     onnx.save(model, str(p))
     line = _one_line_error(_analyze(str(p), "--data", "digits"))
-    assert "expected one graph input" in line and "weight analysis was written" in line
+    assert "takes the graph inputs ['X', 'S']" in line and "--input NAME=VALUE" in line
+    assert "weight analysis was written" in line
     a = json.loads((tmp_path / "two.onnx.analysis.json").read_text())
     assert a["layers"][0]["identity"]["name"] == "conv1" and a["layers"][0]["matching"]
     assert a["errors"][-1]["stage"] == "activations"
