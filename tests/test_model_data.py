@@ -525,6 +525,27 @@ def test_torch_model_reading_channels_last_with_layout(tmp_path):
     assert json.loads((tmp_path / "b.json").read_text())["layers"][0]["matching"] is not None
 
 
+def test_channels_last_signals_are_transposed_for_a_1d_model(tmp_path):
+    """Audio laid out ``(N, T, C)`` (basic-pitch's ``[N, 43844, 1]`` kind) is read channels last
+    when only its last dim is the model's channel count: the same activations as ``(N, C, T)``."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((40, 2, 32)).astype(np.float32)
+    np.savez(tmp_path / "first.npz", x=x, y=np.arange(40) % 2)
+    np.savez(tmp_path / "last.npz", x=x.transpose(0, 2, 1).copy(), y=np.arange(40) % 2)
+    w = _weights(tmp_path, "one_d")
+    runs = {}
+    for name in ("first", "last"):
+        out = tmp_path / f"{name}.json"
+        r = _analyze(str(w), "--factory", "tests.model_zoo:one_d", "--data",
+                     f"npz:{tmp_path / (name + '.npz')}", "--ood", "noise", "--out", str(out))  # fmt: skip
+        assert r.exit_code == 0, r.output
+        runs[name] = (r.output, json.loads(out.read_text()))
+    assert "read as (N, L=32, C=2), channels last" in runs["last"][0]
+    assert "channels last" not in runs["first"][0]
+    a, b = runs["first"][1]["layers"], runs["last"][1]["layers"]
+    assert [x["distribution"]["id_mean"] for x in a] == [x["distribution"]["id_mean"] for x in b]
+
+
 def test_one_d_onnx_model_with_symbolic_length_end_to_end(tmp_path):
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")

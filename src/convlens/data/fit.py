@@ -10,7 +10,8 @@ and is then applied in the same way to every set (ID and OOD). Every step it tak
 Steps, in this order (each only when needed; with nothing to do the data pass through unchanged):
 
 1. rank: the data's spatial rank must be the model's conv rank (1-, 2- or 3-D); an ``npz`` array
-   ``x`` of rank 3 is read as ``(N, C, L)`` for a 1-D model;
+   ``x`` of rank 3 is read as ``(N, C, L)`` for a 1-D model, or as ``(N, L, C)`` (channels last,
+   transposed) when only its last dim is the model's channel count;
 2. back to the ``[0, 1]`` pixel range the loader mapped the data to (undo the standardisation);
 3. channels: grey -> RGB by repeating the channel, RGB -> grey by luminance
    (:data:`LUMINANCE`, the weights of ``skimage.color.rgb2gray``); other counts are refused;
@@ -173,6 +174,9 @@ class DataFit:
     options: FitOptions
     normalisation: dict[str, Any]
     squeeze_channel: bool = False
+    time_major: bool = False
+    """A rank-3 array read as ``(N, L, C)`` (channels last: audio ``[N, T, C]``) and transposed to
+    ``(N, C, L)`` for a 1-D model."""
     convert: str | None = None  # "repeat" | "luminance"
     target: tuple[int, ...] | None = None
     layout: str = "NCHW"
@@ -200,6 +204,8 @@ class DataFit:
         arr = np.asarray(x)
         if self.squeeze_channel:
             arr = arr[:, 0]
+        if self.time_major:
+            arr = arr.transpose(0, 2, 1)
         if self.identity:
             return np.asarray(arr, dtype=np.float32)
         c = {"repeat": 3, "luminance": 1}.get(self.convert or "", arr.shape[1])
@@ -267,10 +273,20 @@ def plan_fit(
     fit.squeeze_channel = _check_rank(shape, expect, what, source_rank)
     if fit.squeeze_channel:
         shape = shape[1:]
-        fit.notes.append(
-            f"data {what}: array x (N, {_size(shape)}) read as (N, C={shape[0]}, L={shape[1]}) "
-            "for a 1-D model"
-        )
+        want = expect.channels
+        if want is not None and shape[0] != want and shape[1] == want:  # (N, T, C): channels last
+            fit.time_major = True
+            fit.notes.append(
+                f"data {what}: array x (N, {_size(shape)}) read as (N, L={shape[0]}, C={shape[1]}), "
+                f"channels last (its last dim is the {want} channel(s) the model reads), and "
+                f"transposed to (N, C={shape[1]}, L={shape[0]}) for a 1-D model"
+            )
+            shape = [shape[1], shape[0]]
+        else:
+            fit.notes.append(
+                f"data {what}: array x (N, {_size(shape)}) read as (N, C={shape[0]}, "
+                f"L={shape[1]}) for a 1-D model"
+            )
     channels = _plan_channels(fit, shape[0], what)
     _plan_layout(fit)
     _plan_size(fit, shape[1:], what)
