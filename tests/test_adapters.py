@@ -184,3 +184,22 @@ def test_a_conv_that_runs_on_some_sets_only_is_compared_where_it_ran():
     attach_distribution(result, id_set, [ood])
     assert set(result.layer("stem").distribution.ood) == {"negative"}
     assert result.layer("late").distribution.ood == {}
+
+
+def test_a_one_column_output_has_no_softmax_baselines():
+    """A head with one column (a sigmoid score) is not read as logits of one class (whose softmax
+    is always 1): the note says so and no output-level scores are collected."""
+    import numpy as np
+    import torch
+    from torch import nn
+
+    from convlens.analysis.model.adapters import TorchModel
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(2 * 6 * 6, 1), nn.Sigmoid())
+    adapter = TorchModel(net)
+    x = np.random.default_rng(0).normal(size=(5, 1, 8, 8)).astype(np.float32)
+    adapter.trace(x)
+    assert any("has one column" in n for n in adapter.notes)
+    acts = adapter.activations(x, "x")
+    assert len(acts.msp.values) == 0 and acts.output_kind is None

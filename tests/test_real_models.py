@@ -624,6 +624,10 @@ def test_silero_with_audio(tmp_path: Path) -> None:
         layer["check"]["is_cross_correlation"] for layer in data["layers"]
     )
     assert "the data go to graph input 'input'" in r.output and "sr: array(16000)" in r.output
+    # its output is one speech probability per window: no max-softmax of a single column
+    assert "model output 'output' has one column" in r.output
+    baselines = data["distribution"]["baselines"]  # before: max-softmax AUROC 0.5, a constant
+    assert all(b["max_softmax_auroc"] is None for b in baselines.values()) or not baselines
     # without the other inputs: one line naming them and the option
     r2, _ = analyze(SILERO_16K, tmp_path / "b.json", "--data", f"npz:{tmp_path / 'audio.npz'}")
     assert r2.exit_code == 2 and "--input NAME=VALUE" in r2.output

@@ -160,6 +160,12 @@ class WeightsOnly(ModelAdapter):
 
 
 # ----------------------------------------------------------------------------- outputs
+ONE_COLUMN = (
+    "{which} has one column (a single score per item, e.g. a sigmoid probability): max-softmax "
+    "and energy are not defined for it, so the output-level baselines are not computed"
+)
+
+
 def pick_output(out: Any, key: str | None, what: str) -> tuple[Any, str]:
     """The head of a model output used as logits: ``out`` itself (a tensor), element ``key`` (an
     index) of a tuple/list, entry ``key`` of a dict (or its ``key``-th value); the first by default.
@@ -271,6 +277,9 @@ class TorchModel(ModelAdapter):
         self._check_head(head, which)
 
     def _check_head(self, head: Any, which: str) -> None:
+        if isinstance(head, torch.Tensor) and head.ndim == 2 and head.shape[1] == 1:
+            self._note(ONE_COLUMN.format(which=which))
+            return
         if isinstance(head, torch.Tensor) and head.ndim == 2:
             if which != "the output tensor":
                 self._note(f"model output: {which} used as the logits")
@@ -288,7 +297,8 @@ class TorchModel(ModelAdapter):
 
     def _pick(self, out: Any) -> Any:
         head, _ = pick_output(out, self.output, "the model")
-        return head if isinstance(head, torch.Tensor) and head.ndim == 2 else None
+        two_d = isinstance(head, torch.Tensor) and head.ndim == 2 and head.shape[1] >= 2
+        return head if two_d else None
 
     def activations(self, x: Any, name: str) -> forward.SetActivations:
         """``x``: an array or a torch ``Dataset`` (a streamed folder); sharded across ranks under
@@ -452,6 +462,10 @@ class OnnxModel(ModelAdapter):
         if name is None:
             return
         head = np.asarray(res[name])
+        if head.ndim == 2 and head.shape[1] == 1:
+            self._note(ONE_COLUMN.format(which=f"model output {name!r}"))
+            self.runner.logits_name = None
+            return
         if head.ndim == 2:
             if name != self.runner.model_outputs[0]:
                 self._note(f"model output {name!r} used as the logits")
