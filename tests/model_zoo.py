@@ -125,6 +125,20 @@ def one_d() -> nn.Module:
     return _keep(examples.one_d())
 
 
+def column() -> nn.Module:
+    """Reads (N, 1, L, 1): a CREPE-like front end whose first kernels run along the height (9x1)."""
+    return _keep(
+        nn.Sequential(
+            nn.Conv2d(1, 4, (9, 1)),
+            nn.ReLU(),
+            nn.Conv2d(4, 4, (5, 1), stride=(2, 1)),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(4, 2),
+        )
+    )
+
+
 def three_d() -> nn.Module:
     """Reads (N, 1, D, H, W): Conv3d."""
     return _keep(

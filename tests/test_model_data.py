@@ -546,6 +546,32 @@ def test_channels_last_signals_are_transposed_for_a_1d_model(tmp_path):
     assert [x["distribution"]["id_mean"] for x in a] == [x["distribution"]["id_mean"] for x in b]
 
 
+def test_signals_for_a_k_by_1_conv2d_net_are_laid_out_as_a_column(tmp_path):
+    """CREPE-like: 1-D data ``(N, 1, L)`` for a Conv2d net with 9x1 kernels are laid out as
+    ``(N, 1, L, 1)`` (a column), not a 1 x L image the kernels cannot run along: the same
+    activations as the data given as that column, and signal OOD sets instead of images."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((40, 1, 64)).astype(np.float32)
+    np.savez(tmp_path / "sig.npz", x=x, y=np.arange(40) % 2)
+    np.savez(tmp_path / "col.npz", x=x[..., None].copy(), y=np.arange(40) % 2)
+    w = _weights(tmp_path, "column")
+    got = {}
+    for name in ("sig", "col"):
+        out = tmp_path / f"{name}.json"
+        r = _analyze(str(w), "--factory", "tests.model_zoo:column", "--data",
+                     f"npz:{tmp_path / (name + '.npz')}", "--ood", "noise", "--out", str(out))  # fmt: skip
+        assert r.exit_code == 0, r.output
+        got[name] = (r.output, json.loads(out.read_text()))
+    assert "laid out as (N, 1, 64, 1), a column" in got["sig"][0]
+    a, b = got["sig"][1]["layers"], got["col"][1]["layers"]
+    assert [x["distribution"]["id_mean"] for x in a] == [x["distribution"]["id_mean"] for x in b]
+    r = _analyze(str(w), "--factory", "tests.model_zoo:column", "--data",
+                 f"npz:{tmp_path / 'sig.npz'}", "--out", str(tmp_path / "d.json"))  # fmt: skip
+    assert r.exit_code == 0, r.output
+    ood = json.loads((tmp_path / "d.json").read_text())["distribution"]["ood"]
+    assert [d["name"] for d in ood] == ["noise", "tones", "chirps", "silence"]
+
+
 def test_one_d_onnx_model_with_symbolic_length_end_to_end(tmp_path):
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")

@@ -62,6 +62,9 @@ class InputExpectation:
     source: str = ""
     fixed_shape: tuple[int | None, ...] | None = None
     """The full fixed input shape in the model's own layout (batch first), when the model states one."""
+    kernel: tuple[int, ...] | None = None
+    """The kernel size of the conv layer that reads the input (its orientation lays out 1-D data
+    for a ``k x 1`` Conv2d net)."""
 
 
 OUTPUT_KINDS = ("auto", "logits", "probabilities", "log-probabilities")
@@ -174,6 +177,9 @@ class DataFit:
     options: FitOptions
     normalisation: dict[str, Any]
     squeeze_channel: bool = False
+    column: bool = False
+    """1-D data ``(N, 1, L)`` for a 2-D model whose first conv is ``k x 1``: laid out as an
+    ``L x 1`` column (height and width swapped), so the kernel runs along the signal."""
     time_major: bool = False
     """A rank-3 array read as ``(N, L, C)`` (channels last: audio ``[N, T, C]``) and transposed to
     ``(N, C, L)`` for a 1-D model."""
@@ -188,6 +194,7 @@ class DataFit:
         o = self.options
         return (
             not self.squeeze_channel
+            and not self.column
             and self.convert is None
             and self.target is None
             and o.scale == "0-1"
@@ -206,6 +213,8 @@ class DataFit:
             arr = arr[:, 0]
         if self.time_major:
             arr = arr.transpose(0, 2, 1)
+        if self.column:
+            arr = arr.transpose(0, 1, 3, 2)
         if self.identity:
             return np.asarray(arr, dtype=np.float32)
         c = {"repeat": 3, "luminance": 1}.get(self.convert or "", arr.shape[1])
@@ -287,6 +296,21 @@ def plan_fit(
                 f"data {what}: array x (N, {_size(shape)}) read as (N, C={shape[0]}, "
                 f"L={shape[1]}) for a 1-D model"
             )
+    kh, kw = (expect.kernel or (0, 0))[-2:] if expect.kernel and len(expect.kernel) == 2 else (0, 0)
+    if (
+        expect.dims == 2
+        and source_rank == 3
+        and len(shape) == 3
+        and kw == 1
+        and shape[1] < kh <= shape[2]
+    ):  # a signal held as a 1 x L image, for a net whose first kernels are k x 1 (along the height)
+        fit.column = True
+        fit.notes.append(
+            f"data {what}: (N, {_size(shape)}) laid out as (N, {shape[0]}, {shape[2]}, "
+            f"{shape[1]}), a column: the model's first conv has {kh}x{kw} kernels, which run "
+            "along the height"
+        )
+        shape = [shape[0], shape[2], shape[1]]
     channels = _plan_channels(fit, shape[0], what)
     _plan_layout(fit)
     _plan_size(fit, shape[1:], what)

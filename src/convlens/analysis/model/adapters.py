@@ -234,6 +234,7 @@ class TorchModel(ModelAdapter):
             dims=int(conv.weight.ndim) - 2,
             channels=c,
             source=f"the stem-like conv layer {name!r} reads {c} channel(s)",
+            kernel=tuple(int(v) for v in conv.weight.shape[2:]),
         )
 
     def trace(self, x: NDArray[Any]) -> None:
@@ -387,6 +388,7 @@ class OnnxModel(ModelAdapter):
     def expectation(self) -> InputExpectation:
         spec = self.runner.input_spec
         first = self.runner.convs[0]
+        kernel = tuple(int(v) for v in first.weight.shape[2:])
         dims = first.weight.ndim - 2
         conv_c = int(first.weight.shape[1]) * int(first.attrs.get("group", 1))
         if (
@@ -399,6 +401,7 @@ class OnnxModel(ModelAdapter):
             self.runner.squeeze_channel = True
             shape = [spec.shape[0], 1, *spec.shape[1:]]
             return InputExpectation(
+                kernel=kernel,
                 dims=dims,
                 channels=1,
                 spatial=tuple(shape[2:]),
@@ -416,6 +419,7 @@ class OnnxModel(ModelAdapter):
             )
         if spec is None or spec.shape is None or len(spec.shape) != dims + 2:
             return InputExpectation(
+                kernel=kernel,
                 dims=dims,
                 channels=conv_c,
                 layout="unknown",
@@ -434,6 +438,7 @@ class OnnxModel(ModelAdapter):
         c = shape[-1] if last else shape[1]
         spatial = tuple(shape[1:-1] if last else shape[2:])
         return InputExpectation(
+            kernel=kernel,
             dims=dims,
             channels=c if c is not None else conv_c,
             spatial=spatial,

@@ -305,8 +305,8 @@ def _prepare_data(
         repr(ds.name),
         source_rank=ds.extra.get("x_rank"),
     )
-    images = len(ds.shape) == 3 and expect.dims == 2
-    one_d = expect.dims == 1  # 1-D data may be held as (N, C, 1, L)
+    images = len(ds.shape) == 3 and expect.dims == 2 and not plan.column
+    one_d = expect.dims == 1 or plan.column  # 1-D data may be held as (N, C, 1, L)
     made = list(SIGNAL_OOD) if one_d else ["noise"]
     names = ood if ood is not None else (default_ood_names(ds) if images else made)
     sets = []
