@@ -62,20 +62,39 @@ def n_fft_for(k: int) -> int:
     return int(2 ** int(np.ceil(np.log2(max(k, MIN_FFT)))))
 
 
+def _magnitudes(v: NDArray[np.float64]) -> tuple[NDArray[np.float64], int]:
+    """``|rfft|`` of each kernel zero-padded to :func:`n_fft_for` its length, and that length."""
+    nfft = n_fft_for(v.shape[1])
+    return np.abs(np.fft.rfft(v, n=nfft, axis=1)), nfft
+
+
+def _run_around_peak(mag: NDArray[np.float64], slack: float = 0.0) -> tuple[NDArray[Any], ...]:
+    """Per kernel (rows of ``mag``): the peak bin, the -3 dB level (peak / sqrt(2)), which bins are
+    at or above it (``slack``: relative tolerance), and the bins bounding the contiguous run at or
+    above it around the peak, ``[lo + 1, hi - 1]`` (``lo`` -1 and ``hi`` the bin count when the run
+    reaches an end of the spectrum)."""
+    n, bins = mag.shape
+    peak = mag.argmax(axis=1)
+    level = mag[np.arange(n), peak] / np.sqrt(2)
+    above = mag >= level[:, None] * (1 - slack)
+    idx = np.arange(bins)[None, :]
+    lo = np.where(~above & (idx < peak[:, None]), idx, -1).max(axis=1)
+    hi = np.where(~above & (idx > peak[:, None]), idx, bins).min(axis=1)
+    return peak, level, above, lo, hi
+
+
+def _peaks_and_bandwidths(
+    mag: NDArray[np.float64], nfft: int
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    peak, _, _, lo, hi = _run_around_peak(mag)
+    return peak / nfft, (hi - lo - 1) / nfft
+
+
 def kernel_spectra(vecs: NDArray[Any]) -> tuple[NDArray[np.float64], NDArray[np.float64], int]:
     """Per kernel: peak frequency, -3 dB bandwidth (cycles/sample) and the FFT length used."""
-    v = np.asarray(vecs, dtype=np.float64)
-    nfft = n_fft_for(v.shape[1])
-    mag = np.abs(np.fft.rfft(v, n=nfft, axis=1))
-    peak = mag.argmax(axis=1)
-    above = mag >= mag[np.arange(len(v)), peak][:, None] / np.sqrt(2)
-    below = ~above
-    idx = np.arange(mag.shape[1])[None, :]
-    # the contiguous run of bins at or above -3 dB around the peak: [lo + 1, hi - 1]
-    lo = np.where(below & (idx < peak[:, None]), idx, -1).max(axis=1)
-    hi = np.where(below & (idx > peak[:, None]), idx, mag.shape[1]).min(axis=1)
-    bw = (hi - lo - 1) / nfft
-    return peak / nfft, bw, nfft
+    mag, nfft = _magnitudes(np.asarray(vecs, dtype=np.float64))
+    peaks, bws = _peaks_and_bandwidths(mag, nfft)
+    return peaks, bws, nfft
 
 
 RESPONSE_KINDS = ("low-pass", "band-pass", "high-pass", "all-pass", "multi-band")
@@ -92,16 +111,13 @@ def frequency_responses(vecs: NDArray[Any]) -> tuple[list[str], NDArray[np.float
     """Per 1-D kernel ``vecs`` ``(N, K)``: its kind (:data:`RESPONSE_KINDS`, ``"zero"`` for an
     all-zero kernel) and its -3 dB band ``[low, high]`` in cycles/sample (the run around the peak;
     :data:`RESPONSE_RULE`)."""
-    v = np.asarray(vecs, dtype=np.float64)
-    nfft = n_fft_for(v.shape[1])
-    mag = np.abs(np.fft.rfft(v, n=nfft, axis=1))
+    return _responses(*_magnitudes(np.asarray(vecs, dtype=np.float64)))
+
+
+def _responses(mag: NDArray[np.float64], nfft: int) -> tuple[list[str], NDArray[np.float64]]:
+    """:func:`frequency_responses` from the kernels' magnitude spectra."""
     n, bins = mag.shape
-    peak_at = mag.argmax(axis=1)
-    level = mag[np.arange(n), peak_at] / np.sqrt(2)
-    above = mag >= level[:, None] * (1 - 1e-12)
-    idx = np.arange(bins)[None, :]
-    lo = np.where(~above & (idx < peak_at[:, None]), idx, -1).max(axis=1)  # last bin below, left
-    hi = np.where(~above & (idx > peak_at[:, None]), idx, bins).min(axis=1)  # first below, right
+    _, level, above, lo, hi = _run_around_peak(mag, slack=1e-12)
     runs = (np.diff(above.astype(np.int8), axis=1) == 1).sum(axis=1) + above[:, 0]
 
     def cross(a: NDArray[Any], b: NDArray[Any]) -> NDArray[np.float64]:
@@ -125,8 +141,9 @@ def spectral_summary(vecs: NDArray[Any], keep: bool) -> SpectralSummary:
     """The :class:`SpectralSummary` of 1-D kernels ``vecs`` ``(N, K)``."""
     v = np.asarray(vecs, dtype=np.float64)
     k = v.shape[1]
-    peaks, bws, nfft = kernel_spectra(v)
-    power = np.abs(np.fft.rfft(v, n=nfft, axis=1)) ** 2
+    mag, nfft = _magnitudes(v)
+    peaks, bws = _peaks_and_bandwidths(mag, nfft)
+    power = mag**2
     freqs = np.arange(power.shape[1]) / nfft
     band = np.abs(freqs[None, :] - peaks[:, None]) <= 1.0 / k + 1e-12
     total = power.sum(axis=1)
@@ -143,20 +160,14 @@ def spectral_summary(vecs: NDArray[Any], keep: bool) -> SpectralSummary:
         out.fraction_concentrated = float((frac[live] > CONCENTRATED).mean())
     out.histogram_edges = [float(e) for e in edges]
     out.histogram_counts = [int(c) for c in counts]
-    kinds, bands = frequency_responses(v)
+    kinds, bands = _responses(mag, nfft)
     out.responses = {k: kinds.count(k) for k in RESPONSE_KINDS if k in kinds}
     out.response_rule = RESPONSE_RULE
-    for kind, field_name in (
-        ("low-pass", "median_lowpass_cutoff"),
-        ("high-pass", "median_highpass_cutoff"),
-    ):
-        sel = [
-            b[1] if kind == "low-pass" else b[0]
-            for k_, b in zip(kinds, bands, strict=True)
-            if k_ == kind
-        ]
-        if sel:
-            setattr(out, field_name, float(np.median(sel)))
+    is_kind = {kind: np.array([k_ == kind for k_ in kinds]) for kind in ("low-pass", "high-pass")}
+    if is_kind["low-pass"].any():  # a low-pass band's cutoff is its upper edge
+        out.median_lowpass_cutoff = float(np.median(bands[is_kind["low-pass"], 1]))
+    if is_kind["high-pass"].any():  # a high-pass band's cutoff is its lower edge
+        out.median_highpass_cutoff = float(np.median(bands[is_kind["high-pass"], 0]))
     if keep:
         out.response_kinds = kinds
         out.bands_3db = [[float(a), float(b)] for a, b in bands]
