@@ -391,14 +391,8 @@ class OnnxModel(ModelAdapter):
         kernel = tuple(int(v) for v in first.weight.shape[2:])
         dims = first.weight.ndim - 2
         conv_c = int(first.weight.shape[1]) * int(first.attrs.get("group", 1))
-        if (
-            spec is not None
-            and spec.shape is not None
-            and len(spec.shape) == dims + 1
-            and conv_c == 1
-            and spec.layout == "unknown"
-        ):  # an input without a channel axis ([N, L], [N, H, W]): the data's one channel is dropped
-            self.runner.squeeze_channel = True
+        if self.runner.squeeze_channel:  # no channel axis ([N, L], [N, H, W]): the one is dropped
+            assert spec is not None and spec.shape is not None
             shape = [spec.shape[0], 1, *spec.shape[1:]]
             return InputExpectation(
                 kernel=kernel,

@@ -155,16 +155,11 @@ class OnnxModel:
                 "give the others with --input NAME=VALUE (a number, zeros, or a .npy file)"
             )
         self.input_name = data_inputs[0]
-        self.input_spec: InputSpec | None = (
-            graph.input_spec if not given else input_spec(model.graph, self.input_name)
-        )
+        self.input_spec: InputSpec | None = input_spec(model.graph, self.input_name)
         self.extra = {
             n: ExtraInput.parse(n, v, input_spec(model.graph, n)) for n, v in given.items()
         }
         """Graph inputs besides the data (``--input NAME=VALUE``), fed with every batch."""
-        self.squeeze_channel = False
-        """The data input has no channel axis (a 1-D model fed ``[N, L]``): the data's single
-        channel axis is dropped before feeding (set by the adapter's expectation)."""
         self.pool_nodes = [
             (
                 list(n.input[:1]),
@@ -214,6 +209,21 @@ class OnnxModel:
     def running(self) -> list[ConvNode]:
         """The conv layers of the main graph (the ones whose tensors onnxruntime can return)."""
         return [c for c in self.convs if c.subgraph is None]
+
+    @property
+    def squeeze_channel(self) -> bool:
+        """The data input has no channel axis (``[N, L]`` for a 1-D model, ``[N, H, W]`` for a 2-D
+        one, layout not stated) and the first conv reads one channel: the data's one channel axis
+        is dropped before feeding."""
+        spec, first = self.input_spec, self.convs[0]
+        conv_c = int(first.weight.shape[1]) * int(first.attrs.get("group", 1))
+        return (
+            spec is not None
+            and spec.shape is not None
+            and len(spec.shape) == first.weight.ndim - 1
+            and conv_c == 1
+            and spec.layout == "unknown"
+        )
 
     @property
     def batch(self) -> int | None:
