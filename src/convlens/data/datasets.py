@@ -78,8 +78,7 @@ class Dataset:
 
     def normalise(self, raw01: NDArray[Any]) -> NDArray[np.float32]:
         """Apply this dataset's standardisation to images already mapped to [0, 1]."""
-        mean, std = self.normalisation["mean"], self.normalisation["std"]
-        return ((np.asarray(raw01, dtype=np.float64) - mean) / std).astype(np.float32)
+        return standardise(raw01, self.normalisation)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -93,6 +92,13 @@ class Dataset:
             "normalisation": dict(self.normalisation),
             **({"extra": self.extra} if self.extra else {}),
         }
+
+
+def standardise(raw01: NDArray[Any], normalisation: dict[str, Any]) -> NDArray[np.float32]:
+    """``(x01 - mean) / std`` with a dataset's ``normalisation`` (its training mean and std), in
+    float64, returned as float32."""
+    mean, std = float(normalisation["mean"]), float(normalisation["std"])
+    return ((np.asarray(raw01, dtype=np.float64) - mean) / std).astype(np.float32)
 
 
 def stratified_splits(

@@ -296,7 +296,7 @@ def plan_fit(
                 f"data {what}: array x (N, {_size(shape)}) read as (N, C={shape[0]}, "
                 f"L={shape[1]}) for a 1-D model"
             )
-    kh, kw = (expect.kernel or (0, 0))[-2:] if expect.kernel and len(expect.kernel) == 2 else (0, 0)
+    kh, kw = expect.kernel if expect.kernel is not None and len(expect.kernel) == 2 else (0, 0)
     if (
         expect.dims == 2
         and source_rank == 3
@@ -487,8 +487,8 @@ def signal_like(
     name: str, shape: Sequence[int], n: int, seed: int, normalisation: dict[str, Any]
 ) -> Any:
     """``n`` items of the 1-D OOD set ``name`` (:data:`SIGNAL_OOD`) of per-item ``shape``
-    ``(..., L)`` (every row along the last axis a signal), in [0, 1] like :func:`noise_like` and standardised like the data; every item and
-    channel its own frequency and phase."""
+    ``(..., L)`` (every row along the last axis a signal), in [0, 1] like :func:`noise_like` and
+    standardised like the data; every item and channel its own frequency and phase."""
     if name == "noise":
         return noise_like(shape, n, seed, normalisation)
     c, length = int(np.prod(shape[:-1])), int(shape[-1])  # 1-D data may be held as (1, C, L)
@@ -506,15 +506,15 @@ def signal_like(
         raw = np.full((n, c, length), 0.5)
     else:
         raise ConvlensError(f"OOD set {name!r}: for 1-D data the sets are {', '.join(SIGNAL_OOD)}")
-    raw = raw.reshape((n, *shape))
-    mean, std = float(normalisation["mean"]), float(normalisation["std"])
-    return ((raw - mean) / std).astype(np.float32)
+    from convlens.data.datasets import standardise
+
+    return standardise(raw.reshape((n, *shape)), normalisation)
 
 
 def noise_like(shape: Sequence[int], n: int, seed: int, normalisation: dict[str, Any]) -> Any:
     """``n`` items of i.i.d. uniform noise in [0, 1] of per-item ``shape``, standardised like the
     data: the one OOD set for data that are not images (1-D signals, 3-D volumes)."""
     rng = np.random.default_rng(seed + 1000 + 5)
-    raw = rng.uniform(0.0, 1.0, size=(n, *shape))
-    mean, std = float(normalisation["mean"]), float(normalisation["std"])
-    return ((raw - mean) / std).astype(np.float32)
+    from convlens.data.datasets import standardise
+
+    return standardise(rng.uniform(0.0, 1.0, size=(n, *shape)), normalisation)
