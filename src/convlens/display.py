@@ -379,11 +379,9 @@ def result_html(result: AnalysisResult) -> str:
     if result.channels:
         n = sum(len(rec.channels) for rec in result.channels)
         found = [
-            f"{rec.layer} ch {ch.channel}: {c.part}"
+            f"{rec.layer} ch {channel}: {c.part}"
             for rec in result.channels
-            for ch in rec.channels
-            for c in ch.concepts
-            if c.detector
+            for channel, c in rec.detectors()
         ]
         rows.append(
             (
@@ -485,12 +483,10 @@ def channels_html(rec: LayerChannels) -> str:
     """The layer's channel summary (images, sets, named detectors against their nulls) and
     :func:`plot_channels` as an inline PNG."""
     detected = [
-        f"channel {ch.channel}: {c.part} (IoU {c.iou:.2f}; nulls: shifted {c.null_shift_p95:.2f}"
+        f"channel {channel}: {c.part} (IoU {c.iou:.2f}; nulls: shifted {c.null_shift_p95:.2f}"
         + (f", untrained {c.null_untrained_p95:.2f}" if c.null_untrained_p95 is not None else "")
         + ")"
-        for ch in rec.channels
-        for c in ch.concepts
-        if c.detector
+        for channel, c in rec.detectors()
     ]
     rows = [
         ("layer", rec.layer),

@@ -119,11 +119,9 @@ def channel_lines(result: AnalysisResult) -> list[str]:
             f"{rec.n_images} images; {text or 'none from a single set'}"
         )
         named = [
-            f"channel {ch.channel}: {c.part} (IoU {c.iou:.2f}, null p95 "
+            f"channel {channel}: {c.part} (IoU {c.iou:.2f}, null p95 "
             f"{max(c.null_shift_p95, c.null_untrained_p95 or 0):.2f})"
-            for ch in rec.channels
-            for c in ch.concepts
-            if c.detector
+            for channel, c in rec.detectors()
         ]
         if rec.concept_rule:
             rl = rec.random_label_detectors

@@ -253,16 +253,9 @@ def concepts_stage(
     # the untrained null (network-level, Bonferroni over the layers and parts tested)
     inits = _NULL_CACHE.get(null_key) if null_key is not None else None
     if inits is None:
-        inits = []
-        for u in (untrained() if callable(untrained) else untrained) or []:
-            maps = layer_maps(u, faces)
-            inits.append(
-                {
-                    n: concepts.best_iou(concepts.upsample(m, rfs[n], shape), masks)
-                    for n, m in maps.items()
-                    if n in rfs
-                }
-            )
+        inits = untrained_bests(
+            (untrained() if callable(untrained) else untrained) or [], faces, rfs, masks
+        )
         if null_key is not None:
             _NULL_CACHE.clear()  # one entry: the untrained null of the last architecture and data
             _NULL_CACHE[null_key] = inits
@@ -274,6 +267,12 @@ def concepts_stage(
         for layer in trained
         if inits and all(layer in t for t in inits)
     }
+    concept_rule = concepts.RULE + (
+        f"; K = {len(inits)} here"
+        if inits and len(inits) >= concepts.untrained_needed(tests)
+        else f"; no detector can be shown: {len(inits or [])} untrained initialisations, "
+        f"{concepts.untrained_needed(tests)} needed for {tests} tests"
+    )
     epochs = {e: table(m) for e, m in sorted((snapshots or {}).items())}
     rl = table(random_labels) if random_labels is not None else None
     for rec in result.channels:
@@ -318,12 +317,7 @@ def concepts_stage(
                         over,
                     )
                 )
-        rec.concept_rule = concepts.RULE + (
-            f"; K = {len(inits)} here"
-            if inits and len(inits) >= concepts.untrained_needed(tests)
-            else f"; no detector can be shown: {len(inits or [])} untrained initialisations, "
-            f"{concepts.untrained_needed(tests)} needed for {tests} tests"
-        )
+        rec.concept_rule = concept_rule
         rec.concept_images = len(faces)
         if rl is not None and rec.layer in rl:
             r_ious, r_shift = rl[rec.layer]
@@ -336,6 +330,27 @@ def concepts_stage(
                 )
                 for part in concepts.PARTS
             }
+
+
+def untrained_bests(
+    nets: list[nn.Module],
+    x: NDArray[Any],
+    rfs: dict[str, ReceptiveField],
+    masks: dict[str, NDArray[np.bool_]],
+) -> list[dict[str, dict[str, float]]]:
+    """The untrained null's sample: per network, per 2-D conv layer with a receptive field in
+    ``rfs``, each part's best-channel pooled IoU on the images ``x`` (no shift null)."""
+    from convlens.analysis.evidence import concepts
+
+    shape = (int(x.shape[-2]), int(x.shape[-1]))
+    return [
+        {
+            n: concepts.best_iou(concepts.upsample(m, rfs[n], shape), masks)
+            for n, m in layer_maps(u, x).items()
+            if n in rfs
+        }
+        for u in nets
+    ]
 
 
 def _detects(iou: float, shift_p95: float, untrained_p95: float | None) -> bool:

@@ -29,7 +29,7 @@ from numpy.typing import NDArray
 
 from convlens.analysis.evidence import concepts
 from convlens.analysis.evidence.stats import wilson
-from convlens.analysis.orchestration.channels import _detects, layer_maps
+from convlens.analysis.orchestration.channels import _detects, layer_maps, untrained_bests
 
 SIDE = 25
 A, B, C = (8, 6), (8, 18), (18, 12)
@@ -94,11 +94,8 @@ def _null_bests(
 
     rfs = {r.name: r for r in receptive.theoretical(null_nets[0])}
     return [
-        {
-            name: concepts.best_iou(concepts.upsample(m, rfs[name], (SIDE, SIDE)), {"p": mask})["p"]
-            for name, m in layer_maps(n, x).items()
-        }
-        for n in null_nets
+        {name: b["p"] for name, b in net.items()}
+        for net in untrained_bests(null_nets, x, rfs, {"p": mask})
     ]
 
 

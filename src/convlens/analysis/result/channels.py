@@ -85,3 +85,7 @@ class LayerChannels:
     random_label_detectors: dict[str, int] | None = None
     """Per part, how many channels of the random-label network's same layer detect it (``None``:
     no random-label run)."""
+
+    def detectors(self) -> list[tuple[int, ConceptMatch]]:
+        """``(channel, match)`` for every part a channel of this layer detects."""
+        return [(ch.channel, c) for ch in self.channels for c in ch.concepts if c.detector]
