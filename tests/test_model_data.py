@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -525,6 +526,20 @@ def test_torch_model_reading_channels_last_with_layout(tmp_path):
     assert json.loads((tmp_path / "b.json").read_text())["layers"][0]["matching"] is not None
 
 
+def _analyze_npz_files(tmp_path: Path, zoo: str, names: tuple[str, ...]) -> dict[str, Any]:
+    """``analyze`` the ``tests.model_zoo`` model ``zoo`` on each ``tmp_path/NAME.npz`` (OOD
+    ``noise``): per name, the printed output and the written analysis."""
+    w = _weights(tmp_path, zoo)
+    got = {}
+    for name in names:
+        out = tmp_path / f"{name}.json"
+        r = _analyze(str(w), "--factory", f"tests.model_zoo:{zoo}", "--data",
+                     f"npz:{tmp_path / (name + '.npz')}", "--ood", "noise", "--out", str(out))  # fmt: skip
+        assert r.exit_code == 0, r.output
+        got[name] = (r.output, json.loads(out.read_text()))
+    return got
+
+
 def test_channels_last_signals_are_transposed_for_a_1d_model(tmp_path):
     """Audio laid out ``(N, T, C)`` (basic-pitch's ``[N, 43844, 1]`` kind) is read channels last
     when only its last dim is the model's channel count: the same activations as ``(N, C, T)``."""
@@ -532,14 +547,7 @@ def test_channels_last_signals_are_transposed_for_a_1d_model(tmp_path):
     x = rng.standard_normal((40, 2, 32)).astype(np.float32)
     np.savez(tmp_path / "first.npz", x=x, y=np.arange(40) % 2)
     np.savez(tmp_path / "last.npz", x=x.transpose(0, 2, 1).copy(), y=np.arange(40) % 2)
-    w = _weights(tmp_path, "one_d")
-    runs = {}
-    for name in ("first", "last"):
-        out = tmp_path / f"{name}.json"
-        r = _analyze(str(w), "--factory", "tests.model_zoo:one_d", "--data",
-                     f"npz:{tmp_path / (name + '.npz')}", "--ood", "noise", "--out", str(out))  # fmt: skip
-        assert r.exit_code == 0, r.output
-        runs[name] = (r.output, json.loads(out.read_text()))
+    runs = _analyze_npz_files(tmp_path, "one_d", ("first", "last"))
     assert "read as (N, L=32, C=2), channels last" in runs["last"][0]
     assert "channels last" not in runs["first"][0]
     a, b = runs["first"][1]["layers"], runs["last"][1]["layers"]
@@ -554,14 +562,8 @@ def test_signals_for_a_k_by_1_conv2d_net_are_laid_out_as_a_column(tmp_path):
     x = rng.standard_normal((40, 1, 64)).astype(np.float32)
     np.savez(tmp_path / "sig.npz", x=x, y=np.arange(40) % 2)
     np.savez(tmp_path / "col.npz", x=x[..., None].copy(), y=np.arange(40) % 2)
-    w = _weights(tmp_path, "column")
-    got = {}
-    for name in ("sig", "col"):
-        out = tmp_path / f"{name}.json"
-        r = _analyze(str(w), "--factory", "tests.model_zoo:column", "--data",
-                     f"npz:{tmp_path / (name + '.npz')}", "--ood", "noise", "--out", str(out))  # fmt: skip
-        assert r.exit_code == 0, r.output
-        got[name] = (r.output, json.loads(out.read_text()))
+    got = _analyze_npz_files(tmp_path, "column", ("sig", "col"))
+    w = tmp_path / "column.safetensors"
     assert "laid out as (N, 1, 64, 1), a column" in got["sig"][0]
     a, b = got["sig"][1]["layers"], got["col"][1]["layers"]
     assert [x["distribution"]["id_mean"] for x in a] == [x["distribution"]["id_mean"] for x in b]
