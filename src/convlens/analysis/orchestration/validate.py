@@ -229,20 +229,11 @@ def validate_case(
         log(
             f"{case} draw {rep} ({rep - first + 1}/{repetitions}): {v.verdict} (p task {p_task[-1]})"
         )
-    counts = {k: verdicts.count(k) for k in sorted(set(verdicts))}
     out = CaseResult(
         case=case,
         description=info.description,
         truth=info.truth,
-        verdicts=verdicts,
-        counts=counts,
-        correct=rate(sum(_level(v) == info.truth for v in verdicts), len(verdicts)),
-        false_task=rate(
-            sum(v == "learned from the task" for v in verdicts)
-            if info.truth != "from the task"
-            else 0,
-            len(verdicts) if info.truth != "from the task" else 0,
-        ),
+        **_tally(verdicts, info.truth),
         test_accuracy=float(np.mean(acc)) if acc else None,
         random_label_accuracy=float(np.mean(acc_rl)) if acc_rl else None,
         teacher=info.teacher,
@@ -288,20 +279,7 @@ def redecide(v: ValidationResult, recorded_at: str) -> ValidationResult:
             for verdict, p in zip(c.verdicts, c.p_task, strict=True)
         ]
         changed += sum(a != b for a, b in zip(verdicts, c.verdicts, strict=True))
-        info = planted.CASES[c.case]
-        negative = info.truth != "from the task"
-        cases.append(
-            replace(
-                c,
-                verdicts=verdicts,
-                counts={k: verdicts.count(k) for k in sorted(set(verdicts))},
-                correct=rate(sum(_level(x) == info.truth for x in verdicts), len(verdicts)),
-                false_task=rate(
-                    sum(x == "learned from the task" for x in verdicts) if negative else 0,
-                    len(verdicts) if negative else 0,
-                ),
-            )
-        )
+        cases.append(replace(c, **_tally(verdicts, planted.CASES[c.case].truth)))
     note = (
         f"verdicts re-decided from the comparisons recorded at {recorded_at} (trained vs random "
         f"labels then at p < 0.05), with trained vs random labels at p <= {TASK_ALPHA}: "
@@ -309,6 +287,21 @@ def redecide(v: ValidationResult, recorded_at: str) -> ValidationResult:
         "now 'inconclusive'; nothing retrained"
     )
     return replace(v, cases=cases, rule=RULE, redecided=note)
+
+
+def _tally(verdicts: list[str], truth: str) -> dict[str, Any]:
+    """A case's verdicts with their counts, the rate of the right answer and, on a planted
+    negative, of a false "learned from the task" (``CaseResult`` fields)."""
+    negative = truth != "from the task"
+    return {
+        "verdicts": verdicts,
+        "counts": {k: verdicts.count(k) for k in sorted(set(verdicts))},
+        "correct": rate(sum(_level(v) == truth for v in verdicts), len(verdicts)),
+        "false_task": rate(
+            sum(v == "learned from the task" for v in verdicts) if negative else 0,
+            len(verdicts) if negative else 0,
+        ),
+    }
 
 
 def _level(verdict: str) -> str:
