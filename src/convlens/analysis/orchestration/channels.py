@@ -34,8 +34,8 @@ if TYPE_CHECKING:
     from convlens.analysis.model.onnxrun import OnnxModel
 
 _NULL_CACHE: dict[str, list[dict[str, dict[str, float]]]] = {}
-"""The last untrained null of :func:`concepts_stage`, keyed by the caller (architecture, seed,
-initialisations and the face images): a pure function of the key, so a second analysis of the
+"""The last untrained null of :func:`concepts_stage`, keyed by the caller (architecture, seed and
+the face images) and the number of initialisations: a pure function of the key, so a second analysis of the
 same model and data (a test suite, a notebook) does not rebuild its initialisations."""
 
 _ARRAYS = "_convlens_channel_arrays"
@@ -225,7 +225,7 @@ def concepts_stage(
     faces: NDArray[Any],
     receptive: list[ReceptiveField] | None,
     *,
-    untrained: list[nn.Module] | Callable[[], list[nn.Module]] | None = None,
+    untrained: list[nn.Module] | Callable[[int], list[nn.Module]] | None = None,
     null_key: str | None = None,
     snapshots: dict[int, nn.Module] | None = None,
     random_labels: nn.Module | None = None,
@@ -250,16 +250,18 @@ def concepts_stage(
         return out
 
     trained = table(model)
-    # the untrained null (network-level, Bonferroni over the layers and parts tested)
-    inits = _NULL_CACHE.get(null_key) if null_key is not None else None
-    if inits is None:
-        inits = untrained_bests(
-            (untrained() if callable(untrained) else untrained) or [], faces, rfs, masks
-        )
-        if null_key is not None:
-            _NULL_CACHE.clear()  # one entry: the untrained null of the last architecture and data
-            _NULL_CACHE[null_key] = inits
+    # the untrained null (network-level, Bonferroni over the layers and parts tested): a callable
+    # is asked for as many initialisations as that level needs
     tests = len(trained) * len(concepts.PARTS)
+    needed = concepts.untrained_needed(tests)
+    key = None if null_key is None else f"{null_key}|{needed}"
+    inits = _NULL_CACHE.get(key) if key is not None else None
+    if inits is None:
+        nets = untrained(needed) if callable(untrained) else untrained
+        inits = untrained_bests(nets or [], faces, rfs, masks)
+        if key is not None:
+            _NULL_CACHE.clear()  # one entry: the untrained null of the last architecture and data
+            _NULL_CACHE[key] = inits
     init_max = {
         layer: {
             p: concepts.untrained_floor([t[layer][p] for t in inits], tests) for p in concepts.PARTS
@@ -269,9 +271,9 @@ def concepts_stage(
     }
     concept_rule = concepts.RULE + (
         f"; K = {len(inits)} here"
-        if inits and len(inits) >= concepts.untrained_needed(tests)
+        if inits and len(inits) >= needed
         else f"; no detector can be shown: {len(inits or [])} untrained initialisations, "
-        f"{concepts.untrained_needed(tests)} needed for {tests} tests"
+        f"{needed} needed for {tests} tests"
     )
     epochs = {e: table(m) for e, m in sorted((snapshots or {}).items())}
     rl = table(random_labels) if random_labels is not None else None

@@ -331,22 +331,11 @@ def _concepts(result: AnalysisResult, inp: _RunInputs, rfs: Any, opts: AnalyzeOp
     import hashlib
     import json
 
-    from convlens.analysis.evidence.concepts import PARTS, untrained_needed
-
-    # enough initialisations for the Bonferroni level over every 2-D conv layer and part
-    layers_2d = sum(1 for r in result.layers if r.identity.dims == 2)
-    n_untrained = untrained_needed(layers_2d * len(PARTS))
-
-    def fresh() -> list[nn.Module]:
-        return [u.model for u in initialisations(spec, inp.rec.config.seed, n_untrained)]
+    def fresh(n: int) -> list[nn.Module]:  # as many as the concept null's level needs
+        return [u.model for u in initialisations(spec, inp.rec.config.seed, n)]
 
     key = json.dumps(
-        [
-            spec,
-            inp.rec.config.seed,
-            n_untrained,
-            hashlib.sha1(np.ascontiguousarray(faces).tobytes()).hexdigest(),
-        ]
+        [spec, inp.rec.config.seed, hashlib.sha1(np.ascontiguousarray(faces).tobytes()).hexdigest()]
     )
     snapshots: dict[int, nn.Module] = {}
     for e, state in inp.snaps.items():
