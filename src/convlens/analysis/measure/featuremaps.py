@@ -69,16 +69,46 @@ def _with_derived(
 
 def channel_correlation(maps: NDArray[Any]) -> NDArray[np.float64]:
     """Pearson correlation between channels of ``maps`` ``(P, C, H, W)`` over probes and positions."""
-    c = maps.shape[1]
-    flat = np.moveaxis(np.asarray(maps, dtype=np.float64), 1, 0).reshape(c, -1)
-    flat = flat - flat.mean(axis=1, keepdims=True)
-    norms = np.linalg.norm(flat, axis=1)
-    ok = norms > 0
-    flat[ok] /= norms[ok, None]
-    corr = flat @ flat.T
-    corr[~ok, :] = 0.0
-    corr[:, ~ok] = 0.0
-    return np.clip(corr, -1.0, 1.0)
+    acc = CorrelationSum()
+    acc.add(maps)
+    return acc.correlation()
+
+
+class CorrelationSum:
+    """The channel correlation of :func:`channel_correlation` accumulated over chunks of probes
+    (``add`` each ``(P, C, *spatial)`` chunk, then ``correlation``), so the maps of one chunk at a
+    time are held: sums and the Gram matrix in float64 of the maps shifted by the first chunk's
+    channel means (the shift keeps the one-pass formula free of cancellation)."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.shift: NDArray[np.float64] | None = None
+        self.total: NDArray[np.float64] | None = None
+        self.gram: NDArray[np.float64] | None = None
+
+    def add(self, maps: NDArray[Any]) -> None:
+        c = maps.shape[1]
+        flat = np.moveaxis(np.asarray(maps, dtype=np.float64), 1, 0).reshape(c, -1)
+        if self.shift is None:
+            self.shift = flat.mean(axis=1) if flat.shape[1] else np.zeros(c)
+            self.total, self.gram = np.zeros(c), np.zeros((c, c))
+        assert self.total is not None and self.gram is not None
+        flat -= self.shift[:, None]
+        self.n += flat.shape[1]
+        self.total += flat.sum(axis=1)
+        self.gram += flat @ flat.T
+
+    def correlation(self) -> NDArray[np.float64]:
+        assert self.gram is not None and self.total is not None and self.n > 0
+        cov = self.gram - np.outer(self.total, self.total) / self.n
+        var = np.diag(cov).copy()
+        # a channel constant over every probe and position has variance 0 up to rounding
+        ok = var > 1e-24 * np.maximum(np.diag(self.gram), 1e-300) + 1e-300
+        norms = np.sqrt(np.where(ok, var, 1.0))
+        corr = cov / np.outer(norms, norms)
+        corr[~ok, :] = 0.0
+        corr[:, ~ok] = 0.0
+        return np.clip(corr, -1.0, 1.0)
 
 
 def mean_abs_offdiagonal(corr: NDArray[Any]) -> float | None:

@@ -34,6 +34,11 @@ from convlens.errors import ConvlensError
 
 RTOL_FLOAT32 = 1e-4
 DEFAULT_BATCH = 256
+MAP_BUDGET = 256 * 2**20
+"""Bytes of conv outputs one batch may hold: every running conv's output comes back from
+onnxruntime at once, so a model with a symbolic batch dim runs ``MAP_BUDGET // (bytes per image)``
+images at a time (at least 1, at most ``DEFAULT_BATCH``; measured on one image first). A 416 px
+detector returns about 100 MB of maps per image: 256 images at once took 9.8 GB."""
 _FEED_DTYPES = ("float32", "float16", "float64")
 
 
@@ -134,6 +139,7 @@ class OnnxModel:
         if not Path(path).is_file():
             raise ConvlensError(f"model file {str(path)!r} does not exist")
         self.path = str(path)
+        self._per_image: dict[tuple[int, ...], int] = {}
         model = load_model(path)
         graph = read_graph(path, model)
         if not graph.convs:
@@ -262,13 +268,24 @@ class OnnxModel:
     def batches(self, x: NDArray[Any]) -> tuple[Iterator[torch.Tensor], int]:
         """Batches of ``x`` the model accepts (its fixed batch size, else ``DEFAULT_BATCH``), and how
         many images at the end were left out because they do not fill a fixed-size batch."""
-        b = self.batch or DEFAULT_BATCH
+        b = self.batch or self.symbolic_batch(x)
         n = len(x) if self.batch is None else len(x) // b * b
         if n == 0:
             raise ConvlensError(
                 f"{self.path!r} takes batches of exactly {b} images; the data hold only {len(x)}"
             )
         return iter(batches_of(x[:n], b)), len(x) - n
+
+    def symbolic_batch(self, x: NDArray[Any]) -> int:
+        """Images per batch for a symbolic batch dim: as many as :data:`MAP_BUDGET` holds of the
+        conv outputs of one image of ``x`` (measured once per image shape)."""
+        if len(x) == 0:
+            return DEFAULT_BATCH
+        key = tuple(np.shape(x)[1:])
+        if key not in self._per_image:
+            res = self.run(np.asarray(x[:1]))
+            self._per_image[key] = max(1, sum(int(np.asarray(v).nbytes) for v in res.values()))
+        return int(min(DEFAULT_BATCH, max(1, MAP_BUDGET // self._per_image[key])))
 
     def run(self, x: NDArray[Any]) -> dict[str, NDArray[Any]]:
         x = np.asarray(x)
@@ -305,30 +322,41 @@ class OnnxModel:
         are run one by one and their outputs reduced together, up to ``DEFAULT_BATCH`` images at a
         time, so the per-batch bookkeeping is paid per chunk, not per image."""
         out = SetActivations(name)
-        pending: list[dict[str, NDArray[Any]]] = []
+        pending: list[dict[str, tuple[torch.Tensor, torch.Tensor]]] = []
+        pending_logits: list[NDArray[np.float32]] = []
         sizes: list[int] = []
 
         def flush() -> None:
             if not pending:
                 return
             maps = {
-                c.name: reduce_map(
-                    torch.from_numpy(np.concatenate([self._float_output(c, r) for r in pending]))
+                c.name: (
+                    torch.cat([p[c.name][0] for p in pending]),
+                    torch.cat([p[c.name][1] for p in pending]),
                 )
                 for c in self.running
             }
             logits = None
-            if self.logits_name is not None:
-                arr = np.concatenate([np.asarray(r[self.logits_name], np.float32) for r in pending])
+            if pending_logits:
+                arr = np.concatenate(pending_logits)
                 logits = torch.from_numpy(arr) if arr.ndim == 2 else None
             accumulate(out, logits, maps, n=sum(sizes))
             sizes.clear()
             pending.clear()
+            pending_logits.clear()
 
         held = 0
-        for xb in batches:
+        for xb in batches:  # each batch's maps reduced at once: only (B, C) figures are held
             res = self.run(np.asarray(xb))
-            pending.append(res)
+            pending.append(
+                {
+                    c.name: reduce_map(torch.from_numpy(self._float_output(c, res)))
+                    for c in self.running
+                }
+            )
+            if self.logits_name is not None:
+                pending_logits.append(np.asarray(res[self.logits_name], np.float32))
+            del res
             sizes.append(len(xb))
             held += len(xb)
             if held >= DEFAULT_BATCH:

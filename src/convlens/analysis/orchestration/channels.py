@@ -33,6 +33,13 @@ from convlens.ops.geometry import ReceptiveField
 if TYPE_CHECKING:
     from convlens.analysis.model.onnxrun import OnnxModel
 
+ARRAY_BUDGET = 64 * 2**20
+"""Bytes of crops and maximising inputs kept for ``channels.safetensors``, layer by layer in
+network order: a deep layer of a 224 px model has 3x400x400 px fields, so its 512 channels' 12 crops
+each would be 3.5 GB (the analysis of a real orientation classifier ran out of 24 GB). A layer whose
+arrays would pass the budget keeps its exemplars (images, values, positions, boxes) but no arrays,
+and its rule says so."""
+
 _NULL_CACHE: dict[str, list[dict[str, dict[str, float]]]] = {}
 """The last untrained null of :func:`concepts_stage`, keyed by the caller (architecture, seed and
 the face images) and the number of initialisations: a pure function of the key, so a second analysis of the
@@ -89,6 +96,7 @@ def channels_stage(
     arrays: dict[str, NDArray[Any]] = {}
     out: list[LayerChannels] = []
     dims = {r.name: r.identity.dims for r in result.layers}
+    used = 0
     for layer, ext in found.layers.items():
         rec = LayerChannels(
             layer=layer,
@@ -99,10 +107,23 @@ def channels_stage(
         )
         rf = rfs.get(layer)
         maxi = None
+        colours = shape[-1] if layout == "NHWC" else shape[0]
+        need = _array_bytes(ext.top.values.shape[0], k, colours, shape, rf, maximise and not runner)
+        keep = used + need <= ARRAY_BUDGET
+        if keep:
+            used += need
+        else:
+            rec.rule += (
+                f"; crops and maximising inputs not kept for this layer: they would take "
+                f"{need / 2**20:.0f} MiB, past the {ARRAY_BUDGET // 2**20} MiB budget of the "
+                f"analysis (exemplars, positions and boxes are kept)"
+            )
         if runner is not None:
             rec.maximising_rule = (
                 "not computed: an ONNX graph runs in onnxruntime, which gives no gradients"
             )
+        elif not keep:
+            rec.maximising_rule = "not computed: past the array budget (see the rule)"
         elif maximise and model is not None:
             try:
                 x, reached, _secs = exemplars.maximising_inputs(model, layer, shape, seed=seed)
@@ -124,7 +145,7 @@ def channels_stage(
                     rows.append(
                         Exemplar(int(index), found.sets[index], float(sign * value), position, box)
                     )
-                    if box:
+                    if box and keep:
                         crops.append(exemplars.cut(_as_3d(image(int(index))), box))
                 setattr(ch, direction, rows)
                 if crops:
@@ -149,6 +170,24 @@ def channels_stage(
         out.append(LayerChannels(layer, n_total, [], k, exemplars.RULE, skipped=f"returned {what}"))
     result.channels = out
     return arrays
+
+
+def _array_bytes(
+    channels: int,
+    k: int,
+    colours: int,
+    shape: tuple[int, ...],
+    rf: ReceptiveField | None,
+    maximising: bool,
+) -> int:
+    """Bytes of one layer's arrays: ``2 k`` float32 crops per channel of the receptive field's
+    size (``colours`` input channels), plus a maximising input of the input's shape."""
+    per = 0
+    if rf is not None:
+        per += 2 * k * colours * int(np.prod(rf.size[-2:])) * 4
+    if maximising:
+        per += int(np.prod(shape)) * 4
+    return channels * per
 
 
 def _sharded_pass(

@@ -53,6 +53,20 @@ FEATURE_MAP_CHANNEL_LIMIT = 64
 PP-OCR run wrote 15 MB, 89% of it matrices, at 256); larger layers keep the mean |r| only."""
 
 
+OOD_PER_SET = 100
+"""Items in each OOD set built for a model file ..."""
+OOD_SET_BYTES = 64 * 2**20
+"""... unless that many items of the data's shape (float32) pass this many bytes: then as many as
+fit, at least :data:`OOD_MIN_PER_SET` (416 px RGB: 32 a set; eight sets of 100 took 1.7 GB)."""
+OOD_MIN_PER_SET = 16
+
+
+def ood_count(item_shape: tuple[int, ...]) -> int:
+    """Items per OOD set for data items of ``item_shape`` (:data:`OOD_SET_BYTES`)."""
+    fit = OOD_SET_BYTES // max(1, int(np.prod(item_shape)) * 4)
+    return int(min(OOD_PER_SET, max(OOD_MIN_PER_SET, fit)))
+
+
 class DataStageError(ConvlensError):
     """The data part of a model-file analysis failed: ``result`` holds everything else (the weight
     analysis) with an ``errors`` entry of the stage that failed (``stage``: ``"data"`` when the
@@ -311,13 +325,22 @@ def _prepare_data(
     names = ood if ood is not None else (default_ood_names(ds) if images else made)
     sets = []
     sources: dict[str, NDArray[np.int64]] = {}
+    fitted = tuple(plan.apply(x_test[:1]).shape[1:])  # an item as the model reads it
+    per_set = ood_count(fitted)
+    if per_set < OOD_PER_SET:
+        options_note = (
+            f"OOD sets of {per_set} items each, not {OOD_PER_SET}: one set of "
+            f"{OOD_PER_SET} items of {list(fitted)} would hold "
+            f"{OOD_PER_SET * np.prod(fitted) * 4 / 2**20:.0f} MiB "
+            f"(budget {OOD_SET_BYTES // 2**20} MiB a set)"
+        )
     for n in names:
         if images:
-            o = make_ood(n, ds, 100, seed)
+            o = make_ood(n, ds, per_set, seed)
             sets.append((o.name, plan.apply(o.x), o.description))
             sources[o.name] = o.sources
         elif n in made:
-            x = signal_like(n, x_test.shape[1:], 100, seed, ds.normalisation)
+            x = signal_like(n, x_test.shape[1:], per_set, seed, ds.normalisation)
             desc = f"{SIGNAL_OOD_TEXT[n]}, in the data's shape; standardised like {ds.name}"
             sets.append((n, plan.apply(x), desc))
         else:
@@ -337,7 +360,7 @@ def _prepare_data(
         split.name,
         x_id,
         sets,
-        list(plan.notes),
+        list(plan.notes) + ([options_note] if per_set < OOD_PER_SET else []),
         plan.layout,
         "ID: " + split.description,
         others,
@@ -466,36 +489,43 @@ def _probe_maps_stage(result: AnalysisResult, adapter: ModelAdapter, prep: _Prep
     per channel and set, and the channel correlation over all probes (one entry, epoch -1: the
     model as given, no training history)."""
     batch = getattr(getattr(adapter, "runner", None), "batch", None) or 1
-    per_set: list[tuple[str, dict[str, NDArray[np.float32]]]] = []
-    for name, x in [(prep.id_name, prep.x_id)] + [(n, x) for n, x, _ in prep.sets]:
-        n = min(len(x), -(-PROBES_PER_SET // batch) * batch) // batch * batch
-        if n:
-            per_set.append((name, adapter.feature_maps(x[:n])))
-    if not per_set:
-        return
     layers = by_name(result)
     probe_sets: list[str] = []
-    for name, maps in per_set:
-        probe_sets += [name] * len(next(iter(maps.values()))) if maps else []
-    large = []
-    for lname in per_set[0][1]:
-        parts = [(s, m[lname]) for s, m in per_set if lname in m]
-        if lname not in layers or len({p.shape[1:] for _, p in parts}) != 1:
+    shapes: dict[str, tuple[int, ...]] = {}
+    means: dict[str, dict[str, list[float]]] = {}
+    sums: dict[str, featuremaps.CorrelationSum] = {}
+    # one set's maps at a time (a 224 px model's maps of every probe of every set took 1 GB)
+    for name, x in [(prep.id_name, prep.x_id)] + [(n, x) for n, x, _ in prep.sets]:
+        n = min(len(x), -(-PROBES_PER_SET // batch) * batch) // batch * batch
+        if not n:
             continue
-        every = np.concatenate([p for _, p in parts])
-        axes = tuple(range(2, every.ndim))
-        mean_act = {
-            s: np.maximum(p.astype(np.float64), 0).mean(axis=(0, *axes)).tolist() for s, p in parts
-        }
-        full = featuremaps.channel_correlation(every)
+        maps = adapter.feature_maps(x[:n])
+        probe_sets += [name] * n if maps else []
+        for lname, m in maps.items():
+            if lname not in layers or shapes.setdefault(lname, m.shape[1:]) != m.shape[1:]:
+                shapes[lname] = ()  # shapes differ between sets: no figures for the layer
+                continue
+            axes = (0, *range(2, m.ndim))
+            means.setdefault(lname, {})[name] = (
+                np.maximum(m.astype(np.float64), 0).mean(axis=axes).tolist()
+            )
+            sums.setdefault(lname, featuremaps.CorrelationSum()).add(m)
+        del maps
+    if not probe_sets:
+        return
+    large = []
+    for lname, acc in sums.items():
+        if not shapes[lname]:
+            continue
+        full = acc.correlation()
         corr: list[list[float]] = []
-        if every.shape[1] <= FEATURE_MAP_CHANNEL_LIMIT:
+        if shapes[lname][0] <= FEATURE_MAP_CHANNEL_LIMIT:
             corr = full.tolist()
         else:
             large.append(lname)
         layers[lname].feature_maps = LayerFeatureMaps(
-            shape=list(every.shape[1:]),
-            per_epoch=[EpochActivation(-1, mean_act)],
+            shape=list(shapes[lname]),
+            per_epoch=[EpochActivation(-1, means[lname])],
             channel_correlation_final=corr,
             channel_correlation_init=[],
             mean_abs_channel_correlation=featuremaps.mean_abs_offdiagonal(full),
