@@ -82,9 +82,7 @@ def _onnx_file(tmp_path):
 
 @needs_onnx
 @torchscript_export
-def test_a_symbolic_batch_is_cut_to_the_map_budget_with_the_same_activations(
-    tmp_path, monkeypatch
-):
+def test_a_symbolic_batch_is_cut_to_the_map_budget_with_the_same_activations(tmp_path, monkeypatch):
     """With the budget below one image's maps, one image runs at a time; the per-image scores and
     outputs equal those of one 256-image batch exactly (the maps are reduced per batch now, not
     held for a chunk of batches)."""
