@@ -55,7 +55,7 @@ def test_streamed_channel_correlation_equals_the_two_pass_one(seed, offset, cuts
 
 
 def test_ood_sets_shrink_for_large_items_and_the_analysis_says_so():
-    from convlens.analysis.orchestration.model_file import (
+    from convlens.analysis.orchestration.model_data import (
         OOD_MIN_PER_SET,
         OOD_PER_SET,
         ood_count,
@@ -140,14 +140,14 @@ def test_layers_past_the_array_budget_keep_exemplars_but_no_crops(tmp_path, monk
 @needs_onnx
 @torchscript_export
 def test_large_items_get_smaller_ood_sets_with_a_note(tmp_path, monkeypatch):
-    from convlens.analysis.orchestration import model_file
+    from convlens.analysis.orchestration import model_data
     from tests.onnx_tools import analyze
 
     path = _onnx_file(tmp_path)
     rng = np.random.default_rng(2)
     np.savez(tmp_path / "d.npz", x=rng.uniform(size=(30, 3, 16, 16)).astype(np.float32),
              y=np.arange(30) % 2)  # fmt: skip
-    monkeypatch.setattr(model_file, "OOD_SET_BYTES", 20 * 3 * 16 * 16 * 4)
+    monkeypatch.setattr(model_data, "OOD_SET_BYTES", 20 * 3 * 16 * 16 * 4)
     r, data = analyze(path, tmp_path / "m.json", "--data", f"npz:{tmp_path / 'd.npz'}",
                       "--ood", "noise", "--no-channels")  # fmt: skip
     assert r.exit_code == 0, r.output

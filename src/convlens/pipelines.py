@@ -193,7 +193,7 @@ def write_result(result: AnalysisResult, dest: str | Path) -> Path:
     arrays of a fresh analysis beside it (:func:`~convlens.runs.layout.channels_path`)."""
     from safetensors import SafetensorError
 
-    from convlens.analysis.orchestration.channels import pending_arrays
+    from convlens.analysis.result.channels import pending_arrays
 
     try:
         arrays = pending_arrays(result)
@@ -241,7 +241,7 @@ def analyze_target(
 def _analyze_target(
     target: str | Path, options: AnalyzeOptions, out: str | Path | None
 ) -> tuple[AnalysisResult, Path]:
-    from convlens.analysis import analyze_model_file, analyze_run
+    from convlens.analysis import analyze_model_file
     from convlens.analysis.orchestration.model_file import DataStageError
     from convlens.parallel.dist import is_main
 
@@ -251,6 +251,8 @@ def _analyze_target(
         _check_destination(Path(out))
         _check_not_an_input(path, Path(out))
     if path.is_dir():
+        from convlens.analysis import analyze_run  # torch: a run is analysed with its models
+
         result = analyze_run(path, options)
         dest = Path(out) if out else RunLayout(path).analysis
     elif path.is_file():

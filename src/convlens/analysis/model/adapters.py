@@ -32,17 +32,14 @@ from convlens.analysis.model.layers import (
     PoolStep,
     conv_modules,
     identify_modules,
-    identify_weights,
     run_model,
     stem_index,
-    stem_note,
 )
+from convlens.analysis.model.weights_only import ModelAdapter, Shapes, WeightsOnly  # noqa: F401
 from convlens.analysis.result import LayerCheck, LayerIdentity
 from convlens.data.fit import InputExpectation
 from convlens.errors import ConvlensError
 
-Shapes = dict[str, tuple[list[int], list[int]]]
-"""Per conv layer: the input and output shape of its (first) call in a traced run."""
 POOL_TYPES = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)
 
 
@@ -76,87 +73,6 @@ def _pools_before(events: list[tuple[str, Any]]) -> dict[str, list[PoolStep]]:
                 out[item] = pending
             pending = []
     return out
-
-
-class ModelAdapter:
-    """The common interface (see the module docstring); the base class is not runnable."""
-
-    kind = "weights"
-    runnable = False
-
-    def __init__(self) -> None:
-        self.notes: list[str] = []
-        self.shapes: Shapes = {}
-        self.pools: dict[str, list[PoolStep]] = {}
-        self.output: str | None = None
-
-    def layers(self) -> list[LayerIdentity]:
-        """Every conv layer's identity and geometry, ``index`` in execution order where known."""
-        raise NotImplementedError
-
-    def weights(self) -> dict[str, NDArray[Any]]:
-        """Weights keyed so that ``identity.weight_key`` or ``identity.name`` finds each layer's."""
-        raise NotImplementedError
-
-    def expectation(self) -> InputExpectation:
-        """What the model reads (conv rank, channels, fixed size, layout), for the data fit."""
-        raise ConvlensError("this model holds weights only: it cannot be run on data")
-
-    def trace(self, x: NDArray[Any]) -> None:
-        """Run once on the first items of ``x`` (already fitted): execution order and conv shapes."""
-        raise ConvlensError("this model holds weights only: it cannot be run on data")
-
-    def activations(self, x: NDArray[Any], name: str) -> forward.SetActivations:
-        """One pass over the fitted set ``x``: per-layer activation statistics and output scores."""
-        raise ConvlensError("this model holds weights only: it cannot be run on data")
-
-    def feature_maps(self, x: NDArray[Any]) -> dict[str, NDArray[np.float32]]:
-        """Each conv layer's output ``(P, C, *spatial)`` for the probe items ``x``."""
-        raise ConvlensError("this model holds weights only: it cannot be run on data")
-
-    def verify(
-        self, x: NDArray[Any] | None, seed: int, skip: set[str]
-    ) -> tuple[list[LayerCheck], list[str]]:
-        """Checks of the conv calls and the layers whose check was skipped (with why)."""
-        return [], []
-
-    def _note(self, text: str) -> None:
-        if text not in self.notes:
-            self.notes.append(text)
-
-
-# ----------------------------------------------------------------------------- weights only
-class WeightsOnly(ModelAdapter):
-    """Conv weights ``(O, C/g, *k)`` without an architecture: matching only."""
-
-    def __init__(
-        self,
-        convs: dict[str, NDArray[Any]],
-        identities: list[LayerIdentity] | None = None,
-        notes: list[str] | None = None,
-    ) -> None:
-        super().__init__()
-        self._convs = convs
-        self._idents = identities if identities is not None else identify_weights(convs)
-        if identities is None:
-            note = stem_note(self._idents)
-            if note is not None:
-                self.notes.append(note)
-        self.notes.extend(notes or [])
-
-    def layers(self) -> list[LayerIdentity]:
-        return list(self._idents)
-
-    def weights(self) -> dict[str, NDArray[Any]]:
-        return self._convs
-
-    @staticmethod
-    def from_onnx(path: str | Path) -> WeightsOnly:
-        """An ONNX graph read without onnxruntime: graph order and node geometry, no running."""
-        from convlens.analysis.model.onnxrun import onnx_layers
-
-        idents, weights, notes = onnx_layers(path)
-        return WeightsOnly(weights, idents, notes)
 
 
 # ----------------------------------------------------------------------------- outputs

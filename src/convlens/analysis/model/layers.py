@@ -16,17 +16,24 @@ execution order; no code assumes a layer is called ``conv1``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from numpy.typing import NDArray
-from torch import nn
 
 from convlens.analysis.result import LayerIdentity
 from convlens.errors import ConvlensError, raised_in_convlens
 
-CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+if TYPE_CHECKING:  # torch is imported where a torch model is handled: weights files never load it
+    import torch
+    from torch import nn
+
+
+def conv_types() -> tuple[type[nn.Module], ...]:
+    """The torch conv module classes (``Conv1d/2d/3d``)."""
+    from torch import nn
+
+    return (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
 @dataclass(frozen=True)
@@ -43,7 +50,8 @@ class PoolStep:
 
 def conv_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """``(qualified name, module)`` of every ``Conv1d/2d/3d`` in ``model``, in definition order."""
-    return [(n, m) for n, m in model.named_modules() if isinstance(m, CONV_TYPES)]
+    kinds = conv_types()
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, kinds)]
 
 
 def module_identity(name: str, conv: Any, index: int, order: str) -> LayerIdentity:
@@ -91,6 +99,8 @@ def identify_modules(
 def _execution_order(
     model: nn.Module, convs: list[tuple[str, nn.Module]], example: torch.Tensor, call: Any = None
 ) -> list[str]:
+    import torch
+
     fired: list[str] = []
     handles = []
     was_training = model.training

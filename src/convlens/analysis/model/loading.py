@@ -15,15 +15,19 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from numpy.typing import NDArray
-from torch import nn
 
 from convlens.analysis.model.onnxdecode import MAX_WEIGHT_VALUES as _MAX_ONNX_VALUES
 from convlens.errors import ConvlensError, raised_in_convlens
+
+if (
+    TYPE_CHECKING
+):  # torch only for .pt files and factories: safetensors and ONNX files never load it
+    import torch
+    from torch import nn
 
 WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt", ".onnx")
 TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
@@ -39,6 +43,8 @@ checked from its declared dims before the tensor is decoded (enforced in
 
 
 def _flatten(obj: Any, prefix: str = "") -> dict[str, torch.Tensor]:
+    import torch
+
     out: dict[str, torch.Tensor] = {}
     if isinstance(obj, torch.Tensor):
         out[prefix.rstrip(".")] = obj
@@ -57,16 +63,10 @@ def load_weights(path: str | Path) -> dict[str, NDArray[Any]]:
     if suffix in REFUSED_SUFFIXES:
         raise ConvlensError(f"refusing {str(p)!r}: {REFUSED_SUFFIXES[suffix]}")
     if suffix == ".safetensors":
-        try:
-            from safetensors.torch import load_file
-
-            tensors = load_file(str(p))
-        except Exception as exc:  # safetensors raises its own error type for bad headers/lengths
-            raise ConvlensError(
-                f"{str(p)!r} is not a valid safetensors file (truncated or corrupt): {exc}"
-            ) from None
-        return {k: v.detach().float().numpy() for k, v in tensors.items()}
+        return _safetensors(p)
     if suffix in TORCH_SUFFIXES:
+        import torch
+
         try:
             obj = torch.load(p, map_location="cpu", weights_only=True)
         except Exception as exc:
@@ -86,6 +86,28 @@ def load_weights(path: str | Path) -> dict[str, NDArray[Any]]:
         f"unsupported model file type {suffix or '(none)'!r} for {str(p)!r}; expected one of "
         f"{', '.join(WEIGHT_SUFFIXES)} or a run directory"
     )
+
+
+def _safetensors(p: Path) -> dict[str, NDArray[Any]]:
+    """A safetensors file's tensors as float32 arrays, read with NumPy (no torch); a file with a
+    dtype NumPy has not (bfloat16, float8) is read with torch, as it always was."""
+    try:
+        from safetensors.numpy import load_file as load_numpy
+
+        arrays = load_numpy(str(p))
+    except Exception:  # a dtype numpy lacks, or a bad file: torch reads the first, says the second
+        pass
+    else:
+        return {k: np.asarray(v, dtype=np.float32) for k, v in arrays.items()}
+    try:
+        from safetensors.torch import load_file
+
+        tensors = load_file(str(p))
+    except Exception as exc:  # safetensors raises its own error type for bad headers/lengths
+        raise ConvlensError(
+            f"{str(p)!r} is not a valid safetensors file (truncated or corrupt): {exc}"
+        ) from None
+    return {k: v.detach().float().numpy() for k, v in tensors.items()}
 
 
 def _onnx_conv_weights(p: Path) -> dict[str, NDArray[Any]]:
@@ -121,6 +143,9 @@ def _failure(exc: BaseException) -> str:
 
 def build_from_factory(factory: str, weights: str | Path | None) -> nn.Module:
     """Import ``package.module:function`` (user code, by name), call it, load ``weights`` strictly."""
+    import torch
+    from torch import nn
+
     mod_name, sep, fn_name = factory.partition(":")
     if not sep or not mod_name or not fn_name:
         raise ConvlensError(f"--factory must look like package.module:function, got {factory!r}")

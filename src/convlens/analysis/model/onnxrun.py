@@ -27,8 +27,16 @@ from numpy.typing import NDArray
 
 from convlens.analysis.model.forward import SetActivations, accumulate, batches_of, reduce_map
 from convlens.analysis.model.onnxdecode import InputSpec, input_spec, load_model
-from convlens.analysis.model.onnxgraph import ConvGraph, ConvNode, read_graph, topological_order
+from convlens.analysis.model.onnxgraph import ConvNode, read_graph, topological_order
 from convlens.analysis.model.verify import compare_call, make_check
+from convlens.analysis.model.weights_only import (  # noqa: F401 (onnx_layers: re-exported)
+    conv_identities,
+    graph_notes,
+    onnx_layers,
+)
+from convlens.analysis.model.weights_only import (
+    other_convs as _other,
+)
 from convlens.analysis.result import LayerCheck, LayerIdentity
 from convlens.errors import ConvlensError
 
@@ -419,87 +427,3 @@ class OnnxModel:
                 )
             )
         return checks, skipped
-
-
-def conv_identities(convs: list[ConvNode]) -> list[LayerIdentity]:
-    """Identities of the conv layers :func:`~convlens.analysis.model.onnxgraph.read_graph` found, in graph
-    (topological, i.e. execution) order, geometry from the node attributes."""
-    out = []
-    for i, c in enumerate(convs):
-        a, w = c.attrs, c.weight
-        nd = w.ndim - 2
-        pads = [int(v) for v in a.get("pads", [0] * (2 * nd))]
-        auto_pad = a.get("auto_pad", b"NOTSET")
-        auto = auto_pad.decode() if isinstance(auto_pad, bytes) else str(auto_pad)
-        groups = int(a.get("group", 1))
-        out.append(
-            LayerIdentity(
-                name=c.name,
-                index=i,
-                order="execution",
-                dims=nd,
-                weight_shape=list(w.shape),
-                in_channels=int(w.shape[1]) * groups,
-                out_channels=int(w.shape[0]),
-                kernel_size=[int(v) for v in w.shape[2:]],
-                stride=[int(v) for v in a.get("strides", [1] * nd)],
-                padding=pads if auto == "NOTSET" else auto,
-                dilation=[int(v) for v in a.get("dilations", [1] * nd)],
-                groups=groups,
-                padding_mode="zeros",
-                module_type=c.module_type,
-            )
-        )
-    return out
-
-
-def graph_notes(graph: ConvGraph, *, running: bool) -> list[str]:
-    """What the analysis of this graph should say about it: subgraph convs, quantisation, convs
-    whose weights are not constant, and the data input."""
-    notes = []
-    inner = [c.name for c in graph.convs if c.subgraph is not None]
-    if inner and running:
-        notes.append(
-            f"{len(inner)} conv layer(s) inside If/Loop/Scan subgraphs ({_first(inner)}): "
-            "matched from their weights; activations and verification skipped (onnxruntime "
-            "cannot expose tensors inside a subgraph)"
-        )
-    elif inner:
-        notes.append(f"{len(inner)} conv layer(s) inside If/Loop/Scan subgraphs: {_first(inner)}")
-    quant = graph.quantised_note()
-    if quant:
-        notes.append(quant)
-    other = graph.other_convs_note()
-    if other:
-        notes.append(other)
-    if graph.unresolved:
-        notes.append(
-            f"{len(graph.unresolved)} conv node(s) not analysed, weights not constant: "
-            + _first([f"{u.name} ({u.reason})" for u in graph.unresolved])
-        )
-    if graph.input_spec is not None:
-        notes.append(f"ONNX {graph.input_spec.describe()}")
-    return notes
-
-
-def onnx_layers(path: str | Path) -> tuple[list[LayerIdentity], dict[str, NDArray[Any]], list[str]]:
-    """The weights-only view of an ONNX file, without onnxruntime: identities in graph order with
-    the nodes' geometry, weights keyed by layer name, and the notes (quantised, subgraphs, ...)."""
-    graph = read_graph(path)
-    if not graph.convs:
-        if graph.unresolved:
-            raise ConvlensError(graph.not_constant_message(str(path)))
-        raise ConvlensError(f"{str(path)!r} has no Conv nodes with weights{_other(graph)}")
-    weights = {c.name: c.weight for c in graph.convs}
-    return conv_identities(graph.convs), weights, graph_notes(graph, running=False)
-
-
-def _other(graph: ConvGraph) -> str:
-    """``"; conv-like nodes not analysed ..."`` for an error message, or ``""``."""
-    note = graph.other_convs_note()
-    return f"; {note}" if note else ""
-
-
-def _first(items: list[str], n: int = 5) -> str:
-    more = len(items) - n
-    return ", ".join(items[:n]) + (f", and {more} more" if more > 0 else "")

@@ -31,7 +31,7 @@ from numpy.typing import NDArray
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from convlens.analysis.model.layers import CONV_TYPES, conv_modules
+from convlens.analysis.model.layers import conv_modules, conv_types
 from convlens.analysis.result import LayerCheck
 from convlens.errors import ConvlensError
 from convlens.ops import convolve, correlate
@@ -118,7 +118,7 @@ def capture_calls(model: nn.Module, *inputs: Any) -> list[ConvCall]:
     handles = []
     try:
         for m in model.modules():
-            if isinstance(m, CONV_TYPES):
+            if isinstance(m, conv_types()):
                 handles.append(m.register_forward_pre_hook(lambda mod, _a: stack.append(mod)))
                 handles.append(m.register_forward_hook(lambda *_a: stack.pop() if stack else None))
         mode = _Capture(stack)

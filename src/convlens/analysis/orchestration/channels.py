@@ -28,6 +28,7 @@ from convlens.analysis.result import (
     LayerChannels,
     MaximisingInput,
 )
+from convlens.analysis.result.channels import attach_arrays, pending_arrays  # noqa: F401
 from convlens.ops.geometry import ReceptiveField
 
 if TYPE_CHECKING:
@@ -44,20 +45,6 @@ _NULL_CACHE: dict[str, list[dict[str, dict[str, float]]]] = {}
 """The last untrained null of :func:`concepts_stage`, keyed by the caller (architecture, seed and
 the face images) and the number of initialisations: a pure function of the key, so a second analysis of the
 same model and data (a test suite, a notebook) does not rebuild its initialisations."""
-
-_ARRAYS = "_convlens_channel_arrays"
-"""Attribute of an :class:`AnalysisResult` holding the channel arrays until they are written (not
-a dataclass field: never serialised)."""
-
-
-def attach_arrays(result: AnalysisResult, arrays: dict[str, NDArray[Any]]) -> None:
-    result.__dict__[_ARRAYS] = arrays
-
-
-def pending_arrays(result: AnalysisResult) -> dict[str, NDArray[Any]] | None:
-    """The channel arrays of a fresh analysis (``None`` when it computed none or was read back)."""
-    value = result.__dict__.get(_ARRAYS)
-    return value if value else None
 
 
 def channels_stage(

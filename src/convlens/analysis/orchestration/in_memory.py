@@ -22,7 +22,7 @@ from torch import nn
 
 from convlens.analysis.model import forward
 from convlens.analysis.model.adapters import TorchModel
-from convlens.analysis.orchestration import model_file
+from convlens.analysis.orchestration import model_data, model_file
 from convlens.analysis.orchestration.options import AnalyzeOptions
 from convlens.analysis.orchestration.stages import (
     Timer,
@@ -76,7 +76,7 @@ def as_array(
     return x, note
 
 
-def _prepared(data: Any, ood: Mapping[str, Any] | None, seed: int) -> model_file._Prepared:
+def _prepared(data: Any, ood: Mapping[str, Any] | None, seed: int) -> model_data.Prepared:
     x, note = as_array(data, "data")
     notes = ["the data were given as arrays in the model's input units: nothing was fitted"]
     notes += [note] if note else []
@@ -98,7 +98,7 @@ def _prepared(data: Any, ood: Mapping[str, Any] | None, seed: int) -> model_file
                 )
             notes += [cut] if cut else []
             sets.append((str(name), o, f"{name} (given as arrays)"))
-    return model_file._Prepared("data", x, sets, notes, "NCHW", "ID: the data given as arrays")
+    return model_data.Prepared("data", x, sets, notes, "NCHW", "ID: the data given as arrays")
 
 
 def analyze_module(
@@ -134,7 +134,7 @@ def analyze_module(
         with timer("data"):
             if spec is not None:
                 names = tuple(ood) if ood is not None else None
-                prep = model_file._prepare_data(adapter, spec, names, opts.fit, opts.seed)
+                prep = model_data.prepare_data(adapter, spec, names, opts.fit, opts.seed)
             else:
                 prep = _prepared(data, ood, opts.seed)
             adapter.trace(prep.x_id)

@@ -4,21 +4,15 @@ need the model to run."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from convlens.analysis.measure import (
-    activations,
-    featuremaps,
-    receptive,
-)
-from convlens.analysis.model import forward
-from convlens.analysis.model.adapters import ModelAdapter, OnnxModel, TorchModel, WeightsOnly
-from convlens.analysis.model.loading import build_from_factory, conv_weights, load_weights
+from convlens.analysis.model.loading import conv_weights, load_weights
+from convlens.analysis.model.weights_only import ModelAdapter, WeightsOnly
+from convlens.analysis.orchestration.model_data import Prepared, prepare_data
 from convlens.analysis.orchestration.options import AnalyzeOptions
 from convlens.analysis.orchestration.stages import (
     Timer,
@@ -42,8 +36,11 @@ from convlens.analysis.result import (
     Settings,
     Source,
 )
-from convlens.data.fit import FitOptions
 from convlens.errors import ConvlensError, is_user_error
+
+if TYPE_CHECKING:  # the modules that run a model import torch: loaded by the stages that run one,
+    # so a weights-only analysis (safetensors, .onnx without data) never imports torch
+    from convlens.analysis.model import forward
 
 # ----------------------------------------------------------------------------- model files
 PROBES_PER_SET = 4
@@ -51,20 +48,6 @@ PROBES_PER_SET = 4
 FEATURE_MAP_CHANNEL_LIMIT = 64
 """Channel correlation matrices are kept for layers with at most this many channels (JSON size: a
 PP-OCR run wrote 15 MB, 89% of it matrices, at 256); larger layers keep the mean |r| only."""
-
-
-OOD_PER_SET = 100
-"""Items in each OOD set built for a model file ..."""
-OOD_SET_BYTES = 64 * 2**20
-"""... unless that many items of the data's shape (float32) pass this many bytes: then as many as
-fit, at least :data:`OOD_MIN_PER_SET` (416 px RGB: 32 a set; eight sets of 100 took 1.7 GB)."""
-OOD_MIN_PER_SET = 16
-
-
-def ood_count(item_shape: tuple[int, ...]) -> int:
-    """Items per OOD set for data items of ``item_shape`` (:data:`OOD_SET_BYTES`)."""
-    fit = OOD_SET_BYTES // max(1, int(np.prod(item_shape)) * 4)
-    return int(min(OOD_PER_SET, max(OOD_MIN_PER_SET, fit)))
 
 
 class DataStageError(ConvlensError):
@@ -81,23 +64,6 @@ class DataStageError(ConvlensError):
         self.stage = stage
 
 
-@dataclass
-class _Prepared:
-    """The data of a model-file analysis, fitted to the model (see :mod:`convlens.data.fit`)."""
-
-    id_name: str
-    x_id: NDArray[np.float32]
-    sets: list[tuple[str, NDArray[np.float32], str]]
-    notes: list[str]
-    layout: str
-    id_description: str = ""
-    others: list[tuple[str, NDArray[np.float32], str]] = field(default_factory=list)
-    sources: dict[str, NDArray[np.int64]] = field(default_factory=dict)
-    classes: list[str] = field(default_factory=list)
-    id_stream: Any = None
-    """A streamed folder (``stream:DIR``): the ID set read lazily; ``x_id`` is then its sample."""
-
-
 def open_model(
     path: str | Path,
     convs: dict[str, NDArray[Any]],
@@ -111,8 +77,13 @@ def open_model(
     ``factory``, or the weights alone (an ONNX graph read without running it, or ``convs``)."""
     onnx = Path(path).suffix.lower() == ".onnx"
     if onnx and run:
+        from convlens.analysis.model.adapters import OnnxModel
+
         return OnnxModel(path, output, inputs)
     if factory is not None:
+        from convlens.analysis.model.adapters import TorchModel
+        from convlens.analysis.model.loading import build_from_factory
+
         return TorchModel(build_from_factory(factory, path), output=output)
     if onnx:
         return WeightsOnly.from_onnx(path)
@@ -160,7 +131,7 @@ def analyze_model_file(
     if data is not None and failure is None:
         with timer("data"):
             try:
-                prepared = _prepare_data(adapter, data, ood, opts.fit, seed)
+                prepared = prepare_data(adapter, data, ood, opts.fit, seed)
             except Exception as exc:
                 if not _recoverable(exc):
                     raise
@@ -185,6 +156,8 @@ def analyze_model_file(
             ):
                 skip_for_nonfinite(result, skipped, bad)
         else:
+            from convlens.analysis.model import forward
+
             try:
                 with forward.output_kind(opts.fit.output_kind):
                     _data_stages(result, adapter, prepared, timer, bad, opts.n_untrained)
@@ -197,10 +170,6 @@ def analyze_model_file(
         and prepared is not None
         and failure is None
         and not bad
-        and (
-            isinstance(adapter, OnnxModel)
-            or (isinstance(adapter, TorchModel) and adapter.call is None)
-        )
         and prepared.id_stream is None
     ):
         with timer("channels"):
@@ -251,124 +220,6 @@ def _recoverable(exc: Exception) -> bool:
     return is_user_error(exc) and not isinstance(exc, RankFailed | RankCrashed)
 
 
-def _prepare_stream(
-    adapter: ModelAdapter, root: str, ood: tuple[str, ...] | None, options: FitOptions, seed: int
-) -> _Prepared:
-    """A streamed image folder (:mod:`convlens.parallel.stream`): the ID set is every image of the
-    folder, decoded lazily (sharded across ranks under torchrun); the OOD sets are made from the
-    seeded normalisation sample. Images are fed as read: grey repeated to the model's channels,
-    resized to the model's fixed input size (else the first image's, capped), standardised by the
-    folder's own mean/std."""
-    from dataclasses import replace
-
-    from convlens.data.ood import default_ood_names, make_oods
-    from convlens.parallel.stream import open_folder
-
-    if not isinstance(adapter, TorchModel):
-        raise ConvlensError(
-            f"data 'stream:{root}': streamed folders run with PyTorch models (a factory); give "
-            "the folder itself (DIR) for an ONNX model"
-        )
-    if replace(options, output=None, output_kind="auto") != FitOptions():
-        raise ConvlensError(
-            f"data 'stream:{root}': a streamed folder is fed as read (grey repeated to the "
-            "model's channels, standardised by the folder's own mean/std); --layout, "
-            "--normalize, --scale and --input-size apply to data loaded whole"
-        )
-    expect = adapter.expectation()
-    fixed = [v for v in (expect.spatial or ()) if v is not None]
-    model_size = (
-        (int(fixed[0]), int(fixed[1])) if len(fixed) == 2 == len(expect.spatial or ()) else None
-    )
-    ds = open_folder(root, seed, channels=expect.channels or 1, model_size=model_size)
-    names = list(ood) if ood is not None else default_ood_names(ds)
-    oods = make_oods(names, ds, 100, seed)
-    return _Prepared(
-        f"{ds.name} (all {len(ds.stream)} images, streamed)",
-        ds.x,
-        [(o.name, o.x, o.description) for o in oods],
-        [f"data: {ds.source}; {ds.normalisation['rule']}"],
-        "NCHW",
-        f"ID: every image of the streamed folder {root!r}",
-        [],
-        {o.name: o.sources for o in oods},
-        list(ds.classes),
-        ds.stream,
-    )
-
-
-def _prepare_data(
-    adapter: ModelAdapter, data: str, ood: tuple[str, ...] | None, options: FitOptions, seed: int
-) -> _Prepared:
-    """Load ``data`` and its OOD sets and fit them to the model: one plan for every set."""
-    from convlens.data.fit import SIGNAL_OOD, SIGNAL_OOD_TEXT, plan_fit, signal_like
-
-    if data.startswith("stream:"):
-        return _prepare_stream(adapter, data[len("stream:") :], ood, options, seed)
-    from convlens.data.loaders import load_dataset
-    from convlens.data.ood import default_ood_names, id_split, make_ood
-
-    ds = load_dataset(data, seed)
-    expect = adapter.expectation()
-    x_test, _ = ds.split("test")
-    plan = plan_fit(
-        x_test.shape[1:],
-        expect,
-        options,
-        ds.normalisation,
-        repr(ds.name),
-        source_rank=ds.extra.get("x_rank"),
-    )
-    images = len(ds.shape) == 3 and expect.dims == 2 and not plan.column
-    one_d = expect.dims == 1 or plan.column  # 1-D data may be held as (N, C, 1, L)
-    made = list(SIGNAL_OOD) if one_d else ["noise"]
-    names = ood if ood is not None else (default_ood_names(ds) if images else made)
-    sets = []
-    sources: dict[str, NDArray[np.int64]] = {}
-    fitted = tuple(plan.apply(x_test[:1]).shape[1:])  # an item as the model reads it
-    per_set = ood_count(fitted)
-    if per_set < OOD_PER_SET:
-        options_note = (
-            f"OOD sets of {per_set} items each, not {OOD_PER_SET}: one set of "
-            f"{OOD_PER_SET} items of {list(fitted)} would hold "
-            f"{OOD_PER_SET * np.prod(fitted) * 4 / 2**20:.0f} MiB "
-            f"(budget {OOD_SET_BYTES // 2**20} MiB a set)"
-        )
-    for n in names:
-        if images:
-            o = make_ood(n, ds, per_set, seed)
-            sets.append((o.name, plan.apply(o.x), o.description))
-            sources[o.name] = o.sources
-        elif n in made:
-            x = signal_like(n, x_test.shape[1:], per_set, seed, ds.normalisation)
-            desc = f"{SIGNAL_OOD_TEXT[n]}, in the data's shape; standardised like {ds.name}"
-            sets.append((n, plan.apply(x), desc))
-        else:
-            raise ConvlensError(
-                f"OOD set {n!r} is made of images; for {expect.dims}-D data the sets are "
-                f"{', '.join(made)}"
-            )
-    split = id_split(ds)  # the face class only for face data; the other classes compared apart
-    x_id = plan.apply(split.x)
-    if isinstance(adapter, OnnxModel):  # dtype; fixed dims were checked by the plan
-        spec = adapter.runner.input_spec
-        known = spec.layout if spec is not None and spec.layout != "unknown" else plan.layout
-        adapter.runner.check_data(x_id, repr(ds.name), known)
-    others = [(o.name, plan.apply(o.x), o.description) for o in split.others]
-    sources.update({o.name: o.sources for o in split.others})
-    return _Prepared(
-        split.name,
-        x_id,
-        sets,
-        list(plan.notes) + ([options_note] if per_set < OOD_PER_SET else []),
-        plan.layout,
-        "ID: " + split.description,
-        others,
-        sources,
-        list(split.classes),
-    )
-
-
 def _verify_stage(
     result: AnalysisResult, adapter: ModelAdapter, x: NDArray[Any] | None, bad: list[str]
 ) -> None:
@@ -387,12 +238,14 @@ def _verify_stage(
 def _data_stages(
     result: AnalysisResult,
     adapter: ModelAdapter,
-    prep: _Prepared,
+    prep: Prepared,
     timer: Timer,
     bad: list[str],
     n_untrained: int,
 ) -> None:
     """Verification (ONNX), activations, receptive fields and probe feature maps on the data."""
+    from convlens.analysis.measure import receptive
+
     if adapter.kind == "onnx":
         with timer("verify"):
             _verify_stage(result, adapter, prep.x_id, bad)
@@ -418,11 +271,13 @@ def _data_stages(
 
 
 def _distribution_model_file(
-    result: AnalysisResult, adapter: ModelAdapter, prep: _Prepared, n_untrained: int
+    result: AnalysisResult, adapter: ModelAdapter, prep: Prepared, n_untrained: int
 ) -> None:
     """ID vs OOD (and vs the data's other classes) for a model file, with ``n_untrained`` untrained
     initialisations when a factory builds the module
     (:func:`convlens.analysis.measure.untrained.fresh_from_factory`)."""
+    from convlens.analysis.model.adapters import TorchModel
+
     id_x = prep.id_stream if prep.id_stream is not None else prep.x_id
     named = [(prep.id_name, id_x)] + [(n, x) for n, x, _ in prep.sets + prep.others]
     trained = [adapter.activations(x, n) for n, x in named]
@@ -445,7 +300,7 @@ def _distribution_model_file(
 
 def _attach_model_file(
     result: AnalysisResult,
-    prep: _Prepared,
+    prep: Prepared,
     trained: list[forward.SetActivations],
     inits: list[list[forward.SetActivations]],
     seeds: list[int],
@@ -454,6 +309,7 @@ def _attach_model_file(
     with the untrained initialisations there are (``inits``, made under ``seeds``, from the
     factory; a model file's own initial weights are unknown), and what the trained network and
     the first initialisation predict."""
+    from convlens.analysis.measure import activations
     from convlens.analysis.measure.untrained import fresh_name, initialisations_text
 
     n_ood = len(prep.sets)
@@ -484,10 +340,12 @@ def _attach_model_file(
         )
 
 
-def _probe_maps_stage(result: AnalysisResult, adapter: ModelAdapter, prep: _Prepared) -> None:
+def _probe_maps_stage(result: AnalysisResult, adapter: ModelAdapter, prep: Prepared) -> None:
     """Feature maps of the first :data:`PROBES_PER_SET` items of each set: mean relu activation
     per channel and set, and the channel correlation over all probes (one entry, epoch -1: the
     model as given, no training history)."""
+    from convlens.analysis.measure import featuremaps
+
     batch = getattr(getattr(adapter, "runner", None), "batch", None) or 1
     layers = by_name(result)
     probe_sets: list[str] = []
@@ -581,12 +439,18 @@ def write_model_kernels(result: AnalysisResult, model: Path, analysis: Path) -> 
 
 
 def _channels_stage(
-    result: AnalysisResult, adapter: TorchModel | OnnxModel, prep: _Prepared, seed: int
+    result: AnalysisResult, adapter: ModelAdapter, prep: Prepared, seed: int
 ) -> None:
     """Exemplars (and, for a torch model, maximising inputs) of the model's channels on the fitted
     ID and OOD sets (a streamed folder is not re-read: its channels are left out). A model that
-    cannot be run that way (a tuple head fed through a pipeline) is left out with a note."""
+    cannot be run that way (a torch model run through a pipeline callable) is left out."""
+    from convlens.analysis.model.adapters import OnnxModel, TorchModel
     from convlens.analysis.orchestration.channels import attach_arrays, channels_stage
+
+    if not (
+        isinstance(adapter, OnnxModel) or (isinstance(adapter, TorchModel) and not adapter.call)
+    ):
+        return
 
     sets = [(prep.id_name, prep.x_id)] + [(name, x) for name, x, _ in prep.sets]
     rfs = result.receptive_fields.theoretical if result.receptive_fields is not None else None
@@ -596,6 +460,7 @@ def _channels_stage(
                 result, None, sets, rfs, seed=seed, runner=adapter.runner, layout=prep.layout
             )
         else:
+            assert isinstance(adapter, TorchModel)
             arrays = channels_stage(result, adapter.module, sets, rfs, seed=seed)
         attach_arrays(result, arrays)
     except ConvlensError as exc:

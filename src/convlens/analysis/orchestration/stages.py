@@ -12,22 +12,16 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
-from torch import nn
 
 from convlens.analysis.evidence.verdicts import headline, verdicts
-from convlens.analysis.measure import (
-    activations,
-    caveats,
-    matching,
-)
+from convlens.analysis.measure import caveats, matching
 from convlens.analysis.measure.units import sees_colour
-from convlens.analysis.model import forward, verify
-from convlens.analysis.model.adapters import WeightsOnly
 from convlens.analysis.model.loading import conv_weights
+from convlens.analysis.model.weights_only import WeightsOnly
 from convlens.analysis.orchestration.options import check_settings
 from convlens.analysis.result import (
     SCHEMA_VERSION,
@@ -42,6 +36,11 @@ from convlens.analysis.result import (
     Verdicts,
 )
 from convlens.errors import ConvlensError
+
+if TYPE_CHECKING:  # torch only where a model runs: a weights-only analysis never imports it
+    from torch import nn
+
+    from convlens.analysis.model.forward import SetActivations
 
 
 class Timer:
@@ -217,6 +216,8 @@ def call_checks(
                     message=f"layer {ident.name}: weights hold NaN or Inf; not verified",
                 )
             )
+    from convlens.analysis.model import verify
+
     checks = [verify.check_layer(i.name, m, seed=seed) for i, m in modules if i.name not in bad]
     record_failed(result, checks)
     attach_checks(result, checks)
@@ -272,13 +273,14 @@ def attach_checks(result: AnalysisResult, checks: list[LayerCheck]) -> None:
 
 def attach_distribution(
     result: AnalysisResult,
-    id_set: forward.SetActivations,
-    ood_sets: list[forward.SetActivations],
+    id_set: SetActivations,
+    ood_sets: list[SetActivations],
     descriptions: dict[str, str] | None = None,
     **extra: Any,
 ) -> None:
     """ID vs OOD per layer (``extra``: the keyword arguments of :func:`activations.compare`:
     ``sources``, ``others``, ``controls``, ``control_descriptions``)."""
+    from convlens.analysis.measure import activations
     from convlens.parallel.dist import is_main
 
     if not is_main():  # under torchrun only rank 0 computes the bootstrap and AUROC

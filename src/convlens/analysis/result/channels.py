@@ -7,6 +7,7 @@ records hold the numbers and where each array is."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -89,3 +90,20 @@ class LayerChannels:
     def detectors(self) -> list[tuple[int, ConceptMatch]]:
         """``(channel, match)`` for every part a channel of this layer detects."""
         return [(ch.channel, c) for ch in self.channels for c in ch.concepts if c.detector]
+
+
+# ----------------------------------------------------------------------------- arrays in transit
+_ARRAYS = "_convlens_channel_arrays"
+"""Attribute of an :class:`AnalysisResult` holding the channel arrays until they are written (not
+a dataclass field: never serialised)."""
+
+
+def attach_arrays(result: Any, arrays: dict[str, Any]) -> None:
+    """Carry ``arrays`` on ``result`` (an :class:`AnalysisResult`) to the writer."""
+    result.__dict__[_ARRAYS] = arrays
+
+
+def pending_arrays(result: Any) -> dict[str, Any] | None:
+    """The channel arrays of a fresh analysis (``None`` when it computed none or was read back)."""
+    value = result.__dict__.get(_ARRAYS)
+    return value if value else None
