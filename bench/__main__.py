@@ -200,6 +200,13 @@ def p5(smoke: bool, reps: int) -> list[dict[str, Any]]:
     return [run(reps)]
 
 
+def p10(smoke: bool, reps: int) -> list[dict[str, Any]]:
+    from bench.weights_only import run
+
+    real = [f for f in os.environ.get("CONVLENS_BENCH_REAL", "").split(os.pathsep) if f]
+    return run(1 if smoke else max(3, reps // 2), real, smoke=smoke)
+
+
 def p6(smoke: bool, reps: int) -> list[dict[str, Any]]:
     rows = []
     n = 1 if smoke else max(2, reps // 2)
@@ -382,6 +389,13 @@ def markdown(results: dict[str, Any]) -> str:
             )
         elif rid == "P6":
             lines.append(f"| P6 | {case} | {r['seconds']['median']:.1f} s | - | - | <= 30 s |")
+        elif rid == "P10":
+            n = f", {r['conv_weights'] / 1e6:.1f}M conv weights" if r["conv_weights"] else ""
+            lines.append(
+                f"| P10 | `convlens analyze` on the weights alone, cold: {case}{n} | "
+                f"{r['seconds']['median']:.2f} s ({r['seconds']['min']:.2f}-{r['seconds']['max']:.2f}), "
+                f"peak RSS {r['peak_rss_mib_children']} MiB | - | - | <= 2 s |"
+            )
         elif rid == "P7":
             lines.append(
                 f"| P7 | {case} | {r['convlens_help']['median']:.3f} s | python -c 'import torch' "
@@ -426,6 +440,7 @@ def main() -> None:
         "P6": p6,
         "P7": p7,
         "P8": p8,
+        "P10": p10,
         "exact": exact,
     }
     chosen = a.only.split(",") if a.only else list(benches)

@@ -22,7 +22,7 @@ from convlens.summary import analysis_summary
 def test_binomial_tail_large_n_matches_scipy(n: int):
     for x in (0, 1, n // 20, n // 20 + 3 * int(np.sqrt(n)), n // 5, n):
         expected = 1.0 if x <= 0 else stats.binom.sf(x - 1, n, 0.05)
-        assert binomial_tail(x, n) == pytest.approx(expected, rel=1e-12, abs=1e-300)
+        assert binomial_tail(x, n) == float(expected)  # the same ufunc, without scipy.stats
     v = kernel_verdict(0.3, 10**6)
     assert v.verdict == "yes" and v.p_value == 0.0 and v.above == 300_000
     assert kernel_verdict(0.05, 10**6).verdict == "no evidence"

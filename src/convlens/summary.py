@@ -40,7 +40,11 @@ def layer_table(result: AnalysisResult, limit: int = 40) -> list[str]:
         elif c is not None and c.status == "checked":
             status = "checked" if c.is_cross_correlation else "differs"
         rf = fields.get(ident.name, "-")
-        rows.append((ident.name, f"{layer.n_kernels} x {shape}", frac, top, status, rf))
+        kernels = f"{layer.n_kernels} x {shape}"
+        if m is not None and m.n_kernels and list(m.weight_shape[2:]) != list(ident.kernel_size):
+            # matched in another form than stored: a space-to-depth stem's de-interleaved kernels
+            kernels = f"{m.n_kernels} x {'x'.join(map(str, m.weight_shape[2:]))}*"
+        rows.append((ident.name, kernels, frac, top, status, rf))
     if not fields:
         rows = [r[:5] for r in rows]
     n = len(rows[0])
@@ -50,6 +54,8 @@ def layer_table(result: AnalysisResult, limit: int = 40) -> list[str]:
     ]
     if len(result.layers) > limit:
         lines.append(f"... and {len(result.layers) - limit} more layer(s) (see the JSON)")
+    if any(r[1].endswith("*") for r in rows):
+        lines.append("* kernels matched as the layer applies them to the image (see the notes)")
     return lines
 
 

@@ -184,6 +184,18 @@ def proportion_ci(k: int, n: int, level: float = 0.95) -> tuple[float | None, fl
     return float(ci.low), float(ci.high)
 
 
+def binom_sf(k: int, n: int, p: float) -> float:
+    """``P(X > k)``, ``X ~ Binomial(n, p)``: the ufunc ``scipy.stats.binom.sf`` calls (Boost's),
+    without importing scipy.stats (0.35 s of a weights-only analysis)."""
+    try:
+        from scipy.special._ufuncs import _binom_sf
+    except ImportError:  # another scipy: the public route
+        from scipy.stats import binom
+
+        return float(binom.sf(k, n, p))
+    return float(_binom_sf(float(k), float(n), float(p)))
+
+
 def wilson(x: int, n: int) -> CI:
     """Wilson score 95% interval of ``x`` successes in ``n`` (``(None, None)`` when ``n == 0``)."""
     if n <= 0:

@@ -32,6 +32,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from convlens.analysis.evidence import kernelsets
+from convlens.analysis.evidence.stats import binom_sf
 from convlens.analysis.result import (
     AnalysisResult,
     Comparison,
@@ -141,9 +142,7 @@ def binomial_tail(x: int, n: int, p: float = CHANCE) -> float:
     for any ``n``)."""
     if x <= 0:
         return 1.0
-    from scipy.stats import binom
-
-    return float(binom.sf(x - 1, n, p))
+    return binom_sf(x - 1, n, p)
 
 
 def kernel_verdict(

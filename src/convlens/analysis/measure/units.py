@@ -108,7 +108,8 @@ def unit_summary(
     dead = dead_mask(w)
     live = ~dead
     n_live = int(live.sum())
-    p_unit = sidak(slice_p_values(s, null).min(axis=1), c)
+    # the p-value falls as the score rises: a unit's smallest slice p-value is its best slice's
+    p_unit = sidak(slice_p_values(best, null), c)
     above = (p_unit < ALPHA) & live
     out = UnitSummary(
         unit_score=UNIT_SCORE,
@@ -130,7 +131,7 @@ def unit_summary(
             f"{out.min_unit_p:.3g} >= {ALPHA}: no unit can be above the null; use a larger null"
         )
     if spectrum is not None and len(spectrum):
-        ps = sidak(slice_p_values(s, np.sort(np.asarray(spectrum))).min(axis=1), c)
+        ps = sidak(slice_p_values(best, np.sort(np.asarray(spectrum))), c)
         sa = (ps < ALPHA) & live
         out.above_spectrum_null95 = int(sa.sum())
         out.fraction_above_spectrum_null95 = float(sa.sum() / n_live) if n_live else None

@@ -299,7 +299,7 @@ class OnnxModel(ModelAdapter):
         return self.runner.identities()
 
     def weights(self) -> dict[str, NDArray[Any]]:
-        return {c.name: c.weight for c in self.runner.convs}
+        return {c.name: c.analysed_weight for c in self.runner.convs}
 
     def expectation(self) -> InputExpectation:
         spec = self.runner.input_spec

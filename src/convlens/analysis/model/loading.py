@@ -124,7 +124,7 @@ def _onnx_conv_weights(p: Path) -> dict[str, NDArray[Any]]:
         raise ConvlensError(
             f"{str(p)!r} has no Conv nodes with weights; {found.other_convs_note()}"
         )
-    return {f"{c.name}.weight": c.weight.astype(np.float32) for c in found.convs}
+    return {f"{c.name}.weight": c.analysed_weight.astype(np.float32) for c in found.convs}
 
 
 def conv_weights(weights: dict[str, NDArray[Any]]) -> dict[str, NDArray[Any]]:

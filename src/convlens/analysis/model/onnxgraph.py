@@ -38,6 +38,7 @@ from convlens.analysis.model.onnxdecode import (
     input_spec,
     load_model,
 )
+from convlens.analysis.model.spacetodepth import SpaceToDepth, deinterleave, find
 from convlens.errors import ConvlensError
 
 MAX_SUBGRAPH_DEPTH = 16
@@ -76,6 +77,15 @@ class ConvNode:
     """``(scale, zero_point)`` turning a quantised output (``QLinearConv``) into float."""
     integer_check: dict[str, Any] = field(default_factory=dict)
     """For ``ConvInteger``: the integer weight and the runtime zero-point name, to check exactly."""
+    space_to_depth: SpaceToDepth | None = None
+    """The pixel phases of a space-to-depth stem reading the graph input (:mod:`.spacetodepth`)."""
+
+    @property
+    def analysed_weight(self) -> NDArray[np.float64]:
+        """The kernels the analysis matches: de-interleaved for a space-to-depth stem."""
+        if self.space_to_depth is None:
+            return self.weight
+        return deinterleave(self.weight, self.space_to_depth)
 
     @property
     def module_type(self) -> str:
@@ -533,5 +543,15 @@ def read_graph(path: str | Path, model: Any | None = None) -> ConvGraph:
     found = ConvGraph([], [], input_spec(graph), [], [o.name for o in graph.output])
     inits = {i.name for i in graph.initializer}
     found.inputs = [i.name for i in graph.input if i.name not in inits]
-    _walk(graph, _Scope(graph, None, path), res, "", 0, found, set())
+    scope = _Scope(graph, None, path)
+    _walk(graph, scope, res, "", 0, found, set())
+    for conv in found.convs:  # a stem reading the image in pixel phases: its real kernels
+        if conv.subgraph is None and conv.weight.ndim == 4 and int(conv.attrs.get("group", 1)) == 1:
+            conv.space_to_depth = find(
+                graph,
+                conv.input,
+                conv.weight.shape[1],
+                set(found.inputs),
+                lambda name: res.const(scope, name)[0],
+            )
     return found

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
+from convlens.analysis.model import spacetodepth
 from convlens.analysis.model.layers import PoolStep, identify_weights, stem_note
 from convlens.analysis.model.onnxgraph import ConvGraph, ConvNode, read_graph
 from convlens.analysis.result import LayerCheck, LayerIdentity
@@ -160,6 +161,9 @@ def graph_notes(graph: ConvGraph, *, running: bool) -> list[str]:
             f"{len(graph.unresolved)} conv node(s) not analysed, weights not constant: "
             + _first([f"{u.name} ({u.reason})" for u in graph.unresolved])
         )
+    for c in graph.convs:
+        if c.space_to_depth is not None:
+            notes.append(spacetodepth.note(c.name, list(c.weight.shape), c.space_to_depth))
     if graph.input_spec is not None:
         notes.append(f"ONNX {graph.input_spec.describe()}")
     return notes
@@ -173,7 +177,7 @@ def onnx_layers(path: str | Path) -> tuple[list[LayerIdentity], dict[str, NDArra
         if graph.unresolved:
             raise ConvlensError(graph.not_constant_message(str(path)))
         raise ConvlensError(f"{str(path)!r} has no Conv nodes with weights{other_convs(graph)}")
-    weights = {c.name: c.weight for c in graph.convs}
+    weights = {c.name: c.analysed_weight for c in graph.convs}
     return conv_identities(graph.convs), weights, graph_notes(graph, running=False)
 
 
