@@ -157,9 +157,34 @@ def test_large_items_get_smaller_ood_sets_with_a_note(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("n", [1, 3])
-def test_streamed_correlation_of_a_single_chunk_is_the_old_function(n):
+def test_streamed_correlation_of_a_single_chunk_is_the_two_pass_function(n):
     rng = np.random.default_rng(n)
     maps = rng.normal(size=(n, 3, 4, 4)).astype(np.float32)
     np.testing.assert_allclose(
         featuremaps.channel_correlation(maps), _two_pass_correlation(maps), atol=1e-12
     )
+
+
+@needs_onnx
+@torchscript_export
+def test_a_fixed_batch_model_gets_whole_batches_of_ood_items(tmp_path, monkeypatch):
+    """Shrunk OOD sets hold whole batches of a model with a fixed batch size (24 here, where the
+    budget alone would give 20): the data stage runs instead of refusing a short set."""
+    from convlens.analysis.orchestration import model_data
+    from tests.onnx_tools import analyze
+
+    torch.manual_seed(4)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.LazyLinear(2))
+    model(torch.zeros(1, 3, 16, 16))
+    path = tmp_path / "fixed.onnx"
+    torch.onnx.export(model.eval(), (torch.zeros(24, 3, 16, 16),), str(path), dynamo=False,
+                      input_names=["x"])  # fmt: skip
+    rng = np.random.default_rng(5)
+    np.savez(tmp_path / "d.npz", x=rng.uniform(size=(120, 3, 16, 16)).astype(np.float32),
+             y=np.arange(120) % 2)  # fmt: skip
+    monkeypatch.setattr(model_data, "OOD_SET_BYTES", 20 * 3 * 16 * 16 * 4)
+    r, data = analyze(path, tmp_path / "m.json", "--data", f"npz:{tmp_path / 'd.npz'}",
+                      "--ood", "noise", "--no-channels")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert data is not None
+    assert [(o["name"], o["n"]) for o in data["distribution"]["ood"]] == [("noise", 24)]

@@ -174,11 +174,45 @@ def test_a_concat_that_is_not_a_phase_split_is_no_stem(tmp_path):
     def slice_node(out: str, axis: int, start: int, src: str) -> object:
         return helper.make_node("Slice", [src, f"s{start}", "big", f"a{axis}", "two"], [out])
 
-    nodes = []
-    for i, (dy, dx) in enumerate([(0, 0), (1, 0), (0, 1), (0, 1)]):  # (1, 1) missing
-        nodes += [slice_node(f"h{i}", 2, dy, "x"), slice_node(f"v{i}", 3, dx, f"h{i}")]
-    nodes.append(helper.make_node("Concat", [f"v{i}" for i in range(4)], ["cat"], axis=1))
-    graph = helper.make_graph(nodes, "g", [], [])
+    def concat(phases: list[tuple[int, int]]) -> dict[str, object]:
+        nodes = []
+        for i, (dy, dx) in enumerate(phases):
+            nodes += [slice_node(f"h{i}", 2, dy, "x"), slice_node(f"v{i}", 3, dx, f"h{i}")]
+        nodes.append(helper.make_node("Concat", [f"v{i}" for i in range(4)], ["cat"], axis=1))
+        return {out: n for n in nodes for out in n.output}
+
     consts = {"s0": [0], "s1": [1], "big": [2**31], "a2": [2], "a3": [3], "two": [2]}
-    assert find(graph, "cat", 12, {"x"}, lambda n: np.array(consts[n])) is None
+
+    def const(name: str) -> np.ndarray:
+        return np.array(consts[name])
+
+    whole = find(concat(list(FOCUS)), "cat", 12, {"x"}, const)  # the same graph, done right
+    assert whole == FOCUS_PHASES
+    twice = concat([(0, 0), (1, 0), (0, 1), (0, 1)])  # (1, 1) missing
+    assert find(twice, "cat", 12, {"x"}, const) is None
+    assert find(concat(list(FOCUS)), "cat", 12, {"other"}, const) is None  # not the data input
     assert onnx is not None
+
+
+@needs_onnx
+def test_a_dilated_conv_after_space_to_depth_is_left_as_stored(tmp_path):
+    """Dilation d puts a phase conv's taps s*d apart on the image, which the de-interleaved kernel
+    does not express: such a conv is analysed as stored."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from convlens.analysis.model.onnxgraph import read_graph
+
+    w = np.random.default_rng(5).normal(size=(4, 12, 3, 3)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("SpaceToDepth", ["x"], ["s"], blocksize=2),
+         helper.make_node("Conv", ["s", "w"], ["y"], pads=[2, 2, 2, 2], dilations=[2, 2])],
+        "s2d", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(w, "w")],
+    )  # fmt: skip
+    path = tmp_path / "d.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    (conv,) = read_graph(path).convs
+    assert conv.space_to_depth is None
+    np.testing.assert_array_equal(conv.analysed_weight, w)

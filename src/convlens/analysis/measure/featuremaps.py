@@ -69,13 +69,21 @@ def _with_derived(
 
 def channel_correlation(maps: NDArray[Any]) -> NDArray[np.float64]:
     """Pearson correlation between channels of ``maps`` ``(P, C, H, W)`` over probes and positions."""
-    acc = CorrelationSum()
-    acc.add(maps)
-    return acc.correlation()
+    c = maps.shape[1]
+    flat = np.moveaxis(np.asarray(maps, dtype=np.float64), 1, 0).reshape(c, -1)
+    flat = flat - flat.mean(axis=1, keepdims=True)
+    norms = np.linalg.norm(flat, axis=1)
+    ok = norms > 0
+    flat[ok] /= norms[ok, None]
+    corr = flat @ flat.T
+    corr[~ok, :] = 0.0
+    corr[:, ~ok] = 0.0
+    return np.clip(corr, -1.0, 1.0)
 
 
 class CorrelationSum:
-    """The channel correlation of :func:`channel_correlation` accumulated over chunks of probes
+    """The channel correlation of :func:`channel_correlation` (equal to rounding) accumulated over
+    chunks of probes
     (``add`` each ``(P, C, *spatial)`` chunk, then ``correlation``), so the maps of one chunk at a
     time are held: sums and the Gram matrix in float64 of the maps shifted by the first chunk's
     channel means (the shift keeps the one-pass formula free of cancellation)."""
@@ -99,7 +107,9 @@ class CorrelationSum:
         self.gram += flat @ flat.T
 
     def correlation(self) -> NDArray[np.float64]:
-        assert self.gram is not None and self.total is not None and self.n > 0
+        if self.gram is None or self.total is None or self.n == 0:  # nothing added: no pairs
+            c = 0 if self.gram is None else len(self.gram)
+            return np.zeros((c, c))
         cov = self.gram - np.outer(self.total, self.total) / self.n
         var = np.diag(cov).copy()
         # a channel constant over every probe and position has variance 0 up to rounding

@@ -14,14 +14,14 @@ Dead units: a unit whose L2 norm (over all its slices) is below ``DEAD_RELATIVE_
 largest unit norm of the layer is dead; it is excluded from every count and counted separately.
 
 Colour rule: only for a layer that sees the image's colour channels directly (the first layer in
-execution order with exactly 3 input channels; never a hidden layer nor a space-to-depth stem with
-12 channels). A unit with opponency ``1 - |sum_c w_c|^2 / (C sum_c |w_c|^2) >= 0.9`` is
+execution order with exactly 3 input channels, or a space-to-depth stem's kernels de-interleaved to
+the image's 3 channels (:mod:`convlens.analysis.model.spacetodepth`); never a hidden layer). A unit with opponency ``1 - |sum_c w_c|^2 / (C sum_c |w_c|^2) >= 0.9`` is
 ``"colour-opponent"``, decided *before* the DC rule (an R-minus-G blob is colour, not smoothing);
 otherwise a unit takes the category of its best slice ("unclear" when the unit is not above the
 null, whatever its best slice's family).
 
-Proportions carry a Wilson score 95% interval (``scipy.stats.binomtest(...).proportion_ci``, inside
-[0, 1] by construction); an empirical p-value at its floor ``1/(n_null + 1)`` is printed as
+Proportions carry a Wilson score 95% interval (``scipy.stats.binomtest(...).proportion_ci``'s
+formula, written out in :func:`convlens.analysis.evidence.stats.wilson`; inside [0, 1] by construction); an empirical p-value at its floor ``1/(n_null + 1)`` is printed as
 ``"< 1/2001"``, never as 0.
 """
 

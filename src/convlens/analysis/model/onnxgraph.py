@@ -545,10 +545,14 @@ def read_graph(path: str | Path, model: Any | None = None) -> ConvGraph:
     found.inputs = [i.name for i in graph.input if i.name not in inits]
     scope = _Scope(graph, None, path)
     _walk(graph, scope, res, "", 0, found, set())
+    producers = {out: node for node in graph.node for out in node.output}
     for conv in found.convs:  # a stem reading the image in pixel phases: its real kernels
-        if conv.subgraph is None and conv.weight.ndim == 4 and int(conv.attrs.get("group", 1)) == 1:
+        plain = int(conv.attrs.get("group", 1)) == 1 and all(
+            int(d) == 1 for d in conv.attrs.get("dilations", [1, 1])
+        )  # dilated taps would sit s*d apart on the image: not de-interleaved
+        if conv.subgraph is None and conv.weight.ndim == 4 and plain:
             conv.space_to_depth = find(
-                graph,
+                producers,
                 conv.input,
                 conv.weight.shape[1],
                 set(found.inputs),

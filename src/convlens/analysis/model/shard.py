@@ -67,12 +67,15 @@ def _batches(
                 num_workers=n_workers,
                 persistent_workers=False,
             )
+            batches = iter(loader)
             try:
-                for xb in loader:
+                for xb in batches:
                     bar.update(len(xb))
                     yield xb
             except ConvlensError as exc:
                 raise ConvlensError(worker_message(exc), hint_key=exc.hint_key) from None
+            finally:  # the workers stop now, not when the traceback holding them is collected
+                del batches
         else:
             x = torch.as_tensor(data)
             for i in range(0, len(idx), batch):

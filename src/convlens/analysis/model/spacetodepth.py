@@ -2,7 +2,7 @@
 stacked as channels (YOLOv5/YOLOX's Focus: four strided ``Slice`` pairs and a ``Concat``; ONNX
 ``SpaceToDepth``), found in an ONNX graph and analysed on its de-interleaved kernels.
 
-A conv ``k x k`` (stride 1, padding p) over the ``s^2 C`` phase channels computes exactly what a
+A conv ``k x k`` (dilation 1, stride 1, padding p) over the ``s^2 C`` phase channels computes exactly what a
 conv ``s k x s k`` with stride ``s`` and padding ``s p`` computes over the ``C`` image channels, with
 the kernel ``W'[o, c, s a + dy, s b + dx] = W[o, phase(c, dy, dx), a, b]`` (:func:`deinterleave`).
 Analysed as stored, the 12 channels of a Focus stem read as independent 3x3 slices with no colour;
@@ -22,7 +22,8 @@ RULE = (
     "space-to-depth stem: the conv's input is the image cut into s x s pixel phases stacked as "
     "channels (Slice/Concat or SpaceToDepth of the graph input); its kernels are analysed "
     "de-interleaved, W'[o, c, s*a + dy, s*b + dx] = W[o, phase(c, dy, dx), a, b]: the s*k x s*k "
-    "kernels with stride s that the layer applies to the image (exactly the same output)"
+    "kernels with stride s (times the conv's own) that the layer applies to the image (exactly the "
+    "same output; convs with dilation > 1 are not de-interleaved)"
 )
 
 
@@ -49,13 +50,14 @@ def deinterleave(weight: NDArray[Any], s2d: SpaceToDepth) -> NDArray[Any]:
     return out
 
 
-def note(name: str, weight_shape: list[int], s2d: SpaceToDepth) -> str:
+def note(name: str, weight_shape: list[int], s2d: SpaceToDepth, stride: int = 1) -> str:
+    """What the analysis says about a space-to-depth stem (``stride``: the conv's own)."""
     o, _, kh, kw = weight_shape
     s = s2d.block
     return (
         f"{name} reads a space-to-depth rearrangement of the image ({s}x{s} pixel phases x "
         f"{s2d.channels} channels = {len(s2d.phases)} input channels): its {o} units are analysed "
-        f"as {s2d.channels}-channel {s * kh}x{s * kw} kernels with stride {s} on the image, not as "
+        f"as {s2d.channels}-channel {s * kh}x{s * kw} kernels with stride {s * stride} on the image, not as "
         f"{len(s2d.phases)} independent {kh}x{kw} slices; rule: {RULE}"
     )
 
@@ -102,12 +104,17 @@ def _branch(
 
 
 def find(
-    graph: Any, conv_input: str, in_channels: int, sources: set[str], const: Callable[[str], Any]
+    producers: dict[str, Any],
+    conv_input: str,
+    in_channels: int,
+    sources: set[str],
+    const: Callable[[str], Any],
 ) -> SpaceToDepth | None:
     """The space-to-depth rearrangement feeding a conv whose input tensor is ``conv_input`` (with
     ``in_channels`` channels) straight from one of the graph tensors ``sources`` (the data input),
-    or ``None``. ``const(name)`` gives a constant tensor's value."""
-    producers = {out: node for node in graph.node for out in node.output}
+    or ``None``. ``producers`` maps each tensor of the graph to the node that makes it;
+    ``const(name)`` gives a constant tensor's value. The conv must have dilation 1 (the caller
+    checks): its taps are then ``s`` pixels apart on the image."""
     node = producers.get(conv_input)
     if node is None:
         return None
@@ -128,7 +135,8 @@ def find(
     found = [b for b in branches if b is not None]
     s = found[0][3]
     if (
-        len({b[0] for b in found}) != 1
+        s < 2
+        or len({b[0] for b in found}) != 1
         or found[0][0] not in sources
         or any(b[3] != s for b in found)
         or sorted((b[1], b[2]) for b in found) != [(y, x) for y in range(s) for x in range(s)]

@@ -163,7 +163,8 @@ def graph_notes(graph: ConvGraph, *, running: bool) -> list[str]:
         )
     for c in graph.convs:
         if c.space_to_depth is not None:
-            notes.append(spacetodepth.note(c.name, list(c.weight.shape), c.space_to_depth))
+            stride = int(c.attrs.get("strides", [1])[0])
+            notes.append(spacetodepth.note(c.name, list(c.weight.shape), c.space_to_depth, stride))
     if graph.input_spec is not None:
         notes.append(f"ONNX {graph.input_spec.describe()}")
     return notes

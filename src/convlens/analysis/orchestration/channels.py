@@ -95,7 +95,10 @@ def channels_stage(
         rf = rfs.get(layer)
         maxi = None
         colours = shape[-1] if layout == "NHWC" else shape[0]
-        need = _array_bytes(ext.top.values.shape[0], k, colours, shape, rf, maximise and not runner)
+        crops_rf = rf if dims.get(layer) != 3 else None  # a 3-D layer's exemplars get no crops
+        need = _array_bytes(
+            ext.top.values.shape[0], k, colours, shape, crops_rf, maximise and not runner
+        )
         keep = used + need <= ARRAY_BUDGET
         if keep:
             used += need

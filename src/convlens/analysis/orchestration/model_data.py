@@ -123,6 +123,9 @@ def prepare_data(
     sources: dict[str, NDArray[np.int64]] = {}
     fitted = tuple(plan.apply(x_test[:1]).shape[1:])  # an item as the model reads it
     per_set = ood_count(fitted)
+    fixed = adapter.runner.batch if isinstance(adapter, OnnxModel) else None
+    if fixed:  # whole batches of a model with a fixed batch size (at least one)
+        per_set = max(fixed, -(-per_set // fixed) * fixed)
     if per_set < OOD_PER_SET:
         options_note = (
             f"OOD sets of {per_set} items each, not {OOD_PER_SET}: one set of "

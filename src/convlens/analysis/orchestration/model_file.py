@@ -448,7 +448,7 @@ def _channels_stage(
     from convlens.analysis.orchestration.channels import attach_arrays, channels_stage
 
     if not (
-        isinstance(adapter, OnnxModel) or (isinstance(adapter, TorchModel) and not adapter.call)
+        isinstance(adapter, OnnxModel) or (isinstance(adapter, TorchModel) and adapter.call is None)
     ):
         return
 
