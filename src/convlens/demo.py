@@ -46,9 +46,9 @@ def demo_recipe(data: str | None, epochs: int | None) -> dict[str, Any]:
     """The demo's training recipe (:data:`convlens.train.recipes.DEMO_RECIPE`). Another dataset
     keeps the recipe (optimizer, weight decay, learning rate, epochs, batch size) except the model,
     which is built for faces: that dataset gets its own default model (see :func:`recipe_notes`)."""
-    from convlens.train.recipes import DEMO_RECIPE
+    from convlens.train.recipes import DEMO_RECIPE, NATURAL_RECIPE
 
-    recipe = dict(DEMO_RECIPE)
+    recipe = dict(NATURAL_RECIPE if data == NATURAL_RECIPE["data"] else DEMO_RECIPE)
     if data is not None and data != recipe["data"]:
         recipe["data"] = data
         recipe.pop("model", None)
@@ -59,9 +59,9 @@ def demo_recipe(data: str | None, epochs: int | None) -> dict[str, Any]:
 
 def recipe_notes(recipe: dict[str, Any]) -> list[str]:
     """What of the demo recipe does not apply to ``recipe`` (one line each; empty when all does)."""
-    from convlens.train.recipes import DEMO_RECIPE
+    from convlens.train.recipes import DEMO_RECIPE, NATURAL_RECIPE
 
-    if recipe.get("data") == DEMO_RECIPE["data"]:
+    if recipe.get("data") in (DEMO_RECIPE["data"], NATURAL_RECIPE["data"]):
         return []
     kept = ", ".join(f"{k} {recipe[k]}" for k in DEMO_RECIPE if k not in ("data", "model"))
     return [

@@ -15,7 +15,7 @@ from numpy.typing import NDArray
 
 from convlens.errors import ConvlensError
 
-BUNDLED = ("faces", "digits", "signals")
+BUNDLED = ("faces", "digits", "signals", "natural")
 
 # Resource limits, checked before anything of that size is allocated (each error names its limit).
 MAX_CLASSES = 10_000
@@ -241,6 +241,24 @@ def load_signals(seed: int = 0) -> Dataset:
     )
 
 
+def load_natural(seed: int = 0) -> Dataset:
+    """RGB patches of the bundled photographs, the seams task, split by photo
+    (:mod:`convlens.data.natural`)."""
+    from convlens.data import natural
+
+    x, y, splits, _photos = natural.natural01()
+    return from_unit_range(
+        "natural",
+        x,
+        y,
+        list(natural.CLASSES),
+        natural.description(),
+        "8-bit photos / 255 (sklearn's and skimage's uint8 arrays; grey ones repeated to RGB)",
+        seed,
+        splits=splits,
+    )
+
+
 def load_bundled(name: str, seed: int = 0) -> Dataset:
     if name == "faces":
         return load_faces(seed)
@@ -248,4 +266,6 @@ def load_bundled(name: str, seed: int = 0) -> Dataset:
         return load_digits(seed)
     if name == "signals":
         return load_signals(seed)
+    if name == "natural":
+        return load_natural(seed)
     raise ConvlensError(f"unknown bundled dataset {name!r}; expected one of {', '.join(BUNDLED)}")

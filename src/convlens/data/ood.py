@@ -240,16 +240,24 @@ def make_oods(
         return list(pool.map(lambda name: make_ood(name, dataset, n, seed, first=first), names))
 
 
-_SOURCE_MARKERS = {"digits": "load_digits", "faces": "lfw_subset"}
-"""Text in a dataset's ``source`` that says it is made of the same images as that OOD set."""
+_SOURCE_MARKERS = {
+    "digits": ("load_digits",),
+    "faces": ("lfw_subset",),
+    "motorcycle": ("skimage.data.stereo_motorcycle",),
+    "cat": ("skimage.data.chelsea",),
+    "textures": ("skimage.data.brick", "skimage.data.grass", "skimage.data.gravel"),
+}
+"""Text in a dataset's ``source`` that says it is made of the same images as that OOD set (the
+bundled ``natural`` patches are cut from the motorcycle, cat and texture photos)."""
 
 
 def is_id_dataset(name: str, dataset: Dataset) -> bool:
     """Whether OOD set ``name`` would be the training data itself: same name, or the dataset was
     loaded from the same images (e.g. an ``npz:`` or folder copy of sklearn's digits, whose source
     names ``load_digits``)."""
-    marker = _SOURCE_MARKERS.get(name)
-    return name == dataset.name or (marker is not None and marker in str(dataset.source))
+    return name == dataset.name or any(
+        m in str(dataset.source) for m in _SOURCE_MARKERS.get(name, ())
+    )
 
 
 def default_ood_names(dataset: Dataset) -> list[str]:

@@ -110,8 +110,21 @@ PRESETS: dict[str, dict[str, Any]] = {
         "hidden": 32,
         "extra": {"dims": 1},
     },
+    # RGB 32x32 natural patches (the seams task): 16 first-layer units of 7x7 (room for an oriented
+    # Gabor or edge), three pooling stages to a 4x4 map
+    "natural-cnn": {
+        "channels": (16, 32, 32),
+        "kernels": (7, 3, 3),
+        "pool": (2, 2, 2),
+        "hidden": 64,
+    },
 }
-DEFAULT_MODEL = {"faces": "faces-cnn", "digits": "digits-cnn", "signals": "signals-cnn"}
+DEFAULT_MODEL = {
+    "faces": "faces-cnn",
+    "digits": "digits-cnn",
+    "signals": "signals-cnn",
+    "natural": "natural-cnn",
+}
 
 
 def model_names() -> list[str]:
