@@ -1,0 +1,79 @@
+"""The bundled natural-image dataset and its demo (issue 27): patches of the bundled photographs,
+the seams task, the split by photo, its model and recipe, and the figures docs/natural.md quotes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from convlens.data import natural
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def data():
+    return natural.natural01()
+
+
+def test_every_photo_is_in_one_split_and_the_classes_are_balanced(data):
+    x, y, splits, photo = data
+    k = len(natural.CLASSES)
+    assert x.shape == (len(natural.PHOTOS) * natural.PER_PHOTO * k, 3, natural.P, natural.P)
+    assert 0.0 <= x.min() and x.max() <= 1.0
+    seen = {}
+    for part, idx in splits.items():
+        names = {natural.PHOTOS[i] for i in np.unique(photo[idx])}
+        assert names == set(natural.SPLIT[part])
+        for n in names:
+            assert seen.setdefault(n, part) == part  # no photo in two splits
+        assert np.bincount(y[idx]).tolist() == [len(idx) // k] * k
+    assert sorted(np.concatenate(list(splits.values())).tolist()) == list(range(len(y)))
+
+
+def test_a_seam_is_a_straight_discontinuity_at_its_class_angle():
+    """On a smooth ramp crop, an intact patch has no jump; every seam does, and a seam at 0 degrees
+    is a vertical line through the centre, one at 90 degrees a horizontal one."""
+    ramp = np.linspace(0, 1, natural.Q)
+    crop = np.repeat(np.add.outer(ramp, ramp)[..., None] / 2, 3, axis=2)[None]  # (1, Q, Q, 3)
+    x, y = natural.seams(crop, np.random.default_rng(0))
+    assert y.tolist() == list(range(len(natural.CLASSES)))
+    grey = x[:, 0]
+    steps = [max(np.abs(np.diff(g, axis=1)).max(), np.abs(np.diff(g, axis=0)).max()) for g in grey]
+    assert steps[0] < 0.05 and min(steps[1:]) > 0.2
+    centre = natural.P / 2 - 1
+    across_columns = np.abs(np.diff(grey[1], axis=1)).mean(axis=0)  # seam at 0 deg: vertical
+    across_rows = np.abs(np.diff(grey[3], axis=0)).mean(axis=1)  # seam at 90 deg: horizontal
+    assert abs(int(across_columns.argmax()) - centre) <= 2
+    assert abs(int(across_rows.argmax()) - centre) <= 2
+
+
+def test_the_dataset_its_model_recipe_and_ood_defaults():
+    from convlens.data.loaders import load_dataset
+    from convlens.data.ood import default_ood_names
+    from convlens.demo import demo_recipe, recipe_notes
+    from convlens.models.cnn import DEFAULT_MODEL, PRESETS
+
+    ds = load_dataset("natural")
+    assert ds.shape == (3, 32, 32) and ds.classes == list(natural.CLASSES)
+    assert natural.Q >= natural.P * 2**0.5  # no rotated corner leaves the crop
+    assert "split by photo" in ds.source and "skimage.data.chelsea" in ds.source
+    # the motorcycle, cat and texture OOD sets are cut from photos of this dataset
+    assert default_ood_names(ds) == ["digits", "faces", "noise"]
+    assert DEFAULT_MODEL["natural"] == "natural-cnn" and PRESETS["natural-cnn"]["kernels"][0] == 7
+    recipe = demo_recipe("natural", None)
+    assert recipe["model"] == "natural-cnn" and recipe["weight_decay"] == 1.0
+    assert recipe_notes(recipe) == []
+
+
+def test_docs_natural_table_is_generated_from_its_figures():
+    from bench.natural import END, START, markdown
+
+    figures = json.loads((ROOT / "docs" / "natural.json").read_text())
+    text = (ROOT / "docs" / "natural.md").read_text()
+    table = START + text.split(START, 1)[1].split(END, 1)[0] + END
+    assert table == markdown(figures)
+    assert figures["totals"]["seeds"] >= 5
