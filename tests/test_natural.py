@@ -19,6 +19,7 @@ def data():
     return natural.natural01()
 
 
+@pytest.mark.slow  # builds the patches: about 5 s
 def test_every_photo_is_in_one_split_and_the_classes_are_balanced(data):
     x, y, splits, photo = data
     k = len(natural.CLASSES)
@@ -51,6 +52,7 @@ def test_a_seam_is_a_straight_discontinuity_at_its_class_angle():
     assert abs(int(across_rows.argmax()) - centre) <= 2
 
 
+@pytest.mark.slow
 def test_the_dataset_its_model_recipe_and_ood_defaults():
     from convlens.data.loaders import load_dataset
     from convlens.data.ood import default_ood_names
@@ -77,3 +79,12 @@ def test_docs_natural_table_is_generated_from_its_figures():
     table = START + text.split(START, 1)[1].split(END, 1)[0] + END
     assert table == markdown(figures)
     assert figures["totals"]["seeds"] >= 5
+
+
+def test_the_readme_lines_are_generated_from_the_same_figures():
+    from bench.natural import README_END, README_START, readme_block
+
+    figures = json.loads((ROOT / "docs" / "natural.json").read_text())
+    text = (ROOT / "README.md").read_text()
+    block = README_START + text.split(README_START, 1)[1].split(README_END, 1)[0] + README_END
+    assert block == readme_block(figures)
