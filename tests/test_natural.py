@@ -24,7 +24,7 @@ def test_every_photo_is_in_one_split_and_the_classes_are_balanced(data):
     x, y, splits, photo = data
     k = len(natural.CLASSES)
     assert x.shape == (len(natural.PHOTOS) * natural.PER_PHOTO * k, 3, natural.P, natural.P)
-    assert 0.0 <= x.min() and x.max() <= 1.0
+    assert x.min() >= 0.0 and x.max() <= 1.0
     seen = {}
     for part, idx in splits.items():
         names = {natural.PHOTOS[i] for i in np.unique(photo[idx])}
