@@ -18,20 +18,6 @@ from convlens.analysis.measure import featuremaps
 from tests.onnx_tools import needs_onnx, torchscript_export
 
 
-def _two_pass_correlation(maps: np.ndarray) -> np.ndarray:
-    """The channel correlation as it was computed before streaming: centred, then normalised."""
-    c = maps.shape[1]
-    flat = np.moveaxis(maps.astype(np.float64), 1, 0).reshape(c, -1)
-    flat = flat - flat.mean(axis=1, keepdims=True)
-    norms = np.linalg.norm(flat, axis=1)
-    ok = norms > 0
-    flat[ok] /= norms[ok, None]
-    corr = flat @ flat.T
-    corr[~ok, :] = 0.0
-    corr[:, ~ok] = 0.0
-    return np.clip(corr, -1.0, 1.0)
-
-
 @settings(max_examples=40, deadline=None)
 @given(
     seed=st.integers(0, 2**31 - 1),
@@ -49,7 +35,7 @@ def test_streamed_channel_correlation_equals_the_two_pass_one(seed, offset, cuts
     for n in cuts:
         acc.add(maps[start : start + n].astype(np.float32))
         start += n
-    want = _two_pass_correlation(maps.astype(np.float32))
+    want = featuremaps.channel_correlation(maps.astype(np.float32))  # centred, then normalised
     np.testing.assert_allclose(acc.correlation(), want, atol=1e-9)
     assert np.all(acc.correlation()[2] == 0.0)
 
@@ -137,21 +123,27 @@ def test_layers_past_the_array_budget_keep_exemplars_but_no_crops(tmp_path, monk
     assert all(key.startswith(a_cut["layer"] + "/") for key in arrays)
 
 
-@needs_onnx
-@torchscript_export
-def test_large_items_get_smaller_ood_sets_with_a_note(tmp_path, monkeypatch):
+def _shrunk_ood_analysis(path, tmp_path, monkeypatch, n_images: int) -> dict:
+    """``convlens analyze PATH`` on ``n_images`` 3x16x16 images with a noise OOD set, the OOD budget
+    shrunk to 20 such images."""
     from convlens.analysis.orchestration import model_data
     from tests.onnx_tools import analyze
 
-    path = _onnx_file(tmp_path)
-    rng = np.random.default_rng(2)
-    np.savez(tmp_path / "d.npz", x=rng.uniform(size=(30, 3, 16, 16)).astype(np.float32),
-             y=np.arange(30) % 2)  # fmt: skip
+    rng = np.random.default_rng(n_images)
+    np.savez(tmp_path / "d.npz", x=rng.uniform(size=(n_images, 3, 16, 16)).astype(np.float32),
+             y=np.arange(n_images) % 2)  # fmt: skip
     monkeypatch.setattr(model_data, "OOD_SET_BYTES", 20 * 3 * 16 * 16 * 4)
     r, data = analyze(path, tmp_path / "m.json", "--data", f"npz:{tmp_path / 'd.npz'}",
                       "--ood", "noise", "--no-channels")  # fmt: skip
     assert r.exit_code == 0, r.output
     assert data is not None
+    return data
+
+
+@needs_onnx
+@torchscript_export
+def test_large_items_get_smaller_ood_sets_with_a_note(tmp_path, monkeypatch):
+    data = _shrunk_ood_analysis(_onnx_file(tmp_path), tmp_path, monkeypatch, 30)
     assert any(n.startswith("OOD sets of 20 items each, not 100") for n in data["notes"])
     assert [(o["name"], o["n"]) for o in data["distribution"]["ood"]] == [("noise", 20)]
 
@@ -160,9 +152,10 @@ def test_large_items_get_smaller_ood_sets_with_a_note(tmp_path, monkeypatch):
 def test_streamed_correlation_of_a_single_chunk_is_the_two_pass_function(n):
     rng = np.random.default_rng(n)
     maps = rng.normal(size=(n, 3, 4, 4)).astype(np.float32)
-    np.testing.assert_allclose(
-        featuremaps.channel_correlation(maps), _two_pass_correlation(maps), atol=1e-12
-    )
+    acc = featuremaps.CorrelationSum()
+    acc.add(maps)
+    np.testing.assert_allclose(acc.correlation(), featuremaps.channel_correlation(maps), atol=1e-12)
+    assert featuremaps.CorrelationSum().correlation().shape == (0, 0)  # nothing added
 
 
 @needs_onnx
@@ -170,21 +163,11 @@ def test_streamed_correlation_of_a_single_chunk_is_the_two_pass_function(n):
 def test_a_fixed_batch_model_gets_whole_batches_of_ood_items(tmp_path, monkeypatch):
     """Shrunk OOD sets hold whole batches of a model with a fixed batch size (24 here, where the
     budget alone would give 20): the data stage runs instead of refusing a short set."""
-    from convlens.analysis.orchestration import model_data
-    from tests.onnx_tools import analyze
-
     torch.manual_seed(4)
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.LazyLinear(2))
     model(torch.zeros(1, 3, 16, 16))
     path = tmp_path / "fixed.onnx"
     torch.onnx.export(model.eval(), (torch.zeros(24, 3, 16, 16),), str(path), dynamo=False,
                       input_names=["x"])  # fmt: skip
-    rng = np.random.default_rng(5)
-    np.savez(tmp_path / "d.npz", x=rng.uniform(size=(120, 3, 16, 16)).astype(np.float32),
-             y=np.arange(120) % 2)  # fmt: skip
-    monkeypatch.setattr(model_data, "OOD_SET_BYTES", 20 * 3 * 16 * 16 * 4)
-    r, data = analyze(path, tmp_path / "m.json", "--data", f"npz:{tmp_path / 'd.npz'}",
-                      "--ood", "noise", "--no-channels")  # fmt: skip
-    assert r.exit_code == 0, r.output
-    assert data is not None
+    data = _shrunk_ood_analysis(path, tmp_path, monkeypatch, 120)
     assert [(o["name"], o["n"]) for o in data["distribution"]["ood"]] == [("noise", 24)]

@@ -47,7 +47,7 @@ def cli(debug: bool) -> None:
     "--data",
     default="faces",
     show_default=True,
-    help="faces | digits | PATH (class sub-folders) | idx:DIR | cifar:DIR | npz:FILE",
+    help="faces | digits | signals | natural | PATH (class sub-folders) | idx:DIR | cifar:DIR | npz:FILE",
 )
 @click.option(
     "--model",

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class DemoOptions:
     """What ``convlens demo`` is asked to do: ``data`` (``None``: the recipe's, bundled faces;
-    another dataset keeps the recipe but gets its own default model), ``epochs`` (``None``: the
+    ``natural``: its own recipe; another dataset keeps the recipe but gets its own default model), ``epochs`` (``None``: the
     recipe's), ``seed`` of the first run (10: disjoint from the recipe sweep's seeds 0-2),
     ``n_seeds`` training runs (``seed, seed+1, ...``), ``n_null`` random kernels in each null
     baseline, and ``force`` (write into a folder that is not a previous demo)."""
@@ -43,8 +43,8 @@ class DemoOptions:
 
 
 def demo_recipe(data: str | None, epochs: int | None) -> dict[str, Any]:
-    """The demo's training recipe (:data:`convlens.train.recipes.DEMO_RECIPE`). Another dataset
-    keeps the recipe (optimizer, weight decay, learning rate, epochs, batch size) except the model,
+    """The demo's training recipe (:data:`convlens.train.recipes.DEMO_RECIPE`; for ``natural``
+    :data:`~convlens.train.recipes.NATURAL_RECIPE`). Another dataset keeps the recipe (optimizer, weight decay, learning rate, epochs, batch size) except the model,
     which is built for faces: that dataset gets its own default model (see :func:`recipe_notes`)."""
     from convlens.train.recipes import DEMO_RECIPE, NATURAL_RECIPE
 
@@ -96,7 +96,7 @@ def run_demo(
     from convlens.report import build_report
     from convlens.runs.layout import DEMO_FILE, RunLayout
     from convlens.train import RunDir, TrainConfig
-    from convlens.train.recipes import RECIPE_SELECTION
+    from convlens.train.recipes import NATURAL_SELECTION, RECIPE_SELECTION
 
     opts = DemoOptions.of(options, kw)
     refuse_distributed("the demo")
@@ -126,7 +126,9 @@ def run_demo(
                     "format": "convlens-demo/1",
                     "seeds": seeds,
                     "recipe": recipe,
-                    "recipe_selection": RECIPE_SELECTION,
+                    "recipe_selection": (
+                        NATURAL_SELECTION if recipe["data"] == "natural" else RECIPE_SELECTION
+                    ),
                 }
             )
             + "\n",
@@ -188,8 +190,15 @@ def _reference_config(cfg: TrainConfig) -> TrainConfig:
 
 def selection_note(recipe: dict[str, Any], seed: int) -> str:
     """What the analysis says about how the demo recipe was chosen and on which seeds."""
-    from convlens.train.recipes import DEMO_RECIPE, RECIPE_SELECTION
+    from convlens.train.recipes import DEMO_RECIPE, NATURAL_SELECTION, RECIPE_SELECTION
 
+    if recipe.get("data") == "natural":
+        pilot = NATURAL_SELECTION["seeds"]
+        overlap = "disjoint from" if seed not in pilot else "ONE OF (selection bias)"
+        return (
+            f"recipe and task chosen on a pilot ({NATURAL_SELECTION['pilot']}) on seeds {pilot}; "
+            f"this run's seed {seed} is {overlap} the pilot's seeds"
+        )
     if recipe.get("data") != DEMO_RECIPE["data"]:
         return f"recipe: generic settings for {recipe.get('data')!r} (not from the recipe sweep)"
     sweep_seeds = RECIPE_SELECTION["seeds"]

@@ -216,7 +216,8 @@ demo_options = _options(
     click.option(
         "--data",
         default=None,
-        help="Dataset (default: the recipe's, bundled faces); another keeps the recipe but uses its own model.",
+        help="Dataset (default: the recipe's, bundled faces); natural: RGB photo patches with their "
+        "own recipe (docs/natural.md); another keeps the recipe but uses its own model.",
     ),
     click.option(
         "--epochs", default=None, type=click.IntRange(min=1), help="Override the recipe's epochs."

@@ -68,7 +68,7 @@ def absolute_data_spec(spec: str) -> str:
 
 
 def load_dataset(spec: str, seed: int = 0) -> Dataset:
-    """``faces`` / ``digits`` / ``PATH`` / ``idx:DIR`` / ``cifar:DIR`` / ``npz:FILE`` /
+    """``faces`` / ``digits`` / ``signals`` / ``natural`` / ``PATH`` / ``idx:DIR`` / ``cifar:DIR`` / ``npz:FILE`` /
     ``planted:NAME[:DRAW]`` (:mod:`convlens.data.planted`)."""
     if spec in BUNDLED:
         return load_bundled(spec, seed)
@@ -85,7 +85,7 @@ def load_dataset(spec: str, seed: int = 0) -> Dataset:
     if path.is_dir():
         return load_image_folder(path, seed)
     raise ConvlensError(
-        f"dataset {spec!r}: expected faces, digits, a folder of class sub-folders, idx:DIR, cifar:DIR, npz:FILE or planted:NAME",
+        f"dataset {spec!r}: expected faces, digits, signals, natural, a folder of class sub-folders, idx:DIR, cifar:DIR, npz:FILE or planted:NAME",
         hint_key="unknown_dataset",
     )
 

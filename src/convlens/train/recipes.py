@@ -41,6 +41,15 @@ the random null; 1.0: 94%, held-out test accuracy 0.80; 2.0: 96% but test accura
 the oriented seams (pilot: 100%, test accuracy 0.63, chance 0.2); 12 epochs keep two seeds with their
 controls within two minutes on two cores."""
 
+NATURAL_SELECTION: dict[str, Any] = {
+    "pilot": "python -m bench.natural_pilot --task TASK --weight-decay WD (docs/natural.md)",
+    "seeds": [0],
+    "metric": "held-out test accuracy and the first layer's figures (above the nulls, Gabor fits, "
+    "orientation bins), one network per task and weight decay",
+}
+"""How :data:`NATURAL_RECIPE` and its task were chosen: a pilot on seed 0; the demo reports seeds
+10-14."""
+
 RECIPE_SELECTION: dict[str, Any] = {
     "sweep": "python -m bench.recipes --seeds 3",
     "seeds": [0, 1, 2],
