@@ -90,6 +90,7 @@ def test_a_symbolic_batch_is_cut_to_the_map_budget_with_the_same_activations(tmp
         np.testing.assert_allclose(got.maxes(layer), want.maxes(layer), rtol=1e-6)
 
 
+@pytest.mark.slow  # two analyses with data
 @needs_onnx
 @torchscript_export
 def test_layers_past_the_array_budget_keep_exemplars_but_no_crops(tmp_path, monkeypatch):

@@ -209,6 +209,7 @@ print(len(result.layers), dest)
 """
 
 
+@pytest.mark.slow  # a fresh interpreter each
 @pytest.mark.parametrize("which", ["safetensors", "onnx"])
 def test_a_weights_only_analysis_imports_no_torch(tmp_path, which):
     """Issue 25: weights-only analysis of a safetensors or ONNX file never imports torch (about

@@ -144,6 +144,7 @@ def test_a_planted_rgb_edge_kernel_is_matched_de_interleaved_with_colour(tmp_pat
     assert "12 x 6x6*" in r.output and "* kernels matched as the layer applies them" in r.output
 
 
+@pytest.mark.slow
 @needs_onnx
 @torchscript_export
 def test_a_focus_model_runs_on_data_and_verifies_its_stored_conv(tmp_path):
