@@ -16,7 +16,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="module")
 def data():
-    return natural.natural01()
+    yield natural.natural01()
+    natural._natural01.cache_clear()  # 344 MB the rest of the suite does not need
 
 
 @pytest.mark.slow  # builds the patches: about 5 s

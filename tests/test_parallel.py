@@ -466,11 +466,14 @@ def test_stream_of_one_huge_image_among_small_ones_stays_small(tmp_path: Path) -
     Image.fromarray(big).save(root / "000.png")
     for i in range(1, 61):
         Image.fromarray((rng.random((16, 16)) * 255).astype(np.uint8)).save(root / f"{i:03d}.png")
+    # the child's own high-water mark (VmHWM of its address space): ru_maxrss would also carry
+    # the pytest process's, which Linux copies into a child at exec after a vfork
     code = (
-        "import resource, sys\n"
+        "import re\n"
         "from convlens.parallel.stream import open_folder\n"
         f"ds = open_folder({str(tmp_path / 'data')!r}, seed=0)\n"
-        "print(ds.stream.size, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+        "hwm = re.search(r'VmHWM:\\s+(\\d+) kB', open('/proc/self/status').read()).group(1)\n"
+        "print(ds.stream.size, hwm)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     size, rss_kib = out.stdout.rsplit(maxsplit=1)[0], int(out.stdout.split()[-1])
