@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -54,20 +53,31 @@ def _write(shapes: dict[str, tuple[int, ...]], path: Path) -> int:
     return sum(v.size for v in tensors.values())
 
 
+_CHILD = """
+import re, runpy, sys
+sys.argv = ["convlens", "analyze", sys.argv[1], "--out", sys.argv[2]]
+try:
+    runpy.run_module("convlens.cli", run_name="__main__")
+finally:  # the child's own high-water mark (ru_maxrss would carry the parent's, copied at exec)
+    status = open("/proc/self/status").read()
+    print("VmHWM", re.search(r"VmHWM:\\s+(\\d+) kB", status).group(1), file=sys.stderr)
+"""
+
+
 def _time_cli(path: Path, out: Path, reps: int) -> tuple[list[float], float]:
-    """Wall seconds of each cold run and the largest peak RSS (MiB) among these runs."""
+    """Wall seconds of each cold run and the largest peak RSS (MiB) among these runs (each
+    child's own VmHWM)."""
     times, peak = [], 0.0
     for _ in range(reps):
         t0 = time.perf_counter()
-        child = subprocess.Popen(
-            [sys.executable, "-m", "convlens.cli", "analyze", str(path), "--out", str(out)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        _, status, usage = os.wait4(child.pid, 0)
+        done = subprocess.run(
+            [sys.executable, "-c", _CHILD, str(path), str(out)], capture_output=True, text=True
+        )
         times.append(time.perf_counter() - t0)
-        if status != 0:
-            raise RuntimeError(f"convlens analyze {path} failed with status {status}")
-        peak = max(peak, usage.ru_maxrss / 1024)
+        if done.returncode != 0:
+            raise RuntimeError(f"convlens analyze {path} failed: {done.stderr[-500:]}")
+        hwm = [ln for ln in done.stderr.splitlines() if ln.startswith("VmHWM ")][-1]
+        peak = max(peak, int(hwm.split()[1]) / 1024)
     return times, peak
 
 
