@@ -41,6 +41,21 @@ DOC_MD = ROOT / "docs" / "natural.md"
 START, END = "<!-- natural-figures:start -->", "<!-- natural-figures:end -->"
 
 
+def orientation_bins(
+    orientation: list[float | None], selectivity: list[float | None], categories: list[str]
+) -> tuple[int, list[int]]:
+    """How many units are oriented (category in :data:`ORIENTED`, selectivity >= :data:`SELECTIVE`)
+    and the bins of 22.5 degrees, centred on 0, 22.5, ..., that their preferred orientations fill."""
+    oriented = [
+        o
+        for o, s, c in zip(orientation, selectivity, categories, strict=True)
+        if o is not None and s is not None and s >= SELECTIVE and c in ORIENTED
+    ]
+    return len(oriented), sorted(
+        {int(((o + 180 / BINS / 2) % 180) // (180 / BINS)) for o in oriented}
+    )
+
+
 def first_layer(analysis: dict[str, Any]) -> dict[str, Any]:
     """The figures of one run's first layer (``analysis.json`` as a dict)."""
     layer = min(analysis["layers"], key=lambda ly: ly["identity"]["index"])
@@ -53,18 +68,13 @@ def first_layer(analysis: dict[str, Any]) -> dict[str, Any]:
             best[k["out_channel"]] = (k["score"], r2)
     cats = u["unit_categories"]
     good = [i for i, c in enumerate(cats) if c in EDGE_LIKE and best.get(i, (0, 0))[1] >= R2]
-    oriented = [
-        o
-        for o, s, c in zip(u["orientation"], u["selectivity"], cats, strict=True)
-        if o is not None and s is not None and s >= SELECTIVE and c in ORIENTED
-    ]
-    bins = sorted({int(((o + 180 / BINS / 2) % 180) // (180 / BINS)) for o in oriented})
+    n_oriented, bins = orientation_bins(u["orientation"], u["selectivity"], cats)
     return {
         "units": u["n_live"],
         "above_spectrum_null": u["above_spectrum_null95"],
         "above_random_null": u["above_null95"],
         "gabor_or_edge_r2": len(good),
-        "oriented_units": len(oriented),
+        "oriented_units": n_oriented,
         "orientation_bins": bins,
         "colour_opponent": cats.count("colour-opponent"),
         "categories": u["categories"],

@@ -68,6 +68,7 @@ def run(task: str, weight_decay: float, epochs: int, seed: int, per_photo: int) 
     import torch
     from torch import nn
 
+    from bench.natural import orientation_bins
     from convlens.analysis import analyze_weights
     from convlens.data import natural
     from convlens.models.cnn import ModelSpec, SmallCNN
@@ -104,11 +105,7 @@ def run(task: str, weight_decay: float, epochs: int, seed: int, per_photo: int) 
     assert m is not None and m.units is not None
     r2 = [k.gabor_fit.r2 for k in m.kernels or [] if k.gabor_fit is not None]
     u = m.units
-    bins = sorted({
-        int(((o + 11.25) % 180) // 22.5)
-        for o, s, c in zip(u.orientation, u.selectivity, u.unit_categories, strict=True)
-        if o is not None and s is not None and s >= 0.3 and c in ("Gabor-like", "edge/gradient", "line")
-    })  # fmt: skip
+    _, bins = orientation_bins(u.orientation, u.selectivity, u.unit_categories)
     return {
         "task": task, "weight_decay": weight_decay, "epochs": epochs, "seed": seed,
         "test_accuracy": round(acc, 3), "chance": round(1 / n_classes, 3),

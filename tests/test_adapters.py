@@ -10,7 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-from convlens.analysis.model.adapters import OnnxModel, TorchModel, WeightsOnly, pick_output
+from convlens.analysis.model.adapters import OnnxModel, TorchModel, pick_output
+from convlens.analysis.model.weights_only import WeightsOnly
 from convlens.errors import ConvlensError
 
 

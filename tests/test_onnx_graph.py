@@ -22,7 +22,8 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 from convlens.analysis import analyze_model_file  # noqa: E402
 from convlens.analysis.model.loading import load_weights  # noqa: E402
 from convlens.analysis.model.onnxgraph import MAX_SUBGRAPH_DEPTH, read_graph  # noqa: E402
-from convlens.analysis.model.onnxrun import OnnxModel, onnx_layers  # noqa: E402
+from convlens.analysis.model.onnxrun import OnnxModel  # noqa: E402
+from convlens.analysis.model.weights_only import onnx_layers  # noqa: E402
 from convlens.analysis.result import AnalysisResult  # noqa: E402
 from convlens.errors import ConvlensError  # noqa: E402
 from tests.onnx_tools import analyze, export, torchscript_export  # noqa: E402

@@ -373,7 +373,7 @@ def test_ppocr_constant_node_weights_found(ppocr: tuple[Result, dict[str, Any]])
 @pytest.mark.parametrize("path", [PPOCR_CLS, SILERO_IF], ids=["ppocr", "silero_if"])
 def test_constant_node_weights_are_read_exactly(path: Path) -> None:
     """The weights convlens analyses are the Constant nodes' tensors, bit for bit."""
-    from convlens.analysis.model.onnxrun import onnx_layers
+    from convlens.analysis.model.weights_only import onnx_layers
 
     _, weights, _ = onnx_layers(path)
     convs = onnx_convs(path)

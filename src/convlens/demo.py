@@ -20,8 +20,8 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class DemoOptions:
     """What ``convlens demo`` is asked to do: ``data`` (``None``: the recipe's, bundled faces;
-    ``natural``: its own recipe; another dataset keeps the recipe but gets its own default model), ``epochs`` (``None``: the
-    recipe's), ``seed`` of the first run (10: disjoint from the recipe sweep's seeds 0-2),
+    ``natural``: its own recipe; another dataset keeps the recipe but gets its own default model),
+    ``epochs`` (``None``: the recipe's), ``seed`` of the first run (10: disjoint from the recipe sweep's seeds 0-2),
     ``n_seeds`` training runs (``seed, seed+1, ...``), ``n_null`` random kernels in each null
     baseline, and ``force`` (write into a folder that is not a previous demo)."""
 
@@ -44,7 +44,8 @@ class DemoOptions:
 
 def demo_recipe(data: str | None, epochs: int | None) -> dict[str, Any]:
     """The demo's training recipe (:data:`convlens.train.recipes.DEMO_RECIPE`; for ``natural``
-    :data:`~convlens.train.recipes.NATURAL_RECIPE`). Another dataset keeps the recipe (optimizer, weight decay, learning rate, epochs, batch size) except the model,
+    :data:`~convlens.train.recipes.NATURAL_RECIPE`). Another dataset keeps the recipe (optimizer,
+    weight decay, learning rate, epochs, batch size) except the model,
     which is built for faces: that dataset gets its own default model (see :func:`recipe_notes`)."""
     from convlens.train.recipes import DEMO_RECIPE, NATURAL_RECIPE
 

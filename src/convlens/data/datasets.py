@@ -242,7 +242,7 @@ def load_signals(seed: int = 0) -> Dataset:
 
 
 def load_natural(seed: int = 0) -> Dataset:
-    """RGB patches of the bundled photographs, the seams task, split by photo
+    """RGB patches of the bundled photographs, the oriented-seams task, split by photo
     (:mod:`convlens.data.natural`)."""
     from convlens.data import natural
 

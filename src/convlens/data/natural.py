@@ -50,7 +50,6 @@ SPLIT = {
 }  # fmt: skip
 """Which photos each split is cut from: test holds colour (rocket, flower) and grey (grass)."""
 PHOTOS = tuple(name for part in SPLIT.values() for name in part)
-COLOUR = ("astronaut", "chelsea", "coffee", "rocket", "china", "flower")
 SOURCES = {
     "china": "sklearn.datasets.load_sample_images (china.jpg)",
     "flower": "sklearn.datasets.load_sample_images (flower.jpg)",

@@ -248,7 +248,7 @@ _SOURCE_MARKERS = {
     "textures": ("skimage.data.brick", "skimage.data.grass", "skimage.data.gravel"),
 }
 """Text in a dataset's ``source`` that says it is made of the same images as that OOD set (the
-bundled ``natural`` patches are cut from the motorcycle, cat and texture photos)."""
+bundled ``natural`` patches are cut from the cat and texture photos among others)."""
 
 
 def is_id_dataset(name: str, dataset: Dataset) -> bool:

@@ -206,7 +206,7 @@ def wilson(x: int, n: int) -> CI:
         return (None, None)
     # Newcombe (1998) as scipy.stats.binomtest(...).proportion_ci(method="wilson") computes it,
     # written out: scipy.stats costs 0.4 s to import, a third of a weights-only analysis
-    # (equality with scipy: tests/test_stats.py)
+    # (equality with scipy: tests/test_units.py)
     x, n = int(x), int(n)
     p = x / n
     z = _Z975

@@ -4,8 +4,9 @@
   callable around it; execution order from forward hooks;
 - :class:`OnnxModel`: an ONNX graph run with onnxruntime (:mod:`convlens.analysis.model.onnxrun`);
   execution order = the graph's topological order;
-- :class:`WeightsOnly`: tensors without an architecture (safetensors, a state dict, or an ONNX
-  graph read without running it); order from the file, the stem-like layer first
+- :class:`~convlens.analysis.model.weights_only.WeightsOnly` (torch-free, in its own module with
+  the interface :class:`ModelAdapter`): tensors without an architecture (safetensors, a state dict,
+  or an ONNX graph read without running it); order from the file, the stem-like layer first
   (:data:`convlens.analysis.model.layers.STEM_RULE`), stated in ``notes``.
 
 Every adapter gives :meth:`~ModelAdapter.layers` (identities with geometry: dims, kernel shape,
@@ -35,7 +36,7 @@ from convlens.analysis.model.layers import (
     run_model,
     stem_index,
 )
-from convlens.analysis.model.weights_only import ModelAdapter, Shapes, WeightsOnly  # noqa: F401
+from convlens.analysis.model.weights_only import ModelAdapter, Shapes
 from convlens.analysis.result import LayerCheck, LayerIdentity
 from convlens.data.fit import InputExpectation
 from convlens.errors import ConvlensError

@@ -23,9 +23,8 @@ from numpy.typing import NDArray
 from convlens.analysis.model.onnxdecode import MAX_WEIGHT_VALUES as _MAX_ONNX_VALUES
 from convlens.errors import ConvlensError, raised_in_convlens
 
-if (
-    TYPE_CHECKING
-):  # torch only for .pt files and factories: safetensors and ONNX files never load it
+# torch only for .pt files and factories: safetensors and ONNX files never load it
+if TYPE_CHECKING:
     import torch
     from torch import nn
 

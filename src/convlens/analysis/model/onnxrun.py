@@ -29,14 +29,7 @@ from convlens.analysis.model.forward import SetActivations, accumulate, batches_
 from convlens.analysis.model.onnxdecode import InputSpec, input_spec, load_model
 from convlens.analysis.model.onnxgraph import ConvNode, read_graph, topological_order
 from convlens.analysis.model.verify import compare_call, make_check
-from convlens.analysis.model.weights_only import (  # noqa: F401 (onnx_layers: re-exported)
-    conv_identities,
-    graph_notes,
-    onnx_layers,
-)
-from convlens.analysis.model.weights_only import (
-    other_convs as _other,
-)
+from convlens.analysis.model.weights_only import conv_identities, graph_notes, other_convs
 from convlens.analysis.result import LayerCheck, LayerIdentity
 from convlens.errors import ConvlensError
 
@@ -153,7 +146,7 @@ class OnnxModel:
         if not graph.convs:
             if graph.unresolved:
                 raise ConvlensError(graph.not_constant_message(self.path))
-            raise ConvlensError(f"{self.path!r} has no Conv nodes with weights{_other(graph)}")
+            raise ConvlensError(f"{self.path!r} has no Conv nodes with weights{other_convs(graph)}")
         self.convs: list[ConvNode] = graph.convs
         given = dict(inputs)
         unknown = [n for n in given if n not in graph.inputs]
@@ -326,9 +319,10 @@ class OnnxModel:
         return np.asarray(y, dtype=np.float32)
 
     def collect(self, batches: Iterable[NDArray[Any] | torch.Tensor], name: str) -> SetActivations:
-        """One pass over ``batches``. Small fixed-size batches (a model that takes one image at a time)
-        are run one by one and their outputs reduced together, up to ``DEFAULT_BATCH`` images at a
-        time, so the per-batch bookkeeping is paid per chunk, not per image."""
+        """One pass over ``batches``. Each batch's conv outputs are reduced to per-image figures as
+        soon as it has run (only those are held); small fixed-size batches (a model that takes one
+        image at a time) are accumulated together, up to ``DEFAULT_BATCH`` images at a time, so the
+        bookkeeping is paid per chunk, not per image."""
         out = SetActivations(name)
         pending: list[dict[str, tuple[torch.Tensor, torch.Tensor]]] = []
         pending_logits: list[NDArray[np.float32]] = []

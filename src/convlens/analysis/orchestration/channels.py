@@ -5,7 +5,8 @@ analysed image sets, cuts each exemplar's receptive-field crop from its image, o
 maximising input per channel (torch models), and returns the typed records
 (``AnalysisResult.channels``) and the arrays that go into ``channels.safetensors`` beside the
 analysis (crops and maximising inputs, keyed ``LAYER/CHANNEL/top``, ``.../bottom``,
-``.../maximising``). :func:`attach_arrays` / :func:`pending_arrays` carry the arrays from the
+``.../maximising``). :func:`~convlens.analysis.result.channels.attach_arrays` /
+:func:`~convlens.analysis.result.channels.pending_arrays` carry the arrays from the
 analysis to the writer without putting them in ``analysis.json``.
 """
 
@@ -28,7 +29,6 @@ from convlens.analysis.result import (
     LayerChannels,
     MaximisingInput,
 )
-from convlens.analysis.result.channels import attach_arrays, pending_arrays  # noqa: F401
 from convlens.ops.geometry import ReceptiveField
 
 if TYPE_CHECKING:
@@ -84,6 +84,7 @@ def channels_stage(
     out: list[LayerChannels] = []
     dims = {r.name: r.identity.dims for r in result.layers}
     used = 0
+    colours = shape[-1] if layout == "NHWC" else shape[0]
     for layer, ext in found.layers.items():
         rec = LayerChannels(
             layer=layer,
@@ -94,7 +95,6 @@ def channels_stage(
         )
         rf = rfs.get(layer)
         maxi = None
-        colours = shape[-1] if layout == "NHWC" else shape[0]
         crops_rf = rf if dims.get(layer) != 3 else None  # a 3-D layer's exemplars get no crops
         need = _array_bytes(
             ext.top.values.shape[0], k, colours, shape, crops_rf, maximise and not runner

@@ -28,6 +28,22 @@ def ood_count(item_shape: tuple[int, ...]) -> int:
     return int(min(OOD_PER_SET, max(OOD_MIN_PER_SET, fit)))
 
 
+def ood_size(item_shape: tuple[int, ...], fixed_batch: int | None = None) -> tuple[int, str | None]:
+    """Items per OOD set for items of ``item_shape`` as the model reads them (:func:`ood_count`,
+    rounded up to whole batches of a model with a fixed batch size, at least one), and the note
+    that says so when the sets are smaller than :data:`OOD_PER_SET`."""
+    n = ood_count(item_shape)
+    if fixed_batch:
+        n = max(fixed_batch, -(-n // fixed_batch) * fixed_batch)
+    if n >= OOD_PER_SET:
+        return n, None
+    return n, (
+        f"OOD sets of {n} items each, not {OOD_PER_SET}: one set of {OOD_PER_SET} items of "
+        f"{list(item_shape)} would hold {OOD_PER_SET * np.prod(item_shape) * 4 / 2**20:.0f} MiB "
+        f"(budget {OOD_SET_BYTES // 2**20} MiB a set)"
+    )
+
+
 @dataclass
 class Prepared:
     """The data of a model-file analysis, fitted to the model (see :mod:`convlens.data.fit`)."""
@@ -77,12 +93,13 @@ def _prepare_stream(
     )
     ds = open_folder(root, seed, channels=expect.channels or 1, model_size=model_size)
     names = list(ood) if ood is not None else default_ood_names(ds)
-    oods = make_oods(names, ds, 100, seed)
+    per_set, size_note = ood_size(tuple(ds.x.shape[1:]))
+    oods = make_oods(names, ds, per_set, seed)
     return Prepared(
         f"{ds.name} (all {len(ds.stream)} images, streamed)",
         ds.x,
         [(o.name, o.x, o.description) for o in oods],
-        [f"data: {ds.source}; {ds.normalisation['rule']}"],
+        [f"data: {ds.source}; {ds.normalisation['rule']}"] + ([size_note] if size_note else []),
         "NCHW",
         f"ID: every image of the streamed folder {root!r}",
         [],
@@ -122,17 +139,9 @@ def prepare_data(
     sets = []
     sources: dict[str, NDArray[np.int64]] = {}
     fitted = tuple(plan.apply(x_test[:1]).shape[1:])  # an item as the model reads it
-    per_set = ood_count(fitted)
-    fixed = adapter.runner.batch if isinstance(adapter, OnnxModel) else None
-    if fixed:  # whole batches of a model with a fixed batch size (at least one)
-        per_set = max(fixed, -(-per_set // fixed) * fixed)
-    if per_set < OOD_PER_SET:
-        options_note = (
-            f"OOD sets of {per_set} items each, not {OOD_PER_SET}: one set of "
-            f"{OOD_PER_SET} items of {list(fitted)} would hold "
-            f"{OOD_PER_SET * np.prod(fitted) * 4 / 2**20:.0f} MiB "
-            f"(budget {OOD_SET_BYTES // 2**20} MiB a set)"
-        )
+    per_set, size_note = ood_size(
+        fitted, adapter.runner.batch if isinstance(adapter, OnnxModel) else None
+    )
     for n in names:
         if images:
             o = make_ood(n, ds, per_set, seed)
@@ -159,7 +168,7 @@ def prepare_data(
         split.name,
         x_id,
         sets,
-        list(plan.notes) + ([options_note] if per_set < OOD_PER_SET else []),
+        list(plan.notes) + ([size_note] if size_note else []),
         plan.layout,
         "ID: " + split.description,
         others,

@@ -445,7 +445,8 @@ def _channels_stage(
     ID and OOD sets (a streamed folder is not re-read: its channels are left out). A model that
     cannot be run that way (a torch model run through a pipeline callable) is left out."""
     from convlens.analysis.model.adapters import OnnxModel, TorchModel
-    from convlens.analysis.orchestration.channels import attach_arrays, channels_stage
+    from convlens.analysis.orchestration.channels import channels_stage
+    from convlens.analysis.result.channels import attach_arrays
 
     if not (
         isinstance(adapter, OnnxModel) or (isinstance(adapter, TorchModel) and adapter.call is None)

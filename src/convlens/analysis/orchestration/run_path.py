@@ -302,7 +302,8 @@ def _channels_stage(result: AnalysisResult, inp: _RunInputs, opts: AnalyzeOption
     torchrun every rank runs its share of the exemplar pass and rank 0 merges it, then alone
     makes the crops, the maximising inputs and the concepts; the arrays go to
     ``channels.safetensors``)."""
-    from convlens.analysis.orchestration.channels import attach_arrays, channels_stage
+    from convlens.analysis.orchestration.channels import channels_stage
+    from convlens.analysis.result.channels import attach_arrays
     from convlens.data.ood import id_split
     from convlens.parallel.dist import is_main
 
