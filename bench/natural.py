@@ -5,9 +5,9 @@ Run: python -m bench.natural DEMO_DIR [--write]   (DEMO_DIR from ``convlens demo
 --seeds 5 --out DEMO_DIR``; ``--write`` updates docs/natural.json and the generated part of
 docs/natural.md)
 
-Per seed, for the first layer of the trained run and of its random-label control (the control's
-weights analysed here as the demo analyses the trained run's; the demo trains the controls but
-analyses only the trained runs):
+Per seed, for the first layer of the trained run and of the random-label control its analysis
+compared it with (both matched and counted by the analysis; the census rule is
+:data:`convlens.analysis.evidence.census.CENSUS_RULE`):
 - live units above the spectrum-matched null (the headline null) and above the random null;
 - units "Gabor-like or edge" with a good Gabor fit: the unit's category is Gabor-like or
   edge/gradient (which already means above the random null, and live) and the Gabor fit of its
@@ -16,6 +16,8 @@ analyses only the trained runs):
   their preferred orientations (of the kernel's gradient, degrees in [0, 180)) binned in 8 bins of
   22.5 degrees centred on 0, 22.5, ...: the bins covered;
 - colour-opponent units; the held-out test accuracy (``run.json``).
+The README's lines are the demo's own answer lines on its first layer (what a faces report made
+with ``--beside`` shows beside its own).
 """
 
 from __future__ import annotations
@@ -25,93 +27,70 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from convlens._serde import to_jsonable
+from convlens.analysis.evidence.answer import AnswerLine, answer, answer_table
+from convlens.analysis.evidence.census import GABOR_R2 as R2
+from convlens.analysis.evidence.census import ORIENTATION_BINS as BINS
+from convlens.analysis.evidence.census import first_layer_census
+from convlens.analysis.result import AnalysisResult, KernelCensus, SeedsSummary, UnitSummary
 from convlens.data.natural import CLASSES
+from convlens.report.beside import KEYS
 
-R2 = 0.7
-BINS = 8
-EDGE_LIKE = ("Gabor-like", "edge/gradient")
-ORIENTED = ("Gabor-like", "edge/gradient", "line")
-SELECTIVE = 0.3
 ROOT = Path(__file__).resolve().parent.parent
 DOC_JSON = ROOT / "docs" / "natural.json"
 DOC_MD = ROOT / "docs" / "natural.md"
 START, END = "<!-- natural-figures:start -->", "<!-- natural-figures:end -->"
 
 
-def orientation_bins(
-    orientation: list[float | None], selectivity: list[float | None], categories: list[str]
-) -> tuple[int, list[int]]:
-    """How many units are oriented (category in :data:`ORIENTED`, selectivity >= :data:`SELECTIVE`)
-    and the bins of 22.5 degrees, centred on 0, 22.5, ..., that their preferred orientations fill."""
-    oriented = [
-        o
-        for o, s, c in zip(orientation, selectivity, categories, strict=True)
-        if o is not None and s is not None and s >= SELECTIVE and c in ORIENTED
-    ]
-    return len(oriented), sorted(
-        {int(((o + 180 / BINS / 2) % 180) // (180 / BINS)) for o in oriented}
-    )
-
-
-def first_layer(analysis: dict[str, Any]) -> dict[str, Any]:
-    """The figures of one run's first layer (``analysis.json`` as a dict)."""
-    layer = min(analysis["layers"], key=lambda ly: ly["identity"]["index"])
-    m = layer["matching"]
-    u = m["units"]
-    best: dict[int, tuple[float, float]] = {}  # unit -> (best slice score, its Gabor R^2)
-    for k in m.get("kernels") or []:
-        r2 = (k.get("gabor_fit") or {}).get("r2", float("nan"))
-        if k["out_channel"] not in best or k["score"] > best[k["out_channel"]][0]:
-            best[k["out_channel"]] = (k["score"], r2)
-    cats = u["unit_categories"]
-    good = [i for i, c in enumerate(cats) if c in EDGE_LIKE and best.get(i, (0, 0))[1] >= R2]
-    n_oriented, bins = orientation_bins(u["orientation"], u["selectivity"], cats)
+def _row_of(units: UnitSummary | None, c: KernelCensus | None) -> dict[str, Any]:
+    """One run's first-layer figures: its unit counts and its census (the library's rule)."""
+    assert units is not None and c is not None
     return {
-        "units": u["n_live"],
-        "above_spectrum_null": u["above_spectrum_null95"],
-        "above_random_null": u["above_null95"],
-        "gabor_or_edge_r2": len(good),
-        "oriented_units": n_oriented,
-        "orientation_bins": bins,
-        "colour_opponent": cats.count("colour-opponent"),
-        "categories": u["categories"],
+        "units": units.n_live,
+        "above_spectrum_null": units.above_spectrum_null95,
+        "above_random_null": units.above_null95,
+        "gabor_or_edge_r2": c.gabor_or_edge,
+        "oriented_units": c.oriented,
+        "orientation_bins": c.orientation_bins,
+        "colour_opponent": c.colour_opponent,
+        "categories": units.categories,
     }
 
 
-def control_layer(run: Path) -> dict[str, Any]:
-    """:func:`first_layer` of a control run, its first conv weight analysed here (RGB: the colour
-    rule applies, as for the trained run's first layer)."""
-    from safetensors.numpy import load_file
+def first_layer(a: AnalysisResult) -> dict[str, Any]:
+    """The figures of one run's first layer."""
+    first = a.first_layer
+    assert first is not None and first.matching is not None
+    return _row_of(first.matching.units, first_layer_census(a))
 
-    from convlens.analysis import analyze_weights
 
-    w = load_file(str(run / "model.safetensors"))["conv1.weight"].astype(np.float64)
-    layer = analyze_weights({"conv1.weight": w})[0]
-    return first_layer({"layers": [to_jsonable(layer)]})
+def control_layer(a: AnalysisResult) -> dict[str, Any]:
+    """The same figures for the random-label control the analysis compared the run with (its
+    first layer matched and counted by the analysis exactly like the run's)."""
+    control = next(c for c in a.controls if c.kind == "random_labels")
+    return _row_of(control.units, first_layer_census(a, "random labels"))
 
 
 def summarise(demo: Path) -> dict[str, Any]:
-    seeds_file = json.loads((demo / "seeds.json").read_text())
+    seeds_summary = SeedsSummary.read(demo / "seeds.json")
     runs = sorted(p for p in (demo / "seeds").glob("seed-*") if p.is_dir())
     out: dict[str, Any] = {"demo": str(demo.name), "per_seed": [], "controls": []}
+    first: AnalysisResult | None = None
     for run in [demo, *runs]:
-        a = json.loads((run / "analysis.json").read_text())
+        a = AnalysisResult.read(run / "analysis.json")
+        first = first or a
         record = json.loads((run / "run.json").read_text())
         row = first_layer(a)
         row["seed"] = record["seed"]
         row["test_accuracy"] = record["result"]["test_accuracy"]
         out["per_seed"].append(row)
         ctl = demo / "seeds" / f"random-labels-seed-{record['seed']}"
-        if (ctl / "model.safetensors").is_file():
-            crow = control_layer(ctl)
-            crow["seed"] = record["seed"]
-            crow["test_accuracy"] = json.loads((ctl / "run.json").read_text())["result"][
-                "test_accuracy"
-            ]
-            out["controls"].append(crow)
+        crow = control_layer(a)
+        crow["seed"] = record["seed"]
+        crow["test_accuracy"] = json.loads((ctl / "run.json").read_text())["result"][
+            "test_accuracy"
+        ]
+        out["controls"].append(crow)
     tot = out["per_seed"]
     units = sum(r["units"] for r in tot)
     out["totals"] = {
@@ -122,9 +101,12 @@ def summarise(demo: Path) -> dict[str, Any]:
         "orientation_bins_covered": sorted({b for r in tot for b in r["orientation_bins"]}),
         "colour_opponent": sum(r["colour_opponent"] for r in tot),
     }
-    kl = seeds_file["verdicts"]["kernel_learning"]
+    kl = to_jsonable(seeds_summary.verdicts.kernel_learning)
     out["origin"] = {"verdict": kl["verdict"], "content": kl["content"]}
-    out["classical_kernels_pooled"] = seeds_file["classical_kernels_pooled"]
+    out["classical_kernels_pooled"] = to_jsonable(seeds_summary.classical_kernels_pooled)
+    assert first is not None
+    lines = answer(first, seeds_summary).lines
+    out["answer"] = [to_jsonable(line) for line in lines if line.key in KEYS]
     return out
 
 
@@ -183,20 +165,17 @@ README_END = "<!-- natural-readme:end -->"
 
 
 def readme_block(s: dict[str, Any]) -> str:
-    """The README's lines on the natural demo, from the same figures as docs/natural.md."""
+    """The README's lines on the natural demo: its first-layer answer lines (what the faces
+    report shows beside its own, from :func:`convlens.analysis.evidence.answer.answer`)."""
     t = s["totals"]
-    pooled = s["classical_kernels_pooled"]
-    origin = s["origin"]
+    lines = [AnswerLine(**d) for d in s["answer"]]
     return "\n".join([
         README_START,
-        f"Over {t['seeds']} seeds ({t['units']} first-layer units): classical kernels "
-        f"**{pooled['verdict']}** against the spectrum-matched null ({pooled['above']}/{pooled['n']} "
-        f"units, binomial p {pooled['p_value']:.1g}); {t['gabor_or_edge_r2']}/{t['units']} units "
-        f"Gabor-like or edge-like with a Gabor fit R^2 >= {R2}; preferred orientations in "
-        f"{len(t['orientation_bins_covered'])} of {BINS} bins of 22.5 degrees; "
-        f"{t['colour_opponent']} colour-opponent units; kernel origin: **{origin['verdict']}** "
-        "(against a random-label control that did not learn: it separates task-shaped kernels "
-        "from unshaped ones, not from image statistics).",
+        f"Over {t['seeds']} seeds ({t['units']} first-layer units; the random-label controls did "
+        "not learn, so the origin verdict separates task-shaped kernels from unshaped ones, not "
+        "from image statistics):",
+        "",
+        *answer_table(lines),
         README_END,
     ])  # fmt: skip
 

@@ -68,8 +68,8 @@ def run(task: str, weight_decay: float, epochs: int, seed: int, per_photo: int) 
     import torch
     from torch import nn
 
-    from bench.natural import orientation_bins
     from convlens.analysis import analyze_weights
+    from convlens.analysis.evidence.census import orientation_bins
     from convlens.data import natural
     from convlens.models.cnn import ModelSpec, SmallCNN
 

@@ -237,7 +237,7 @@ def test_train_resume_extends_only_with_an_explicit_epochs(tmp_path):
 
 
 def _report_raising(monkeypatch, exc):
-    def fake(run_dir, out_file):
+    def fake(run_dir, out_file, beside=None):
         raise exc
 
     monkeypatch.setattr("convlens.report.build_report", fake)
@@ -326,7 +326,7 @@ def test_keyboard_interrupt_exits_130(monkeypatch):
 def test_warnings_become_one_line_each_and_harmless_ones_are_dropped(monkeypatch):
     import warnings
 
-    def fake(run_dir, out_file):
+    def fake(run_dir, out_file, beside=None):
         np.log(np.zeros(2))  # numpy RuntimeWarning: divide by zero
         warnings.warn("line one\nline two", UserWarning, stacklevel=1)
         warnings.warn("The given NumPy array is not writable, ...", UserWarning, stacklevel=1)
@@ -340,7 +340,7 @@ def test_warnings_become_one_line_each_and_harmless_ones_are_dropped(monkeypatch
         "convlens: warning: line one line two (UserWarning)",
     ]
 
-    def failing(run_dir, out_file):
+    def failing(run_dir, out_file, beside=None):
         warnings.warn("something odd", RuntimeWarning, stacklevel=1)
         raise ConvlensError("bad run")
 

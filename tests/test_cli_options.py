@@ -55,7 +55,10 @@ def test_bad_values_are_refused_before_the_target_is_read():
 
 def test_demo_options_from_the_parsed_options():
     parsed = {"data": None, "epochs": 2, "seed": 10, "n_seeds": 1, "null_size": 100, "force": True}
-    assert to_demo_options(**parsed) == DemoOptions(epochs=2, n_seeds=1, n_null=100, force=True)
+    parsed["beside"] = "runs/demo-natural"
+    assert to_demo_options(**parsed) == DemoOptions(
+        epochs=2, n_seeds=1, n_null=100, force=True, beside="runs/demo-natural"
+    )
 
 
 def test_analyze_and_demo_share_the_seed_and_null_size_options():

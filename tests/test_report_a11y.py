@@ -184,3 +184,21 @@ def test_figures_show_at_natural_size_so_their_text_is_at_least_11_px(browser, d
     for alt, natural, drawn, tab in shown:
         assert abs(drawn - natural) < 1, (alt, natural, drawn)
         assert tab == 0, alt  # keyboard users can scroll it
+
+
+def test_axe_finds_no_serious_violation_in_a_report_with_a_run_beside(
+    browser, demo_run, tiny_run, tiny_run_analysis, tmp_path
+):
+    """Issue 27: the demo's report with another run's first layer beside its answer."""
+    from convlens.pipelines import write_result
+    from convlens.report import build_report
+    from convlens.runs.layout import RunLayout
+
+    other = Path(shutil.copytree(tiny_run, tmp_path / "other"))
+    write_result(tiny_run_analysis, RunLayout(other).analysis)
+    dest = build_report(demo_run, tmp_path / "report.html", beside=other)
+    assert 'id="beside"' in dest.read_text(encoding="utf-8")
+    for width in WIDTHS:
+        for scheme in SCHEMES:
+            bad = _serious(browser, dest.as_uri(), width, scheme)
+            assert not bad, (width, scheme, bad)

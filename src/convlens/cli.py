@@ -204,38 +204,6 @@ def analyze(target: str, out_file: str | None, **options: Any) -> None:
 
 
 @cli.command()
-@click.argument("run_dir", metavar="RUN_OR_ANALYSIS")
-@click.option(
-    "--out",
-    "out_file",
-    default=None,
-    help="HTML file to write (default: RUN/report.html, or MODEL.report.html beside MODEL.analysis.json).",
-)
-def report(run_dir: str, out_file: str | None) -> None:
-    """Render a self-contained, offline HTML report of a run directory (with its analysis.json) or
-    of a model-file analysis (MODEL.analysis.json written by `convlens analyze MODEL`)."""
-    from convlens.report import build_report
-
-    click.echo(f"wrote {build_report(run_dir, out_file)}")
-
-
-@cli.command()
-@click.argument("run_dir")
-@click.option(
-    "--tensorboard",
-    "tb_dir",
-    required=True,
-    help="Write TensorBoard events to DIR/<run name> (view with: tensorboard --logdir DIR "
-    "--samples_per_plugin images=100).",
-)
-def export(run_dir: str, tb_dir: str) -> None:
-    """Export a training run (metrics, kernels, weight histograms, feature maps) to TensorBoard."""
-    from convlens.export.tensorboard import export_tensorboard
-
-    click.echo("\n".join(export_tensorboard(run_dir, tb_dir).lines()))
-
-
-@cli.command()
 @demo_options
 def demo(out_dir: str, quiet: bool, readme: str | None, **options: Any) -> None:
     """Train on bundled data, analyse, and write a self-contained HTML report; print its path.
@@ -261,13 +229,12 @@ def demo(out_dir: str, quiet: bool, readme: str | None, **options: Any) -> None:
     click.echo(str(path))
 
 
+from convlens._cli.rendering import export, report  # noqa: E402
 from convlens._cli.tools import explain, filter_cmd, kernels  # noqa: E402
 from convlens._cli.validate import validate_cmd  # noqa: E402
 
-cli.add_command(explain)
-cli.add_command(kernels)
-cli.add_command(filter_cmd)
-cli.add_command(validate_cmd)
+for command in (report, export, explain, kernels, filter_cmd, validate_cmd):
+    cli.add_command(command)
 
 
 def main() -> None:

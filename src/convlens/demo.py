@@ -23,7 +23,9 @@ class DemoOptions:
     ``natural``: its own recipe; another dataset keeps the recipe but gets its own default model),
     ``epochs`` (``None``: the recipe's), ``seed`` of the first run (10: disjoint from the recipe sweep's seeds 0-2),
     ``n_seeds`` training runs (``seed, seed+1, ...``), ``n_null`` random kernels in each null
-    baseline, and ``force`` (write into a folder that is not a previous demo)."""
+    baseline, ``force`` (write into a folder that is not a previous demo) and ``beside`` (another
+    analysed run, e.g. the natural-image demo, shown beside this one's first layer in the report's
+    answer; checked before anything is trained)."""
 
     data: str | None = None
     epochs: int | None = None
@@ -31,6 +33,7 @@ class DemoOptions:
     n_seeds: int = 5
     n_null: int = 2000
     force: bool = False
+    beside: str | None = None
 
     @classmethod
     def of(cls, options: DemoOptions | None, kw: dict[str, Any]) -> DemoOptions:
@@ -116,6 +119,10 @@ def run_demo(
     root = Path(out_dir)
     run = RunDir(root)
     _demo_check(run, opts.force)
+    if opts.beside is not None:
+        from convlens.report.beside import read_beside
+
+        read_beside(opts.beside, root)
     t0 = time.perf_counter()
     with run.lock():
         _demo_check(run, opts.force)
@@ -169,7 +176,7 @@ def run_demo(
                 f"{frac or 0:.0%} ({time.perf_counter() - t0:.1f} s so far)"
             )
         write_text(run.seeds_json, aggregate(analyses, seeds).to_json(indent=2) + "\n")
-        path = build_report(root)
+        path = build_report(root, beside=opts.beside)
     log(f"[report] done; total {time.perf_counter() - t0:.1f} s")
     return path
 

@@ -254,6 +254,13 @@ demo_options = _options(
         help="No progress lines; the answer and the report's path are still printed.",
     ),
     click.option(
+        "--beside",
+        default=None,
+        metavar="OTHER_RUN",
+        help="Show this analysed run's first layer (e.g. `convlens demo --data natural --out "
+        "DIR`) beside the demo's in the report's answer.",
+    ),
+    click.option(
         "--readme",
         "readme",
         default=None,
@@ -264,9 +271,16 @@ demo_options = _options(
 
 
 def to_demo_options(
-    *, data: str | None, epochs: int | None, seed: int, n_seeds: int, null_size: int, force: bool
+    *,
+    data: str | None,
+    epochs: int | None,
+    seed: int,
+    n_seeds: int,
+    null_size: int,
+    force: bool,
+    beside: str | None,
 ) -> DemoOptions:
     """The demo options of ``convlens demo``'s parsed options."""
     from convlens.demo import DemoOptions
 
-    return DemoOptions(data, epochs, seed, n_seeds, null_size, force)
+    return DemoOptions(data, epochs, seed, n_seeds, null_size, force, beside)

@@ -418,15 +418,25 @@ def run_commands(a: AnalysisResult, root: Path, n_seeds: int | None) -> list[dic
         {"what": "render its report", "cmd": shlex.join(["convlens", "report", str(new)])},
     ]
     if n_seeds:
-        demo = ["convlens", "demo", "--seeds", str(n_seeds), "--seed", str(cfg.seed)]
-        if cfg.data != "faces":
-            demo += ["--data", cfg.data]
-        demo += ["--epochs", str(cfg.epochs), "--null-size", str(s.n_null)]
-        demo += ["--out", str(rerun_dir(root, "demo"))]
         cmds.append(
-            {"what": "the across-seeds figures (all runs, one command)", "cmd": shlex.join(demo)}
+            {
+                "what": "the across-seeds figures (all runs, one command)",
+                "cmd": demo_command(a, n_seeds, rerun_dir(root, "demo")),
+            }
         )
     return cmds
+
+
+def demo_command(a: AnalysisResult, n_seeds: int, out: Path, *extra: str) -> str:
+    """The ``convlens demo`` line that trains and analyses a demo's ``n_seeds`` runs again into
+    ``out`` (``extra``: further options)."""
+    assert a.run is not None
+    cfg = a.run.config
+    demo = ["convlens", "demo", "--seeds", str(n_seeds), "--seed", str(cfg.seed)]
+    if cfg.data != "faces":
+        demo += ["--data", cfg.data]
+    demo += ["--epochs", str(cfg.epochs), "--null-size", str(a.settings.n_null)]
+    return shlex.join([*demo, *extra, "--out", str(out)])
 
 
 def model_commands(a: AnalysisResult, analysis_path: Path) -> list[dict[str, str]]:

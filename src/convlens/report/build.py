@@ -26,10 +26,15 @@ from convlens._atomic import write_text
 from convlens.analysis.result import LayerResult, SeedsSummary
 from convlens.errors import ConvlensError
 from convlens.report import figures
+from convlens.report.beside import Beside, load_beside, section_beside
 from convlens.report.channels import section_channels
-from convlens.report.inputs import ReportInputs, default_report_path, load_inputs
+from convlens.report.inputs import (
+    ReportInputs,
+    check_report_destination,
+    default_report_path,
+    load_inputs,
+)
 from convlens.report.run_sections import section_evolution, section_header, section_training
-from convlens.runs.layout import REPORT_FILE
 
 SECTIONS = [
     ("answer", "The answer"),
@@ -427,9 +432,14 @@ SECTION_BUILDERS: dict[str, Callable[[ReportInputs], Any]] = {
 }
 
 
-def build_context(inp: ReportInputs) -> dict[str, Any]:
-    """Every section's context, keyed by section id (``None`` where a section has no data)."""
+def build_context(
+    inp: ReportInputs, beside: Beside | None = None, dest: Path | None = None
+) -> dict[str, Any]:
+    """Every section's context, keyed by section id (``None`` where a section has no data); with
+    ``beside``, the answer section shows that run's first layer beside this one's (``dest``: where
+    the report goes, for the link to the other run's report)."""
     ctx: dict[str, Any] = {name: build(inp) for name, build in SECTION_BUILDERS.items()}
+    ctx["beside"] = section_beside(inp, beside, dest or default_report_path(inp))
     ctx["shown"], ctx["omitted"] = shown_sections(inp, ctx)
     ctx["sections"] = [(k, t) for k, t in SECTIONS if k in ctx["shown"]]
     from convlens.report.answer import GLOSSARY
@@ -532,58 +542,19 @@ def _p_text(p: float | None, n_null: int | None = None) -> str:
     return format_p(p, n_null)
 
 
-def _check_report_destination(inp: ReportInputs, dest: Path) -> None:
-    """Refuse to write the report over what it reads or over any file that is not a report: the
-    analysis itself, a file inside the run directory other than ``report.html``, the analysed
-    model file, or any existing file that does not end in ``.html``."""
-    if inp.analysis_path is not None and dest.resolve() == inp.analysis_path.resolve():
-        raise ConvlensError(f"the report would overwrite its own analysis {str(dest)!r}")
-    target = dest.resolve()
-    if inp.kind == "run" and target.parent == inp.root.resolve() and dest.name != REPORT_FILE:
-        raise ConvlensError(
-            f"the report would overwrite {str(dest)!r} inside the run directory; write it to "
-            "report.html there or outside the run"
-        )
-    model = inp.a.source.path if inp.a.source.kind == "model_file" else None
-    if model is not None and Path(model).exists() and target == Path(model).resolve():
-        raise ConvlensError(f"the report would overwrite the analysed model file {str(dest)!r}")
-    if dest.exists() and dest.suffix.lower() not in (".html", ".htm"):
-        raise ConvlensError(
-            f"the report would overwrite {str(dest)!r}, which is not an HTML file; choose a "
-            "new path ending in .html"
-        )
-    if dest.exists() and not _is_convlens_report(dest):
-        raise ConvlensError(
-            f"the report would overwrite {str(dest)!r}, which is not a convlens report; move it "
-            "or choose another path (--out)"
-        )
-
-
-REPORT_MARKERS = (b'<meta name="generator" content="convlens">', b"<title>convlens report:")
-"""What marks an existing file as a convlens report (the generator tag; reports written before it
-have the title), so that rewriting the report never replaces a user's own HTML."""
-
-
-def _is_convlens_report(path: Path) -> bool:
-    if not path.is_file():
-        return False
-    try:
-        with path.open("rb") as f:
-            head = f.read(4096)
-    except OSError:
-        return False
-    return any(m in head for m in REPORT_MARKERS)
-
-
-def build_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
+def build_report(
+    run_dir: str | Path, out: str | Path | None = None, beside: str | Path | None = None
+) -> Path:
     """Render the report of a run directory (with its ``analysis.json``) or of a model-file
     analysis (``MODEL.analysis.json``) to HTML; return its path (default: ``RUN/report.html`` or
-    ``MODEL.report.html`` beside the analysis)."""
+    ``MODEL.report.html`` beside the analysis). ``beside``: another analysed run (e.g. the
+    natural-image demo) whose first layer the answer section shows beside this one's."""
     inp = load_inputs(run_dir)
     dest = Path(out) if out else default_report_path(inp)
-    _check_report_destination(inp, dest)
+    check_report_destination(inp, dest)
+    other = load_beside(beside, inp) if beside is not None else None
     try:
-        html = render_html(build_context(inp))
+        html = render_html(build_context(inp, other, dest))
     except ConvlensError:  # a file the sections read (metrics.jsonl, a snapshot) says what it is
         raise
     except (KeyError, AttributeError, TypeError, ValueError, IndexError, ZeroDivisionError) as exc:

@@ -1,4 +1,4 @@
-"""What the report reads, loaded once: the typed analysis result, the across-seeds summary and the
+"""What the report reads, loaded once, and where it may write (:func:`check_report_destination`): the typed analysis result, the across-seeds summary and the
 run's arrays (probe images and feature maps, final weights; snapshots on demand), all through
 :mod:`convlens.runs.read` (a truncated or corrupt file is one clear error naming it). Torch-free."""
 
@@ -17,6 +17,7 @@ from convlens.runs import read
 from convlens.runs.layout import (
     MODEL_ANALYSIS_SUFFIX,
     MODEL_REPORT_SUFFIX,
+    REPORT_FILE,
     RunLayout,
     model_kernels_path,
 )
@@ -125,3 +126,46 @@ def default_report_path(inp: ReportInputs) -> Path:
     suffix = MODEL_ANALYSIS_SUFFIX
     stem = name[: -len(suffix)] if name.endswith(suffix) else inp.analysis_path.stem
     return inp.analysis_path.with_name(stem + MODEL_REPORT_SUFFIX)
+
+
+def check_report_destination(inp: ReportInputs, dest: Path) -> None:
+    """Refuse to write the report over what it reads or over any file that is not a report: the
+    analysis itself, a file inside the run directory other than ``report.html``, the analysed
+    model file, or any existing file that does not end in ``.html``."""
+    if inp.analysis_path is not None and dest.resolve() == inp.analysis_path.resolve():
+        raise ConvlensError(f"the report would overwrite its own analysis {str(dest)!r}")
+    target = dest.resolve()
+    if inp.kind == "run" and target.parent == inp.root.resolve() and dest.name != REPORT_FILE:
+        raise ConvlensError(
+            f"the report would overwrite {str(dest)!r} inside the run directory; write it to "
+            "report.html there or outside the run"
+        )
+    model = inp.a.source.path if inp.a.source.kind == "model_file" else None
+    if model is not None and Path(model).exists() and target == Path(model).resolve():
+        raise ConvlensError(f"the report would overwrite the analysed model file {str(dest)!r}")
+    if dest.exists() and dest.suffix.lower() not in (".html", ".htm"):
+        raise ConvlensError(
+            f"the report would overwrite {str(dest)!r}, which is not an HTML file; choose a "
+            "new path ending in .html"
+        )
+    if dest.exists() and not _is_convlens_report(dest):
+        raise ConvlensError(
+            f"the report would overwrite {str(dest)!r}, which is not a convlens report; move it "
+            "or choose another path (--out)"
+        )
+
+
+REPORT_MARKERS = (b'<meta name="generator" content="convlens">', b"<title>convlens report:")
+"""What marks an existing file as a convlens report (the generator tag; reports written before it
+have the title), so that rewriting the report never replaces a user's own HTML."""
+
+
+def _is_convlens_report(path: Path) -> bool:
+    if not path.is_file():
+        return False
+    try:
+        with path.open("rb") as f:
+            head = f.read(4096)
+    except OSError:
+        return False
+    return any(m in head for m in REPORT_MARKERS)

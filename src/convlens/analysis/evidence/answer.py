@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from convlens.analysis.result import AnalysisResult, KernelVerdict, SeedsSummary
+from convlens.analysis.result import AnalysisResult, KernelCensus, KernelVerdict, SeedsSummary
 
 
 @dataclass
@@ -151,6 +151,9 @@ def answer(a: AnalysisResult, seeds: SeedsSummary | None = None) -> Answer:
                 short,
             )
         )
+    shapes = _shapes_line(a, seeds, where_all if seeds is not None else where_one)
+    if shapes is not None:
+        lines.append(shapes)
     stats = next((c for c in a.controls if c.kind == "input_statistics"), None)
     if stats is not None:
         f = stats.figures
@@ -240,6 +243,64 @@ def answer(a: AnalysisResult, seeds: SeedsSummary | None = None) -> Answer:
     return Answer(summary, lines, disclosure=told, disclosure_short=told_short, limits=limits)
 
 
+def censuses(a: AnalysisResult, seeds: SeedsSummary | None) -> dict[str, KernelCensus]:
+    """The first-layer census of each kernel set, pooled over the seeds of ``seeds.json`` (or of
+    this analysis alone)."""
+    from convlens.analysis.evidence.census import CENSUS_SETS, first_layer_census, pooled_census
+
+    if seeds is not None and seeds.census:
+        pooled = {name: pooled_census(parts) for name, parts in seeds.census.items()}
+        return {name: c for name, c in pooled.items() if c is not None}
+    one = {name: first_layer_census(a, name) for name in CENSUS_SETS}
+    return {name: c for name, c in one.items() if c is not None}
+
+
+def _shapes_line(a: AnalysisResult, seeds: SeedsSummary | None, where: str) -> AnswerLine | None:
+    """What the first-layer units look like, the random-label and initial kernels counted beside."""
+    from convlens.analysis.evidence.census import GABOR_R2, ORIENTATION_BINS
+
+    cs = censuses(a, seeds)
+    trained = cs.get("trained")
+    if trained is None or trained.gabor_or_edge is None:
+        return None
+    others = [(n, c) for n, c in cs.items() if n != "trained"]
+
+    def beside(field: str) -> str:
+        parts = [f"{n} {getattr(c, field)}/{c.n_live}" for n, c in others]
+        return f" ({', '.join(parts)})" if parts else ""
+
+    bins = f"{len(trained.orientation_bins)} of {ORIENTATION_BINS}"
+    other_bins = ", ".join(f"{n} {len(c.orientation_bins)}" for n, c in others)
+    colour = (
+        ""
+        if trained.colour_opponent is None
+        else f"; colour-opponent units {trained.colour_opponent}/{trained.n_live}"
+        + beside("colour_opponent")
+    )
+    text = (
+        f"Gabor-like or edge-like units whose best slice a Gabor fits with R^2 >= {GABOR_R2}: "
+        f"{trained.gabor_or_edge}/{trained.n_live} trained{beside('gabor_or_edge')}; the preferred "
+        f"orientations of the {trained.oriented} oriented units fill {bins} bins of "
+        f"{180 / ORIENTATION_BINS:g} degrees"
+        + (f" ({other_bins})" if other_bins else "")
+        + colour
+        + ". Counts, not a test (the classical-kernel and kernel-origin lines carry the tests)."
+    )
+    figure = (
+        f"{trained.gabor_or_edge}/{trained.n_live} Gabor/edge units with R^2 >= {GABOR_R2}"
+        + beside("gabor_or_edge")
+        + f"; orientations in {bins} bins"
+    )
+    return AnswerLine(
+        "kernel_shapes",
+        "How many first-layer units are edge or Gabor detectors?",
+        "counted",
+        text,
+        where,
+        figure,
+    )
+
+
 def _short_count(v: KernelVerdict, what: str) -> str:
     if v.above is None:
         return "not measured"
@@ -307,12 +368,17 @@ def answer_lines(a: AnalysisResult, seeds: SeedsSummary | None = None) -> list[s
 def readme_block(a: AnalysisResult, seeds: SeedsSummary | None = None) -> str:
     """The README's answer section (Markdown), generated from a demo's results."""
     ans = answer(a, seeds)
-    rows = ["| question | verdict | figures (control or null) | from |", "|---|---|---|---|"]
-    for line in ans.lines:
-        text = line.text.replace("|", "\\|")
-        rows.append(f"| {line.question} | **{line.verdict}** | {text} | {line.source} |")
     parts = [ans.summary, ""]
     if ans.disclosure:
         parts += [f"Note: {ans.disclosure}.", ""]
-    parts += [*rows, "", ans.limits]
+    parts += [*answer_table(ans.lines), "", ans.limits]
     return "\n".join(parts) + "\n"
+
+
+def answer_table(lines: list[AnswerLine]) -> list[str]:
+    """Answer lines as the rows of a Markdown table (question, verdict, figures, where from)."""
+    rows = ["| question | verdict | figures (control or null) | from |", "|---|---|---|---|"]
+    for line in lines:
+        text = line.text.replace("|", "\\|")
+        rows.append(f"| {line.question} | **{line.verdict}** | {text} | {line.source} |")
+    return rows

@@ -14,12 +14,14 @@ from typing import Any
 
 import numpy as np
 
+from convlens.analysis.evidence.census import CENSUS_SETS, first_layer_census
 from convlens.analysis.evidence.seeds_ood import RULE as OOD_SEEDS_RULE
 from convlens.analysis.evidence.seeds_ood import ood_learned_across_seeds
 from convlens.analysis.evidence.verdicts import kernel_learning_verdict, kernel_verdict
 from convlens.analysis.result import (
     SEEDS_SCHEMA_VERSION,
     AnalysisResult,
+    KernelCensus,
     KernelVerdict,
     LayerMatch,
     OodComparison,
@@ -109,7 +111,21 @@ def aggregate(analyses: list[AnalysisResult], seeds: list[int]) -> SeedsSummary:
             ood_learned=ood_learned,
             ood_learned_rule=OOD_SEEDS_RULE if ood_learned else None,
         ),
+        census=analyses_census(analyses, seeds),
     )
+
+
+def analyses_census(
+    analyses: list[AnalysisResult], seeds: list[int]
+) -> dict[str, list[KernelCensus]]:
+    """The first-layer census of each seed's trained, random-label and initial kernels (a set is
+    left out unless every seed has it)."""
+    out: dict[str, list[KernelCensus]] = {}
+    for name in CENSUS_SETS:
+        per = [first_layer_census(a, name, [s]) for a, s in zip(analyses, seeds, strict=True)]
+        if per and all(c is not None for c in per):
+            out[name] = [c for c in per if c is not None]
+    return out
 
 
 def _pooled(above: int, n: int, null: str) -> KernelVerdict:

@@ -34,6 +34,7 @@ from numpy.typing import NDArray
 
 from convlens.analysis.evidence import kernelsets
 from convlens.analysis.evidence.stats import wilson
+from convlens.analysis.measure.gaborfit import fit_gabor
 from convlens.analysis.result import UnitSummary
 
 DEAD_RELATIVE_NORM = 1e-3
@@ -158,6 +159,10 @@ def unit_summary(
             out.spectra = [[_num(v) for v in row] for row in desc]
             out.orientation = [_num(v) for v in pref]
             out.selectivity = [_num(v) for v in sel]
+            k = w.shape[-1]
+            if k >= 5 and k % 2:  # the fit's grid needs a centre pixel and room for a period
+                fits = fit_gabor(np.asarray(w, dtype=np.float64)[np.arange(o), best_slice])
+                out.gabor_r2 = [_num(f.r2) for f in fits]
     return out
 
 

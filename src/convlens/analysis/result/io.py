@@ -9,7 +9,7 @@ from typing import Any
 
 from convlens.errors import ConvlensError
 
-SCHEMA_VERSION = 10
+SCHEMA_VERSION = 11
 """Version of the ``analysis.json`` layout. 1 was wave 1's untyped ``"format": "convlens-analysis/1"``;
 3 added per-unit figures, kernel controls, the three-way kernel verdict, CKA, and the untrained OOD
 controls with cluster-bootstrap intervals and predictions (issue 14); 4 typed ``run`` from the run
@@ -22,11 +22,13 @@ random-label network (``OodComparison.random_labels``) and the new ``verdicts.oo
 8 trained vs random labels decided on whole networks (``ContentComparison.test`` says which null) and
 the ``recipe_reference`` control (``--reference-run``); 9 ``channels``: what each channel responds
 to (exemplars with receptive-field crops, maximising inputs; issue 24); 10 the filter kind and
--3 dB band of each 1-D kernel (``SpectralSummary.responses``, ``bands_3db``; issue 25)."""
+-3 dB band of each 1-D kernel (``SpectralSummary.responses``, ``bands_3db``; issue 25); 11 the Gabor
+fit R^2 of each first-layer unit's best slice (``UnitSummary.gabor_r2``; issue 27)."""
 
-SEEDS_SCHEMA_VERSION = 4
+SEEDS_SCHEMA_VERSION = 5
 """Version of ``seeds.json``; 3 added ``verdicts`` (the kernel verdict on all seeds at once); 4 the
-OOD verdict on all seeds at once (``verdicts.ood_learned``, networks as the unit)."""
+OOD verdict on all seeds at once (``verdicts.ood_learned``, networks as the unit); 5 the first-layer
+units counted by shape per seed (``census``: trained, random labels, init; issue 27)."""
 
 
 MAX_RESULT_BYTES = 1 << 29

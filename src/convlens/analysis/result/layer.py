@@ -201,6 +201,10 @@ class UnitSummary:
     """Per unit, the preferred orientation of its gradient in degrees [0, 180)."""
     selectivity: list[float | None] = field(default_factory=list)
     """Per unit, its orientation selectivity in [0, 1] (0: isotropic)."""
+    gabor_r2: list[float | None] = field(default_factory=list)
+    """Per unit, the R^2 of the best-fitting Gabor of its best slice
+    (:func:`convlens.analysis.measure.gaborfit.fit_gabor`; empty where the fit does not apply:
+    kernels of even size or smaller than 5)."""
 
 
 @dataclass

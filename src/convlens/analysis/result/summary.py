@@ -52,6 +52,27 @@ class KernelVerdict:
 
 
 @dataclass
+class KernelCensus:
+    """First-layer units counted by what they look like (counts, not a test; the kernel verdicts
+    carry the tests): ``kernels`` says whose units (``"trained"``, ``"random labels"``, ``"init"``),
+    ``seeds`` the runs counted. ``gabor_or_edge``: live units whose category is Gabor-like or
+    edge/gradient and whose best slice a Gabor fits with R^2 >= the rule's threshold (``None``: no
+    Gabor fits for this kernel size); ``oriented``: live units of an oriented category with
+    orientation selectivity >= the rule's threshold, and ``orientation_bins`` the bins of 22.5
+    degrees (centred on 0, 22.5, ...) their preferred orientations fill; ``colour_opponent``:
+    colour-opponent units (``None``: the layer does not read the image's colours)."""
+
+    kernels: str
+    seeds: list[int]
+    n_live: int
+    gabor_or_edge: int | None
+    oriented: int | None
+    orientation_bins: list[int]
+    colour_opponent: int | None
+    rule: str
+
+
+@dataclass
 class Proportion:
     """``x`` of ``n`` units with a Wilson score 95% interval."""
 
@@ -443,6 +464,9 @@ class SeedsSummary:
     interval: str
     kernel_learning_verdicts: dict[str, int] = field(default_factory=dict)
     verdicts: SeedsVerdicts = field(default_factory=SeedsVerdicts)
+    census: dict[str, list[KernelCensus]] = field(default_factory=dict)
+    """First-layer units counted by shape, per kernel set (trained, random labels, init), one entry
+    per seed (:func:`convlens.analysis.measure.units.census`)."""
 
     def to_json(self, indent: int | None = 1) -> str:
         return json.dumps(to_jsonable(self), indent=indent, allow_nan=False)
