@@ -90,6 +90,8 @@ def summarise(demo: Path) -> dict[str, Any]:
         crow["test_accuracy"] = json.loads((ctl / "run.json").read_text())["result"][
             "test_accuracy"
         ]
+        last = (ctl / "metrics.jsonl").read_text().strip().splitlines()[-1]
+        crow["final_train_accuracy"] = json.loads(last)["train_acc"]
         out["controls"].append(crow)
     tot = out["per_seed"]
     units = sum(r["units"] for r in tot)
@@ -169,11 +171,13 @@ def readme_block(s: dict[str, Any]) -> str:
     report shows beside its own, from :func:`convlens.analysis.evidence.answer.answer`)."""
     t = s["totals"]
     lines = [AnswerLine(**d) for d in s["answer"]]
+    acc = [c["final_train_accuracy"] for c in s["controls"]]
     return "\n".join([
         README_START,
-        f"Over {t['seeds']} seeds ({t['units']} first-layer units; the random-label controls did "
-        "not learn, so the origin verdict separates task-shaped kernels from unshaped ones, not "
-        "from image statistics):",
+        f"Over {t['seeds']} seeds ({t['units']} first-layer units). The random-label controls did "
+        f"not learn (final training accuracy {min(acc):.2f}-{max(acc):.2f}, chance "
+        f"{1 / len(CLASSES):.2f}), so the origin verdict separates task-shaped kernels from "
+        "unshaped ones, not from image statistics:",
         "",
         *answer_table(lines),
         README_END,

@@ -99,6 +99,13 @@ def test_the_recorded_figures_meet_the_issues_bars():
     assert "colour_opponent" in t
     assert figures["origin"]["verdict"] == "learned from the task"
     assert len(figures["controls"]) == t["seeds"]
+    assert all(c["final_train_accuracy"] < 0.3 for c in figures["controls"])  # they did not learn
+    # the README's lines are the demo's own answer lines; the census line counts what the table does
+    lines = {line["key"]: line for line in figures["answer"]}
+    assert list(lines) == ["classical_kernels", "kernel_learning", "kernel_shapes"]
+    assert f"{t['gabor_or_edge_r2']}/{t['units']} trained" in lines["kernel_shapes"]["text"]
+    assert f"fill {len(t['orientation_bins_covered'])} of 8 bins" in lines["kernel_shapes"]["text"]
+    assert lines["kernel_learning"]["verdict"] == figures["origin"]["verdict"]
 
 
 def test_the_readme_lines_are_generated_from_the_same_figures():
