@@ -380,6 +380,7 @@ def test_ratio_interval_of_a_silent_layer_is_null_without_a_warning() -> None:
     assert lo == hi == 2.0
 
 
+@pytest.mark.slow  # about 1-2 s; the inner loop keeps the faster tests of this module
 def test_probability_outputs_are_not_softmaxed_again(tmp_path):
     # real models round 2: a head ending in Softmax was softmaxed again (mean max-probability
     # 0.31 printed for a true 0.68). The kind is detected (or stated) and the figures match the

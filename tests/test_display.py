@@ -143,6 +143,7 @@ def test_load_of_a_model_file_says_to_analyse_it(tmp_path: Path) -> None:
         convlens.load(model)
 
 
+@pytest.mark.slow  # about 1-2 s; the inner loop keeps the faster tests of this module
 def test_channels_display_in_notebooks(loaded, tiny_run_analysis):
     """``view.channels[i]`` shows a layer's channels: a summary (images, sets, face-part detectors
     against their nulls) and one PNG of each channel's maximising input and top exemplar crops,

@@ -103,6 +103,7 @@ def test_export_draws_the_final_weights_no_snapshot_holds(tiny_run_copy, tmp_pat
     assert not (tmp_path / "c").exists()
 
 
+@pytest.mark.slow  # about 1-2 s; the inner loop keeps the faster tests of this module
 def test_export_writes_each_layers_channels(tiny_run_copy, tmp_path):
     """Issue 24: the exemplar crops and maximising inputs of every conv layer as images."""
     from convlens.analysis import analyze_run

@@ -179,6 +179,7 @@ def test_untrained_count_is_checked():
 
 
 # ----------------------------------------------------------------------------- a real run
+@pytest.mark.slow  # trains a random-label run: about 5 s
 def test_run_analysis_with_a_random_label_run_has_all_three_arms(tiny_run, tmp_path):
     from convlens.analysis import analyze_run
     from convlens.data.datasets import load_bundled
@@ -256,6 +257,7 @@ def test_planted_image_statistics_are_learned_from_training_on_the_images(work):
     assert "learned from the task" not in j.levels.values()
 
 
+@pytest.mark.slow  # about 1-2 s; the inner loop keeps the faster tests of this module
 def test_planted_task_with_shuffled_labels_is_never_learned_from_the_task(work):
     from convlens.analysis.orchestration.validate_ood import judge, networks
 

@@ -42,7 +42,7 @@ def two_runs(tiny_run, tiny_run_analysis, tmp_path):
     return runs
 
 
-def test_the_other_runs_answer_lines_sit_beside_this_runs(two_runs, tmp_path):
+def test_the_other_runs_answer_lines_sit_beside_this_runs(two_runs, tmp_path, no_figures):
     (mine, a), (other, b) = two_runs
     build_report(other)  # its own report, which the comparison links to
     page = build_report(mine, beside=other).read_text(encoding="utf-8")
@@ -69,7 +69,7 @@ def test_the_other_runs_answer_lines_sit_beside_this_runs(two_runs, tmp_path):
     assert report[:3] == ["convlens", "report", str(mine)] and "--beside" in report
 
 
-def test_without_beside_the_report_has_no_comparison(two_runs):
+def test_without_beside_the_report_has_no_comparison(two_runs, no_figures):
     (mine, _), _ = two_runs
     assert 'id="beside"' not in build_report(mine).read_text(encoding="utf-8")
 

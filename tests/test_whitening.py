@@ -85,7 +85,9 @@ def test_dc_is_ignored(basis):
 
 
 # ----------------------------------------------------------------------------- planted layers
-@pytest.mark.parametrize(("k", "alpha"), [(5, 1.0), (5, 1.5), (7, 1.0)])
+@pytest.mark.parametrize(
+    ("k", "alpha"), [(5, 1.0), (5, 1.5), pytest.param(7, 1.0, marks=pytest.mark.slow)]
+)
 def test_pca_and_zca_whitening_give_slope_minus_one(k, alpha):
     b = _basis(k, alpha)
     for name, w in _whitening_layers(b).items():
