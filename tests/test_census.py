@@ -72,6 +72,24 @@ def test_no_gabor_count_for_kernels_the_fit_does_not_take():
     assert census(None, "trained", [0]) is None
 
 
+def test_smooth_random_kernels_count_too_small_ones_more_often():
+    """Why the census has no null and is read against the run's own controls: Gaussian-blurred
+    noise kernels (sigma 1, zero borders) pass the Gabor-or-edge rule often, 5x5 more than 7x7."""
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(0)
+    share = {}
+    for k in (5, 7):
+        w = np.stack(
+            [gaussian_filter(rng.normal(size=(k, k)), 1.0, mode="constant") for _ in range(200)]
+        )
+        c = census(
+            match_layer("conv1", w[:, None], n_null=1000, seed=0, spectra=True).units, "t", [0]
+        )
+        share[k] = c.gabor_or_edge / c.n_live
+    assert share[5] > 0.25 and share[7] > 0.03 and share[5] > 2 * share[7], share
+
+
 def test_orientation_bins_are_centred_on_multiples_of_22_5_degrees():
     cats = ["Gabor-like", "edge/gradient", "line", "Gabor-like", "blob/centre-surround"]
     n, bins = orientation_bins([11.0, 11.3, 179.0, 100.0, 45.0], [0.5, 0.5, 0.9, 0.1, 0.9], cats)
@@ -117,4 +135,13 @@ def test_an_analysis_counts_its_controls_like_its_own_units(tiny_run, tmp_path):
     t, r = cs["trained"], cs["random labels"]
     assert f"{2 * t.gabor_or_edge}/{2 * t.n_live} trained" in line.text
     assert f"random labels {2 * r.gabor_or_edge}/{2 * r.n_live}" in line.text
-    assert line.verdict == "counted" and "not a test" in line.text
+    assert line.verdict == "counted" and "not a test, and without a null" in line.text
+    assert line.source.endswith("(seeds.json)")
+    # without seeds.json, one analysis; without controls, the line says it has none to compare with
+    assert next(x for x in answer(a).lines if x.key == "kernel_shapes").source.endswith(
+        "(analysis.json)"
+    )
+    bare = analyze_run(tiny_run, AnalyzeOptions(n_null=200))
+    bare.controls = []
+    text = next(x for x in answer(bare).lines if x.key == "kernel_shapes").text
+    assert "which this analysis has not got" in text and "random labels" not in text

@@ -21,37 +21,60 @@ from click.testing import CliRunner
 from convlens.analysis.evidence.answer import answer
 from convlens.cli import cli
 from convlens.report import build_report
-from convlens.report.beside import KEYS, MAX_UNITS, tiles
+from convlens.report.beside import KEYS, MAX_UNITS, _kernel_set, tiles
 from convlens.runs.layout import RunLayout
+
+
+def _analysed_copy(tiny_run, analysis, to: Path, dataset: str | None = None, seeds=False) -> Path:
+    """A copy of the tiny faces run with its analysis written (``dataset``: renamed in the
+    analysis, so that two columns can be told apart; ``seeds``: with a one-seed seeds.json, as a
+    demo folder has)."""
+    from convlens.analysis.evidence.seeds import aggregate
+    from convlens.pipelines import write_result
+
+    d = Path(shutil.copytree(tiny_run, to))
+    a = copy.deepcopy(analysis)
+    if dataset is not None:
+        a.run.dataset.name = dataset
+    write_result(a, RunLayout(d).analysis)
+    if seeds:
+        RunLayout(d).seeds_json.write_text(aggregate([a], [a.run.config.seed]).to_json())
+    return d
 
 
 @pytest.fixture
 def two_runs(tiny_run, tiny_run_analysis, tmp_path):
-    """Two analysed copies of the tiny faces run; the second's dataset renamed "other-data" in its
-    analysis so that the columns can be told apart."""
-    from convlens.pipelines import write_result
+    """Two analysed copies of the tiny faces run: "mine", and "other" shown as dataset
+    "other-data" with a seeds.json (a demo folder)."""
+    mine = _analysed_copy(tiny_run, tiny_run_analysis, tmp_path / "mine")
+    other = _analysed_copy(tiny_run, tiny_run_analysis, tmp_path / "other", "other-data", True)
+    return [(mine, read_analysis(mine)), (other, read_analysis(other))]
 
-    runs = []
-    for name in ("mine", "other"):
-        d = Path(shutil.copytree(tiny_run, tmp_path / name))
-        a = copy.deepcopy(tiny_run_analysis)
-        if name == "other":
-            a.run.dataset.name = "other-data"
-        write_result(a, RunLayout(d).analysis)
-        runs.append((d, a))
-    return runs
+
+def _beside_html(report: Path) -> str:
+    """The comparison's part of a report page."""
+    page = report.read_text(encoding="utf-8")
+    found = re.search(r'<div class="beside" id="beside">(.*?)</details>\n</div>', page, re.S)
+    assert found is not None
+    return found.group(1)
+
+
+def read_analysis(run: Path):
+    from convlens.analysis.result import AnalysisResult, SeedsSummary
+
+    layout = RunLayout(run)
+    seeds = SeedsSummary.read(layout.seeds_json) if layout.seeds_json.is_file() else None
+    return AnalysisResult.read(layout.analysis), seeds
 
 
 def test_the_other_runs_answer_lines_sit_beside_this_runs(two_runs, tmp_path, no_figures):
-    (mine, a), (other, b) = two_runs
+    (mine, (a, _)), (other, (b, b_seeds)) = two_runs
     build_report(other)  # its own report, which the comparison links to
-    page = build_report(mine, beside=other).read_text(encoding="utf-8")
-    section = page.split('<div class="beside" id="beside">', 1)[1].split("</div>\n", 2)
-    text = "".join(section[:2])
+    text = _beside_html(build_report(mine, beside=other))
     assert "the first layer on other-data" in text and "this run (faces)" in text
     assert '<a href="../other/report.html">' in text
     mine_lines = {x.key: x for x in answer(a).lines}
-    their_lines = {x.key: x for x in answer(b).lines}
+    their_lines = {x.key: x for x in answer(b, b_seeds).lines}
     rows = re.findall(r"<tr><th scope=\"row\">(.*?)</tr>", text, flags=re.S)
     keys = [k for k in KEYS if k in mine_lines or k in their_lines]
     assert len(rows) == len(keys) >= 2
@@ -74,6 +97,38 @@ def test_without_beside_the_report_has_no_comparison(two_runs, no_figures):
     assert 'id="beside"' not in build_report(mine).read_text(encoding="utf-8")
 
 
+def test_a_run_that_is_not_a_demo_is_rebuilt_by_its_own_commands(
+    tiny_run, tiny_run_analysis, tmp_path, no_figures
+):
+    """A plain run beside (no seeds.json) is rebuilt by its train and analyse lines, not by a demo
+    line that would train another recipe; two runs on one dataset are told apart by folder; the
+    link to the other report is percent-encoded and relative."""
+    mine = _analysed_copy(tiny_run, tiny_run_analysis, tmp_path / "mine")
+    other = _analysed_copy(tiny_run, tiny_run_analysis, tmp_path / "other #1")
+    build_report(other)
+    text = _beside_html(build_report(mine, beside=other))
+    assert "this run (faces, mine)" in text and "faces, other #1" in text
+    assert '<a href="../other%20%231/report.html">' in text
+    cmds = [
+        shlex.split(html.unescape(c)) for c in re.findall(r"<code>(convlens [^<]*)</code>", text)
+    ]
+    assert [c[1] for c in cmds] == ["train", "analyze", "report"]
+    assert cmds[0][cmds[0].index("--out") + 1] == cmds[-1][-1]  # the new run is the one beside
+
+
+def test_an_analysis_from_an_older_convlens_is_refused_with_the_fix(two_runs, tmp_path):
+    import json
+
+    (mine, _), (other, _) = two_runs
+    path = RunLayout(other).analysis
+    doc = json.loads(path.read_text())
+    doc["schema_version"] = 3
+    path.write_text(json.dumps(doc))
+    r = CliRunner().invoke(cli, ["report", str(mine), "--beside", str(other)])
+    assert r.exit_code == 2 and len(r.stderr.splitlines()) == 1
+    assert "--beside" in r.stderr and "analyse it again" in r.stderr
+
+
 @pytest.mark.parametrize(
     ("which", "message"),
     [
@@ -84,7 +139,7 @@ def test_without_beside_the_report_has_no_comparison(two_runs, no_figures):
     ],
 )
 def test_a_bad_beside_is_one_line_and_writes_nothing(two_runs, tmp_path, which, message):
-    (mine, a), _ = two_runs
+    (mine, (a, _)), _ = two_runs
     target = {"missing": tmp_path / "nope", "same": mine, "empty": tmp_path / "empty"}.get(which)
     if which == "empty":
         target.mkdir()
@@ -114,6 +169,9 @@ def test_tiles_draw_each_unit_on_its_own_scale_in_colour():
     w[0, 0] = 2.0  # red only: red at full, green and blue at mid grey
     w[1] = -0.1  # grey and negative everywhere: dark, the same in every channel
     out = tiles(w, None, "natural")
+    assert _kernel_set("n", w, None)["colour"].startswith("; colour: the unit's red")
+    assert _kernel_set("n", w[:, :1], None)["colour"] == ""
+    assert _kernel_set("n", np.zeros((2, 4, 5, 5)), None)["colour"] == "; input channel 0 of 4"
     assert [t["alt"] for t in out] == [
         "natural unit 0: not categorised",
         "natural unit 1: not categorised",

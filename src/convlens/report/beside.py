@@ -2,7 +2,8 @@
 OTHER``, ``convlens demo --beside OTHER``; issue 27).
 
 The faces demo keeps its own story (the face/bicycle question); the natural-image demo
-(``convlens demo --data natural``) is where edge and Gabor detectors emerge. Beside the first run's
+(``convlens demo --data natural``) is where units that look like edge and Gabor filters appear in
+numbers its random-label control and a spectrum-matched null do not reach. Beside the first run's
 answer, this section puts the same first-layer questions asked of the other run, each cell the
 verdict and figure of :func:`convlens.analysis.evidence.answer.answer` for that run (the lines its
 own report, its CLI summary and its README block print), the first-layer kernels of both runs as
@@ -61,10 +62,16 @@ def read_beside(target: str | Path, reported: Path) -> Beside:
     run = RunLayout(root)
     if not run.analysis.is_file():
         raise ConvlensError(f"--beside {str(root)!r} has no analysis.json; {hint}")
-    a = AnalysisResult.read(run.analysis)
+    try:
+        a = AnalysisResult.read(run.analysis)
+        seeds = SeedsSummary.read(run.seeds_json) if run.seeds_json.is_file() else None
+    except ConvlensError as exc:  # e.g. written by an older convlens
+        raise ConvlensError(
+            f"--beside {str(root)!r}: {exc}; analyse it again with this convlens "
+            f"(`convlens analyze {root}`, or rerun its demo)"
+        ) from None
     if a.run is None:
         raise ConvlensError(f"--beside {str(root)!r} is not the analysis of a training run; {hint}")
-    seeds = SeedsSummary.read(run.seeds_json) if run.seeds_json.is_file() else None
     first, weight = a.first_layer, None
     if first is not None and run.model.is_file():
         weight = read.read_tensors(run.model).get(first.identity.weight_key)
@@ -95,26 +102,46 @@ def section_beside(inp: ReportInputs, other: Beside | None, dest: Path) -> dict[
     report = RunLayout(other.root).report
     first = inp.first
     mine_w = inp.final.get(first.identity.weight_key) if first is not None else None
+    mine_name, theirs_name = _name(inp.a), _name(other.a)
+    if mine_name == theirs_name:  # two runs on one dataset: tell them apart by folder
+        mine_name, theirs_name = (
+            f"{mine_name}, {inp.root.name}",
+            f"{theirs_name}, {other.root.name}",
+        )
     return {
         "root": str(other.root),
-        "mine_name": _name(inp.a),
-        "theirs_name": _name(other.a),
+        "mine_name": mine_name,
+        "theirs_name": theirs_name,
         "what": f"dataset {run.dataset.name}, model {run.model.name}, "
         f"{run.config.epochs} epochs, " + _seeds_text(other),
         "rows": rows,
         "limits": theirs_answer.limits,
-        "href": Path(os.path.relpath(report, dest.resolve().parent)).as_posix()
-        if report.is_file()
-        else None,
+        "href": _href(report, dest) if report.is_file() else None,
         "kernels": [
-            {"name": _name(inp.a), "tiles": tiles(mine_w, _units(inp.a), _name(inp.a))},
-            {
-                "name": _name(other.a),
-                "tiles": tiles(other.first_weight, _units(other.a), _name(other.a)),
-            },
+            _kernel_set(mine_name, mine_w, _units(inp.a)),
+            _kernel_set(theirs_name, other.first_weight, _units(other.a)),
         ],
         "commands": _commands(inp, other),
     }
+
+
+def _href(target: Path, dest: Path) -> str:
+    """``target`` as a relative URL from the page at ``dest`` (percent-encoded; always starting
+    with ``./`` or ``../``, so no part of a path can read as a URL scheme)."""
+    from urllib.parse import quote
+
+    rel = Path(os.path.relpath(target.resolve(), dest.resolve().parent)).as_posix()
+    return quote(rel if rel.startswith("../") else f"./{rel}")
+
+
+def _kernel_set(name: str, w: NDArray[Any] | None, units: UnitSummary | None) -> dict[str, Any]:
+    """One run's kernel images and what their colours mean (RGB for a layer reading 3 channels;
+    another channel count draws channel 0, and says so)."""
+    c = int(np.asarray(w).shape[1]) if w is not None and np.asarray(w).ndim == 4 else 0
+    how = {0: "", 1: "", 3: "; colour: the unit's red, green and blue weights"}.get(
+        c, f"; input channel 0 of {c}"
+    )
+    return {"name": name, "tiles": tiles(w, units, name), "colour": how}
 
 
 def _name(a: AnalysisResult) -> str:
@@ -139,18 +166,29 @@ def _seeds_text(other: Beside) -> str:
 
 
 def _commands(inp: ReportInputs, other: Beside) -> list[dict[str, str]]:
-    """How to rebuild the other run (all its seeds) and this report with it beside."""
-    from convlens.report.answer import demo_command, rerun_dir
+    """How to rebuild the other run (a demo: all its seeds, with its controls, in one command;
+    another run: its own train, control and analyse commands) and this report with it beside."""
+    from convlens.report.answer import demo_command, rerun_dir, run_commands
 
-    n = other.seeds.n if other.seeds is not None else 1
-    new = rerun_dir(other.root, "demo")
     me = inp.root if inp.kind == "run" or inp.analysis_path is None else inp.analysis_path
+    if other.seeds is not None:
+        new = rerun_dir(other.root, "demo")
+        cmds = [
+            {
+                "what": "train and analyse the run beside into a new folder (all its "
+                f"{other.seeds.n} seeds, each with its random-label control)",
+                "cmd": demo_command(other.a, other.seeds.n, new),
+            }
+        ]
+    else:
+        new = rerun_dir(other.root, "rerun")
+        cmds = [
+            {**c, "what": f"the run beside: {c['what']}"}
+            for c in run_commands(other.a, other.root, None)
+            if not c["cmd"].startswith("convlens report")
+        ]
     return [
-        {
-            "what": "train and analyse the run beside into a new folder (all its seeds, each "
-            "with its random-label control)",
-            "cmd": demo_command(other.a, n, new),
-        },
+        *cmds,
         {
             "what": "render this report with it beside",
             "cmd": shlex.join(["convlens", "report", str(me), "--beside", str(new)]),

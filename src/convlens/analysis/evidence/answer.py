@@ -151,7 +151,7 @@ def answer(a: AnalysisResult, seeds: SeedsSummary | None = None) -> Answer:
                 short,
             )
         )
-    shapes = _shapes_line(a, seeds, where_all if seeds is not None else where_one)
+    shapes = _shapes_line(a, seeds, where_all, where_one)
     if shapes is not None:
         lines.append(shapes)
     stats = next((c for c in a.controls if c.kind == "input_statistics"), None)
@@ -243,60 +243,81 @@ def answer(a: AnalysisResult, seeds: SeedsSummary | None = None) -> Answer:
     return Answer(summary, lines, disclosure=told, disclosure_short=told_short, limits=limits)
 
 
-def censuses(a: AnalysisResult, seeds: SeedsSummary | None) -> dict[str, KernelCensus]:
-    """The first-layer census of each kernel set, pooled over the seeds of ``seeds.json`` (or of
-    this analysis alone)."""
+def censuses(a: AnalysisResult, seeds: SeedsSummary | None) -> tuple[dict[str, KernelCensus], bool]:
+    """The first-layer census of each kernel set, pooled over the seeds of ``seeds.json`` when it
+    has them (second value ``True``), else of this analysis alone."""
     from convlens.analysis.evidence.census import CENSUS_SETS, first_layer_census, pooled_census
 
     if seeds is not None and seeds.census:
         pooled = {name: pooled_census(parts) for name, parts in seeds.census.items()}
-        return {name: c for name, c in pooled.items() if c is not None}
+        return {name: c for name, c in pooled.items() if c is not None}, True
     one = {name: first_layer_census(a, name) for name in CENSUS_SETS}
-    return {name: c for name, c in one.items() if c is not None}
+    return {name: c for name, c in one.items() if c is not None}, False
 
 
-def _shapes_line(a: AnalysisResult, seeds: SeedsSummary | None, where: str) -> AnswerLine | None:
-    """What the first-layer units look like, the random-label and initial kernels counted beside."""
+def _shapes_line(
+    a: AnalysisResult, seeds: SeedsSummary | None, where_all: str, where_one: str
+) -> AnswerLine | None:
+    """What the first-layer units look like, the random-label and initial kernels of the same run
+    counted by the same rule beside them (the census has no null: read it against them)."""
     from convlens.analysis.evidence.census import GABOR_R2, ORIENTATION_BINS
 
-    cs = censuses(a, seeds)
-    trained = cs.get("trained")
-    if trained is None or trained.gabor_or_edge is None:
+    cs, pooled = censuses(a, seeds)
+    mine = cs.get("trained")
+    if mine is None:
         return None
+    me = "trained" if a.run is not None else "in this layer"
     others = [(n, c) for n, c in cs.items() if n != "trained"]
 
-    def beside(field: str) -> str:
-        parts = [f"{n} {getattr(c, field)}/{c.n_live}" for n, c in others]
-        return f" ({', '.join(parts)})" if parts else ""
+    def beside(field: str, fmt: str = "{n} {v}/{c.n_live}") -> str:
+        parts = [
+            fmt.format(n=n, v=getattr(c, field), c=c)
+            + (f" in {len(c.orientation_bins)} bins" if field == "oriented" else "")
+            for n, c in others
+            if getattr(c, field) is not None
+        ]
+        return f" ({'; '.join(parts)})" if parts else ""
 
-    bins = f"{len(trained.orientation_bins)} of {ORIENTATION_BINS}"
-    other_bins = ", ".join(f"{n} {len(c.orientation_bins)}" for n, c in others)
-    colour = (
-        ""
-        if trained.colour_opponent is None
-        else f"; colour-opponent units {trained.colour_opponent}/{trained.n_live}"
-        + beside("colour_opponent")
-    )
-    text = (
-        f"Gabor-like or edge-like units whose best slice a Gabor fits with R^2 >= {GABOR_R2}: "
-        f"{trained.gabor_or_edge}/{trained.n_live} trained{beside('gabor_or_edge')}; the preferred "
-        f"orientations of the {trained.oriented} oriented units fill {bins} bins of "
-        f"{180 / ORIENTATION_BINS:g} degrees"
-        + (f" ({other_bins})" if other_bins else "")
-        + colour
-        + ". Counts, not a test (the classical-kernel and kernel-origin lines carry the tests)."
-    )
-    figure = (
-        f"{trained.gabor_or_edge}/{trained.n_live} Gabor/edge units with R^2 >= {GABOR_R2}"
-        + beside("gabor_or_edge")
-        + f"; orientations in {bins} bins"
+    if mine.gabor_or_edge is None:
+        figure = f"{mine.n_live} live units; Gabor fits n/a (kernels of odd size >= 5 only)"
+        text = figure
+    else:
+        text = (
+            f"Gabor-like or edge-like units whose best slice a Gabor fits with R^2 >= {GABOR_R2}: "
+            f"{mine.gabor_or_edge}/{mine.n_live} {me}{beside('gabor_or_edge')}"
+        )
+        figure = (
+            f"{mine.gabor_or_edge}/{mine.n_live} Gabor/edge units with R^2 >= {GABOR_R2} {me}"
+            + beside("gabor_or_edge")
+        )
+    if mine.oriented is not None:
+        text += (
+            f"; the preferred orientations of its {mine.oriented} oriented units fill "
+            f"{len(mine.orientation_bins)} of {ORIENTATION_BINS} bins of "
+            f"{180 / ORIENTATION_BINS:g} degrees" + beside("oriented", "{n}: {v} oriented units")
+        )
+        figure += f"; orientations in {len(mine.orientation_bins)} of {ORIENTATION_BINS} bins"
+    if mine.colour_opponent is not None:
+        text += f"; colour-opponent units {mine.colour_opponent}/{mine.n_live}" + beside(
+            "colour_opponent"
+        )
+    text += (
+        ". Counts, not a test, and without a null (smooth random kernels count too, small ones "
+        "more often): read them against "
+        + (
+            "the same run's random-label and initial kernels beside them"
+            if others
+            else "a control, which this analysis has not got (no random-label run, no initial "
+            "kernels), so they cannot say whether training shaped the units"
+        )
+        + "."
     )
     return AnswerLine(
         "kernel_shapes",
-        "How many first-layer units are edge or Gabor detectors?",
+        "How many first-layer units look like edge or Gabor filters?",
         "counted",
         text,
-        where,
+        where_all if pooled else where_one,
         figure,
     )
 

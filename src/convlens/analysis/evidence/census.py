@@ -4,12 +4,18 @@ oriented units and the orientation bins they fill, colour-opponent units (issue 
 These are counts, not tests: the kernel verdicts (:mod:`convlens.analysis.evidence.verdicts`,
 :mod:`convlens.analysis.evidence.kernelsets`) decide whether the units are classical and where they
 came from; the census says what they look like, with the random-label and initial kernels counted
-the same way beside them. Everything is read from a :class:`~convlens.analysis.result.UnitSummary`
-(categories, orientation tuning and the best slice's Gabor fit R^2, computed by
-:func:`convlens.analysis.measure.units.unit_summary`).
+the same way beside them. There is no null: smooth random kernels count too, small ones more often
+than large ones (Gaussian-blurred noise: tests/test_census.py), and no random-kernel null tried
+(phase-randomised with the layer's power spectrum, with or without its spatial envelope) reproduced
+the counts of blurred noise with soft borders. So the census is read against the controls, which
+share the run's kernel size and training, never against another run's figures. Everything is read
+from a :class:`~convlens.analysis.result.UnitSummary` (categories, orientation tuning and the best
+slice's Gabor fit R^2, computed by :func:`convlens.analysis.measure.units.unit_summary`).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from convlens.analysis.result import AnalysisResult, KernelCensus, UnitSummary
 
@@ -21,12 +27,14 @@ EDGE_LIKE = ("Gabor-like", "edge/gradient")
 ORIENTED = ("Gabor-like", "edge/gradient", "line")
 CENSUS_RULE = (
     f"Gabor or edge: a live unit whose category is {' or '.join(EDGE_LIKE)} (so above the random "
-    f"null) and whose best slice a Gabor fits with R^2 >= {GABOR_R2}; oriented: a live unit of "
-    f"category {', '.join(ORIENTED[:-1])} or {ORIENTED[-1]} with orientation selectivity >= {SELECTIVE}, its preferred "
-    f"orientation (of the kernel's gradient) put in one of {ORIENTATION_BINS} bins of "
-    f"{180 / ORIENTATION_BINS:g} degrees centred on 0, {180 / ORIENTATION_BINS:g}, ...; "
-    "colour-opponent: the colour rule's category (layers that read the image's colours only). "
-    "Counts, not a test"
+    f"null) and whose best slice a Gabor fits with R^2 >= {GABOR_R2} (kernels of odd size >= 5 "
+    f"only). Oriented: a live unit of category {', '.join(ORIENTED[:-1])} or {ORIENTED[-1]} whose "
+    f"orientation selectivity (of the power spectrum of all its slices) is >= {SELECTIVE}, its "
+    f"preferred orientation (of the kernel's gradient) put in one of {ORIENTATION_BINS} bins of "
+    f"{180 / ORIENTATION_BINS:g} degrees centred on 0, {180 / ORIENTATION_BINS:g}, .... "
+    "Colour-opponent: the colour rule's category (layers that read the image's colours only). "
+    "Counts, not a test, and no null: read them against the random-label and initial kernels of "
+    "the same run"
 )
 
 
@@ -71,7 +79,7 @@ def pooled_census(parts: list[KernelCensus]) -> KernelCensus | None:
     if not parts:
         return None
 
-    def total(name: str) -> int | None:
+    def total(name: str) -> Any:
         values = [getattr(p, name) for p in parts]
         return None if any(v is None for v in values) else sum(values)
 

@@ -466,7 +466,7 @@ class SeedsSummary:
     verdicts: SeedsVerdicts = field(default_factory=SeedsVerdicts)
     census: dict[str, list[KernelCensus]] = field(default_factory=dict)
     """First-layer units counted by shape, per kernel set (trained, random labels, init), one entry
-    per seed (:func:`convlens.analysis.measure.units.census`)."""
+    per seed (:func:`convlens.analysis.evidence.census.census`)."""
 
     def to_json(self, indent: int | None = 1) -> str:
         return json.dumps(to_jsonable(self), indent=indent, allow_nan=False)
