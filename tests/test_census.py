@@ -141,7 +141,43 @@ def test_an_analysis_counts_its_controls_like_its_own_units(tiny_run, tmp_path):
     assert next(x for x in answer(a).lines if x.key == "kernel_shapes").source.endswith(
         "(analysis.json)"
     )
+    # a run analysed without --control-run still has its initial kernels: named, with what they
+    # cannot show; with no control at all, the line says so
     bare = analyze_run(tiny_run, AnalyzeOptions(n_null=200))
+    text = next(x for x in answer(bare).lines if x.key == "kernel_shapes").text
+    assert "(init " in text and "random labels" not in text
+    assert "against the same run's initial kernels beside them; with no random-label run" in text
     bare.controls = []
     text = next(x for x in answer(bare).lines if x.key == "kernel_shapes").text
-    assert "which this analysis has not got" in text and "random labels" not in text
+    assert "which this analysis has not got" in text and "init" not in text
+
+
+def test_the_answer_line_prints_each_sets_orientations_and_keeps_them_without_gabor_fits(
+    tiny_run_analysis,
+):
+    import copy
+
+    from convlens.analysis.result import KernelCensus, SeedsSummary
+
+    a = copy.deepcopy(tiny_run_analysis)
+    seeds = SeedsSummary.from_json(aggregate_one(a).to_json())
+    seeds.census = {
+        "trained": [KernelCensus("trained", [0], 16, 7, 9, [0, 2, 4], 1, "r")],
+        "random labels": [KernelCensus("random labels", [0], 16, 0, 2, [5], 0, "r")],
+    }
+    line = next(x for x in answer(a, seeds).lines if x.key == "kernel_shapes")
+    assert "7/16 trained (random labels 0/16)" in line.text
+    assert "its 9 oriented units fill 3 of 8 bins" in line.text
+    assert "(random labels: 2 oriented units in 1 bins)" in line.text
+    assert "colour-opponent units 1/16 (random labels 0/16)" in line.text
+    # 3x3 kernels: no Gabor fits, the other counts stay
+    seeds.census = {"trained": [KernelCensus("trained", [0], 16, None, 9, [0, 2, 4], None, "r")]}
+    line = next(x for x in answer(a, seeds).lines if x.key == "kernel_shapes")
+    assert line.figure.startswith("16 live units; Gabor fits n/a")
+    assert "its 9 oriented units fill 3 of 8 bins" in line.text
+
+
+def aggregate_one(a):
+    from convlens.analysis.evidence.seeds import aggregate
+
+    return aggregate([a], [a.run.config.seed])

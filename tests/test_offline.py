@@ -71,3 +71,15 @@ def test_runs_in_a_network_namespace_without_interfaces(name: str, tmp_path: Pat
     args = ["unshare", "-n", sys.executable, "-m", "convlens.cli", *COMMANDS[name]]
     proc = subprocess.run(args, cwd=tmp_path, env=_env(), capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_importing_the_guard_leaves_the_importer_unguarded() -> None:
+    """Regression: pytest imports tests/netguard.py (``--doctest-modules``); the guard used to be
+    installed at import, refusing name lookups in the test process for the rest of the session
+    and logging them to a file named after pytest's first argument (``-q``)."""
+    import socket
+
+    before = (socket.getaddrinfo, socket.gethostbyaddr, socket.socket.connect)
+    import tests.netguard  # noqa: F401
+
+    assert (socket.getaddrinfo, socket.gethostbyaddr, socket.socket.connect) == before

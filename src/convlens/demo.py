@@ -204,8 +204,9 @@ def selection_note(recipe: dict[str, Any], seed: int) -> str:
         pilot = NATURAL_SELECTION["seeds"]
         overlap = "disjoint from" if seed not in pilot else "ONE OF (selection bias)"
         return (
-            f"recipe and task chosen on a pilot ({NATURAL_SELECTION['pilot']}) on seeds {pilot}; "
-            f"this run's seed {seed} is {overlap} the pilot's seeds"
+            f"recipe and task chosen on a pilot ({NATURAL_SELECTION['pilot']}) on seeds {pilot}, "
+            f"on the {NATURAL_SELECTION['metric']}; this run's seed {seed} is {overlap} the "
+            "pilot's seeds"
         )
     if recipe.get("data") != DEMO_RECIPE["data"]:
         return f"recipe: generic settings for {recipe.get('data')!r} (not from the recipe sweep)"

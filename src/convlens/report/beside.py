@@ -3,7 +3,7 @@ OTHER``, ``convlens demo --beside OTHER``; issue 27).
 
 The faces demo keeps its own story (the face/bicycle question); the natural-image demo
 (``convlens demo --data natural``) is where units that look like edge and Gabor filters appear in
-numbers its random-label control and a spectrum-matched null do not reach. Beside the first run's
+numbers its own random-label control does not reach. Beside the first run's
 answer, this section puts the same first-layer questions asked of the other run, each cell the
 verdict and figure of :func:`convlens.analysis.evidence.answer.answer` for that run (the lines its
 own report, its CLI summary and its README block print), the first-layer kernels of both runs as
@@ -67,8 +67,9 @@ def read_beside(target: str | Path, reported: Path) -> Beside:
         seeds = SeedsSummary.read(run.seeds_json) if run.seeds_json.is_file() else None
     except ConvlensError as exc:  # e.g. written by an older convlens
         raise ConvlensError(
-            f"--beside {str(root)!r}: {exc}; analyse it again with this convlens "
-            f"(`convlens analyze {root}`, or rerun its demo)"
+            f"--beside {str(root)!r}: {exc}; rebuild it with this convlens (a demo folder: "
+            "rerun its `convlens demo` command; a run: `convlens analyze` with its --control-run "
+            "and --reference-run options)"
         ) from None
     if a.run is None:
         raise ConvlensError(f"--beside {str(root)!r} is not the analysis of a training run; {hint}")
@@ -105,8 +106,8 @@ def section_beside(inp: ReportInputs, other: Beside | None, dest: Path) -> dict[
     mine_name, theirs_name = _name(inp.a), _name(other.a)
     if mine_name == theirs_name:  # two runs on one dataset: tell them apart by folder
         mine_name, theirs_name = (
-            f"{mine_name}, {inp.root.name}",
-            f"{theirs_name}, {other.root.name}",
+            f"{mine_name}, {inp.root}",
+            f"{theirs_name}, {other.root}",
         )
     return {
         "root": str(other.root),
@@ -117,6 +118,7 @@ def section_beside(inp: ReportInputs, other: Beside | None, dest: Path) -> dict[
         "rows": rows,
         "limits": theirs_answer.limits,
         "href": _href(report, dest) if report.is_file() else None,
+        "href_text": str(report),
         "kernels": [
             _kernel_set(mine_name, mine_w, _units(inp.a)),
             _kernel_set(theirs_name, other.first_weight, _units(other.a)),

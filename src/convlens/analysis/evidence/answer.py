@@ -134,12 +134,16 @@ def answer(a: AnalysisResult, seeds: SeedsSummary | None = None) -> Answer:
                 f"{rl.selectivity_ci90[1]:+.2f}] (90%)."
             )
         taught = f" The kernel the task taught most: {k.enriched}." if k.enriched else ""
+        unfit = _unfitted_controls(a, seeds)
         short = (
             f"trained vs random-label kernels p {rl.p_text} ({rl.seeds} seed(s))"
             if rl is not None and rl.p_value is not None
             else "trained vs random-label kernels not compared"
         )
         short += f"; taught: {k.enriched}" if k.enriched else ""
+        if unfit:
+            taught += f" {unfit[0]}"
+            short += f"; {unfit[1]}"
         lines.append(
             AnswerLine(
                 "kernel_learning",
@@ -301,16 +305,22 @@ def _shapes_line(
         text += f"; colour-opponent units {mine.colour_opponent}/{mine.n_live}" + beside(
             "colour_opponent"
         )
-    text += (
-        ". Counts, not a test, and without a null (smooth random kernels count too, small ones "
-        "more often): read them against "
-        + (
-            "the same run's random-label and initial kernels beside them"
-            if others
-            else "a control, which this analysis has not got (no random-label run, no initial "
+    names = [n.replace("init", "initial") for n, _ in others]
+    if "random labels" in cs:
+        against = f"the same run's {' and '.join(names)} kernels beside them"
+    elif others:
+        against = (
+            f"the same run's {' and '.join(names)} kernels beside them; with no random-label "
+            "run, they cannot separate what training on the task did from smoothness alone"
+        )
+    else:
+        against = (
+            "a control, which this analysis has not got (no random-label run, no initial "
             "kernels), so they cannot say whether training shaped the units"
         )
-        + "."
+    text += (
+        ". Counts, not a test, and without a null (smooth random kernels count too, small ones "
+        f"more often): read them against {against}."
     )
     return AnswerLine(
         "kernel_shapes",
@@ -319,6 +329,36 @@ def _shapes_line(
         text,
         where_all if pooled else where_one,
         figure,
+    )
+
+
+def _unfitted_controls(a: AnalysisResult, seeds: SeedsSummary | None) -> tuple[str, str] | None:
+    """The caveat (in full, short) when random-label controls did not fit their permuted labels
+    (training accuracy not above the majority-class rate at p < 0.01), ``None`` when all did or it
+    was not recorded."""
+    control = next((c for c in a.controls if c.kind == "random_labels"), None)
+    if control is None or control.figures.get("chance_accuracy") is None:
+        return None
+    chance = float(control.figures["chance_accuracy"] or 0.0)
+    accs = [control.figures.get("final_train_accuracy")]
+    ps = [control.figures.get("label_fit_p")]
+    if seeds is not None:
+        rows = {r.name: r.values for r in seeds.rows}
+        accs = list(rows.get("first layer, random-label control: training accuracy", accs))
+        ps = list(rows.get("first layer, random-label control: p of fitting its labels", ps))
+    if any(v is None for v in (*accs, *ps)) or len(accs) != len(ps):
+        return None
+    unfit = sum(p >= 0.01 for p in ps if p is not None)
+    if not unfit:
+        return None
+    lo, hi = min(a for a in accs if a is not None), max(a for a in accs if a is not None)
+    span = f"{lo:.2f}" if lo == hi else f"{lo:.2f}-{hi:.2f}"
+    return (
+        f"Caveat: {unfit} of {len(ps)} random-label control(s) did not fit their labels (final "
+        f"training accuracy {span}, chance {chance:.2f}): the verdict separates kernels that "
+        "training on the task shaped from kernels that training without it left unshaped; it "
+        "cannot show what fitting these images without the task would teach.",
+        f"{unfit} of {len(ps)} random-label controls did not fit their labels",
     )
 
 
@@ -343,15 +383,23 @@ def _whitening(f: dict[str, float | None]) -> str:
     )
 
 
+#: the selection notes of the demo recipes (:func:`convlens.demo.selection_note`) -> what was chosen
+SELECTED = {
+    "recipe chosen by a sweep": "the recipe was selected to maximise the first-layer kernel metric",
+    "recipe and task chosen on a pilot": "the task and recipe were selected on a pilot that "
+    "measured the first layer's figures",
+}
+
+
 def _disclosure(a: AnalysisResult) -> tuple[str | None, str | None]:
     """How the recipe was chosen, in full and in one line."""
-    notes = [n for n in a.notes if n.startswith("recipe chosen by a sweep")]
+    notes = [(n, what) for n in a.notes for start, what in SELECTED.items() if n.startswith(start)]
     if not notes:
         return None, None
-    selected = "the recipe was selected to maximise the first-layer kernel metric"
+    note, selected = notes[0]
     ref = next((c for c in a.controls if c.kind == "recipe_reference" and c.units), None)
     if ref is None or ref.units is None:
-        return notes[0], selected
+        return note, selected
     u, f = ref.units, ref.figures
     acc = f.get("test_accuracy")
     main = a.first_layer.matching.units if a.first_layer and a.first_layer.matching else None
@@ -366,7 +414,7 @@ def _disclosure(a: AnalysisResult) -> tuple[str | None, str | None]:
         + (f" (this run {main.above_spectrum_null95}/{main.n_live})" if main is not None else "")
     )
     return (
-        f"{notes[0]}. Beside it, a reference run not selected on the metric "
+        f"{note}. Beside it, a reference run not selected on the metric "
         f"({'; '.join(ref.notes)}): test accuracy "
         f"{'n/a' if acc is None else f'{acc:.3f}'}, {u.above_spectrum_null95}/{u.n_live} first-layer "
         f"units above the spectrum-matched null and {u.above_null95}/{u.n_live} above the random "

@@ -160,6 +160,8 @@ def _control_rows(analyses: list[AnalysisResult]) -> list[SeedRow]:
     wanted = (
         ("random_labels", "fraction_above_null95", "random-label control: units above null p95"),
         ("random_labels", "test_accuracy", "random-label control: test accuracy"),
+        ("random_labels", "final_train_accuracy", "random-label control: training accuracy"),
+        ("random_labels", "label_fit_p", "random-label control: p of fitting its labels"),
         ("init", "fraction_above_null95", "init (epoch 000): units above null p95"),
         ("input_statistics", "trained.energy_median", "trained: median top-m patch-PCA energy"),
         ("input_statistics", "random_labels.energy_median", "random-label: median top-m energy"),

@@ -164,6 +164,7 @@ def random_label_control(
     w, m, figures = _run_first_layer(result, run, crec, f"control run {str(path)!r}")
     res = crec.result
     figures["final_val_accuracy"] = None if res is None else res.final_val_accuracy
+    figures.update(label_fit(run, crec))
     return (
         Control(
             name="random labels",
@@ -180,6 +181,25 @@ def random_label_control(
         ),
         w,
     )
+
+
+def label_fit(run: RunLayout, crec: RunRecord) -> dict[str, float | None]:
+    """Whether a random-label run fitted its permuted training labels: its last epoch's training
+    accuracy, the majority-class rate (what a run that learned nothing gets) and the binomial
+    p-value of at least that many correct out of the training images by chance. A control that did
+    not fit shows what training without the task left unshaped, not what fitting these images
+    without it would teach."""
+    from convlens.analysis.evidence.stats import binom_sf
+
+    rows = read.metrics(run)
+    acc = rows[-1].train_acc if rows else None
+    ds = crec.dataset
+    n = int(ds.splits.get("train", 0))
+    chance = max(ds.class_counts.values()) / ds.n if ds.class_counts and ds.n else None
+    p = None
+    if acc is not None and n and chance is not None:
+        p = binom_sf(round(acc * n) - 1, n, chance)
+    return {"final_train_accuracy": acc, "chance_accuracy": chance, "label_fit_p": p}
 
 
 def _live(units: UnitSummary | None) -> NDArray[np.bool_] | None:
