@@ -149,7 +149,7 @@ def test_an_analysis_counts_its_controls_like_its_own_units(tiny_run, tmp_path):
     assert "against the same run's initial kernels beside them; with no random-label run" in text
     bare.controls = []
     text = next(x for x in answer(bare).lines if x.key == "kernel_shapes").text
-    assert "which this analysis has not got" in text and "init" not in text
+    assert "which this analysis has not got" in text and "(init " not in text
 
 
 def test_the_answer_line_prints_each_sets_orientations_and_keeps_them_without_gabor_fits(
