@@ -305,7 +305,7 @@ def _shapes_line(
         text += f"; colour-opponent units {mine.colour_opponent}/{mine.n_live}" + beside(
             "colour_opponent"
         )
-    names = [n.replace("init", "initial") for n, _ in others]
+    names = [{"random labels": "random-label", "init": "initial"}.get(n, n) for n, _ in others]
     if "random labels" in cs:
         against = f"the same run's {' and '.join(names)} kernels beside them"
     elif others:
