@@ -3,6 +3,8 @@ whose shape is known, pooled over seeds, carried in seeds.json and printed as an
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 
@@ -108,7 +110,7 @@ def test_pooled_census_sums_counts_and_joins_bins():
 
 
 @pytest.mark.slow  # trains a random-label control and analyses the run against it: about 15 s
-def test_an_analysis_counts_its_controls_like_its_own_units(tiny_run, tmp_path):
+def test_an_analysis_counts_its_controls_like_its_own_units(tiny_run, tiny_run_analysis, tmp_path):
     """The trained kernels, the random-label control's and the initial ones are counted by the
     same rule; the seeds summary carries each seed's census and the answer prints them beside."""
     from convlens.analysis import analyze_run
@@ -143,7 +145,7 @@ def test_an_analysis_counts_its_controls_like_its_own_units(tiny_run, tmp_path):
     )
     # a run analysed without --control-run still has its initial kernels: named, with what they
     # cannot show; with no control at all, the line says so
-    bare = analyze_run(tiny_run, AnalyzeOptions(n_null=200))
+    bare = copy.deepcopy(tiny_run_analysis)  # analysed without --control-run
     text = next(x for x in answer(bare).lines if x.key == "kernel_shapes").text
     assert "(init " in text and "random labels" not in text
     assert "against the same run's initial kernels beside them; with no random-label run" in text
@@ -155,8 +157,6 @@ def test_an_analysis_counts_its_controls_like_its_own_units(tiny_run, tmp_path):
 def test_the_answer_line_prints_each_sets_orientations_and_keeps_them_without_gabor_fits(
     tiny_run_analysis,
 ):
-    import copy
-
     from convlens.analysis.result import KernelCensus, SeedsSummary
 
     a = copy.deepcopy(tiny_run_analysis)
