@@ -73,6 +73,7 @@ def test_the_other_runs_answer_lines_sit_beside_this_runs(two_runs, tmp_path, no
     text = _beside_html(build_report(mine, beside=other))
     assert "the first layer on other-data" in text and "this run (faces)" in text
     assert '<a href="../other/report.html">' in text
+    assert "report.html</a>. The two columns are not compared" in text  # the words stay apart
     mine_lines = {x.key: x for x in answer(a).lines}
     their_lines = {x.key: x for x in answer(b, b_seeds).lines}
     rows = re.findall(r"<tr><th scope=\"row\">(.*?)</tr>", text, flags=re.S)
