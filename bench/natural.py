@@ -66,9 +66,13 @@ def first_layer(a: AnalysisResult) -> dict[str, Any]:
 
 def control_layer(a: AnalysisResult) -> dict[str, Any]:
     """The same figures for the random-label control the analysis compared the run with (its
-    first layer matched and counted by the analysis exactly like the run's)."""
+    first layer matched and counted by the analysis exactly like the run's), with its held-out
+    test accuracy and its last epoch's training accuracy as the analysis recorded them."""
     control = next(c for c in a.controls if c.kind == "random_labels")
-    return _row_of(control.units, first_layer_census(a, "random labels"))
+    row = _row_of(control.units, first_layer_census(a, "random labels"))
+    row["test_accuracy"] = control.figures["test_accuracy"]
+    row["final_train_accuracy"] = control.figures["final_train_accuracy"]
+    return row
 
 
 def summarise(demo: Path) -> dict[str, Any]:
@@ -79,19 +83,13 @@ def summarise(demo: Path) -> dict[str, Any]:
     for run in [demo, *runs]:
         a = AnalysisResult.read(run / "analysis.json")
         first = first or a
-        record = json.loads((run / "run.json").read_text())
+        assert a.run is not None and a.run.result is not None
         row = first_layer(a)
-        row["seed"] = record["seed"]
-        row["test_accuracy"] = record["result"]["test_accuracy"]
+        row["seed"] = a.run.config.seed
+        row["test_accuracy"] = a.run.result.test_accuracy
         out["per_seed"].append(row)
-        ctl = demo / "seeds" / f"random-labels-seed-{record['seed']}"
         crow = control_layer(a)
-        crow["seed"] = record["seed"]
-        crow["test_accuracy"] = json.loads((ctl / "run.json").read_text())["result"][
-            "test_accuracy"
-        ]
-        last = (ctl / "metrics.jsonl").read_text().strip().splitlines()[-1]
-        crow["final_train_accuracy"] = json.loads(last)["train_acc"]
+        crow["seed"] = a.run.config.seed
         out["controls"].append(crow)
     tot = out["per_seed"]
     units = sum(r["units"] for r in tot)

@@ -427,16 +427,16 @@ def run_commands(a: AnalysisResult, root: Path, n_seeds: int | None) -> list[dic
     return cmds
 
 
-def demo_command(a: AnalysisResult, n_seeds: int, out: Path, *extra: str) -> str:
+def demo_command(a: AnalysisResult, n_seeds: int, out: Path) -> str:
     """The ``convlens demo`` line that trains and analyses a demo's ``n_seeds`` runs again into
-    ``out`` (``extra``: further options)."""
+    ``out``."""
     assert a.run is not None
     cfg = a.run.config
     demo = ["convlens", "demo", "--seeds", str(n_seeds), "--seed", str(cfg.seed)]
     if cfg.data != "faces":
         demo += ["--data", cfg.data]
     demo += ["--epochs", str(cfg.epochs), "--null-size", str(a.settings.n_null)]
-    return shlex.join([*demo, *extra, "--out", str(out)])
+    return shlex.join([*demo, "--out", str(out)])
 
 
 def model_commands(a: AnalysisResult, analysis_path: Path) -> list[dict[str, str]]:

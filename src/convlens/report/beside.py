@@ -45,11 +45,6 @@ class Beside:
     first_weight: NDArray[Any] | None
 
 
-def load_beside(target: str | Path, inp: ReportInputs) -> Beside:
-    """Read the run directory ``target`` to show beside the run of ``inp``."""
-    return read_beside(target, inp.root)
-
-
 def read_beside(target: str | Path, reported: Path) -> Beside:
     """Read the run directory ``target`` to show beside the run in ``reported`` (refused in one
     line: not a folder, the same run, no analysis, a model-file analysis)."""

@@ -26,7 +26,7 @@ from convlens._atomic import write_text
 from convlens.analysis.result import LayerResult, SeedsSummary
 from convlens.errors import ConvlensError
 from convlens.report import figures
-from convlens.report.beside import Beside, load_beside, section_beside
+from convlens.report.beside import Beside, read_beside, section_beside
 from convlens.report.channels import section_channels
 from convlens.report.inputs import (
     ReportInputs,
@@ -552,7 +552,7 @@ def build_report(
     inp = load_inputs(run_dir)
     dest = Path(out) if out else default_report_path(inp)
     check_report_destination(inp, dest)
-    other = load_beside(beside, inp) if beside is not None else None
+    other = read_beside(beside, inp.root) if beside is not None else None
     try:
         html = render_html(build_context(inp, other, dest))
     except ConvlensError:  # a file the sections read (metrics.jsonl, a snapshot) says what it is

@@ -336,22 +336,25 @@ def _unfitted_controls(a: AnalysisResult, seeds: SeedsSummary | None) -> tuple[s
     """The caveat (in full, short) when random-label controls did not fit their permuted labels
     (training accuracy not above the majority-class rate at p < 0.01), ``None`` when all did or it
     was not recorded."""
+    from convlens.analysis.evidence.seeds import control_row_values
+
     control = next((c for c in a.controls if c.kind == "random_labels"), None)
     if control is None or control.figures.get("chance_accuracy") is None:
         return None
     chance = float(control.figures["chance_accuracy"] or 0.0)
-    accs = [control.figures.get("final_train_accuracy")]
-    ps = [control.figures.get("label_fit_p")]
+    accs: list[float | None] = [control.figures.get("final_train_accuracy")]
+    ps: list[float | None] = [control.figures.get("label_fit_p")]
     if seeds is not None:
-        rows = {r.name: r.values for r in seeds.rows}
-        accs = list(rows.get("first layer, random-label control: training accuracy", accs))
-        ps = list(rows.get("first layer, random-label control: p of fitting its labels", ps))
-    if any(v is None for v in (*accs, *ps)) or len(accs) != len(ps):
+        accs = list(control_row_values(seeds, "random_labels", "final_train_accuracy") or accs)
+        ps = list(control_row_values(seeds, "random_labels", "label_fit_p") or ps)
+    known_accs = [v for v in accs if v is not None]
+    known_ps = [v for v in ps if v is not None]
+    if len(known_accs) != len(accs) or len(known_ps) != len(ps) or len(accs) != len(ps):
         return None
-    unfit = sum(p >= 0.01 for p in ps if p is not None)
+    unfit = sum(p >= 0.01 for p in known_ps)
     if not unfit:
         return None
-    lo, hi = min(a for a in accs if a is not None), max(a for a in accs if a is not None)
+    lo, hi = min(known_accs), max(known_accs)
     span = f"{lo:.2f}" if lo == hi else f"{lo:.2f}-{hi:.2f}"
     return (
         f"Caveat: {unfit} of {len(ps)} random-label control(s) did not fit their labels (final "

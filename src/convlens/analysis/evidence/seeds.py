@@ -154,28 +154,38 @@ def _pooled_counts(firsts: list[LayerMatch]) -> tuple[int, int, int]:
     return n_total, above, above_s
 
 
+#: the kernel controls' figures kept per seed: (control kind, figure key, row name after "first
+#: layer, ")
+CONTROL_ROWS = (
+    ("random_labels", "fraction_above_null95", "random-label control: units above null p95"),
+    ("random_labels", "test_accuracy", "random-label control: test accuracy"),
+    ("random_labels", "final_train_accuracy", "random-label control: training accuracy"),
+    ("random_labels", "label_fit_p", "random-label control: p of fitting its labels"),
+    ("init", "fraction_above_null95", "init (epoch 000): units above null p95"),
+    ("input_statistics", "trained.energy_median", "trained: median top-m patch-PCA energy"),
+    ("input_statistics", "random_labels.energy_median", "random-label: median top-m energy"),
+    ("input_statistics", "init.energy_median", "init: median top-m patch-PCA energy"),
+    ("input_statistics", "trained.whitening_slope", "trained: whitening slope"),
+    ("input_statistics", "random_labels.whitening_slope", "random-label: whitening slope"),
+    ("input_statistics", "init.whitening_slope", "init: whitening slope"),
+)
+
+
 def _control_rows(analyses: list[AnalysisResult]) -> list[SeedRow]:
     """Per-seed figures of the kernel controls (random labels, init, patch statistics)."""
     rows = []
-    wanted = (
-        ("random_labels", "fraction_above_null95", "random-label control: units above null p95"),
-        ("random_labels", "test_accuracy", "random-label control: test accuracy"),
-        ("random_labels", "final_train_accuracy", "random-label control: training accuracy"),
-        ("random_labels", "label_fit_p", "random-label control: p of fitting its labels"),
-        ("init", "fraction_above_null95", "init (epoch 000): units above null p95"),
-        ("input_statistics", "trained.energy_median", "trained: median top-m patch-PCA energy"),
-        ("input_statistics", "random_labels.energy_median", "random-label: median top-m energy"),
-        ("input_statistics", "init.energy_median", "init: median top-m patch-PCA energy"),
-        ("input_statistics", "trained.whitening_slope", "trained: whitening slope"),
-        ("input_statistics", "random_labels.whitening_slope", "random-label: whitening slope"),
-        ("input_statistics", "init.whitening_slope", "init: whitening slope"),
-    )
-    for kind, key, name in wanted:
+    for kind, key, name in CONTROL_ROWS:
         vals = [_control_figure(a, kind, key) for a in analyses]
         if any(v is not None for v in vals):
             bounded = not key.endswith("_slope")  # a slope is not a fraction
             rows.append(_row(f"first layer, {name}", vals, bounded=bounded))
     return rows
+
+
+def control_row_values(s: SeedsSummary, kind: str, key: str) -> list[float] | None:
+    """The per-seed values of a kernel control's figure (``None``: not in ``s.rows``)."""
+    name = next(f"first layer, {n}" for k, f, n in CONTROL_ROWS if (k, f) == (kind, key))
+    return next((r.values for r in s.rows if r.name == name), None)
 
 
 def _control_figure(a: AnalysisResult, kind: str, key: str) -> float | None:
