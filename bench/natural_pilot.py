@@ -22,19 +22,14 @@ import numpy as np
 
 
 def _patches(task: str, names: tuple[str, ...], n: int, rng: np.random.Generator) -> Any:
-    from skimage.transform import rescale, rotate
+    from skimage.transform import rotate
 
     from convlens.data import natural
 
     p, q = natural.P, natural.Q
     xs, ys = [], []
     for name in names:
-        im = rescale(natural.photo(name), natural.SCALE, channel_axis=-1, anti_aliasing=True)
-        h, w = im.shape[:2]
-        crops = np.stack([
-            im[r : r + q, c : c + q]
-            for r, c in zip(rng.integers(0, h - q + 1, n), rng.integers(0, w - q + 1, n), strict=True)
-        ])  # fmt: skip
+        crops = natural.crops(name, n, rng)
         if task == "oriented-seams":
             x, y = natural.seams(crops, rng)
         elif task == "any-seam":
@@ -71,7 +66,7 @@ def run(task: str, weight_decay: float, epochs: int, seed: int, per_photo: int) 
     from convlens.analysis import analyze_weights
     from convlens.analysis.evidence.census import orientation_bins
     from convlens.data import natural
-    from convlens.models.cnn import ModelSpec, SmallCNN
+    from convlens.models.cnn import SmallCNN, make_spec
 
     t0 = time.perf_counter()
     rng = np.random.default_rng(seed)
@@ -82,8 +77,7 @@ def run(task: str, weight_decay: float, epochs: int, seed: int, per_photo: int) 
     xtr, xte = ((xtr - mean) / std).astype(np.float32), ((xte - mean) / std).astype(np.float32)
     torch.manual_seed(seed)
     n_classes = int(ytr.max()) + 1
-    spec = ModelSpec("natural-cnn", 3, (natural.P, natural.P), n_classes, (16, 32, 32), (7, 3, 3),
-                     (2, 2, 2), 64)  # fmt: skip
+    spec = make_spec("natural-cnn", 3, (natural.P, natural.P), n_classes)
     net = SmallCNN(spec)
     opt = torch.optim.AdamW(net.parameters(), 3e-3, weight_decay=weight_decay)
     xt, yt = torch.from_numpy(xtr), torch.from_numpy(ytr)

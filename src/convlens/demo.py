@@ -50,9 +50,9 @@ def demo_recipe(data: str | None, epochs: int | None) -> dict[str, Any]:
     :data:`~convlens.train.recipes.NATURAL_RECIPE`). Another dataset keeps the recipe (optimizer,
     weight decay, learning rate, epochs, batch size) except the model,
     which is built for faces: that dataset gets its own default model (see :func:`recipe_notes`)."""
-    from convlens.train.recipes import DEMO_RECIPE, NATURAL_RECIPE
+    from convlens.train.recipes import DEMO_RECIPE, DEMO_RECIPES
 
-    recipe = dict(NATURAL_RECIPE if data == NATURAL_RECIPE["data"] else DEMO_RECIPE)
+    recipe = dict(DEMO_RECIPES[data][0] if data in DEMO_RECIPES else DEMO_RECIPE)
     if data is not None and data != recipe["data"]:
         recipe["data"] = data
         recipe.pop("model", None)
@@ -63,9 +63,9 @@ def demo_recipe(data: str | None, epochs: int | None) -> dict[str, Any]:
 
 def recipe_notes(recipe: dict[str, Any]) -> list[str]:
     """What of the demo recipe does not apply to ``recipe`` (one line each; empty when all does)."""
-    from convlens.train.recipes import DEMO_RECIPE, NATURAL_RECIPE
+    from convlens.train.recipes import DEMO_RECIPE, DEMO_RECIPES
 
-    if recipe.get("data") in (DEMO_RECIPE["data"], NATURAL_RECIPE["data"]):
+    if recipe.get("data") in DEMO_RECIPES:
         return []
     kept = ", ".join(f"{k} {recipe[k]}" for k in DEMO_RECIPE if k not in ("data", "model"))
     return [
@@ -100,7 +100,7 @@ def run_demo(
     from convlens.report import build_report
     from convlens.runs.layout import DEMO_FILE, RunLayout
     from convlens.train import RunDir, TrainConfig
-    from convlens.train.recipes import NATURAL_SELECTION, RECIPE_SELECTION
+    from convlens.train.recipes import DEMO_RECIPES, RECIPE_SELECTION
 
     opts = DemoOptions.of(options, kw)
     refuse_distributed("the demo")
@@ -134,9 +134,9 @@ def run_demo(
                     "format": "convlens-demo/1",
                     "seeds": seeds,
                     "recipe": recipe,
-                    "recipe_selection": (
-                        NATURAL_SELECTION if recipe["data"] == "natural" else RECIPE_SELECTION
-                    ),
+                    "recipe_selection": DEMO_RECIPES[recipe["data"]][1]
+                    if recipe["data"] in DEMO_RECIPES
+                    else RECIPE_SELECTION,
                 }
             )
             + "\n",
@@ -198,9 +198,14 @@ def _reference_config(cfg: TrainConfig) -> TrainConfig:
 
 def selection_note(recipe: dict[str, Any], seed: int) -> str:
     """What the analysis says about how the demo recipe was chosen and on which seeds."""
-    from convlens.train.recipes import DEMO_RECIPE, NATURAL_SELECTION, RECIPE_SELECTION
+    from convlens.train.recipes import (
+        DEMO_RECIPE,
+        NATURAL_RECIPE,
+        NATURAL_SELECTION,
+        RECIPE_SELECTION,
+    )
 
-    if recipe.get("data") == "natural":
+    if recipe.get("data") == NATURAL_RECIPE["data"]:
         pilot = NATURAL_SELECTION["seeds"]
         overlap = "disjoint from" if seed not in pilot else "ONE OF (selection bias)"
         return (

@@ -111,24 +111,29 @@ def natural01() -> tuple[
     return x, y, dict(splits), photos
 
 
+def crops(name: str, n: int, rng: np.random.Generator) -> NDArray[np.float64]:
+    """``n`` crops of :data:`Q` x :data:`Q` pixels ``(n, Q, Q, 3)`` of the photo ``name`` rescaled by
+    :data:`SCALE`, at positions drawn from ``rng`` (all rows, then all columns)."""
+    from skimage.transform import rescale
+
+    im = rescale(photo(name), SCALE, channel_axis=-1, anti_aliasing=True)
+    hh, ww = im.shape[:2]
+    rows = rng.integers(0, hh - Q + 1, n)
+    cols = rng.integers(0, ww - Q + 1, n)
+    return np.stack([im[r : r + Q, c : c + Q] for r, c in zip(rows, cols, strict=True)])
+
+
 @lru_cache(maxsize=1)
 def _natural01() -> tuple[
     NDArray[np.float64], NDArray[np.int64], dict[str, NDArray[np.int64]], NDArray[np.int64]
 ]:
     """Images in [0, 1] ``(N, 3, P, P)``, labels, the split indices by photo, and each image's photo
     (an index into :data:`PHOTOS`)."""
-    from skimage.transform import rescale
-
     rng = np.random.default_rng(PATCH_SEED)
     xs, ys, photo_of, split_of = [], [], [], []
     for part, names in SPLIT.items():
         for name in names:
-            im = rescale(photo(name), SCALE, channel_axis=-1, anti_aliasing=True)
-            hh, ww = im.shape[:2]
-            rows = rng.integers(0, hh - Q + 1, PER_PHOTO)
-            cols = rng.integers(0, ww - Q + 1, PER_PHOTO)
-            crops = np.stack([im[r : r + Q, c : c + Q] for r, c in zip(rows, cols, strict=True)])
-            x, y = seams(crops, rng)
+            x, y = seams(crops(name, PER_PHOTO, rng), rng)
             xs.append(x)
             ys.append(y)
             photo_of.append(np.full(len(y), PHOTOS.index(name), dtype=np.int64))

@@ -61,4 +61,11 @@ RECIPE_SELECTION: dict[str, Any] = {
 """How :data:`DEMO_RECIPE` was chosen: by a sweep that maximised the kernel metric on seeds 0-2. The
 demo reports seeds disjoint from these (10-14 by default), so its figures are not the ones the
 recipe was selected on."""
+
+DEMO_RECIPES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    DEMO_RECIPE["data"]: (DEMO_RECIPE, RECIPE_SELECTION),
+    NATURAL_RECIPE["data"]: (NATURAL_RECIPE, NATURAL_SELECTION),
+}
+"""The demo's recipes by dataset, each with how it was chosen (``convlens demo --data``; any other
+dataset gets :data:`DEMO_RECIPE` with its own model, and the sweep's record)."""
 DEMO_SEED = 10

@@ -219,3 +219,11 @@ def guess_layout(shape: list[int | None] | None) -> tuple[Layout, str]:
     if first is not None and last is not None and first != last:
         return "unknown", f"dim 1 ({first}) and last dim ({last}) are both channel-like or neither"
     return "unknown", "dims do not say where the channels are"
+
+
+def node_attrs(node: Any) -> dict[str, Any]:
+    """An ONNX node's attributes by name, as Python values (graph-valued ones, GRAPH and GRAPHS,
+    left out: the walk reads subgraphs itself)."""
+    from onnx import helper
+
+    return {a.name: helper.get_attribute_value(a) for a in node.attribute if a.type not in (5, 10)}

@@ -37,6 +37,7 @@ from convlens.analysis.model.onnxdecode import (
     dynamic_quantize_linear,
     input_spec,
     load_model,
+    node_attrs,
 )
 from convlens.analysis.model.spacetodepth import SpaceToDepth, deinterleave, find
 from convlens.errors import ConvlensError
@@ -147,12 +148,6 @@ class ConvGraph:
         )
 
 
-def _attrs(node: Any) -> dict[str, Any]:
-    from onnx import helper
-
-    return {a.name: helper.get_attribute_value(a) for a in node.attribute if a.type not in (5, 10)}
-
-
 class _Scope:
     """Names visible in one graph: its initializers and node outputs, then the enclosing scope's."""
 
@@ -219,7 +214,7 @@ class _Resolver:
         if op not in _PASS_THROUGH:
             raise NotConstant(f"input {name!r} produced by {op}")
         x, steps = self.const(scope, node.input[0], depth + 1)
-        a = _attrs(node)
+        a = node_attrs(node)
         if op == "Identity":
             return x, steps
         if op == "Cast":
@@ -328,7 +323,7 @@ def _conv_node(
 ) -> ConvNode:
     op = node.op_type
     ins = list(node.input)
-    attrs = _attrs(node)
+    attrs = node_attrs(node)
     if op == "Conv":
         if len(ins) < 2 or not ins[1]:
             raise NotConstant("no weight input")
@@ -545,17 +540,17 @@ def read_graph(path: str | Path, model: Any | None = None) -> ConvGraph:
     found.inputs = [i.name for i in graph.input if i.name not in inits]
     scope = _Scope(graph, None, path)
     _walk(graph, scope, res, "", 0, found, set())
-    producers = {out: node for node in graph.node for out in node.output}
+    sources = set(found.inputs)
     for conv in found.convs:  # a stem reading the image in pixel phases: its real kernels
         plain = int(conv.attrs.get("group", 1)) == 1 and all(
             int(d) == 1 for d in conv.attrs.get("dilations", [1, 1])
         )  # dilated taps would sit s*d apart on the image: not de-interleaved
         if conv.subgraph is None and conv.weight.ndim == 4 and plain:
             conv.space_to_depth = find(
-                producers,
+                scope.producers,
                 conv.input,
                 conv.weight.shape[1],
-                set(found.inputs),
+                sources,
                 lambda name: res.const(scope, name)[0],
             )
     return found

@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from convlens.analysis.model.onnxdecode import node_attrs
+
 RULE = (
     "space-to-depth stem: the conv's input is the image cut into s x s pixel phases stacked as "
     "channels (Slice/Concat or SpaceToDepth of the graph input); its kernels are analysed "
@@ -62,15 +64,9 @@ def note(name: str, weight_shape: list[int], s2d: SpaceToDepth, stride: int = 1)
     )
 
 
-def _attrs(node: Any) -> dict[str, Any]:
-    from onnx import helper
-
-    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
-
-
 def _slice_steps(node: Any, const: Callable[[str], NDArray[Any]]) -> dict[int, tuple[int, int]]:
     """``{axis: (start, step)}`` of one ``Slice`` node (attribute form before opset 10)."""
-    a = _attrs(node)
+    a = node_attrs(node)
     if "starts" in a:  # opset 1-9: no steps
         starts, axes = list(a["starts"]), list(a.get("axes", range(len(a["starts"]))))
         steps = [1] * len(starts)
@@ -119,12 +115,12 @@ def find(
     if node is None:
         return None
     if node.op_type == "SpaceToDepth" and node.input[0] in sources:
-        s = int(_attrs(node).get("blocksize", 0))
+        s = int(node_attrs(node).get("blocksize", 0))
         if s < 2 or in_channels % (s * s):
             return None
         c = in_channels // (s * s)  # ONNX: output channel (dy * s + dx) * C + c
         return SpaceToDepth(s, tuple((k % c, k // c // s, k // c % s) for k in range(in_channels)))
-    if node.op_type != "Concat" or int(_attrs(node).get("axis", 0)) not in (1, -3):
+    if node.op_type != "Concat" or int(node_attrs(node).get("axis", 0)) not in (1, -3):
         return None
     try:
         branches = [_branch(t, producers, const) for t in node.input]

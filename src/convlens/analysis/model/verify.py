@@ -116,9 +116,10 @@ def capture_calls(model: nn.Module, *inputs: Any) -> list[ConvCall]:
     ``Conv1d/2d/3d`` module executing (``owner`` ``None`` outside any). Hooks removed in ``finally``."""
     stack: list[nn.Module] = []
     handles = []
+    convs = conv_types()
     try:
         for m in model.modules():
-            if isinstance(m, conv_types()):
+            if isinstance(m, convs):
                 handles.append(m.register_forward_pre_hook(lambda mod, _a: stack.append(mod)))
                 handles.append(m.register_forward_hook(lambda *_a: stack.pop() if stack else None))
         mode = _Capture(stack)

@@ -137,9 +137,7 @@ def match_layers(
             gabor=(pos == 0) or not first_only_gabor,
             detail_limit=min(detail_limit, budget),
             # the weight's channels: a space-to-depth stem's de-interleaved kernels read 3 colours
-            colour=sees_colour(ident.index, int(w.shape[1]) if w.ndim == 4 else 0, ident.groups)
-            and w.ndim == 4
-            and w.shape[1] == 3,
+            colour=sees_colour(ident.index, int(w.shape[1]) if w.ndim == 4 else 0, ident.groups),
             spectra=pos == 0,
         )
         m = layer.matching
